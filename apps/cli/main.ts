@@ -1,0 +1,1 @@
+console.log('onnx-compress cli placeholder', process.argv.slice(2));
