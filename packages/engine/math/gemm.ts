@@ -1,0 +1,276 @@
+// Dense GEMM through onnxruntime-node. ORT's CPU Gemm runs MLAS (fp32: tens of GFLOP/s on 2 cores) where a JS scalar
+// loop manages ~1 GFLOP/s, so every large product in the maths goes through here. One tiny in-memory ONNX model per
+// (dtype, transA, transB, subtract) with symbolic dims; its session is created once and cached. Products below
+// SMALL_FLOPS run a JS loop (session.run has ~20 µs of fixed overhead and a copy of the inputs).
+// session.run executes synchronously on the calling thread (inside a setImmediate), so the engine calls these from
+// worker threads, never from the API's event loop.
+import * as ort from 'onnxruntime-node';
+import { create, toBinary } from '@bufbuild/protobuf';
+import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
+  GraphProtoSchema,
+  ModelProtoSchema,
+  NodeProtoSchema,
+  OperatorSetIdProtoSchema,
+  TensorProto_DataType,
+  TensorShapeProto_DimensionSchema,
+  TensorShapeProtoSchema,
+  TypeProto_TensorSchema,
+  TypeProtoSchema,
+  ValueInfoProtoSchema,
+} from '../onnx/gen/onnx_pb.js';
+
+export interface MatmulOptions {
+  /** Use Aᵀ: `a` is stored [k][m]. @defaultValue false */
+  transA?: boolean;
+  /** Use Bᵀ: `b` is stored [n][k]. @defaultValue false */
+  transB?: boolean;
+}
+
+export class GemmShapeError extends Error {
+  override name = 'GemmShapeError';
+}
+
+/** Below this many multiply-adds the JS loop beats the ORT call overhead. */
+const SMALL_FLOPS = 32 * 1024;
+
+type Dtype = 'float32' | 'float64';
+type Key = `${Dtype}:${0 | 1}:${0 | 1}:${0 | 1}`;
+const sessions = new Map<Key, Promise<ort.InferenceSession>>();
+
+/** Threads for ORT's intra-op pool; defaults to ORT's own choice (one per physical core). */
+let intraOpThreads: number | undefined;
+export function setGemmThreads(threads: number | undefined): void {
+  if (threads !== intraOpThreads) {
+    intraOpThreads = threads;
+    sessions.clear();
+  }
+}
+
+function dim(name: string) {
+  return create(TensorShapeProto_DimensionSchema, { value: { case: 'dimParam', value: name } });
+}
+
+function valueInfo(name: string, elemType: TensorProto_DataType, dims: string[]) {
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: create(TypeProtoSchema, {
+      value: {
+        case: 'tensorType',
+        value: create(TypeProto_TensorSchema, {
+          elemType,
+          shape: create(TensorShapeProtoSchema, { dim: dims.map(dim) }),
+        }),
+      },
+    }),
+  });
+}
+
+function intAttr(name: string, i: number) {
+  return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(i) });
+}
+
+function floatAttr(name: string, f: number) {
+  return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f });
+}
+
+/** Y = op(A)·op(B), or with `subtract` Y = C − op(A)·op(B) (Gemm alpha = −1, beta = 1). */
+function buildGemmModel(dtype: Dtype, transA: boolean, transB: boolean, subtract: boolean): Uint8Array {
+  const elem = dtype === 'float32' ? TensorProto_DataType.FLOAT : TensorProto_DataType.DOUBLE;
+  const aDims = transA ? ['k', 'm'] : ['m', 'k'];
+  const bDims = transB ? ['n', 'k'] : ['k', 'n'];
+  const inputs = [valueInfo('A', elem, aDims), valueInfo('B', elem, bDims)];
+  const attrs = [intAttr('transA', transA ? 1 : 0), intAttr('transB', transB ? 1 : 0)];
+  if (subtract) {
+    inputs.push(valueInfo('C', elem, ['m', 'n']));
+    attrs.push(floatAttr('alpha', -1), floatAttr('beta', 1));
+  }
+  const node = create(NodeProtoSchema, {
+    opType: 'Gemm',
+    input: subtract ? ['A', 'B', 'C'] : ['A', 'B'],
+    output: ['Y'],
+    attribute: attrs,
+  });
+  const graph = create(GraphProtoSchema, {
+    name: 'gemm',
+    node: [node],
+    input: inputs,
+    output: [valueInfo('Y', elem, ['m', 'n'])],
+  });
+  const model = create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n })],
+    producerName: 'onnx-compress-gemm',
+    graph,
+  });
+  return toBinary(ModelProtoSchema, model);
+}
+
+function session(dtype: Dtype, transA: boolean, transB: boolean, subtract: boolean) {
+  const key: Key = `${dtype}:${transA ? 1 : 0}:${transB ? 1 : 0}:${subtract ? 1 : 0}`;
+  let s = sessions.get(key);
+  if (!s) {
+    const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    if (intraOpThreads !== undefined) opts.intraOpNumThreads = intraOpThreads;
+    s = ort.InferenceSession.create(buildGemmModel(dtype, transA, transB, subtract), opts);
+    s.catch(() => sessions.delete(key));
+    sessions.set(key, s);
+  }
+  return s;
+}
+
+function checkDims(m: number, k: number, n: number) {
+  for (const [name, v] of [
+    ['m', m],
+    ['k', k],
+    ['n', n],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new GemmShapeError(`matmul: ${name} = ${v} is not a size`);
+  }
+}
+
+function checkLen(name: string, arr: { length: number }, want: number) {
+  if (arr.length !== want) throw new GemmShapeError(`matmul: ${name} has ${arr.length} elements, expected ${want}`);
+}
+
+/** JS reference/fallback: C = op(A)·op(B), accumulating in the array's own precision (float64 locals). */
+export function matmulJs<T extends Float32Array | Float64Array>(
+  a: T,
+  b: T,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+  out?: T,
+): T {
+  const c = (out ?? new (a.constructor as { new (len: number): T })(m * n)) as T;
+  c.fill(0);
+  const tA = !!opts.transA;
+  const tB = !!opts.transB;
+  // i-p-j order for unit stride over B and C rows when B is not transposed.
+  for (let i = 0; i < m; i++) {
+    const ci = i * n;
+    if (!tB) {
+      for (let p = 0; p < k; p++) {
+        const av = tA ? a[p * m + i] : a[i * k + p];
+        if (av === 0) continue;
+        const bp = p * n;
+        for (let j = 0; j < n; j++) c[ci + j] += av * b[bp + j];
+      }
+    } else {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        const bj = j * k;
+        if (tA) for (let p = 0; p < k; p++) s += a[p * m + i] * b[bj + p];
+        else for (let p = 0; p < k; p++) s += a[i * k + p] * b[bj + p];
+        c[ci + j] = s;
+      }
+    }
+  }
+  return c;
+}
+
+async function runGemm<T extends Float32Array | Float64Array>(
+  dtype: Dtype,
+  a: T,
+  b: T,
+  c: T | undefined,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions,
+): Promise<T> {
+  checkDims(m, k, n);
+  checkLen('A', a, m * k);
+  checkLen('B', b, k * n);
+  if (c) checkLen('C', c, m * n);
+  const tA = !!opts.transA;
+  const tB = !!opts.transB;
+  const Ctor = (dtype === 'float32' ? Float32Array : Float64Array) as unknown as { new (len: number): T };
+  if (m === 0 || n === 0) return new Ctor(m * n);
+  if (k === 0) {
+    const out = new Ctor(m * n);
+    if (c) out.set(c);
+    return out;
+  }
+  if (m * k * n < SMALL_FLOPS) {
+    const prod = matmulJs(a, b, m, k, n, opts);
+    if (c) for (let i = 0; i < prod.length; i++) prod[i] = c[i] - prod[i];
+    return prod;
+  }
+  const s = await session(dtype, tA, tB, !!c);
+  const feeds: Record<string, ort.Tensor> = {
+    A: new ort.Tensor(dtype, a, tA ? [k, m] : [m, k]),
+    B: new ort.Tensor(dtype, b, tB ? [n, k] : [k, n]),
+  };
+  if (c) feeds.C = new ort.Tensor(dtype, c, [m, n]);
+  const r = await s.run(feeds);
+  return r.Y.data as T;
+}
+
+/** C[m,n] = op(A)·op(B), row-major fp32 (MLAS sgemm; fp32 accumulation inside the kernel). */
+export function matmul(
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<Float32Array> {
+  return runGemm('float32', a, b, undefined, m, k, n, opts);
+}
+
+/** Returns C − op(A)·op(B) (new array; `c` is not modified), fp32. One fused Gemm call, no extra pass. */
+export function matmulSubtract(
+  c: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<Float32Array> {
+  return runGemm('float32', a, b, c, m, k, n, opts);
+}
+
+/**
+ * C[m,n] = op(A)·op(B) in float64 through ORT's double Gemm (Eigen-backed, not MLAS: measured in
+ * bench/sparsity-kernels.bench.ts at several times slower than fp32, but still far above a JS loop).
+ */
+export function matmulF64(
+  a: Float64Array,
+  b: Float64Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<Float64Array> {
+  return runGemm('float64', a, b, undefined, m, k, n, opts);
+}
+
+/** Returns C − op(A)·op(B) in float64 (new array). */
+export function matmulSubtractF64(
+  c: Float64Array,
+  a: Float64Array,
+  b: Float64Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<Float64Array> {
+  return runGemm('float64', a, b, c, m, k, n, opts);
+}
+
+/**
+ * acc[cols×cols] += XᵀX for one batch X[rows][cols]. The batch product runs fp32 in MLAS (its error is ~rows·2⁻²⁴
+ * relative, fine for a Hessian); the running sum across batches is float64 so that many batches do not drift.
+ * Callers scale by 2/n at the end (H = (2/n)·Σ x xᵀ).
+ */
+export async function gramAccumulate(x: Float32Array, rows: number, cols: number, acc: Float64Array): Promise<void> {
+  checkLen('X', x, rows * cols);
+  checkLen('acc', acc, cols * cols);
+  if (rows === 0) return;
+  const g = await matmul(x, x, cols, rows, cols, { transA: true });
+  for (let i = 0; i < g.length; i++) acc[i] += g[i];
+}

@@ -1,0 +1,419 @@
+// Dense float64 linear algebra on row-major n×n matrices. float64 throughout: these factor Hessians whose condition
+// numbers reach 1e6–1e8 after dampening, where fp32 Cholesky fails or loses every digit of the small pivots.
+// Large sizes are blocked recursively so that ~all flops land in ORT's double Gemm (MLAS dgemm, tens of GFLOP/s)
+// instead of a JS loop (~1 GFLOP/s): at n = 4096 an unblocked Cholesky would be 23 GFLOP of JS, tens of seconds.
+import { matmulF64, matmulSubtractF64 } from './gemm.js';
+
+export class NotPositiveDefiniteError extends Error {
+  override name = 'NotPositiveDefiniteError';
+  constructor(
+    readonly pivot: number,
+    readonly value: number,
+  ) {
+    super(`matrix is not positive definite: pivot ${pivot} is ${value} (add dampening, or check for dead inputs)`);
+  }
+}
+
+export class LinalgShapeError extends Error {
+  override name = 'LinalgShapeError';
+}
+
+/** Sub-problems at or below this size run the JS loops; above it the recursion splits and calls GEMM. */
+const BASE = 96;
+
+function checkSquare(a: Float64Array, n: number, what: string) {
+  if (!Number.isSafeInteger(n) || n < 0) throw new LinalgShapeError(`${what}: n = ${n} is not a size`);
+  if (a.length !== n * n) throw new LinalgShapeError(`${what}: expected ${n}×${n} = ${n * n} values, got ${a.length}`);
+}
+
+/** Copy rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns into a new contiguous array. */
+export function getBlock(a: Float64Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float64Array {
+  const w = c1 - c0;
+  const out = new Float64Array((r1 - r0) * w);
+  for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
+  return out;
+}
+
+/** Write a contiguous block into rows r0.., cols c0.. of a row-major matrix with `ld` columns. */
+export function setBlock(a: Float64Array, ld: number, r0: number, c0: number, block: Float64Array, w: number) {
+  const h = w === 0 ? 0 : block.length / w;
+  for (let r = 0; r < h; r++) a.set(block.subarray(r * w, (r + 1) * w), (r0 + r) * ld + c0);
+}
+
+/** Unblocked lower Cholesky and the inverse of the factor, both in place of fresh arrays. */
+function cholInvSmall(a: Float64Array, n: number, pivotOffset: number): { l: Float64Array; li: Float64Array } {
+  const l = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    const rj = j * n;
+    let d = a[rj + j];
+    for (let p = 0; p < j; p++) d -= l[rj + p] * l[rj + p];
+    if (!(d > 0)) throw new NotPositiveDefiniteError(pivotOffset + j, d);
+    const ljj = Math.sqrt(d);
+    l[rj + j] = ljj;
+    for (let i = j + 1; i < n; i++) {
+      const ri = i * n;
+      let s = a[ri + j];
+      for (let p = 0; p < j; p++) s -= l[ri + p] * l[rj + p];
+      l[ri + j] = s / ljj;
+    }
+  }
+  // L⁻¹ by forward substitution, column by column of the identity: li[i][j] for i ≥ j.
+  const li = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) {
+    li[j * n + j] = 1 / l[j * n + j];
+    for (let i = j + 1; i < n; i++) {
+      const ri = i * n;
+      let s = 0;
+      for (let p = j; p < i; p++) s -= l[ri + p] * li[p * n + j];
+      li[ri + j] = s / l[ri + i];
+    }
+  }
+  return { l, li };
+}
+
+/**
+ * Recursive blocked Cholesky that also returns L⁻¹ (SparseGPT and the inverse both need it):
+ * L11 = chol(A11); L21 = A21·L11⁻ᵀ; L22 = chol(A22 − L21·L21ᵀ); (L⁻¹)21 = −L22⁻¹·L21·L11⁻¹. ~4n³/3 flops, all but
+ * O(n·BASE²) of them in GEMM.
+ */
+async function cholInv(
+  a: Float64Array,
+  n: number,
+  pivotOffset: number,
+): Promise<{ l: Float64Array; li: Float64Array }> {
+  if (n <= BASE) return cholInvSmall(a, n, pivotOffset);
+  const h = Math.ceil(n / 2 / 32) * 32; // keep GEMM dims multiples of 32 where possible
+  const r = n - h;
+  const a11 = getBlock(a, n, 0, h, 0, h);
+  const a21 = getBlock(a, n, h, n, 0, h);
+  const a22 = getBlock(a, n, h, n, h, n);
+  const top = await cholInv(a11, h, pivotOffset);
+  const l21 = await matmulF64(a21, top.li, r, h, h, { transB: true });
+  const s = await matmulSubtractF64(a22, l21, l21, r, h, r, { transB: true });
+  const bottom = await cholInv(s, r, pivotOffset + h);
+  const t = await matmulF64(l21, top.li, r, h, h);
+  const li21 = await matmulF64(bottom.li, t, r, r, h);
+  for (let i = 0; i < li21.length; i++) li21[i] = -li21[i];
+  const l = new Float64Array(n * n);
+  const li = new Float64Array(n * n);
+  setBlock(l, n, 0, 0, top.l, h);
+  setBlock(l, n, h, 0, l21, h);
+  setBlock(l, n, h, h, bottom.l, r);
+  setBlock(li, n, 0, 0, top.li, h);
+  setBlock(li, n, h, 0, li21, h);
+  setBlock(li, n, h, h, bottom.li, r);
+  return { l, li };
+}
+
+/** Lower-triangular L with A = L·Lᵀ and its inverse. Only the lower triangle of A is read. */
+export async function choleskyWithInverse(a: Float64Array, n: number): Promise<{ l: Float64Array; li: Float64Array }> {
+  checkSquare(a, n, 'cholesky');
+  return cholInv(a, n, 0);
+}
+
+/** Lower L with A = L·Lᵀ. Throws NotPositiveDefiniteError on a non-positive pivot. */
+export async function cholesky(a: Float64Array, n: number): Promise<Float64Array> {
+  return (await choleskyWithInverse(a, n)).l;
+}
+
+/** Upper U with A = Uᵀ·U (the transpose of the lower factor). */
+export async function choleskyUpper(a: Float64Array, n: number): Promise<Float64Array> {
+  return transpose((await choleskyWithInverse(a, n)).l, n);
+}
+
+/** A⁻¹ for SPD A, as L⁻ᵀ·L⁻¹. */
+export async function choleskyInverse(a: Float64Array, n: number): Promise<Float64Array> {
+  const { li } = await choleskyWithInverse(a, n);
+  const inv = await matmulF64(li, li, n, n, n, { transA: true });
+  symmetrize(inv, n);
+  return inv;
+}
+
+/**
+ * Upper U with A⁻¹ = Uᵀ·U — what SparseGPT uses (`chol(H⁻¹, upper)`) — without forming A⁻¹. With J the reversal
+ * permutation and J·A·J = L'·L'ᵀ, A = (J L' J)(J L' J)ᵀ where J L' J is upper; so A⁻¹ = Uᵀ·U with
+ * U = (J L' J)⁻¹ = J·L'⁻¹·J. One factorisation instead of SparseGPT's three (chol, cholesky_inverse, chol).
+ */
+export async function inverseCholeskyUpper(a: Float64Array, n: number): Promise<Float64Array> {
+  checkSquare(a, n, 'inverseCholeskyUpper');
+  const last = n * n - 1;
+  const rev = new Float64Array(n * n);
+  for (let i = 0; i <= last; i++) rev[i] = a[last - i]; // (J A J)[i][j] = A[n−1−i][n−1−j]
+  let li: Float64Array;
+  try {
+    li = (await cholInv(rev, n, 0)).li;
+  } catch (e) {
+    if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(n - 1 - e.pivot, e.value);
+    throw e;
+  }
+  const u = new Float64Array(n * n);
+  for (let i = 0; i <= last; i++) u[i] = li[last - i];
+  return u;
+}
+
+export function transpose(a: Float64Array, n: number): Float64Array {
+  const t = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = a[i * n + j];
+  return t;
+}
+
+/** Replace A by (A + Aᵀ)/2 in place. */
+export function symmetrize(a: Float64Array, n: number): void {
+  for (let i = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++) {
+      const v = 0.5 * (a[i * n + j] + a[j * n + i]);
+      a[i * n + j] = v;
+      a[j * n + i] = v;
+    }
+}
+
+/**
+ * Solve op(T)·X = B for triangular T (n×n) and B (n×nrhs, row-major), in place in B. `lower` says which triangle of
+ * T holds the factor; `transpose` solves with Tᵀ (so an upper solve with a lower factor). JS loops: O(n²·nrhs).
+ */
+export function triangularSolve(
+  t: Float64Array,
+  n: number,
+  b: Float64Array,
+  nrhs: number,
+  opts: { lower: boolean; transpose?: boolean; unitDiagonal?: boolean },
+): void {
+  checkSquare(t, n, 'triangularSolve');
+  if (b.length !== n * nrhs) throw new LinalgShapeError(`triangularSolve: B must be ${n}×${nrhs}`);
+  // Effective matrix E = op(T); E[i][p] = transpose ? T[p][i] : T[i][p]. E is lower iff lower XOR transpose.
+  const tr = !!opts.transpose;
+  const effLower = opts.lower !== tr;
+  const e = (i: number, p: number) => (tr ? t[p * n + i] : t[i * n + p]);
+  const order = effLower ? [0, n, 1] : [n - 1, -1, -1];
+  for (let i = order[0]; i !== order[1]; i += order[2]) {
+    const d = opts.unitDiagonal ? 1 : e(i, i);
+    if (d === 0) throw new NotPositiveDefiniteError(i, 0);
+    const lo = effLower ? 0 : i + 1;
+    const hi = effLower ? i : n;
+    for (let p = lo; p < hi; p++) {
+      const f = e(i, p);
+      if (f === 0) continue;
+      for (let c = 0; c < nrhs; c++) b[i * nrhs + c] -= f * b[p * nrhs + c];
+    }
+    if (d !== 1) for (let c = 0; c < nrhs; c++) b[i * nrhs + c] /= d;
+  }
+}
+
+/**
+ * Eigen-decomposition of a symmetric matrix: Householder tridiagonalisation then implicit QL with shifts (the
+ * JAMA / EISPACK tred2 + tql2 pair). Values ascending; `vectors` holds the eigenvectors as COLUMNS (row-major n×n,
+ * A = V·diag(λ)·Vᵀ). O(n³) in JS (~9n³ flops with vectors): fine to n ≈ 1000 (seconds); at n = 4096 prefer a
+ * Cholesky factor where any square root of H will do (‖Lᵀ·E‖ = ‖H^{1/2}·E‖ for H = L·Lᵀ).
+ */
+export function symmetricEigen(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
+  checkSquare(a, n, 'symmetricEigen');
+  const V = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) V[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+  const d = new Float64Array(n);
+  const e = new Float64Array(n);
+  if (n === 0) return { values: d, vectors: V };
+  tred2(n, V, d, e);
+  tql2(n, V, d, e);
+  return { values: d, vectors: V };
+}
+
+function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
+  for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j];
+  for (let i = n - 1; i > 0; i--) {
+    let scale = 0;
+    let h = 0;
+    for (let k = 0; k < i; k++) scale += Math.abs(d[k]);
+    if (scale === 0) {
+      e[i] = d[i - 1];
+      for (let j = 0; j < i; j++) {
+        d[j] = V[(i - 1) * n + j];
+        V[i * n + j] = 0;
+        V[j * n + i] = 0;
+      }
+    } else {
+      for (let k = 0; k < i; k++) {
+        d[k] /= scale;
+        h += d[k] * d[k];
+      }
+      let f = d[i - 1];
+      let g = Math.sqrt(h);
+      if (f > 0) g = -g;
+      e[i] = scale * g;
+      h -= f * g;
+      d[i - 1] = f - g;
+      for (let j = 0; j < i; j++) e[j] = 0;
+      for (let j = 0; j < i; j++) {
+        f = d[j];
+        V[j * n + i] = f;
+        g = e[j] + V[j * n + j] * f;
+        for (let k = j + 1; k <= i - 1; k++) {
+          g += V[k * n + j] * d[k];
+          e[k] += V[k * n + j] * f;
+        }
+        e[j] = g;
+      }
+      f = 0;
+      for (let j = 0; j < i; j++) {
+        e[j] /= h;
+        f += e[j] * d[j];
+      }
+      const hh = f / (h + h);
+      for (let j = 0; j < i; j++) e[j] -= hh * d[j];
+      for (let j = 0; j < i; j++) {
+        f = d[j];
+        g = e[j];
+        for (let k = j; k <= i - 1; k++) V[k * n + j] -= f * e[k] + g * d[k];
+        d[j] = V[(i - 1) * n + j];
+        V[i * n + j] = 0;
+      }
+    }
+    d[i] = h;
+  }
+  for (let i = 0; i < n - 1; i++) {
+    V[(n - 1) * n + i] = V[i * n + i];
+    V[i * n + i] = 1;
+    const h = d[i + 1];
+    if (h !== 0) {
+      for (let k = 0; k <= i; k++) d[k] = V[k * n + i + 1] / h;
+      for (let j = 0; j <= i; j++) {
+        let g = 0;
+        for (let k = 0; k <= i; k++) g += V[k * n + i + 1] * V[k * n + j];
+        for (let k = 0; k <= i; k++) V[k * n + j] -= g * d[k];
+      }
+    }
+    for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0;
+  }
+  for (let j = 0; j < n; j++) {
+    d[j] = V[(n - 1) * n + j];
+    V[(n - 1) * n + j] = 0;
+  }
+  V[(n - 1) * n + n - 1] = 1;
+  e[0] = 0;
+}
+
+function tql2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
+  for (let i = 1; i < n; i++) e[i - 1] = e[i];
+  e[n - 1] = 0;
+  let f = 0;
+  let tst1 = 0;
+  const eps = 2 ** -52;
+  for (let l = 0; l < n; l++) {
+    tst1 = Math.max(tst1, Math.abs(d[l]) + Math.abs(e[l]));
+    let m = l;
+    while (m < n) {
+      if (Math.abs(e[m]) <= eps * tst1) break;
+      m++;
+    }
+    if (m === n) m = n - 1;
+    if (m > l) {
+      let iter = 0;
+      do {
+        if (++iter > 60 * n) throw new Error('symmetricEigen: QL iteration did not converge');
+        let g = d[l];
+        let p = (d[l + 1] - g) / (2 * e[l]);
+        let r = Math.hypot(p, 1);
+        if (p < 0) r = -r;
+        d[l] = e[l] / (p + r);
+        d[l + 1] = e[l] * (p + r);
+        const dl1 = d[l + 1];
+        let h = g - d[l];
+        for (let i = l + 2; i < n; i++) d[i] -= h;
+        f += h;
+        p = d[m];
+        let c = 1;
+        let c2 = c;
+        let c3 = c;
+        const el1 = e[l + 1];
+        let s = 0;
+        let s2 = 0;
+        for (let i = m - 1; i >= l; i--) {
+          c3 = c2;
+          c2 = c;
+          s2 = s;
+          g = c * e[i];
+          h = c * p;
+          r = Math.hypot(p, e[i]);
+          e[i + 1] = s * r;
+          s = e[i] / r;
+          c = p / r;
+          p = c * d[i] - s * g;
+          d[i + 1] = h + s * (c * g + s * d[i]);
+          for (let k = 0; k < n; k++) {
+            h = V[k * n + i + 1];
+            V[k * n + i + 1] = s * V[k * n + i] + c * h;
+            V[k * n + i] = c * V[k * n + i] - s * h;
+          }
+        }
+        p = (-s * s2 * c3 * el1 * e[l]) / dl1;
+        e[l] = s * p;
+        d[l] = c * p;
+      } while (Math.abs(e[l]) > eps * tst1);
+    }
+    d[l] += f;
+    e[l] = 0;
+  }
+  // Sort ascending, permuting the eigenvector columns with the values.
+  for (let i = 0; i < n - 1; i++) {
+    let k = i;
+    let p = d[i];
+    for (let j = i + 1; j < n; j++)
+      if (d[j] < p) {
+        k = j;
+        p = d[j];
+      }
+    if (k !== i) {
+      d[k] = d[i];
+      d[i] = p;
+      for (let j = 0; j < n; j++) {
+        const t = V[j * n + i];
+        V[j * n + i] = V[j * n + k];
+        V[j * n + k] = t;
+      }
+    }
+  }
+}
+
+/** f(A) = V·diag(f(λ))·Vᵀ for symmetric A. */
+async function spectralFunction(a: Float64Array, n: number, f: (x: number) => number): Promise<Float64Array> {
+  const { values, vectors } = symmetricEigen(a, n);
+  const scaled = new Float64Array(n * n); // V·diag(f(λ))
+  for (let j = 0; j < n; j++) {
+    const fj = f(values[j]);
+    for (let i = 0; i < n; i++) scaled[i * n + j] = vectors[i * n + j] * fj;
+  }
+  const out = await matmulF64(scaled, vectors, n, n, n, { transB: true });
+  symmetrize(out, n);
+  return out;
+}
+
+/**
+ * Principal square root of a symmetric positive semi-definite matrix. Eigenvalues below −1e-12·λmax are an error
+ * (not PSD); tiny negative round-off is clamped to 0.
+ */
+export function sqrtmSPD(a: Float64Array, n: number): Promise<Float64Array> {
+  checkSquare(a, n, 'sqrtmSPD');
+  return spectralFunction(
+    a,
+    n,
+    guardPsd(a, n, (x) => Math.sqrt(Math.max(x, 0))),
+  );
+}
+
+/** A^{-1/2} for symmetric positive definite A (throws NotPositiveDefiniteError on a non-positive eigenvalue). */
+export function invSqrtmSPD(a: Float64Array, n: number): Promise<Float64Array> {
+  checkSquare(a, n, 'invSqrtmSPD');
+  return spectralFunction(a, n, (x) => {
+    if (!(x > 0)) throw new NotPositiveDefiniteError(-1, x);
+    return 1 / Math.sqrt(x);
+  });
+}
+
+function guardPsd(a: Float64Array, n: number, f: (x: number) => number) {
+  let maxAbsDiag = 0;
+  for (let i = 0; i < n; i++) maxAbsDiag = Math.max(maxAbsDiag, Math.abs(a[i * n + i]));
+  const tol = 1e-10 * maxAbsDiag * Math.max(1, n);
+  return (x: number) => {
+    if (x < -tol) throw new NotPositiveDefiniteError(-1, x);
+    return f(x);
+  };
+}
