@@ -1,0 +1,158 @@
+// The interface every compression method implements. A method is data + one `run`: it declares what it needs
+// (calibration statistics, a Hessian, labels, several models), the runner (run.ts) provides exactly that through a
+// MethodContext, the method edits `ctx.model` in place and returns per-layer rows for the report. The runner checks
+// afterwards that the method kept its declarations (see checkMethodResult in registry.ts).
+import type { LayerReport } from '../job.js';
+import type { LoadedModel } from '../onnx/model.js';
+import type { WeightRef } from '../onnx/weights.js';
+import type { Recipe } from '../recipe.js';
+
+/** Whether a method uses calibration activations: never, when given (better results), or always. */
+export type CalibrationNeed = 'none' | 'optional' | 'required';
+
+/**
+ * Calibration statistics of the input activation X of one weight (shared by every weight reading the same
+ * activation). All arrays are float64 and follow the weight's canonical column order (readWeightMatrix: row = output,
+ * column = K index; Conv columns ordered (kh, kw, cin-within-group)).
+ *
+ * Grouped Conv (attribute `group` = G > 1): output rows [g·N/G, (g+1)·N/G) read only the input channels of group g, so
+ * there is one entry per group in `xNorm` and `hessian`; MatMul/Gemm and ungrouped Conv have exactly one.
+ */
+export interface LayerStats {
+  /** Activation tensor the statistics come from. */
+  activation: string;
+  /** Rows of X accumulated: all positions of all samples (batch × sequence, or batch × output pixels for Conv). */
+  tokens: number;
+  /** Number of groups (1 unless grouped Conv). */
+  groups: number;
+  /**
+   * Per group, length K: x_k = sqrt(mean over tokens of X[:,k]²). For Conv these are input-channel RMS values over
+   * all spatial positions, spread to the (kh, kw) columns of each channel.
+   */
+  xNorm: Float64Array[];
+  /**
+   * Per group, K×K row-major: H = (2/n)·Σ x xᵀ over the same rows (Conv: im2col patches incl. zero padding).
+   * Present when the method declared `hessian(recipe) = true`, or when the runner computed it for error reporting.
+   */
+  hessian?: Float64Array[];
+}
+
+/** A weight that the runner did not hand to the method, and why (goes to the report as a skipped row). */
+export interface SkippedWeight {
+  weight: WeightRef;
+  reason: string;
+}
+
+/** Progress inside a method: the runner maps it onto the job's overall fraction. */
+export interface MethodProgress {
+  /** Fraction of the method's own work done, 0–1. */
+  fraction: number;
+  layer?: { index: number; total: number; name: string };
+  message?: string;
+}
+
+/** One ingredient model of a multi-model method (soups). Loaded lazily so only one needs to be in memory at a time. */
+export interface IngredientSource {
+  path: string;
+  load(): Promise<LoadedModel>;
+}
+
+/** Held-out scoring hook for methods that choose between candidates (greedy soups). */
+export interface ModelScorer {
+  /**
+   * Scores a model on the evaluation data (eval file, else calibration data). `metric`: accuracy (higher is better,
+   * needs labels), perplexity (lower is better, LM labels), fidelity (relative output error against the dense model,
+   * lower is better). Returns null when the data cannot give that metric.
+   */
+  score(model: LoadedModel, metric: 'accuracy' | 'perplexity' | 'fidelity'): Promise<number | null>;
+}
+
+export interface MethodContext<R extends Recipe = Recipe> {
+  /** The model being compressed. The method edits it in place (writeWeightMatrix / graph edits). */
+  model: LoadedModel;
+  /** The parsed recipe (defaults filled in by parseRecipe). */
+  recipe: R;
+  /**
+   * Weights to compress, in graph order, after include/exclude/opTypes and compressibility for this recipe
+   * (pattern divisibility, dtype, sharing). Weights inside subgraphs are absent when the method needs calibration
+   * (their activations cannot be captured); they are in `skipped` with the reason.
+   */
+  weights: WeightRef[];
+  skipped: SkippedWeight[];
+  /**
+   * Calibration statistics of a weight's input activation, computed lazily in streaming passes over the calibration
+   * data (the first call may run ORT for a while; later weights of the same pass return at once). Returns undefined
+   * when the method's calibration need is 'optional' and no calibration data was given. Throws (InputError
+   * 'hessian-too-large') when the method needs a Hessian larger than recipe.calibration.maxHessianBytes.
+   */
+  stats(weight: WeightRef): Promise<LayerStats | undefined>;
+  /** Frees the statistics of a weight once done with it (bounded memory across many layers). */
+  release(weight: WeightRef): void;
+  /**
+   * ‖X(W−Ŵ)‖/‖XW‖ on the calibration data for canonical matrices [N][K] (before, after), using the Hessian of the
+   * weight's activation (grouped Conv: summed over groups). null when no calibration Hessian is available.
+   */
+  relativeError(weight: WeightRef, before: Float32Array, after: Float32Array): Promise<number | null>;
+  /** True when calibration statistics exist for this run (file given, or random data asked for). */
+  hasCalibration: boolean;
+  /** Reports progress inside the method. */
+  progress(p: MethodProgress): void;
+  /** Aborted → throw; call between layers. Throws the signal's reason (an AbortError). */
+  checkAbort(): void;
+  signal?: AbortSignal;
+  /** Execution provider that ORT sessions of this job run on ('cuda' or 'cpu'). */
+  executionProvider: 'cuda' | 'cpu';
+  /** Labels of the evaluation/calibration data, when the method declared `labels` and they were given. */
+  labels?: { dims: number[]; data: BigInt64Array | Int32Array | Float32Array };
+  /** Ingredients (models other than `model`) for methods that declared `ingredients`. */
+  ingredients: IngredientSource[];
+  /** Scores candidate models on held-out data (null when no data was given). */
+  scorer?: ModelScorer;
+  /** Temp directory for scratch files. */
+  tmpDir: string;
+  /** Warnings to surface in the report (also accepted in MethodResult). */
+  warn(message: string): void;
+}
+
+export interface MethodResult {
+  /** One row per weight the method compressed (the runner adds the skipped rows itself). */
+  layers: LayerReport[];
+  /** Extra top-level report fields (method-specific: quantization format chosen, soup order, …). */
+  report?: Record<string, unknown>;
+  warnings?: string[];
+  /**
+   * Whether the graph structure changed (nodes/initializers added or removed) rather than only weight values.
+   * @defaultValue false
+   */
+  graphChanged?: boolean;
+}
+
+export interface CompressionMethod<R extends Recipe = Recipe> {
+  /** The recipe's `method` value. */
+  name: R['method'];
+  /** One-line summary for `--help` and the API docs. */
+  summary: string;
+  /** A sample recipe (also in the doc comment of each method) shown by the CLI and the OpenAPI examples. */
+  example: R;
+  /** Calibration need; may depend on the recipe (e.g. magnitude: optional, wanda/sparsegpt: required). */
+  calibration(recipe: R): CalibrationNeed;
+  /** Whether the method needs the K×K Hessian of each layer's input (SparseGPT, whitened low-rank). */
+  hessian(recipe: R): boolean;
+  /** Whether the method needs labels (e.g. greedy soups scored by accuracy). */
+  labels(recipe: R): boolean;
+  /** Whether the method reads several models (soups): the runner then fills ctx.ingredients. */
+  ingredients(recipe: R): boolean;
+  /**
+   * Whether the method changes the graph structure (inserts nodes such as MatMulNBits). Methods that only rewrite
+   * weight values return false, and the runner verifies the node count did not change.
+   */
+  changesGraph(recipe: R): boolean;
+  /**
+   * Method-specific reason a weight cannot take this recipe (e.g. K not a multiple of M, K not a multiple of the
+   * quantization group), or undefined when it can. The runner has already applied include/exclude/opTypes and the
+   * model layer's own `compressible` flag; a weight with a reason here goes to ctx.skipped.
+   */
+  skipReason?(weight: WeightRef, recipe: R): string | undefined;
+  /** Does the work: edits ctx.model in place. */
+  run(ctx: MethodContext<R>): Promise<MethodResult>;
+}
