@@ -1,0 +1,95 @@
+// Random calibration data, only when a recipe asks for it (calibration.random: true); the report then says so. Float
+// inputs get N(0, 1); integer inputs (token ids) uniform ids in [0, vocab) where vocab comes from the embedding table
+// the input indexes (a Gather), else [0, 2); bool inputs fair coin flips. Symbolic dims other than the batch axis take
+// `symbolicDim`. Seeded, so a job is reproducible.
+import type { ModelInputSpec } from './inputs.js';
+import { DatasetError, elementCount, typedArrayFor, type DataArray, type Dataset } from './types.js';
+
+export interface RandomDataOptions {
+  samples: number;
+  /** @defaultValue 0 */
+  seed?: number;
+  /** Value for symbolic/unknown non-batch dims. @defaultValue 64 */
+  symbolicDim?: number;
+  /** Exclusive upper bound of integer inputs, per input name (token vocabularies). */
+  intRanges?: Map<string, number>;
+}
+
+/** Cap on the random data generated (per input). */
+const MAX_RANDOM_ELEMENTS = 256 * 2 ** 20;
+
+/** mulberry32: small, fast, good enough for calibration noise. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomDataset(specs: ModelInputSpec[], opts: RandomDataOptions): Dataset {
+  const rand = seededRandom(opts.seed ?? 0);
+  const symbolic = opts.symbolicDim ?? 64;
+  const inputs = new Map<string, DataArray>();
+  const shapes: string[] = [];
+  for (const spec of specs) {
+    if (!spec.dims)
+      throw new DatasetError('rank-mismatch', `input "${spec.name}" has no known rank: cannot make random data`);
+    const dims = spec.dims.map((d, i) => (i === 0 ? opts.samples : typeof d === 'number' ? d : symbolic));
+    const count = elementCount(dims);
+    if (count > MAX_RANDOM_ELEMENTS) {
+      throw new DatasetError('too-large', `random data for "${spec.name}" [${dims.join(', ')}] is too large`);
+    }
+    let arr: DataArray;
+    switch (spec.dtype) {
+      case 'float32':
+      case 'float64': {
+        const data = typedArrayFor(spec.dtype, count) as Float32Array | Float64Array;
+        for (let i = 0; i < count; i += 2) {
+          // Box–Muller: two normals from two uniforms.
+          const u = Math.max(rand(), 1e-12);
+          const v = rand();
+          const r = Math.sqrt(-2 * Math.log(u));
+          data[i] = r * Math.cos(2 * Math.PI * v);
+          if (i + 1 < count) data[i + 1] = r * Math.sin(2 * Math.PI * v);
+        }
+        arr = { dtype: spec.dtype, dims, data };
+        break;
+      }
+      case 'int64':
+      case 'int32': {
+        const hi = opts.intRanges?.get(spec.name) ?? 2;
+        const data = typedArrayFor(spec.dtype, count);
+        for (let i = 0; i < count; i++) {
+          const v = Math.floor(rand() * hi);
+          if (data instanceof BigInt64Array) data[i] = BigInt(v);
+          else (data as Int32Array)[i] = v;
+        }
+        arr = { dtype: spec.dtype, dims, data };
+        break;
+      }
+      case 'bool': {
+        const data = new Uint8Array(count);
+        for (let i = 0; i < count; i++) data[i] = rand() < 0.5 ? 1 : 0;
+        arr = { dtype: 'bool', dims, data };
+        break;
+      }
+      default:
+        throw new DatasetError(
+          'dtype-mismatch',
+          `input "${spec.name}" is ${spec.dtype}: random calibration data supports float32/64, int32/64 and bool`,
+        );
+    }
+    inputs.set(spec.name, arr);
+    shapes.push(`${spec.name} ${arr.dtype} [${dims.join(', ')}]`);
+  }
+  return {
+    inputs,
+    samples: opts.samples,
+    random: true,
+    source: `random (seed ${opts.seed ?? 0}; ${shapes.join('; ')})`,
+  };
+}
