@@ -1,0 +1,177 @@
+// Round-to-nearest group-wise quantization (the baseline, and what ONNX Runtime's own 4-bit quantizer does): one
+// scale per group of `blockSize` consecutive weights along K in each output row. Symmetric: s = absmax/(2^(b−1)−1),
+// codes q ∈ [−2^(b−1), 2^(b−1)−1] stored as u = q + 2^(b−1). Asymmetric: the range [min(w,0), max(w,0)] is split
+// in 2^b − 1 steps with an integer zero point, so 0 is always representable. In both schemes a zero weight is coded
+// as u = zeroPoint exactly and dequantizes to exactly 0: N:M zeros survive quantization.
+import {
+  checkMatrix,
+  QuantError,
+  resolveBlockSize,
+  type QuantBits,
+  type QuantizedMatrix,
+  type QuantSpec,
+} from './types.js';
+
+type Matrix = Float32Array | Float64Array;
+
+function checkBits(bits: number): asserts bits is QuantBits {
+  if (bits !== 4 && bits !== 8) throw new QuantError(`bits must be 4 or 8 (got ${bits})`);
+}
+
+function emptyMatrix(rows: number, cols: number, bits: QuantBits, blockSize: number, symmetric: boolean) {
+  const blocksPerRow = cols === 0 ? 0 : Math.ceil(cols / blockSize);
+  const q: QuantizedMatrix = {
+    rows,
+    cols,
+    bits,
+    blockSize,
+    blocksPerRow,
+    symmetric,
+    codes: new Uint8Array(rows * cols),
+    scales: new Float32Array(rows * blocksPerRow),
+    zeroPoints: new Uint8Array(rows * blocksPerRow),
+  };
+  return q;
+}
+
+/** Group-wise RTN of W [rows=N][cols=K] (canonical layout). */
+export function quantizeRtn(w: Matrix, rows: number, cols: number, spec: QuantSpec): QuantizedMatrix {
+  checkMatrix('quantizeRtn', w, rows, cols);
+  checkBits(spec.bits);
+  const bs = resolveBlockSize(spec, cols);
+  const q = emptyMatrix(rows, cols, spec.bits, bs, spec.symmetric);
+  const { codes, scales, zeroPoints, blocksPerRow } = q;
+  const levels = (1 << spec.bits) - 1;
+  const half = 1 << (spec.bits - 1);
+  const qmaxSym = half - 1;
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const k0 = base + b * bs;
+      const k1 = base + Math.min(cols, (b + 1) * bs);
+      const gi = r * blocksPerRow + b;
+      if (spec.symmetric) {
+        let amax = 0;
+        for (let i = k0; i < k1; i++) {
+          const a = Math.abs(w[i]);
+          if (a > amax) amax = a;
+          else if (a !== a) amax = NaN; // NaN never compares: mark the group
+        }
+        if (amax !== amax) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+        const s = Math.fround(amax / qmaxSym);
+        scales[gi] = s;
+        zeroPoints[gi] = half;
+        if (s === 0 || !Number.isFinite(s)) {
+          if (!Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+          codes.fill(half, k0, k1);
+          continue;
+        }
+        const inv = 1 / s;
+        for (let i = k0; i < k1; i++) {
+          let v = Math.round(w[i] * inv);
+          if (v > qmaxSym) v = qmaxSym;
+          else if (v < -half) v = -half;
+          codes[i] = v + half;
+        }
+      } else {
+        let lo = 0;
+        let hi = 0;
+        for (let i = k0; i < k1; i++) {
+          const v = w[i];
+          if (v < lo) lo = v;
+          else if (v > hi) hi = v;
+          else if (v !== v) hi = NaN;
+        }
+        const s = Math.fround((hi - lo) / levels);
+        if (!Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+        scales[gi] = s;
+        if (s === 0) {
+          zeroPoints[gi] = 0;
+          codes.fill(0, k0, k1);
+          continue;
+        }
+        const inv = 1 / s;
+        let zp = Math.round(-lo * inv);
+        if (zp < 0) zp = 0;
+        else if (zp > levels) zp = levels;
+        zeroPoints[gi] = zp;
+        for (let i = k0; i < k1; i++) {
+          let v = Math.round(w[i] * inv) + zp;
+          if (v > levels) v = levels;
+          else if (v < 0) v = 0;
+          codes[i] = v;
+        }
+      }
+    }
+  }
+  return q;
+}
+
+/**
+ * Symmetric quantization with one given per-tensor clip α (SLiM-Quant): s = α/(2^(b−1)−1) in every group, codes
+ * clamped to [−2^(b−1), 2^(b−1)−1]. `blockSize` only sets the storage layout (MatMulNBits needs groups); every
+ * group carries the same scale.
+ */
+export function quantizeWithClip(
+  w: Matrix,
+  rows: number,
+  cols: number,
+  bits: QuantBits,
+  alpha: number,
+  blockSize: number,
+): QuantizedMatrix {
+  checkMatrix('quantizeWithClip', w, rows, cols);
+  checkBits(bits);
+  if (!(alpha >= 0) || !Number.isFinite(alpha)) throw new QuantError(`clip α must be finite and ≥ 0 (got ${alpha})`);
+  const q = emptyMatrix(rows, cols, bits, blockSize, true);
+  const half = 1 << (bits - 1);
+  const qmax = half - 1;
+  const s = Math.fround(alpha / qmax);
+  q.scales.fill(s);
+  q.zeroPoints.fill(half);
+  const { codes } = q;
+  if (s === 0) {
+    codes.fill(half);
+    return q;
+  }
+  const inv = 1 / s;
+  for (let i = 0; i < w.length; i++) {
+    let v = Math.round(w[i] * inv);
+    if (v > qmax) v = qmax;
+    else if (v < -half) v = -half;
+    codes[i] = v + half;
+  }
+  return q;
+}
+
+/** W' [rows][cols] = (u − zp)·s, fp32. */
+export function dequantize(q: QuantizedMatrix, out?: Float32Array): Float32Array {
+  const { rows, cols, blockSize, blocksPerRow, codes, scales, zeroPoints } = q;
+  const w = out ?? new Float32Array(rows * cols);
+  checkMatrix('dequantize', w, rows, cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const gi = r * blocksPerRow + b;
+      const s = scales[gi];
+      const zp = zeroPoints[gi];
+      const k1 = base + Math.min(cols, (b + 1) * blockSize);
+      for (let i = base + b * blockSize; i < k1; i++) w[i] = (codes[i] - zp) * s;
+    }
+  }
+  return w;
+}
+
+/** Quantizes with the scheme in `spec`, zeroes nothing: callers mask first (zeros stay exact). */
+export function quantizeMatrix(
+  w: Matrix,
+  rows: number,
+  cols: number,
+  spec: QuantSpec & { scheme?: 'rtn' | 'slim'; alpha?: number },
+): QuantizedMatrix {
+  if (spec.scheme === 'slim') {
+    if (spec.alpha === undefined) throw new QuantError('SLiM-Quant needs a clip α (fit it on the dense W)');
+    return quantizeWithClip(w, rows, cols, spec.bits, spec.alpha, resolveBlockSize(spec, cols));
+  }
+  return quantizeRtn(w, rows, cols, spec);
+}

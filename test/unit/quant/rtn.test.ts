@@ -1,0 +1,96 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dequantize, quantizeRtn, quantizeWithClip } from '../../../packages/engine/quant/rtn.js';
+import { storedBitsPerWeight, type QuantSpec } from '../../../packages/engine/quant/types.js';
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+function randn(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
+  return out;
+}
+
+/** Independent float64 reference: per group, scale and codes written out directly from the definition. */
+function referenceDequant(w: Float32Array, rows: number, cols: number, spec: QuantSpec): Float64Array {
+  const g = spec.groupSize === 'channel' ? cols : spec.groupSize;
+  const out = new Float64Array(rows * cols);
+  const qmax = 2 ** (spec.bits - 1) - 1;
+  const levels = 2 ** spec.bits - 1;
+  for (let r = 0; r < rows; r++) {
+    for (let k0 = 0; k0 < cols; k0 += g) {
+      const idx: number[] = [];
+      for (let k = k0; k < Math.min(cols, k0 + g); k++) idx.push(r * cols + k);
+      const vals = idx.map((i) => w[i]);
+      if (spec.symmetric) {
+        const s = Math.fround(Math.max(...vals.map(Math.abs)) / qmax);
+        for (const i of idx) out[i] = s === 0 ? 0 : Math.min(qmax, Math.max(-qmax - 1, Math.round(w[i] / s))) * s;
+      } else {
+        const lo = Math.min(0, ...vals);
+        const hi = Math.max(0, ...vals);
+        const s = Math.fround((hi - lo) / levels);
+        if (s === 0) continue;
+        const zp = Math.min(levels, Math.max(0, Math.round(-lo / s)));
+        for (const i of idx) out[i] = (Math.min(levels, Math.max(0, Math.round(w[i] / s) + zp)) - zp) * s;
+      }
+    }
+  }
+  return out;
+}
+
+const specs: QuantSpec[] = [];
+for (const bits of [4, 8] as const)
+  for (const symmetric of [true, false])
+    for (const groupSize of [16, 32, 64, 128, 'channel'] as const) specs.push({ bits, symmetric, groupSize });
+
+test('RTN matches the float64 definition for 4/8 bits, sym/asym, groups 16..128 and per-channel', () => {
+  const rows = 7;
+  const cols = 200; // not a multiple of the group sizes: the last group is partial
+  const w = randn(rows * cols, 1);
+  for (const spec of specs) {
+    const q = quantizeRtn(w, rows, cols, spec);
+    const got = dequantize(q);
+    const want = referenceDequant(w, rows, cols, spec);
+    for (let i = 0; i < got.length; i++) {
+      assert.ok(Math.abs(got[i] - want[i]) <= 1e-6 * Math.abs(want[i]) + 1e-7, `${JSON.stringify(spec)} at ${i}`);
+    }
+    // The error is bounded by half a step per group (no clipping in RTN).
+    const maxAbs = Math.max(...Array.from(w, Math.abs));
+    const step = (2 * maxAbs) / (2 ** spec.bits - 2);
+    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - w[i]) <= step / 2 + 1e-6);
+  }
+});
+
+test('zeros stay exactly zero (2:4 zeros survive quantization) in every scheme', () => {
+  const rows = 4;
+  const cols = 64;
+  const w = randn(rows * cols, 2);
+  for (let i = 0; i < w.length; i += 2) w[i] = 0; // every other weight pruned
+  for (let i = 0; i < 16; i++) w[i + 64] = 0; // one all-zero group
+  for (const spec of specs) {
+    const d = dequantize(quantizeRtn(w, rows, cols, spec));
+    for (let i = 0; i < w.length; i++) if (w[i] === 0) assert.equal(d[i], 0, `${JSON.stringify(spec)} at ${i}`);
+  }
+  const c = dequantize(quantizeWithClip(w, rows, cols, 4, 0.5, 32));
+  for (let i = 0; i < w.length; i++) if (w[i] === 0) assert.equal(c[i], 0);
+});
+
+test('clip quantization clamps to [-8, 7]·α/7 and bits per weight count scales and zero points', () => {
+  const w = new Float32Array([10, -10, 0.5, -0.5, 0, 0.25, 0, 0]);
+  const q = quantizeWithClip(w, 1, 8, 4, 0.7, 8);
+  const d = dequantize(q);
+  assert.ok(Math.abs(d[0] - 0.7) < 1e-6 && Math.abs(d[1] + (0.7 * 8) / 7) < 1e-6);
+  assert.equal(storedBitsPerWeight(quantizeRtn(randn(64, 3), 2, 32, { bits: 4, symmetric: true, groupSize: 32 })), 5);
+  assert.equal(
+    storedBitsPerWeight(quantizeRtn(randn(64, 3), 2, 32, { bits: 4, symmetric: false, groupSize: 32 })),
+    4 + 36 / 32,
+  );
+  assert.throws(() => quantizeRtn(new Float32Array(3), 1, 4, specs[0]), /expected 1×4/);
+  assert.throws(() => quantizeRtn(new Float32Array([NaN, 1]), 1, 2, specs[0]), /non-finite/);
+});
