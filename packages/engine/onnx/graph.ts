@@ -1,0 +1,350 @@
+// Graph editing primitives the compression methods use. They keep the model valid: names stay unique, new values
+// get types, rewiring respects subgraph scoping, and opset upgrades that would change existing ops' meaning are
+// refused rather than done silently.
+import { create } from '@bufbuild/protobuf';
+import type { GraphProto, NodeProto, TensorProto, ValueInfoProto } from './gen/onnx_pb.js';
+import {
+  OperatorSetIdProtoSchema,
+  TensorShapeProtoSchema,
+  TensorShapeProto_DimensionSchema,
+  TypeProtoSchema,
+  TypeProto_TensorSchema,
+  ValueInfoProtoSchema,
+} from './gen/onnx_pb.js';
+import { OnnxError } from './errors.js';
+import type { DType } from './dtypes.js';
+import { onnxFromDtype } from './dtypes.js';
+import type { LoadedModel } from './loaded.js';
+import { buildScopeIndex } from './scopes.js';
+import type { GraphVisit } from './walk.js';
+import { nodeKey, subgraphsOf, walkGraphs } from './walk.js';
+
+/** A ValueInfo for a tensor of `dtype` (shape optional; strings are symbolic dims). */
+export function tensorValueInfo(name: string, dtype: DType | number, shape?: (number | string)[]): ValueInfoProto {
+  const tensorType = create(TypeProto_TensorSchema, {
+    elemType: typeof dtype === 'number' ? dtype : onnxFromDtype(dtype),
+  });
+  if (shape)
+    tensorType.shape = create(TensorShapeProtoSchema, {
+      dim: shape.map((d) =>
+        create(TensorShapeProto_DimensionSchema, {
+          value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
+        }),
+      ),
+    });
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: create(TypeProtoSchema, { value: { case: 'tensorType', value: tensorType } }),
+  });
+}
+
+export interface FoundNode {
+  node: NodeProto;
+  index: number;
+  graph: GraphProto;
+  graphPath: string;
+}
+
+/** Finds a node by name (or by the `<op>#<index>` key weight discovery uses for unnamed nodes), in any graph. */
+export function findNode(model: LoadedModel, name: string, graphPath?: string): FoundNode | undefined {
+  let found: FoundNode | undefined;
+  walkGraphs(model.proto, (v) => {
+    if (found || (graphPath !== undefined && v.path !== graphPath)) return;
+    v.graph.node.forEach((node, index) => {
+      if (!found && (node.name === name || nodeKey(node, index) === name))
+        found = { node, index, graph: v.graph, graphPath: v.path };
+    });
+  });
+  return found;
+}
+
+function graphOfNode(model: LoadedModel, node: NodeProto): GraphVisit {
+  let found: GraphVisit | undefined;
+  walkGraphs(model.proto, (v) => {
+    if (!found && v.graph.node.includes(node)) found = v;
+  });
+  if (!found) throw new OnnxError('not-found', `node '${node.name || node.opType}' is not in this model`);
+  return found;
+}
+
+/** Every name in the model: values, nodes, initializers, graph inputs/outputs, across all graphs. */
+function allNames(model: LoadedModel): Set<string> {
+  const names = new Set<string>();
+  walkGraphs(model.proto, (v) => {
+    const g = v.graph;
+    for (const i of [...g.input, ...g.output, ...g.valueInfo]) names.add(i.name);
+    for (const t of g.initializer) names.add(t.name);
+    for (const s of g.sparseInitializer) if (s.values) names.add(s.values.name);
+    for (const n of g.node) {
+      if (n.name) names.add(n.name);
+      for (const o of [...n.output, ...n.input]) if (o) names.add(o);
+    }
+  });
+  return names;
+}
+
+const reserved = new WeakMap<LoadedModel, Set<string>>();
+
+/** A name not used anywhere in the model (nor handed out before by this function): `base`, `base_1`, `base_2`, … */
+export function uniqueName(model: LoadedModel, base: string): string {
+  const handed = reserved.get(model) ?? new Set<string>();
+  reserved.set(model, handed);
+  const used = allNames(model);
+  let name = base;
+  for (let i = 1; used.has(name) || handed.has(name); i++) name = `${base}_${i}`;
+  handed.add(name);
+  return name;
+}
+
+/**
+ * Ops whose signature or meaning changed at the given default-domain opset version. Raising a model's opset past
+ * one of these while the op is present would silently change (or break) that node, so ensureOpset refuses.
+ */
+const BREAKING_CHANGES: Record<string, number[]> = {
+  Squeeze: [13],
+  Unsqueeze: [13],
+  ReduceSum: [13],
+  ReduceMean: [18],
+  ReduceMax: [18],
+  ReduceMin: [18],
+  ReduceProd: [18],
+  ReduceL1: [18],
+  ReduceL2: [18],
+  ReduceLogSum: [18],
+  ReduceLogSumExp: [18],
+  ReduceSumSquare: [18],
+  Split: [13, 18],
+  Clip: [11],
+  Pad: [11],
+  Resize: [11],
+  Upsample: [9, 10],
+  Slice: [10],
+  TopK: [10],
+  Dropout: [12],
+  Softmax: [13],
+  LogSoftmax: [13],
+  Hardmax: [13],
+  Scan: [9],
+  BatchNormalization: [7, 9],
+  Scatter: [11],
+};
+
+/** Makes `domain` importable at >= `version`. Raises an existing import only when that cannot change existing ops. */
+export function ensureOpset(model: LoadedModel, domain: string, version: number): void {
+  const d = domain === 'ai.onnx' ? '' : domain;
+  const imports = model.proto.opsetImport;
+  const cur = imports.find((o) => (o.domain === 'ai.onnx' ? '' : o.domain) === d);
+  if (!cur) {
+    imports.push(create(OperatorSetIdProtoSchema, { domain: d, version: BigInt(version) }));
+    return;
+  }
+  const from = Number(cur.version);
+  if (from >= version) return;
+  if (d === '') {
+    const blocked = new Set<string>();
+    walkGraphs(model.proto, (v) => {
+      for (const n of v.graph.node)
+        if (
+          (n.domain === '' || n.domain === 'ai.onnx') &&
+          BREAKING_CHANGES[n.opType]?.some((x) => x > from && x <= version)
+        )
+          blocked.add(n.opType);
+    });
+    if (blocked.size)
+      throw new OnnxError(
+        'opset-upgrade-unsafe',
+        `raising the ONNX opset from ${from} to ${version} would change these ops: ${[...blocked].sort().join(', ')}`,
+      );
+  }
+  cur.version = BigInt(version);
+}
+
+/**
+ * Rewires every reader of `from` (nodes in its graph and in nested subgraphs that see it) to read `to` instead.
+ * Graph outputs are not renamed (that would change the model's interface): when `from` is a graph output, make the
+ * producer write a new name instead (see renameProducerOutput). Returns the number of inputs rewired.
+ */
+export function replaceAllUses(
+  model: LoadedModel,
+  from: string,
+  to: string,
+  opts: { except?: NodeProto[] } = {},
+): number {
+  const index = buildScopeIndex(model);
+  const except = new Set(opts.except ?? []);
+  let count = 0;
+  for (const [def, uses] of index.uses) {
+    if (def.name !== from) continue;
+    for (const u of uses) {
+      if (!u.node || except.has(u.node)) continue;
+      u.node.input[u.inputIndex] = to;
+      count++;
+    }
+  }
+  return count;
+}
+
+/**
+ * Makes the node producing `name` write a fresh name instead and returns it; readers and graph outputs keep
+ * reading `name`, which the caller must now produce (e.g. an adapter branch: Add(fresh, X·L·R) → name).
+ */
+export function renameProducerOutput(model: LoadedModel, name: string): string {
+  let producer: NodeProto | undefined;
+  walkGraphs(model.proto, (v) => {
+    for (const n of v.graph.node) if (!producer && n.output.includes(name)) producer = n;
+  });
+  if (!producer) throw new OnnxError('not-found', `no node produces '${name}'`);
+  const fresh = uniqueName(model, `${name}_pre`);
+  producer.output[producer.output.indexOf(name)] = fresh;
+  return fresh;
+}
+
+/** Inserts nodes right before `consumer` in its graph (so they may read anything defined before it). */
+export function insertNodesBefore(model: LoadedModel, consumer: NodeProto, nodes: NodeProto[]): void {
+  const v = graphOfNode(model, consumer);
+  for (const n of nodes) if (!n.name) n.name = uniqueName(model, n.opType);
+  v.graph.node.splice(v.graph.node.indexOf(consumer), 0, ...nodes);
+}
+
+/** Adds an initializer to the main graph (or `graph`); its name must be unused. */
+export function addInitializer(model: LoadedModel, tensor: TensorProto, graph?: GraphProto): void {
+  if (!tensor.name) throw new OnnxError('invalid-argument', 'an initializer needs a name');
+  if (allNames(model).has(tensor.name))
+    throw new OnnxError('invalid-argument', `name '${tensor.name}' is already used in the model`);
+  (graph ?? model.proto.graph!).initializer.push(tensor);
+}
+
+/** Removes an initializer / sparse initializer / Constant node named `name` when nothing reads it. */
+export function removeInitializerIfUnused(model: LoadedModel, name: string): boolean {
+  const index = buildScopeIndex(model);
+  for (const v of index.visits) {
+    const def = index.scopes.get(v)!.get(name);
+    if (!def || (index.uses.get(def)?.length ?? 0) > 0) continue;
+    const g = def.graph;
+    if (def.kind === 'initializer') {
+      g.initializer.splice(g.initializer.indexOf(def.tensor!), 1);
+      if (def.overridable)
+        g.input.splice(
+          g.input.findIndex((i) => i.name === name),
+          1,
+        );
+      return true;
+    }
+    if (def.kind === 'sparse') {
+      g.sparseInitializer.splice(g.sparseInitializer.indexOf(def.sparse!), 1);
+      return true;
+    }
+    if (def.kind === 'constant') {
+      g.node.splice(g.node.indexOf(def.node!), 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Element type of a value, from declarations or a short walk over producers; undefined when unknown. */
+export function valueElemType(model: LoadedModel, name: string): number | undefined {
+  const index = buildScopeIndex(model);
+  const memo = new Map<string, number | undefined>();
+  const declared = new Map<string, number>();
+  walkGraphs(model.proto, (v) => {
+    for (const vi of [...v.graph.input, ...v.graph.output, ...v.graph.valueInfo])
+      if (vi.type?.value.case === 'tensorType' && vi.type.value.value.elemType)
+        declared.set(vi.name, vi.type.value.value.elemType);
+    for (const t of v.graph.initializer) declared.set(t.name, t.dataType);
+  });
+  const main = index.visits[0];
+  const visitOf = (g: GraphProto) => index.visits.find((v) => v.graph === g) ?? main;
+  const infer = (n: string, v: GraphVisit, depth: number): number | undefined => {
+    if (declared.has(n)) return declared.get(n);
+    if (memo.has(n)) return memo.get(n);
+    if (depth > 500) return undefined;
+    memo.set(n, undefined);
+    const def = index.resolve(v, n);
+    let r: number | undefined;
+    if (def?.tensor) r = def.tensor.dataType;
+    else if (def?.node)
+      r = inferFromNode(def.node, def.node.output.indexOf(n), (x) => infer(x, visitOf(def.graph), depth + 1));
+    memo.set(n, r);
+    return r;
+  };
+  return infer(name, main, 0);
+}
+
+const INT64_OUT = new Set(['Shape', 'Size', 'NonZero', 'ArgMax', 'ArgMin', 'NonMaxSuppression']);
+const BOOL_OUT = new Set([
+  'Equal',
+  'Less',
+  'Greater',
+  'LessOrEqual',
+  'GreaterOrEqual',
+  'Not',
+  'And',
+  'Or',
+  'Xor',
+  'IsNaN',
+  'IsInf',
+]);
+
+function inferFromNode(
+  n: NodeProto,
+  outIndex: number,
+  typeOf: (name: string) => number | undefined,
+): number | undefined {
+  const attr = (k: string) => n.attribute.find((a) => a.name === k);
+  if (INT64_OUT.has(n.opType)) return 7;
+  if (BOOL_OUT.has(n.opType)) return 9;
+  switch (n.opType) {
+    case 'Cast':
+      return Number(attr('to')?.i ?? 0) || undefined;
+    case 'Constant':
+      return attr('value')?.t?.dataType;
+    case 'DequantizeLinear':
+      return Number(attr('output_dtype')?.i ?? 0) || typeOf(n.input[1]);
+    case 'QuantizeLinear':
+      return (n.input[2] && typeOf(n.input[2])) || Number(attr('output_dtype')?.i ?? 0) || 2;
+    case 'TopK':
+      return outIndex === 1 ? 7 : typeOf(n.input[0]);
+    case 'MaxPool':
+      return outIndex === 1 ? 7 : typeOf(n.input[0]);
+    case 'Where':
+      return typeOf(n.input[1]);
+    case 'ConstantOfShape':
+      return attr('value')?.t?.dataType ?? 1;
+    case 'If':
+    case 'Loop':
+    case 'Scan': {
+      const body = n.attribute.flatMap(subgraphsOf)[0]?.graph;
+      const o = body?.output[n.opType === 'Loop' ? outIndex + 1 : outIndex];
+      return o?.type?.value.case === 'tensorType' ? o.type.value.value.elemType : undefined;
+    }
+  }
+  return n.input[0] ? typeOf(n.input[0]) : undefined;
+}
+
+/**
+ * Makes main-graph values graph outputs so a runtime returns them (activation capture). Each gets a ValueInfo
+ * with its element type; throws 'unknown-type' when the type cannot be determined, 'not-found' for unknown names.
+ */
+export function addGraphOutputs(model: LoadedModel, names: string[]): void {
+  const g = model.proto.graph!;
+  const have = new Set(g.output.map((o) => o.name));
+  const index = buildScopeIndex(model);
+  const main = index.visits[0];
+  for (const name of names) {
+    if (have.has(name)) continue;
+    if (!index.scopes.get(main)!.has(name))
+      throw new OnnxError(
+        'not-found',
+        `'${name}' is not a value of the main graph (values inside subgraphs cannot be outputs)`,
+      );
+    const declared = [...g.valueInfo, ...g.input].find(
+      (vi) => vi.name === name && vi.type?.value.case === 'tensorType',
+    );
+    const elem = valueElemType(model, name);
+    if (!elem) throw new OnnxError('unknown-type', `cannot determine the element type of '${name}'`);
+    const vi = declared ? create(ValueInfoProtoSchema, { name, type: declared.type }) : tensorValueInfo(name, elem);
+    g.output.push(vi);
+    have.add(name);
+  }
+}

@@ -1,0 +1,196 @@
+// Loading and saving whole models: decode with typed errors for every class of bad file, validate before use, and
+// write either inline or with weights in a side file, streamed piece by piece (never a second copy of the weights).
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { fromBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema } from './gen/onnx_pb.js';
+import { OnnxError, isOnnxError } from './errors.js';
+import { checkLocationSyntax } from './external.js';
+import type { LoadedModel } from './loaded.js';
+import { closeModel, makeLoadedModel } from './loaded.js';
+import type { ExternalPlan, Piece } from './encode.js';
+import { encodeModel } from './encode.js';
+import { validateModel } from './validate.js';
+
+export type { LoadedModel } from './loaded.js';
+export { closeModel };
+
+/** protobuf's hard limit for one message (and so for one .onnx file). */
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
+/** Default save switches to external data above this many bytes. */
+export const DEFAULT_INLINE_LIMIT = Math.floor(1.8 * 2 ** 30);
+export const EXTERNAL_ALIGNMENT = 4096;
+
+export interface SaveOptions {
+  /**
+   * true / object: tensors of at least `sizeThreshold` bytes go to `location` (next to the model).
+   * false: everything inline (fails with 'too-large-for-inline' past protobuf's 2 GiB).
+   * @defaultValue inline unless the inline file would exceed 1.8 GiB
+   */
+  externalData?:
+    | boolean
+    | {
+        /** @defaultValue `<model file name>.data` */
+        location?: string;
+        /** @defaultValue 1024 */
+        sizeThreshold?: number;
+      };
+}
+
+export async function loadModel(file: string): Promise<LoadedModel> {
+  let size: number;
+  try {
+    const st = await fsp.stat(file);
+    if (!st.isFile()) throw new OnnxError('not-found', `'${file}' is not a file`);
+    size = st.size;
+  } catch (e) {
+    if (isOnnxError(e)) throw e;
+    throw new OnnxError(
+      'not-found',
+      `cannot read '${file}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
+  if (size === 0) throw new OnnxError('empty-file', `'${file}' is empty`);
+  if (size > PROTOBUF_LIMIT)
+    throw new OnnxError(
+      'file-too-large',
+      `'${file}' is ${size} bytes; one protobuf message cannot exceed 2 GiB (models that large keep weights in external data)`,
+    );
+  const bytes = new Uint8Array(await fsp.readFile(file));
+  return decodeModel(bytes, path.dirname(path.resolve(file)), path.resolve(file));
+}
+
+function decodeError(e: unknown): OnnxError {
+  if (isOnnxError(e)) return e;
+  if (e instanceof RangeError && /call stack/i.test(e.message))
+    return new OnnxError('graph-too-deep', 'messages nest too deeply to decode (hostile or corrupt file)');
+  const msg = (e as Error).message ?? String(e);
+  if (/premature EOF|out of range|index out of/i.test(msg))
+    return new OnnxError('truncated', `the file ends in the middle of a message (truncated?): ${msg}`);
+  return new OnnxError('not-protobuf', `not a valid protobuf / ONNX file: ${msg}`);
+}
+
+/** Decodes and validates a model held in memory. `dir` resolves external data ('' = none allowed). */
+export function decodeModel(bytes: Uint8Array, dir = '', filePath?: string): LoadedModel {
+  if (bytes.length === 0) throw new OnnxError('empty-file', 'the model is empty (0 bytes)');
+  let proto;
+  try {
+    proto = fromBinary(ModelProtoSchema, bytes);
+  } catch (e) {
+    throw decodeError(e);
+  }
+  const model = makeLoadedModel(proto, dir, filePath);
+  try {
+    validateModel(model);
+  } catch (e) {
+    closeModel(model);
+    throw decodeError(e);
+  }
+  return model;
+}
+
+function externalPlan(file: string, opt: SaveOptions['externalData']): ExternalPlan {
+  const o = typeof opt === 'object' ? opt : {};
+  const location = o.location ?? `${path.basename(file)}.data`;
+  checkLocationSyntax(location);
+  if (/[\\/]/.test(location) || location === '.' || location === '')
+    throw new OnnxError('invalid-argument', `external data location '${location}' must be a plain file name`);
+  const sizeThreshold = o.sizeThreshold ?? 1024;
+  if (!Number.isSafeInteger(sizeThreshold) || sizeThreshold < 0)
+    throw new OnnxError('invalid-argument', `sizeThreshold must be a non-negative integer, got ${sizeThreshold}`);
+  return { location, sizeThreshold, alignment: EXTERNAL_ALIGNMENT };
+}
+
+export async function saveModel(
+  model: LoadedModel,
+  file: string,
+  opts: SaveOptions = {},
+): Promise<{ modelBytes: number; externalBytes: number }> {
+  const mode = opts.externalData;
+  let plan: ExternalPlan | undefined = mode ? externalPlan(file, mode) : undefined;
+  let encoded = encodeModel(model, plan);
+  if (mode === undefined && encoded.model.size > DEFAULT_INLINE_LIMIT) {
+    plan = externalPlan(file, true);
+    encoded = encodeModel(model, plan);
+  }
+  if (encoded.model.size > PROTOBUF_LIMIT)
+    throw new OnnxError(
+      'too-large-for-inline',
+      `the model would be ${encoded.model.size} bytes, past protobuf's 2 GiB limit` +
+        (plan ? ' even with weights in external data' : '; save it with external data'),
+    );
+  const target = path.resolve(file);
+  const suffix = `.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const dataPath = plan ? path.join(path.dirname(target), plan.location) : undefined;
+  const written: string[] = [];
+  try {
+    if (dataPath && encoded.data.size > 0) {
+      await writePieces(dataPath + suffix, encoded.data.pieces, model);
+      written.push(dataPath);
+    }
+    await writePieces(target + suffix, encoded.model.pieces, model);
+    written.push(target);
+    for (const p of written) await fsp.rename(p + suffix, p);
+  } catch (e) {
+    for (const p of [target, dataPath]) if (p) await fsp.rm(p + suffix, { force: true });
+    if (isOnnxError(e)) throw e;
+    throw new OnnxError('io-error', `cannot write '${file}': ${(e as Error).message}`);
+  }
+  return { modelBytes: encoded.model.size, externalBytes: dataPath ? encoded.data.size : 0 };
+}
+
+const readFd = promisify(fs.read);
+const STAGING = 4 * 1024 * 1024;
+const COPY_CHUNK = 16 * 1024 * 1024;
+
+/** Writes pieces in order: small ones gathered in a staging buffer, large ones written straight from where they are. */
+async function writePieces(file: string, pieces: Piece[], model: LoadedModel): Promise<void> {
+  const fh = await fsp.open(file, 'w');
+  try {
+    const staging = Buffer.allocUnsafe(STAGING);
+    let used = 0;
+    let pos = 0;
+    const writeAll = async (buf: Uint8Array) => {
+      let off = 0;
+      while (off < buf.length) {
+        const { bytesWritten } = await fh.write(buf, off, buf.length - off, pos);
+        off += bytesWritten;
+        pos += bytesWritten;
+      }
+    };
+    const flush = async () => {
+      if (used) await writeAll(staging.subarray(0, used));
+      used = 0;
+    };
+    let copyBuf: Buffer | undefined;
+    for (const p of pieces) {
+      if (p instanceof Uint8Array) {
+        if (p.length <= STAGING / 4) {
+          if (used + p.length > STAGING) await flush();
+          staging.set(p, used);
+          used += p.length;
+        } else {
+          await flush();
+          await writeAll(p);
+        }
+        continue;
+      }
+      await flush();
+      const src = model.external.open(p.ref.location);
+      copyBuf ??= Buffer.allocUnsafe(COPY_CHUNK);
+      for (let done = 0; done < p.length;) {
+        const want = Math.min(COPY_CHUNK, p.length - done);
+        const { bytesRead } = await readFd(src.fd, copyBuf, 0, want, p.ref.offset + done);
+        if (bytesRead === 0)
+          throw new OnnxError('external-out-of-range', `external data '${p.ref.location}' ended early while copying`);
+        await writeAll(copyBuf.subarray(0, bytesRead));
+        done += bytesRead;
+      }
+    }
+    await flush();
+  } finally {
+    await fh.close();
+  }
+}

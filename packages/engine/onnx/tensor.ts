@@ -1,0 +1,371 @@
+// Tensor access: raw little-endian bytes wherever a tensor's data lives, conversion to float32/float64, and
+// building tensors from typed arrays. Shape and dtype cost no I/O; external data is read only when asked for.
+import { create } from '@bufbuild/protobuf';
+import type { TensorProto } from './gen/onnx_pb.js';
+import { TensorProtoSchema } from './gen/onnx_pb.js';
+import { OnnxError } from './errors.js';
+import type { DType } from './dtypes.js';
+import { dtypeFromOnnx, dtypeInfo, onnxFromDtype, rawByteLength, typedFieldLength } from './dtypes.js';
+import { externalRef, isExternal } from './external.js';
+import type { LoadedModel } from './loaded.js';
+import { bfloatBitsToFloat, floatToBfloatBits, floatToHalfBits, halfBitsToFloat, narrowFloatTable } from './floats.js';
+
+export type { DType } from './dtypes.js';
+export { dtypeFromOnnx, onnxFromDtype, rawByteLength } from './dtypes.js';
+export {
+  float32ToFloat16,
+  float16ToFloat32,
+  float32ToBfloat16,
+  bfloat16ToFloat32,
+  halfBitsToFloat,
+  floatToHalfBits,
+  bfloatBitsToFloat,
+  floatToBfloatBits,
+} from './floats.js';
+
+/** Largest tensor this engine materialises: one Node buffer. Larger claims are rejected as 'dims-too-large'. */
+export const MAX_TENSOR_BYTES = 2 ** 32 - 1;
+
+/** Element count from dims; rejects negative dims and counts that are not safe integers. */
+export function elementCount(dims: readonly (bigint | number)[], what = 'tensor'): number {
+  let n = 1n;
+  for (const d of dims) {
+    const b = BigInt(d);
+    if (b < 0n) throw new OnnxError('dims-too-large', `${what} has a negative dimension ${b}`);
+    n *= b;
+    if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new OnnxError('dims-too-large', `${what} claims ${n}+ elements`);
+  }
+  return Number(n);
+}
+
+export function tensorDims(t: TensorProto): number[] {
+  return t.dims.map((d) => Number(d));
+}
+
+export function tensorDtype(t: TensorProto): DType {
+  return dtypeFromOnnx(t.dataType);
+}
+
+/** Bytes the tensor's data takes in raw form; throws 'dims-too-large' past MAX_TENSOR_BYTES. */
+export function tensorByteLength(t: TensorProto): number {
+  const dtype = tensorDtype(t);
+  const n = elementCount(t.dims, `tensor '${t.name}'`);
+  if (dtype === 'string') return 0;
+  const bytes = rawByteLength(dtype, n);
+  if (bytes > MAX_TENSOR_BYTES)
+    throw new OnnxError(
+      'dims-too-large',
+      `tensor '${t.name}' claims ${n} elements (${bytes} bytes), more than one tensor can hold here (${MAX_TENSOR_BYTES} bytes)`,
+    );
+  return bytes;
+}
+
+/** Where the tensor's values are stored, without reading them. */
+export function tensorStorage(t: TensorProto): 'external' | 'raw' | 'typed' | 'empty' {
+  if (isExternal(t)) return 'external';
+  if (t.rawData.length > 0) return 'raw';
+  const f = dtypeInfo(tensorDtype(t)).field;
+  return (t[f] as unknown[]).length > 0 ? 'typed' : 'empty';
+}
+
+/** Checks that stored data matches dims (raw_data size, typed field length, external range). No allocation. */
+export function checkTensorData(model: LoadedModel | undefined, t: TensorProto): void {
+  const dtype = tensorDtype(t);
+  const n = elementCount(t.dims, `tensor '${t.name}'`);
+  const bytes = tensorByteLength(t);
+  const storage = tensorStorage(t);
+  if (storage === 'external') {
+    const ref = externalRef(t);
+    if (!model) throw new OnnxError('external-missing', `tensor '${t.name}' has external data but no model folder`);
+    const file = model.external.open(ref.location);
+    if (ref.length !== undefined && ref.length !== bytes)
+      throw new OnnxError(
+        'raw-data-size-mismatch',
+        `tensor '${t.name}': external length ${ref.length} but dims ${JSON.stringify(tensorDims(t))} need ${bytes} bytes`,
+      );
+    if (ref.offset + bytes > file.size)
+      throw new OnnxError(
+        'external-out-of-range',
+        `tensor '${t.name}': external data [${ref.offset}, ${ref.offset + bytes}) lies past the end of '${ref.location}' (${file.size} bytes)`,
+      );
+    return;
+  }
+  if (storage === 'raw') {
+    if (t.rawData.length !== bytes)
+      throw new OnnxError(
+        'raw-data-size-mismatch',
+        `tensor '${t.name}': raw_data has ${t.rawData.length} bytes but dims ${JSON.stringify(tensorDims(t))} of ${dtype} need ${bytes}`,
+      );
+    return;
+  }
+  const field = dtypeInfo(dtype).field;
+  const have = (t[field] as unknown[]).length;
+  const want = dtype === 'string' ? n : typedFieldLength(dtype, n);
+  if (have !== want)
+    throw new OnnxError(
+      'raw-data-size-mismatch',
+      `tensor '${t.name}': ${field} has ${have} entries but dims ${JSON.stringify(tensorDims(t))} of ${dtype} need ${want}`,
+    );
+}
+
+/** Little-endian raw bytes of a numeric tensor, wherever they live (a view for raw_data; a fresh buffer otherwise). */
+export function tensorBytes(model: LoadedModel | undefined, t: TensorProto): Uint8Array {
+  const dtype = tensorDtype(t);
+  if (dtype === 'string') throw new OnnxError('unsupported-dtype', `tensor '${t.name}' holds strings, not bytes`);
+  const bytes = tensorByteLength(t);
+  const storage = tensorStorage(t);
+  if (storage === 'external') {
+    if (!model) throw new OnnxError('external-missing', `tensor '${t.name}' has external data but no model was given`);
+    checkTensorData(model, t);
+    return model.external.read(externalRef(t), bytes);
+  }
+  if (storage === 'raw' || bytes === 0) {
+    if (t.rawData.length !== bytes) checkTensorData(model, t);
+    return t.rawData;
+  }
+  checkTensorData(model, t);
+  return typedFieldToBytes(t, dtype, bytes);
+}
+
+function typedFieldToBytes(t: TensorProto, dtype: DType, bytes: number): Uint8Array {
+  const out = new Uint8Array(bytes);
+  const dv = new DataView(out.buffer);
+  const info = dtypeInfo(dtype);
+  switch (info.field) {
+    case 'floatData':
+      t.floatData.forEach((v, i) => dv.setFloat32(i * 4, v, true));
+      break;
+    case 'doubleData':
+      t.doubleData.forEach((v, i) => dv.setFloat64(i * 8, v, true));
+      break;
+    case 'int64Data':
+      t.int64Data.forEach((v, i) => dv.setBigInt64(i * 8, BigInt.asIntN(64, v), true));
+      break;
+    case 'uint64Data':
+      if (dtype === 'uint32') t.uint64Data.forEach((v, i) => dv.setUint32(i * 4, Number(v), true));
+      else t.uint64Data.forEach((v, i) => dv.setBigUint64(i * 8, BigInt.asUintN(64, v), true));
+      break;
+    case 'int32Data': {
+      const d = t.int32Data;
+      if (info.bits === 8 || info.bits < 8) for (let i = 0; i < d.length; i++) out[i] = d[i] & 0xff;
+      else if (info.bits === 16) for (let i = 0; i < d.length; i++) dv.setUint16(i * 2, d[i] & 0xffff, true);
+      else for (let i = 0; i < d.length; i++) dv.setInt32(i * 4, d[i], true);
+      break;
+    }
+    default:
+      throw new OnnxError('unsupported-dtype', `tensor '${t.name}' of ${dtype} has no byte form`);
+  }
+  return out;
+}
+
+/** Decodes raw little-endian bytes of `dtype` into `out` (float32 or float64), element by element. */
+function decodeInto(dtype: DType, raw: Uint8Array, n: number, out: Float32Array | Float64Array, name: string): void {
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  switch (dtype) {
+    case 'float32':
+      if (raw.byteOffset % 4 === 0 && out instanceof Float32Array)
+        out.set(new Float32Array(raw.buffer, raw.byteOffset, n));
+      else for (let i = 0; i < n; i++) out[i] = dv.getFloat32(i * 4, true);
+      return;
+    case 'float64':
+      for (let i = 0; i < n; i++) out[i] = dv.getFloat64(i * 8, true);
+      return;
+    case 'float16':
+      for (let i = 0; i < n; i++) out[i] = halfBitsToFloat(dv.getUint16(i * 2, true));
+      return;
+    case 'bfloat16':
+      for (let i = 0; i < n; i++) out[i] = bfloatBitsToFloat(dv.getUint16(i * 2, true));
+      return;
+    case 'int8':
+      for (let i = 0; i < n; i++) out[i] = dv.getInt8(i);
+      return;
+    case 'uint8':
+    case 'bool':
+      for (let i = 0; i < n; i++) out[i] = raw[i];
+      return;
+    case 'int16':
+      for (let i = 0; i < n; i++) out[i] = dv.getInt16(i * 2, true);
+      return;
+    case 'uint16':
+      for (let i = 0; i < n; i++) out[i] = dv.getUint16(i * 2, true);
+      return;
+    case 'int32':
+      for (let i = 0; i < n; i++) out[i] = dv.getInt32(i * 4, true);
+      return;
+    case 'uint32':
+      for (let i = 0; i < n; i++) out[i] = dv.getUint32(i * 4, true);
+      return;
+    case 'int64':
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigInt64(i * 8, true));
+      return;
+    case 'uint64':
+      for (let i = 0; i < n; i++) out[i] = Number(dv.getBigUint64(i * 8, true));
+      return;
+    case 'int4':
+      for (let i = 0; i < n; i++) out[i] = ((raw[i >> 1] >> ((i & 1) * 4)) << 28) >> 28;
+      return;
+    case 'uint4':
+      for (let i = 0; i < n; i++) out[i] = (raw[i >> 1] >> ((i & 1) * 4)) & 0xf;
+      return;
+    case 'int2':
+      for (let i = 0; i < n; i++) out[i] = ((raw[i >> 2] >> ((i & 3) * 2)) << 30) >> 30;
+      return;
+    case 'uint2':
+      for (let i = 0; i < n; i++) out[i] = (raw[i >> 2] >> ((i & 3) * 2)) & 3;
+      return;
+    case 'float4e2m1': {
+      const table = narrowFloatTable(dtype);
+      for (let i = 0; i < n; i++) out[i] = table[(raw[i >> 1] >> ((i & 1) * 4)) & 0xf];
+      return;
+    }
+    case 'float8e4m3fn':
+    case 'float8e4m3fnuz':
+    case 'float8e5m2':
+    case 'float8e5m2fnuz':
+    case 'float8e8m0': {
+      const table = narrowFloatTable(dtype);
+      for (let i = 0; i < n; i++) out[i] = table[raw[i]];
+      return;
+    }
+    default:
+      throw new OnnxError('unsupported-dtype', `tensor '${name}' of ${dtype} cannot be read as real numbers`);
+  }
+}
+
+export function tensorToFloat32(model: LoadedModel | undefined, t: TensorProto): Float32Array {
+  const n = elementCount(t.dims, `tensor '${t.name}'`);
+  const out = new Float32Array(n);
+  decodeInto(tensorDtype(t), tensorBytes(model, t), n, out, t.name);
+  return out;
+}
+
+export function tensorToFloat64(model: LoadedModel | undefined, t: TensorProto): Float64Array {
+  const n = elementCount(t.dims, `tensor '${t.name}'`);
+  const out = new Float64Array(n);
+  decodeInto(tensorDtype(t), tensorBytes(model, t), n, out, t.name);
+  return out;
+}
+
+/** Encodes real values into raw little-endian bytes of a float dtype (round to nearest even for narrow types). */
+export function encodeFloats(dtype: DType, values: ArrayLike<number>): Uint8Array {
+  const n = values.length;
+  const out = new Uint8Array(rawByteLength(dtype, n));
+  const dv = new DataView(out.buffer);
+  switch (dtype) {
+    case 'float32':
+      new Float32Array(out.buffer).set(values);
+      break;
+    case 'float64':
+      new Float64Array(out.buffer).set(values);
+      break;
+    case 'float16':
+      for (let i = 0; i < n; i++) dv.setUint16(i * 2, floatToHalfBits(values[i]), true);
+      break;
+    case 'bfloat16':
+      for (let i = 0; i < n; i++) dv.setUint16(i * 2, floatToBfloatBits(values[i]), true);
+      break;
+    default:
+      throw new OnnxError('unsupported-dtype', `writing real values as ${dtype} is not supported`);
+  }
+  return out;
+}
+
+/** Raw bytes for `data` given as numbers or a typed array of the element type (int4/uint4: unpacked, one per value). */
+function toRawBytes(dtype: DType, count: number, data: ArrayBufferView | number[]): Uint8Array {
+  const info = dtypeInfo(dtype);
+  if (info.bits < 8) {
+    const src = ArrayBuffer.isView(data) ? (data as unknown as ArrayLike<number>) : data;
+    if (src.length !== count)
+      throw new OnnxError('invalid-argument', `${dtype} tensor needs ${count} unpacked values, got ${src.length}`);
+    const per = 8 / info.bits;
+    const mask = (1 << info.bits) - 1;
+    const out = new Uint8Array(Math.ceil(count / per));
+    for (let i = 0; i < count; i++) out[Math.floor(i / per)] |= (src[i] & mask) << ((i % per) * info.bits);
+    return out;
+  }
+  const bytes = rawByteLength(dtype, count);
+  if (ArrayBuffer.isView(data)) {
+    if (data.byteLength !== bytes)
+      throw new OnnxError('invalid-argument', `${dtype} tensor of ${count} elements needs ${bytes} bytes`);
+    return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  }
+  if (data.length !== count)
+    throw new OnnxError('invalid-argument', `${dtype} tensor of ${count} elements got ${data.length} values`);
+  if (info.float) {
+    if (dtype.startsWith('float8'))
+      throw new OnnxError('unsupported-dtype', `${dtype} from numbers: pass the encoded bytes as a Uint8Array`);
+    return encodeFloats(dtype, data);
+  }
+  const out = new Uint8Array(bytes);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < count; i++) {
+    const v = data[i];
+    switch (dtype) {
+      case 'int8':
+        dv.setInt8(i, v);
+        break;
+      case 'uint8':
+      case 'bool':
+        dv.setUint8(i, v ? (dtype === 'bool' ? 1 : v) : 0);
+        break;
+      case 'int16':
+        dv.setInt16(i * 2, v, true);
+        break;
+      case 'uint16':
+        dv.setUint16(i * 2, v, true);
+        break;
+      case 'int32':
+        dv.setInt32(i * 4, v, true);
+        break;
+      case 'uint32':
+        dv.setUint32(i * 4, v, true);
+        break;
+      case 'int64':
+        dv.setBigInt64(i * 8, BigInt(v), true);
+        break;
+      case 'uint64':
+        dv.setBigUint64(i * 8, BigInt(v), true);
+        break;
+      default:
+        throw new OnnxError('unsupported-dtype', `${dtype} tensors cannot be built from numbers`);
+    }
+  }
+  return out;
+}
+
+/**
+ * A TensorProto with raw_data. `data` is a typed array of the element type (its bytes are copied), or numbers.
+ * int4/uint4 (and int2/uint2, float4) take one unpacked value per element and are packed low nibble first.
+ * Strings: pass `string[]`.
+ */
+export function makeTensor(
+  name: string,
+  dtype: DType,
+  dims: number[],
+  data: ArrayBufferView | number[] | string[],
+): TensorProto {
+  const count = elementCount(dims, `tensor '${name}'`);
+  const t = create(TensorProtoSchema, { name, dataType: onnxFromDtype(dtype), dims: dims.map((d) => BigInt(d)) });
+  if (dtype === 'string') {
+    if (!Array.isArray(data) || data.length !== count || data.some((s) => typeof s !== 'string'))
+      throw new OnnxError('invalid-argument', `string tensor '${name}' needs ${count} strings`);
+    t.stringData = (data as string[]).map((s) => new TextEncoder().encode(s));
+    return t;
+  }
+  if (Array.isArray(data) && data.some((v) => typeof v !== 'number'))
+    throw new OnnxError('invalid-argument', `tensor '${name}' of ${dtype} takes numbers`);
+  t.rawData = toRawBytes(dtype, count, data as ArrayBufferView | number[]);
+  return t;
+}
+
+/** Replaces a tensor's data with raw bytes in place: clears typed fields and any external reference. */
+export function setTensorRawData(t: TensorProto, raw: Uint8Array): void {
+  t.rawData = raw;
+  t.floatData = [];
+  t.int32Data = [];
+  t.int64Data = [];
+  t.doubleData = [];
+  t.uint64Data = [];
+  t.externalData = [];
+  delete (t as Partial<TensorProto>).dataLocation;
+}
