@@ -373,12 +373,18 @@ function tql2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
   }
 }
 
-/** f(A) = V·diag(f(λ))·Vᵀ for symmetric A. */
-async function spectralFunction(a: Float64Array, n: number, f: (x: number) => number): Promise<Float64Array> {
+/** f(A) = V·diag(f(λ))·Vᵀ for symmetric A; f also sees the largest |λ| to judge round-off. */
+async function spectralFunction(
+  a: Float64Array,
+  n: number,
+  f: (x: number, maxAbs: number) => number,
+): Promise<Float64Array> {
   const { values, vectors } = symmetricEigen(a, n);
+  let maxAbs = 0;
+  for (let j = 0; j < n; j++) maxAbs = Math.max(maxAbs, Math.abs(values[j]));
   const scaled = new Float64Array(n * n); // V·diag(f(λ))
   for (let j = 0; j < n; j++) {
-    const fj = f(values[j]);
+    const fj = f(values[j], maxAbs);
     for (let i = 0; i < n; i++) scaled[i * n + j] = vectors[i * n + j] * fj;
   }
   const out = await matmulF64(scaled, vectors, n, n, n, { transB: true });
@@ -386,34 +392,26 @@ async function spectralFunction(a: Float64Array, n: number, f: (x: number) => nu
   return out;
 }
 
+/** Eigenvalues within this many ulps (relative to the largest) of zero are round-off, not signal. */
+const roundoff = (n: number, maxAbs: number) => 64 * Math.max(1, n) * 2 ** -52 * maxAbs;
+
 /**
- * Principal square root of a symmetric positive semi-definite matrix. Eigenvalues below −1e-12·λmax are an error
- * (not PSD); tiny negative round-off is clamped to 0.
+ * Principal square root of a symmetric positive semi-definite matrix. Negative eigenvalues beyond round-off are an
+ * error (not PSD); round-off ones are clamped to 0.
  */
 export function sqrtmSPD(a: Float64Array, n: number): Promise<Float64Array> {
   checkSquare(a, n, 'sqrtmSPD');
-  return spectralFunction(
-    a,
-    n,
-    guardPsd(a, n, (x) => Math.sqrt(Math.max(x, 0))),
-  );
-}
-
-/** A^{-1/2} for symmetric positive definite A (throws NotPositiveDefiniteError on a non-positive eigenvalue). */
-export function invSqrtmSPD(a: Float64Array, n: number): Promise<Float64Array> {
-  checkSquare(a, n, 'invSqrtmSPD');
-  return spectralFunction(a, n, (x) => {
-    if (!(x > 0)) throw new NotPositiveDefiniteError(-1, x);
-    return 1 / Math.sqrt(x);
+  return spectralFunction(a, n, (x, maxAbs) => {
+    if (x < -roundoff(n, maxAbs)) throw new NotPositiveDefiniteError(-1, x);
+    return Math.sqrt(Math.max(x, 0));
   });
 }
 
-function guardPsd(a: Float64Array, n: number, f: (x: number) => number) {
-  let maxAbsDiag = 0;
-  for (let i = 0; i < n; i++) maxAbsDiag = Math.max(maxAbsDiag, Math.abs(a[i * n + i]));
-  const tol = 1e-10 * maxAbsDiag * Math.max(1, n);
-  return (x: number) => {
-    if (x < -tol) throw new NotPositiveDefiniteError(-1, x);
-    return f(x);
-  };
+/** A^{-1/2} for symmetric positive definite A; an eigenvalue ≤ round-off of zero throws NotPositiveDefiniteError. */
+export function invSqrtmSPD(a: Float64Array, n: number): Promise<Float64Array> {
+  checkSquare(a, n, 'invSqrtmSPD');
+  return spectralFunction(a, n, (x, maxAbs) => {
+    if (!(x > roundoff(n, maxAbs))) throw new NotPositiveDefiniteError(-1, x);
+    return 1 / Math.sqrt(x);
+  });
 }

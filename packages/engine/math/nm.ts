@@ -1,0 +1,135 @@
+// Masks over canonical weights [rows = outputs N][cols = reduction axis K], row-major. A mask byte is 1 = keep,
+// 0 = prune. N:M groups are M consecutive columns of one row. Scores: larger = more important. NaN scores rank as
+// −Infinity (pruned first), so a NaN never survives in place of a real weight.
+
+export class MaskInputError extends Error {
+  override name = 'MaskInputError';
+}
+
+/** Validate an "keep n of every m" pattern for a row length `cols`. */
+export function validateNM(n: number, m: number, cols?: number): void {
+  if (!Number.isInteger(n) || !Number.isInteger(m) || !(n > 0 && n < m && m <= 32))
+    throw new MaskInputError(`N:M pattern ${n}:${m} is invalid: need integers 0 < N < M ≤ 32`);
+  if (cols !== undefined && cols % m !== 0)
+    throw new MaskInputError(`N:M pattern ${n}:${m} needs the reduction axis to be a multiple of ${m}, got ${cols}`);
+}
+
+function checkMatrix(what: string, arr: { length: number }, rows: number, cols: number) {
+  if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols < 0)
+    throw new MaskInputError(`${what}: shape ${rows}×${cols} is not a matrix shape`);
+  if (arr.length !== rows * cols)
+    throw new MaskInputError(`${what}: expected ${rows}×${cols} = ${rows * cols} values, got ${arr.length}`);
+}
+
+function checkSparsity(sparsity: number) {
+  if (!(sparsity >= 0 && sparsity < 1)) throw new MaskInputError(`sparsity must be in [0, 1), got ${sparsity}`);
+}
+
+/** Ranking key: NaN ranks as −Infinity (pruned first, ties with −Infinity broken by index like any tie). */
+function key(s: number): number {
+  return s !== s ? -Infinity : s;
+}
+
+/**
+ * In one group scores[off .. off+m), set keep[keepOff + j] = 1 for the n best (larger score, ties to the lower
+ * index), 0 for the rest. By rank counting: O(m²) per group, no allocation; m ≤ 32.
+ */
+export function keepTopNInGroup(
+  scores: ArrayLike<number>,
+  off: number,
+  m: number,
+  n: number,
+  keep: Uint8Array,
+  keepOff = off,
+): void {
+  for (let j = 0; j < m; j++) {
+    const sj = key(scores[off + j]);
+    let better = 0;
+    for (let i = 0; i < m && better < n; i++) {
+      const si = key(scores[off + i]);
+      if (si > sj || (si === sj && i < j)) better++;
+    }
+    keep[keepOff + j] = better < n ? 1 : 0;
+  }
+}
+
+/** Keep the n largest scores of every m consecutive along each row; ties broken by the lower column index. */
+export function nmMask(scores: Float32Array, rows: number, cols: number, n: number, m: number): Uint8Array {
+  checkMatrix('nmMask', scores, rows, cols);
+  validateNM(n, m, cols);
+  const mask = new Uint8Array(rows * cols);
+  for (let off = 0; off < scores.length; off += m) keepTopNInGroup(scores, off, m, n, mask);
+  return mask;
+}
+
+/**
+ * Prune the `count` lowest entries of scores[off .. off+len) (keep = 0 there, 1 elsewhere); among entries equal to
+ * the cut-off score the higher indices go first, matching nmMask's tie rule. Native numeric sort of a key copy.
+ */
+export function pruneLowest(scores: ArrayLike<number>, off: number, len: number, count: number, keep: Uint8Array) {
+  keep.fill(1, off, off + len);
+  if (count <= 0) return;
+  const sorted = new Float64Array(len);
+  for (let j = 0; j < len; j++) sorted[j] = key(scores[off + j]);
+  sorted.sort();
+  const cut = sorted[count - 1];
+  let atCut = 0; // how many entries equal to the cut-off are among the `count` lowest
+  for (let j = count - 1; j >= 0 && sorted[j] === cut; j--) atCut++;
+  for (let j = 0; j < len; j++) if (key(scores[off + j]) < cut) keep[off + j] = 0;
+  for (let j = len - 1; j >= 0 && atCut > 0; j--)
+    if (key(scores[off + j]) === cut) {
+      keep[off + j] = 0;
+      atCut--;
+    }
+}
+
+/** Per row, prune floor(cols·sparsity) lowest scores (Wanda's unstructured rule: comparison inside each output). */
+export function unstructuredMaskPerRow(scores: Float32Array, rows: number, cols: number, sparsity: number): Uint8Array {
+  checkMatrix('unstructuredMaskPerRow', scores, rows, cols);
+  checkSparsity(sparsity);
+  const mask = new Uint8Array(rows * cols);
+  const count = Math.floor(cols * sparsity);
+  for (let r = 0; r < rows; r++) pruneLowest(scores, r * cols, cols, count, mask);
+  return mask;
+}
+
+/** Prune floor(rows·cols·sparsity) lowest scores of the whole matrix (magnitude's per-matrix threshold). */
+export function unstructuredMaskGlobal(scores: Float32Array, rows: number, cols: number, sparsity: number): Uint8Array {
+  checkMatrix('unstructuredMaskGlobal', scores, rows, cols);
+  checkSparsity(sparsity);
+  const mask = new Uint8Array(rows * cols);
+  pruneLowest(scores, 0, scores.length, Math.floor(scores.length * sparsity), mask);
+  return mask;
+}
+
+/** w[i] = 0 wherever mask[i] = 0. */
+export function applyMask(w: Float32Array, mask: Uint8Array): void {
+  if (w.length !== mask.length) throw new MaskInputError(`applyMask: ${w.length} weights, ${mask.length} mask bytes`);
+  for (let i = 0; i < w.length; i++) if (mask[i] === 0) w[i] = 0;
+}
+
+/**
+ * Independent N:M checker (deliberately shares no code with nmMask): counts non-zeros (anything but ±0; NaN counts)
+ * in every group of m consecutive weights along each row; a short last group (cols % m ≠ 0) is checked too.
+ */
+export function checkNM(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  n: number,
+  m: number,
+): { ok: boolean; firstViolation?: { row: number; group: number; nonzeros: number } } {
+  checkMatrix('checkNM', w, rows, cols);
+  if (!(Number.isInteger(m) && m > 0 && Number.isInteger(n) && n >= 0))
+    throw new MaskInputError(`checkNM: invalid pattern ${n}:${m}`);
+  for (let row = 0; row < rows; row++) {
+    const base = row * cols;
+    for (let start = 0, group = 0; start < cols; start += m, group++) {
+      const end = Math.min(start + m, cols);
+      let nonzeros = 0;
+      for (let c = start; c < end; c++) if (w[base + c] !== 0) nonzeros++;
+      if (nonzeros > n) return { ok: false, firstViolation: { row, group, nonzeros } };
+    }
+  }
+  return { ok: true };
+}

@@ -1,0 +1,113 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  GemmShapeError,
+  gramAccumulate,
+  matmul,
+  matmulF64,
+  matmulJs,
+  matmulSubtract,
+  matmulSubtractF64,
+} from '../../../packages/engine/math/gemm.js';
+import { matmulRef, maxAbs, maxAbsDiff, randomF32, rng } from './rng.js';
+
+// Shapes on both sides of the JS-fallback threshold, with odd sizes and degenerate dims.
+const shapes: [number, number, number][] = [
+  [1, 1, 1],
+  [1, 300, 1],
+  [3, 5, 7],
+  [64, 1, 65],
+  [37, 53, 29],
+  [130, 67, 90],
+  [1, 513, 257],
+];
+
+test('matmul (fp32, ORT and fallback) matches a float64 triple loop for every transpose combination', async () => {
+  const { normal } = rng(1);
+  for (const [m, k, n] of shapes)
+    for (const transA of [false, true])
+      for (const transB of [false, true]) {
+        const a = randomF32(m * k, normal);
+        const b = randomF32(k * n, normal);
+        const want = matmulRef(a, b, m, k, n, transA, transB);
+        const got = await matmul(a, b, m, k, n, { transA, transB });
+        assert.equal(got.length, m * n);
+        const tol = 1e-5 * Math.sqrt(k) * Math.max(1, maxAbs(want));
+        assert.ok(maxAbsDiff(got, want) <= tol, `${m}×${k}×${n} tA=${transA} tB=${transB}`);
+        const js = matmulJs(a, b, m, k, n, { transA, transB });
+        assert.ok(maxAbsDiff(js, want) <= tol);
+      }
+});
+
+test('matmulF64 is float64-accurate, and the subtract forms return C − op(A)·op(B)', async () => {
+  const { normal } = rng(2);
+  for (const [m, k, n] of shapes) {
+    const a = Float64Array.from({ length: m * k }, normal);
+    const b = Float64Array.from({ length: k * n }, normal);
+    const c = Float64Array.from({ length: m * n }, normal);
+    const want = matmulRef(a, b, m, k, n, true, false);
+    const got = await matmulF64(a, b, m, k, n, { transA: true });
+    assert.ok(maxAbsDiff(got, want) <= 1e-12 * Math.max(1, maxAbs(want)) * k);
+    const sub = await matmulSubtractF64(c, a, b, m, k, n, { transA: true });
+    assert.ok(
+      maxAbsDiff(
+        sub,
+        c.map((v, i) => v - want[i]),
+      ) <=
+        1e-12 * Math.max(1, maxAbs(want)) * k,
+    );
+    assert.notEqual(sub, c, 'C must not be modified in place');
+    const a32 = Float32Array.from(a);
+    const b32 = Float32Array.from(b);
+    const c32 = Float32Array.from(c);
+    const want32 = matmulRef(a32, b32, m, k, n, true, false);
+    const sub32 = await matmulSubtract(c32, a32, b32, m, k, n, { transA: true });
+    const tol32 = 1e-5 * Math.sqrt(k) * (1 + maxAbs(want32));
+    assert.ok(
+      maxAbsDiff(
+        sub32,
+        Float64Array.from(c32, (v, i) => v - want32[i]),
+      ) <= tol32,
+    );
+  }
+});
+
+test('matmul accepts subarray views (offset into a larger buffer)', async () => {
+  const { normal } = rng(3);
+  const big = randomF32(10_000, normal);
+  const a = big.subarray(17, 17 + 40 * 50);
+  const b = big.subarray(3001, 3001 + 50 * 60);
+  const got = await matmul(a, b, 40, 50, 60);
+  assert.ok(maxAbsDiff(got, matmulRef(a, b, 40, 50, 60)) < 1e-4);
+});
+
+test('zero-size dimensions and bad shapes', async () => {
+  assert.equal((await matmul(new Float32Array(0), new Float32Array(0), 0, 5, 0)).length, 0);
+  const z = await matmul(new Float32Array(0), new Float32Array(0), 3, 0, 4);
+  assert.deepEqual([...z], new Array(12).fill(0));
+  await assert.rejects(matmul(new Float32Array(5), new Float32Array(6), 2, 3, 2), GemmShapeError);
+  await assert.rejects(matmul(new Float32Array(6), new Float32Array(6), 2, 3, -2), GemmShapeError);
+  await assert.rejects(matmul(new Float32Array(6), new Float32Array(6), 2, 3, 2.5), GemmShapeError);
+});
+
+test('gramAccumulate over batches equals one pass and a float64 brute force', async () => {
+  const { normal } = rng(4);
+  const tokens = 301;
+  const K = 70;
+  const x = randomF32(tokens * K, normal);
+  const onePass = new Float64Array(K * K);
+  await gramAccumulate(x, tokens, K, onePass);
+  const batched = new Float64Array(K * K);
+  for (const [t0, t1] of [
+    [0, 1],
+    [1, 100],
+    [100, 101],
+    [101, 301],
+  ])
+    await gramAccumulate(x.subarray(t0 * K, t1 * K), t1 - t0, K, batched);
+  const want = matmulRef(x, x, K, tokens, K, true, false);
+  const tol = 1e-5 * maxAbs(want);
+  assert.ok(maxAbsDiff(onePass, want) < tol);
+  assert.ok(maxAbsDiff(batched, want) < tol);
+  assert.ok(maxAbsDiff(batched, onePass) < tol);
+});

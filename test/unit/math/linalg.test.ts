@@ -1,0 +1,119 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  cholesky,
+  choleskyInverse,
+  choleskyUpper,
+  inverseCholeskyUpper,
+  invSqrtmSPD,
+  LinalgShapeError,
+  NotPositiveDefiniteError,
+  sqrtmSPD,
+  symmetricEigen,
+  triangularSolve,
+} from '../../../packages/engine/math/linalg.js';
+import { matmulRef, maxAbs, maxAbsDiff, randomSpd, rng } from './rng.js';
+
+// Sizes below, at and above the recursion base (96), odd splits included.
+const sizes = [1, 2, 7, 96, 97, 161, 250];
+
+function identityError(p: Float64Array, n: number): number {
+  let e = 0;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) e = Math.max(e, Math.abs(p[i * n + j] - (i === j ? 1 : 0)));
+  return e;
+}
+
+test('cholesky: lower factor reconstructs A; choleskyUpper is its transpose', async () => {
+  for (const n of sizes) {
+    const a = randomSpd(n, n);
+    const l = await cholesky(a, n);
+    for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) assert.equal(l[i * n + j], 0, `upper entry ${i},${j}`);
+    for (let i = 0; i < n; i++) assert.ok(l[i * n + i] > 0);
+    assert.ok(maxAbsDiff(matmulRef(l, l, n, n, n, false, true), a) < 1e-12 * maxAbs(a), `n=${n}`);
+    const u = await choleskyUpper(a, n);
+    assert.ok(maxAbsDiff(matmulRef(u, u, n, n, n, true, false), a) < 1e-12 * maxAbs(a));
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
+  }
+});
+
+test('choleskyInverse: A·A⁻¹ = I; inverseCholeskyUpper: upper U with UᵀU = A⁻¹', async () => {
+  for (const n of sizes) {
+    const a = randomSpd(n, 100 + n);
+    const inv = await choleskyInverse(a, n);
+    assert.ok(identityError(matmulRef(a, inv, n, n, n), n) < 1e-10, `n=${n}`);
+    const u = await inverseCholeskyUpper(a, n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
+    for (let i = 0; i < n; i++) assert.ok(u[i * n + i] > 0);
+    assert.ok(maxAbsDiff(matmulRef(u, u, n, n, n, true, false), inv) < 1e-12 * maxAbs(inv) * n, `n=${n}`);
+  }
+});
+
+test('an indefinite matrix throws NotPositiveDefiniteError naming the failing pivot', async () => {
+  for (const n of [5, 150]) {
+    const a = randomSpd(n, 7);
+    const bad = n - 2;
+    // Make the trailing 2×2 block indefinite: rank-deficient Schur complement with a negative direction.
+    a[bad * n + bad] = -1e6;
+    await assert.rejects(cholesky(a, n), (e: unknown) => {
+      assert.ok(e instanceof NotPositiveDefiniteError);
+      assert.equal(e.name, 'NotPositiveDefiniteError');
+      assert.equal(e.pivot, bad);
+      return true;
+    });
+    await assert.rejects(inverseCholeskyUpper(a, n), NotPositiveDefiniteError);
+  }
+  await assert.rejects(cholesky(new Float64Array(5), 2), LinalgShapeError);
+});
+
+test('triangularSolve: all four (lower|upper)×(T|Tᵀ) combinations against multiplication', () => {
+  const n = 9;
+  const nrhs = 3;
+  const { normal } = rng(5);
+  const lower = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j <= i; j++) lower[i * n + j] = i === j ? 2 + Math.abs(normal()) : normal();
+  const upper = Float64Array.from({ length: n * n }, (_, idx) => lower[(idx % n) * n + Math.floor(idx / n)]);
+  for (const [t, isLower] of [
+    [lower, true],
+    [upper, false],
+  ] as const)
+    for (const transpose of [false, true]) {
+      const x = Float64Array.from({ length: n * nrhs }, normal);
+      const b = matmulRef(t, x, n, n, nrhs, transpose, false);
+      triangularSolve(t, n, b, nrhs, { lower: isLower, transpose });
+      assert.ok(maxAbsDiff(b, x) < 1e-12, `lower=${isLower} transpose=${transpose}`);
+    }
+});
+
+test('symmetricEigen: A·V = V·Λ, VᵀV = I, ascending values; known spectra', async () => {
+  for (const n of [1, 2, 5, 40, 120]) {
+    const a = randomSpd(n, 200 + n, 0.01);
+    const { values, vectors } = symmetricEigen(a, n);
+    for (let i = 1; i < n; i++) assert.ok(values[i] >= values[i - 1]);
+    assert.ok(identityError(matmulRef(vectors, vectors, n, n, n, true, false), n) < 1e-10);
+    const av = matmulRef(a, vectors, n, n, n);
+    const vl = Float64Array.from(vectors, (v, idx) => v * values[idx % n]);
+    assert.ok(maxAbsDiff(av, vl) < 1e-10 * maxAbs(a), `n=${n}`);
+  }
+  // Diagonal and a repeated-eigenvalue case.
+  const d = Float64Array.from([3, 0, 0, 0, -1, 0, 0, 0, 2]);
+  assert.deepEqual([...symmetricEigen(d, 3).values], [-1, 2, 3]);
+  const rep = Float64Array.from([2, 1, 1, 1, 2, 1, 1, 1, 2]); // eigenvalues 1, 1, 4
+  const ev = symmetricEigen(rep, 3).values;
+  assert.ok(maxAbsDiff(ev, [1, 1, 4]) < 1e-12);
+});
+
+test('sqrtmSPD and invSqrtmSPD reconstruct A and A⁻¹', async () => {
+  const n = 30;
+  const a = randomSpd(n, 9);
+  const s = await sqrtmSPD(a, n);
+  assert.ok(maxAbsDiff(matmulRef(s, s, n, n, n), a) < 1e-10 * maxAbs(a));
+  const is = await invSqrtmSPD(a, n);
+  assert.ok(identityError(matmulRef(matmulRef(is, a, n, n, n), is, n, n, n), n) < 1e-10);
+  // PSD with a zero eigenvalue: sqrt is fine, inverse sqrt is an error.
+  const psd = Float64Array.from([1, 1, 1, 1]);
+  const sp = await sqrtmSPD(psd, 2);
+  assert.ok(maxAbsDiff(matmulRef(sp, sp, 2, 2, 2), psd) < 1e-12);
+  await assert.rejects(invSqrtmSPD(psd, 2), NotPositiveDefiniteError);
+  await assert.rejects(sqrtmSPD(Float64Array.from([1, 0, 0, -1]), 2), NotPositiveDefiniteError);
+});
