@@ -45,3 +45,18 @@ test('terminal states map to event types with absolute artifact URLs', () => {
     /sends no webhook/,
   );
 });
+
+test('prepareJobWebhook checks the URL and secret and generates a secret when none is given', async () => {
+  const { prepareJobWebhook } = await import('../../../packages/platform/webhooks/job-webhook.js');
+  const gen = prepareJobWebhook({ url: 'https://hooks.example.com/a' });
+  assert.ok(gen.ok && gen.secretGenerated && gen.secret.startsWith('whsec_'));
+  const given = prepareJobWebhook({ url: 'https://hooks.example.com/a', secret: gen.ok ? gen.secret : '' });
+  assert.ok(given.ok && !given.secretGenerated);
+  assert.deepEqual(prepareJobWebhook({ url: 'file:///etc/passwd' }), {
+    ok: false,
+    code: 'invalid-webhook-url',
+    message: 'webhook url must be http or https, got "file:"',
+  });
+  const bad = prepareJobWebhook({ url: 'https://h.example.com/', secret: 'hunter2' });
+  assert.ok(!bad.ok && bad.code === 'invalid-webhook-secret');
+});
