@@ -1,0 +1,136 @@
+// Low-rank compensation (SLiM-LoRA and variants). Canonical error E = W − W_C [N][K] (row = output); the adapter
+// runs as Y += (X·A)·B with A [K][r], B [r][N], i.e. it adds (A·B)ᵀ to the canonical weight. With a saliency
+// factor C (K×K), the best rank-r adapter under ‖(E − (AB)ᵀ)·C‖_F comes from the SVD of S = E·C = U·Σ·Vᵀ:
+// A = C⁻ᵀ·V_r·Σ_r, B = U_rᵀ (Eckart–Young in the weighted norm). Saliencies:
+//  - 'none'     C = I (naive LoRA: best in plain Frobenius norm).
+//  - 'slim'     C = diag(x), x_k = sqrt(s_k + min_{s>0} s) with s_k = mean X[:,k]² (the SLiM paper; the shift
+//               makes every x_k > 0 so C is invertible — dead inputs get the smallest live weight).
+//  - 'whitened' C = L with H = L·Lᵀ (Cholesky of the damped Hessian): ‖X·M‖² = tr(MᵀHM)·n/2, so this minimises
+//               the layer-output error itself. Any square root of H gives the same optimum; Cholesky is the cheap
+//               one (GEMM-blocked, and its inverse comes with it).
+import { matmul } from './gemm.js';
+import { choleskyWithInverse } from './linalg.js';
+import { truncatedSvd, type TruncatedSvdOptions } from './svd.js';
+
+export type Saliency = 'slim' | 'whitened' | 'none';
+
+export class LowRankError extends Error {
+  override readonly name = 'LowRankError';
+}
+
+export interface Adapter {
+  rank: number;
+  K: number;
+  N: number;
+  /** [K][r] */
+  a: Float32Array;
+  /** [r][N] */
+  b: Float32Array;
+  /** Which SVD route ran ('exact' | 'randomized' | 'jacobi'). */
+  svd: string;
+  /** The r singular values of the saliency-weighted error kept by the adapter. */
+  singularValues: Float64Array;
+}
+
+export interface LowRankOptions {
+  saliency: Saliency;
+  rank: number;
+  /** Per-input RMS x_k (length K); required for 'slim'. */
+  xNorm?: Float64Array;
+  /** H (K×K float64); required for 'whitened'. */
+  hessian?: Float64Array;
+  /** λ in H + λ·mean(diag H)·I before the Cholesky (whitened). @defaultValue 0.01 */
+  dampening?: number;
+  svd?: TruncatedSvdOptions;
+}
+
+/** r = ⌊ρ·min(K, N)⌋. */
+export function rankFor(rankRatio: number, rows: number, cols: number): number {
+  if (!(rankRatio > 0 && rankRatio <= 1)) throw new LowRankError(`rankRatio must be in (0, 1] (got ${rankRatio})`);
+  return Math.floor(rankRatio * Math.min(rows, cols));
+}
+
+/** SLiM's saliency vector: x_k = sqrt(s_k + min_{s>0}(s)), s_k = xNorm_k². All ones when no input is live. */
+export function slimSaliency(xNorm: Float64Array): Float64Array {
+  let minPos = Infinity;
+  for (let k = 0; k < xNorm.length; k++) {
+    const s = xNorm[k] * xNorm[k];
+    if (!(s >= 0 && s < Infinity)) throw new LowRankError(`input norm ${k} is ${xNorm[k]}: must be finite`);
+    if (s > 0 && s < minPos) minPos = s;
+  }
+  const x = new Float64Array(xNorm.length);
+  if (minPos === Infinity) return x.fill(1);
+  for (let k = 0; k < xNorm.length; k++) x[k] = Math.sqrt(xNorm[k] * xNorm[k] + minPos);
+  return x;
+}
+
+/** H + λ·mean(diag H)·I (identity when H is all zero), and the Cholesky factor with its inverse. */
+export async function whiteningFactor(
+  hessian: Float64Array,
+  K: number,
+  dampening = 0.01,
+): Promise<{ l: Float64Array; li: Float64Array }> {
+  if (hessian.length !== K * K) throw new LowRankError(`Hessian must be ${K}×${K}, got ${hessian.length} values`);
+  const h = hessian.slice();
+  let mean = 0;
+  for (let i = 0; i < K; i++) mean += h[i * K + i];
+  mean /= Math.max(K, 1);
+  if (!(mean > 0)) {
+    for (let i = 0; i < K; i++) h[i * K + i] = 1;
+  } else {
+    const lambda = Math.max(dampening, 1e-6) * mean;
+    for (let i = 0; i < K; i++) {
+      // Dead inputs (H_kk = 0): the damping alone keeps the factor positive definite.
+      h[i * K + i] += lambda;
+    }
+  }
+  return choleskyWithInverse(h, K);
+}
+
+/** Best rank-r adapter for the canonical error E [N][K] under the chosen saliency. */
+export async function lowRankAdapter(e: Float32Array, N: number, K: number, o: LowRankOptions): Promise<Adapter> {
+  if (e.length !== N * K) throw new LowRankError(`error matrix must be ${N}×${K}, got ${e.length} values`);
+  const r = o.rank;
+  if (!Number.isSafeInteger(r) || r < 0 || r > Math.min(N, K))
+    throw new LowRankError(`rank ${r} must be in [0, ${Math.min(N, K)}]`);
+  const empty = (): Adapter => ({
+    rank: 0,
+    K,
+    N,
+    a: new Float32Array(0),
+    b: new Float32Array(0),
+    svd: 'none',
+    singularValues: new Float64Array(0),
+  });
+  if (r === 0) return empty();
+  let s: Float32Array;
+  let x: Float64Array | undefined;
+  let li: Float64Array | undefined;
+  if (o.saliency === 'none') s = e;
+  else if (o.saliency === 'slim') {
+    if (!o.xNorm || o.xNorm.length !== K) throw new LowRankError(`saliency 'slim' needs ${K} input norms`);
+    x = slimSaliency(o.xNorm);
+    s = new Float32Array(N * K);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) s[n * K + k] = e[n * K + k] * x[k];
+  } else if (o.saliency === 'whitened') {
+    if (!o.hessian) throw new LowRankError(`saliency 'whitened' needs the ${K}×${K} Hessian`);
+    const f = await whiteningFactor(o.hessian, K, o.dampening);
+    li = f.li;
+    s = await matmul(e, Float32Array.from(f.l), N, K, K);
+  } else throw new LowRankError(`unknown saliency ${String(o.saliency)}`);
+  const svd = await truncatedSvd(s, N, K, r, o.svd);
+  // V_r·Σ_r [K][r]; then A = C⁻ᵀ·(V_r Σ_r).
+  let vs: Float32Array = new Float32Array(K * r);
+  for (let k = 0; k < K; k++) for (let j = 0; j < r; j++) vs[k * r + j] = svd.v[k * r + j] * svd.s[j];
+  if (x) for (let k = 0; k < K; k++) for (let j = 0; j < r; j++) vs[k * r + j] /= x[k];
+  if (li) vs = await matmul(Float32Array.from(li), vs, K, K, r, { transA: true });
+  const b = new Float32Array(r * N);
+  for (let n = 0; n < N; n++) for (let j = 0; j < r; j++) b[j * N + n] = svd.u[n * r + j];
+  return { rank: r, K, N, a: vs, b, svd: svd.method, singularValues: svd.s };
+}
+
+/** The adapter's canonical contribution (A·B)ᵀ [N][K] = Bᵀ·Aᵀ. */
+export async function adapterMatrix(ad: Pick<Adapter, 'a' | 'b' | 'rank' | 'K' | 'N'>): Promise<Float32Array> {
+  if (ad.rank === 0) return new Float32Array(ad.N * ad.K);
+  return matmul(ad.b, ad.a, ad.N, ad.rank, ad.K, { transA: true, transB: true });
+}

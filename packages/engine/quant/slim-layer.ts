@@ -1,0 +1,207 @@
+// SLiM on one canonical layer W [N][K]: sparse + quantized part W_C plus a low-rank adapter, as ALGORITHMS.md
+// specifies. Steps:
+//   1. SLiM-Quant α on the dense W (scheme 'slim'; RTN groups need no fitting).
+//   2. Sparse part W_C = sparsePart(W): magnitude / Wanda → mask M (fixed from here on), W_C = Q(M ⊙ target);
+//      SparseGPT → W_C = Q(SparseGPT(target, H)) (its OBS updates are part of the sparse part).
+//   3. Adapter LR = lowRank(W − W_C) under the saliency.
+//   4. Final re-quantization against the adapter: W_C = sparsePart(W − LR) with a freshly fitted scale.
+//   5. refitIterations × { LR = lowRank(W − W_C); W_C = sparsePart(W − LR) } (alternating minimisation).
+//   6. Optional SLiM-LoRA^Q: A and B quantized group-wise along their own GEMM's K.
+// The SparseGPT interaction: the reference's final step recomputes W_C = Q(M ⊙ (W − LR)) from the original W, which
+// throws SparseGPT's weight updates away. Here, with criterion 'sparsegpt', every re-quantization reruns SparseGPT
+// on the new target (W − LR) with the same Hessian, so the OBS compensation is recomputed for the target instead of
+// discarded (the mask may move; it stays N:M). Quantization itself is RTN/SLiM-Quant after the OBS step, not a
+// joint OBS quantizer (GPTQ), and the layer report says so.
+import { nmMask } from '../math/nm.js';
+import { wandaScores, magnitudeScores } from '../math/wanda.js';
+import { sparseGpt } from '../math/sparsegpt.js';
+import { adapterMatrix, lowRankAdapter, rankFor, type Adapter, type Saliency } from '../math/lowrank.js';
+import type { TruncatedSvdOptions } from '../math/svd.js';
+import { dequantize, quantizeRtn, quantizeWithClip } from './rtn.js';
+import { slimQuantAlpha } from './slim-quant.js';
+import { QuantError, resolveBlockSize, type QuantizedMatrix, type QuantSpec } from './types.js';
+
+export type Criterion = 'magnitude' | 'wanda' | 'sparsegpt';
+
+export interface SlimLayerOptions {
+  /** Keep n of every m along K. */
+  n: number;
+  m: number;
+  criterion: Criterion;
+  quant: QuantSpec & { scheme: 'rtn' | 'slim' };
+  /** 0 disables the adapter. */
+  rankRatio: number;
+  saliency: Saliency;
+  refitIterations: number;
+  quantizeAdapters: boolean;
+  /** Apply step 4 (the reference always does). @defaultValue true */
+  finalRequantize?: boolean;
+  sparseGpt?: { blockSize?: number; dampening?: number };
+  svd?: TruncatedSvdOptions;
+  /** Layer output error of a candidate effective weight; when given, errors are recorded at every stage. */
+  error?: (wHat: Float32Array) => Promise<number | null>;
+  signal?: AbortSignal;
+}
+
+export interface SlimLayerStats {
+  xNorm?: Float64Array;
+  hessian?: Float64Array;
+}
+
+export interface SlimLayerResult {
+  /** The sparse quantized part (codes keep the N:M zeros exactly). */
+  quantized: QuantizedMatrix;
+  /** 1 = kept. */
+  mask: Uint8Array;
+  adapter: Adapter | null;
+  /** SLiM-LoRA^Q: A as canonical [r][K] and B as canonical [N][r], quantized. */
+  adapterQuantized: { a: QuantizedMatrix; b: QuantizedMatrix } | null;
+  /** Effective dense weight W_C + (A·B)ᵀ (with quantized adapters when asked), canonical fp32. */
+  effective: Float32Array;
+  /** Per-tensor clip α of the final sparse part (scheme 'slim'). */
+  alpha?: number;
+  /** Layer errors: sparse+quantized only (before any adapter), after the first adapter, after each refit, final. */
+  errors: {
+    beforeAdapter: number | null;
+    afterAdapter: number | null;
+    afterFinalRequant: number | null;
+    refits: (number | null)[];
+    final: number | null;
+  };
+  stages: string[];
+}
+
+function add(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
+  return out;
+}
+function sub(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
+  return out;
+}
+
+/** Transpose a rows×cols row-major matrix. */
+export function transpose32(x: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = x[i * cols + j];
+  return out;
+}
+
+export async function slimLayer(
+  w: Float32Array,
+  N: number,
+  K: number,
+  stats: SlimLayerStats,
+  o: SlimLayerOptions,
+): Promise<SlimLayerResult> {
+  if (w.length !== N * K) throw new QuantError(`slimLayer: expected ${N}×${K} weights, got ${w.length}`);
+  if (K % o.m !== 0) throw new QuantError(`slimLayer: K = ${K} is not a multiple of M = ${o.m}`);
+  if (o.criterion === 'wanda' && !stats.xNorm) throw new QuantError('slimLayer: Wanda needs input norms');
+  if (o.criterion === 'sparsegpt' && !stats.hessian) throw new QuantError('slimLayer: SparseGPT needs the Hessian');
+  if (!o.quant.symmetric) throw new QuantError('slimLayer: asymmetric codes do not keep N:M zeros exact');
+  const blockSize = resolveBlockSize(o.quant, K);
+  const stages: string[] = [];
+  const errorOf = async (x: Float32Array) => (o.error ? o.error(x) : null);
+
+  // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
+  let mask: Uint8Array =
+    o.criterion === 'sparsegpt'
+      ? new Uint8Array(N * K)
+      : nmMask(o.criterion === 'wanda' ? wandaScores(w, N, K, stats.xNorm!) : magnitudeScores(w), N, K, o.n, o.m);
+  let alpha: number | undefined;
+
+  const quantize = (target: Float32Array, fitOn: Float32Array): QuantizedMatrix => {
+    if (o.quant.scheme === 'slim') {
+      alpha = slimQuantAlpha(fitOn, { bits: o.quant.bits }).alpha; // fitted on the dense target, before masking
+      return quantizeWithClip(target, N, K, o.quant.bits, alpha, blockSize);
+    }
+    return quantizeRtn(target, N, K, o.quant);
+  };
+  /** W_C for a dense target: masked (or SparseGPT-pruned) and quantized. */
+  const sparsePart = async (target: Float32Array): Promise<QuantizedMatrix> => {
+    o.signal?.throwIfAborted();
+    const t = target.slice();
+    if (o.criterion === 'sparsegpt') {
+      const r = await sparseGpt(t, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
+      mask = r.mask;
+    } else {
+      for (let i = 0; i < t.length; i++) if (!mask[i]) t[i] = 0;
+    }
+    return quantize(t, target);
+  };
+
+  let q = await sparsePart(w);
+  stages.push(o.criterion === 'sparsegpt' ? 'sparsegpt+quant' : `${o.criterion}-mask+quant`);
+  let wc = dequantize(q);
+  const beforeAdapter = await errorOf(wc);
+  const rank = o.rankRatio > 0 ? rankFor(o.rankRatio, N, K) : 0;
+  if (rank === 0) {
+    return {
+      quantized: q,
+      mask,
+      adapter: null,
+      adapterQuantized: null,
+      effective: wc,
+      alpha,
+      errors: { beforeAdapter, afterAdapter: null, afterFinalRequant: null, refits: [], final: beforeAdapter },
+      stages,
+    };
+  }
+  const fit = (target: Float32Array) =>
+    lowRankAdapter(sub(w, target), N, K, {
+      saliency: o.saliency,
+      rank,
+      xNorm: stats.xNorm,
+      hessian: stats.hessian,
+      svd: o.svd,
+    });
+  let adapter = await fit(wc);
+  let lr = await adapterMatrix(adapter);
+  stages.push(`adapter r=${rank} (${o.saliency}, ${adapter.svd} SVD)`);
+  const afterAdapter = await errorOf(add(wc, lr));
+  let afterFinalRequant: number | null = null;
+  if (o.finalRequantize ?? true) {
+    q = await sparsePart(sub(w, lr));
+    wc = dequantize(q);
+    stages.push('re-quantize sparse part against the adapter');
+    afterFinalRequant = await errorOf(add(wc, lr));
+  }
+  const refits: (number | null)[] = [];
+  for (let it = 0; it < o.refitIterations; it++) {
+    adapter = await fit(wc);
+    lr = await adapterMatrix(adapter);
+    q = await sparsePart(sub(w, lr));
+    wc = dequantize(q);
+    refits.push(await errorOf(add(wc, lr)));
+  }
+  if (o.refitIterations) stages.push(`${o.refitIterations} refit iteration(s)`);
+  let adapterQuantized: SlimLayerResult['adapterQuantized'] = null;
+  if (o.quantizeAdapters) {
+    // Groups along each adapter GEMM's reduction axis: A multiplies X (K) → canonical Aᵀ [r][K];
+    // B multiplies X·A (r) → canonical Bᵀ [N][r].
+    const spec: QuantSpec = { bits: o.quant.bits, symmetric: true, groupSize: o.quant.groupSize };
+    const aq = quantizeRtn(transpose32(adapter.a, K, rank), rank, K, spec);
+    const bq = quantizeRtn(transpose32(adapter.b, rank, N), N, rank, spec);
+    adapterQuantized = { a: aq, b: bq };
+    lr = await adapterMatrix({
+      ...adapter,
+      a: transpose32(dequantize(aq), rank, K),
+      b: transpose32(dequantize(bq), N, rank),
+    });
+    stages.push('adapters quantized');
+  }
+  const effective = add(wc, lr);
+  const final = await errorOf(effective);
+  return {
+    quantized: q,
+    mask,
+    adapter,
+    adapterQuantized,
+    effective,
+    alpha,
+    errors: { beforeAdapter, afterAdapter, afterFinalRequant, refits, final },
+    stages,
+  };
+}
