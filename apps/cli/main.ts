@@ -1,1 +1,35 @@
-console.log('onnx-compress cli placeholder', process.argv.slice(2));
+// The `onnx-compress` CLI: one commander program composed from apps/cli/commands/*.ts. Each command module exports
+// `register(program)`; add a command by adding one line to `commands` below.
+import { Command, CommanderError } from 'commander';
+import * as inspect from './commands/inspect.js';
+import * as convert from './commands/convert.js';
+
+const commands: { register(program: Command): void }[] = [
+  inspect, // onnx-compress inspect MODEL [--json]
+  convert, // onnx-compress convert MODEL -o OUT [--external-data | --inline]
+];
+
+export function buildProgram(): Command {
+  const program = new Command('onnx-compress')
+    .description('Compress ONNX models: N:M sparsity, SLiM, sparse soups. Runs locally or as a service.')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  for (const c of commands) c.register(program);
+  return program;
+}
+
+/** Runs the CLI; returns the exit code: 0 ok, 1 failure (one `error:` line on stderr), 2 usage error. */
+export async function runCli(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander already printed the message
+    const message = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`error: ${message.split('\n')[0]}\n`);
+    if (process.env.ONNX_COMPRESS_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await runCli(process.argv);
