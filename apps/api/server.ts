@@ -1,0 +1,48 @@
+// Runs the API: opens the platform, builds the app, listens, and closes gracefully on SIGTERM/SIGINT (stop
+// accepting, finish in-flight requests, then close queues and pools).
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../../packages/platform/config/config.js';
+import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
+import { buildApp, type BuildAppOptions } from './app.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  platform: Platform;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startServer(
+  config: Config,
+  extra: Pick<BuildAppOptions, 'resolveTenant' | 'plugins' | 'logger'> = {},
+): Promise<RunningServer> {
+  const platform = await openPlatform(config);
+  const app = await buildApp({ deps: platform, ...extra });
+  const url = await app.listen({ port: config.port, host: config.host });
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      await app.close();
+      await platform.close();
+    })());
+  return { app, platform, url, close };
+}
+
+/** Closes `close` once on the first SIGTERM/SIGINT; a second signal exits at once. */
+export function closeOnSignals(close: () => Promise<void>, log: (msg: string) => void): void {
+  let signalled = false;
+  const onSignal = (signal: string) => {
+    if (signalled) process.exit(1);
+    signalled = true;
+    log(`${signal}: shutting down`);
+    close().then(
+      () => process.exit(0),
+      (e) => {
+        log(`shutdown failed: ${(e as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}

@@ -1,0 +1,45 @@
+// Whether a dataset's tensors (from its header summary) can feed a model's inputs: every model input present, same
+// dtype and rank, fixed dimensions equal, one shared sample count. Every problem is listed.
+import type { ModelInputSpec } from '../../../packages/engine/data/inputs.js';
+import type { TensorSummary } from './inspect.js';
+
+const LABELS = 'labels';
+
+export function checkDatasetFits(tensors: TensorSummary[], inputs: ModelInputSpec[]): string[] {
+  const problems: string[] = [];
+  // A single unnamed array (.npy) feeds a single-input model.
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  if (tensors.length === 1 && inputs.length === 1 && !byName.has(inputs[0].name)) {
+    byName.set(inputs[0].name, tensors[0]);
+  }
+  const samples = new Set<number>();
+  for (const input of inputs) {
+    const t = byName.get(input.name);
+    if (!t) {
+      problems.push(`no tensor for model input "${input.name}"`);
+      continue;
+    }
+    if (t.dtype !== input.dtype) problems.push(`"${input.name}": dtype ${t.dtype}, the model wants ${input.dtype}`);
+    if (input.dims) {
+      if (t.shape.length !== input.dims.length) {
+        problems.push(`"${input.name}": rank ${t.shape.length}, the model wants ${input.dims.length}`);
+      } else {
+        // Dimension 0 is the sample axis: any count is fine there, batches are cut from it.
+        input.dims.forEach((d, i) => {
+          if (i > 0 && typeof d === 'number' && d > 0 && t.shape[i] !== d) {
+            problems.push(`"${input.name}": dimension ${i} is ${t.shape[i]}, the model wants ${d}`);
+          }
+        });
+      }
+    }
+    if (t.shape.length) samples.add(t.shape[0]);
+  }
+  const known = new Set([...inputs.map((i) => i.name), LABELS]);
+  if (!(tensors.length === 1 && inputs.length === 1)) {
+    for (const t of tensors) if (!known.has(t.name)) problems.push(`tensor "${t.name}" is not a model input`);
+  }
+  const labels = byName.get(LABELS);
+  if (labels?.shape.length) samples.add(labels.shape[0]);
+  if (samples.size > 1) problems.push(`tensors disagree on the sample count (${[...samples].join(' vs ')})`);
+  return problems;
+}

@@ -1,0 +1,105 @@
+// Datasets (calibration / evaluation tensors): upload with a header summary, read, list, delete.
+import { randomUUID } from 'node:crypto';
+import type { Prisma } from '../../../prisma/generated/client.js';
+import { afterCursor, decodeCursor, encodeCursor, type ServiceDeps } from './deps.js';
+import { inspectDataset } from './inspect-client.js';
+import type { TensorSummary } from './inspect.js';
+import type { StagedUpload } from '../upload.js';
+
+export const datasetPrefix = (tenantId: string, id: string) => `tenants/${tenantId}/datasets/${id}`;
+
+export interface DatasetDto {
+  id: string;
+  name: string;
+  format: string;
+  sha256: string;
+  sizeBytes: number;
+  tensors: TensorSummary[];
+  createdAt: string;
+}
+
+type DatasetRow = Prisma.DatasetGetPayload<object>;
+
+export function toDatasetDto(d: DatasetRow): DatasetDto {
+  return {
+    id: d.id,
+    name: d.name,
+    format: d.format,
+    sha256: d.sha256,
+    sizeBytes: Number(d.sizeBytes),
+    tensors: d.tensors as unknown as TensorSummary[],
+    createdAt: d.createdAt.toISOString(),
+  };
+}
+
+export type CreateDatasetOutcome =
+  { ok: true; dataset: DatasetDto } | { ok: false; code: 'invalid-dataset'; message: string };
+
+export async function createDataset(
+  deps: ServiceDeps,
+  tenantId: string,
+  upload: StagedUpload,
+  name: string,
+): Promise<CreateDatasetOutcome> {
+  const inspected = await inspectDataset(upload.main.path, upload.main.sizeBytes, name);
+  if (!inspected.ok) return { ok: false, code: 'invalid-dataset', message: `${inspected.code}: ${inspected.message}` };
+  const id = randomUUID();
+  // The engine picks the reader by extension, so the stored name carries the detected format.
+  const key = `${datasetPrefix(tenantId, id)}/data.${inspected.value.format}`;
+  try {
+    await deps.storage.putFile(key, upload.main.path);
+    const row = await deps.db.dataset.create({
+      data: {
+        id,
+        tenantId,
+        name,
+        format: inspected.value.format,
+        sha256: upload.main.sha256,
+        sizeBytes: BigInt(upload.main.sizeBytes),
+        storageKey: key,
+        tensors: inspected.value.tensors as unknown as Prisma.InputJsonValue,
+      },
+    });
+    return { ok: true, dataset: toDatasetDto(row) };
+  } catch (e) {
+    await deps.storage.deletePrefix(`${datasetPrefix(tenantId, id)}/`).catch(() => {});
+    throw e;
+  }
+}
+
+export async function getDataset(deps: ServiceDeps, tenantId: string, id: string): Promise<DatasetDto | null> {
+  const row = await deps.db.dataset.findFirst({ where: { id, tenantId } });
+  return row ? toDatasetDto(row) : null;
+}
+
+export async function listDatasets(
+  deps: ServiceDeps,
+  tenantId: string,
+  q: { limit: number; cursor?: string },
+): Promise<{ ok: true; items: DatasetDto[]; nextCursor: string | null } | { ok: false; code: 'bad-cursor' }> {
+  const cursor = q.cursor ? decodeCursor(q.cursor) : null;
+  if (q.cursor && !cursor) return { ok: false, code: 'bad-cursor' };
+  const rows = await deps.db.dataset.findMany({
+    where: { tenantId, ...afterCursor(cursor) },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  return {
+    ok: true,
+    items: page.map(toDatasetDto),
+    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]) : null,
+  };
+}
+
+export async function deleteDataset(
+  deps: ServiceDeps,
+  tenantId: string,
+  id: string,
+): Promise<{ ok: true } | { ok: false; code: 'dataset-not-found' }> {
+  const row = await deps.db.dataset.findFirst({ where: { id, tenantId } });
+  if (!row) return { ok: false, code: 'dataset-not-found' };
+  await deps.db.dataset.delete({ where: { id } });
+  await deps.storage.deletePrefix(`${datasetPrefix(tenantId, id)}/`);
+  return { ok: true };
+}

@@ -1,0 +1,38 @@
+// What a service needs, passed in one object (no globals, no env reads).
+import type { Redis } from 'ioredis';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../../../packages/platform/config/config.js';
+import type { Db } from '../../../packages/platform/db/client.js';
+import type { CompressQueues } from '../../../packages/platform/queue/queues.js';
+import type { Storage } from '../../../packages/platform/storage/storage.js';
+
+export interface ServiceDeps {
+  config: Config;
+  db: Db;
+  redis: Redis;
+  queues: CompressQueues;
+  storage: Storage;
+  log: FastifyBaseLogger;
+}
+
+/** Opaque cursor over (createdAt desc, id desc). */
+export function encodeCursor(row: { createdAt: Date; id: string }): string {
+  return Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { createdAt: Date; id: string } | null {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || Number.isNaN(createdAt.getTime()) || !/^[0-9a-f-]{36}$/.test(id)) return null;
+  return { createdAt, id };
+}
+
+/** Prisma `where` for the page after `cursor` in (createdAt desc, id desc) order. */
+export function afterCursor(cursor: { createdAt: Date; id: string } | null) {
+  if (!cursor) return {};
+  return {
+    OR: [{ createdAt: { lt: cursor.createdAt } }, { createdAt: cursor.createdAt, id: { lt: cursor.id } }],
+  };
+}
+
+export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,0 +1,293 @@
+// Jobs: submit (validate recipe, models and datasets; idempotency; enqueue), read, list, cancel, delete, layers.
+import { createHash } from 'node:crypto';
+import type { Prisma } from '../../../prisma/generated/client.js';
+import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../../packages/engine/recipe.js';
+import { onJobFinished } from '../../../packages/platform/events/job-finished.js';
+import { publishCancel } from '../../../packages/platform/queue/cancel.js';
+import type { Device } from '../../../packages/platform/queue/catalogue.js';
+import { afterCursor, decodeCursor, encodeCursor, type ServiceDeps } from './deps.js';
+import type { ModelInspection, TensorSummary } from './inspect.js';
+import { checkDatasetFits } from './dataset-fit.js';
+
+export type JobStateName = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+const ACTIVE: JobStateName[] = ['queued', 'running'];
+
+export interface SubmitJobInput {
+  modelId: string;
+  recipe: unknown;
+  calibrationDatasetId?: string;
+  evalDatasetId?: string;
+  ingredientModelIds?: string[];
+  webhook?: { url: string; secret?: string };
+}
+
+export interface JobDto {
+  id: string;
+  state: JobStateName;
+  progress: number;
+  stage: string | null;
+  progressDetail: Record<string, unknown> | null;
+  modelId: string;
+  calibrationDatasetId: string | null;
+  evalDatasetId: string | null;
+  ingredientModelIds: string[];
+  recipe: Record<string, unknown>;
+  queue: string;
+  executionProvider: string | null;
+  attempts: number;
+  metrics: Record<string, unknown> | null;
+  artifacts: { name: string; sizeBytes: number; sha256: string }[];
+  error?: { code: string; message: string };
+  cancelRequested: boolean;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+type JobRow = Prisma.JobGetPayload<{ include: { artifacts: true } }>;
+
+export function toJobDto(j: JobRow): JobDto {
+  const dto: JobDto = {
+    id: j.id,
+    state: j.state,
+    progress: j.progress,
+    stage: j.stage,
+    progressDetail: (j.progressDetail as Record<string, unknown> | null) ?? null,
+    modelId: j.modelId,
+    calibrationDatasetId: j.calibrationDatasetId,
+    evalDatasetId: j.evalDatasetId,
+    ingredientModelIds: j.ingredientModelIds,
+    recipe: j.recipe as Record<string, unknown>,
+    queue: j.queue,
+    executionProvider: j.executionProvider,
+    attempts: j.attempts,
+    metrics: (j.metrics as Record<string, unknown> | null) ?? null,
+    artifacts: j.artifacts
+      .map((a) => ({ name: a.name, sizeBytes: Number(a.sizeBytes), sha256: a.sha256 }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    cancelRequested: j.cancelRequestedAt !== null,
+    createdAt: j.createdAt.toISOString(),
+  };
+  if (j.error) dto.error = j.error as { code: string; message: string };
+  if (j.startedAt) dto.startedAt = j.startedAt.toISOString();
+  if (j.finishedAt) dto.finishedAt = j.finishedAt.toISOString();
+  return dto;
+}
+
+export type SubmitOutcome =
+  | { ok: true; job: JobDto; replayed: boolean }
+  | { ok: false; code: 'recipe-invalid'; issues: RecipeIssue[] }
+  | { ok: false; code: 'model-not-found' | 'dataset-not-found'; message: string }
+  | { ok: false; code: 'dataset-mismatch'; message: string; issues: RecipeIssue[] }
+  | { ok: false; code: 'idempotency-key-reused' };
+
+function requestHash(input: SubmitJobInput): string {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.keys(v as object)
+              .sort()
+              .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  return createHash('sha256')
+    .update(JSON.stringify(canonical(input)))
+    .digest('hex');
+}
+
+async function chooseDevice(deps: ServiceDeps, recipe: Recipe): Promise<Device> {
+  if (recipe.device === 'gpu') return 'gpu';
+  if (recipe.device === 'cpu') return 'cpu';
+  // auto: a GPU only where one is configured or a GPU worker is alive right now.
+  if (deps.config.gpuAvailable) return 'gpu';
+  return (await deps.queues.gpuWorkerAlive()) ? 'gpu' : 'cpu';
+}
+
+const include = { artifacts: true } as const;
+
+export async function submitJob(
+  deps: ServiceDeps,
+  tenantId: string,
+  input: SubmitJobInput,
+  idempotencyKey?: string,
+): Promise<SubmitOutcome> {
+  const hash = requestHash(input);
+  if (idempotencyKey) {
+    const existing = await deps.db.job.findFirst({ where: { tenantId, idempotencyKey }, include });
+    if (existing) {
+      return existing.requestHash === hash
+        ? { ok: true, job: toJobDto(existing), replayed: true }
+        : { ok: false, code: 'idempotency-key-reused' };
+    }
+  }
+  let recipe: Recipe;
+  try {
+    recipe = parseRecipe(input.recipe);
+  } catch (e) {
+    if (e instanceof RecipeError) return { ok: false, code: 'recipe-invalid', issues: e.issues };
+    throw e;
+  }
+  const modelIds = [input.modelId, ...(input.ingredientModelIds ?? [])];
+  const models = await deps.db.model.findMany({ where: { tenantId, id: { in: modelIds } } });
+  const missing = modelIds.filter((id) => !models.some((m) => m.id === id));
+  if (missing.length) return { ok: false, code: 'model-not-found', message: `no model ${missing.join(', ')}` };
+  if (recipe.method === 'soup' && modelIds.length < 2) {
+    return {
+      ok: false,
+      code: 'recipe-invalid',
+      issues: [{ path: '/ingredientModelIds', message: 'a soup needs at least one ingredient besides modelId' }],
+    };
+  }
+  const model = models.find((m) => m.id === input.modelId)!;
+  const inputsOf = (model.inspection as unknown as ModelInspection).inputs;
+  for (const [role, datasetId] of [
+    ['calibration', input.calibrationDatasetId],
+    ['eval', input.evalDatasetId],
+  ] as const) {
+    if (!datasetId) continue;
+    const ds = await deps.db.dataset.findFirst({ where: { tenantId, id: datasetId } });
+    if (!ds) return { ok: false, code: 'dataset-not-found', message: `no dataset ${datasetId}` };
+    const problems = checkDatasetFits(ds.tensors as unknown as TensorSummary[], inputsOf);
+    if (problems.length) {
+      return {
+        ok: false,
+        code: 'dataset-mismatch',
+        message: `${role} dataset ${datasetId}: ${problems.join('; ')}`,
+        issues: problems.map((message) => ({
+          path: `/${role === 'eval' ? 'evalDatasetId' : 'calibrationDatasetId'}`,
+          message,
+        })),
+      };
+    }
+  }
+  const device = await chooseDevice(deps, recipe);
+  let row: JobRow;
+  try {
+    row = await deps.db.job.create({
+      data: {
+        tenantId,
+        modelId: input.modelId,
+        calibrationDatasetId: input.calibrationDatasetId ?? null,
+        evalDatasetId: input.evalDatasetId ?? null,
+        ingredientModelIds: input.ingredientModelIds ?? [],
+        recipe: recipe as unknown as Prisma.InputJsonValue,
+        queue: device,
+        idempotencyKey: idempotencyKey ?? null,
+        requestHash: hash,
+        webhookUrl: input.webhook?.url ?? null,
+        webhookSecret: input.webhook?.secret ?? null,
+      },
+      include,
+    });
+  } catch (e) {
+    // Two requests with one Idempotency-Key at once: the loser answers with the winner's job.
+    if ((e as { code?: string }).code === 'P2002' && idempotencyKey)
+      return submitJob(deps, tenantId, input, idempotencyKey);
+    throw e;
+  }
+  try {
+    await deps.queues.enqueue(device, { jobId: row.id, tenantId });
+  } catch (e) {
+    await deps.db.job.delete({ where: { id: row.id } });
+    throw e;
+  }
+  return { ok: true, job: toJobDto(row), replayed: false };
+}
+
+export async function getJob(deps: ServiceDeps, tenantId: string, id: string): Promise<JobDto | null> {
+  const row = await deps.db.job.findFirst({ where: { id, tenantId }, include });
+  return row ? toJobDto(row) : null;
+}
+
+export async function listJobs(
+  deps: ServiceDeps,
+  tenantId: string,
+  q: { limit: number; cursor?: string; state?: JobStateName; modelId?: string },
+): Promise<{ ok: true; items: JobDto[]; nextCursor: string | null } | { ok: false; code: 'bad-cursor' }> {
+  const cursor = q.cursor ? decodeCursor(q.cursor) : null;
+  if (q.cursor && !cursor) return { ok: false, code: 'bad-cursor' };
+  const rows = await deps.db.job.findMany({
+    where: {
+      tenantId,
+      ...(q.state ? { state: q.state } : {}),
+      ...(q.modelId ? { modelId: q.modelId } : {}),
+      ...afterCursor(cursor),
+    },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: q.limit + 1,
+    include,
+  });
+  const page = rows.slice(0, q.limit);
+  return {
+    ok: true,
+    items: page.map(toJobDto),
+    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]) : null,
+  };
+}
+
+export type CancelOutcome = { ok: true; job: JobDto } | { ok: false; code: 'job-not-found' | 'job-not-cancellable' };
+
+/**
+ * Cancels a job: a job still waiting in the queue is removed and marked cancelled here; a running one is flagged
+ * (cancel_requested_at) and its worker told through the cancel channel — it aborts the engine and marks it.
+ */
+export async function cancelJob(deps: ServiceDeps, tenantId: string, id: string): Promise<CancelOutcome> {
+  const row = await deps.db.job.findFirst({ where: { id, tenantId } });
+  if (!row) return { ok: false, code: 'job-not-found' };
+  if (!ACTIVE.includes(row.state)) return { ok: false, code: 'job-not-cancellable' };
+  await deps.db.job.updateMany({
+    where: { id, cancelRequestedAt: null },
+    data: { cancelRequestedAt: new Date() },
+  });
+  if (row.state === 'queued' && (await deps.queues.removeIfWaiting(row.queue as Device, id))) {
+    const finishedAt = new Date();
+    const done = await deps.db.job.updateMany({
+      where: { id, state: 'queued' },
+      data: { state: 'cancelled', finishedAt, stage: 'cancelled' },
+    });
+    if (done.count === 1) await onJobFinished({ jobId: id, tenantId, state: 'cancelled', finishedAt }, deps.log);
+  } else {
+    await publishCancel(deps.redis, deps.queues.prefix, id);
+  }
+  return { ok: true, job: (await getJob(deps, tenantId, id))! };
+}
+
+export type DeleteJobOutcome = { ok: true } | { ok: false; code: 'job-not-found' | 'job-active' };
+
+export async function deleteJob(deps: ServiceDeps, tenantId: string, id: string): Promise<DeleteJobOutcome> {
+  const row = await deps.db.job.findFirst({ where: { id, tenantId } });
+  if (!row) return { ok: false, code: 'job-not-found' };
+  if (ACTIVE.includes(row.state)) return { ok: false, code: 'job-active' };
+  await deps.db.job.delete({ where: { id } });
+  await deps.storage.deletePrefix(`tenants/${tenantId}/jobs/${id}/`);
+  return { ok: true };
+}
+
+export interface LayerMetricDto {
+  index: number;
+  name: string;
+  node: string;
+  op: string;
+  shape: number[];
+  pattern: string | null;
+  skipped: string | null;
+  sparsity: number | null;
+  patternVerified: boolean | null;
+  relError: number | null;
+  relErrorBeforeAdapter: number | null;
+  bitsPerWeight: number | null;
+  seconds: number;
+  extra: Record<string, unknown>;
+}
+
+export async function jobLayers(deps: ServiceDeps, tenantId: string, id: string): Promise<LayerMetricDto[] | null> {
+  const job = await deps.db.job.findFirst({ where: { id, tenantId }, select: { id: true } });
+  if (!job) return null;
+  const rows = await deps.db.jobLayerMetric.findMany({ where: { jobId: id }, orderBy: { index: 'asc' } });
+  return rows.map(({ id: _id, jobId: _j, tenantId: _t, extra, ...r }) => ({
+    ...r,
+    extra: extra as Record<string, unknown>,
+  }));
+}

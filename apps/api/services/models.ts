@@ -1,0 +1,130 @@
+// Models: upload (inspect, then commit the files to storage and the row to Postgres), read, list, delete.
+import { randomUUID } from 'node:crypto';
+import type { Prisma } from '../../../prisma/generated/client.js';
+import { afterCursor, decodeCursor, encodeCursor, type ServiceDeps } from './deps.js';
+import { inspectModel } from './inspect-client.js';
+import type { StagedUpload } from '../upload.js';
+
+export const MODEL_FILE = 'model.onnx';
+export const modelPrefix = (tenantId: string, id: string) => `tenants/${tenantId}/models/${id}`;
+
+export interface ExternalDataFile {
+  name: string;
+  sizeBytes: number;
+  sha256: string;
+  storageKey: string;
+}
+
+export interface ModelDto {
+  id: string;
+  name: string;
+  sha256: string;
+  sizeBytes: number;
+  externalData: { name: string; sizeBytes: number; sha256: string }[];
+  inspection: Record<string, unknown>;
+  createdAt: string;
+}
+
+type ModelRow = Prisma.ModelGetPayload<object>;
+
+export function toModelDto(m: ModelRow): ModelDto {
+  return {
+    id: m.id,
+    name: m.name,
+    sha256: m.sha256,
+    sizeBytes: Number(m.sizeBytes),
+    externalData: (m.externalData as unknown as ExternalDataFile[]).map(({ name, sizeBytes, sha256 }) => ({
+      name,
+      sizeBytes,
+      sha256,
+    })),
+    inspection: m.inspection as Record<string, unknown>,
+    createdAt: m.createdAt.toISOString(),
+  };
+}
+
+export type CreateModelOutcome = { ok: true; model: ModelDto } | { ok: false; code: 'invalid-model'; message: string };
+
+export async function createModel(
+  deps: ServiceDeps,
+  tenantId: string,
+  upload: StagedUpload,
+  name: string,
+): Promise<CreateModelOutcome> {
+  const inspected = await inspectModel(upload.main.path);
+  if (!inspected.ok) return { ok: false, code: 'invalid-model', message: `${inspected.code}: ${inspected.message}` };
+  const referenced = new Set(inspected.value.externalDataFiles);
+  const unused = upload.extra.filter((f) => !referenced.has(f.name)).map((f) => f.name);
+  if (unused.length) {
+    return {
+      ok: false,
+      code: 'invalid-model',
+      message: `externalData files not referenced by the model: ${unused.join(', ')}`,
+    };
+  }
+  const id = randomUUID();
+  const prefix = modelPrefix(tenantId, id);
+  const external: ExternalDataFile[] = upload.extra.map((f) => ({
+    name: f.name,
+    sizeBytes: f.sizeBytes,
+    sha256: f.sha256,
+    storageKey: `${prefix}/${f.name}`,
+  }));
+  try {
+    for (const f of upload.extra) await deps.storage.putFile(`${prefix}/${f.name}`, f.path);
+    await deps.storage.putFile(`${prefix}/${MODEL_FILE}`, upload.main.path);
+    const row = await deps.db.model.create({
+      data: {
+        id,
+        tenantId,
+        name,
+        sha256: upload.main.sha256,
+        sizeBytes: BigInt(upload.main.sizeBytes),
+        storageKey: `${prefix}/${MODEL_FILE}`,
+        externalData: external as unknown as Prisma.InputJsonValue,
+        inspection: inspected.value as unknown as Prisma.InputJsonValue,
+      },
+    });
+    return { ok: true, model: toModelDto(row) };
+  } catch (e) {
+    await deps.storage.deletePrefix(`${prefix}/`).catch(() => {});
+    throw e;
+  }
+}
+
+export async function getModel(deps: ServiceDeps, tenantId: string, id: string): Promise<ModelDto | null> {
+  const row = await deps.db.model.findFirst({ where: { id, tenantId } });
+  return row ? toModelDto(row) : null;
+}
+
+export async function listModels(
+  deps: ServiceDeps,
+  tenantId: string,
+  q: { limit: number; cursor?: string },
+): Promise<{ ok: true; items: ModelDto[]; nextCursor: string | null } | { ok: false; code: 'bad-cursor' }> {
+  const cursor = q.cursor ? decodeCursor(q.cursor) : null;
+  if (q.cursor && !cursor) return { ok: false, code: 'bad-cursor' };
+  const rows = await deps.db.model.findMany({
+    where: { tenantId, ...afterCursor(cursor) },
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  return {
+    ok: true,
+    items: page.map(toModelDto),
+    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]) : null,
+  };
+}
+
+export type DeleteModelOutcome = { ok: true } | { ok: false; code: 'model-not-found' | 'model-in-use' };
+
+export async function deleteModel(deps: ServiceDeps, tenantId: string, id: string): Promise<DeleteModelOutcome> {
+  const row = await deps.db.model.findFirst({ where: { id, tenantId } });
+  if (!row) return { ok: false, code: 'model-not-found' };
+  const jobs = await deps.db.job.count({ where: { OR: [{ modelId: id }, { ingredientModelIds: { has: id } }] } });
+  if (jobs > 0) return { ok: false, code: 'model-in-use' };
+  await deps.db.model.delete({ where: { id } });
+  await deps.storage.deletePrefix(`${modelPrefix(tenantId, id)}/`);
+  return { ok: true };
+}

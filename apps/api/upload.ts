@@ -1,0 +1,97 @@
+// Receives the files of an upload request into one staging folder: multipart (field `file`, plus `externalData`
+// files for models that keep weights outside the protobuf) or a raw application/octet-stream body. Every byte is
+// streamed to disk through receiveToStaging (sha256 + size limit); nothing is buffered whole.
+import { randomUUID } from 'node:crypto';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { FastifyRequest } from 'fastify';
+import { receiveToStaging, UploadTooLargeError, type ReceivedFile } from '../../packages/platform/storage/receive.js';
+import { ApiError } from './errors.js';
+
+export interface StagedFile extends ReceivedFile {
+  /** File name inside the staging folder (the main file is `main`). */
+  name: string;
+  /** Multipart field it came in (`file` or `externalData`); `file` for raw bodies. */
+  field: string;
+  /** Name the client gave (multipart filename, or ?name=). */
+  clientName: string;
+}
+
+export interface StagedUpload {
+  dir: string;
+  main: StagedFile;
+  extra: StagedFile[];
+  /** Text fields sent alongside the files (multipart), e.g. name. */
+  fields: Record<string, string>;
+  cleanup(): Promise<void>;
+}
+
+/** A client-given file name reduced to a safe single path component (external data references it by name). */
+export function safeFileName(name: string): string | null {
+  const base = name.split(/[\\/]/).pop() ?? '';
+  if (!/^[A-Za-z0-9._-]{1,200}$/.test(base) || base === '.' || base === '..' || base.startsWith('.')) return null;
+  return base;
+}
+
+export async function receiveUpload(
+  request: FastifyRequest,
+  opts: { stagingDir: string; maxBytes: number; mainName: string; allowExtra: boolean; onBytes?: (n: number) => void },
+): Promise<StagedUpload> {
+  const dir = join(opts.stagingDir, randomUUID());
+  await mkdir(dir, { recursive: true });
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  const extra: StagedFile[] = [];
+  const fields: Record<string, string> = {};
+  let main: StagedFile | undefined;
+
+  const take = async (stream: Readable, field: string, clientName: string, truncated: () => boolean) => {
+    let received: ReceivedFile;
+    try {
+      received = await receiveToStaging(stream, { stagingDir: dir, maxBytes: opts.maxBytes, onBytes: opts.onBytes });
+    } catch (e) {
+      if (e instanceof UploadTooLargeError) {
+        throw new ApiError('upload-too-large', `each file may be at most ${opts.maxBytes} bytes`);
+      }
+      throw e;
+    }
+    // @fastify/multipart stops at its fileSize limit without an error: check the flag as well.
+    if (truncated()) throw new ApiError('upload-too-large', `each file may be at most ${opts.maxBytes} bytes`);
+    const name = field === 'file' ? opts.mainName : safeFileName(clientName);
+    if (!name || (name === opts.mainName && field !== 'file')) {
+      throw new ApiError('validation-failed', `file name ${JSON.stringify(clientName)} is not a plain file name`);
+    }
+    if (extra.some((f) => f.name === name)) throw new ApiError('validation-failed', `file ${name} sent twice`);
+    await rename(received.path, join(dir, name));
+    return { ...received, path: join(dir, name), name, field, clientName };
+  };
+
+  try {
+    if (request.isMultipart()) {
+      for await (const part of request.parts()) {
+        if (part.type === 'field') {
+          if (typeof part.value === 'string') fields[part.fieldname] = part.value;
+          continue;
+        }
+        if (part.fieldname === 'file') {
+          if (main) throw new ApiError('validation-failed', 'send one `file` part');
+          main = await take(part.file, 'file', part.filename, () => part.file.truncated);
+        } else if (part.fieldname === 'externalData' && opts.allowExtra) {
+          extra.push(await take(part.file, 'externalData', part.filename, () => part.file.truncated));
+        } else {
+          part.file.resume();
+          throw new ApiError('validation-failed', `unexpected file field ${JSON.stringify(part.fieldname)}`);
+        }
+      }
+    } else {
+      const query = request.query as { name?: string };
+      main = await take(request.body as Readable, 'file', query.name ?? opts.mainName, () => false);
+    }
+    if (!main) throw new ApiError('validation-failed', 'no `file` part in the upload');
+    if (main.sizeBytes === 0) throw new ApiError('validation-failed', 'the file is empty');
+    return { dir, main, extra, fields, cleanup };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
