@@ -1,0 +1,120 @@
+// Method `soup`: merge ≥ 2 fine-tuned sparse models of one parent into one (SMS / model soups), uniform or greedy,
+// with the masks checked and re-applied, and optionally prune the soup further for the next SMS phase. The maths and
+// the orchestration live in ../soup/ (cookSoup); this file maps the recipe and the runner's context onto it.
+//
+// Sample recipe:
+//   {"method":"soup","mode":"greedy","maskPolicy":"reprune","pattern":"2:4","criterion":"magnitude","metric":"accuracy"}
+import { resolve } from 'node:path';
+import { InputError, type LayerReport } from '../job.js';
+import { parsePattern, type SoupRecipe } from '../recipe.js';
+import type { WeightRef } from '../onnx/weights.js';
+import { cookSoup, type SoupSettings } from '../soup/merge.js';
+import { planNextPhase } from '../soup/next-phase.js';
+import { describeSpec, specSkipReason, verifyNM, type RepruneSpec } from '../soup/reprune.js';
+import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
+
+/** The reprune mask spec of a recipe (pattern N:M, or unstructured sparsity). */
+export function repruneSpecOf(r: SoupRecipe): RepruneSpec | undefined {
+  if (r.maskPolicy !== 'reprune') return undefined;
+  if (r.sparsity !== undefined) return { kind: 'unstructured', sparsity: r.sparsity };
+  const { n, m } = parsePattern(r.pattern ?? '2:4');
+  return { kind: 'nm', n, m };
+}
+
+export function soupSettings(r: SoupRecipe): SoupSettings {
+  if (r.maskPolicy !== 'reprune' && (r.pattern !== undefined || r.sparsity !== undefined)) {
+    throw new InputError(
+      'soup-bad-recipe',
+      `pattern / sparsity set the re-pruned mask and apply only with maskPolicy "reprune" (got "${r.maskPolicy}")`,
+    );
+  }
+  const reprune = repruneSpecOf(r);
+  return {
+    mode: r.mode ?? 'greedy',
+    tie: r.tie ?? '>=',
+    maskPolicy: r.maskPolicy ?? 'require-shared',
+    ...(reprune ? { reprune } : {}),
+    metric: r.metric ?? 'accuracy',
+    ...(r.nextPhase ? { nextPhase: planNextPhase(r.nextPhase) } : {}),
+  };
+}
+
+async function run(ctx: MethodContext<SoupRecipe>): Promise<MethodResult> {
+  const recipe = ctx.recipe;
+  const settings = soupSettings(recipe);
+  const started = performance.now();
+  if (ctx.ingredients.length < 2) {
+    throw new InputError(
+      'soup-too-few-ingredients',
+      `a soup needs at least 2 ingredient models, got ${ctx.ingredients.length}`,
+    );
+  }
+  const basePath = ctx.model.path ? resolve(ctx.model.path) : undefined;
+  const baseIndex = ctx.ingredients.findIndex((i) => basePath !== undefined && resolve(i.path) === basePath);
+  // Every discovered weight carries a mask (selected or not); only selected ones may be re-pruned.
+  const masked: WeightRef[] = [...ctx.weights, ...ctx.skipped.map((s) => s.weight)];
+  const scorer = ctx.scorer;
+  const report = await cookSoup({
+    base: ctx.model,
+    baseIngredient: baseIndex >= 0 ? baseIndex : null,
+    ingredients: ctx.ingredients,
+    maskedWeights: masked,
+    prunableWeights: ctx.weights,
+    settings,
+    ...(scorer ? { score: (m) => scorer.score(m, settings.metric) } : {}),
+    progress: (fraction, message) => ctx.progress({ fraction, message }),
+    checkAbort: () => ctx.checkAbort(),
+    warn: (m) => ctx.warn(m),
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const byName = new Map(report.weights.map((w) => [w.name, w]));
+  const phase = new Map((report.nextPhase?.weights ?? []).map((w) => [w.name, w]));
+  const layers: LayerReport[] = ctx.weights.map((w) => {
+    const label = w.storeGraphPath ? `${w.storeGraphPath}/${w.name}` : w.name;
+    const row = byName.get(label);
+    const after = phase.get(label);
+    const nm = settings.maskPolicy === 'reprune' && settings.reprune?.kind === 'nm' ? settings.reprune : undefined;
+    return {
+      name: w.name,
+      node: w.node,
+      op: w.op,
+      shape: w.shape,
+      pattern:
+        settings.maskPolicy === 'reprune'
+          ? `soup, re-pruned ${describeSpec(settings.reprune!)}`
+          : `soup, ${settings.maskPolicy === 'intersect' ? 'intersected' : 'shared'} mask`,
+      sparsity: after && !after.skipped ? after.after : (row?.soupSparsity ?? 0),
+      maskSparsity: row?.maskSparsity ?? 0,
+      patternVerified:
+        nm && !specSkipReason(w, nm) ? verifyNM(ctx.model, w, nm.n, nm.m) : (row?.maskRespected ?? false),
+      seconds: seconds / Math.max(1, ctx.weights.length),
+    };
+  });
+  return { layers, report: { soup: report } };
+}
+
+export const method: CompressionMethod<SoupRecipe> = {
+  name: 'soup',
+  summary:
+    'Sparse model soup: average fine-tuned sparse models of one parent (uniform or greedy on held-out data), masks ' +
+    'checked and re-applied; optionally prune further for the next phase',
+  example: {
+    method: 'soup',
+    mode: 'greedy',
+    maskPolicy: 'reprune',
+    pattern: '2:4',
+    criterion: 'magnitude',
+    metric: 'accuracy',
+  },
+  calibration: () => 'none',
+  hessian: () => false,
+  // Greedy accuracy needs class labels; perplexity can fall back to shifted token ids, fidelity needs none.
+  labels: (r) => (r.mode ?? 'greedy') === 'greedy' && (r.metric ?? 'accuracy') === 'accuracy',
+  ingredients: () => true,
+  changesGraph: () => false,
+  skipReason(w, r) {
+    const spec = repruneSpecOf(r);
+    return spec ? specSkipReason(w, spec) : undefined;
+  },
+  run,
+};

@@ -1,0 +1,84 @@
+// Sizes for the report: bytes on disk (model file + its external-data side files) and parameter / non-zero counts of
+// the weights discovered in a model (MatMul/Gemm/Conv weights, the tensors compression acts on).
+import { stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { LoadedModel } from '../onnx/model.js';
+import { externalRef, isExternal } from '../onnx/external.js';
+import { tensorDtype, tensorBytes } from '../onnx/tensor.js';
+import { graphTensors, walkGraphs } from '../onnx/walk.js';
+import type { WeightRef } from '../onnx/weights.js';
+import { buildScopeIndex } from '../onnx/scopes.js';
+
+/** Bytes of a model file plus every distinct external-data file it references. */
+export async function modelDiskBytes(model: LoadedModel, file: string): Promise<number> {
+  let total = (await stat(file)).size;
+  const seen = new Set<string>();
+  walkGraphs(model.proto, (v) => {
+    for (const t of graphTensors(v.graph)) if (isExternal(t)) seen.add(externalRef(t).location);
+  });
+  for (const loc of seen) {
+    try {
+      total += (await stat(join(dirname(file), loc))).size;
+    } catch {
+      // a missing side file fails elsewhere with its own error; sizes just leave it out
+    }
+  }
+  return total;
+}
+
+export interface WeightCounts {
+  /** Elements of all discovered weights. */
+  parameters: number;
+  /** Of those, non-zero elements. */
+  nonZeros: number;
+}
+
+/**
+ * Counts elements and non-zeros of the stored tensors behind `weights` (each tensor once). Reads bytes directly
+ * (no float conversion): a value is zero when all its bits but the sign are zero, for every float format.
+ */
+export function weightCounts(model: LoadedModel, weights: WeightRef[]): WeightCounts {
+  const index = buildScopeIndex(model);
+  const seen = new Set<string>();
+  let parameters = 0;
+  let nonZeros = 0;
+  for (const w of weights) {
+    const key = `${w.storeGraphPath}\u0000${w.name}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    const visit = index.visits.find((v) => v.path === w.storeGraphPath);
+    const def = visit ? index.scopes.get(visit)?.get(w.name) : undefined;
+    const count = w.shape.reduce((a, b) => a * b, 1);
+    parameters += count;
+    if (def?.kind === 'sparse') {
+      nonZeros += Number(def.sparse?.values?.dims[0] ?? 0);
+      continue;
+    }
+    const t = def?.tensor;
+    if (!t) {
+      nonZeros += count;
+      continue;
+    }
+    nonZeros += countNonZero(tensorBytes(model, t), tensorDtype(t));
+  }
+  return { parameters, nonZeros };
+}
+
+function countNonZero(bytes: Uint8Array, dtype: string): number {
+  const size = dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : dtype === 'float16' || dtype === 'bfloat16' ? 2 : 1;
+  let nz = 0;
+  if (size === 4) {
+    const words =
+      bytes.byteOffset % 4 === 0
+        ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2)
+        : new Uint32Array(bytes.slice().buffer);
+    for (let i = 0; i < words.length; i++) if ((words[i] & 0x7fffffff) !== 0) nz++;
+    return nz;
+  }
+  for (let i = 0; i < bytes.length; i += size) {
+    let any = (bytes[i + size - 1] & 0x7f) !== 0; // little-endian: the sign bit is in the last byte
+    for (let j = 0; j < size - 1 && !any; j++) any = bytes[i + j] !== 0;
+    if (any) nz++;
+  }
+  return nz;
+}

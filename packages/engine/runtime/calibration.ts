@@ -1,0 +1,120 @@
+// Calibration plumbing between the runner and the statistics collector: one stats request per (activation, Conv
+// geometry), a session on the dense model with those activations exposed as graph outputs (written to a temp file
+// before the method edits anything, so statistics always describe the dense model), and the per-layer output error.
+import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { ValueInfoProtoSchema, type NodeProto } from '../onnx/gen/onnx_pb.js';
+import { addGraphOutputs } from '../onnx/graph.js';
+import { saveModel, type LoadedModel } from '../onnx/model.js';
+import type { WeightRef } from '../onnx/weights.js';
+import { nodeKey } from '../onnx/walk.js';
+import { relativeOutputError } from '../math/relerr.js';
+import type { LayerStats } from '../methods/types.js';
+import { convGeometry, geometryKey } from './conv.js';
+import { openSession, type ExecutionProvider, type OpenedSession } from './session.js';
+import { hessianBytes, type StatsRequest } from './stats.js';
+
+/** Finds a main-graph node by the key discoverWeights reports (name, or `<op>#<index>`). */
+export function findMainNode(model: LoadedModel, key: string): NodeProto | undefined {
+  const nodes = model.proto.graph?.node ?? [];
+  for (let i = 0; i < nodes.length; i++) if (nodeKey(nodes[i], i) === key) return nodes[i];
+  return undefined;
+}
+
+/** The statistics request for a weight's input activation. */
+export function statsRequestFor(model: LoadedModel, w: WeightRef, hessian: boolean): StatsRequest {
+  if (!w.activation) throw new Error(`weight ${w.name} has no activation`);
+  if (w.op !== 'Conv') return { key: w.activation, activation: w.activation, K: w.K, groups: 1, hessian };
+  const node = findMainNode(model, w.node);
+  if (!node) throw new Error(`Conv node ${w.node} of weight ${w.name} not found in the main graph`);
+  const conv = convGeometry(node, w.consumerShape);
+  return {
+    key: `${w.activation}|conv:${geometryKey(conv)}`,
+    activation: w.activation,
+    K: w.K,
+    groups: conv.group,
+    conv,
+    hessian,
+  };
+}
+
+export { hessianBytes };
+
+/**
+ * Writes the dense model with `activations` added as graph outputs to `dir` and opens a session on it. The caller's
+ * model is left exactly as it was (the outputs are removed again after writing).
+ */
+export async function openStatsSession(
+  model: LoadedModel,
+  activations: string[],
+  dir: string,
+  executionProviders: readonly ExecutionProvider[],
+): Promise<OpenedSession & { path: string }> {
+  const graph = model.proto.graph!;
+  const existing = new Set(graph.output.map((o) => o.name));
+  const added = activations.filter((a) => !existing.has(a));
+  const before = graph.output.length;
+  for (const name of added) {
+    try {
+      addGraphOutputs(model, [name]);
+    } catch {
+      // Type not inferable statically: ONNX Runtime infers the type of an untyped graph output itself.
+      graph.output.push(create(ValueInfoProtoSchema, { name }));
+    }
+  }
+  const path = join(dir, 'dense-with-activations.onnx');
+  try {
+    await saveModel(model, path);
+  } finally {
+    graph.output.splice(before);
+  }
+  const s = await openSession(path, { executionProviders });
+  return { ...s, path };
+}
+
+/**
+ * ‖X(W−Ŵ)‖/‖XW‖ from the calibration Hessian(s); grouped Conv sums numerator and denominator over groups (output
+ * rows of group g see only H_g). null when there is no Hessian.
+ */
+export async function layerRelativeError(
+  w: WeightRef,
+  stats: LayerStats | undefined,
+  before: Float32Array,
+  after: Float32Array,
+): Promise<number | null> {
+  const hs = stats?.hessian;
+  if (!hs) return null;
+  const { N, K } = w;
+  if (hs.length === 1) return relativeOutputError(before, after, N, K, hs[0]);
+  const per = N / hs.length;
+  let num = 0;
+  let den = 0;
+  for (let g = 0; g < hs.length; g++) {
+    const h = hs[g];
+    for (let r = g * per; r < (g + 1) * per; r++) {
+      const base = r * K;
+      for (let i = 0; i < K; i++) {
+        const wi = before[base + i];
+        const di = wi - after[base + i];
+        if (wi === 0 && di === 0) continue;
+        let sw = 0;
+        let sd = 0;
+        for (let j = 0; j < K; j++) {
+          const hij = h[i * K + j];
+          sw += hij * before[base + j];
+          sd += hij * (before[base + j] - after[base + j]);
+        }
+        den += wi * sw;
+        num += di * sd;
+      }
+    }
+  }
+  if (num <= 0) return 0;
+  if (den <= 0) return Infinity;
+  return Math.sqrt(num / den);
+}
+
+/** Bytes of float64 Hessians a weight's statistics would take. */
+export function requestHessianBytes(req: StatsRequest): number {
+  return hessianBytes(req);
+}

@@ -1,0 +1,120 @@
+// ONNX Runtime sessions for the engine: execution-provider choice with fallback (onnxruntime-node throws when an
+// EP such as CUDA is missing instead of falling back, so each is tried in order and the one that worked recorded),
+// and conversions between dataset arrays / ORT tensors / float32.
+// session.run is synchronous native work: callers run the engine in a worker thread, never on an API event loop.
+import * as ort from 'onnxruntime-node';
+import { DTYPE_BYTES, type DataArray } from '../data/types.js';
+import { float16ToFloat32 } from '../onnx/floats.js';
+
+export type ExecutionProvider = 'cuda' | 'cpu';
+
+export interface OpenedSession {
+  session: ort.InferenceSession;
+  executionProvider: ExecutionProvider;
+  /** Why earlier providers in the list were not used (e.g. "cuda: CUDA EP not available in this build"). */
+  fallbacks: string[];
+}
+
+export interface SessionOptions {
+  /** Tried in order. @defaultValue ['cpu'] */
+  executionProviders?: readonly ExecutionProvider[];
+  /** @defaultValue 'all' */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  intraOpNumThreads?: number;
+}
+
+/** ONNX Runtime's version, as reported by the binding. */
+export function ortVersion(): string {
+  return ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown';
+}
+
+/** Opens a session on a model file (external data resolves next to it) or serialized bytes. */
+export async function openSession(model: string | Uint8Array, opts: SessionOptions = {}): Promise<OpenedSession> {
+  const providers = opts.executionProviders?.length ? opts.executionProviders : (['cpu'] as const);
+  const fallbacks: string[] = [];
+  let lastError: unknown;
+  for (const ep of providers) {
+    const so: ort.InferenceSession.SessionOptions = {
+      executionProviders: [ep],
+      graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+      logSeverityLevel: 3,
+    };
+    if (opts.intraOpNumThreads !== undefined) so.intraOpNumThreads = opts.intraOpNumThreads;
+    try {
+      const session =
+        typeof model === 'string'
+          ? await ort.InferenceSession.create(model, so)
+          : await ort.InferenceSession.create(model, so);
+      return { session, executionProvider: ep, fallbacks };
+    } catch (e) {
+      lastError = e;
+      fallbacks.push(`${ep}: ${firstLine((e as Error).message ?? String(e))}`);
+    }
+  }
+  throw new SessionError(
+    `ONNX Runtime could not open the model with ${providers.join(', ')}: ${fallbacks.join('; ')}`,
+    lastError,
+  );
+}
+
+/** ONNX Runtime refused the model or a run failed: usually a bad model, so reported as input error. */
+export class SessionError extends Error {
+  override readonly name = 'InputError';
+  readonly code = 'onnxruntime-error';
+  constructor(message: string, cause?: unknown) {
+    super(message, { cause });
+  }
+}
+
+function firstLine(s: string): string {
+  const line = s.split('\n')[0];
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
+
+/** Dataset array → ORT tensor (no copy). */
+export function toOrtTensor(a: DataArray): ort.Tensor {
+  switch (a.dtype) {
+    case 'float16':
+      return new ort.Tensor('float16', a.data as Uint16Array, a.dims);
+    case 'bool':
+      return new ort.Tensor('bool', a.data as Uint8Array, a.dims);
+    default:
+      return new ort.Tensor(a.dtype, a.data as Float32Array, a.dims);
+  }
+}
+
+export function feedsOf(inputs: Map<string, DataArray>): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const [k, a] of inputs) feeds[k] = toOrtTensor(a);
+  return feeds;
+}
+
+/** Float view of a numeric ORT tensor or dataset array (float32 data is returned as is, others converted). */
+export function toFloat32(t: { type?: string; dtype?: string; data: unknown }): Float32Array {
+  const type = t.type ?? t.dtype;
+  const d = t.data;
+  if (d instanceof Float32Array) return d;
+  if (type === 'float16' && d instanceof Uint16Array) return float16ToFloat32(d);
+  if (d instanceof BigInt64Array || d instanceof BigUint64Array) return Float32Array.from(d, (v) => Number(v));
+  if (ArrayBuffer.isView(d)) return Float32Array.from(d as unknown as ArrayLike<number>);
+  throw new SessionError(`tensor of type ${type} cannot be read as numbers`);
+}
+
+/** Runs a session, turning ORT's untyped failures into SessionErrors that say which run failed. */
+export async function runSession(
+  session: ort.InferenceSession,
+  feeds: Record<string, ort.Tensor>,
+  fetches: string[],
+  what: string,
+): Promise<ort.InferenceSession.ReturnType> {
+  try {
+    return await session.run(feeds, fetches);
+  } catch (e) {
+    throw new SessionError(`ONNX Runtime failed while ${what}: ${firstLine((e as Error).message ?? String(e))}`, e);
+  }
+}
+
+/** Bytes a dataset array occupies. */
+export function arrayBytes(a: DataArray): number {
+  return a.data.length * DTYPE_BYTES[a.dtype];
+}
