@@ -13,6 +13,7 @@ import { closeModel, makeLoadedModel } from './loaded.js';
 import type { ExternalPlan, Piece } from './encode.js';
 import { encodeModel } from './encode.js';
 import { validateModel } from './validate.js';
+import { MAX_GRAPH_DEPTH } from './walk.js';
 
 export type { LoadedModel } from './loaded.js';
 export { closeModel };
@@ -64,7 +65,7 @@ export async function loadModel(file: string): Promise<LoadedModel> {
 
 function decodeError(e: unknown): OnnxError {
   if (isOnnxError(e)) return e;
-  if (e instanceof RangeError && /call stack/i.test(e.message))
+  if ((e instanceof RangeError && /call stack/i.test(e.message)) || /maximum recursion depth/.test(String(e)))
     return new OnnxError('graph-too-deep', 'messages nest too deeply to decode (hostile or corrupt file)');
   const msg = (e as Error).message ?? String(e);
   if (/premature EOF|out of range|index out of/i.test(msg))
@@ -77,7 +78,8 @@ export function decodeModel(bytes: Uint8Array, dir = '', filePath?: string): Loa
   if (bytes.length === 0) throw new OnnxError('empty-file', 'the model is empty (0 bytes)');
   let proto;
   try {
-    proto = fromBinary(ModelProtoSchema, bytes);
+    // Room for MAX_GRAPH_DEPTH subgraph levels (3 messages each) so the walker, not the decoder, reports depth.
+    proto = fromBinary(ModelProtoSchema, bytes, { recursionLimit: 3 * MAX_GRAPH_DEPTH + 16 });
   } catch (e) {
     throw decodeError(e);
   }
