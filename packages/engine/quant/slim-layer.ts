@@ -37,6 +37,12 @@ export interface SlimLayerOptions {
   /** Apply step 4 (the reference always does). @defaultValue true */
   finalRequantize?: boolean;
   sparseGpt?: { blockSize?: number; dampening?: number };
+  /**
+   * How SparseGPT's sparse part is re-quantized against the adapter: 'rerun' (default) runs SparseGPT again on
+   * W − LR; 'reference' keeps its first mask and recomputes Q(M ⊙ (W − LR)) from the original W as the SLiM code
+   * does, discarding the OBS updates (offered only to measure the difference).
+   */
+  sparseGptRequant?: 'rerun' | 'reference';
   svd?: TruncatedSvdOptions;
   /** Layer output error of a candidate effective weight; when given, errors are recorded at every stage. */
   error?: (wHat: Float32Array) => Promise<number | null>;
@@ -100,6 +106,10 @@ export async function slimLayer(
   if (K % o.m !== 0) throw new QuantError(`slimLayer: K = ${K} is not a multiple of M = ${o.m}`);
   if (o.criterion === 'wanda' && !stats.xNorm) throw new QuantError('slimLayer: Wanda needs input norms');
   if (o.criterion === 'sparsegpt' && !stats.hessian) throw new QuantError('slimLayer: SparseGPT needs the Hessian');
+  if (o.rankRatio > 0 && o.saliency === 'whitened' && !stats.hessian)
+    throw new QuantError("slimLayer: saliency 'whitened' needs the Hessian");
+  if (o.rankRatio > 0 && o.saliency === 'slim' && !stats.xNorm)
+    throw new QuantError("slimLayer: saliency 'slim' needs input norms");
   if (!o.quant.symmetric) throw new QuantError('slimLayer: asymmetric codes do not keep N:M zeros exact');
   const blockSize = resolveBlockSize(o.quant, K);
   const stages: string[] = [];
@@ -123,7 +133,7 @@ export async function slimLayer(
   const sparsePart = async (target: Float32Array): Promise<QuantizedMatrix> => {
     o.signal?.throwIfAborted();
     const t = target.slice();
-    if (o.criterion === 'sparsegpt') {
+    if (o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? target === w : true)) {
       const r = await sparseGpt(t, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
       mask = r.mask;
     } else {
