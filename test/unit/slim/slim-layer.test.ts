@@ -130,7 +130,13 @@ test('slimLayer rejects what it cannot do, clearly', async () => {
     /Hessian/,
   );
   await assert.rejects(
-    slimLayer(new Float32Array(16), 4, 4, {}, { ...base, quant: { ...base.quant, symmetric: false } }),
+    slimLayer(
+      new Float32Array(16),
+      4,
+      4,
+      {},
+      { ...base, criterion: 'magnitude', rankRatio: 0, quant: { ...base.quant, symmetric: false } },
+    ),
     /asymmetric/,
   );
 });
