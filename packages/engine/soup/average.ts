@@ -22,7 +22,7 @@ export class TensorSum {
    * Writes the mean of the accepted tensors — plus `candidate` when given, as one more member — into `out`, then
    * zeroes it wherever `mask` is 0. Returns `out`.
    */
-  meanInto(out: Float32Array, mask: Uint8Array | null, candidate?: FloatValues): Float32Array {
+  meanInto<T extends FloatValues>(out: T, mask: Uint8Array | null, candidate?: FloatValues): T {
     const n = this.count + (candidate ? 1 : 0);
     if (n === 0) throw new RangeError('mean of an empty soup');
     if (out.length !== this.size) throw new RangeError(`output size ${out.length} ≠ ${this.size}`);

@@ -1,5 +1,6 @@
 // Magnitude pruning over one or several tensors: zero exactly k eligible entries of smallest |w|. Used to re-prune a
 // soup to one mask (per matrix) and to prune a soup further for the next SMS phase (global or per layer).
+import type { FloatValues } from './masks.js';
 
 /**
  * Picks, among the entries where `eligible[t][i]` is 1, the `k` of smallest |tensors[t][i]| over all tensors together,
@@ -7,7 +8,7 @@
  * and for every entry that was not eligible, 1 elsewhere.
  */
 export function pruneSmallest(
-  tensors: readonly Float32Array[],
+  tensors: readonly FloatValues[],
   eligible: readonly Uint8Array[],
   k: number,
 ): Uint8Array[] {
@@ -23,8 +24,8 @@ export function pruneSmallest(
   const keep = eligible.map((e) => Uint8Array.from(e));
   if (k === 0) return keep;
 
-  // Threshold = k-th smallest eligible magnitude (float32 magnitudes are exact: |x| only clears the sign bit).
-  const mags = new Float32Array(total);
+  // Threshold = k-th smallest eligible magnitude (float64 holds float32 and float64 magnitudes exactly).
+  const mags = new Float64Array(total);
   let p = 0;
   for (let t = 0; t < tensors.length; t++) {
     const w = tensors[t];
@@ -60,7 +61,7 @@ export function pruneCount(count: number, fraction: number): number {
 }
 
 /** Keep-masks that zero `fraction` of all entries of each tensor separately (per-matrix magnitude threshold). */
-export function magnitudeMaskPerTensor(tensors: readonly Float32Array[], fraction: number): Uint8Array[] {
+export function magnitudeMaskPerTensor(tensors: readonly FloatValues[], fraction: number): Uint8Array[] {
   return tensors.map((w) => pruneSmallest([w], [new Uint8Array(w.length).fill(1)], pruneCount(w.length, fraction))[0]);
 }
 
@@ -69,7 +70,7 @@ export function magnitudeMaskPerTensor(tensors: readonly Float32Array[], fractio
  * removes p_phase of what is left), over all tensors at once (`global`) or each tensor separately (`layer`).
  */
 export function pruneRemaining(
-  tensors: readonly Float32Array[],
+  tensors: readonly FloatValues[],
   fraction: number,
   scope: 'global' | 'layer',
 ): Uint8Array[] {

@@ -1,0 +1,142 @@
+// Held-out scoring of candidate soups through ONNX Runtime: accuracy (argmax vs class labels), perplexity (next-token
+// labels, or the token-id input shifted by one), or fidelity (relative output error ‖ŷ − y‖/‖y‖ against a reference
+// model, for data without labels). Each candidate is written to a scratch file (so external data still resolves),
+// opened, run batch by batch with the metric accumulated (no outputs kept), and released.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { batches, fixedBatchSize, planBatches } from '../data/dataset.js';
+import { modelInputSpecs } from '../data/inputs.js';
+import type { Dataset } from '../data/types.js';
+import { InputError } from '../job.js';
+import { FidelityAccumulator } from '../metrics/fidelity.js';
+import { AccuracyAccumulator, LmAccumulator, looksLikeProbabilities, shiftedTargets } from '../metrics/labels.js';
+import type { ModelScorer } from '../methods/types.js';
+import { saveModel, type LoadedModel } from '../onnx/model.js';
+import { feedsOf, openSession, runSession, toFloat32, type ExecutionProvider } from '../runtime/session.js';
+import type { SoupMetric } from './merge.js';
+
+export interface HeldOutScorerOptions {
+  dataset: Dataset;
+  /** Scratch folder for candidate files. */
+  tmpDir: string;
+  /** @defaultValue ['cpu'] */
+  executionProviders?: ExecutionProvider[];
+  /** @defaultValue 64 */
+  batchSize?: number;
+  /** Use only the first `samples` samples. @defaultValue all */
+  samples?: number;
+  /** Output scored. @defaultValue the model's first output */
+  outputName?: string;
+  /** Reference model file for `fidelity`. */
+  referencePath?: string;
+}
+
+export class HeldOutScorer implements ModelScorer {
+  private counter = 0;
+  private reference?: Promise<ort.InferenceSession>;
+  /** Execution provider the last session ran on. */
+  executionProvider: ExecutionProvider = 'cpu';
+
+  constructor(private readonly opts: HeldOutScorerOptions) {}
+
+  async score(model: LoadedModel, metric: SoupMetric): Promise<number | null> {
+    const ds = this.opts.dataset;
+    if (metric === 'accuracy' && !ds.labels) return null;
+    if (metric === 'fidelity' && !this.opts.referencePath) return null;
+    const file = join(this.opts.tmpDir, `soup-candidate-${process.pid}-${this.counter++}.onnx`);
+    await saveModel(model, file);
+    let session: ort.InferenceSession | undefined;
+    try {
+      const opened = await openSession(file, { executionProviders: this.opts.executionProviders });
+      session = opened.session;
+      this.executionProvider = opened.executionProvider;
+      const reference = metric === 'fidelity' ? await this.referenceSession() : undefined;
+      return await this.run(session, model, metric, reference);
+    } finally {
+      await session?.release().catch(() => {});
+      await rm(file, { force: true });
+      await rm(`${file}.data`, { force: true });
+    }
+  }
+
+  private referenceSession(): Promise<ort.InferenceSession> {
+    this.reference ??= openSession(this.opts.referencePath!, {
+      executionProviders: this.opts.executionProviders,
+    }).then((o) => o.session);
+    return this.reference;
+  }
+
+  private async run(
+    session: ort.InferenceSession,
+    model: LoadedModel,
+    metric: SoupMetric,
+    reference?: ort.InferenceSession,
+  ): Promise<number | null> {
+    const ds = this.opts.dataset;
+    const outputName = this.opts.outputName ?? session.outputNames[0];
+    if (!session.outputNames.includes(outputName)) {
+      throw new InputError(
+        'unknown-output',
+        `output "${outputName}" is not a model output (${session.outputNames.join(', ')})`,
+      );
+    }
+    const fixed = fixedBatchSize(modelInputSpecs(model.proto));
+    const { ranges } = planBatches(ds.samples, this.opts.batchSize ?? 64, this.opts.samples, fixed);
+    const accuracy = new AccuracyAccumulator();
+    const lm = new LmAccumulator();
+    const fidelity = new FidelityAccumulator();
+    let probabilities: boolean | undefined;
+    for (const batch of batches(ds, ranges)) {
+      const feeds = feedsOf(batch.inputs);
+      const y = (await runSession(session, feeds, [outputName], 'scoring a soup candidate'))[outputName] as ort.Tensor;
+      const out = toFloat32(y);
+      const dims = [...y.dims];
+      if (metric === 'accuracy') {
+        if (batch.labels!.dims.length !== 1 || dims.length !== 2) {
+          throw new InputError(
+            'soup-metric-shape',
+            `accuracy needs labels [samples] and outputs [samples, classes]; got labels [${ds.labels!.dims.join(', ')}], ` +
+              `output "${outputName}" [${dims.join(', ')}]`,
+          );
+        }
+        accuracy.add(out, dims, batch.labels!.data as ArrayLike<number | bigint>);
+      } else if (metric === 'perplexity') {
+        if (dims.length !== 3) {
+          throw new InputError(
+            'soup-metric-shape',
+            `perplexity needs outputs [batch, T, vocab]; got [${dims.join(', ')}]`,
+          );
+        }
+        const targets = lmTargets(batch.labels?.data, batch.inputs, dims);
+        if (!targets) return null;
+        probabilities ??= looksLikeProbabilities(out, dims[2]);
+        lm.add(out, dims, targets, probabilities);
+      } else {
+        const r = (await runSession(reference!, feeds, [outputName], 'running the reference model'))[
+          outputName
+        ] as ort.Tensor;
+        fidelity.add(toFloat32(r), out, dims);
+      }
+    }
+    if (metric === 'accuracy') return accuracy.result().accuracy;
+    if (metric === 'perplexity') return lm.result().perplexity;
+    return fidelity.result().relativeError;
+  }
+
+  async close(): Promise<void> {
+    if (this.reference) await (await this.reference).release().catch(() => {});
+  }
+}
+
+function lmTargets(
+  labels: ArrayLike<number | bigint> | undefined,
+  inputs: Map<string, { dtype: string; dims: number[]; data: unknown }>,
+  dims: number[],
+): ArrayLike<number | bigint> | undefined {
+  if (labels) return labels;
+  const ids = [...inputs.values()].find(
+    (a) => (a.dtype === 'int64' || a.dtype === 'int32') && a.dims.length === 2 && a.dims[1] === dims[1],
+  );
+  return ids ? shiftedTargets(ids.data as ArrayLike<number | bigint>, dims[0], dims[1]) : undefined;
+}
