@@ -3,10 +3,16 @@
 import { Command, CommanderError } from 'commander';
 import * as inspect from './commands/inspect.js';
 import * as convert from './commands/convert.js';
+import * as serve from './commands/serve.js';
+import * as worker from './commands/worker.js';
+import * as start from './commands/start.js';
 
 const commands: { register(program: Command): void }[] = [
   inspect, // onnx-compress inspect MODEL [--json]
   convert, // onnx-compress convert MODEL -o OUT [--external-data | --inline]
+  serve, // onnx-compress serve: the HTTP API
+  worker, // onnx-compress worker: a compress worker
+  start, // onnx-compress start: API + worker in one process (npm start)
 ];
 
 export function buildProgram(): Command {

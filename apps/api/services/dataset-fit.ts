@@ -1,11 +1,12 @@
 // Whether a dataset's tensors (from its header summary) can feed a model's inputs: every model input present, same
 // dtype and rank, fixed dimensions equal, one shared sample count. Every problem is listed.
-import type { ModelInputSpec } from '../../../packages/engine/data/inputs.js';
-import type { TensorSummary } from './inspect.js';
+import type { ModelInspection, TensorSummary } from './inspect.js';
+
+type ModelInput = ModelInspection['inputs'][number];
 
 const LABELS = 'labels';
 
-export function checkDatasetFits(tensors: TensorSummary[], inputs: ModelInputSpec[]): string[] {
+export function checkDatasetFits(tensors: TensorSummary[], inputs: ModelInput[]): string[] {
   const problems: string[] = [];
   // A single unnamed array (.npy) feeds a single-input model.
   const byName = new Map(tensors.map((t) => [t.name, t]));
@@ -20,12 +21,12 @@ export function checkDatasetFits(tensors: TensorSummary[], inputs: ModelInputSpe
       continue;
     }
     if (t.dtype !== input.dtype) problems.push(`"${input.name}": dtype ${t.dtype}, the model wants ${input.dtype}`);
-    if (input.dims) {
-      if (t.shape.length !== input.dims.length) {
-        problems.push(`"${input.name}": rank ${t.shape.length}, the model wants ${input.dims.length}`);
+    if (input.shape) {
+      if (t.shape.length !== input.shape.length) {
+        problems.push(`"${input.name}": rank ${t.shape.length}, the model wants ${input.shape.length}`);
       } else {
         // Dimension 0 is the sample axis: any count is fine there, batches are cut from it.
-        input.dims.forEach((d, i) => {
+        input.shape.forEach((d, i) => {
           if (i > 0 && typeof d === 'number' && d > 0 && t.shape[i] !== d) {
             problems.push(`"${input.name}": dimension ${i} is ${t.shape[i]}, the model wants ${d}`);
           }

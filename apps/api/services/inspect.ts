@@ -4,50 +4,23 @@
 import { open, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { loadModel, closeModel } from '../../../packages/engine/onnx/model.js';
-import { modelInputSpecs, modelOutputSpecs, type ModelInputSpec } from '../../../packages/engine/data/inputs.js';
+import { inspectModel, type InspectReport } from '../../cli/commands/inspect.js';
 import { decodeNpz } from '../../../packages/engine/data/npz.js';
 import { decodeTensorProto } from '../../../packages/engine/data/tensorpb.js';
 import { DatasetError } from '../../../packages/engine/data/types.js';
 
-export interface ModelInspection {
-  irVersion: number;
-  opsets: { domain: string; version: number }[];
-  producer: string;
-  inputs: ModelInputSpec[];
-  outputs: ModelInputSpec[];
-  nodes: number;
-  opTypes: Record<string, number>;
-  initializers: number;
-  parameters: number;
-  /** External data files the model refers to (relative names). */
-  externalDataFiles: string[];
-}
+/** The CLI's `inspect --json` report (one summary for both), plus the external data files the model names. */
+export type ModelInspection = Omit<InspectReport, 'path'> & { externalDataFiles: string[] };
 
 export async function inspectModelFile(args: { path: string }): Promise<ModelInspection> {
   const model = await loadModel(args.path);
   try {
-    const p = model.proto;
-    const graph = p.graph!;
-    const opTypes: Record<string, number> = {};
-    for (const n of graph.node) opTypes[n.opType] = (opTypes[n.opType] ?? 0) + 1;
-    let parameters = 0;
+    const { path: _path, ...report } = inspectModel(model);
     const external = new Set<string>();
-    for (const t of graph.initializer) {
-      parameters += t.dims.reduce((a, d) => a * Number(d), 1);
+    for (const t of model.proto.graph?.initializer ?? []) {
       for (const e of t.externalData) if (e.key === 'location') external.add(e.value);
     }
-    return {
-      irVersion: Number(p.irVersion),
-      opsets: p.opsetImport.map((o) => ({ domain: o.domain, version: Number(o.version) })),
-      producer: [p.producerName, p.producerVersion].filter(Boolean).join(' '),
-      inputs: modelInputSpecs(p),
-      outputs: modelOutputSpecs(p),
-      nodes: graph.node.length,
-      opTypes,
-      initializers: graph.initializer.length,
-      parameters,
-      externalDataFiles: [...external].sort(),
-    };
+    return { ...report, externalDataFiles: [...external].sort() };
   } finally {
     closeModel(model);
   }

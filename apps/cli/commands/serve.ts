@@ -1,0 +1,18 @@
+// `onnx-compress serve`: the HTTP API alone (run workers elsewhere with `onnx-compress worker`).
+import type { Command } from 'commander';
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('Run the HTTP API (configuration from the environment: PORT, HOST, DATABASE_URL, REDIS_URL, …)')
+    .action(async () => {
+      // Loaded on use: the service stack (Fastify, Prisma, BullMQ) stays out of the CLI's other commands.
+      const { loadConfig } = await import('../../../packages/platform/config/config.js');
+      const { closeOnSignals, startServer } = await import('../../api/server.js');
+      const config = loadConfig();
+      const server = await startServer(config);
+      server.app.log.info(`API listening on ${server.url} (docs at ${server.url}/docs)`);
+      closeOnSignals(server.close, (m) => server.app.log.info(m));
+      await new Promise(() => {}); // runs until a signal
+    });
+}

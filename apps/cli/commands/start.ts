@@ -1,0 +1,35 @@
+// `onnx-compress start` (what `npm start` runs): the API and a worker in one process, for one machine.
+import type { Command } from 'commander';
+
+export function register(program: Command): void {
+  program
+    .command('start')
+    .description('Run the API and a compress worker in one process')
+    .action(async () => {
+      // Loaded on use: the service stack (Fastify, Prisma, BullMQ) stays out of the CLI's other commands.
+      const { loadConfig } = await import('../../../packages/platform/config/config.js');
+      const { startCompressWorker } = await import('../../../workers/compress/worker.js');
+      const { closeOnSignals, startServer } = await import('../../api/server.js');
+      const config = loadConfig();
+      const server = await startServer(config);
+      const worker = await startCompressWorker(server.platform, {
+        log: {
+          info: (o, m) => server.app.log.info(o, m),
+          warn: (o, m) => server.app.log.warn(o, m),
+          error: (o, m) => server.app.log.error(o, m),
+        },
+      });
+      server.app.log.info(
+        `API listening on ${server.url} (docs at ${server.url}/docs); worker on ${config.workerQueues.join(', ')}`,
+      );
+      closeOnSignals(
+        async () => {
+          await server.app.close();
+          await worker.close();
+          await server.platform.close();
+        },
+        (m) => server.app.log.info(m),
+      );
+      await new Promise(() => {});
+    });
+}

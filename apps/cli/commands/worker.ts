@@ -1,0 +1,27 @@
+// `onnx-compress worker`: a compress worker alone (WORKER_QUEUES=cpu|gpu|cpu,gpu; EXECUTION_PROVIDERS=cuda,cpu).
+import type { Command } from 'commander';
+
+export function register(program: Command): void {
+  program
+    .command('worker')
+    .description('Run a compress worker (queues from WORKER_QUEUES, execution providers from EXECUTION_PROVIDERS)')
+    .action(async () => {
+      // Loaded on use: the service stack (Fastify, Prisma, BullMQ) stays out of the CLI's other commands.
+      const { loadConfig } = await import('../../../packages/platform/config/config.js');
+      const { openPlatform } = await import('../../../packages/platform/runtime.js');
+      const { startCompressWorker } = await import('../../../workers/compress/worker.js');
+      const { closeOnSignals } = await import('../../api/server.js');
+      const config = loadConfig();
+      const platform = await openPlatform(config, { log: (m) => console.log(m) });
+      const worker = await startCompressWorker(platform);
+      console.log(
+        `worker consuming ${config.workerQueues.map((q) => `compress-${q}`).join(', ')} ` +
+          `(execution providers: ${config.executionProviders.join(' → ')}, concurrency ${config.workerConcurrency})`,
+      );
+      closeOnSignals(async () => {
+        await worker.close();
+        await platform.close();
+      }, console.log);
+      await new Promise(() => {});
+    });
+}

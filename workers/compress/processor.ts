@@ -1,0 +1,235 @@
+// Processes one compress job (main thread of the worker process): claim the row, fetch inputs, run the engine in a
+// worker thread, then commit artifacts + metrics in one transaction. The engine writes each attempt's artifacts
+// under its own storage prefix and only the attempt that flips the row to succeeded is recorded, so a job picked up
+// again after its worker died never ends with two sets of artifacts.
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UnrecoverableError, type Job as BullJob } from 'bullmq';
+import { isInputError, type JobProgress, type JobResult, type LayerReport } from '../../packages/engine/job.js';
+import type { Recipe } from '../../packages/engine/recipe.js';
+import type { Config } from '../../packages/platform/config/config.js';
+import { Prisma, type Db } from '../../packages/platform/db/client.js';
+import { onJobFinished } from '../../packages/platform/events/job-finished.js';
+import type { CompressJobData } from '../../packages/platform/queue/catalogue.js';
+import type { Storage } from '../../packages/platform/storage/storage.js';
+import { runInThread } from '../../packages/platform/threads/run-in-thread.js';
+import type { CompressArgs } from './engine.js';
+import { downloadInputs, sha256File } from './files.js';
+
+export interface ProcessorDeps {
+  config: Config;
+  db: Db;
+  storage: Storage;
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
+  /** Module whose `runCompression(args, ctx)` runs in the thread. @defaultValue ./engine.ts */
+  engineModule: string;
+  /** Abort controllers of the jobs this process runs, by job id (the cancel subscriber aborts through it). */
+  running: Map<string, AbortController>;
+  /** How often progress is written to Postgres. @defaultValue 500 */
+  progressFlushMs?: number;
+}
+
+const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
+
+/** Columns of job_layer_metrics; anything else in a layer report goes to `extra`. */
+const LAYER_COLUMNS = new Set([
+  'name',
+  'node',
+  'op',
+  'shape',
+  'pattern',
+  'skipped',
+  'sparsity',
+  'patternVerified',
+  'relError',
+  'relErrorBeforeAdapter',
+  'bitsPerWeight',
+  'seconds',
+]);
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+export function layerRow(l: LayerReport, index: number, jobId: string, tenantId: string) {
+  const extra: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(l)) if (!LAYER_COLUMNS.has(k)) extra[k] = v;
+  return {
+    jobId,
+    tenantId,
+    index,
+    name: String(l.name),
+    node: String(l.node ?? ''),
+    op: String(l.op ?? ''),
+    shape: Array.isArray(l.shape) ? l.shape.map(Number) : [],
+    pattern: l.pattern ?? null,
+    skipped: l.skipped ?? null,
+    sparsity: num(l.sparsity),
+    patternVerified: typeof l.patternVerified === 'boolean' ? l.patternVerified : null,
+    relError: num(l.relError),
+    relErrorBeforeAdapter: num(l.relErrorBeforeAdapter),
+    bitsPerWeight: num(l.bitsPerWeight),
+    seconds: num(l.seconds) ?? 0,
+    extra: JSON.parse(JSON.stringify(extra)) as Prisma.InputJsonValue,
+  };
+}
+
+function isAbort(e: unknown, signal: AbortSignal): boolean {
+  return signal.aborted || (e as { name?: string })?.name === 'AbortError';
+}
+
+export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<CompressJobData>): Promise<string> {
+  const { db, storage, config, log } = deps;
+  const { jobId } = bullJob.data;
+  const row = await db.job.findUnique({ where: { id: jobId } });
+  if (!row) return 'deleted'; // the row was deleted while queued
+  if (FINAL.has(row.state)) return `already ${row.state}`; // e.g. committed just before a worker died
+  const finish = async (state: 'failed' | 'cancelled', error?: { code: string; message: string }) => {
+    const finishedAt = new Date();
+    const done = await db.job.updateMany({
+      where: { id: jobId, state: { in: ['queued', 'running'] } },
+      data: { state, finishedAt, stage: state, ...(error ? { error } : {}) },
+    });
+    if (done.count === 1) await onJobFinished({ jobId, tenantId: row.tenantId, state, finishedAt, error }, log);
+  };
+  if (row.cancelRequestedAt) {
+    await finish('cancelled');
+    return 'cancelled';
+  }
+
+  const attemptId = randomUUID();
+  const controller = new AbortController();
+  deps.running.set(jobId, controller);
+  const workDir = join(config.workDir, 'jobs', jobId, attemptId);
+  const outputDir = join(workDir, 'out');
+  await db.job.update({
+    where: { id: jobId },
+    data: {
+      state: 'running',
+      startedAt: row.startedAt ?? new Date(),
+      attempts: { increment: 1 },
+      stage: 'download',
+      error: Prisma.DbNull,
+    },
+  });
+
+  // Progress: kept in memory, flushed to Postgres (and BullMQ) on a timer; each flush also reads the durable cancel
+  // flag, so a cancel whose pub/sub message was missed still lands.
+  let latest: JobProgress | undefined;
+  let flushed: JobProgress | undefined;
+  const flush = async () => {
+    const p = latest;
+    if (p && p !== flushed) {
+      flushed = p;
+      await bullJob.updateProgress({ stage: p.stage, fraction: p.fraction }).catch(() => {});
+    }
+    const r = await db.job.update({
+      where: { id: jobId },
+      data: p ? { progress: p.fraction, stage: p.stage, progressDetail: JSON.parse(JSON.stringify(p)) } : {},
+      select: { cancelRequestedAt: true },
+    });
+    if (r.cancelRequestedAt && !controller.signal.aborted) controller.abort();
+  };
+  const timer = setInterval(
+    () => void flush().catch((e) => log.warn({ err: e, jobId }, 'progress write failed')),
+    deps.progressFlushMs ?? 500,
+  );
+
+  try {
+    await mkdir(outputDir, { recursive: true });
+    const inputs = await downloadInputs(db, storage, row, join(workDir, 'in'), outputDir);
+    controller.signal.throwIfAborted();
+    const result = await runInThread<CompressArgs, JobResult, JobProgress>(
+      deps.engineModule,
+      'runCompression',
+      {
+        recipe: row.recipe as unknown as Recipe,
+        inputs,
+        executionProviders: config.executionProviders,
+        tmpDir: join(workDir, 'tmp'),
+      },
+      { signal: controller.signal, onProgress: (p) => (latest = p) },
+    );
+    clearInterval(timer);
+    await flush();
+    controller.signal.throwIfAborted();
+    const committed = await commit(deps, row.tenantId, jobId, attemptId, result);
+    if (committed) {
+      await onJobFinished({ jobId, tenantId: row.tenantId, state: 'succeeded', finishedAt: committed }, log);
+      return 'succeeded';
+    }
+    return 'another attempt committed first';
+  } catch (e) {
+    clearInterval(timer);
+    if (isAbort(e, controller.signal)) {
+      await finish('cancelled');
+      return 'cancelled';
+    }
+    if (isInputError(e)) {
+      await finish('failed', { code: e.code, message: e.message });
+      throw new UnrecoverableError(e.message);
+    }
+    const last = bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
+    log.error({ err: e, jobId, attempt: bullJob.attemptsMade + 1, last }, 'compress job failed');
+    if (last) {
+      await finish('failed', { code: 'internal', message: 'the job failed unexpectedly; see the worker log' });
+    } else {
+      await db.job.updateMany({ where: { id: jobId, state: 'running' }, data: { state: 'queued', stage: 'retrying' } });
+    }
+    throw e;
+  } finally {
+    deps.running.delete(jobId);
+    await rm(workDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * Uploads the attempt's artifacts under its own prefix, then in one transaction flips the row to succeeded (only if
+ * no other attempt did) and records artifacts and per-layer metrics. Returns the finish time, or null when another
+ * attempt won (its files are then deleted).
+ */
+async function commit(
+  deps: ProcessorDeps,
+  tenantId: string,
+  jobId: string,
+  attemptId: string,
+  result: JobResult,
+): Promise<Date | null> {
+  const prefix = `tenants/${tenantId}/jobs/${jobId}/attempts/${attemptId}`;
+  const files: { name: string; sizeBytes: number; sha256: string; storageKey: string }[] = [];
+  for (const a of result.artifacts) {
+    const sha256 = await sha256File(a.path);
+    const storageKey = `${prefix}/${a.name}`;
+    await deps.storage.putFile(storageKey, a.path);
+    files.push({ name: a.name, sizeBytes: a.sizeBytes, sha256, storageKey });
+  }
+  const r = result.report;
+  const metrics = JSON.parse(
+    JSON.stringify({ quality: r.quality, sizes: r.sizes, seconds: r.seconds, warnings: r.warnings, method: r.method }),
+  ) as Prisma.InputJsonValue;
+  const finishedAt = new Date();
+  const won = await deps.db.$transaction(async (tx) => {
+    const flipped = await tx.job.updateMany({
+      where: { id: jobId, committedAttempt: null, state: 'running' },
+      data: {
+        state: 'succeeded',
+        committedAttempt: attemptId,
+        progress: 1,
+        stage: 'done',
+        finishedAt,
+        metrics,
+        executionProvider: r.onnxruntime?.executionProvider ?? null,
+      },
+    });
+    if (flipped.count !== 1) return false;
+    await tx.artifact.createMany({
+      data: files.map((f) => ({ ...f, jobId, tenantId, sizeBytes: BigInt(f.sizeBytes) })),
+    });
+    await tx.jobLayerMetric.createMany({ data: r.layers.map((l, i) => layerRow(l, i, jobId, tenantId)) });
+    return true;
+  });
+  if (!won) {
+    await deps.storage.deletePrefix(`${prefix}/`);
+    return null;
+  }
+  return finishedAt;
+}
