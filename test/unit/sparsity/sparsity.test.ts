@@ -1,0 +1,189 @@
+// The `sparsity` method through runRecipe: N:M on every output checked independently on the stored tensors, skips
+// with reasons, calibration rules, the report's shape, abort and progress.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../../../packages/engine/job.js';
+import { convNet, mlp, randn, tokenData, transformer } from './models.js';
+import { checkOutput, run, tempDir, writeCase } from './helpers.js';
+
+const dir = tempDir();
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+const convData = { x: { dtype: 'float32' as const, dims: [12, 8, 12, 12], data: randn(12 * 8 * 144, 9) } };
+const mlpData = { x: { dtype: 'float32' as const, dims: [40, 16], data: randn(40 * 16, 2) } };
+
+test('N:M patterns on MatMul, Gemm(transB) and Conv (Constant-node and grouped) hold on every stored output', async () => {
+  const conv = await writeCase(dir, 'conv', convNet(), convData);
+  const m = await writeCase(dir, 'mlp', mlp(), mlpData);
+  for (const [pattern, n, mm] of [
+    ['2:4', 2, 4],
+    ['1:4', 1, 4],
+    ['4:8', 4, 8],
+  ] as const) {
+    for (const criterion of ['magnitude', 'wanda', 'sparsegpt']) {
+      const out = join(dir, `conv-${pattern.replace(':', '-')}-${criterion}`);
+      const r = await run({ method: 'sparsity', pattern, criterion }, conv.modelPath, out, {
+        calibrationPath: conv.dataPath,
+      });
+      const done = r.report.layers.filter((l) => !l.skipped).map((l) => l.name);
+      assert.deepEqual(done.sort(), ['c1_w', 'c2_w'], `${pattern} ${criterion}`);
+      const check = await checkOutput(
+        join(out, 'model.onnx'),
+        done.map((name) => ({ name, layout: 'conv' as const })),
+        n,
+        mm,
+      );
+      for (const [name, c] of Object.entries(check)) {
+        assert.equal(c.violations, 0, `${name} ${pattern} ${criterion}`);
+        assert.ok(c.zeros >= 1 - n / mm - 1e-9, `${name} sparsity ${c.zeros}`);
+      }
+      for (const l of r.report.layers.filter((x) => !x.skipped)) assert.equal(l.patternVerified, true);
+    }
+    const out = join(dir, `mlp-${pattern.replace(':', '-')}`);
+    const r = await run({ method: 'sparsity', pattern, criterion: 'sparsegpt' }, m.modelPath, out, {
+      calibrationPath: m.dataPath,
+    });
+    const check = await checkOutput(
+      join(out, 'model.onnx'),
+      [
+        { name: 'w1', layout: 'KN' },
+        { name: 'w2', layout: 'NK' },
+      ],
+      n,
+      mm,
+    );
+    assert.deepEqual(
+      Object.values(check).map((c) => c.violations),
+      [0, 0],
+    );
+    assert.ok(r.report.layers.find((l) => l.name === 'head')?.skipped?.includes('too small'));
+  }
+});
+
+test('layers that cannot take the pattern are skipped with the reason; include/exclude/opTypes select layers', async () => {
+  const conv = await writeCase(dir, 'conv2', convNet(), convData);
+  const r = await run({ method: 'sparsity', pattern: '2:16' }, conv.modelPath, join(dir, 'conv-2-16'));
+  const reasons = Object.fromEntries(r.report.layers.map((l) => [l.name, l.skipped]));
+  assert.match(reasons.c2_w!, /input channels per group \(8\) not a multiple of M=16/);
+  assert.match(reasons.c1_w!, /input channels per group \(8\) not a multiple of M=16/);
+  assert.ok(r.report.warnings.some((w) => /no layer was selected/.test(w)));
+  const m = await writeCase(dir, 'mlp2', mlp(), mlpData);
+  const sel = await run(
+    { method: 'sparsity', pattern: '2:4', include: ['w*'], exclude: ['fc2'] },
+    m.modelPath,
+    join(dir, 'mlp-sel'),
+  );
+  const rows = Object.fromEntries(sel.report.layers.map((l) => [l.name, l.skipped ?? 'compressed']));
+  assert.equal(rows.w1, 'compressed');
+  assert.match(rows.w2, /excluded by "fc2"/);
+  assert.match(rows.head, /not matched by include/);
+  const ops = await run({ method: 'sparsity', pattern: '2:4', opTypes: ['Gemm'] }, m.modelPath, join(dir, 'mlp-ops'));
+  assert.match(ops.report.layers.find((l) => l.name === 'w1')!.skipped!, /op MatMul not in opTypes/);
+});
+
+test('unstructured sparsity reaches the asked fraction', async () => {
+  const m = await writeCase(dir, 'mlp3', mlp(), mlpData);
+  for (const criterion of ['magnitude', 'wanda', 'sparsegpt']) {
+    const r = await run({ method: 'sparsity', sparsity: 0.7, criterion }, m.modelPath, join(dir, `u-${criterion}`), {
+      calibrationPath: m.dataPath,
+    });
+    for (const l of r.report.layers.filter((x) => !x.skipped)) {
+      assert.ok(Math.abs(l.sparsity! - 0.7) < 0.02, `${criterion} ${l.name}: ${l.sparsity}`);
+      assert.equal(l.pattern, 'unstructured 70.0%');
+    }
+  }
+});
+
+test('calibration: wanda without data is refused; random data only when asked, and the report says so', async () => {
+  const m = await writeCase(dir, 'mlp4', mlp(), mlpData);
+  await assert.rejects(
+    run({ method: 'sparsity', pattern: '2:4', criterion: 'wanda' }, m.modelPath, join(dir, 'no-cal')),
+    (e: unknown) => e instanceof InputError && e.code === 'calibration-required' && /calibration/.test(e.message),
+  );
+  const r = await run(
+    { method: 'sparsity', pattern: '2:4', criterion: 'wanda', calibration: { random: true, samples: 16, seed: 1 } },
+    m.modelPath,
+    join(dir, 'random-cal'),
+  );
+  const cal = r.report.calibration as { random: boolean; samples: number; source: string };
+  assert.equal(cal.random, true);
+  assert.equal(cal.samples, 16);
+  assert.ok(r.report.warnings.some((w) => /random data/.test(w)));
+  // A mismatching calibration file fails with a DatasetError naming the problem.
+  const bad = await writeCase(dir, 'mlp5', mlp(), {
+    x: { dtype: 'float32', dims: [4, 15], data: new Float32Array(60) },
+  });
+  await assert.rejects(
+    run({ method: 'sparsity', criterion: 'wanda' }, m.modelPath, join(dir, 'bad-cal'), {
+      calibrationPath: bad.dataPath,
+    }),
+    (e: unknown) =>
+      (e as Error).name === 'DatasetError' && /axis 1 is 15, the model fixes it at 16/.test((e as Error).message),
+  );
+});
+
+test('the report: layers, quality vs dense with LM perplexity, sizes, ORT version and EP, report.json on disk', async () => {
+  const lm = await writeCase(dir, 'lm', transformer(), { ids: tokenData(24) });
+  const evalCase = await writeCase(dir, 'lm-eval', transformer(), { ids: tokenData(8, undefined, 99) });
+  const progress: number[] = [];
+  const r = await run(
+    { method: 'sparsity', pattern: '2:4', criterion: 'wanda', exclude: ['lm_head'] },
+    lm.modelPath,
+    join(dir, 'lm-out'),
+    { calibrationPath: lm.dataPath, evalPath: evalCase.dataPath },
+    { onProgress: (p) => progress.push(p.fraction), executionProviders: ['cpu'] },
+  );
+  const rep = r.report;
+  assert.equal(rep.method, 'sparsity');
+  assert.equal(rep.onnxruntime.executionProvider, 'cpu');
+  assert.match(rep.onnxruntime.version, /^\d+\.\d+/);
+  const q = rep.quality as Record<string, unknown> & {
+    dense: Record<string, number>;
+    compressed: Record<string, number>;
+  };
+  assert.equal(q.data, 'evaluation');
+  assert.equal(q.task, 'lm');
+  assert.equal(q.targets, 'shifted-inputs');
+  assert.equal(q.samples, 8);
+  for (const k of ['relativeError', 'cosineSimilarity', 'top1Agreement']) assert.equal(typeof q[k], 'number', k);
+  assert.ok(q.dense.perplexity > 1 && q.compressed.perplexity > 1);
+  assert.ok(Math.abs(q.dense.bitsPerToken - Math.log2(q.dense.perplexity)) < 1e-9);
+  const compressed = rep.layers.filter((l) => !l.skipped);
+  assert.equal(compressed.length, 12);
+  for (const l of compressed) {
+    assert.equal(l.pattern, '2:4');
+    assert.equal(l.patternVerified, true);
+    assert.equal(l.sparsity, 0.5);
+    assert.ok(typeof l.relError === 'number' && l.relError > 0 && l.relError < 1, `${l.name} ${l.relError}`);
+    assert.ok(l.seconds >= 0);
+  }
+  assert.match(rep.layers.find((l) => l.name === 'lm_head')!.skipped!, /excluded/);
+  assert.ok(rep.sizes.inputBytes > 0 && rep.sizes.outputBytes > 0);
+  assert.ok((rep.sizes.nonZeros as number) < (rep.sizes.parameters as number));
+  assert.match(String(rep.expectedSpeedup), /none from ONNX Runtime/);
+  for (let i = 1; i < progress.length; i++) assert.ok(progress[i] >= progress[i - 1], 'progress is monotone');
+  assert.equal(progress[progress.length - 1], 1);
+  const onDisk = JSON.parse(readFileSync(join(dir, 'lm-out', 'report.json'), 'utf8'));
+  assert.equal(onDisk.layers.length, rep.layers.length);
+  assert.deepEqual(
+    r.artifacts.map((a) => a.name),
+    ['model.onnx', 'report.json'],
+  );
+});
+
+test('abort stops the job with an AbortError', async () => {
+  const lm = await writeCase(dir, 'lm2', transformer(), { ids: tokenData(16) });
+  const ac = new AbortController();
+  await assert.rejects(
+    run(
+      { method: 'sparsity', pattern: '2:4', criterion: 'sparsegpt' },
+      lm.modelPath,
+      join(dir, 'aborted'),
+      { calibrationPath: lm.dataPath },
+      { signal: ac.signal, onProgress: (p) => p.layer?.index === 2 && ac.abort() },
+    ),
+    (e: unknown) => (e as Error).name === 'AbortError',
+  );
+});
