@@ -68,6 +68,7 @@ export async function cook(opts: {
       ingredients: opts.paths.map((path) => ({ path, load: () => loadModel(path) })),
       maskedWeights: weights,
       prunableWeights: weights.filter((w) => w.compressible),
+      notPrunable: weights.filter((w) => !w.compressible).map((weight) => ({ weight, reason: weight.reason ?? '' })),
       settings: opts.settings,
       ...(scorer ? { score: (m: LoadedModel) => scorer.score(m, opts.settings.metric) } : {}),
     });

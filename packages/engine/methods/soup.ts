@@ -60,6 +60,7 @@ async function run(ctx: MethodContext<SoupRecipe>): Promise<MethodResult> {
     ingredients: ctx.ingredients,
     maskedWeights: masked,
     prunableWeights: ctx.weights,
+    notPrunable: ctx.skipped,
     settings,
     ...(scorer ? { score: (m) => scorer.score(m, settings.metric) } : {}),
     progress: (fraction, message) => ctx.progress({ fraction, message }),

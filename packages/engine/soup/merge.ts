@@ -77,6 +77,8 @@ export interface SoupJob {
   maskedWeights: WeightRef[];
   /** Masked weights that may be re-pruned (reprune, next phase): compressible ones, after include/exclude. */
   prunableWeights: WeightRef[];
+  /** Why masked weights outside prunableWeights were not selected (include/exclude, too small, …), by weight. */
+  notPrunable?: { weight: WeightRef; reason: string }[];
   settings: SoupSettings;
   /** Held-out metric of a model; null when the data cannot give it. Absent: no evaluation data. */
   score?: (model: LoadedModel) => Promise<number | null>;
@@ -279,6 +281,9 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
   // The mask of every masked weight.
   const repruneSkipped: { weight: string; reason: string }[] = [];
   const prunable = new Set(job.prunableWeights.map((w) => slotKey(w.storeGraphPath, w.name)));
+  const notPrunable = new Map(
+    (job.notPrunable ?? []).map((s) => [slotKey(s.weight.storeGraphPath, s.weight.name), s.reason]),
+  );
   const scratch = new Map<string, FloatValues>();
   const bufferFor = (slot: TensorSlot) => {
     let b = scratch.get(slot.key);
@@ -290,7 +295,9 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
     else if (settings.maskPolicy === 'intersect') ms.mask = ms.inter;
     else {
       const spec = settings.reprune!;
-      const reason = prunable.has(ms.slot.key) ? specSkipReason(ms.weight, spec) : 'excluded from pruning';
+      const reason = prunable.has(ms.slot.key)
+        ? specSkipReason(ms.weight, spec)
+        : (notPrunable.get(ms.slot.key) ?? 'not selected for pruning');
       if (reason) {
         repruneSkipped.push({
           weight: ms.slot.label,
