@@ -48,9 +48,10 @@ export async function loadModel(file: string): Promise<LoadedModel> {
     size = st.size;
   } catch (e) {
     if (isOnnxError(e)) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
     throw new OnnxError(
       'not-found',
-      `cannot read '${file}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      `cannot read '${file}': ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
     );
   }
   if (size === 0) throw new OnnxError('empty-file', `'${file}' is empty`);
