@@ -1,6 +1,6 @@
 // Builds the API: plugins in a fixed order — external (errors, OpenAPI, multipart, rate limit) → capabilities
 // (dependencies, tenant, metrics) → routes. server.ts listens; tests call buildApp and use inject or listen.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import { TypeBoxValidatorCompiler, registerAjvFormats } from '@fastify/type-provider-typebox';
@@ -31,7 +31,7 @@ export interface BuildAppOptions {
   /** Auth seam: maps a request to its tenant (default: everyone is the default tenant). */
   resolveTenant?: ResolveTenant;
   /** Extra plugins registered after the capabilities and before the routes (auth, webhooks, SSE, UI). */
-  plugins?: ((app: FastifyInstance) => Promise<void>)[];
+  plugins?: FastifyPluginAsync<any>[];
   logger?: FastifyServerOptions['logger'];
 }
 

@@ -28,7 +28,7 @@ export async function openPlatform(
   const db = createDb(config.databaseUrl);
   await ensureDefaultTenant(db);
   const redis = createRedis(config.redisUrl, 'queue');
-  const queues = new CompressQueues(redis, config.queuePrefix, config.jobAttempts);
+  const queues = new CompressQueues(redis, config.queuePrefix, config.jobAttempts, config.retryBackoffMs);
   const storage = await createStorage(config.storage, config.workDir);
   return {
     config,

@@ -136,6 +136,7 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
 
   try {
     await mkdir(outputDir, { recursive: true });
+    await mkdir(join(workDir, 'tmp'), { recursive: true });
     const inputs = await downloadInputs(db, storage, row, join(workDir, 'in'), outputDir);
     controller.signal.throwIfAborted();
     const result = await runInThread<CompressArgs, JobResult, JobProgress>(

@@ -6,11 +6,12 @@ type ModelInput = ModelInspection['inputs'][number];
 
 const LABELS = 'labels';
 
-export function checkDatasetFits(tensors: TensorSummary[], inputs: ModelInput[]): string[] {
+export function checkDatasetFits(format: string, tensors: TensorSummary[], inputs: ModelInput[]): string[] {
   const problems: string[] = [];
-  // A single unnamed array (.npy) feeds a single-input model.
+  // A single array file (.npy, .pb) feeds a single-input model whatever its name; .npz arrays go by name.
+  const single = format !== 'npz' && tensors.length === 1 && inputs.length === 1;
   const byName = new Map(tensors.map((t) => [t.name, t]));
-  if (tensors.length === 1 && inputs.length === 1 && !byName.has(inputs[0].name)) {
+  if (single && !byName.has(inputs[0].name)) {
     byName.set(inputs[0].name, tensors[0]);
   }
   const samples = new Set<number>();
@@ -36,7 +37,7 @@ export function checkDatasetFits(tensors: TensorSummary[], inputs: ModelInput[])
     if (t.shape.length) samples.add(t.shape[0]);
   }
   const known = new Set([...inputs.map((i) => i.name), LABELS]);
-  if (!(tensors.length === 1 && inputs.length === 1)) {
+  if (!single) {
     for (const t of tensors) if (!known.has(t.name)) problems.push(`tensor "${t.name}" is not a model input`);
   }
   const labels = byName.get(LABELS);

@@ -149,7 +149,7 @@ export async function submitJob(
     if (!datasetId) continue;
     const ds = await deps.db.dataset.findFirst({ where: { tenantId, id: datasetId } });
     if (!ds) return { ok: false, code: 'dataset-not-found', message: `no dataset ${datasetId}` };
-    const problems = checkDatasetFits(ds.tensors as unknown as TensorSummary[], inputsOf);
+    const problems = checkDatasetFits(ds.format, ds.tensors as unknown as TensorSummary[], inputsOf);
     if (problems.length) {
       return {
         ok: false,

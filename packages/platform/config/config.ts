@@ -45,7 +45,9 @@ export interface Config {
   gpuAvailable: boolean;
   /** Attempts per job for transient failures (bad input is never retried). @defaultValue 3 */
   jobAttempts: number;
-  /** Seconds after which a running job whose worker stopped renewing its lock is handed to another worker. */
+  /** First retry delay of a transient failure (doubles each attempt). @defaultValue 5000 */
+  retryBackoffMs: number;
+  /** Milliseconds after which a running job whose worker stopped renewing its lock is handed to another worker. */
   stalledIntervalMs: number;
   /** pino level. @defaultValue 'info' */
   logLevel: string;
@@ -158,7 +160,8 @@ export function loadConfig(env: Env = process.env): Config {
     ),
     gpuAvailable: bool(env, 'GPU_AVAILABLE', false),
     jobAttempts: int(env, 'JOB_ATTEMPTS', 3, 1, 20),
-    stalledIntervalMs: int(env, 'STALLED_INTERVAL_MS', 30_000, 1000),
+    retryBackoffMs: int(env, 'RETRY_BACKOFF_MS', 5_000, 0),
+    stalledIntervalMs: int(env, 'STALLED_INTERVAL_MS', 30_000, 500),
     logLevel: env.LOG_LEVEL || (env.NODE_ENV === 'test' ? 'warn' : 'info'),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 0),
   };

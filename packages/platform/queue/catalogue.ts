@@ -16,12 +16,12 @@ export interface CompressJobData {
 /** BullMQ job name (one type per queue today). */
 export const COMPRESS_JOB = 'compress';
 
-export function compressJobOptions(jobId: string, attempts: number): JobsOptions {
+export function compressJobOptions(jobId: string, attempts: number, backoffMs: number): JobsOptions {
   return {
     // Row id as the BullMQ id: enqueuing twice (a retried POST) adds one job.
     jobId,
     attempts,
-    backoff: { type: 'exponential', delay: 5_000 },
+    backoff: { type: 'exponential', delay: backoffMs },
     removeOnComplete: { age: 24 * 3600, count: 10_000 },
     removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
   };

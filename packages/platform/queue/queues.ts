@@ -14,13 +14,14 @@ export class CompressQueues {
     private readonly redis: Redis,
     readonly prefix: string,
     private readonly attempts: number,
+    private readonly backoffMs: number,
   ) {
     const make = (d: Device) => new Queue<CompressJobData>(QUEUE_NAMES[d], { connection: redis, prefix });
     this.byDevice = { cpu: make('cpu'), gpu: make('gpu') };
   }
 
   async enqueue(device: Device, data: CompressJobData): Promise<void> {
-    await this.byDevice[device].add(COMPRESS_JOB, data, compressJobOptions(data.jobId, this.attempts));
+    await this.byDevice[device].add(COMPRESS_JOB, data, compressJobOptions(data.jobId, this.attempts, this.backoffMs));
   }
 
   /**

@@ -1,0 +1,306 @@
+// The HTTP API against the real Postgres and Redis (through inject): uploads, validation, problem+json, idempotency,
+// pagination, cancel of a queued job, deletes, health and metrics. No worker runs here (see worker.test.ts).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../apps/api/app.js';
+import { encodeNpy } from '../../packages/engine/data/npy.js';
+import { encodeNpz } from '../../packages/engine/data/npz.js';
+import { openTestEnv, SMALL_MODEL, type TestEnv } from './helpers.js';
+
+let env: TestEnv;
+let app: FastifyInstance;
+let modelBytes: Buffer;
+
+function multipart(parts: { field: string; filename?: string; body: Buffer | string }[]) {
+  const boundary = `----oc${Math.random().toString(16).slice(2)}`;
+  const chunks: Buffer[] = [];
+  for (const p of parts) {
+    const disp = p.filename
+      ? `form-data; name="${p.field}"; filename="${p.filename}"\r\nContent-Type: application/octet-stream`
+      : `form-data; name="${p.field}"`;
+    chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: ${disp}\r\n\r\n`));
+    chunks.push(Buffer.isBuffer(p.body) ? p.body : Buffer.from(p.body));
+    chunks.push(Buffer.from('\r\n'));
+  }
+  chunks.push(Buffer.from(`--${boundary}--\r\n`));
+  return { payload: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+}
+
+async function uploadModel(name = 'cls.onnx') {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/models?name=${name}`,
+    headers: { 'content-type': 'application/octet-stream' },
+    payload: modelBytes,
+  });
+  assert.equal(res.statusCode, 201, res.body);
+  return res.json();
+}
+
+function calibrationNpz(samples: number, dims = [3, 48, 192], name = 'x') {
+  const n = samples * dims.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n).map((_, i) => Math.sin(i));
+  return Buffer.from(encodeNpz({ [name]: { dtype: 'float32', dims: [samples, ...dims], data } }));
+}
+
+before(async () => {
+  env = await openTestEnv('api', { MAX_UPLOAD_BYTES: String(4 * 1024 * 1024) });
+  app = await buildApp({ deps: env.platform, logger: false });
+  modelBytes = await readFile(SMALL_MODEL);
+});
+
+after(async () => {
+  await app?.close();
+  await env?.cleanup();
+});
+
+describe('models', () => {
+  it('takes a raw upload: sha256, size, inspection from the CLI inspector', async () => {
+    const m = await uploadModel();
+    assert.equal(m.name, 'cls.onnx');
+    assert.equal(m.sha256, createHash('sha256').update(modelBytes).digest('hex'));
+    assert.equal(m.sizeBytes, modelBytes.length);
+    assert.equal(m.inspection.inputs[0].name, 'x');
+    assert.ok(m.inspection.parameters > 100_000);
+    assert.ok(m.inspection.weights.some((w: { compressible: boolean }) => w.compressible));
+    const got = await app.inject({ method: 'GET', url: `/v1/models/${m.id}` });
+    assert.deepEqual(got.json(), m);
+    // The stored bytes are the uploaded bytes.
+    const stored = await readFile(
+      `${env.config.storage.kind === 'local' ? env.config.storage.dir : ''}/tenants/${'00000000-0000-4000-8000-000000000001'}/models/${m.id}/model.onnx`,
+    );
+    assert.ok(stored.equals(modelBytes));
+  });
+
+  it('takes a multipart upload with a name field', async () => {
+    const mp = multipart([
+      { field: 'name', body: 'direction-classifier' },
+      { field: 'file', filename: 'cls.onnx', body: modelBytes },
+    ]);
+    const res = await app.inject({ method: 'POST', url: '/v1/models', ...mp });
+    assert.equal(res.statusCode, 201, res.body);
+    assert.equal(res.json().name, 'direction-classifier');
+  });
+
+  it('rejects a file that is not ONNX with 422 problem+json', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/models?name=x.onnx',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from('definitely not a protobuf \xff\xff\xff'),
+    });
+    assert.equal(res.statusCode, 422);
+    assert.match(res.headers['content-type'] as string, /^application\/problem\+json/);
+    assert.equal(res.json().code, 'invalid-model');
+  });
+
+  it('answers 413 past MAX_UPLOAD_BYTES, raw and multipart (never a silently truncated file)', async () => {
+    const big = Buffer.alloc(4 * 1024 * 1024 + 10, 1);
+    const raw = await app.inject({
+      method: 'POST',
+      url: '/v1/models?name=big.onnx',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: big,
+    });
+    assert.equal(raw.statusCode, 413, raw.body);
+    assert.equal(raw.json().code, 'upload-too-large');
+    const mp = await app.inject({
+      method: 'POST',
+      url: '/v1/models',
+      ...multipart([{ field: 'file', filename: 'big.onnx', body: big }]),
+    });
+    assert.equal(mp.statusCode, 413, mp.body);
+    const count = await env.platform.db.model.count({ where: { name: 'big.onnx' } });
+    assert.equal(count, 0);
+  });
+
+  it('lists with a cursor, newest first', async () => {
+    const a = await uploadModel('page-a.onnx');
+    const b = await uploadModel('page-b.onnx');
+    const first = (await app.inject({ method: 'GET', url: '/v1/models?limit=1' })).json();
+    assert.equal(first.items[0].id, b.id);
+    assert.ok(first.nextCursor);
+    const second = (await app.inject({ method: 'GET', url: `/v1/models?limit=1&cursor=${first.nextCursor}` })).json();
+    assert.equal(second.items[0].id, a.id);
+    const bad = await app.inject({ method: 'GET', url: '/v1/models?cursor=zzz' });
+    assert.equal(bad.statusCode, 400);
+  });
+
+  it('deletes a model without jobs; 404 afterwards', async () => {
+    const m = await uploadModel('to-delete.onnx');
+    assert.equal((await app.inject({ method: 'DELETE', url: `/v1/models/${m.id}` })).statusCode, 204);
+    const gone = await app.inject({ method: 'GET', url: `/v1/models/${m.id}` });
+    assert.equal(gone.statusCode, 404);
+    assert.equal(gone.json().code, 'model-not-found');
+  });
+});
+
+describe('datasets', () => {
+  it('summarises .npz and .npy uploads', async () => {
+    const npz = await app.inject({
+      method: 'POST',
+      url: '/v1/datasets?name=calib.npz',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: calibrationNpz(2),
+    });
+    assert.equal(npz.statusCode, 201, npz.body);
+    assert.deepEqual(npz.json().tensors, [{ name: 'x', dtype: 'float32', shape: [2, 3, 48, 192] }]);
+    assert.equal(npz.json().format, 'npz');
+    const arr = { dtype: 'float32' as const, dims: [2, 3, 48, 192], data: new Float32Array(2 * 3 * 48 * 192) };
+    const npy = await app.inject({
+      method: 'POST',
+      url: '/v1/datasets?name=calib.npy',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(encodeNpy(arr)),
+    });
+    assert.equal(npy.statusCode, 201, npy.body);
+    assert.deepEqual(npy.json().tensors, [{ name: 'array', dtype: 'float32', shape: [2, 3, 48, 192] }]);
+  });
+
+  it('rejects a truncated .npy (header promises more bytes than sent)', async () => {
+    const arr = { dtype: 'float32' as const, dims: [4, 4], data: new Float32Array(16) };
+    const bytes = Buffer.from(encodeNpy(arr)).subarray(0, -4);
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/datasets?name=bad.npy',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: bytes,
+    });
+    assert.equal(res.statusCode, 422);
+    assert.equal(res.json().code, 'invalid-dataset');
+  });
+});
+
+describe('jobs', () => {
+  it('validates the body and names the recipe problems (400), semantic ones as 422', async () => {
+    const m = await uploadModel();
+    const typo = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'sparsity', patern: '2:4' } },
+    });
+    assert.equal(typo.statusCode, 400);
+    assert.deepEqual(typo.json().errors, [{ path: '/recipe/patern', message: 'unknown field' }]);
+    const semantic = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'sparsity', pattern: '4:4' } },
+    });
+    assert.equal(semantic.statusCode, 422);
+    assert.equal(semantic.json().code, 'recipe-invalid');
+    assert.equal(semantic.json().errors[0].path, '/pattern');
+    const noModel = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: '11111111-1111-4111-8111-111111111111', recipe: { method: 'sparsity' } },
+    });
+    assert.equal(noModel.statusCode, 404);
+    assert.equal(noModel.json().code, 'model-not-found');
+  });
+
+  it('checks datasets against the model inputs', async () => {
+    const m = await uploadModel();
+    const wrong = (
+      await app.inject({
+        method: 'POST',
+        url: '/v1/datasets?name=wrong.npz',
+        headers: { 'content-type': 'application/octet-stream' },
+        payload: calibrationNpz(2, [3, 48, 192], 'image'),
+      })
+    ).json();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'sparsity' }, calibrationDatasetId: wrong.id },
+    });
+    assert.equal(res.statusCode, 422);
+    assert.equal(res.json().code, 'dataset-mismatch');
+    assert.match(res.json().detail, /no tensor for model input "x"/);
+  });
+
+  it('queues a job, honours Idempotency-Key, cancels it while queued', async () => {
+    const m = await uploadModel();
+    const body = { modelId: m.id, recipe: { method: 'sparsity', pattern: '2:4' } };
+    const first = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: body,
+      headers: { 'idempotency-key': 'k-1' },
+    });
+    assert.equal(first.statusCode, 202, first.body);
+    const job = first.json();
+    assert.equal(job.state, 'queued');
+    assert.equal(job.recipe.criterion, 'magnitude'); // stored with defaults filled in
+    const again = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: body,
+      headers: { 'idempotency-key': 'k-1' },
+    });
+    assert.equal(again.json().id, job.id);
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    const other = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { ...body, recipe: { method: 'sparsity', pattern: '1:4' } },
+      headers: { 'idempotency-key': 'k-1' },
+    });
+    assert.equal(other.statusCode, 422);
+    assert.equal(other.json().code, 'idempotency-key-reused');
+    const bull = await env.platform.queues.byDevice.cpu.getJob(job.id);
+    assert.equal(await bull?.getState(), 'waiting');
+
+    const inUse = await app.inject({ method: 'DELETE', url: `/v1/models/${m.id}` });
+    assert.equal(inUse.statusCode, 409);
+    const active = await app.inject({ method: 'DELETE', url: `/v1/jobs/${job.id}` });
+    assert.equal(active.statusCode, 409);
+
+    const cancel = await app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    assert.equal(cancel.statusCode, 202);
+    assert.equal(cancel.json().state, 'cancelled');
+    assert.equal(await env.platform.queues.byDevice.cpu.getJob(job.id), undefined);
+    const twice = await app.inject({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` });
+    assert.equal(twice.statusCode, 409);
+    assert.equal(twice.json().code, 'job-not-cancellable');
+
+    const listed = (await app.inject({ method: 'GET', url: '/v1/jobs?state=cancelled' })).json();
+    assert.ok(listed.items.some((j: { id: string }) => j.id === job.id));
+    assert.equal((await app.inject({ method: 'DELETE', url: `/v1/jobs/${job.id}` })).statusCode, 204);
+    assert.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).statusCode, 404);
+  });
+
+  it('sends device:"gpu" recipes to compress-gpu', async () => {
+    const m = await uploadModel();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'sparsity', device: 'gpu' } },
+    });
+    assert.equal(res.json().queue, 'gpu');
+    assert.ok(await env.platform.queues.byDevice.gpu.getJob(res.json().id));
+  });
+});
+
+describe('errors, health, metrics', () => {
+  it('answers unknown routes and bad ids with problem+json', async () => {
+    const nf = await app.inject({ method: 'GET', url: '/v1/nothing' });
+    assert.equal(nf.statusCode, 404);
+    assert.equal(nf.json().type, 'urn:onnx-compress:problem:not-found');
+    const badId = await app.inject({ method: 'GET', url: '/v1/jobs/not-a-uuid' });
+    assert.equal(badId.statusCode, 400);
+    assert.equal(badId.json().code, 'validation-failed');
+  });
+
+  it('reports ready and exposes Prometheus metrics', async () => {
+    const ready = await app.inject({ method: 'GET', url: '/readyz' });
+    assert.equal(ready.statusCode, 200, ready.body);
+    assert.equal((await app.inject({ method: 'GET', url: '/healthz' })).json().status, 'ok');
+    const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+    assert.match(text, /onnx_compress_jobs\{state="queued"\} \d+/);
+    assert.match(text, /onnx_compress_queue_depth\{queue="gpu",status="waiting"\} [1-9]/);
+    assert.match(text, /onnx_compress_upload_bytes_total\{kind="model"\} [1-9]/);
+  });
+});
