@@ -1,0 +1,186 @@
+// Method `quantize`: weight-only quantization of every selected MatMul/Gemm/Conv weight — round-to-nearest per
+// group of K (4 or 8 bits, symmetric or asymmetric, groups 16–128 or per output channel) or SLiM-Quant's per-tensor
+// clip — written as com.microsoft MatMulNBits (MatMul/Gemm) or standard DequantizeLinear feeding the original op
+// (format 'qdq', and always for Conv). Zeros stay exactly zero, so a 2:4-pruned model keeps its pattern.
+// The maths lives in quant/ (rtn, slim-quant, matmulnbits); this file orchestrates and reports.
+//
+// Sample recipe:
+//   {"method": "quantize", "quant": {"bits": 4, "scheme": "rtn", "groupSize": 32, "symmetric": true}, "format": "matmulnbits"}
+import type { LayerReport } from '../job.js';
+import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
+import type { QuantizeRecipe, QuantSpec as RecipeQuant } from '../recipe.js';
+import type { NodeProto } from '../onnx/gen/onnx_pb.js';
+import { chooseAccuracyLevel, type AccuracyLevelChoice, type LayerShape } from '../quant/accuracy-level.js';
+import { matMulNBitsBlockSize } from '../quant/matmulnbits.js';
+import { replaceBlocker, replaceWithQuantized, setAccuracyLevel, type Format } from '../quant/replace.js';
+import { dequantize, quantizeRtn, quantizeWithClip } from '../quant/rtn.js';
+import { slimQuantAlpha } from '../quant/slim-quant.js';
+import { resolveBlockSize, type QuantizedMatrix, type QuantSpec } from '../quant/types.js';
+import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
+
+export function quantSpecOf(q: RecipeQuant): QuantSpec & { scheme: 'rtn' | 'slim' } {
+  return {
+    bits: q.bits,
+    groupSize: q.groupSize ?? 32,
+    symmetric: q.symmetric ?? true,
+    scheme: q.scheme ?? 'rtn',
+  };
+}
+
+export function quantLabel(s: QuantSpec & { scheme: 'rtn' | 'slim' }): string {
+  if (s.scheme === 'slim') return `int${s.bits} SLiM-Quant per-tensor`;
+  return `int${s.bits} ${s.groupSize === 'channel' ? 'per-channel' : `g${s.groupSize}`} ${s.symmetric ? 'sym' : 'asym'}`;
+}
+
+/** Whether the weight's layout can take the quantization groups in the chosen format. */
+export function quantSkipReason(
+  w: WeightRef,
+  spec: QuantSpec & { scheme: string },
+  format: Format,
+): string | undefined {
+  const g = spec.groupSize;
+  if (w.op === 'Conv') {
+    if (w.consumerShape.length !== 4) return `Conv weight of rank ${w.consumerShape.length} (QDQ route needs 4-D)`;
+    const cg = w.consumerShape[1];
+    if (g !== 'channel' && spec.scheme !== 'slim' && cg % g !== 0)
+      return `Conv input channels per group (${cg}) not a multiple of the group size ${g} (use groupSize "channel")`;
+    return undefined;
+  }
+  if (format === 'qdq' && g !== 'channel' && w.K % g !== 0)
+    return `K=${w.K} is not a multiple of the group size ${g} (DequantizeLinear blocks must tile K)`;
+  return undefined;
+}
+
+/** Quantizes a canonical matrix with the recipe's scheme (SLiM-Quant fits α on the matrix given). */
+export function quantizeCanonical(
+  w: Float32Array,
+  N: number,
+  K: number,
+  spec: QuantSpec & { scheme: 'rtn' | 'slim' },
+  format: Format,
+): { q: QuantizedMatrix; alpha?: number } {
+  if (spec.scheme === 'slim') {
+    const alpha = slimQuantAlpha(w, { bits: spec.bits }).alpha;
+    // One scale for the tensor; stored per group of 32 for MatMulNBits (its kernel needs blocks) or one per row.
+    const bs = format === 'matmulnbits' ? Math.min(32, resolveBlockSize({ groupSize: 'channel' }, K)) : K;
+    return { q: quantizeWithClip(w, N, K, spec.bits, alpha, bs < 16 ? K : bs), alpha };
+  }
+  return { q: quantizeRtn(w, N, K, spec) };
+}
+
+export interface AccuracyPlan {
+  nodes: NodeProto[];
+  shapes: Map<string, LayerShape>;
+}
+
+export function recordShape(plan: AccuracyPlan, q: QuantizedMatrix, nodes: NodeProto[]): void {
+  if (!nodes.length) return;
+  plan.nodes.push(...nodes);
+  const bs = matMulNBitsBlockSize(q);
+  const key = `${q.cols}x${q.rows}x${q.bits}x${bs}`;
+  const s = plan.shapes.get(key);
+  if (s) s.count++;
+  else plan.shapes.set(key, { K: q.cols, N: q.rows, bits: q.bits, blockSize: bs, count: 1 });
+}
+
+/** Applies the recipe's accuracy level, timing the candidates when it is 'auto'. */
+export async function settleAccuracyLevel(
+  ctx: MethodContext,
+  requested: 'auto' | number | undefined,
+  plan: AccuracyPlan,
+): Promise<{ level: number; auto?: AccuracyLevelChoice } | null> {
+  if (!plan.nodes.length) return null;
+  if (requested !== undefined && requested !== 'auto') {
+    setAccuracyLevel(plan.nodes, requested);
+    return { level: requested };
+  }
+  ctx.progress({ fraction: 0.99, message: 'timing MatMulNBits accuracy levels' });
+  const auto = await chooseAccuracyLevel([...plan.shapes.values()], { executionProvider: ctx.executionProvider });
+  setAccuracyLevel(plan.nodes, auto.level);
+  return { level: auto.level, auto };
+}
+
+async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
+  const r = ctx.recipe;
+  const spec = quantSpecOf(r.quant);
+  const format: Format = r.format ?? 'matmulnbits';
+  const layers: LayerReport[] = [];
+  const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
+  let paramsDone = 0;
+  let bytesAfter = 0;
+  let bytesBefore = 0;
+  const total = ctx.weights.length;
+  for (let i = 0; i < total; i++) {
+    ctx.checkAbort();
+    const w = ctx.weights[i];
+    ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
+    const t0 = performance.now();
+    const blocker = replaceBlocker(ctx.model, w, format);
+    if (blocker) {
+      layers.push({ name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0 });
+      continue;
+    }
+    const weights = readWeightMatrix(ctx.model, w);
+    const { q, alpha } = quantizeCanonical(weights, w.N, w.K, spec, format);
+    const wHat = dequantize(q);
+    const relError = ctx.hasCalibration ? await ctx.relativeError(w, weights, wHat) : null;
+    ctx.release(w);
+    const rep = replaceWithQuantized(ctx.model, w, q, { format, accuracyLevel: 0 });
+    recordShape(plan, q, rep.nbitsNodes);
+    const params = w.N * w.K;
+    paramsDone += params;
+    bytesAfter += rep.bytes;
+    bytesBefore += params * (w.dtype === 'float16' || w.dtype === 'bfloat16' ? 2 : w.dtype === 'float64' ? 8 : 4);
+    let zeros = 0;
+    for (let k = 0; k < wHat.length; k++) if (wHat[k] === 0) zeros++;
+    const row: LayerReport = {
+      name: w.name,
+      node: w.node,
+      op: w.op,
+      shape: w.shape,
+      pattern: quantLabel(spec),
+      route: rep.route,
+      sparsity: zeros / wHat.length,
+      relError,
+      bitsPerWeight: (rep.bytes * 8) / params,
+      seconds: (performance.now() - t0) / 1000,
+    };
+    if (alpha !== undefined) row.alpha = alpha;
+    layers.push(row);
+  }
+  const accuracy = await settleAccuracyLevel(ctx, r.accuracyLevel, plan);
+  return {
+    layers,
+    graphChanged: true,
+    report: {
+      quantization: {
+        ...spec,
+        label: quantLabel(spec),
+        format,
+        conv: 'Conv weights are written as DequantizeLinear + Conv (MatMulNBits is a MatMul kernel)',
+        accuracyLevel: accuracy,
+        bitsPerWeight: paramsDone ? (bytesAfter * 8) / paramsDone : null,
+        quantizedParameters: paramsDone,
+        weightBytesBefore: bytesBefore,
+        weightBytesAfter: bytesAfter,
+      },
+    },
+  };
+}
+
+export const method: CompressionMethod<QuantizeRecipe> = {
+  name: 'quantize',
+  summary: 'weight-only 4/8-bit quantization (RTN groups or SLiM-Quant) as MatMulNBits or QDQ',
+  example: {
+    method: 'quantize',
+    quant: { bits: 4, scheme: 'rtn', groupSize: 32, symmetric: true },
+    format: 'matmulnbits',
+  },
+  calibration: () => 'optional',
+  hessian: () => false,
+  labels: () => false,
+  ingredients: () => false,
+  changesGraph: () => true,
+  skipReason: (w, r) => quantSkipReason(w, quantSpecOf(r.quant), r.format ?? 'matmulnbits'),
+  run,
+};
