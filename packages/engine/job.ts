@@ -16,6 +16,11 @@ export interface JobInputs {
   evalPath?: string;
   /** Output directory: the engine writes model.onnx (+ model.onnx.data when external) and report.json there. */
   outputDir: string;
+  /**
+   * File name of the output model inside outputDir; its external data, if any, is `<outputName>.data`.
+   * @defaultValue 'model.onnx'
+   */
+  outputName?: string;
 }
 
 export interface JobProgress {

@@ -239,13 +239,17 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
     // Write.
     progress.emit('write', 0, { message: 'writing the compressed model' });
     await mkdir(inputs.outputDir, { recursive: true });
-    const outPath = join(inputs.outputDir, 'model.onnx');
+    const outName = inputs.outputName ?? 'model.onnx';
+    if (/[\\/]/.test(outName) || outName === '' || outName === '.' || outName === '..') {
+      throw new InputError('bad-output-name', `outputName "${outName}" must be a plain file name`);
+    }
+    const outPath = join(inputs.outputDir, outName);
     const saveOpts = recipe.externalData === undefined ? {} : { externalData: recipe.externalData };
     const saved = await saveModel(model, outPath, saveOpts);
-    const artifacts: JobArtifact[] = [{ name: 'model.onnx', path: outPath, sizeBytes: saved.modelBytes }];
+    const artifacts: JobArtifact[] = [{ name: outName, path: outPath, sizeBytes: saved.modelBytes }];
     if (saved.externalBytes > 0) {
       const dataPath = `${outPath}.data`;
-      artifacts.push({ name: 'model.onnx.data', path: dataPath, sizeBytes: (await stat(dataPath)).size });
+      artifacts.push({ name: `${outName}.data`, path: dataPath, sizeBytes: (await stat(dataPath)).size });
     }
     const outputBytes = artifacts.reduce((s, a) => s + a.sizeBytes, 0);
     const countsAfter = weightCounts(model, all);

@@ -9,6 +9,7 @@ import { pack24 } from '../../../packages/engine/methods/packed24.js';
 import { loadModel } from '../../../packages/engine/onnx/model.js';
 import { mlp, randn, tokenData, transformer } from './models.js';
 import { run, tempDir, writeCase } from './helpers.js';
+import type { DataArray } from '../../../packages/engine/data/types.js';
 
 const dir = tempDir();
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,7 +31,7 @@ async function outputs(path: string, feeds: Record<string, ort.Tensor>, name: st
 }
 
 test('packed 2:4 models run in stock ONNX Runtime with outputs identical to the dense-stored 2:4 model', async () => {
-  const cases = [
+  const cases: { name: string; model: ReturnType<typeof mlp>; data: Record<string, DataArray>; out: string }[] = [
     {
       name: 'mlp',
       model: mlp(),
