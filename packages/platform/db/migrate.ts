@@ -21,8 +21,10 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   try {
     await adminQuery(parts, `CREATE DATABASE "${parts.database.replace(/"/g, '""')}"`);
   } catch (e) {
-    // Another process (an API and a worker starting together) may have won the race.
-    if ((e as { code?: string }).code !== '42P04') throw e;
+    // Another process (an API and a worker starting together) may have won the race: Postgres reports it as
+    // "already exists" (42P04) or, when both inserts reach pg_database at once, as a unique violation (23505).
+    const code = (e as { code?: string }).code;
+    if (code !== '42P04' && code !== '23505') throw e;
   }
   return true;
 }
