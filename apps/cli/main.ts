@@ -7,6 +7,7 @@ import * as compress from './commands/compress.js';
 import * as serve from './commands/serve.js';
 import * as worker from './commands/worker.js';
 import * as start from './commands/start.js';
+import * as soup from './commands/soup.js';
 
 const commands: { register(program: Command): void }[] = [
   inspect, // onnx-compress inspect MODEL [--json]
@@ -15,6 +16,7 @@ const commands: { register(program: Command): void }[] = [
   serve, // onnx-compress serve: the HTTP API
   worker, // onnx-compress worker: a compress worker
   start, // onnx-compress start: API + worker in one process (npm start)
+  soup, // onnx-compress soup A.onnx B.onnx … --recipe R.json --eval HELD.npz -o SOUP.onnx [--report REPORT.json]
 ];
 
 export function buildProgram(): Command {

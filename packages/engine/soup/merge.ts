@@ -512,7 +512,7 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
       .map((ms) => ({ weight: ms.weight, tensor: baseTensors.get(ms.slot.key)! as TensorProto, label: ms.slot.label }));
     report.nextPhase = await runNextPhase(job.base, targets, settings.nextPhase, score);
   }
-  progress(1, 'done');
+  progress(1, 'soup ready');
   return report;
 }
 
