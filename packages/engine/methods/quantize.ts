@@ -11,7 +11,14 @@ import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import type { QuantizeRecipe, QuantSpec as RecipeQuant } from '../recipe.js';
 import type { NodeProto } from '../onnx/gen/onnx_pb.js';
 import { chooseAccuracyLevel, type AccuracyLevelChoice, type LayerShape } from '../quant/accuracy-level.js';
-import { matMulNBitsBlockSize } from '../quant/matmulnbits.js';
+import {
+  dequantizeMatMulNBits,
+  isPow2AtLeast16,
+  matMulNBitsBlockSize,
+  type MatMulNBitsWeights,
+} from '../quant/matmulnbits.js';
+import { quantizePackKN4 } from '../quant/fast-kn.js';
+import { tensorBytes } from '../onnx/tensor.js';
 import { replaceBlocker, replaceWithQuantized, setAccuracyLevel, type Format } from '../quant/replace.js';
 import { dequantize, quantizeRtn, quantizeWithClip } from '../quant/rtn.js';
 import { slimQuantAlpha } from '../quant/slim-quant.js';
@@ -73,14 +80,41 @@ export interface AccuracyPlan {
   shapes: Map<string, LayerShape>;
 }
 
-export function recordShape(plan: AccuracyPlan, q: QuantizedMatrix, nodes: NodeProto[]): void {
+export function recordShape(plan: AccuracyPlan, q: QuantizedMatrix | MatMulNBitsWeights, nodes: NodeProto[]): void {
   if (!nodes.length) return;
   plan.nodes.push(...nodes);
-  const bs = matMulNBitsBlockSize(q);
-  const key = `${q.cols}x${q.rows}x${q.bits}x${bs}`;
+  const shape =
+    'codes' in q
+      ? { K: q.cols, N: q.rows, bits: q.bits, blockSize: matMulNBitsBlockSize(q) }
+      : { K: q.K, N: q.N, bits: q.bits, blockSize: q.blockSize };
+  const key = `${shape.K}x${shape.N}x${shape.bits}x${shape.blockSize}`;
   const s = plan.shapes.get(key);
   if (s) s.count++;
-  else plan.shapes.set(key, { K: q.cols, N: q.rows, bits: q.bits, blockSize: bs, count: 1 });
+  else plan.shapes.set(key, { ...shape, count: 1 });
+}
+
+/**
+ * The stored fp32 [K][N] values of a MatMul / Gemm(transB=0) weight that sits directly in a main-graph initializer
+ * (no Cast/Transpose/Reshape in between), as a view when aligned — the input of the fused fast path.
+ */
+function storedKN(ctx: MethodContext, w: WeightRef): Float32Array | undefined {
+  if (w.via.length || w.dtype !== 'float32' || w.storeGraphPath !== '') return undefined;
+  if (!(w.op === 'MatMul' || (w.op === 'Gemm' && !w.transB))) return undefined;
+  if (w.location !== 'initializer' && w.location !== 'external') return undefined;
+  const t = ctx.model.proto.graph?.initializer.find((x) => x.name === w.name);
+  if (!t) return undefined;
+  const raw = tensorBytes(ctx.model, t);
+  if (raw.length !== w.K * w.N * 4) return undefined;
+  return raw.byteOffset % 4 === 0
+    ? new Float32Array(raw.buffer, raw.byteOffset, w.K * w.N)
+    : new Float32Array(raw.slice().buffer);
+}
+
+/** Whether the fused [K][N] → MatMulNBits kernel implements this spec. */
+function fastSpec(spec: QuantSpec & { scheme: string }, format: Format): number | undefined {
+  const g = spec.groupSize;
+  if (format !== 'matmulnbits' || spec.scheme !== 'rtn' || spec.bits !== 4 || !spec.symmetric) return undefined;
+  return typeof g === 'number' && isPow2AtLeast16(g) ? g : undefined;
 }
 
 /** Applies the recipe's accuracy level, timing the candidates when it is 'auto'. */
@@ -120,19 +154,37 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       layers.push({ name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0 });
       continue;
     }
-    const weights = readWeightMatrix(ctx.model, w);
-    const { q, alpha } = quantizeCanonical(weights, w.N, w.K, spec, format);
-    const wHat = dequantize(q);
-    const relError = ctx.hasCalibration ? await ctx.relativeError(w, weights, wHat) : null;
-    ctx.release(w);
-    const rep = replaceWithQuantized(ctx.model, w, q, { format, accuracyLevel: 0 });
-    recordShape(plan, q, rep.nbitsNodes);
+    const block = fastSpec(spec, format);
+    const kn = block ? storedKN(ctx, w) : undefined;
+    let rep;
+    let relError: number | null = null;
+    let alpha: number | undefined;
+    let sparsity: number | null = null;
+    if (kn && block) {
+      // Fused path: quantize and pack straight from the stored bytes (errors only when calibration asks for them).
+      const packed = quantizePackKN4(kn, w.K, w.N, block);
+      if (ctx.hasCalibration)
+        relError = await ctx.relativeError(w, readWeightMatrix(ctx.model, w), dequantizeMatMulNBits(packed));
+      ctx.release(w);
+      rep = replaceWithQuantized(ctx.model, w, null, { format, accuracyLevel: 0, packed });
+      recordShape(plan, packed, rep.nbitsNodes);
+    } else {
+      const weights = readWeightMatrix(ctx.model, w);
+      const res = quantizeCanonical(weights, w.N, w.K, spec, format);
+      alpha = res.alpha;
+      const wHat = dequantize(res.q);
+      if (ctx.hasCalibration) relError = await ctx.relativeError(w, weights, wHat);
+      ctx.release(w);
+      rep = replaceWithQuantized(ctx.model, w, res.q, { format, accuracyLevel: 0 });
+      recordShape(plan, res.q, rep.nbitsNodes);
+      let zeros = 0;
+      for (let k = 0; k < wHat.length; k++) if (wHat[k] === 0) zeros++;
+      sparsity = zeros / wHat.length;
+    }
     const params = w.N * w.K;
     paramsDone += params;
     bytesAfter += rep.bytes;
     bytesBefore += params * (w.dtype === 'float16' || w.dtype === 'bfloat16' ? 2 : w.dtype === 'float64' ? 8 : 4);
-    let zeros = 0;
-    for (let k = 0; k < wHat.length; k++) if (wHat[k] === 0) zeros++;
     const row: LayerReport = {
       name: w.name,
       node: w.node,
@@ -140,12 +192,12 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       shape: w.shape,
       pattern: quantLabel(spec),
       route: rep.route,
-      sparsity: zeros / wHat.length,
       relError,
       bitsPerWeight: (rep.bytes * 8) / params,
       seconds: (performance.now() - t0) / 1000,
     };
     if (alpha !== undefined) row.alpha = alpha;
+    if (sparsity !== null) row.sparsity = sparsity;
     layers.push(row);
   }
   const accuracy = await settleAccuracyLevel(ctx, r.accuracyLevel, plan);

@@ -48,6 +48,8 @@ export interface ReplaceOptions {
   /** MatMulNBits accuracy_level (ignored for QDQ). */
   accuracyLevel: number;
   adapter?: LayerAdapter;
+  /** Already-packed MatMulNBits weights for `q` (the fused fast path); q may then be null. */
+  packed?: MatMulNBitsWeights;
 }
 
 export interface ReplaceResult {
@@ -137,9 +139,11 @@ function bumpIr(model: LoadedModel): void {
 export function replaceWithQuantized(
   model: LoadedModel,
   w: WeightRef,
-  q: QuantizedMatrix,
+  q: QuantizedMatrix | null,
   o: ReplaceOptions,
 ): ReplaceResult {
+  if (!q && !(o.packed && o.format === 'matmulnbits' && w.op !== 'Conv'))
+    throw new QuantError(`${w.name}: nothing to write (no quantized matrix)`);
   const blocker = replaceBlocker(model, w, o.format);
   if (blocker) throw new QuantError(`${w.name}: ${blocker}`);
   const found = findNode(model, w.node, w.graphPath)!;
@@ -152,8 +156,7 @@ export function replaceWithQuantized(
   const base = uniqueName(model, w.node.replace(/[^A-Za-z0-9_.-]/g, '_') || 'layer');
   const useNBits = o.format === 'matmulnbits' && w.op !== 'Conv';
   // Check what the new nodes need before touching anything.
-  const needsInt4 = !useNBits && q.bits === 4;
-  const dqOpset = needsInt4 || q.blocksPerRow > 1 ? 21 : 13;
+  const dqOpset = useNBits ? 0 : q!.bits === 4 || q!.blocksPerRow > 1 ? 21 : 13;
   if (!useNBits) checkOpset(model, dqOpset);
   const quantAdapters = o.adapter?.quantized;
   const newNodes: NodeProto[] = [];
@@ -167,7 +170,7 @@ export function replaceWithQuantized(
       name: `${base}_MatMulNBits`,
       input: x,
       output: mmOut,
-      weights: packMatMulNBits(q),
+      weights: o.packed ?? packMatMulNBits(q!),
       accuracyLevel: o.accuracyLevel,
       dtype,
     });
@@ -176,14 +179,15 @@ export function replaceWithQuantized(
     if (bias) newNodes.push(node('Add', [mmOut, bias], [coreOut], `${base}_bias`));
     route = 'MatMulNBits';
   } else {
-    const r = qdqWeight(q, layoutOf(w), base, dtype);
+    const qq = q!;
+    const r = qdqWeight(qq, layoutOf(w), base, dtype);
     newNodes.push(...r.nodes);
     inits.push(...r.initializers);
     const op = { ...consumer, input: [...consumer.input], output: [...consumer.output] } as NodeProto;
     op.input[1] = r.output;
     op.output[0] = coreOut;
     newNodes.push(op);
-    route = `DequantizeLinear(${q.symmetric ? '' : 'u'}int${q.bits}${q.blocksPerRow > 1 ? ` block ${q.blockSize}` : ' per-channel'})+${w.op}`;
+    route = `DequantizeLinear(${qq.symmetric ? '' : 'u'}int${qq.bits}${qq.blocksPerRow > 1 ? ` block ${qq.blockSize}` : ' per-channel'})+${w.op}`;
   }
   let adapterBytes = 0;
   if (o.adapter && o.adapter.rank > 0) {

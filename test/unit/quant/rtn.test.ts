@@ -94,3 +94,24 @@ test('clip quantization clamps to [-8, 7]·α/7 and bits per weight count scales
   assert.throws(() => quantizeRtn(new Float32Array(3), 1, 4, specs[0]), /expected 1×4/);
   assert.throws(() => quantizeRtn(new Float32Array([NaN, 1]), 1, 2, specs[0]), /non-finite/);
 });
+
+test('fused [K][N] 4-bit RTN + MatMulNBits packing equals quantizeRtn + packMatMulNBits byte for byte', async () => {
+  const { quantizePackKN4 } = await import('../../../packages/engine/quant/fast-kn.js');
+  const { packMatMulNBits } = await import('../../../packages/engine/quant/matmulnbits.js');
+  for (const [K, N, bs] of [
+    [64, 24, 32],
+    [200, 7, 64],
+    [33, 5, 16],
+    [128, 9, 128],
+  ]) {
+    const kn = randn(K * N, K + N);
+    for (let i = 0; i < kn.length; i += 5) kn[i] = 0;
+    const nk = new Float32Array(N * K);
+    for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) nk[n * K + k] = kn[k * N + n];
+    const want = packMatMulNBits(quantizeRtn(nk, N, K, { bits: 4, symmetric: true, groupSize: bs }));
+    const got = quantizePackKN4(kn, K, N, bs);
+    assert.deepEqual(got.B, want.B, `B ${K}x${N}/${bs}`);
+    assert.deepEqual(got.scales, want.scales);
+    assert.equal(got.zeroPoints, null);
+  }
+});

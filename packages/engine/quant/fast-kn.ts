@@ -1,0 +1,63 @@
+// Fused RTN + MatMulNBits packing straight from a MatMul weight as stored, B[K][N] row-major fp32: one pass per block
+// of `blockSize` rows computes the per-column absmax (unit stride over N), a second writes the codes of two rows at
+// a time into one byte of the packed [N][blocks][blockSize/2] layout. No canonical [N][K] copy, no code array, no
+// separate packing pass: this is the path the `quantize` method takes for large models (bench/quantize.bench.ts).
+// Same results, bit for bit, as quantizeRtn + packMatMulNBits (tested): symmetric 4-bit, s = absmax/7 rounded to
+// fp32, code = clamp(round(w/s), −8, 7) + 8, Math.round semantics (half toward +∞).
+import type { MatMulNBitsWeights } from './matmulnbits.js';
+import { isPow2AtLeast16 } from './matmulnbits.js';
+import { QuantError } from './types.js';
+
+/** Symmetric 4-bit RTN of B[K][N] into MatMulNBits bytes (block size a power of two ≥ 16). */
+export function quantizePackKN4(src: Float32Array, K: number, N: number, blockSize: number): MatMulNBitsWeights {
+  if (src.length !== K * N) throw new QuantError(`quantizePackKN4: expected ${K}×${N} values, got ${src.length}`);
+  if (!isPow2AtLeast16(blockSize)) throw new QuantError(`block size ${blockSize} must be a power of two ≥ 16`);
+  const blocks = Math.ceil(K / blockSize);
+  const half = blockSize >> 1;
+  const rowBytes = blocks * half;
+  const B = new Uint8Array(N * rowBytes);
+  const scales = new Float32Array(N * blocks);
+  const amax = new Float32Array(N);
+  const inv = new Float64Array(N); // 1/s in float64, as quantizeRtn computes it
+  for (let b = 0; b < blocks; b++) {
+    const k0 = b * blockSize;
+    const k1 = Math.min(K, k0 + blockSize);
+    amax.fill(0);
+    for (let k = k0; k < k1; k++) {
+      const off = k * N;
+      for (let n = 0; n < N; n++) {
+        const a = Math.abs(src[off + n]);
+        if (a > amax[n]) amax[n] = a;
+        else if (a !== a) throw new QuantError(`non-finite weight at row ${k}, column ${n}`);
+      }
+    }
+    for (let n = 0; n < N; n++) {
+      const s = Math.fround(amax[n] / 7);
+      if (!Number.isFinite(s)) throw new QuantError(`non-finite weight in column ${n}, block ${b}`);
+      scales[n * blocks + b] = s;
+      inv[n] = s === 0 ? 0 : 1 / s;
+    }
+    const byteBase = b * half;
+    for (let k = k0; k < k1; k += 2) {
+      const lo = k * N;
+      const hasHi = k + 1 < k1;
+      const hi = lo + N;
+      const byteOff = byteBase + ((k - k0) >> 1);
+      for (let n = 0; n < N; n++) {
+        const f = inv[n];
+        // floor(x + 8.5) = round(x) + 8 for x ∈ [−8, 7.x]; the argument stays positive, so |0 is floor.
+        let c0 = (src[lo + n] * f + 8.5) | 0;
+        if (c0 > 15) c0 = 15;
+        let c1 = hasHi ? (src[hi + n] * f + 8.5) | 0 : 8;
+        if (c1 > 15) c1 = 15;
+        B[n * rowBytes + byteOff] = c0 | (c1 << 4);
+      }
+    }
+    // Rows past K in the last block hold the zero-point code (8 | 8 << 4).
+    if (k1 - k0 < blockSize) {
+      const from = byteBase + ((k1 - k0 + 1) >> 1);
+      for (let n = 0; n < N; n++) B.fill(0x88, n * rowBytes + from, n * rowBytes + byteBase + half);
+    }
+  }
+  return { K, N, bits: 4, blockSize, blocks, B, scales, zeroPoints: null };
+}
