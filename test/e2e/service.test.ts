@@ -71,6 +71,9 @@ before(async () => {
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'silent',
+    // As a GPU worker is configured: CUDA first. This machine has no CUDA EP, so every job must fall back to the
+    // CPU and say so (executionProvider "cpu" and a warning), instead of failing.
+    EXECUTION_PROVIDERS: 'cuda,cpu',
   });
   server = await startServer(config);
   worker = await startCompressWorker(server.platform, { log: quiet, progressFlushMs: 100 });
@@ -135,6 +138,10 @@ describe('service end to end', () => {
       );
       assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
       assert.equal(done.executionProvider, 'cpu');
+      assert.ok(
+        done.metrics.warnings.some((w: string) => w.startsWith('execution provider fallback: cuda')),
+        JSON.stringify(done.metrics.warnings),
+      );
       assert.ok(done.startedAt && done.finishedAt);
       const names = done.artifacts.map((a: { name: string }) => a.name);
       assert.ok(names.includes('model.onnx') && names.includes('report.json'), names.join());
