@@ -24,7 +24,7 @@ import { methodFor } from './methods/registry.js';
 import { selectWeights } from './methods/select.js';
 import type { LayerStats, MethodContext, MethodProgress, MethodResult } from './methods/types.js';
 import { closeModel, loadModel, saveModel, type LoadedModel } from './onnx/model.js';
-import { discoverWeights, type WeightRef } from './onnx/weights.js';
+import { discoverWeights, readWeightMatrix, type WeightRef } from './onnx/weights.js';
 import { parseRecipe, type Recipe } from './recipe.js';
 import { modelDiskBytes, weightCounts } from './report/sizes.js';
 import { layerRelativeError, openStatsSession, statsRequestFor } from './runtime/calibration.js';
@@ -179,6 +179,31 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
             }),
         });
         for (const r of reqs) collector.add(r);
+      }
+    }
+
+    // ONNX Runtime must be able to load the input: cycles, dangling inputs, type errors and unknown operators are
+    // only found there, and a job must not "succeed" with a model nobody can run. Calibration already opened it;
+    // otherwise open it now (kept for the evaluation when there is one).
+    if (!denseSession) {
+      const opened = await openSession(inputs.modelPath, { executionProviders: providers });
+      warnings.push(...opened.fallbacks.map((f) => `execution provider fallback: ${f}`));
+      executionProvider = opened.executionProvider;
+      if (evalData ?? calibration) {
+        denseSession = opened.session;
+        sessions.push(opened.session);
+      } else await opened.session.release();
+    }
+    checkAbort();
+    // NaN/±Inf weights make every criterion and quantizer meaningless for that layer: name them in the report.
+    for (const w of selected) {
+      const values = readWeightMatrix(model, w);
+      let bad = 0;
+      for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) bad++;
+      if (bad) {
+        warnings.push(
+          `${w.name}: ${bad} of ${values.length} weights are NaN or infinite; its compressed values are not meaningful`,
+        );
       }
     }
 
