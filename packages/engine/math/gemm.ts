@@ -180,6 +180,7 @@ async function runGemm<T extends Float32Array | Float64Array>(
   k: number,
   n: number,
   opts: MatmulOptions,
+  inPlace = false,
 ): Promise<T> {
   checkDims(m, k, n);
   checkLen('A', a, m * k);
@@ -188,6 +189,7 @@ async function runGemm<T extends Float32Array | Float64Array>(
   const tA = !!opts.transA;
   const tB = !!opts.transB;
   const Ctor = (dtype === 'float32' ? Float32Array : Float64Array) as unknown as { new (len: number): T };
+  if (inPlace && (m === 0 || n === 0 || k === 0)) return c!;
   if (m === 0 || n === 0) return new Ctor(m * n);
   if (k === 0) {
     const out = new Ctor(m * n);
@@ -196,8 +198,10 @@ async function runGemm<T extends Float32Array | Float64Array>(
   }
   if (m * k * n < SMALL_FLOPS) {
     const prod = matmulJs(a, b, m, k, n, opts);
-    if (c) for (let i = 0; i < prod.length; i++) prod[i] = c[i] - prod[i];
-    return prod;
+    if (!c) return prod;
+    const out = inPlace ? c : prod;
+    for (let i = 0; i < prod.length; i++) out[i] = c[i] - prod[i];
+    return out;
   }
   const s = await session(dtype, tA, tB, !!c);
   const feeds: Record<string, ort.Tensor> = {
@@ -205,6 +209,12 @@ async function runGemm<T extends Float32Array | Float64Array>(
     B: new ort.Tensor(dtype, b, tB ? [n, k] : [k, n]),
   };
   if (c) feeds.C = new ort.Tensor(dtype, c, [m, n]);
+  if (inPlace) {
+    // Pre-allocated output aliasing C: ORT's Gemm copies C into Y (a no-op here) and then runs sgemm with beta = 1,
+    // each output element read and written by one thread. Verified in test/unit/math/gemm.test.ts for 1.29.
+    await s.run(feeds, { Y: new ort.Tensor(dtype, c!, [m, n]) });
+    return c!;
+  }
   const r = await s.run(feeds);
   return r.Y.data as T;
 }
@@ -232,6 +242,32 @@ export function matmulSubtract(
   opts: MatmulOptions = {},
 ): Promise<Float32Array> {
   return runGemm('float32', a, b, c, m, k, n, opts);
+}
+
+/** C −= op(A)·op(B) in place (fp32): no output allocation, no copy back — for the big SparseGPT lazy updates. */
+export async function matmulSubtractInPlace(
+  c: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<void> {
+  await runGemm('float32', a, b, c, m, k, n, opts, true);
+}
+
+/** C −= op(A)·op(B) in place, float64. */
+export async function matmulSubtractInPlaceF64(
+  c: Float64Array,
+  a: Float64Array,
+  b: Float64Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<void> {
+  await runGemm('float64', a, b, c, m, k, n, opts, true);
 }
 
 /**

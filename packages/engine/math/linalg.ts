@@ -2,7 +2,8 @@
 // numbers reach 1e6–1e8 after dampening, where fp32 Cholesky fails or loses every digit of the small pivots.
 // Large sizes are blocked recursively so that ~all flops land in ORT's double Gemm (MLAS dgemm, tens of GFLOP/s)
 // instead of a JS loop (~1 GFLOP/s): at n = 4096 an unblocked Cholesky would be 23 GFLOP of JS, tens of seconds.
-import { matmulF64, matmulSubtractF64 } from './gemm.js';
+import { matmulF64, matmulSubtractInPlaceF64 } from './gemm.js';
+import { transposeInto } from './transpose.js';
 
 export class NotPositiveDefiniteError extends Error {
   override name = 'NotPositiveDefiniteError';
@@ -30,14 +31,21 @@ function checkSquare(a: Float64Array, n: number, what: string) {
 export function getBlock(a: Float64Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float64Array {
   const w = c1 - c0;
   const out = new Float64Array((r1 - r0) * w);
-  for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
+  // Plain loops: a subarray per row would allocate an object per row (GC pressure at n = 4096).
+  for (let r = r0, o = 0; r < r1; r++) {
+    const base = r * ld;
+    for (let c = c0; c < c1; c++, o++) out[o] = a[base + c];
+  }
   return out;
 }
 
 /** Write a contiguous block into rows r0.., cols c0.. of a row-major matrix with `ld` columns. */
 export function setBlock(a: Float64Array, ld: number, r0: number, c0: number, block: Float64Array, w: number) {
   const h = w === 0 ? 0 : block.length / w;
-  for (let r = 0; r < h; r++) a.set(block.subarray(r * w, (r + 1) * w), (r0 + r) * ld + c0);
+  for (let r = 0, o = 0; r < h; r++) {
+    const base = (r0 + r) * ld + c0;
+    for (let c = 0; c < w; c++, o++) a[base + c] = block[o];
+  }
 }
 
 /** Unblocked lower Cholesky and the inverse of the factor, both in place of fresh arrays. */
@@ -71,34 +79,115 @@ function cholInvSmall(a: Float64Array, n: number, pivotOffset: number): { l: Flo
   return { l, li };
 }
 
+/** Triangular operands at or below this size multiply as full GEMMs (wasting their zero half, cheaply). */
+const TRI_BASE = 512;
+
+function negate(a: Float64Array): Float64Array {
+  for (let i = 0; i < a.length; i++) a[i] = -a[i];
+  return a;
+}
+
+/** Split point for recursive halving, a multiple of 32 where possible (keeps GEMM dims friendly). */
+function half(n: number): number {
+  return Math.min(n - 1, Math.max(1, Math.ceil(n / 2 / 32) * 32));
+}
+
+/** X·Tᵀ (or X·T with `transT` false) for X p×h and lower-triangular T h×h; skips T's zero half recursively. */
+async function mulRightLower(x: Float64Array, p: number, t: Float64Array, h: number, transT: boolean) {
+  if (h <= TRI_BASE || p === 0) return matmulF64(x, t, p, h, h, { transB: transT });
+  const h1 = half(h);
+  const h2 = h - h1;
+  const x1 = getBlock(x, h, 0, p, 0, h1);
+  const x2 = getBlock(x, h, 0, p, h1, h);
+  const t11 = getBlock(t, h, 0, h1, 0, h1);
+  const t21 = negate(getBlock(t, h, h1, h, 0, h1));
+  const t22 = getBlock(t, h, h1, h, h1, h);
+  const y = new Float64Array(p * h);
+  if (transT) {
+    // [X1 X2]·[[T11ᵀ T21ᵀ] [0 T22ᵀ]] = [X1·T11ᵀ | X1·T21ᵀ + X2·T22ᵀ]
+    const y1 = await mulRightLower(x1, p, t11, h1, true);
+    const y2 = await mulRightLower(x2, p, t22, h2, true);
+    await matmulSubtractInPlaceF64(y2, x1, t21, p, h1, h2, { transB: true });
+    setBlock(y, h, 0, 0, y1, h1);
+    setBlock(y, h, 0, h1, y2, h2);
+  } else {
+    // [X1 X2]·[[T11 0] [T21 T22]] = [X1·T11 + X2·T21 | X2·T22]
+    const y1 = await mulRightLower(x1, p, t11, h1, false);
+    await matmulSubtractInPlaceF64(y1, x2, t21, p, h2, h1);
+    const y2 = await mulRightLower(x2, p, t22, h2, false);
+    setBlock(y, h, 0, 0, y1, h1);
+    setBlock(y, h, 0, h1, y2, h2);
+  }
+  return y;
+}
+
+/** T·Y for lower-triangular T r×r and Y r×q (row blocks of Y are contiguous, so no copies of Y). */
+async function mulLeftLower(t: Float64Array, r: number, y: Float64Array, q: number): Promise<Float64Array> {
+  if (r <= TRI_BASE || q === 0) return matmulF64(t, y, r, r, q);
+  const r1 = half(r);
+  const r2 = r - r1;
+  const y1 = y.subarray(0, r1 * q);
+  const y2 = y.subarray(r1 * q);
+  // [[T11 0] [T21 T22]]·[Y1; Y2] = [T11·Y1; T21·Y1 + T22·Y2]
+  const z1 = await mulLeftLower(getBlock(t, r, 0, r1, 0, r1), r1, y1, q);
+  const z2 = await mulLeftLower(getBlock(t, r, r1, r, r1, r), r2, y2, q);
+  await matmulSubtractInPlaceF64(z2, negate(getBlock(t, r, r1, r, 0, r1)), y1, r2, r1, q);
+  const z = new Float64Array(r * q);
+  z.set(z1, 0);
+  z.set(z2, r1 * q);
+  return z;
+}
+
+/** Lower triangle (with diagonal) of C r×r −= A·Aᵀ for A r×h; C's strict upper triangle is left stale. */
+async function syrkLowerSubtract(c: Float64Array, r: number, a: Float64Array, h: number): Promise<void> {
+  if (r <= TRI_BASE) return matmulSubtractInPlaceF64(c, a, a, r, h, r, { transB: true });
+  const r1 = half(r);
+  const a1 = a.subarray(0, r1 * h);
+  const a2 = a.subarray(r1 * h);
+  const c11 = getBlock(c, r, 0, r1, 0, r1);
+  await syrkLowerSubtract(c11, r1, a1, h);
+  setBlock(c, r, 0, 0, c11, r1);
+  const c21 = getBlock(c, r, r1, r, 0, r1);
+  await matmulSubtractInPlaceF64(c21, a2, a1, r - r1, h, r1, { transB: true });
+  setBlock(c, r, r1, 0, c21, r1);
+  const c22 = getBlock(c, r, r1, r, r1, r);
+  await syrkLowerSubtract(c22, r - r1, a2, h);
+  setBlock(c, r, r1, r1, c22, r - r1);
+}
+
 /**
  * Recursive blocked Cholesky that also returns L⁻¹ (SparseGPT and the inverse both need it):
- * L11 = chol(A11); L21 = A21·L11⁻ᵀ; L22 = chol(A22 − L21·L21ᵀ); (L⁻¹)21 = −L22⁻¹·L21·L11⁻¹. ~4n³/3 flops, all but
- * O(n·BASE²) of them in GEMM.
+ * L11 = chol(A11); L21 = A21·L11⁻ᵀ; L22 = chol(A22 − L21·L21ᵀ); (L⁻¹)21 = −L22⁻¹·L21·L11⁻¹. Triangular factors
+ * and the symmetric update skip their zero halves recursively, so the total is ~2n³/3 flops (the floor for a
+ * Cholesky plus a triangular inverse), all but O(n·BASE²) of them in GEMM. Only A's lower triangle is read.
  */
 async function cholInv(
   a: Float64Array,
   n: number,
   pivotOffset: number,
-): Promise<{ l: Float64Array; li: Float64Array }> {
+  wantL: boolean,
+): Promise<{ l: Float64Array | null; li: Float64Array }> {
   if (n <= BASE) return cholInvSmall(a, n, pivotOffset);
-  const h = Math.ceil(n / 2 / 32) * 32; // keep GEMM dims multiples of 32 where possible
+  const h = half(n);
   const r = n - h;
   const a11 = getBlock(a, n, 0, h, 0, h);
   const a21 = getBlock(a, n, h, n, 0, h);
   const a22 = getBlock(a, n, h, n, h, n);
-  const top = await cholInv(a11, h, pivotOffset);
-  const l21 = await matmulF64(a21, top.li, r, h, h, { transB: true });
-  const s = await matmulSubtractF64(a22, l21, l21, r, h, r, { transB: true });
-  const bottom = await cholInv(s, r, pivotOffset + h);
-  const t = await matmulF64(l21, top.li, r, h, h);
-  const li21 = await matmulF64(bottom.li, t, r, r, h);
-  for (let i = 0; i < li21.length; i++) li21[i] = -li21[i];
-  const l = new Float64Array(n * n);
+  const top = await cholInv(a11, h, pivotOffset, wantL);
+  const l21 = await mulRightLower(a21, r, top.li, h, true);
+  await syrkLowerSubtract(a22, r, l21, h);
+  const bottom = await cholInv(a22, r, pivotOffset + h, wantL);
+  const t = await mulRightLower(l21, r, top.li, h, false);
+  const li21 = negate(await mulLeftLower(bottom.li, r, t, h));
+  // The recursion itself only needs L⁻¹; L is assembled only when the caller asked for it.
+  let l: Float64Array | null = null;
+  if (wantL) {
+    l = new Float64Array(n * n);
+    setBlock(l, n, 0, 0, top.l!, h);
+    setBlock(l, n, h, 0, l21, h);
+    setBlock(l, n, h, h, bottom.l!, r);
+  }
   const li = new Float64Array(n * n);
-  setBlock(l, n, 0, 0, top.l, h);
-  setBlock(l, n, h, 0, l21, h);
-  setBlock(l, n, h, h, bottom.l, r);
   setBlock(li, n, 0, 0, top.li, h);
   setBlock(li, n, h, 0, li21, h);
   setBlock(li, n, h, h, bottom.li, r);
@@ -108,7 +197,14 @@ async function cholInv(
 /** Lower-triangular L with A = L·Lᵀ and its inverse. Only the lower triangle of A is read. */
 export async function choleskyWithInverse(a: Float64Array, n: number): Promise<{ l: Float64Array; li: Float64Array }> {
   checkSquare(a, n, 'cholesky');
-  return cholInv(a, n, 0);
+  const { l, li } = await cholInv(a, n, 0, true);
+  return { l: l!, li };
+}
+
+/** L⁻¹ for A = L·Lᵀ, without assembling L. */
+export async function inverseCholeskyLower(a: Float64Array, n: number): Promise<Float64Array> {
+  checkSquare(a, n, 'inverseCholeskyLower');
+  return (await cholInv(a, n, 0, false)).li;
 }
 
 /** Lower L with A = L·Lᵀ. Throws NotPositiveDefiniteError on a non-positive pivot. */
@@ -123,7 +219,7 @@ export async function choleskyUpper(a: Float64Array, n: number): Promise<Float64
 
 /** A⁻¹ for SPD A, as L⁻ᵀ·L⁻¹. */
 export async function choleskyInverse(a: Float64Array, n: number): Promise<Float64Array> {
-  const { li } = await choleskyWithInverse(a, n);
+  const li = await inverseCholeskyLower(a, n);
   const inv = await matmulF64(li, li, n, n, n, { transA: true });
   symmetrize(inv, n);
   return inv;
@@ -136,24 +232,20 @@ export async function choleskyInverse(a: Float64Array, n: number): Promise<Float
  */
 export async function inverseCholeskyUpper(a: Float64Array, n: number): Promise<Float64Array> {
   checkSquare(a, n, 'inverseCholeskyUpper');
-  const last = n * n - 1;
-  const rev = new Float64Array(n * n);
-  for (let i = 0; i <= last; i++) rev[i] = a[last - i]; // (J A J)[i][j] = A[n−1−i][n−1−j]
+  const rev = a.slice().reverse(); // (J A J)[i][j] = A[n−1−i][n−1−j]: the flat array reversed
   let li: Float64Array;
   try {
-    li = (await cholInv(rev, n, 0)).li;
+    li = (await cholInv(rev, n, 0, false)).li;
   } catch (e) {
     if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(n - 1 - e.pivot, e.value);
     throw e;
   }
-  const u = new Float64Array(n * n);
-  for (let i = 0; i <= last; i++) u[i] = li[last - i];
-  return u;
+  return li.reverse(); // U = J·L'⁻¹·J
 }
 
 export function transpose(a: Float64Array, n: number): Float64Array {
   const t = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) t[j * n + i] = a[i * n + j];
+  transposeInto(a, 0, n, n, n, t, 0, n);
   return t;
 }
 

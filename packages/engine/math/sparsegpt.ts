@@ -3,9 +3,10 @@
 // Precision follows the reference where it matters: W, U = chol(H⁻¹)ᵀ and the updates run in fp32 (the reference
 // does everything in fp32); the factorisation of H itself runs in float64 (linalg.ts) because it is where fp32 loses
 // digits on the ill-conditioned Hessians of LLM layers, and it costs little extra here.
-import { matmulSubtract } from './gemm.js';
+import { matmulSubtractInPlace } from './gemm.js';
 import { inverseCholeskyUpper } from './linalg.js';
-import { keepTopNInGroup, MaskInputError, pruneLowest, validateNM } from './nm.js';
+import { transposeInto } from './transpose.js';
+import { MaskInputError, pruneLowest, validateNM } from './nm.js';
 
 export { sparseGptReference } from './sparsegpt-reference.js';
 
@@ -72,12 +73,17 @@ export function resolveSparseGptOptions(
   const dampening = opts.dampening ?? 0.01;
   if (!(dampening >= 0 && dampening < Infinity))
     throw new SparseGptInputError(`sparseGpt: dampening must be finite and ≥ 0, got ${dampening}`);
-  for (let i = 0; i < hessian.length; i++)
-    if (!Number.isFinite(hessian[i])) throw new SparseGptInputError(`sparseGpt: Hessian entry ${i} is ${hessian[i]}`);
-  for (let i = 0; i < w.length; i++)
-    if (!Number.isFinite((w as ArrayLike<number>)[i]))
-      throw new SparseGptInputError(`sparseGpt: weight ${i} is not finite`);
+  const hBad = firstNonFinite(hessian);
+  if (hBad >= 0) throw new SparseGptInputError(`sparseGpt: Hessian entry ${hBad} is ${hessian[hBad]}`);
+  const wBad = firstNonFinite(w as ArrayLike<number>);
+  if (wBad >= 0) throw new SparseGptInputError(`sparseGpt: weight ${wBad} is not finite`);
   return { nm, sparsity: opts.sparsity ?? 0, blockSize, dampening };
+}
+
+/** Index of the first NaN/±Infinity, or −1 (x − x is NaN exactly for those). */
+function firstNonFinite(a: ArrayLike<number>): number {
+  for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
+  return -1;
 }
 
 /**
@@ -102,7 +108,7 @@ export function dampedHessian(hessian: Float64Array, cols: number, dampening: nu
 
 /**
  * Prune W in place (pruned weights set to 0, kept weights OBS-updated) and return the mask.
- * Cost: O(K³) float64 factorisation (GEMM) + O(N·K²) fp32 lazy updates (GEMM) + O(N·K·blockSize) JS in-block work.
+ * Cost: O(K³) float64 factorisation (GEMM) + O(N·K²) fp32 lazy updates (GEMM) + O(N·K·32) JS in-block work.
  */
 export async function sparseGpt(
   w: Float32Array,
@@ -123,62 +129,92 @@ export async function sparseGpt(
 
   // Work on Wᵀ [K][N]: the columns W[:, rest] the lazy update touches are then one contiguous tail of rows.
   const wt = new Float32Array(K * N);
-  for (let r = 0; r < N; r++) for (let k = 0; k < K; k++) wt[k * N + r] = w[r * K + k];
+  transposeInto(w, 0, K, N, K, wt, 0, N);
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
 
+  // Two levels of blocking, both exact (the OBS updates commute into GEMMs): outer blocks of `blockSize` columns
+  // (the reference's; the unstructured mask is chosen per outer block) push their error to the rest of W with one
+  // big GEMM; inside, sub-blocks of ~32 columns are swept row by row in JS and push their error to the rest of the
+  // outer block with a small GEMM. The JS work is then O(N·K·32) instead of O(N·K·blockSize).
+  const sub = o.nm ? o.nm.m * Math.max(1, Math.round(SUB_BLOCK / o.nm.m)) : SUB_BLOCK;
   let loss = 0;
   for (let i1 = 0; i1 < K; i1 += o.blockSize) {
     const i2 = Math.min(i1 + o.blockSize, K);
     const count = i2 - i1;
-    // Block of W as [N][count] so each output row's in-block sweep runs over contiguous memory.
-    const blk = new Float32Array(N * count);
-    for (let j = 0; j < count; j++) {
-      const src = (i1 + j) * N;
-      for (let r = 0; r < N; r++) blk[r * count + j] = wt[src + r];
-    }
-    const ub = new Float32Array(count * count);
-    for (let j = 0; j < count; j++) ub.set(u.subarray((i1 + j) * K + i1, (i1 + j) * K + i2), j * count);
-    const keep = new Uint8Array(N * count);
+    let keepOuter: Uint8Array | null = null; // [N][count], unstructured only
     if (!o.nm) {
-      // Unstructured: one threshold over the whole block on w²/U_jj², from the weights as they stand at block start.
+      // One threshold over the whole outer block on w²/U_jj², from the weights as they stand at block start.
       const scores = new Float32Array(N * count);
+      transposeInto(wt, i1 * N, N, count, N, scores, 0, count);
       for (let r = 0; r < N; r++)
         for (let j = 0; j < count; j++) {
-          const v = blk[r * count + j] / ub[j * count + j];
+          const v = scores[r * count + j] / u[(i1 + j) * K + i1 + j];
           scores[r * count + j] = v * v;
         }
-      pruneLowest(scores, 0, N * count, Math.floor(N * count * o.sparsity), keep);
+      keepOuter = new Uint8Array(N * count);
+      pruneLowest(scores, 0, N * count, Math.floor(N * count * o.sparsity), keepOuter);
     }
-    const err = new Float32Array(N * count);
-    loss += sweepBlock(blk, ub, keep, err, N, count, o.nm);
-    for (let j = 0; j < count; j++) {
-      const dst = (i1 + j) * N;
-      for (let r = 0; r < N; r++) {
-        wt[dst + r] = blk[r * count + j];
-        mask[r * K + i1 + j] = keep[r * count + j];
+    const errT = new Float32Array(count * N); // [count][N]: the block's OBS errors, Errᵀ
+    for (let s0 = 0; s0 < count; s0 += sub) {
+      const s1 = Math.min(s0 + sub, count);
+      const c = s1 - s0;
+      const c0 = i1 + s0; // first absolute column of this sub-block
+      // Sub-block as [N][c] so each output row's sweep runs over contiguous memory.
+      const blk = new Float32Array(N * c);
+      transposeInto(wt, c0 * N, N, c, N, blk, 0, c);
+      const ub = new Float32Array(c * c);
+      for (let j = 0; j < c; j++) ub.set(u.subarray((c0 + j) * K + c0, (c0 + j) * K + c0 + c), j * c);
+      const keep = new Uint8Array(N * c);
+      if (keepOuter) for (let r = 0; r < N; r++) keep.set(keepOuter.subarray(r * count + s0, r * count + s1), r * c);
+      const err = new Float32Array(N * c);
+      loss += sweepBlock(blk, ub, keep, err, N, c, o.nm);
+      transposeInto(blk, 0, c, N, c, wt, c0 * N, N);
+      transposeInto(err, 0, c, N, c, errT, s0 * N, N);
+      for (let r = 0; r < N; r++) mask.set(keep.subarray(r * c, (r + 1) * c), r * K + c0);
+      if (s1 < count) {
+        // Rest of the outer block: Wᵀ[i1+s1 : i2] −= U[c0 : c0+c, i1+s1 : i2]ᵀ · Errᵀ[s0 : s1].
+        const uIn = copyRect(u, K, c0, c0 + c, i1 + s1, i2);
+        await matmulSubtractInPlace(
+          wt.subarray((i1 + s1) * N, i2 * N),
+          uIn,
+          errT.subarray(s0 * N, s1 * N),
+          count - s1,
+          c,
+          N,
+          {
+            transA: true,
+          },
+        );
       }
     }
     if (i2 < K) {
-      // Lazy update W[:, i2:] −= Err·U[i1:i2, i2:], i.e. Wᵀ[i2:, :] −= U[i1:i2, i2:]ᵀ·Errᵀ — one fp32 GEMM.
-      const rest = K - i2;
-      const uRest = new Float32Array(count * rest);
-      for (let j = 0; j < count; j++) uRest.set(u.subarray((i1 + j) * K + i2, (i1 + j + 1) * K), j * rest);
-      const updated = await matmulSubtract(wt.subarray(i2 * N), uRest, err, rest, count, N, {
-        transA: true,
-        transB: true,
-      });
-      wt.set(updated, i2 * N);
+      // Lazy update W[:, i2:] −= Err·U[i1:i2, i2:], i.e. Wᵀ[i2:] −= U[i1:i2, i2:]ᵀ·Errᵀ — one fp32 GEMM, in place.
+      const uRest = copyRect(u, K, i1, i2, i2, K);
+      await matmulSubtractInPlace(wt.subarray(i2 * N), uRest, errT, K - i2, count, N, { transA: true });
     }
     opts.signal?.throwIfAborted();
   }
-  for (let r = 0; r < N; r++) for (let k = 0; k < K; k++) w[r * K + k] = wt[k * N + r];
+  transposeInto(wt, 0, N, K, N, w, 0, K);
   return { mask, error: loss / 2 };
 }
 
+/** Columns per JS-swept sub-block (rounded to a multiple of M). */
+const SUB_BLOCK = 32;
+
+/** Contiguous copy of rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns. */
+function copyRect(a: Float32Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float32Array {
+  const w = c1 - c0;
+  const out = new Float32Array((r1 - r0) * w);
+  for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
+  return out;
+}
+
 /**
- * The in-block OBS sweep, row by row (rows are independent inside a block): at each group start choose the N:M mask
- * from the current weights; for every pruned column i, e = w_i/U_ii, w_i = 0, w_j −= e·U_ij for j > i in the block.
- * Kept columns have e = 0 and cost nothing. Returns Σ e².
+ * The in-block OBS sweep over a sub-block [N][c], row by row (rows are independent inside a block): for every pruned
+ * column i, e = w_i/U_ii, w_i = 0, w_j −= e·U_ij for j > i in the sub-block. Kept columns have e = 0 and cost
+ * nothing. With N:M, each group's mask is chosen when the sweep reaches it, from the weights as updated so far
+ * (keep the n largest w²/U_jj², ties to the lower index). Returns Σ e². Weights and U are fp32 as in the reference;
+ * the arithmetic of one update runs in double (JS numbers) and is rounded once on store.
  */
 function sweepBlock(
   blk: Float32Array,
@@ -186,29 +222,45 @@ function sweepBlock(
   keep: Uint8Array,
   err: Float32Array,
   N: number,
-  count: number,
+  c: number,
   nm: { n: number; m: number } | null,
 ): number {
+  const diag = new Float64Array(c);
+  for (let j = 0; j < c; j++) diag[j] = ub[j * c + j];
+  const m = nm ? nm.m : c;
+  const n = nm ? nm.n : 0;
+  const sc = new Float64Array(m);
   let loss = 0;
-  const groupScores = new Float64Array(nm ? nm.m : 0);
   for (let r = 0; r < N; r++) {
-    const rb = r * count;
-    for (let i = 0; i < count; i++) {
-      if (nm && i % nm.m === 0) {
-        for (let j = 0; j < nm.m; j++) {
-          const v = blk[rb + i + j] / ub[(i + j) * count + i + j];
-          groupScores[j] = v * v;
+    const rb = r * c;
+    for (let g = 0; g < c; g += m) {
+      if (nm) {
+        // Scores are finite and ≥ 0 here (inputs validated), so plain comparisons rank them.
+        for (let j = 0; j < m; j++) {
+          const v = blk[rb + g + j] / diag[g + j];
+          sc[j] = v * v;
         }
-        keepTopNInGroup(groupScores, 0, nm.m, nm.n, keep, rb + i);
+        for (let j = 0; j < m; j++) {
+          const sj = sc[j];
+          let better = 0;
+          for (let i = 0; i < m; i++) {
+            const si = sc[i];
+            if (si > sj || (si === sj && i < j)) better++;
+          }
+          keep[rb + g + j] = better < n ? 1 : 0;
+        }
       }
-      if (keep[rb + i] === 1) continue;
-      const e = blk[rb + i] / ub[i * count + i];
-      if (e === 0) continue;
-      loss += e * e;
-      err[rb + i] = e;
-      blk[rb + i] = 0;
-      const ui = i * count;
-      for (let j = i + 1; j < count; j++) blk[rb + j] -= e * ub[ui + j];
+      const gEnd = Math.min(g + m, c);
+      for (let i = g; i < gEnd; i++) {
+        if (keep[rb + i] === 1) continue;
+        const e = blk[rb + i] / diag[i];
+        if (e === 0) continue;
+        loss += e * e;
+        err[rb + i] = e;
+        blk[rb + i] = 0;
+        const ui = i * c;
+        for (let j = i + 1; j < c; j++) blk[rb + j] -= e * ub[ui + j];
+      }
     }
   }
   return loss;

@@ -8,6 +8,8 @@ import {
   matmulJs,
   matmulSubtract,
   matmulSubtractF64,
+  matmulSubtractInPlace,
+  matmulSubtractInPlaceF64,
 } from '../../../packages/engine/math/gemm.js';
 import { matmulRef, maxAbs, maxAbsDiff, randomF32, rng } from './rng.js';
 
@@ -110,4 +112,28 @@ test('gramAccumulate over batches equals one pass and a float64 brute force', as
   assert.ok(maxAbsDiff(onePass, want) < tol);
   assert.ok(maxAbsDiff(batched, want) < tol);
   assert.ok(maxAbsDiff(batched, onePass) < tol);
+});
+
+test('matmulSubtractInPlace writes C − op(A)·op(B) into C (a subarray view) and nothing outside it', async () => {
+  const { normal } = rng(6);
+  for (const [m, k, n, transA] of [
+    [300, 64, 257, true],
+    [5, 3, 4, false], // JS fallback path
+    [0, 3, 4, false],
+  ] as const) {
+    const a = randomF32(m * k, normal);
+    const b = randomF32(k * n, normal);
+    const big = randomF32(m * n + 40, normal);
+    const before = big.slice();
+    const c = big.subarray(17, 17 + m * n);
+    await matmulSubtractInPlace(c, a, b, m, k, n, { transA });
+    const prod = matmulRef(a, b, m, k, n, transA, false);
+    const want = Float64Array.from(prod, (p, i) => before[17 + i] - p);
+    assert.ok(maxAbsDiff(c, want) <= 1e-5 * Math.sqrt(k) * (1 + maxAbs(prod)), `${m}×${k}×${n}`);
+    for (let i = 0; i < 17; i++) assert.equal(big[i], before[i]);
+    for (let i = 17 + m * n; i < big.length; i++) assert.equal(big[i], before[i]);
+    const c64 = Float64Array.from(before.subarray(17, 17 + m * n));
+    await matmulSubtractInPlaceF64(c64, Float64Array.from(a), Float64Array.from(b), m, k, n, { transA });
+    assert.ok(maxAbsDiff(c64, want) <= 1e-5 * Math.sqrt(k) * (1 + maxAbs(prod)));
+  }
 });

@@ -14,8 +14,8 @@ import {
 } from '../../../packages/engine/math/linalg.js';
 import { matmulRef, maxAbs, maxAbsDiff, randomSpd, rng } from './rng.js';
 
-// Sizes below, at and above the recursion base (96), odd splits included.
-const sizes = [1, 2, 7, 96, 97, 161, 250];
+// Sizes below, at and above the recursion bases (96 for the factorisation, 192 for triangular products).
+const sizes = [1, 2, 7, 96, 97, 161, 250, 421]; // 421: the triangular products recurse too (> 2·192)
 
 function identityError(p: Float64Array, n: number): number {
   let e = 0;

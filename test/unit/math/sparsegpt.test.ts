@@ -27,6 +27,9 @@ test('blocked fp32 SparseGPT matches the unblocked float64 OBS reference (same m
     [8, 48, { n: 1, m: 4, blockSize: 8 }],
     [12, 64, { sparsity: 0.5, blockSize: 16 }],
     [9, 70, { sparsity: 0.3, blockSize: 32 }],
+    [7, 200, { n: 2, m: 4 }], // sub-blocks inside a 128 block, short last block
+    [6, 140, { n: 3, m: 7, blockSize: 70 }],
+    [5, 150, { sparsity: 0.6, blockSize: 100 }],
   ];
   for (const [N, K, opts] of cases) {
     const { w, h } = problem(N, K, 4 * K, N * K);
