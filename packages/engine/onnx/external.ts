@@ -131,7 +131,8 @@ function openContained(dir: string, location: string): ExternalFile {
     );
   let fd: number;
   try {
-    fd = fs.openSync(realPath, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0));
+    // O_NONBLOCK: opening a FIFO planted as "data" must not wait for a writer; regular files ignore it.
+    fd = fs.openSync(realPath, fs.constants.O_RDONLY | (fs.constants.O_NOFOLLOW ?? 0) | (fs.constants.O_NONBLOCK ?? 0));
   } catch (e) {
     throw new OnnxError('io-error', `cannot open external data '${location}': ${(e as Error).message}`);
   }

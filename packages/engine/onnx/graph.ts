@@ -150,6 +150,19 @@ export function ensureOpset(model: LoadedModel, domain: string, version: number)
         )
           blocked.add(n.opType);
     });
+    // Resize 13 dropped the 'tf_half_pixel_for_nn' coordinate mode.
+    if (from < 13 && version >= 13)
+      walkGraphs(model.proto, (v) => {
+        for (const n of v.graph.node)
+          if (
+            n.opType === 'Resize' &&
+            n.attribute.some(
+              (a) =>
+                a.name === 'coordinate_transformation_mode' && new TextDecoder().decode(a.s) === 'tf_half_pixel_for_nn',
+            )
+          )
+            blocked.add('Resize(tf_half_pixel_for_nn)');
+      });
     if (blocked.size)
       throw new OnnxError(
         'opset-upgrade-unsafe',
@@ -244,31 +257,31 @@ export function removeInitializerIfUnused(model: LoadedModel, name: string): boo
 
 /** Element type of a value, from declarations or a short walk over producers; undefined when unknown. */
 export function valueElemType(model: LoadedModel, name: string): number | undefined {
-  const index = buildScopeIndex(model);
-  const memo = new Map<string, number | undefined>();
-  const declared = new Map<string, number>();
+  return elemTypeResolver(model)(name);
+}
+
+/**
+ * Builds the lookup once, for many names: declared types (inputs, outputs, value_info, initializers), then one
+ * forward pass over the nodes in graph order (ONNX requires topological order), so long chains cost no recursion.
+ */
+function elemTypeResolver(model: LoadedModel): (name: string) => number | undefined {
+  const types = new Map<string, number>();
   walkGraphs(model.proto, (v) => {
     for (const vi of [...v.graph.input, ...v.graph.output, ...v.graph.valueInfo])
       if (vi.type?.value.case === 'tensorType' && vi.type.value.value.elemType)
-        declared.set(vi.name, vi.type.value.value.elemType);
-    for (const t of v.graph.initializer) declared.set(t.name, t.dataType);
+        types.set(vi.name, vi.type.value.value.elemType);
+    for (const t of v.graph.initializer) types.set(t.name, t.dataType);
+    for (const s of v.graph.sparseInitializer) if (s.values) types.set(s.values.name, s.values.dataType);
   });
-  const main = index.visits[0];
-  const visitOf = (g: GraphProto) => index.visits.find((v) => v.graph === g) ?? main;
-  const infer = (n: string, v: GraphVisit, depth: number): number | undefined => {
-    if (declared.has(n)) return declared.get(n);
-    if (memo.has(n)) return memo.get(n);
-    if (depth > 500) return undefined;
-    memo.set(n, undefined);
-    const def = index.resolve(v, n);
-    let r: number | undefined;
-    if (def?.tensor) r = def.tensor.dataType;
-    else if (def?.node)
-      r = inferFromNode(def.node, def.node.output.indexOf(n), (x) => infer(x, visitOf(def.graph), depth + 1));
-    memo.set(n, r);
-    return r;
-  };
-  return infer(name, main, 0);
+  walkGraphs(model.proto, (v) => {
+    for (const n of v.graph.node)
+      n.output.forEach((o, i) => {
+        if (!o || types.has(o)) return;
+        const t = inferFromNode(n, i, (x) => types.get(x));
+        if (t) types.set(o, t);
+      });
+  });
+  return (name) => types.get(name);
 }
 
 const INT64_OUT = new Set(['Shape', 'Size', 'NonZero', 'ArgMax', 'ArgMin', 'NonMaxSuppression']);
@@ -331,6 +344,7 @@ export function addGraphOutputs(model: LoadedModel, names: string[]): void {
   const have = new Set(g.output.map((o) => o.name));
   const index = buildScopeIndex(model);
   const main = index.visits[0];
+  const elemType = elemTypeResolver(model);
   for (const name of names) {
     if (have.has(name)) continue;
     if (!index.scopes.get(main)!.has(name))
@@ -341,7 +355,7 @@ export function addGraphOutputs(model: LoadedModel, names: string[]): void {
     const declared = [...g.valueInfo, ...g.input].find(
       (vi) => vi.name === name && vi.type?.value.case === 'tensorType',
     );
-    const elem = valueElemType(model, name);
+    const elem = elemType(name);
     if (!elem) throw new OnnxError('unknown-type', `cannot determine the element type of '${name}'`);
     const vi = declared ? create(ValueInfoProtoSchema, { name, type: declared.type }) : tensorValueInfo(name, elem);
     g.output.push(vi);

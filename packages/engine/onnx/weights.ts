@@ -349,7 +349,7 @@ function describe(
     location,
     via: t.chain.map((n) => n.opType),
     transposes,
-    activationInMainGraph: visit.path === '',
+    activationInMainGraph: activationName ? index.resolve(visit, activationName)?.graphPath === '' : false,
     readable,
     compressible: readable && reasons.length === 0,
   };

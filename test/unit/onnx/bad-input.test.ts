@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
   FunctionProtoSchema,
@@ -11,6 +12,7 @@ import {
   ModelProtoSchema,
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
   TensorProtoSchema,
 } from '../../../packages/engine/onnx/gen/onnx_pb.js';
 import type { ModelProto } from '../../../packages/engine/onnx/gen/onnx_pb.js';
@@ -272,4 +274,48 @@ test('subgraphs nested too deep are rejected (both past the limit and past the d
   bytes.set(head);
   bytes.set(body, head.length);
   fails(() => decodeModel(bytes), 'graph-too-deep');
+});
+
+test('a FIFO planted as external data is refused without blocking', async () => {
+  const dir = tempDir();
+  try {
+    const { file, proto } = await externalFixture(dir);
+    const fifo = path.join(dir, 'pipe.bin');
+    const r = spawnSync('mkfifo', [fifo]);
+    if (r.status !== 0) return; // no mkfifo on this system
+    setExternal(proto, 'location', 'pipe.bin');
+    fs.writeFileSync(file, toBinary(ModelProtoSchema, proto));
+    await failsAsync(loadModel(file), 'external-not-a-file');
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('sizes past protobuf 2 GiB: a .onnx that large, and inline saving of > 2 GiB of weights (sparse files)', async () => {
+  const dir = tempDir();
+  try {
+    const big = path.join(dir, 'big.onnx');
+    fs.closeSync(fs.openSync(big, 'w'));
+    fs.truncateSync(big, 2 ** 31 + 10); // sparse: no disk space used
+    await failsAsync(loadModel(big), 'file-too-large');
+    // A 2.25 GiB external tensor is fine to load and reference, but cannot be saved inline.
+    const b = new GraphBuilder();
+    b.output(b.node('Identity', [b.input('x', 'float32', [1])], {}, { output: 'y' }), 'float32', [1]);
+    const model = b.build();
+    const t = makeTensor('huge', 'float32', [0], []);
+    t.dims = [BigInt(9 * 2 ** 26)];
+    t.dataLocation = 1;
+    t.externalData = [create(StringStringEntryProtoSchema, { key: 'location', value: 'huge.bin' })];
+    model.proto.graph!.initializer.push(t);
+    const hugeFile = path.join(dir, 'huge.bin');
+    fs.closeSync(fs.openSync(hugeFile, 'w'));
+    fs.truncateSync(hugeFile, 9 * 2 ** 28);
+    const file = path.join(dir, 'm.onnx');
+    fs.writeFileSync(file, toBinary(ModelProtoSchema, model.proto));
+    const loaded = await loadModel(file);
+    await failsAsync(saveModel(loaded, path.join(dir, 'inline.onnx'), { externalData: false }), 'too-large-for-inline');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['big.onnx', 'huge.bin', 'm.onnx'], 'nothing half-written');
+  } finally {
+    removeDir(dir);
+  }
 });

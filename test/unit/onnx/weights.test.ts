@@ -213,9 +213,10 @@ test('Conv with groups: canonical (kh, kw, cin) rows reproduce ORT, columns map 
 test('subgraph weights: If branches, Loop body initializer, Scan body reading an outer Constant', () => {
   const ws = discoverWeights(ifModel(), { minElements: 0 });
   const outer = byName(ws, 'Wouter');
+  // The branch reads the main graph's input x directly: that activation can be captured.
   assert.deepEqual(
     [outer.graphPath, outer.storeGraphPath, outer.activationInMainGraph, outer.location],
-    ['If_0/then_branch', '', false, 'initializer'],
+    ['If_0/then_branch', '', true, 'initializer'],
   );
   const inner = byName(ws, 'Winner');
   assert.deepEqual(
@@ -224,7 +225,9 @@ test('subgraph weights: If branches, Loop body initializer, Scan body reading an
   );
   const m = loopScanModel();
   const ls = discoverWeights(m, { minElements: 0 });
-  assert.deepEqual(byName(ls, 'Wloop').graphPath, 'Loop_0/body');
+  const loop = byName(ls, 'Wloop');
+  // Its activation is the loop-carried state, a value that exists only inside the body.
+  assert.deepEqual([loop.graphPath, loop.activation, loop.activationInMainGraph], ['Loop_0/body', 'h', false]);
   const scan = byName(ls, 'Wscan');
   assert.deepEqual([scan.graphPath, scan.storeGraphPath, scan.location], ['Scan_0/body', '', 'constant']);
   // Writing a subgraph weight lands in the subgraph's initializer.
