@@ -28,13 +28,14 @@ import {
   unravelIndex,
   type FloatValues,
 } from './masks.js';
-import { compareStructure, formatDifferences } from './structure.js';
+import { AVERAGED_DTYPES, compareStructure, formatDifferences } from './structure.js';
 import {
   describeSlots,
   modelTensors,
   readValues,
   sameBytes,
   slotKey,
+  shapeSettingTensors,
   valueBuffer,
   writeValues,
   type TensorSlot,
@@ -182,7 +183,7 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
   const progress = job.progress ?? (() => {});
   const checkAbort = job.checkAbort ?? (() => {});
   const baseTensors = modelTensors(job.base);
-  const slots = describeSlots(baseTensors);
+  const slots = describeSlots(baseTensors, shapeSettingTensors(job.base));
   const averaged = slots.filter((s) => s.averaged);
   const sums = new Map(averaged.map((s) => [s.key, new TensorSum(s.size)]));
   const masked = new Map<string, MaskedSlot>();
@@ -229,8 +230,9 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
           if (!sameBytes(job.base, bt, model, t)) {
             throw new InputError(
               'soup-tensor-mismatch',
-              `tensor "${slot.label}" (${slot.dims.join('×')}, not float) differs between ingredient ${i + 1} (${src.path}) ` +
-                `and ${baseLabel(job)}: soups average float tensors only, every other tensor must be identical`,
+              `tensor "${slot.label}" (${slot.dims.join('×')}, ${fixedKind(slot)}) differs between ` +
+                `ingredient ${i + 1} (${src.path}) and ${baseLabel(job)}: soups average learned float tensors only, ` +
+                `every other tensor must be identical`,
             );
           }
           continue;
@@ -531,6 +533,10 @@ function maskCheckText(s: SoupSettings, n: number, weights: number, differing: n
   const what = `${differing} of ${weights} weights have different zero patterns across the ${n} ingredients`;
   if (s.maskPolicy === 'intersect') return `${what}; merged under the intersection of their masks`;
   return `${what}; all re-pruned to one mask (${describeSpec(s.reprune!)}) computed from the uniform average`;
+}
+
+function fixedKind(slot: TensorSlot): string {
+  return AVERAGED_DTYPES.has(slot.dataType) ? 'a float that sets output shapes' : 'not float';
 }
 
 /** The BatchNorm caveat, when the graph has BatchNormalization nodes. */

@@ -25,7 +25,7 @@ export interface TensorSlot {
   label: string;
   dims: number[];
   dataType: number;
-  /** Float tensors are averaged; every other tensor must be identical across ingredients. */
+  /** Float tensors are averaged; every other tensor (and shape-setting floats) must be identical across ingredients. */
   averaged: boolean;
   size: number;
 }
@@ -55,7 +55,24 @@ export function modelTensors(model: LoadedModel): Map<string, TensorProto> {
   return out;
 }
 
-export function describeSlots(tensors: Map<string, TensorProto>): TensorSlot[] {
+/**
+ * Float inputs that set shapes rather than hold learned values (Resize roi/scales, Upsample scales): averaging
+ * different ones would silently change output sizes, so they must be identical like non-float tensors.
+ */
+const SHAPE_FLOAT_INPUTS: Record<string, number[]> = { Resize: [1, 2], Upsample: [1] };
+
+/** Slot keys of tensors read by a shape-setting float input anywhere in the model. */
+export function shapeSettingTensors(model: LoadedModel): Set<string> {
+  const out = new Set<string>();
+  walkGraphs(model.proto, (v) => {
+    for (const n of v.graph.node) {
+      for (const i of SHAPE_FLOAT_INPUTS[n.opType] ?? []) if (n.input[i]) out.add(slotKey(v.path, n.input[i]));
+    }
+  });
+  return out;
+}
+
+export function describeSlots(tensors: Map<string, TensorProto>, fixed: Set<string> = new Set()): TensorSlot[] {
   return [...tensors].map(([key, t]) => {
     const [path, name] = [key.slice(0, key.indexOf('|')), key.slice(key.indexOf('|') + 1)];
     const dims = t.dims.map(Number);
@@ -64,7 +81,7 @@ export function describeSlots(tensors: Map<string, TensorProto>): TensorSlot[] {
       label: path ? `${path}/${name}` : name,
       dims,
       dataType: t.dataType,
-      averaged: AVERAGED_DTYPES.has(t.dataType),
+      averaged: AVERAGED_DTYPES.has(t.dataType) && !fixed.has(key),
       size: elementCount(t.dims, `tensor '${name}'`),
     };
   });
