@@ -15,6 +15,8 @@ import { runRecipe } from '../packages/engine/run.js';
 import type { Recipe } from '../packages/engine/recipe.js';
 import { quantizeRtn } from '../packages/engine/quant/rtn.js';
 import { packMatMulNBits } from '../packages/engine/quant/matmulnbits.js';
+import { quantizePackKN4 } from '../packages/engine/quant/fast-kn.js';
+import { tensorBytes } from '../packages/engine/onnx/tensor.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -60,6 +62,12 @@ try {
 
   // Baselines, same file, same run (page cache warm for all of them).
   const [, copySec] = await time(() => copyFile(src, join(dir, 'copy.onnx')));
+  console.log(
+    `(load average now: ${(await import('node:os'))
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')} on ${(await import('node:os')).cpus().length} cores)`,
+  );
   const [, rwSec] = await time(() => writeFileSync(join(dir, 'copy2.onnx'), readFileSync(src)));
 
   // The job runner, file to file (accuracy_level fixed so that no timing runs are included).
@@ -68,9 +76,22 @@ try {
     quant: { bits: 4, scheme: 'rtn', groupSize: group, symmetric: true },
     accuracyLevel: 4,
   };
+  const cpu0 = process.cpuUsage();
+  const stageStart = new Map<string, number>();
+  const t00 = performance.now();
   const [res, jobSec] = await time(() =>
-    runRecipe(recipe as unknown as Recipe, { modelPath: src, outputDir: join(dir, 'out') }),
+    runRecipe(
+      recipe as unknown as Recipe,
+      { modelPath: src, outputDir: join(dir, 'out') },
+      { onProgress: (p) => void (stageStart.has(p.stage) || stageStart.set(p.stage, performance.now() - t00)) },
+    ),
   );
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSec = (cpu.user + cpu.system) / 1e6;
+  const marks = [...stageStart.entries()];
+  const stageLine = marks
+    .map(([s, t], i) => `${s} ${(((marks[i + 1]?.[1] ?? jobSec * 1000) - t) / 1000).toFixed(2)} s`)
+    .join(', ');
   const outBytes = res.artifacts.filter((a) => a.name.startsWith('model.onnx')).reduce((s, a) => s + a.sizeBytes, 0);
 
   // Where the time goes: the same stages called directly.
@@ -79,7 +100,15 @@ try {
   let readSec = 0;
   let quantSec = 0;
   let packSec = 0;
+  let fusedSec = 0;
   for (const w of ws) {
+    const init = model.proto.graph!.initializer.find((x) => x.name === w.name)!;
+    const raw = tensorBytes(model, init);
+    const kn =
+      raw.byteOffset % 4 === 0
+        ? new Float32Array(raw.buffer, raw.byteOffset, w.K * w.N)
+        : new Float32Array(raw.slice().buffer);
+    fusedSec += (await time(() => quantizePackKN4(kn, w.K, w.N, group)))[1];
     const [m, r] = await time(() => readWeightMatrix(model, w));
     const [q, t] = await time(() => quantizeRtn(m, w.N, w.K, { bits: 4, groupSize: group, symmetric: true }));
     const [, p] = await time(() => packMatMulNBits(q));
@@ -96,7 +125,13 @@ try {
       `${(jobSec / rwSec).toFixed(1)}× read+write; output ${(outBytes / 1e6).toFixed(1)} MB (${(inBytes / outBytes).toFixed(2)}× smaller)`,
   );
   console.log(
-    `  stages: load ${loadSec.toFixed(3)} s, read/transpose to [N][K] ${readSec.toFixed(3)} s, RTN ${quantSec.toFixed(3)} s ` +
+    `  CPU time of the job (user+sys, this process; less sensitive to other load than wall time): ${cpuSec.toFixed(3)} s ` +
+      `= ${rate(cpuSec)}`,
+  );
+  console.log(`  job stages (from progress events): ${stageLine}`);
+  console.log(`  fused [K][N] → MatMulNBits kernel alone: ${fusedSec.toFixed(3)} s (${rate(fusedSec)})`);
+  console.log(
+    `  canonical route for comparison: load ${loadSec.toFixed(3)} s, read/transpose to [N][K] ${readSec.toFixed(3)} s, RTN ${quantSec.toFixed(3)} s ` +
       `(${rate(quantSec)}), pack ${packSec.toFixed(3)} s`,
   );
   const bar = 3.3 * (params / 134e6);
