@@ -31,15 +31,12 @@ export class TensorSum {
       throw new RangeError(`candidate size ${candidate.length} ≠ ${this.size}`);
     }
     const s = this.sum;
-    for (let i = 0; i < s.length; i++) {
-      if (mask && mask[i] === 0) {
-        out[i] = 0;
-        continue;
-      }
-      const total = candidate ? s[i] + candidate[i] : s[i];
-      // A true division (not ·1/n) keeps a soup of one bit-identical to its ingredient.
-      out[i] = total / n;
-    }
+    const len = s.length;
+    // A true division (not ·1/n) keeps a soup of one bit-identical to its ingredient. One loop per case keeps the
+    // hot loops free of per-element branches on the options.
+    if (candidate) for (let i = 0; i < len; i++) out[i] = (s[i] + candidate[i]) / n;
+    else for (let i = 0; i < len; i++) out[i] = s[i] / n;
+    if (mask) for (let i = 0; i < len; i++) if (mask[i] === 0) out[i] = 0;
     return out;
   }
 }

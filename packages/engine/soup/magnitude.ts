@@ -32,10 +32,10 @@ export function pruneSmallest(
     const e = eligible[t];
     for (let i = 0; i < w.length; i++) if (e[i]) mags[p++] = Math.abs(w[i]);
   }
-  mags.sort();
-  const threshold = mags[k - 1];
+  const threshold = kthSmallest(mags, k - 1);
+  // After selection every entry left of k−1 is ≤ the threshold: count the strictly smaller ones.
   let below = 0;
-  while (below < k && mags[below] < threshold) below++;
+  for (let i = 0; i < k - 1; i++) if (mags[i] < threshold) below++;
   let tiesLeft = k - below; // entries equal to the threshold still to prune, taken in scan order
 
   for (let t = 0; t < tensors.length; t++) {
@@ -52,6 +52,49 @@ export function pruneSmallest(
     }
   }
   return keep;
+}
+
+/**
+ * The (k+1)-th smallest value of `a` (0-based rank k), rearranging `a` so that a[0..k] ≤ a[k] ≤ a[k+1..] (Hoare
+ * quickselect, median-of-three pivots; O(n) expected). Degenerate partitioning falls back to sorting the range.
+ */
+export function kthSmallest(a: Float64Array, k: number): number {
+  if (!(k >= 0 && k < a.length)) throw new RangeError(`rank ${k} outside 0..${a.length - 1}`);
+  let lo = 0;
+  let hi = a.length - 1;
+  for (let rounds = 0; hi > lo; rounds++) {
+    if (rounds > 64 || hi - lo < 16) {
+      a.subarray(lo, hi + 1).sort();
+      break;
+    }
+    const mid = (lo + hi) >>> 1;
+    // median of a[lo], a[mid], a[hi] as the pivot
+    if (a[mid] < a[lo]) swap(a, mid, lo);
+    if (a[hi] < a[lo]) swap(a, hi, lo);
+    if (a[hi] < a[mid]) swap(a, hi, mid);
+    const pivot = a[mid];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        swap(a, i, j);
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break; // j < k < i: a[k] equals the pivot
+  }
+  return a[k];
+}
+
+function swap(a: Float64Array, i: number, j: number): void {
+  const t = a[i];
+  a[i] = a[j];
+  a[j] = t;
 }
 
 /** Number of entries to prune from `count` for a fraction p (round half up, as torch.nn.utils.prune does). */
@@ -79,7 +122,11 @@ export function pruneRemaining(
     for (let i = 0; i < w.length; i++) m[i] = w[i] === 0 ? 0 : 1;
     return m;
   });
-  const countOf = (m: Uint8Array) => m.reduce((s, v) => s + v, 0);
+  const countOf = (m: Uint8Array) => {
+    let c = 0;
+    for (let i = 0; i < m.length; i++) c += m[i];
+    return c;
+  };
   if (scope === 'layer') {
     return tensors.map((w, t) => pruneSmallest([w], [alive[t]], pruneCount(countOf(alive[t]), fraction))[0]);
   }

@@ -222,3 +222,19 @@ test('next phase: remaining-weight fraction, global and per layer; per-tensor re
   const p = phaseSparsity(0.9, 3);
   assert.ok(Math.abs(1 - Math.pow(1 - p, 3) - 0.9) < 1e-12);
 });
+
+test('quickselect: k-th smallest equals the sorted reference, with duplicates and every rank', async () => {
+  const { kthSmallest } = await import('../../../packages/engine/soup/magnitude.js');
+  const r = rng(21);
+  for (const n of [1, 2, 5, 17, 100, 1000]) {
+    const base = Float64Array.from({ length: n }, () => Math.floor(r() * 7) / 2); // many ties
+    const sorted = Float64Array.from(base).sort();
+    for (let k = 0; k < n; k += Math.max(1, Math.floor(n / 13))) {
+      const a = Float64Array.from(base);
+      assert.equal(kthSmallest(a, k), sorted[k], `n=${n} k=${k}`);
+      for (let i = 0; i < k; i++) assert.ok(a[i] <= a[k]);
+      for (let i = k + 1; i < n; i++) assert.ok(a[i] >= a[k]);
+    }
+  }
+  assert.throws(() => kthSmallest(new Float64Array(3), 3), RangeError);
+});
