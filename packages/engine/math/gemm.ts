@@ -298,15 +298,65 @@ export function matmulSubtractF64(
   return runGemm('float64', a, b, c, m, k, n, opts);
 }
 
+/** Column-panel width for gramAccumulate's symmetric split. */
+const GRAM_PANEL = 512;
+
 /**
  * acc[cols×cols] += XᵀX for one batch X[rows][cols]. The batch product runs fp32 in MLAS (its error is ~rows·2⁻²⁴
  * relative, fine for a Hessian); the running sum across batches is float64 so that many batches do not drift.
- * Callers scale by 2/n at the end (H = (2/n)·Σ x xᵀ).
+ * Wide inputs are split into column panels and only the panel pairs on and above the diagonal are multiplied, the
+ * rest mirrored: (p+1)/2p of the flops for p panels (56% at K = 4096). Callers scale by 2/n at the end
+ * (H = (2/n)·Σ x xᵀ).
  */
 export async function gramAccumulate(x: Float32Array, rows: number, cols: number, acc: Float64Array): Promise<void> {
   checkLen('X', x, rows * cols);
   checkLen('acc', acc, cols * cols);
   if (rows === 0) return;
-  const g = await matmul(x, x, cols, rows, cols, { transA: true });
-  for (let i = 0; i < g.length; i++) acc[i] += g[i];
+  if (cols < 2 * GRAM_PANEL) {
+    const g = await matmul(x, x, cols, rows, cols, { transA: true });
+    for (let i = 0; i < g.length; i++) acc[i] += g[i];
+    return;
+  }
+  const starts: number[] = [];
+  for (let c = 0; c < cols; c += GRAM_PANEL) starts.push(c);
+  const panels = starts.map((c0) => {
+    const w = Math.min(GRAM_PANEL, cols - c0);
+    const p = new Float32Array(rows * w);
+    for (let r = 0; r < rows; r++) p.set(x.subarray(r * cols + c0, r * cols + c0 + w), r * w);
+    return p;
+  });
+  for (let i = 0; i < panels.length; i++)
+    for (let j = i; j < panels.length; j++) {
+      const wi = panels[i].length / rows;
+      const wj = panels[j].length / rows;
+      const g = await matmul(panels[i], panels[j], wi, rows, wj, { transA: true });
+      addBlock(acc, cols, starts[i], starts[j], g, wi, wj, i !== j);
+    }
+}
+
+/** acc[r0+a][c0+b] += g[a][b] and, with `mirror`, acc[c0+b][r0+a] += g[a][b] — in 32×32 tiles for the mirror. */
+function addBlock(
+  acc: Float64Array,
+  ld: number,
+  r0: number,
+  c0: number,
+  g: Float32Array,
+  h: number,
+  w: number,
+  mirror: boolean,
+) {
+  for (let a = 0; a < h; a++) {
+    const base = (r0 + a) * ld + c0;
+    for (let b = 0; b < w; b++) acc[base + b] += g[a * w + b];
+  }
+  if (!mirror) return;
+  for (let a0 = 0; a0 < h; a0 += 32)
+    for (let b0 = 0; b0 < w; b0 += 32) {
+      const a1 = Math.min(a0 + 32, h);
+      const b1 = Math.min(b0 + 32, w);
+      for (let b = b0; b < b1; b++) {
+        const base = (c0 + b) * ld + r0;
+        for (let a = a0; a < a1; a++) acc[base + a] += g[a * w + b];
+      }
+    }
 }

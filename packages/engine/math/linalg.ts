@@ -80,7 +80,7 @@ function cholInvSmall(a: Float64Array, n: number, pivotOffset: number): { l: Flo
 }
 
 /** Triangular operands at or below this size multiply as full GEMMs (wasting their zero half, cheaply). */
-const TRI_BASE = 512;
+const TRI_BASE = 256;
 
 function negate(a: Float64Array): Float64Array {
   for (let i = 0; i < a.length; i++) a[i] = -a[i];

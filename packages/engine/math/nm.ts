@@ -58,7 +58,33 @@ export function nmMask(scores: Float32Array, rows: number, cols: number, n: numb
   checkMatrix('nmMask', scores, rows, cols);
   validateNM(n, m, cols);
   const mask = new Uint8Array(rows * cols);
-  for (let off = 0; off < scores.length; off += m) keepTopNInGroup(scores, off, m, n, mask);
+  // Selection over a local key copy, O(min(n, m−n)·m) per group: this is the Wanda/magnitude hot loop (16M weights
+  // at K = 4096). Dropping the m−n lowest (ties: the higher index goes first) keeps exactly the n that
+  // keepTopNInGroup keeps (largest, ties to the lower index).
+  const k = new Float64Array(m);
+  const dropLowest = m - n <= n;
+  const picks = dropLowest ? m - n : n;
+  for (let off = 0; off < scores.length; off += m) {
+    for (let j = 0; j < m; j++) {
+      const v = scores[off + j];
+      k[j] = v !== v ? -Infinity : v;
+      mask[off + j] = dropLowest ? 1 : 0;
+    }
+    for (let p = 0; p < picks; p++) {
+      let best = -1;
+      let bestKey = 0;
+      for (let j = 0; j < m; j++) {
+        if (mask[off + j] !== (dropLowest ? 1 : 0)) continue; // already picked
+        const kj = k[j];
+        // dropLowest: smallest key, ties to the higher index (>=); else largest key, ties to the lower index (>).
+        if (best < 0 || (dropLowest ? kj <= bestKey : kj > bestKey)) {
+          best = j;
+          bestKey = kj;
+        }
+      }
+      mask[off + best] = dropLowest ? 0 : 1;
+    }
+  }
   return mask;
 }
 
@@ -105,7 +131,7 @@ export function unstructuredMaskGlobal(scores: Float32Array, rows: number, cols:
 /** w[i] = 0 wherever mask[i] = 0. */
 export function applyMask(w: Float32Array, mask: Uint8Array): void {
   if (w.length !== mask.length) throw new MaskInputError(`applyMask: ${w.length} weights, ${mask.length} mask bytes`);
-  for (let i = 0; i < w.length; i++) if (mask[i] === 0) w[i] = 0;
+  for (let i = 0; i < w.length; i++) w[i] = mask[i] === 0 ? 0 : w[i];
 }
 
 /**
