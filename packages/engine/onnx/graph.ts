@@ -16,6 +16,7 @@ import type { DType } from './dtypes.js';
 import { onnxFromDtype } from './dtypes.js';
 import type { LoadedModel } from './loaded.js';
 import { buildScopeIndex } from './scopes.js';
+import { opsChangedBetween, upgradeOpsetWith } from './opset-upgrade.js';
 import type { GraphVisit } from './walk.js';
 import { nodeKey, subgraphsOf, walkGraphs } from './walk.js';
 
@@ -97,39 +98,9 @@ export function uniqueName(model: LoadedModel, base: string): string {
 }
 
 /**
- * Ops whose signature or meaning changed at the given default-domain opset version. Raising a model's opset past
- * one of these while the op is present would silently change (or break) that node, so ensureOpset refuses.
+ * Makes `domain` importable at >= `version`. Raises an existing import only when no existing op changes meaning
+ * between the two versions; otherwise throws 'opset-upgrade-unsafe' naming the ops (see upgradeOpset).
  */
-const BREAKING_CHANGES: Record<string, number[]> = {
-  Squeeze: [13],
-  Unsqueeze: [13],
-  ReduceSum: [13],
-  ReduceMean: [18],
-  ReduceMax: [18],
-  ReduceMin: [18],
-  ReduceProd: [18],
-  ReduceL1: [18],
-  ReduceL2: [18],
-  ReduceLogSum: [18],
-  ReduceLogSumExp: [18],
-  ReduceSumSquare: [18],
-  Split: [13, 18],
-  Clip: [11],
-  Pad: [11],
-  Resize: [11],
-  Upsample: [9, 10],
-  Slice: [10],
-  TopK: [10],
-  Dropout: [12],
-  Softmax: [13],
-  LogSoftmax: [13],
-  Hardmax: [13],
-  Scan: [9],
-  BatchNormalization: [7, 9],
-  Scatter: [11],
-};
-
-/** Makes `domain` importable at >= `version`. Raises an existing import only when that cannot change existing ops. */
 export function ensureOpset(model: LoadedModel, domain: string, version: number): void {
   const d = domain === 'ai.onnx' ? '' : domain;
   const imports = model.proto.opsetImport;
@@ -141,35 +112,25 @@ export function ensureOpset(model: LoadedModel, domain: string, version: number)
   const from = Number(cur.version);
   if (from >= version) return;
   if (d === '') {
-    const blocked = new Set<string>();
-    walkGraphs(model.proto, (v) => {
-      for (const n of v.graph.node)
-        if (
-          (n.domain === '' || n.domain === 'ai.onnx') &&
-          BREAKING_CHANGES[n.opType]?.some((x) => x > from && x <= version)
-        )
-          blocked.add(n.opType);
-    });
-    // Resize 13 dropped the 'tf_half_pixel_for_nn' coordinate mode.
-    if (from < 13 && version >= 13)
-      walkGraphs(model.proto, (v) => {
-        for (const n of v.graph.node)
-          if (
-            n.opType === 'Resize' &&
-            n.attribute.some(
-              (a) =>
-                a.name === 'coordinate_transformation_mode' && new TextDecoder().decode(a.s) === 'tf_half_pixel_for_nn',
-            )
-          )
-            blocked.add('Resize(tf_half_pixel_for_nn)');
-      });
-    if (blocked.size)
+    const changed = opsChangedBetween(model, from, version);
+    if (changed.length)
       throw new OnnxError(
         'opset-upgrade-unsafe',
-        `raising the ONNX opset from ${from} to ${version} would change these ops: ${[...blocked].sort().join(', ')}`,
+        `raising the ONNX opset from ${from} to ${version} would change these ops: ${changed.join(', ')} ` +
+          '(upgradeOpset() rewrites them)',
       );
   }
   cur.version = BigInt(version);
+}
+
+/**
+ * Raises the default-domain opset to `version` and rewrites the ops that changed in between (Squeeze/Unsqueeze/
+ * Reduce* axes, Clip bounds, Slice, Split, TopK, Pad, Dropout, Softmax's 2-D coercion, …) so the model computes
+ * exactly what it did; raises the IR version to match. Throws 'opset-upgrade-unsafe' and changes nothing when a
+ * node has no exact rewrite.
+ */
+export function upgradeOpset(model: LoadedModel, version: number): void {
+  upgradeOpsetWith(model, version, elemTypeResolver(model));
 }
 
 /**
