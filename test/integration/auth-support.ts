@@ -22,7 +22,7 @@ export async function startTestService(
   databaseUrl: string,
   prefix: string,
   env: Record<string, string> = {},
-  opts: { eventsPollIntervalMs?: number; storageDir?: string } = {},
+  opts: { eventsPollIntervalMs?: number; storageDir?: string; migrate?: boolean } = {},
 ): Promise<TestService> {
   const dir = opts.storageDir ?? mkdtempSync(join(tmpdir(), 'oc-auth-'));
   const fullEnv = {
@@ -37,7 +37,8 @@ export async function startTestService(
     ...env,
   };
   const config = loadConfig(fullEnv);
-  const platform = await openPlatform(config);
+  // A second service on an already-migrated database skips the (slow, wasm) migration check.
+  const platform = await openPlatform(config, { migrate: opts.migrate ?? true });
   const ext = openServiceExtensions(platform, fullEnv, opts);
   const app = await buildApp({ deps: platform, plugins: ext.plugins, logger: false });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });

@@ -96,7 +96,7 @@ test('no key, a malformed header or an unknown key: 401 problem+json with WWW-Au
     { authorization: 'Basic dXNlcjpwYXNz' },
     { authorization: 'Bearer oc_' + 'x'.repeat(43) },
   ]) {
-    const r = await fetch(svc.url + '/v1/models', { headers });
+    const r = await fetch(svc.url + '/v1/models', { headers: headers as Record<string, string> });
     assert.equal(r.status, 401);
     assert.match(r.headers.get('content-type') ?? '', /application\/problem\+json/);
     assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer/);
@@ -186,7 +186,12 @@ test('the OpenAPI document declares the bearer scheme and every /v1 operation re
 });
 
 test('per-key rate limit: 429 with Retry-After past the limit, other keys unaffected', async () => {
-  const limited = await startTestService(tdb.url, prefix + '_rl', { RATE_LIMIT_PER_KEY_PER_MINUTE: '3' });
+  const limited = await startTestService(
+    tdb.url,
+    prefix + '_rl',
+    { RATE_LIMIT_PER_KEY_PER_MINUTE: '3' },
+    { migrate: false },
+  );
   try {
     const k1 = (await createApiKey(limited.platform.db, { tenant: 'rl' })).key;
     const k2 = (await createApiKey(limited.platform.db, { tenant: 'rl' })).key;
@@ -209,10 +214,15 @@ test('per-key rate limit: 429 with Retry-After past the limit, other keys unaffe
 });
 
 test('per-tenant quotas: concurrent jobs (429) and stored bytes (413)', async () => {
-  const q = await startTestService(tdb.url, prefix + '_q', {
-    TENANT_MAX_CONCURRENT_JOBS: '1',
-    TENANT_MAX_STORAGE_BYTES: String(MODEL.length + 100),
-  });
+  const q = await startTestService(
+    tdb.url,
+    prefix + '_q',
+    {
+      TENANT_MAX_CONCURRENT_JOBS: '1',
+      TENANT_MAX_STORAGE_BYTES: String(MODEL.length + 100),
+    },
+    { migrate: false },
+  );
   try {
     const k = (await createApiKey(q.platform.db, { tenant: 'quota' })).key;
     const post = (path: string, body: unknown) =>

@@ -50,11 +50,6 @@ export function createAuthPlugin(opts: AuthPluginOptions) {
   return globalPlugin('auth', async (app: FastifyInstance) => {
     app.decorateRequest('apiKeyId', null);
 
-    app.addHook('onRoute', (route) => {
-      if (!isV1(route.url)) return;
-      route.schema = { ...(route.schema ?? {}), security: [{ [BEARER_SCHEME_NAME]: [] }] };
-    });
-
     app.addHook('onRequest', async (request, reply) => {
       if (!isV1(request.url)) return;
       const header = request.headers.authorization;
@@ -105,18 +100,35 @@ export function createAuthPlugin(opts: AuthPluginOptions) {
       }
     });
 
-    // The OpenAPI document gets the bearer scheme. buildApp's swagger options do not declare it, so it is added to
-    // the generated document here (a no-op once the swagger plugin declares it itself).
+    // The OpenAPI document gets the bearer scheme, and every /v1 operation requires it. @fastify/swagger resolves
+    // route-level `security` against the schemes declared in its own options (which buildApp owns), so the scheme
+    // is added to the generated document instead; idempotent, and a no-op where the options already declare it.
     if (typeof app.swagger !== 'function') return;
-    const generate = app.swagger.bind(app) as (o?: unknown) => unknown;
+    const generate = app.swagger.bind(app) as (o?: { yaml?: boolean }) => unknown;
     const withScheme = ((o?: { yaml?: boolean }) => {
-      const doc = generate(o) as Record<string, any>;
-      if (o && (o as { yaml?: boolean }).yaml) return doc;
-      doc.components ??= {};
-      doc.components.securitySchemes ??= {};
-      doc.components.securitySchemes[BEARER_SCHEME_NAME] ??= BEARER_SECURITY_SCHEMES[BEARER_SCHEME_NAME];
+      const doc = generate(o);
+      if (o?.yaml || typeof doc !== 'object' || doc === null) return doc;
+      addBearerSecurity(doc as OpenApiDoc);
       return doc;
     }) as typeof app.swagger;
     (app as { swagger: typeof app.swagger }).swagger = withScheme;
   });
+}
+
+interface OpenApiDoc {
+  components?: { securitySchemes?: Record<string, unknown> };
+  paths?: Record<string, Record<string, { security?: unknown }>>;
+}
+
+/** Declares the bearer scheme and puts it on every /v1 operation of an OpenAPI document (in place). */
+export function addBearerSecurity(doc: OpenApiDoc): void {
+  doc.components ??= {};
+  doc.components.securitySchemes ??= {};
+  doc.components.securitySchemes[BEARER_SCHEME_NAME] ??= BEARER_SECURITY_SCHEMES[BEARER_SCHEME_NAME];
+  for (const [path, ops] of Object.entries(doc.paths ?? {})) {
+    if (!isV1(path)) continue;
+    for (const op of Object.values(ops)) {
+      if (op && typeof op === 'object') op.security ??= [{ [BEARER_SCHEME_NAME]: [] }];
+    }
+  }
 }

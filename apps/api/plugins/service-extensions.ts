@@ -1,0 +1,56 @@
+// One place that turns the platform into the API's auth, webhook-delivery, live-events and UI plugins, for
+// buildApp's `plugins` option:
+//   const ext = openServiceExtensions(platform);
+//   const app = await buildApp({ deps: platform, plugins: ext.plugins });  …  await ext.close();
+import type { FastifyInstance } from 'fastify';
+import type { Platform } from '../../../packages/platform/runtime.js';
+import { loadAuthConfig, type AuthConfig } from '../../../packages/platform/auth/config.js';
+import { JobEventSubscriber } from '../../../packages/platform/job-events/bus.js';
+import { createRedis } from '../../../packages/platform/queue/redis.js';
+import { loadWebhookConfig, type WebhookConfig } from '../../../packages/platform/webhooks/config.js';
+import { createWebhookQueue } from '../../../packages/platform/webhooks/queue.js';
+import { createJobEventsRoutes } from '../routes/events.js';
+import { createWebhookDeliveryRoutes } from '../routes/webhook-deliveries.js';
+import { createUiRoutes } from '../ui/routes.js';
+import { createAuthPlugin } from './auth.js';
+
+type AppPlugin = (app: FastifyInstance) => Promise<void>;
+
+export interface ServiceExtensions {
+  plugins: AppPlugin[];
+  auth: AuthConfig;
+  webhooks: WebhookConfig;
+  close(): Promise<void>;
+}
+
+export function openServiceExtensions(
+  platform: Pick<Platform, 'config' | 'db' | 'redis'>,
+  env: Record<string, string | undefined> = process.env,
+  opts: { eventsPollIntervalMs?: number } = {},
+): ServiceExtensions {
+  const auth = loadAuthConfig(env);
+  const webhooks = loadWebhookConfig(env);
+  const prefix = platform.config.queuePrefix;
+  const webhookQueue = createWebhookQueue(platform.redis, prefix);
+  const subscriber = new JobEventSubscriber(createRedis(platform.config.redisUrl, 'subscriber'), prefix);
+  return {
+    auth,
+    webhooks,
+    plugins: [
+      // A global plugin (its hooks must reach the other routes): the skip-override mark travels with the function.
+      createAuthPlugin({ db: platform.db, redis: platform.redis, prefix, config: auth }) as unknown as AppPlugin,
+      createWebhookDeliveryRoutes({
+        db: platform.db,
+        queue: webhookQueue,
+        retryScheduleMs: webhooks.retryScheduleMs,
+        retryJitter: webhooks.retryJitter,
+      }),
+      createJobEventsRoutes({ db: platform.db, subscriber, pollIntervalMs: opts.eventsPollIntervalMs }),
+      createUiRoutes(),
+    ],
+    async close() {
+      await webhookQueue.close();
+      await subscriber.close();
+    },
+  };
+}
