@@ -403,6 +403,7 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
       metrics[ranked[0]],
       {
         tryAdd: async (c) => {
+          checkAbort();
           progress(0.55 + (0.35 * ++step) / n, `greedy: trying ingredient ${c + 1}`);
           writeMean(accepted, await valuesOf(c));
           return (await score()) ?? NaN;

@@ -13,7 +13,7 @@ import {
 } from '../../../packages/engine/onnx/gen/onnx_pb.js';
 import { makeTensor } from '../../../packages/engine/onnx/tensor.js';
 import { tensorValueInfo } from '../../../packages/engine/onnx/graph.js';
-import { closeModel, loadModel, type LoadedModel } from '../../../packages/engine/onnx/model.js';
+import { closeModel, loadModel, saveModel, type LoadedModel } from '../../../packages/engine/onnx/model.js';
 import { isInputError } from '../../../packages/engine/job.js';
 import { phaseSparsity } from '../../../packages/engine/recipe.js';
 import type { SoupSettings } from '../../../packages/engine/soup/merge.js';
@@ -296,4 +296,27 @@ test('BatchNorm: statistics averaged with a recalibration note; non-float tensor
   assert.ok(isInputError(e));
   assert.equal((e as { code: string }).code, 'soup-tensor-mismatch');
   assert.match((e as Error).message, /tensor "shape" \(2, not float\) differs between ingredient 2/);
+});
+
+test('ingredients with external data give the same soup as inline ones', async () => {
+  const external: string[] = [];
+  for (const [i, p] of INGREDIENTS.slice(0, 3).entries()) {
+    const m = await loadModel(p);
+    const out = join(dir, `ext-${i}.onnx`);
+    await saveModel(m, out, { externalData: { sizeThreshold: 0 } });
+    closeModel(m);
+    external.push(out);
+  }
+  const settings = { ...base, mode: 'uniform' } as const;
+  const ext = await cook({ paths: external, settings, dir, name: 'ext-soup.onnx' });
+  const inline = await cook({ paths: INGREDIENTS.slice(0, 3), settings, dir, name: 'inline-soup.onnx' });
+  try {
+    for (const name of ['fc1.weight', 'fc2.weight', 'fc3.weight', 'fc2.bias']) {
+      assert.deepEqual(weightValues(ext.soup, name), weightValues(inline.soup, name), name);
+    }
+    assert.equal(ext.report.soup.sparsity, 0.5);
+  } finally {
+    closeModel(ext.soup);
+    closeModel(inline.soup);
+  }
 });
