@@ -272,6 +272,22 @@ describe('jobs', () => {
     assert.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${job.id}` })).statusCode, 404);
   });
 
+  it('answers concurrent retries with one Idempotency-Key with one job', async () => {
+    const m = await uploadModel();
+    const body = { modelId: m.id, recipe: { method: 'sparsity' } };
+    const all = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        app.inject({ method: 'POST', url: '/v1/jobs', payload: body, headers: { 'idempotency-key': 'race-1' } }),
+      ),
+    );
+    assert.deepEqual(
+      all.map((r) => r.statusCode),
+      Array(6).fill(202),
+    );
+    assert.equal(new Set(all.map((r) => r.json().id)).size, 1);
+    assert.equal(await env.platform.db.job.count({ where: { idempotencyKey: 'race-1' } }), 1);
+  });
+
   it('sends device:"gpu" recipes to compress-gpu', async () => {
     const m = await uploadModel();
     const res = await app.inject({

@@ -1,5 +1,5 @@
 // Jobs: submit (validate recipe, models and datasets; idempotency; enqueue), read, list, cancel, delete, layers.
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
 import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../../packages/engine/recipe.js';
 import { onJobFinished } from '../../../packages/platform/events/job-finished.js';
@@ -130,9 +130,6 @@ export async function submitJob(
     throw e;
   }
   const modelIds = [input.modelId, ...(input.ingredientModelIds ?? [])];
-  const models = await deps.db.model.findMany({ where: { tenantId, id: { in: modelIds } } });
-  const missing = modelIds.filter((id) => !models.some((m) => m.id === id));
-  if (missing.length) return { ok: false, code: 'model-not-found', message: `no model ${missing.join(', ')}` };
   if (recipe.method === 'soup' && modelIds.length < 2) {
     return {
       ok: false,
@@ -140,6 +137,104 @@ export async function submitJob(
       issues: [{ path: '/ingredientModelIds', message: 'a soup needs at least one ingredient besides modelId' }],
     };
   }
+  // The common submission (a model, no datasets or ingredients) checks the model inside the INSERT itself.
+  const needsLookup = modelIds.length > 1 || input.calibrationDatasetId || input.evalDatasetId;
+  if (needsLookup) {
+    const problem = await checkReferences(deps, tenantId, input, modelIds);
+    if (problem) return problem;
+  }
+  const device = await chooseDevice(deps, recipe);
+  let row: JobRow | null;
+  try {
+    row = await insertJob(deps, tenantId, input, recipe, device, hash, idempotencyKey);
+  } catch (e) {
+    // Two requests with one Idempotency-Key at once: the loser answers with the winner's job.
+    if (isUniqueViolation(e) && idempotencyKey) return submitJob(deps, tenantId, input, idempotencyKey);
+    throw e;
+  }
+  if (!row) return { ok: false, code: 'model-not-found', message: `no model ${input.modelId}` };
+  try {
+    await deps.queues.enqueue(device, { jobId: row.id, tenantId });
+  } catch (e) {
+    await deps.db.job.delete({ where: { id: row.id } });
+    throw e;
+  }
+  return { ok: true, job: toJobDto(row), replayed: false };
+}
+
+function isUniqueViolation(e: unknown): boolean {
+  const err = e as { code?: string; meta?: { code?: string }; message?: string };
+  return (
+    err.code === 'P2002' ||
+    err.code === '23505' ||
+    err.meta?.code === '23505' ||
+    /23505|unique constraint/i.test(err.message ?? '')
+  );
+}
+
+/**
+ * One statement: inserts the job only if its model belongs to the tenant (null otherwise). Submission is the API's
+ * hot path; through the ORM this was a transaction of several round trips.
+ */
+async function insertJob(
+  deps: ServiceDeps,
+  tenantId: string,
+  input: SubmitJobInput,
+  recipe: Recipe,
+  device: Device,
+  hash: string,
+  idempotencyKey: string | undefined,
+): Promise<JobRow | null> {
+  const id = randomUUID();
+  const rows = await deps.db.$queryRaw<{ created_at: Date }[]>`
+    INSERT INTO jobs (id, tenant_id, model_id, calibration_dataset_id, eval_dataset_id, ingredient_model_ids, recipe,
+                      queue, idempotency_key, request_hash, webhook_url, webhook_secret)
+    SELECT ${id}::uuid, ${tenantId}::uuid, ${input.modelId}::uuid, ${input.calibrationDatasetId ?? null}::uuid,
+           ${input.evalDatasetId ?? null}::uuid, ${input.ingredientModelIds ?? []}::uuid[], ${JSON.stringify(recipe)}::jsonb,
+           ${device}, ${idempotencyKey ?? null}, ${hash}, ${input.webhook?.url ?? null}, ${input.webhook?.secret ?? null}
+    WHERE EXISTS (SELECT 1 FROM models WHERE id = ${input.modelId}::uuid AND tenant_id = ${tenantId}::uuid)
+    RETURNING created_at`;
+  if (rows.length === 0) return null;
+  return {
+    id,
+    tenantId,
+    modelId: input.modelId,
+    calibrationDatasetId: input.calibrationDatasetId ?? null,
+    evalDatasetId: input.evalDatasetId ?? null,
+    ingredientModelIds: input.ingredientModelIds ?? [],
+    recipe: recipe as unknown as Prisma.JsonValue,
+    queue: device,
+    state: 'queued',
+    progress: 0,
+    stage: null,
+    progressDetail: null,
+    metrics: null,
+    error: null,
+    executionProvider: null,
+    attempts: 0,
+    committedAttempt: null,
+    idempotencyKey: idempotencyKey ?? null,
+    requestHash: hash,
+    webhookUrl: input.webhook?.url ?? null,
+    webhookSecret: input.webhook?.secret ?? null,
+    cancelRequestedAt: null,
+    createdAt: rows[0].created_at,
+    startedAt: null,
+    finishedAt: null,
+    artifacts: [],
+  };
+}
+
+/** Models, ingredients and datasets exist for the tenant, and the datasets fit the model's inputs. */
+async function checkReferences(
+  deps: ServiceDeps,
+  tenantId: string,
+  input: SubmitJobInput,
+  modelIds: string[],
+): Promise<Extract<SubmitOutcome, { ok: false }> | null> {
+  const models = await deps.db.model.findMany({ where: { tenantId, id: { in: modelIds } } });
+  const missing = modelIds.filter((id) => !models.some((m) => m.id === id));
+  if (missing.length) return { ok: false, code: 'model-not-found', message: `no model ${missing.join(', ')}` };
   const model = models.find((m) => m.id === input.modelId)!;
   const inputsOf = (model.inspection as unknown as ModelInspection).inputs;
   for (const [role, datasetId] of [
@@ -162,38 +257,7 @@ export async function submitJob(
       };
     }
   }
-  const device = await chooseDevice(deps, recipe);
-  let row: JobRow;
-  try {
-    row = await deps.db.job.create({
-      data: {
-        tenantId,
-        modelId: input.modelId,
-        calibrationDatasetId: input.calibrationDatasetId ?? null,
-        evalDatasetId: input.evalDatasetId ?? null,
-        ingredientModelIds: input.ingredientModelIds ?? [],
-        recipe: recipe as unknown as Prisma.InputJsonValue,
-        queue: device,
-        idempotencyKey: idempotencyKey ?? null,
-        requestHash: hash,
-        webhookUrl: input.webhook?.url ?? null,
-        webhookSecret: input.webhook?.secret ?? null,
-      },
-      include,
-    });
-  } catch (e) {
-    // Two requests with one Idempotency-Key at once: the loser answers with the winner's job.
-    if ((e as { code?: string }).code === 'P2002' && idempotencyKey)
-      return submitJob(deps, tenantId, input, idempotencyKey);
-    throw e;
-  }
-  try {
-    await deps.queues.enqueue(device, { jobId: row.id, tenantId });
-  } catch (e) {
-    await deps.db.job.delete({ where: { id: row.id } });
-    throw e;
-  }
-  return { ok: true, job: toJobDto(row), replayed: false };
+  return null;
 }
 
 export async function getJob(deps: ServiceDeps, tenantId: string, id: string): Promise<JobDto | null> {
