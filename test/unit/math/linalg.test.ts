@@ -12,7 +12,15 @@ import {
   symmetricEigen,
   triangularSolve,
 } from '../../../packages/engine/math/linalg.js';
+import { matmulF64 } from '../../../packages/engine/math/gemm.js';
 import { matmulRef, maxAbs, maxAbsDiff, randomSpd, rng } from './rng.js';
+
+/** Checks use the triple loop; the largest size uses ORT's GEMM (itself tested against the triple loop) for time. */
+function product(a: Float64Array, b: Float64Array, n: number, transA = false, transB = false) {
+  return n > 300
+    ? matmulF64(a, b, n, n, n, { transA, transB })
+    : Promise.resolve(matmulRef(a, b, n, n, n, transA, transB));
+}
 
 // Sizes below, at and above the recursion bases (96 for the factorisation, 192 for triangular products).
 const sizes = [1, 2, 7, 96, 97, 161, 250, 421]; // 421: the triangular products recurse too (> 2·192)
@@ -29,9 +37,9 @@ test('cholesky: lower factor reconstructs A; choleskyUpper is its transpose', as
     const l = await cholesky(a, n);
     for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) assert.equal(l[i * n + j], 0, `upper entry ${i},${j}`);
     for (let i = 0; i < n; i++) assert.ok(l[i * n + i] > 0);
-    assert.ok(maxAbsDiff(matmulRef(l, l, n, n, n, false, true), a) < 1e-12 * maxAbs(a), `n=${n}`);
+    assert.ok(maxAbsDiff(await product(l, l, n, false, true), a) < 1e-12 * maxAbs(a), `n=${n}`);
     const u = await choleskyUpper(a, n);
-    assert.ok(maxAbsDiff(matmulRef(u, u, n, n, n, true, false), a) < 1e-12 * maxAbs(a));
+    assert.ok(maxAbsDiff(await product(u, u, n, true, false), a) < 1e-12 * maxAbs(a));
     for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
   }
 });
@@ -40,11 +48,11 @@ test('choleskyInverse: A·A⁻¹ = I; inverseCholeskyUpper: upper U with UᵀU =
   for (const n of sizes) {
     const a = randomSpd(n, 100 + n);
     const inv = await choleskyInverse(a, n);
-    assert.ok(identityError(matmulRef(a, inv, n, n, n), n) < 1e-10, `n=${n}`);
+    assert.ok(identityError(await product(a, inv, n), n) < 1e-10, `n=${n}`);
     const u = await inverseCholeskyUpper(a, n);
     for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
     for (let i = 0; i < n; i++) assert.ok(u[i * n + i] > 0);
-    assert.ok(maxAbsDiff(matmulRef(u, u, n, n, n, true, false), inv) < 1e-12 * maxAbs(inv) * n, `n=${n}`);
+    assert.ok(maxAbsDiff(await product(u, u, n, true, false), inv) < 1e-12 * maxAbs(inv) * n, `n=${n}`);
   }
 });
 
