@@ -113,7 +113,9 @@ export async function slimLayer(
   if (!o.quant.symmetric) throw new QuantError('slimLayer: asymmetric codes do not keep N:M zeros exact');
   const blockSize = resolveBlockSize(o.quant, K);
   const stages: string[] = [];
-  const errorOf = async (x: Float32Array) => (o.error ? o.error(x) : null);
+  // Errors need the candidate's effective weight; build it only when someone measures it.
+  const errorOf = async (wc: Float32Array, lr?: Float32Array) =>
+    o.error ? o.error(lr ? add(wc, lr) : wc) : null;
 
   // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
   let mask: Uint8Array =
@@ -170,13 +172,13 @@ export async function slimLayer(
   let adapter = await fit(wc);
   let lr = await adapterMatrix(adapter);
   stages.push(`adapter r=${rank} (${o.saliency}, ${adapter.svd} SVD)`);
-  const afterAdapter = await errorOf(add(wc, lr));
+  const afterAdapter = await errorOf(wc, lr);
   let afterFinalRequant: number | null = null;
   if (o.finalRequantize ?? true) {
     q = await sparsePart(sub(w, lr));
     wc = dequantize(q);
     stages.push('re-quantize sparse part against the adapter');
-    afterFinalRequant = await errorOf(add(wc, lr));
+    afterFinalRequant = await errorOf(wc, lr);
   }
   const refits: (number | null)[] = [];
   for (let it = 0; it < o.refitIterations; it++) {
@@ -184,7 +186,7 @@ export async function slimLayer(
     lr = await adapterMatrix(adapter);
     q = await sparsePart(sub(w, lr));
     wc = dequantize(q);
-    refits.push(await errorOf(add(wc, lr)));
+    refits.push(await errorOf(wc, lr));
   }
   if (o.refitIterations) stages.push(`${o.refitIterations} refit iteration(s)`);
   let adapterQuantized: SlimLayerResult['adapterQuantized'] = null;
