@@ -11,7 +11,8 @@ import {
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
 } from '../../../packages/engine/onnx/gen/onnx_pb.js';
-import { makeTensor } from '../../../packages/engine/onnx/tensor.js';
+import { makeTensor, tensorToFloat32 } from '../../../packages/engine/onnx/tensor.js';
+import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
 import { tensorValueInfo } from '../../../packages/engine/onnx/graph.js';
 import { closeModel, loadModel, saveModel, type LoadedModel } from '../../../packages/engine/onnx/model.js';
 import { isInputError } from '../../../packages/engine/job.js';
@@ -319,4 +320,53 @@ test('ingredients with external data give the same soup as inline ones', async (
     closeModel(ext.soup);
     closeModel(inline.soup);
   }
+});
+
+/** x[N,8] → If(cond) { x·Wt } else { x·We }: weights stored inside the branches. */
+async function ifModel(name: string, seed: number, zeroAt: number): Promise<string> {
+  const w = (s: number) => Float32Array.from({ length: 64 }, (_, i) => (i % 4 === zeroAt ? 0 : Math.sin(i + s)));
+  const branch = (label: string, s: number) => {
+    const g = new GraphBuilder({ name: label });
+    g.node('MatMul', ['x', g.initializer(`W_${label}`, 'float32', [8, 8], w(s))], {}, { output: `y_${label}` });
+    g.output(`y_${label}`, 'float32', ['N', 8]);
+    return g.buildGraph();
+  };
+  const b = new GraphBuilder({ opset: 17 });
+  b.input('x', 'float32', ['N', 8]);
+  const cond = b.initializer('cond', 'bool', [], [1]);
+  b.node('If', [cond], { then_branch: branch('then', seed), else_branch: branch('else', seed + 9) }, { output: 'y' });
+  b.output('y', 'float32', ['N', 8]);
+  const path = join(dir, name);
+  await writeFile(path, toBinary(ModelProtoSchema, b.build().proto));
+  return path;
+}
+
+test('weights inside If branches: averaged per branch, masks checked there too', async () => {
+  const a = await ifModel('if-a.onnx', 1, 0);
+  const b = await ifModel('if-b.onnx', 2, 0);
+  const r = await cook({ paths: [a, b], settings: { ...base, mode: 'uniform' }, dir });
+  try {
+    assert.equal(r.report.maskCheck.maskedWeights, 2);
+    assert.deepEqual(
+      r.report.weights.map((w) => [w.name, w.soupSparsity]),
+      [
+        ['If/then_branch/W_then', 0.25],
+        ['If/else_branch/W_else', 0.25],
+      ],
+    );
+    const ifNode = r.soup.proto.graph!.node[0];
+    const then = ifNode.attribute.find((x) => x.name === 'then_branch')!.g!.initializer[0];
+    const got = tensorToFloat32(r.soup, then);
+    got.forEach((v, i) =>
+      assert.equal(v, i % 4 === 0 ? 0 : Math.fround((Math.fround(Math.sin(i + 1)) + Math.fround(Math.sin(i + 2))) / 2)),
+    );
+  } finally {
+    closeModel(r.soup);
+  }
+  const c = await ifModel('if-c.onnx', 3, 1);
+  const e = await cook({ paths: [a, c], settings: { ...base, mode: 'uniform' }, dir }).catch(
+    (x: unknown) => x as Error,
+  );
+  assert.equal((e as { code?: string }).code, 'soup-mask-mismatch');
+  assert.match((e as Error).message, /first differing weight "If\/then_branch\/W_then" at \[0, 0\]/);
 });
