@@ -90,23 +90,58 @@ export function nmMask(scores: Float32Array, rows: number, cols: number, n: numb
 
 /**
  * Prune the `count` lowest entries of scores[off .. off+len) (keep = 0 there, 1 elsewhere); among entries equal to
- * the cut-off score the higher indices go first, matching nmMask's tie rule. Native numeric sort of a key copy.
+ * the cut-off score the higher indices go first, matching nmMask's tie rule. O(len) expected (quickselect).
  */
 export function pruneLowest(scores: ArrayLike<number>, off: number, len: number, count: number, keep: Uint8Array) {
   keep.fill(1, off, off + len);
   if (count <= 0) return;
-  const sorted = new Float64Array(len);
-  for (let j = 0; j < len; j++) sorted[j] = key(scores[off + j]);
-  sorted.sort();
-  const cut = sorted[count - 1];
-  let atCut = 0; // how many entries equal to the cut-off are among the `count` lowest
-  for (let j = count - 1; j >= 0 && sorted[j] === cut; j--) atCut++;
+  const keys = new Float64Array(len);
+  for (let j = 0; j < len; j++) keys[j] = key(scores[off + j]);
+  const cut = kthSmallest(keys, count - 1);
+  let below = 0;
+  for (let j = 0; j < len; j++) if (key(scores[off + j]) < cut) below++;
+  let atCut = count - below; // how many entries equal to the cut-off are among the `count` lowest
   for (let j = 0; j < len; j++) if (key(scores[off + j]) < cut) keep[off + j] = 0;
   for (let j = len - 1; j >= 0 && atCut > 0; j--)
     if (key(scores[off + j]) === cut) {
       keep[off + j] = 0;
       atCut--;
     }
+}
+
+/**
+ * The k-th smallest (0-based) of `a` by quickselect (Hoare partition, median-of-three pivot); reorders `a`.
+ * Expected O(n); no NaN in `a` (keys map NaN to −Infinity).
+ */
+export function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const mid = (lo + hi) >>> 1;
+    // Median of three as pivot value.
+    const x = a[lo];
+    const y = a[mid];
+    const z = a[hi];
+    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    // Now a[lo..j] ≤ pivot ≤ a[i..hi], and a[j+1..i-1] = pivot.
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
 }
 
 /** Per row, prune floor(cols·sparsity) lowest scores (Wanda's unstructured rule: comparison inside each output). */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   applyMask,
   checkNM,
+  kthSmallest,
   MaskInputError,
   nmMask,
   unstructuredMaskGlobal,
@@ -150,4 +151,21 @@ test('unstructured masks: per-row and global counts and choices against a sort',
   }
   assert.throws(() => unstructuredMaskPerRow(new Float32Array(4), 2, 2, 1), MaskInputError);
   assert.throws(() => unstructuredMaskGlobal(new Float32Array(4), 2, 2, -0.1), MaskInputError);
+});
+
+test('kthSmallest agrees with a sort, with many ties and ±Infinity', () => {
+  const { uniform } = rng(15);
+  for (const len of [1, 2, 3, 10, 257, 5000]) {
+    for (const ties of [false, true]) {
+      const a = Float64Array.from({ length: len }, () => {
+        const u = uniform();
+        if (u < 0.02) return -Infinity;
+        if (u > 0.98) return Infinity;
+        return ties ? Math.floor(u * 5) : u;
+      });
+      const sorted = Float64Array.from(a).sort();
+      for (const k of [0, len - 1, Math.floor(len / 2), Math.floor(len / 3)])
+        assert.equal(kthSmallest(Float64Array.from(a), k), sorted[k], `len=${len} k=${k}`);
+    }
+  }
 });
