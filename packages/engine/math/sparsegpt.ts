@@ -16,7 +16,7 @@ export interface SparseGptOptions {
   m?: number;
   /** Unstructured: fraction of weights to prune, chosen per column block by w²/U_jj² (as the reference does). */
   sparsity?: number;
-  /** Columns per lazy-update block; a multiple of m. @defaultValue 128 */
+  /** Columns per lazy-update block; a multiple of m. @defaultValue 128 (rounded to a multiple of m) */
   blockSize?: number;
   /** λ in H += λ·mean(diag H)·I. @defaultValue 0.01 */
   dampening?: number;
@@ -67,7 +67,8 @@ export function resolveSparseGptOptions(
   } else if (!(opts.sparsity! >= 0 && opts.sparsity! < 1)) {
     throw new SparseGptInputError(`sparseGpt: sparsity must be in [0, 1), got ${opts.sparsity}`);
   }
-  const blockSize = opts.blockSize ?? 128;
+  // Default 128 as in the reference, rounded to a multiple of M (e.g. 129 for 3:... patterns) so groups never straddle.
+  const blockSize = opts.blockSize ?? (nm ? nm.m * Math.max(1, Math.round(128 / nm.m)) : 128);
   if (!Number.isInteger(blockSize) || blockSize <= 0 || (nm && blockSize % nm.m !== 0))
     throw new SparseGptInputError(`sparseGpt: blockSize ${blockSize} must be a positive multiple of M`);
   const dampening = opts.dampening ?? 0.01;
@@ -144,6 +145,8 @@ export async function sparseGpt(
     let keepOuter: Uint8Array | null = null; // [N][count], unstructured only
     if (!o.nm) {
       // One threshold over the whole outer block on w²/U_jj², from the weights as they stand at block start.
+      // Exactly floor(N·count·p) are pruned (ties: later entries first); the reference's `tmp <= sorted[⌊numel·p⌋]`
+      // prunes one more plus any ties, which overshoots the requested sparsity.
       const scores = new Float32Array(N * count);
       transposeInto(wt, i1 * N, N, count, N, scores, 0, count);
       for (let r = 0; r < N; r++)

@@ -29,6 +29,7 @@ test('blocked fp32 SparseGPT matches the unblocked float64 OBS reference (same m
     [9, 70, { sparsity: 0.3, blockSize: 32 }],
     [7, 200, { n: 2, m: 4 }], // sub-blocks inside a 128 block, short last block
     [6, 140, { n: 3, m: 7, blockSize: 70 }],
+    [5, 390, { n: 1, m: 3 }], // default block rounds to 129
     [5, 150, { sparsity: 0.6, blockSize: 100 }],
   ];
   for (const [N, K, opts] of cases) {
