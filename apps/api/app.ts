@@ -57,6 +57,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     // One byte past the limit so that an oversized file is detected (our meter or `truncated`), never cut silently.
     limits: { fileSize: opts.deps.config.maxUploadBytes + 1, files: 64, fields: 16, fieldSize: 4096, parts: 100 },
   });
+  // JSON, multipart and octet-stream only: Fastify's default text/plain parser would turn a mislabelled body into a
+  // string that fails validation as a 400, where the answer is 415.
+  app.removeContentTypeParser('text/plain');
   // Raw uploads: hand the request stream to the route untouched (receiveUpload meters and stores it).
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
   if (opts.deps.config.rateLimitPerMinute > 0) {

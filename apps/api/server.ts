@@ -12,17 +12,30 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** Plugins built from the platform (auth, webhook delivery, SSE, UI), closed after the app. */
+export type Extensions = (platform: Platform) => {
+  plugins: NonNullable<BuildAppOptions['plugins']>;
+  close(): Promise<void>;
+};
+
 export async function startServer(
   config: Config,
-  extra: Pick<BuildAppOptions, 'resolveTenant' | 'plugins' | 'logger'> = {},
+  extra: Pick<BuildAppOptions, 'resolveTenant' | 'plugins' | 'logger'> & { extensions?: Extensions } = {},
 ): Promise<RunningServer> {
   const platform = await openPlatform(config);
-  const app = await buildApp({ deps: platform, ...extra });
+  const { extensions, ...appOptions } = extra;
+  const ext = extensions?.(platform);
+  const app = await buildApp({
+    deps: platform,
+    ...appOptions,
+    plugins: [...(appOptions.plugins ?? []), ...(ext?.plugins ?? [])],
+  });
   const url = await app.listen({ port: config.port, host: config.host });
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       await app.close();
+      await ext?.close();
       await platform.close();
     })());
   return { app, platform, url, close };

@@ -43,5 +43,6 @@ export function checkDatasetFits(format: string, tensors: TensorSummary[], input
   const labels = byName.get(LABELS);
   if (labels?.shape.length) samples.add(labels.shape[0]);
   if (samples.size > 1) problems.push(`tensors disagree on the sample count (${[...samples].join(' vs ')})`);
+  if (samples.has(0)) problems.push('the dataset holds no samples (dimension 0 is 0)');
   return problems;
 }
