@@ -11,163 +11,44 @@ import { InputError } from '../job.js';
 import type { LoadedModel } from '../onnx/loaded.js';
 import { closeModel } from '../onnx/loaded.js';
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';
-import type { WeightRef } from '../onnx/weights.js';
 import { walkGraphs } from '../onnx/walk.js';
 import { TensorSum } from './average.js';
-import { greedySelect, rankByMetric, type GreedyStep, type MetricDirection, type TieRule } from './greedy.js';
+import { greedySelect, rankByMetric } from './greedy.js';
 import {
   andMaskInto,
   applyMask,
   countMaskDifferences,
   countZeros,
-  firstMaskDifference,
   maskZeros,
   nonzeroMask,
-  orMaskInto,
   respectsMask,
-  unravelIndex,
   type FloatValues,
 } from './masks.js';
-import { AVERAGED_DTYPES, compareStructure, formatDifferences } from './structure.js';
+import { runNextPhase } from './next-phase.js';
+import { describeSpec, magnitudeMaskFor, specSkipReason, verifyNM } from './reprune.js';
+import { scanIngredients, type MaskedSlot } from './scan.js';
 import {
   describeSlots,
   modelTensors,
   readValues,
-  sameBytes,
   slotKey,
   shapeSettingTensors,
   valueBuffer,
   writeValues,
   type TensorSlot,
 } from './tensors.js';
-import { describeSpec, magnitudeMaskFor, specSkipReason, verifyNM, type RepruneSpec } from './reprune.js';
-import { runNextPhase, type NextPhasePlan, type NextPhaseReport } from './next-phase.js';
+import { METRIC_DIRECTION, type SoupJob, type SoupReport, type SoupSettings } from './types.js';
 
-export type SoupMetric = 'accuracy' | 'perplexity' | 'fidelity';
-export type MaskPolicy = 'require-shared' | 'intersect' | 'reprune';
-
-/** accuracy: higher is better; perplexity and fidelity (relative output error vs the reference): lower is better. */
-export const METRIC_DIRECTION: Record<SoupMetric, MetricDirection> = {
-  accuracy: 'higher',
-  perplexity: 'lower',
-  fidelity: 'lower',
-};
-
-export interface IngredientInput {
-  path: string;
-  load(): Promise<LoadedModel>;
-}
-
-export interface SoupSettings {
-  mode: 'uniform' | 'greedy';
-  tie: TieRule;
-  maskPolicy: MaskPolicy;
-  /** Mask spec for maskPolicy 'reprune'. */
-  reprune?: RepruneSpec;
-  metric: SoupMetric;
-  nextPhase?: NextPhasePlan;
-}
-
-export interface SoupJob {
-  /** Written in place with the soup. Either one of the ingredients (`baseIngredient`) or the parent. */
-  base: LoadedModel;
-  /** Index of `base` among the ingredients, or null when `base` is the parent (its zeros then bound the mask). */
-  baseIngredient: number | null;
-  ingredients: IngredientInput[];
-  /** Weights that carry masks (discovered in `base`): their zero patterns are checked and enforced. */
-  maskedWeights: WeightRef[];
-  /** Masked weights that may be re-pruned (reprune, next phase): compressible ones, after include/exclude. */
-  prunableWeights: WeightRef[];
-  /** Why masked weights outside prunableWeights were not selected (include/exclude, too small, …), by weight. */
-  notPrunable?: { weight: WeightRef; reason: string }[];
-  settings: SoupSettings;
-  /** Held-out metric of a model; null when the data cannot give it. Absent: no evaluation data. */
-  score?: (model: LoadedModel) => Promise<number | null>;
-  progress?: (fraction: number, message: string) => void;
-  checkAbort?: () => void;
-  warn?: (message: string) => void;
-}
-
-export interface IngredientReport {
-  index: number;
-  path: string;
-  /** Held-out metric of the ingredient as it enters the soup (mask applied). */
-  metric: number | null;
-  /** Held-out metric of the file as given, when the mask changed it (intersect / reprune / parent zeros). */
-  metricAsGiven?: number | null;
-  /** Fraction of zeros over the masked weights, as given. */
-  sparsity: number;
-  /** Non-zeros the common mask removed from this ingredient. */
-  zeroedByMask: number;
-}
-
-export interface SoupReport {
-  mode: SoupSettings['mode'];
-  tie: TieRule;
-  maskPolicy: MaskPolicy;
-  metric: { name: SoupMetric; direction: MetricDirection; evaluated: boolean };
-  ingredients: IngredientReport[];
-  maskCheck: {
-    policy: MaskPolicy;
-    /** e.g. "all 6 ingredients share one zero pattern over 3 weights". */
-    result: string;
-    sharedExactly: boolean;
-    maskedWeights: number;
-    /** Weights where ingredients' patterns differ (intersect / reprune), with the number of differing positions. */
-    differing: { weight: string; positions: number }[];
-    reprune?: string;
-    repruneSkipped?: { weight: string; reason: string }[];
-    /** The parent's zeros removed weights the policy's mask would have kept. */
-    parentBound: boolean;
-  };
-  greedy?: {
-    /** Ingredient indices best first. */
-    order: number[];
-    steps: (GreedyStep & { path: string })[];
-    members: number[];
-    metric: number;
-  };
-  uniform: { metric: number | null; sparsity: number };
-  soup: {
-    members: number[];
-    paths: string[];
-    metric: number | null;
-    sparsity: number;
-    /** Zeros of the mask (the soup can only have more: averaging may cancel a weight to exactly 0). */
-    maskSparsity: number;
-    /** Every masked zero is a zero of the soup (checked by reading the written tensors back). */
-    maskRespected: boolean;
-    /** Soup sparsity ≥ every ingredient's and ≥ the mask's. */
-    sparsityPreserved: boolean;
-    nmVerified?: boolean;
-  };
-  nextPhase?: NextPhaseReport;
-  batchNorm?: string;
-  weights: {
-    name: string;
-    shape: number[];
-    size: number;
-    soupSparsity: number;
-    maskSparsity: number;
-    maskRespected: boolean;
-  }[];
-}
-
-interface MaskedSlot {
-  slot: TensorSlot;
-  weight: WeightRef;
-  first?: Uint8Array;
-  union?: Uint8Array;
-  inter?: Uint8Array;
-  mask?: Uint8Array;
-  differing: number;
-}
-
-function baseLabel(job: SoupJob): string {
-  return job.baseIngredient === null
-    ? `the parent (${job.base.path ?? 'in memory'})`
-    : `ingredient ${job.baseIngredient + 1} (${job.ingredients[job.baseIngredient].path})`;
-}
+export type {
+  IngredientInput,
+  IngredientReport,
+  MaskPolicy,
+  SoupJob,
+  SoupMetric,
+  SoupReport,
+  SoupSettings,
+} from './types.js';
+export { METRIC_DIRECTION } from './types.js';
 
 /** Cooks the soup into job.base. */
 export async function cookSoup(job: SoupJob): Promise<SoupReport> {
@@ -200,85 +81,9 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
       parentMasks.set(ms.slot.key, nonzeroMask(readValues(job.base, baseTensors.get(ms.slot.key)!)));
     }
   }
-  const ingredientReports: IngredientReport[] = [];
 
   // Pass 1: structure, non-float equality, zero patterns, and the sum of all (uniform soup).
-  for (let i = 0; i < n; i++) {
-    checkAbort();
-    progress((0.3 * i) / n, `checking ingredient ${i + 1}/${n}`);
-    const src = job.ingredients[i];
-    const model = await src.load();
-    try {
-      const diffs = compareStructure(job.base.proto, model.proto);
-      if (diffs.length) {
-        throw new InputError(
-          'soup-structure-mismatch',
-          `ingredient ${i + 1} (${src.path}) is not the same network as ${baseLabel(job)}: ${formatDifferences(diffs)}`,
-        );
-      }
-      const tensors = modelTensors(model);
-      let zeros = 0;
-      for (const slot of slots) {
-        const t = tensors.get(slot.key);
-        const bt = baseTensors.get(slot.key)!;
-        if (!t)
-          throw new InputError(
-            'soup-structure-mismatch',
-            `ingredient ${i + 1} (${src.path}) has no tensor "${slot.label}"`,
-          );
-        if (!slot.averaged) {
-          if (!sameBytes(job.base, bt, model, t)) {
-            throw new InputError(
-              'soup-tensor-mismatch',
-              `tensor "${slot.label}" (${slot.dims.join('×')}, ${fixedKind(slot)}) differs between ` +
-                `ingredient ${i + 1} (${src.path}) and ${baseLabel(job)}: soups average learned float tensors only, ` +
-                `every other tensor must be identical`,
-            );
-          }
-          continue;
-        }
-        const values = readValues(model, t);
-        sums.get(slot.key)!.add(values);
-        const ms = masked.get(slot.key);
-        if (!ms) continue;
-        const mask = nonzeroMask(values);
-        zeros += maskZeros(mask);
-        if (!ms.first) {
-          ms.first = mask;
-          ms.union = Uint8Array.from(mask);
-          ms.inter = Uint8Array.from(mask);
-          continue;
-        }
-        const d = firstMaskDifference(ms.first, mask);
-        if (d >= 0) {
-          const count = countMaskDifferences(ms.first, mask);
-          ms.differing = Math.max(ms.differing, count);
-          if (settings.maskPolicy === 'require-shared') {
-            const at = unravelIndex(d, slot.dims);
-            throw new InputError(
-              'soup-mask-mismatch',
-              `ingredient ${i + 1} (${src.path}) does not share the zero pattern of ingredient 1 ` +
-                `(${job.ingredients[0].path}): first differing weight "${slot.label}" at [${at.join(', ')}] ` +
-                `(${ms.first[d] ? 'non-zero' : 'zero'} vs ${mask[d] ? 'non-zero' : 'zero'}; ${count} of ${slot.size} positions differ). ` +
-                `maskPolicy "require-shared" needs ingredients fine-tuned from one pruned parent with the mask fixed; ` +
-                `use "intersect" or "reprune" to merge them anyway`,
-            );
-          }
-        }
-        orMaskInto(ms.union!, mask);
-        andMaskInto(ms.inter!, mask);
-      }
-      ingredientReports.push({
-        index: i,
-        path: src.path,
-        metric: null,
-        sparsity: maskedTotal ? zeros / maskedTotal : 0,
-        zeroedByMask: 0,
-      });
-    } finally {
-      if (model !== job.base) closeModel(model);
-    }
-  }
+  const ingredientReports = await scanIngredients(job, { slots, baseTensors, sums, masked, maskedTotal });
 
   // The mask of every masked weight.
   const repruneSkipped: { weight: string; reason: string }[] = [];
@@ -534,10 +339,6 @@ function maskCheckText(s: SoupSettings, n: number, weights: number, differing: n
   const what = `${differing} of ${weights} weights have different zero patterns across the ${n} ingredients`;
   if (s.maskPolicy === 'intersect') return `${what}; merged under the intersection of their masks`;
   return `${what}; all re-pruned to one mask (${describeSpec(s.reprune!)}) computed from the uniform average`;
-}
-
-function fixedKind(slot: TensorSlot): string {
-  return AVERAGED_DTYPES.has(slot.dataType) ? 'a float that sets output shapes' : 'not float';
 }
 
 /** The BatchNorm caveat, when the graph has BatchNormalization nodes. */
