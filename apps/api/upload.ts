@@ -84,6 +84,10 @@ export async function receiveUpload(
         }
       }
     } else {
+      const declared = Number(request.headers['content-length']);
+      if (Number.isFinite(declared) && declared > opts.maxBytes) {
+        throw new ApiError('upload-too-large', `each file may be at most ${opts.maxBytes} bytes`);
+      }
       const query = request.query as { name?: string };
       main = await take(request.body as Readable, 'file', query.name ?? opts.mainName, () => false);
     }

@@ -41,6 +41,8 @@ export const errorsPlugin = globalPlugin('errors', async (app) => {
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) {
       if (error.headers) reply.headers(error.headers);
+      // The rest of an oversized body is not worth reading: close the connection after answering.
+      if (error.code === 'upload-too-large') reply.header('connection', 'close');
       return send(reply, request, error.code, error.detail, error.errors);
     }
     if (error.validation) {
