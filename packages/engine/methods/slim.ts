@@ -87,6 +87,7 @@ async function compressOne(
       saliency: s.saliency,
       refitIterations: s.refitIterations,
       quantizeAdapters: s.quantizeAdapters,
+      adapterStorage: 'float16',
       sparseGpt: { blockSize: 128, dampening: 0.01 },
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
       signal: ctx.signal,
@@ -103,7 +104,9 @@ async function compressOne(
     format: s.format,
     accuracyLevel: 0,
     adapter:
-      ad && ad.rank > 0 ? { rank: ad.rank, a: ad.a, b: ad.b, quantized: res.adapterQuantized ?? undefined } : undefined,
+      ad && ad.rank > 0
+        ? { rank: ad.rank, a: ad.a, b: ad.b, quantized: res.adapterQuantized ?? undefined, storage: 'float16' }
+        : undefined,
   });
   recordShape(plan, res.quantized, rep.nbitsNodes);
   const rank = ad?.rank ?? 0;
@@ -177,7 +180,9 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
         format: s.format,
         accuracyLevel: accuracy,
         bitsPerWeight: params ? (bytes * 8) / params : null,
-        bitsPerWeightNote: 'codes + scales + zero points + adapters, as stored (2:4 zeros are stored densely)',
+        bitsPerWeightNote:
+          'codes + scales + zero points + adapters, as stored (2:4 zeros are stored densely; unquantized adapters ' +
+          'are stored as float16 and cast to the activation type, which ONNX Runtime folds at load)',
         compressedParameters: params,
         meanRelErrorBeforeAdapter: mean('relErrorBeforeAdapter'),
         meanRelError: mean('relError'),

@@ -215,6 +215,11 @@ export interface AdapterOptions {
   /** B [r][N] row-major. */
   b: Float32Array;
   dtype?: FloatDtype;
+  /**
+   * How unquantized A and B are stored. float16 under float32 activations adds a Cast per factor, which ONNX
+   * Runtime constant-folds at load: half the file bytes, fp32 compute. @defaultValue same as dtype
+   */
+  storage?: FloatDtype;
   /** Quantized adapters as MatMulNBits (SLiM-LoRA^Q), built by the caller. */
   quantized?: { a: MatMulNBitsWeights; b: MatMulNBitsWeights; accuracyLevel: number };
 }
@@ -245,9 +250,17 @@ export function adapterNodes(o: AdapterOptions): NodesAndInitializers {
   } else {
     if (o.a.length !== o.K * o.rank || o.b.length !== o.rank * o.N)
       throw new QuantError('adapter: A/B sizes do not match K, N, rank');
-    const aName = `${o.name}_A`;
-    const bName = `${o.name}_B`;
-    initializers.push(floatTensor(aName, dtype, [o.K, o.rank], o.a), floatTensor(bName, dtype, [o.rank, o.N], o.b));
+    const storage = o.storage ?? dtype;
+    let aName = `${o.name}_A`;
+    let bName = `${o.name}_B`;
+    initializers.push(floatTensor(aName, storage, [o.K, o.rank], o.a), floatTensor(bName, storage, [o.rank, o.N], o.b));
+    if (storage !== dtype) {
+      const to = dtype === 'float32' ? 1 : 10; // TensorProto FLOAT / FLOAT16
+      nodes.push(node('Cast', [aName], [`${aName}_cast`], `${o.name}_Cast_A`, [intAttr('to', to)]));
+      nodes.push(node('Cast', [bName], [`${bName}_cast`], `${o.name}_Cast_B`, [intAttr('to', to)]));
+      aName = `${aName}_cast`;
+      bName = `${bName}_cast`;
+    }
     nodes.push(node('MatMul', [o.input, aName], [xa], `${o.name}_MatMul_A`));
     nodes.push(node('MatMul', [xa, bName], [xab], `${o.name}_MatMul_B`));
   }

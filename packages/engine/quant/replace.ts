@@ -41,6 +41,8 @@ export interface LayerAdapter {
   b: Float32Array;
   /** SLiM-LoRA^Q: canonical Aᵀ [r][K] and Bᵀ [N][r], quantized. */
   quantized?: { a: QuantizedMatrix; b: QuantizedMatrix };
+  /** Storage of unquantized factors (float16 + Cast under float32 activations). @defaultValue activation dtype */
+  storage?: FloatDtype;
 }
 
 export interface ReplaceOptions {
@@ -206,6 +208,7 @@ export function replaceWithQuantized(
       a: o.adapter.a,
       b: o.adapter.b,
       dtype,
+      storage: o.adapter.storage,
       quantized: qa,
     });
     newNodes.push(...r.nodes);

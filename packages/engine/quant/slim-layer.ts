@@ -18,6 +18,7 @@ import { sparseGpt } from '../math/sparsegpt.js';
 import { adapterMatrix, lowRankAdapter, rankFor, type Adapter, type Saliency } from '../math/lowrank.js';
 import type { TruncatedSvdOptions } from '../math/svd.js';
 import { dequantize, quantizeRtn, quantizeWithClip } from './rtn.js';
+import { float16ToFloat32, float32ToFloat16 } from '../onnx/floats.js';
 import { slimQuantAlpha } from './slim-quant.js';
 import { QuantError, resolveBlockSize, type QuantizedMatrix, type QuantSpec } from './types.js';
 
@@ -34,6 +35,11 @@ export interface SlimLayerOptions {
   saliency: Saliency;
   refitIterations: number;
   quantizeAdapters: boolean;
+  /**
+   * Round the final unquantized adapter to float16 (what the file stores; see onnx-nodes adapterNodes), so that
+   * the errors reported are those of the stored model. @defaultValue 'float32'
+   */
+  adapterStorage?: 'float32' | 'float16';
   /** Apply step 4 (the reference always does). @defaultValue true */
   finalRequantize?: boolean;
   sparseGpt?: { blockSize?: number; dampening?: number };
@@ -114,8 +120,7 @@ export async function slimLayer(
   const blockSize = resolveBlockSize(o.quant, K);
   const stages: string[] = [];
   // Errors need the candidate's effective weight; build it only when someone measures it.
-  const errorOf = async (wc: Float32Array, lr?: Float32Array) =>
-    o.error ? o.error(lr ? add(wc, lr) : wc) : null;
+  const errorOf = async (wc: Float32Array, lr?: Float32Array) => (o.error ? o.error(lr ? add(wc, lr) : wc) : null);
 
   // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
   let mask: Uint8Array =
@@ -190,6 +195,15 @@ export async function slimLayer(
   }
   if (o.refitIterations) stages.push(`${o.refitIterations} refit iteration(s)`);
   let adapterQuantized: SlimLayerResult['adapterQuantized'] = null;
+  if (!o.quantizeAdapters && o.adapterStorage === 'float16') {
+    adapter = {
+      ...adapter,
+      a: float16ToFloat32(float32ToFloat16(adapter.a)),
+      b: float16ToFloat32(float32ToFloat16(adapter.b)),
+    };
+    lr = await adapterMatrix(adapter);
+    stages.push('adapters stored as float16');
+  }
   if (o.quantizeAdapters) {
     // Groups along each adapter GEMM's reduction axis: A multiplies X (K) → canonical Aᵀ [r][K];
     // B multiplies X·A (r) → canonical Bᵀ [N][r].

@@ -31,6 +31,7 @@ import {
   type NodesAndInitializers,
 } from '../../../packages/engine/quant/onnx-nodes.js';
 import type { QuantSpec } from '../../../packages/engine/quant/types.js';
+import { float16ToFloat32, float32ToFloat16 } from '../../../packages/engine/onnx/floats.js';
 
 function rng(seed: number) {
   let s = seed >>> 0;
@@ -228,4 +229,33 @@ test('adapter nodes: Y = X·W_C + (X·A)·B', async () => {
       eff[n * K + k] = s;
     }
   assertClose(y, reference(x, eff, M, K, N), 'adapter');
+  // float16 storage + Cast: the same computation with A and B rounded to float16.
+  const a16 = float16ToFloat32(float32ToFloat16(a));
+  const b16 = float16ToFloat32(float32ToFloat16(b));
+  const ad16 = adapterNodes({
+    name: 'lr',
+    input: 'X',
+    base: 'Yc',
+    output: 'Y',
+    K,
+    N,
+    rank: r,
+    a,
+    b,
+    storage: 'float16',
+  });
+  assert.equal(ad16.nodes.filter((n) => n.opType === 'Cast').length, 2);
+  const y16 = await run(
+    { nodes: [...base.nodes, ...ad16.nodes], initializers: [...base.initializers, ...ad16.initializers] },
+    [M, K],
+    [M, N],
+    x,
+  );
+  for (let n = 0; n < N; n++)
+    for (let k = 0; k < K; k++) {
+      let s = wq[n * K + k];
+      for (let j = 0; j < r; j++) s += a16[k * r + j] * b16[j * N + n];
+      eff[n * K + k] = s;
+    }
+  assertClose(y16, reference(x, eff, M, K, N), 'adapter float16 storage');
 });
