@@ -1,9 +1,10 @@
 // Streaming encoder for ModelProto. protobuf-es's toBinary() would build the whole file in one buffer (a second
 // full copy of every weight); instead the model is turned into a list of pieces: small encoded parts, plus
 // references to large tensor bytes (in memory or in a source side file), written out one after another. Each
-// message is encoded as "its light fields via toBinary" followed by its tensor/graph-carrying fields, so field
-// order can differ from the input, while meaning, repeated-field order and unknown fields are kept.
+// message is encoded field by field in field-number order: runs of ordinary fields through toBinary, tensor- and
+// graph-carrying fields recursively, unknown fields last — the same bytes toBinary would give, without the copy.
 import { create, toBinary } from '@bufbuild/protobuf';
+import type { DescField, DescMessage } from '@bufbuild/protobuf';
 import type {
   AttributeProto,
   FunctionProto,
@@ -102,6 +103,8 @@ export function encodeModel(model: LoadedModel, external?: ExternalPlan): Encode
   return { model: enc.model(model.proto), data };
 }
 
+type Emit = (out: PieceList) => void;
+
 class Encoder {
   private inlineDepth = 0;
   constructor(
@@ -115,19 +118,68 @@ class Encoder {
     out.append(sub);
   }
 
-  private light<T extends object>(schema: Parameters<typeof toBinary>[0], msg: T, fields: (keyof T)[]): PieceList {
+  /**
+   * Encodes `msg` field by field in field-number order (as protobuf-es and C++ protobuf do, so an unchanged model
+   * re-encodes byte for byte): runs of ordinary fields through toBinary, `heavy` fields through their emitters,
+   * unknown fields last.
+   */
+  private ordered(schema: DescMessage, msg: object, heavy: Map<number, Emit>): PieceList {
     const out = new PieceList();
-    const bytes = toBinary(schema, without(msg, fields) as never);
-    if (bytes.length) out.push(bytes);
+    const src = msg as Record<string, unknown>;
+    const fields = sortedFields(schema);
+    let pending: DescField[] = [];
+    const flush = (withUnknown: boolean) => {
+      if (!pending.length && !(withUnknown && src.$unknown)) return;
+      const part = Object.create(Object.getPrototypeOf(msg)) as Record<string, unknown>;
+      part.$typeName = src.$typeName;
+      for (const f of fields) {
+        if (f.fieldKind === 'list') part[f.localName] = [];
+        if (f.oneof) part[f.oneof.localName] = { case: undefined };
+      }
+      for (const f of pending) {
+        if (f.oneof) {
+          const o = src[f.oneof.localName] as { case?: string };
+          if (o?.case === f.localName) part[f.oneof.localName] = o;
+        } else if (Object.prototype.hasOwnProperty.call(src, f.localName)) part[f.localName] = src[f.localName];
+      }
+      if (withUnknown && src.$unknown) part.$unknown = src.$unknown;
+      const bytes = toBinary(schema, part as never);
+      if (bytes.length) out.push(bytes);
+      pending = [];
+    };
+    for (const f of fields) {
+      const emit = heavy.get(f.number);
+      if (emit) {
+        flush(false);
+        emit(out);
+      } else pending.push(f);
+    }
+    flush(true);
     return out;
   }
 
+  private each<T>(no: number, items: readonly T[], enc: (x: T) => PieceList): Emit {
+    return (out) => {
+      for (const x of items) this.field(out, no, enc(x));
+    };
+  }
+
+  private one<T>(no: number, item: T | undefined, enc: (x: T) => PieceList): Emit {
+    return (out) => {
+      if (item !== undefined) this.field(out, no, enc(item));
+    };
+  }
+
   model(m: ModelProto): PieceList {
-    const out = this.light(ModelProtoSchema, m, ['graph', 'trainingInfo', 'functions']);
-    if (m.graph) this.field(out, 7, this.graph(m.graph));
-    for (const t of m.trainingInfo) this.field(out, 20, this.training(t));
-    for (const f of m.functions) this.field(out, 25, this.function(f));
-    return out;
+    return this.ordered(
+      ModelProtoSchema,
+      m,
+      new Map([
+        [7, this.one(7, m.graph, (g) => this.graph(g))],
+        [20, this.each(20, m.trainingInfo, (t) => this.training(t))],
+        [25, this.each(25, m.functions, (f) => this.function(f))],
+      ]),
+    );
   }
 
   /** Function bodies and training graphs keep their tensors inline: runtimes resolve external data for the main graph. */
@@ -141,28 +193,34 @@ class Encoder {
   }
 
   private training(t: TrainingInfoProto): PieceList {
-    return this.inlineOnly(() => {
-      const out = this.light(TrainingInfoProtoSchema, t, ['initialization', 'algorithm']);
-      if (t.initialization) this.field(out, 1, this.graph(t.initialization));
-      if (t.algorithm) this.field(out, 2, this.graph(t.algorithm));
-      return out;
-    });
+    return this.inlineOnly(() =>
+      this.ordered(
+        TrainingInfoProtoSchema,
+        t,
+        new Map([
+          [1, this.one(1, t.initialization, (g) => this.graph(g))],
+          [2, this.one(2, t.algorithm, (g) => this.graph(g))],
+        ]),
+      ),
+    );
   }
 
   private function(f: FunctionProto): PieceList {
-    return this.inlineOnly(() => {
-      const out = this.light(FunctionProtoSchema, f, ['node']);
-      for (const n of f.node) this.field(out, 7, this.node(n));
-      return out;
-    });
+    return this.inlineOnly(() =>
+      this.ordered(FunctionProtoSchema, f, new Map([[7, this.each(7, f.node, (n) => this.node(n))]])),
+    );
   }
 
   private graph(g: GraphProto): PieceList {
-    const out = this.light(GraphProtoSchema, g, ['node', 'initializer', 'sparseInitializer']);
-    for (const n of g.node) this.field(out, 1, this.node(n));
-    for (const t of g.initializer) this.field(out, 5, this.tensor(t, false));
-    for (const s of g.sparseInitializer) this.field(out, 15, this.sparse(s));
-    return out;
+    return this.ordered(
+      GraphProtoSchema,
+      g,
+      new Map([
+        [1, this.each(1, g.node, (n) => this.node(n))],
+        [5, this.each(5, g.initializer, (t) => this.tensor(t, false))],
+        [15, this.each(15, g.sparseInitializer, (s) => this.sparse(s))],
+      ]),
+    );
   }
 
   private node(n: NodeProto): PieceList {
@@ -174,28 +232,34 @@ class Encoder {
       out.push(toBinary(NodeProtoSchema, n));
       return out;
     }
-    const out = this.light(NodeProtoSchema, n, ['attribute']);
-    for (const a of n.attribute) this.field(out, 5, this.attribute(a));
-    return out;
+    return this.ordered(NodeProtoSchema, n, new Map([[5, this.each(5, n.attribute, (a) => this.attribute(a))]]));
   }
 
   private attribute(a: AttributeProto): PieceList {
-    const out = this.light(AttributeProtoSchema, a, ['t', 'g', 'sparseTensor', 'tensors', 'graphs', 'sparseTensors']);
-    if (a.t) this.field(out, 5, this.tensor(a.t, false));
-    if (a.g) this.field(out, 6, this.graph(a.g));
-    for (const t of a.tensors) this.field(out, 10, this.tensor(t, false));
-    for (const g of a.graphs) this.field(out, 11, this.graph(g));
-    if (a.sparseTensor) this.field(out, 22, this.sparse(a.sparseTensor));
-    for (const s of a.sparseTensors) this.field(out, 23, this.sparse(s));
-    return out;
+    return this.ordered(
+      AttributeProtoSchema,
+      a,
+      new Map([
+        [5, this.one(5, a.t, (t) => this.tensor(t, false))],
+        [6, this.one(6, a.g, (g) => this.graph(g))],
+        [10, this.each(10, a.tensors, (t) => this.tensor(t, false))],
+        [11, this.each(11, a.graphs, (g) => this.graph(g))],
+        [22, this.one(22, a.sparseTensor, (s) => this.sparse(s))],
+        [23, this.each(23, a.sparseTensors, (s) => this.sparse(s))],
+      ]),
+    );
   }
 
   private sparse(s: SparseTensorProto): PieceList {
-    const out = this.light(SparseTensorProtoSchema, s, ['values', 'indices']);
     // Sparse parts stay inline: runtimes resolve external data for dense tensors only.
-    if (s.values) this.field(out, 1, this.tensor(s.values, true));
-    if (s.indices) this.field(out, 2, this.tensor(s.indices, true));
-    return out;
+    return this.ordered(
+      SparseTensorProtoSchema,
+      s,
+      new Map([
+        [1, this.one(1, s.values, (t) => this.tensor(t, true))],
+        [2, this.one(2, s.indices, (t) => this.tensor(t, true))],
+      ]),
+    );
   }
 
   private tensor(t: TensorProto, inSparse: boolean): PieceList {
@@ -206,17 +270,21 @@ class Encoder {
       if (bytes >= plan.sizeThreshold) return this.toSideFile(t, bytes, storage, plan);
     }
     if (storage === 'external') {
+      // Bring the bytes back inline, read from the source side file while writing.
       const bytes = tensorByteLength(t);
-      const out = this.light(TensorProtoSchema, t, ['externalData', 'dataLocation', 'rawData']);
-      out.push(lenHeader(9, bytes));
-      out.push({ ref: externalRef(t), length: bytes });
-      return out;
+      const ref = externalRef(t);
+      const rawField: Emit = (out) => {
+        out.push(lenHeader(9, bytes));
+        out.push({ ref, length: bytes });
+      };
+      return this.ordered(TensorProtoSchema, without(t, ['externalData', 'dataLocation']), new Map([[9, rawField]]));
     }
     if (t.rawData.length >= BIG_BYTES) {
-      const out = this.light(TensorProtoSchema, t, ['rawData']);
-      out.push(lenHeader(9, t.rawData.length));
-      out.push(t.rawData);
-      return out;
+      const rawField: Emit = (out) => {
+        out.push(lenHeader(9, t.rawData.length));
+        out.push(t.rawData);
+      };
+      return this.ordered(TensorProtoSchema, t, new Map([[9, rawField]]));
     }
     const out = new PieceList();
     out.push(toBinary(TensorProtoSchema, t));
@@ -250,4 +318,11 @@ class Encoder {
     out.push(toBinary(TensorProtoSchema, light));
     return out;
   }
+}
+
+const sortedCache = new Map<DescMessage, DescField[]>();
+function sortedFields(schema: DescMessage): DescField[] {
+  let f = sortedCache.get(schema);
+  if (!f) sortedCache.set(schema, (f = schema.fields.concat().sort((a, b) => a.number - b.number)));
+  return f;
 }
