@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import * as inspect from './commands/inspect.js';
 import * as convert from './commands/convert.js';
 import * as compress from './commands/compress.js';
+import * as evaluate from './commands/eval.js';
 import * as serve from './commands/serve.js';
 import * as worker from './commands/worker.js';
 import * as start from './commands/start.js';
@@ -13,6 +14,7 @@ const commands: { register(program: Command): void }[] = [
   inspect, // onnx-compress inspect MODEL [--json]
   convert, // onnx-compress convert MODEL -o OUT [--external-data | --inline]
   compress, // onnx-compress compress MODEL --recipe R.json [--calibration F] [--eval F] -o OUT.onnx [--report F]
+  evaluate, // onnx-compress eval DENSE.onnx COMPRESSED.onnx --data F [--task auto|classification|lm] [--json]
   serve, // onnx-compress serve: the HTTP API
   worker, // onnx-compress worker: a compress worker
   start, // onnx-compress start: API + worker in one process (npm start)

@@ -24,11 +24,12 @@ import { methodFor } from './methods/registry.js';
 import { selectWeights } from './methods/select.js';
 import type { LayerStats, MethodContext, MethodProgress, MethodResult } from './methods/types.js';
 import { closeModel, loadModel, saveModel, type LoadedModel } from './onnx/model.js';
-import { discoverWeights, readWeightMatrix, type WeightRef } from './onnx/weights.js';
+import { discoverWeights, type WeightRef } from './onnx/weights.js';
 import { parseRecipe, type Recipe } from './recipe.js';
-import { modelDiskBytes, weightCounts } from './report/sizes.js';
+import { modelDiskBytes, nonFiniteCount, weightCounts } from './report/sizes.js';
 import { layerRelativeError, openStatsSession, statsRequestFor } from './runtime/calibration.js';
 import { evaluateModels, type QualityReport } from './runtime/evaluate.js';
+import { checkLoadable } from './runtime/load-check.js';
 import { openSession, ortVersion, type ExecutionProvider } from './runtime/session.js';
 import { hessianBytes, StatsCollector, type StatsRequest } from './runtime/stats.js';
 
@@ -184,26 +185,37 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
 
     // ONNX Runtime must be able to load the input: cycles, dangling inputs, type errors and unknown operators are
     // only found there, and a job must not "succeed" with a model nobody can run. Calibration already opened it;
-    // otherwise open it now (kept for the evaluation when there is one).
+    // with evaluation data it is opened now and kept for the evaluation; otherwise a weight-free skeleton of the
+    // graph is checked (runtime/load-check.ts), which costs milliseconds instead of a full copy of the weights.
     if (!denseSession) {
-      const opened = await openSession(inputs.modelPath, { executionProviders: providers });
-      warnings.push(...opened.fallbacks.map((f) => `execution provider fallback: ${f}`));
-      executionProvider = opened.executionProvider;
       if (evalData ?? calibration) {
+        const opened = await openSession(inputs.modelPath, { executionProviders: providers });
+        warnings.push(...opened.fallbacks.map((f) => `execution provider fallback: ${f}`));
+        executionProvider = opened.executionProvider;
         denseSession = opened.session;
         sessions.push(opened.session);
-      } else await opened.session.release();
+      } else {
+        const checked = await checkLoadable(model, scratch, providers);
+        warnings.push(...checked.fallbacks.map((f) => `execution provider fallback: ${f}`));
+        executionProvider = checked.executionProvider;
+      }
     }
     checkAbort();
     // NaN/±Inf weights make every criterion and quantizer meaningless for that layer: name them in the report.
-    for (const w of selected) {
-      const values = readWeightMatrix(model, w);
-      let bad = 0;
-      for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) bad++;
-      if (bad) {
-        warnings.push(
-          `${w.name}: ${bad} of ${values.length} weights are NaN or infinite; its compressed values are not meaningful`,
-        );
+    // Counted on the stored bytes (exponent all ones), unless the method counts them itself while it reads them.
+    const nonFiniteWarning = (name: string, bad: number, total: number) =>
+      `${name}: ${bad} of ${total} weights are NaN or infinite; its compressed values are not meaningful`;
+    if (!method.reportsNonFinite) {
+      for (const w of selected) {
+        const bad = nonFiniteCount(model, w);
+        if (bad)
+          warnings.push(
+            nonFiniteWarning(
+              w.name,
+              bad,
+              w.shape.reduce((a, b) => a * b, 1),
+            ),
+          );
       }
     }
 
@@ -255,6 +267,19 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
     progress.emit('compress', 0, { message: `${recipe.method}: ${selected.length} layers` });
     const result: MethodResult = await method.run(ctx);
     checkAbort();
+    if (method.reportsNonFinite) {
+      for (const l of result.layers) {
+        const bad = typeof l.nonFinite === 'number' ? l.nonFinite : 0;
+        if (bad)
+          warnings.push(
+            nonFiniteWarning(
+              l.name,
+              bad,
+              l.shape.reduce((a, b) => a * b, 1),
+            ),
+          );
+      }
+    }
     verifyDeclarations(method.name, result, selected, skipped, need, statsCalls.count, {
       changesGraph: method.changesGraph(recipe),
       nodesBefore: nodeCountBefore,
@@ -277,7 +302,26 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
       artifacts.push({ name: `${outName}.data`, path: dataPath, sizeBytes: (await stat(dataPath)).size });
     }
     const outputBytes = artifacts.reduce((s, a) => s + a.sizeBytes, 0);
-    const countsAfter = weightCounts(model, all);
+    // Non-zeros: layers the method reported with an exact sparsity are not re-scanned (graph-changing methods
+    // store weights in other forms, so their layers are always counted from the file contents).
+    const known = new Map<string, number>();
+    if (!result.graphChanged) {
+      for (const l of result.layers) {
+        if (typeof l.sparsity === 'number' && !l.skipped) known.set(l.name, l.sparsity);
+      }
+    }
+    const scanned = weightCounts(
+      model,
+      all.filter((w) => !known.has(w.name)),
+    );
+    const countsAfter = { parameters: scanned.parameters, nonZeros: scanned.nonZeros };
+    for (const w of all) {
+      const sp = known.get(w.name);
+      if (sp === undefined) continue;
+      const count = w.shape.reduce((a, b) => a * b, 1);
+      countsAfter.parameters += count;
+      countsAfter.nonZeros += Math.round(count * (1 - sp));
+    }
     progress.emit('write', 1);
 
     // Evaluate dense vs compressed.

@@ -12,6 +12,7 @@ import { magnitudeScores, wandaScores } from '../math/wanda.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import { parsePattern, type SparsityRecipe } from '../recipe.js';
 import { packWeights24 } from './packed24.js';
+import { pruneStoredMagnitudeNM, storedFloat32Tensor, storedLayout } from './sparsity-stored.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
 /** The pattern a recipe asks for: N:M, or an unstructured fraction. */
@@ -48,7 +49,37 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
   const target = sparsityTarget(r);
   const criterion = r.criterion ?? 'magnitude';
   const { N, K } = w;
+  if (criterion === 'magnitude' && 'n' in target && !ctx.hasCalibration) {
+    // No layer error to report: prune in the stored layout, skipping the canonical copy (see sparsity-stored.ts).
+    const layout = storedLayout(w, target.m);
+    const t = layout && storedFloat32Tensor(ctx.model, w);
+    if (layout && t) {
+      const r = pruneStoredMagnitudeNM(ctx.model, t, layout, target.n);
+      return {
+        name: w.name,
+        node: w.node,
+        op: w.op,
+        shape: w.shape,
+        pattern: patternLabel(target),
+        criterion,
+        sparsity: r.sparsity,
+        patternVerified: r.violations === 0,
+        nonFinite: r.nonFinite,
+        relError: null,
+        seconds: (performance.now() - t0) / 1000,
+      };
+    }
+  }
   const weights = readWeightMatrix(ctx.model, w);
+  let nonFinite = 0;
+  for (let i = 0; i < weights.length; i++) if (!Number.isFinite(weights[i])) nonFinite++;
+  if (nonFinite && criterion === 'sparsegpt') {
+    throw new InputError(
+      'non-finite-weights',
+      `${w.name}: ${nonFinite} weights are NaN or infinite; SparseGPT's weight update cannot handle them ` +
+        '(exclude the layer, or use magnitude/wanda)',
+    );
+  }
   const before = ctx.hasCalibration ? weights.slice() : undefined;
   const stats = criterion === 'magnitude' ? undefined : await ctx.stats(w);
   if (criterion !== 'magnitude' && !stats) {
@@ -99,6 +130,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
     pattern: patternLabel(target),
     criterion,
     sparsity: zeros / weights.length,
+    nonFinite,
     relError,
     seconds: (performance.now() - t0) / 1000,
   };
@@ -165,6 +197,7 @@ export const method: CompressionMethod<SparsityRecipe> = {
   labels: () => false,
   ingredients: () => false,
   changesGraph: (r) => !!r.packed,
+  reportsNonFinite: true,
   skipReason,
   run,
 };

@@ -153,6 +153,12 @@ export interface CompressionMethod<R extends Recipe = Recipe> {
    * model layer's own `compressible` flag; a weight with a reason here goes to ctx.skipped.
    */
   skipReason?(weight: WeightRef, recipe: R): string | undefined;
+  /**
+   * True when the method counts NaN/±Inf among each layer's ORIGINAL weights itself and reports it as
+   * `nonFinite` on its LayerReport rows; the runner then skips its own pre-scan (one pass over every weight).
+   * @defaultValue false
+   */
+  reportsNonFinite?: boolean;
   /** Does the work: edits ctx.model in place. */
   run(ctx: MethodContext<R>): Promise<MethodResult>;
 }

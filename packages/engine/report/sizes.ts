@@ -64,6 +64,38 @@ export function weightCounts(model: LoadedModel, weights: WeightRef[]): WeightCo
   return { parameters, nonZeros };
 }
 
+/** Stored tensor of a weight (initializer / Constant / sparse values), each lookup by graph path and name. */
+function storedTensorOf(model: LoadedModel, w: WeightRef) {
+  const index = buildScopeIndex(model);
+  const visit = index.visits.find((v) => v.path === w.storeGraphPath);
+  const def = visit ? index.scopes.get(visit)?.get(w.name) : undefined;
+  return def?.kind === 'sparse' ? def.sparse?.values : def?.tensor;
+}
+
+/** NaN and ±Inf values of a weight's stored float tensor (exponent bits all ones), read from its bytes. */
+export function nonFiniteCount(model: LoadedModel, w: WeightRef): number {
+  const t = storedTensorOf(model, w);
+  if (!t) return 0;
+  const dtype = tensorDtype(t);
+  const bytes = tensorBytes(model, t);
+  let bad = 0;
+  if (dtype === 'float32') {
+    const words =
+      bytes.byteOffset % 4 === 0
+        ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2)
+        : new Uint32Array(bytes.slice().buffer);
+    for (let i = 0; i < words.length; i++) if ((words[i] & 0x7f800000) === 0x7f800000) bad++;
+  } else if (dtype === 'float16' || dtype === 'bfloat16') {
+    const mask = dtype === 'float16' ? 0x7c00 : 0x7f80;
+    for (let i = 0; i + 1 < bytes.length; i += 2) if (((bytes[i] | (bytes[i + 1] << 8)) & mask) === mask) bad++;
+  } else if (dtype === 'float64') {
+    for (let i = 0; i + 7 < bytes.length; i += 8) {
+      if (((bytes[i + 6] | (bytes[i + 7] << 8)) & 0x7ff0) === 0x7ff0) bad++;
+    }
+  }
+  return bad;
+}
+
 function countNonZero(bytes: Uint8Array, dtype: string): number {
   const size = dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : dtype === 'float16' || dtype === 'bfloat16' ? 2 : 1;
   let nz = 0;

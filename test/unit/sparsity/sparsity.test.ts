@@ -6,7 +6,9 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../../packages/engine/job.js';
 import { convNet, mlp, randn, tokenData, transformer } from './models.js';
-import { checkOutput, run, tempDir, writeCase } from './helpers.js';
+import { checkOutput, run, storedTensor, tempDir, writeCase } from './helpers.js';
+import { loadModel } from '../../../packages/engine/onnx/model.js';
+import { tensorToFloat32 } from '../../../packages/engine/onnx/tensor.js';
 
 const dir = tempDir();
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -185,5 +187,56 @@ test('abort stops the job with an AbortError', async () => {
       { signal: ac.signal, onProgress: (p) => p.layer?.index === 2 && ac.abort() },
     ),
     (e: unknown) => (e as Error).name === 'AbortError',
+  );
+});
+
+test('magnitude N:M without calibration (stored-layout fast path) writes exactly what the canonical path writes', async () => {
+  const conv = await writeCase(dir, 'conv-fast', convNet(), convData);
+  const m = await writeCase(dir, 'mlp-fast', mlp(), mlpData);
+  for (const [c, names] of [
+    [conv, ['c1_w', 'c2_w']],
+    [m, ['w1', 'w2']],
+  ] as const) {
+    for (const pattern of ['2:4', '1:4', '4:8']) {
+      const fast = join(dir, `fast-${pattern.replace(':', '-')}-${names[0]}`);
+      const slow = join(dir, `slow-${pattern.replace(':', '-')}-${names[0]}`);
+      const rf = await run({ method: 'sparsity', pattern }, c.modelPath, fast);
+      // With calibration data the canonical path runs (it needs W and Ŵ for the layer error).
+      const rs = await run({ method: 'sparsity', pattern }, c.modelPath, slow, { calibrationPath: c.dataPath });
+      assert.ok(rf.report.layers.filter((l) => !l.skipped).every((l) => l.relError === null));
+      assert.ok(rs.report.layers.filter((l) => !l.skipped).every((l) => typeof l.relError === 'number'));
+      const a = await loadModel(join(fast, 'model.onnx'));
+      const b = await loadModel(join(slow, 'model.onnx'));
+      for (const name of names) {
+        assert.deepEqual(
+          tensorToFloat32(a, storedTensor(a, name)!),
+          tensorToFloat32(b, storedTensor(b, name)!),
+          `${name} ${pattern}`,
+        );
+      }
+    }
+  }
+});
+
+test('NaN/Inf weights are named in the warnings; SparseGPT refuses them with a clear error', async () => {
+  const model = mlp();
+  const w1 = model.proto.graph!.initializer.find((t) => t.name === 'w1')!;
+  const v = tensorToFloat32(model, w1);
+  v[5] = NaN;
+  v[77] = Infinity;
+  w1.rawData = new Uint8Array(v.buffer.slice(0));
+  const c = await writeCase(dir, 'mlp-nan', model, mlpData);
+  const r = await run({ method: 'sparsity', pattern: '2:4' }, c.modelPath, join(dir, 'nan-out'));
+  assert.ok(
+    r.report.warnings.some((x) => /^w1: 2 of 1024 weights are NaN or infinite/.test(x)),
+    r.report.warnings.join('|'),
+  );
+  const out = await checkOutput(join(dir, 'nan-out', 'model.onnx'), [{ name: 'w1', layout: 'KN' }], 2, 4);
+  assert.equal(out.w1.violations, 0);
+  await assert.rejects(
+    run({ method: 'sparsity', pattern: '2:4', criterion: 'sparsegpt' }, c.modelPath, join(dir, 'nan-sgpt'), {
+      calibrationPath: c.dataPath,
+    }),
+    (e: unknown) => e instanceof InputError && e.code === 'non-finite-weights',
   );
 });

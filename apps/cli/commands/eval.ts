@@ -1,0 +1,92 @@
+// `onnx-compress eval DENSE.onnx COMPRESSED.onnx --data FILE [--task auto|classification|lm] [--output NAME]
+// [--samples N] [--json]`: compares two models on the same data with the engine's evaluation (relative output error,
+// cosine similarity, top-1 agreement; accuracy or perplexity when the data allows).
+import { InvalidArgumentError, type Command } from 'commander';
+import { loadDataset, fixedBatchSize, planBatches } from '../../../packages/engine/data/dataset.js';
+import { modelInputSpecs } from '../../../packages/engine/data/inputs.js';
+import { closeModel, loadModel } from '../../../packages/engine/onnx/model.js';
+import { evaluateModels, type EvalTask } from '../../../packages/engine/runtime/evaluate.js';
+import { openSession } from '../../../packages/engine/runtime/session.js';
+
+interface EvalOptions {
+  data: string;
+  task: EvalTask;
+  output?: string;
+  samples?: number;
+  batchSize: number;
+  json?: boolean;
+}
+
+function positiveInt(v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('expected a positive integer');
+  return Number(v);
+}
+
+function task(v: string): EvalTask {
+  if (v !== 'auto' && v !== 'classification' && v !== 'lm') {
+    throw new InvalidArgumentError('expected auto, classification or lm');
+  }
+  return v;
+}
+
+async function evaluate(dense: string, compressed: string, opts: EvalOptions): Promise<void> {
+  const model = await loadModel(dense);
+  const specs = modelInputSpecs(model.proto);
+  closeModel(model);
+  const data = await loadDataset(opts.data, specs);
+  const a = await openSession(dense);
+  const b = await openSession(compressed);
+  try {
+    const ranges = planBatches(data.samples, opts.batchSize, opts.samples, fixedBatchSize(specs));
+    const q = await evaluateModels({
+      dense: a.session,
+      compressed: b.session,
+      dataset: data,
+      ranges: ranges.ranges,
+      task: opts.task,
+      ...(opts.output ? { outputName: opts.output } : {}),
+    });
+    const result = { ...q, samples: ranges.used };
+    if (opts.json) {
+      process.stdout.write(
+        `${JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`,
+      );
+      return;
+    }
+    const lines = [
+      `output ${q.outputName}, ${ranges.used} samples`,
+      `relative error ${q.relativeError.toFixed(4)}, cosine ${q.cosineSimilarity.toFixed(4)}, ` +
+        `top-1 agreement ${q.top1Agreement.toFixed(4)} (${q.positions} positions)`,
+    ];
+    if (q.task === 'classification') {
+      lines.push(`accuracy ${q.dense!.accuracy!.toFixed(4)} → ${q.compressed!.accuracy!.toFixed(4)}`);
+    } else if (q.task === 'lm') {
+      lines.push(
+        `perplexity ${q.dense!.perplexity!.toFixed(3)} → ${q.compressed!.perplexity!.toFixed(3)}; bits/token ` +
+          `${q.dense!.bitsPerToken!.toFixed(4)} → ${q.compressed!.bitsPerToken!.toFixed(4)} (targets: ${q.targets})`,
+      );
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await a.session.release();
+    await b.session.release();
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('eval')
+    .description('compare a compressed model with its dense original on the same data')
+    .argument('<dense>', 'the reference .onnx model')
+    .argument('<compressed>', 'the compressed .onnx model')
+    .requiredOption(
+      '--data <file>',
+      'evaluation data: .npz keyed by input name (+ labels), .npy, or a TensorProto folder',
+    )
+    .option('--task <task>', 'auto | classification | lm', task, 'auto' as EvalTask)
+    .option('--output <name>', 'model output to compare (default: the first)')
+    .option('--samples <n>', 'use the first n samples', positiveInt)
+    .option('--batch-size <n>', 'samples per ONNX Runtime run', positiveInt, 8)
+    .option('--json', 'print the result as JSON')
+    .action((dense: string, compressed: string, opts: EvalOptions) => evaluate(dense, compressed, opts));
+}

@@ -1,0 +1,31 @@
+// The engine's public surface: what the CLI, the worker and other programs import. Everything here runs with no
+// services (no HTTP, queue or database).
+export { runRecipe, ENGINE_VERSION, DEFAULT_MAX_HESSIAN_BYTES } from './run.js';
+export * from './job.js';
+export * from './recipe.js';
+export { getMethod, listMethods, methodFor } from './methods/registry.js';
+export type {
+  CalibrationNeed,
+  CompressionMethod,
+  IngredientSource,
+  LayerStats,
+  MethodContext,
+  MethodProgress,
+  MethodResult,
+  ModelScorer,
+  SkippedWeight,
+} from './methods/types.js';
+export { selectWeights } from './methods/select.js';
+export { loadDataset, validateDataset, planBatches, batches, LABELS_KEY } from './data/dataset.js';
+export { modelInputSpecs, modelOutputSpecs, type ModelInputSpec } from './data/inputs.js';
+export { decodeNpy, encodeNpy } from './data/npy.js';
+export { decodeNpz, encodeNpz } from './data/npz.js';
+export { decodeTensorProto } from './data/tensorpb.js';
+export { randomDataset } from './data/random.js';
+export { DatasetError, type DataArray, type Dataset, type DataDtype } from './data/types.js';
+export { openSession, ortVersion, SessionError, type ExecutionProvider } from './runtime/session.js';
+export { evaluateModels, type QualityReport } from './runtime/evaluate.js';
+export { StatsCollector, type StatsRequest } from './runtime/stats.js';
+export { FidelityAccumulator } from './metrics/fidelity.js';
+export { AccuracyAccumulator, LmAccumulator } from './metrics/labels.js';
+export { modelDiskBytes, weightCounts } from './report/sizes.js';
