@@ -135,11 +135,16 @@ export function quantizeWithClip(
     return q;
   }
   const inv = 1 / s;
+  // Shifted so the argument of floor is positive: code = floor(clamp(w/s, −half, qmax) + half + 0.5) = round + half
+  // (Math.round's half-toward-+∞ rule), with |0 as floor.
+  const lo = 0.5;
+  const hi = qmax + half + 0.5;
+  const shift = half + 0.5;
   for (let i = 0; i < w.length; i++) {
-    let v = Math.round(w[i] * inv);
-    if (v > qmax) v = qmax;
-    else if (v < -half) v = -half;
-    codes[i] = v + half;
+    let x = w[i] * inv + shift;
+    if (x < lo) x = lo;
+    else if (x > hi) x = hi;
+    codes[i] = x | 0;
   }
   return q;
 }

@@ -149,3 +149,24 @@ test('accuracyLevel auto times the candidates and records them', async () => {
   for (const n of written.proto.graph!.node.filter((x) => x.opType === 'MatMulNBits'))
     assert.equal(Number(n.attribute.find((x) => x.name === 'accuracy_level')!.i), a.level);
 });
+
+test('latency comparison dense vs compressed: interleaved p50/p95 per batch, slower flagged', async () => {
+  const { compareLatency, batchOf } = await import('../../../packages/engine/quant/latency.js');
+  const c = await writeCase(dir, 'mlp-lat', mlp(7), mlpData);
+  const out = join(dir, 'lat');
+  await run({ method: 'quantize', quant: { bits: 4 }, accuracyLevel: 4 }, c.modelPath, out);
+  const data = new Map([['x', mlpData.x]]);
+  const b = batchOf(data, 30); // more rows than the 24 samples: cycles
+  assert.deepEqual(b.get('x')!.dims, [30, 16]);
+  assert.equal(b.get('x')!.data[24 * 16], mlpData.x.data[0]);
+  const rep = await compareLatency(c.modelPath, join(out, 'model.onnx'), data, { batches: [1, 8], runs: 10 });
+  assert.equal(rep.executionProvider, 'cpu');
+  assert.deepEqual(
+    rep.rows.map((r) => r.batch),
+    [1, 8],
+  );
+  for (const r of rep.rows) {
+    assert.ok(r.dense.p50 > 0 && r.compressed.p95 >= r.compressed.p50 && r.dense.runs === 10);
+    assert.equal(r.slower, r.compressed.p50 > r.dense.p50);
+  }
+});
