@@ -1,7 +1,7 @@
 // `onnx-compress soup A.onnx B.onnx … --recipe RECIPE.json --eval HELD.npz -o SOUP.onnx [--report REPORT.json]`:
 // merge fine-tuned sparse models of one parent into a sparse model soup (uniform or greedy on the held-out data),
 // masks checked and re-applied; prints per-ingredient metrics, the greedy steps and the soup's metric and sparsity.
-import { readFile, rename, rm, mkdtemp, copyFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../../packages/engine/job.js';
@@ -84,6 +84,7 @@ export function register(program: Command): void {
     .action(async (ingredients: string[], opts: SoupCliOptions) => {
       const recipe = await readRecipe(opts.recipe);
       const out = resolve(opts.output);
+      await mkdir(dirname(out), { recursive: true });
       const work = await mkdtemp(join(dirname(out), '.soup-'));
       const tty = process.stderr.isTTY;
       let lastMessage = '';

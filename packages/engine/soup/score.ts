@@ -74,7 +74,10 @@ export class HeldOutScorer implements ModelScorer {
     reference?: ort.InferenceSession,
   ): Promise<number | null> {
     const ds = this.opts.dataset;
-    const outputName = this.opts.outputName ?? session.outputNames[0];
+    let outputName = this.opts.outputName ?? session.outputNames[0];
+    // Classifiers exported with a label output first (e.g. ["label", "probabilities"]): score the first output
+    // that has a class axis, unless the recipe named one.
+    let pickOutput = metric === 'accuracy' && !this.opts.outputName && session.outputNames.length > 1;
     if (!session.outputNames.includes(outputName)) {
       throw new InputError(
         'unknown-output',
@@ -89,11 +92,18 @@ export class HeldOutScorer implements ModelScorer {
     let probabilities: boolean | undefined;
     for (const batch of batches(ds, ranges)) {
       const feeds = feedsOf(batch.inputs);
+      if (pickOutput) {
+        const all = await runSession(session, feeds, [...session.outputNames], 'scoring a soup candidate');
+        outputName = session.outputNames.find((o) => (all[o] as ort.Tensor).dims.length === 2) ?? outputName;
+        pickOutput = false;
+      }
       const y = (await runSession(session, feeds, [outputName], 'scoring a soup candidate'))[outputName] as ort.Tensor;
       const out = toFloat32(y);
       const dims = [...y.dims];
       if (metric === 'accuracy') {
-        if (batch.labels!.dims.length !== 1 || dims.length !== 2) {
+        // labels [samples] or [samples, 1]
+        const labelDims = batch.labels!.dims;
+        if (!(labelDims.length === 1 || (labelDims.length === 2 && labelDims[1] === 1)) || dims.length !== 2) {
           throw new InputError(
             'soup-metric-shape',
             `accuracy needs labels [samples] and outputs [samples, classes]; got labels [${ds.labels!.dims.join(', ')}], ` +
