@@ -31,21 +31,26 @@ function checkSquare(a: Float64Array, n: number, what: string) {
 export function getBlock(a: Float64Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float64Array {
   const w = c1 - c0;
   const out = new Float64Array((r1 - r0) * w);
-  // Plain loops: a subarray per row would allocate an object per row (GC pressure at n = 4096).
-  for (let r = r0, o = 0; r < r1; r++) {
-    const base = r * ld;
-    for (let c = c0; c < c1; c++, o++) out[o] = a[base + c];
-  }
+  if (w === ld) out.set(a.subarray(r0 * ld, r1 * ld));
+  else if (w >= 32) for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
+  else
+    for (let r = r0, o = 0; r < r1; r++) {
+      const base = r * ld;
+      for (let c = c0; c < c1; c++, o++) out[o] = a[base + c];
+    }
   return out;
 }
 
 /** Write a contiguous block into rows r0.., cols c0.. of a row-major matrix with `ld` columns. */
 export function setBlock(a: Float64Array, ld: number, r0: number, c0: number, block: Float64Array, w: number) {
   const h = w === 0 ? 0 : block.length / w;
-  for (let r = 0, o = 0; r < h; r++) {
-    const base = (r0 + r) * ld + c0;
-    for (let c = 0; c < w; c++, o++) a[base + c] = block[o];
-  }
+  if (w === ld && c0 === 0) a.set(block, r0 * ld);
+  else if (w >= 32) for (let r = 0; r < h; r++) a.set(block.subarray(r * w, (r + 1) * w), (r0 + r) * ld + c0);
+  else
+    for (let r = 0, o = 0; r < h; r++) {
+      const base = (r0 + r) * ld + c0;
+      for (let c = 0; c < w; c++, o++) a[base + c] = block[o];
+    }
 }
 
 /** Unblocked lower Cholesky and the inverse of the factor, both in place of fresh arrays. */
