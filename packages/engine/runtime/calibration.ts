@@ -7,16 +7,17 @@ import { ValueInfoProtoSchema, type NodeProto } from '../onnx/gen/onnx_pb.js';
 import { addGraphOutputs } from '../onnx/graph.js';
 import { saveModel, type LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
-import { nodeKey } from '../onnx/walk.js';
+import { findGraph, nodeKey } from '../onnx/walk.js';
 import { relativeOutputError } from '../math/relerr.js';
 import type { LayerStats } from '../methods/types.js';
 import { convGeometry, geometryKey } from './conv.js';
 import { openSession, type ExecutionProvider, type OpenedSession } from './session.js';
 import { hessianBytes, type StatsRequest } from './stats.js';
 
-/** Finds a main-graph node by the key discoverWeights reports (name, or `<op>#<index>`). */
-export function findMainNode(model: LoadedModel, key: string): NodeProto | undefined {
-  const nodes = model.proto.graph?.node ?? [];
+/** Finds a node by the key discoverWeights reports (name, or `<op>#<index>`) in the graph at `graphPath`. */
+export function findNodeByKey(model: LoadedModel, key: string, graphPath = ''): NodeProto | undefined {
+  const nodes =
+    graphPath === '' ? (model.proto.graph?.node ?? []) : (findGraph(model.proto, graphPath)?.graph.node ?? []);
   for (let i = 0; i < nodes.length; i++) if (nodeKey(nodes[i], i) === key) return nodes[i];
   return undefined;
 }
@@ -25,8 +26,8 @@ export function findMainNode(model: LoadedModel, key: string): NodeProto | undef
 export function statsRequestFor(model: LoadedModel, w: WeightRef, hessian: boolean): StatsRequest {
   if (!w.activation) throw new Error(`weight ${w.name} has no activation`);
   if (w.op !== 'Conv') return { key: w.activation, activation: w.activation, K: w.K, groups: 1, hessian };
-  const node = findMainNode(model, w.node);
-  if (!node) throw new Error(`Conv node ${w.node} of weight ${w.name} not found in the main graph`);
+  const node = findNodeByKey(model, w.node, w.graphPath);
+  if (!node) throw new Error(`Conv node ${w.node} of weight ${w.name} not found in graph '${w.graphPath}'`);
   const conv = convGeometry(node, w.consumerShape);
   return {
     key: `${w.activation}|conv:${geometryKey(conv)}`,
