@@ -168,12 +168,14 @@ export async function sparseGpt(
       const ub = new Float32Array(c * c);
       for (let j = 0; j < c; j++) ub.set(u.subarray((c0 + j) * K + c0, (c0 + j) * K + c0 + c), j * c);
       const keep = new Uint8Array(N * c);
-      if (keepOuter) for (let r = 0; r < N; r++) keep.set(keepOuter.subarray(r * count + s0, r * count + s1), r * c);
+      // Short per-row copies as plain loops: a subarray per row would allocate N objects per sub-block.
+      if (keepOuter)
+        for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) keep[r * c + j] = keepOuter[r * count + s0 + j];
       const err = new Float32Array(N * c);
       loss += sweepBlock(blk, ub, keep, err, N, c, o.nm);
       transposeInto(blk, 0, c, N, c, wt, c0 * N, N);
       transposeInto(err, 0, c, N, c, errT, s0 * N, N);
-      for (let r = 0; r < N; r++) mask.set(keep.subarray(r * c, (r + 1) * c), r * K + c0);
+      for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) mask[r * K + c0 + j] = keep[r * c + j];
       if (s1 < count) {
         // Rest of the outer block: Wᵀ[i1+s1 : i2] −= U[c0 : c0+c, i1+s1 : i2]ᵀ · Errᵀ[s0 : s1].
         const uIn = copyRect(u, K, c0, c0 + c, i1 + s1, i2);
