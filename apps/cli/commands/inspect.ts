@@ -40,6 +40,8 @@ export interface InspectReport {
     group?: number;
     location: string;
     via: string[];
+    /** read/writeWeightMatrix can map it (a stored weight with a matrix layout). */
+    readable: boolean;
     compressible: boolean;
     reason: string | null;
   }[];
@@ -111,6 +113,7 @@ export function inspectModel(model: LoadedModel): InspectReport {
         N: w.N,
         location: w.location,
         via: w.via,
+        readable: w.readable,
         compressible: w.compressible,
         reason: w.reason ?? null,
       };
