@@ -38,6 +38,8 @@ export interface AccuracyLevelChoice {
   timings: { K: number; N: number; bits: number; blockSize: number; count: number; ms: Record<string, number> }[];
   /** Σ count·ms per candidate. */
   totalMs: Record<string, number>;
+  /** Candidates ONNX Runtime refused (they are not chosen). */
+  failures: string[];
   note: string;
 }
 
@@ -138,6 +140,7 @@ export async function chooseAccuracyLevel(
   const totalMs: Record<string, number> = Object.fromEntries(candidates.map((c) => [String(c), 0]));
   const timings: AccuracyLevelChoice['timings'] = [];
   let usedEp: ExecutionProvider = ep;
+  const failures: string[] = [];
   for (const s of picked) {
     const ms: Record<string, number> = {};
     const x = new Float32Array(s.K);
@@ -146,7 +149,15 @@ export async function chooseAccuracyLevel(
     // Enough runs for a stable median without spending long on big layers.
     const runs = opts.runs ?? Math.max(10, Math.min(100, Math.round(2e8 / (s.K * s.N))));
     for (const level of candidates) {
-      const opened = await openSession(matMulNBitsModel(s, level), { executionProviders: [ep, 'cpu'] });
+      let opened;
+      try {
+        opened = await openSession(matMulNBitsModel(s, level), { executionProviders: [ep, 'cpu'] });
+      } catch (e) {
+        // A level this build/EP rejects for this shape is simply not a candidate.
+        failures.push(`level ${level} on ${s.K}×${s.N}: ${String((e as Error).message ?? e).split('\n')[0]}`);
+        totalMs[String(level)] = Infinity;
+        continue;
+      }
       usedEp = opened.executionProvider;
       try {
         const t = await timeSession(opened.session, feeds, runs);
@@ -160,8 +171,10 @@ export async function chooseAccuracyLevel(
   }
   let level = candidates[0];
   for (const c of candidates) if (totalMs[String(c)] < totalMs[String(level)]) level = c;
+  if (!Number.isFinite(totalMs[String(level)])) level = 0; // nothing could be timed: leave it unset (ORT's default)
   return {
     level,
+    failures,
     executionProvider: usedEp,
     candidates,
     timings,
