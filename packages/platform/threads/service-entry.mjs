@@ -1,0 +1,28 @@
+// Long-lived worker-thread entry: registers tsx, imports one module, then serves calls {id, fn, args} with
+// {id, ok, value} or {id, ok: false, error} (plain data: `name` and `code` survive, class identity does not).
+import { register } from 'tsx/esm/api';
+import { parentPort, workerData } from 'node:worker_threads';
+
+register();
+const mod = await import(workerData.module);
+parentPort.on('message', async ({ id, fn, args }) => {
+  try {
+    if (typeof mod[fn] !== 'function') throw new Error(`${workerData.module} has no export ${fn}`);
+    parentPort.postMessage({ id, ok: true, value: await mod[fn](args) });
+  } catch (e) {
+    const err = e instanceof Error ? e : new Error(String(e));
+    parentPort.postMessage({
+      id,
+      ok: false,
+      error: {
+        name: err.name,
+        message: err.message,
+        code: err.code,
+        stack: err.stack,
+        issues: err.issues,
+        problems: err.problems,
+      },
+    });
+  }
+});
+parentPort.postMessage({ ready: true });
