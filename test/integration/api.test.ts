@@ -3,10 +3,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
 import { encodeNpy } from '../../packages/engine/data/npy.js';
+import { loadModel, saveModel } from '../../packages/engine/onnx/model.js';
 import { encodeNpz } from '../../packages/engine/data/npz.js';
 import { openTestEnv, SMALL_MODEL, type TestEnv } from './helpers.js';
 
@@ -83,6 +86,57 @@ describe('models', () => {
     const res = await app.inject({ method: 'POST', url: '/v1/models', ...mp });
     assert.equal(res.statusCode, 201, res.body);
     assert.equal(res.json().name, 'direction-classifier');
+  });
+
+  it('takes a model with external data (multipart externalData parts) and checks the files against the model', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'oc-ext-'));
+    try {
+      const model = await loadModel(SMALL_MODEL);
+      await saveModel(model, join(dir, 'ext.onnx'), { externalData: { location: 'ext.onnx.data' } });
+      const onnx = await readFile(join(dir, 'ext.onnx'));
+      const data = await readFile(join(dir, 'ext.onnx.data'));
+      const ok = await app.inject({
+        method: 'POST',
+        url: '/v1/models',
+        ...multipart([
+          { field: 'file', filename: 'ext.onnx', body: onnx },
+          { field: 'externalData', filename: 'ext.onnx.data', body: data },
+        ]),
+      });
+      assert.equal(ok.statusCode, 201, ok.body);
+      assert.deepEqual(
+        ok.json().externalData.map((f: { name: string; sizeBytes: number }) => [f.name, f.sizeBytes]),
+        [['ext.onnx.data', data.length]],
+      );
+      assert.deepEqual(ok.json().inspection.externalDataFiles, ['ext.onnx.data']);
+      const missing = await app.inject({
+        method: 'POST',
+        url: '/v1/models',
+        ...multipart([{ field: 'file', filename: 'ext.onnx', body: onnx }]),
+      });
+      assert.equal(missing.statusCode, 422, missing.body);
+      const stray = await app.inject({
+        method: 'POST',
+        url: '/v1/models',
+        ...multipart([
+          { field: 'file', filename: 'cls.onnx', body: modelBytes },
+          { field: 'externalData', filename: 'other.bin', body: data },
+        ]),
+      });
+      assert.equal(stray.statusCode, 422);
+      assert.match(stray.json().detail, /not referenced/);
+      const escape = await app.inject({
+        method: 'POST',
+        url: '/v1/models',
+        ...multipart([
+          { field: 'file', filename: 'ext.onnx', body: onnx },
+          { field: 'externalData', filename: '.hidden', body: data },
+        ]),
+      });
+      assert.equal(escape.statusCode, 400);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('rejects a file that is not ONNX with 422 problem+json', async () => {

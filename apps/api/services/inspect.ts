@@ -4,6 +4,7 @@
 import { open, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { loadModel, closeModel } from '../../../packages/engine/onnx/model.js';
+import { graphTensors, walkGraphs } from '../../../packages/engine/onnx/walk.js';
 import { inspectModel, type InspectReport } from '../../cli/commands/inspect.js';
 import { decodeNpz } from '../../../packages/engine/data/npz.js';
 import { decodeTensorProto } from '../../../packages/engine/data/tensorpb.js';
@@ -17,9 +18,12 @@ export async function inspectModelFile(args: { path: string }): Promise<ModelIns
   try {
     const { path: _path, ...report } = inspectModel(model);
     const external = new Set<string>();
-    for (const t of model.proto.graph?.initializer ?? []) {
-      for (const e of t.externalData) if (e.key === 'location') external.add(e.value);
-    }
+    // Every tensor that can live outside the protobuf: initializers, sparse ones, Constant attributes, subgraphs.
+    walkGraphs(model.proto, (v) => {
+      for (const t of graphTensors(v.graph)) {
+        for (const e of t.externalData) if (e.key === 'location') external.add(e.value);
+      }
+    });
     return { ...report, externalDataFiles: [...external].sort() };
   } finally {
     closeModel(model);
