@@ -30,6 +30,7 @@ import { modelDiskBytes, nonFiniteCount, weightCounts } from './report/sizes.js'
 import { layerRelativeError, openStatsSession, statsRequestFor } from './runtime/calibration.js';
 import { evaluateModels, type QualityReport } from './runtime/evaluate.js';
 import { checkLoadable } from './runtime/load-check.js';
+import { HeldOutScorer } from './soup/score.js';
 import { openSession, ortVersion, type ExecutionProvider } from './runtime/session.js';
 import { hessianBytes, StatsCollector, type StatsRequest } from './runtime/stats.js';
 
@@ -74,6 +75,7 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
   const providers: ExecutionProvider[] = opts.executionProviders?.length ? [...opts.executionProviders] : ['cpu'];
   const scratch = await mkdtemp(join(opts.tmpDir ?? tmpdir(), 'onnx-compress-'));
   const sessions: ort.InferenceSession[] = [];
+  let scorer: HeldOutScorer | undefined;
   let model: LoadedModel | undefined;
   try {
     progress.emit('load', 0, { message: `loading ${inputs.modelPath}` });
@@ -260,6 +262,22 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
         return layerRelativeError(w, await collector.get(req.key), before, after);
       },
     };
+    // Held-out scoring for methods that choose between candidates (greedy soups): evaluation data, else
+    // calibration data; fidelity is measured against the parent (or the input model when it is not an ingredient).
+    const scoreSet = evalData ?? calibration;
+    if (scoreSet) {
+      const paths = inputs.ingredientPaths ?? [];
+      const referencePath = inputs.parentPath ?? (paths.includes(inputs.modelPath) ? undefined : inputs.modelPath);
+      scorer = new HeldOutScorer({
+        dataset: scoreSet,
+        tmpDir: scratch,
+        executionProviders: providers,
+        ...(recipe.evaluation?.samples ? { samples: recipe.evaluation.samples } : {}),
+        ...(recipe.evaluation?.outputName ? { outputName: recipe.evaluation.outputName } : {}),
+        ...(referencePath ? { referencePath } : {}),
+      });
+      ctx.scorer = scorer;
+    }
     if (evalData?.labels || calibration?.labels) {
       const l = (evalData?.labels ?? calibration?.labels)!;
       ctx.labels = { dims: l.dims, data: l.data as BigInt64Array | Int32Array };
@@ -400,6 +418,7 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
     progress.emit('done', 1, { message: 'done' });
     return { report, artifacts };
   } finally {
+    await scorer?.close().catch(() => {});
     for (const s of sessions) await s.release().catch(() => {});
     if (model) closeModel(model);
     await rm(scratch, { recursive: true, force: true });

@@ -34,7 +34,7 @@ export function run(
   recipe: Record<string, unknown>,
   modelPath: string,
   outputDir: string,
-  extra: { calibrationPath?: string; evalPath?: string } = {},
+  extra: { calibrationPath?: string; evalPath?: string; ingredientPaths?: string[]; parentPath?: string } = {},
   opts: JobOptions = {},
 ): Promise<JobResult> {
   return runRecipe(recipe as unknown as Recipe, { modelPath, outputDir, ...extra }, opts);
