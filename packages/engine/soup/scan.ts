@@ -1,7 +1,7 @@
 // Pass 1 of a soup: every ingredient is checked against the base (structure, identical non-float tensors), its float
 // tensors are added to the float64 sums, and the zero patterns of the masked weights are compared (require-shared
 // fails on the first difference, naming the weight and position) and accumulated into union and intersection.
-import { InputError } from '../job.js';
+import { InputError, isInputError } from '../job.js';
 import { closeModel } from '../onnx/loaded.js';
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';
 import type { WeightRef } from '../onnx/weights.js';
@@ -59,7 +59,16 @@ export async function scanIngredients(job: SoupJob, state: ScanState): Promise<I
     checkAbort();
     progress((0.3 * i) / n, `checking ingredient ${i + 1}/${n}`);
     const src = job.ingredients[i];
-    const model = await src.load();
+    let model;
+    try {
+      model = await src.load();
+    } catch (e) {
+      // Say which ingredient a bad file is (the model layer's message names no file when it cannot parse one).
+      if (isInputError(e) && !e.message.includes(src.path)) {
+        (e as Error).message = `ingredient ${i + 1} (${src.path}): ${e.message}`;
+      }
+      throw e;
+    }
     try {
       const diffs = compareStructure(job.base.proto, model.proto);
       if (diffs.length) {

@@ -174,3 +174,14 @@ test('greedy without held-out data, one ingredient, and pattern without reprune 
     /apply only with maskPolicy "reprune"/,
   );
 });
+
+test('a corrupt ingredient file is named in the error', async () => {
+  const junk = join(dir, 'junk.onnx');
+  await writeFile(
+    junk,
+    Uint8Array.from({ length: 100 }, (_, i) => (i * 37 + 11) & 0xff),
+  );
+  const e = await cook({ paths: [INGREDIENTS[0], junk], settings: shared, dir }).catch((x: unknown) => x as Error);
+  assert.ok(isInputError(e), String(e));
+  assert.match((e as Error).message, /^ingredient 2 \(.*junk\.onnx\): /);
+});
