@@ -397,3 +397,19 @@ export function exportMlp(m: Mlp, opts: ExportOptions = {}): ModelProto {
 export function mlpBytes(m: Mlp, opts?: ExportOptions): Uint8Array {
   return toBinary(ModelProtoSchema, exportMlp(m, opts));
 }
+
+/** Reads an MLP exported by exportMlp back (float32 → float64), with masks = the non-zeros of each weight. */
+export function mlpFromInitializers(read: (name: string) => Float32Array, sizes: number[]): Mlp {
+  const layers: Mlp = [];
+  for (let l = 0; l + 1 < sizes.length; l++) {
+    const w = Float64Array.from(read(`fc${l + 1}.weight`));
+    layers.push({
+      k: sizes[l],
+      n: sizes[l + 1],
+      w,
+      b: Float64Array.from(read(`fc${l + 1}.bias`)),
+      mask: Uint8Array.from(w, (v) => (v === 0 ? 0 : 1)),
+    });
+  }
+  return layers;
+}
