@@ -280,6 +280,13 @@ function describe(
     shape = next;
   }
   const c = shape;
+  const storedCount = info.dims.reduce((x, y) => x * y, 1);
+  if (c.some((d) => !Number.isSafeInteger(d) || d < 0) || c.reduce((x, y) => x * y, 1) !== storedCount) {
+    reasons.push(
+      `shape after ${t.chain.map((n) => n.opType).join('>')} ([${c.join(', ')}]) does not match the stored tensor`,
+    );
+    readable = false;
+  }
   let K = 0;
   let N = 0;
   let kC = 0;
@@ -425,8 +432,13 @@ export function readWeightMatrix(model: LoadedModel, w: WeightRef): Float32Array
   checkReadable(w);
   const def = locateStore(model, w);
   let v = readStore(model, def);
-  for (const step of w.transposes) v = transpose(v, step.inShape, step.perm);
   const { N, K } = w;
+  if (v.length !== N * K)
+    throw new OnnxError(
+      'invalid-argument',
+      `weight '${w.name}' holds ${v.length} values, not ${N}×${K}; rediscover it`,
+    );
+  for (const step of w.transposes) v = transpose(v, step.inShape, step.perm);
   const out = new Float32Array(N * K);
   if (w.op === 'Conv') {
     const cg = w.consumerShape[1];
@@ -447,6 +459,12 @@ export function writeWeightMatrix(model: LoadedModel, w: WeightRef, rows: Float3
   if (rows.length !== N * K)
     throw new OnnxError('invalid-argument', `weight '${w.name}' needs ${N}×${K} = ${N * K} values, got ${rows.length}`);
   const def = locateStore(model, w);
+  const stored = def.kind === 'sparse' ? def.sparse!.dims : def.tensor!.dims;
+  if (elementCount(stored) !== N * K)
+    throw new OnnxError(
+      'invalid-argument',
+      `weight '${w.name}' holds ${elementCount(stored)} values, not ${N}×${K}; rediscover it`,
+    );
   const dtype = def.kind === 'sparse' ? tensorDtype(def.sparse!.values!) : tensorDtype(def.tensor!);
   if (!WRITABLE.has(dtype))
     throw new OnnxError(

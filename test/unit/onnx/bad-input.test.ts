@@ -19,7 +19,18 @@ import type { ModelProto } from '../../../packages/engine/onnx/gen/onnx_pb.js';
 import { decodeModel, loadModel, saveModel } from '../../../packages/engine/onnx/model.js';
 import { GraphBuilder, makeAttribute } from '../../../packages/engine/onnx/builder.js';
 import { makeTensor } from '../../../packages/engine/onnx/tensor.js';
-import { PPOCR_DET, mlpModel, randomFloats, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
+import {
+  PPOCR_DET,
+  convModel,
+  ifModel,
+  loopScanModel,
+  mlpModel,
+  randomFloats,
+  removeDir,
+  tempDir,
+  viaModel,
+} from '../../helpers/onnx-fixtures.js';
+import { discoverWeights, readWeightMatrix } from '../../../packages/engine/onnx/weights.js';
 
 const fails = (fn: () => unknown, code: string) =>
   assert.throws(fn, (e: Error & { code?: string }) => {
@@ -315,6 +326,38 @@ test('sizes past protobuf 2 GiB: a .onnx that large, and inline saving of > 2 Gi
     const loaded = await loadModel(file);
     await failsAsync(saveModel(loaded, path.join(dir, 'inline.onnx'), { externalData: false }), 'too-large-for-inline');
     assert.deepEqual(fs.readdirSync(dir).sort(), ['big.onnx', 'huge.bin', 'm.onnx'], 'nothing half-written');
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('bit-flipped models: load, discover, read and save either work or throw OnnxError (never anything else)', async () => {
+  const dir = tempDir();
+  try {
+    let seed = 1;
+    const rnd = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const bases = [mlpModel, viaModel, ifModel, loopScanModel, convModel].map((f) =>
+      toBinary(ModelProtoSchema, f().proto),
+    );
+    const seen = new Set<string>();
+    for (let i = 0; i < 600; i++) {
+      const b = new Uint8Array(bases[i % bases.length]);
+      for (let j = 0, flips = 1 + Math.floor(rnd() * 4); j < flips; j++)
+        b[Math.floor(rnd() * b.length)] ^= 1 << Math.floor(rnd() * 8);
+      try {
+        const m = decodeModel(b, dir);
+        for (const w of discoverWeights(m, { minElements: 0 })) if (w.readable) readWeightMatrix(m, w);
+        await saveModel(m, path.join(dir, 'fuzz.onnx'));
+        seen.add('ok');
+      } catch (e) {
+        assert.equal((e as Error).name, 'OnnxError', `case ${i}: ${(e as Error).stack}`);
+        seen.add((e as { code: string }).code);
+      }
+    }
+    assert.ok(seen.has('ok') && seen.has('not-protobuf') && seen.size >= 4, [...seen].join(', '));
   } finally {
     removeDir(dir);
   }
