@@ -148,24 +148,37 @@ export async function chooseAccuracyLevel(
     const feeds = { X: new ort.Tensor('float32', x, [1, s.K]) };
     // Enough runs for a stable median without spending long on big layers.
     const runs = opts.runs ?? Math.max(10, Math.min(100, Math.round(2e8 / (s.K * s.N))));
-    for (const level of candidates) {
-      let opened;
-      try {
-        opened = await openSession(matMulNBitsModel(s, level), { executionProviders: [ep, 'cpu'] });
-      } catch (e) {
-        // A level this build/EP rejects for this shape is simply not a candidate.
-        failures.push(`level ${level} on ${s.K}×${s.N}: ${String((e as Error).message ?? e).split('\n')[0]}`);
-        totalMs[String(level)] = Infinity;
-        continue;
+    // Open every candidate first, then interleave their runs so that load changes on a shared machine hit all
+    // levels alike (sequential blocks of runs were seen to swap the order of levels 0 and 1 under load).
+    const open: { level: number; session: ort.InferenceSession; times: number[] }[] = [];
+    try {
+      for (const level of candidates) {
+        try {
+          const opened = await openSession(matMulNBitsModel(s, level), { executionProviders: [ep, 'cpu'] });
+          usedEp = opened.executionProvider;
+          open.push({ level, session: opened.session, times: [] });
+        } catch (e) {
+          // A level this build/EP rejects for this shape is simply not a candidate.
+          failures.push(`level ${level} on ${s.K}×${s.N}: ${String((e as Error).message ?? e).split('\n')[0]}`);
+          totalMs[String(level)] = Infinity;
+        }
       }
-      usedEp = opened.executionProvider;
-      try {
-        const t = await timeSession(opened.session, feeds, runs);
-        ms[String(level)] = percentile(t, 0.5);
-      } finally {
-        await opened.session.release();
-      }
-      totalMs[String(level)] += ms[String(level)] * s.count;
+      for (const c of open) for (let i = 0; i < 3; i++) await c.session.run(feeds);
+      for (let i = 0; i < runs; i++)
+        for (const c of open) {
+          const t0 = performance.now();
+          await c.session.run(feeds);
+          c.times.push(performance.now() - t0);
+        }
+    } finally {
+      for (const c of open) await c.session.release();
+    }
+    for (const c of open) {
+      ms[String(c.level)] = percentile(
+        c.times.sort((a, b) => a - b),
+        0.5,
+      );
+      totalMs[String(c.level)] += ms[String(c.level)] * s.count;
     }
     timings.push({ K: s.K, N: s.N, bits: s.bits, blockSize: s.blockSize, count: s.count, ms });
   }
