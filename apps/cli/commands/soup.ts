@@ -8,7 +8,7 @@ import { InputError } from '../../../packages/engine/job.js';
 import { closeModel, loadModel, saveModel } from '../../../packages/engine/onnx/model.js';
 import { parseRecipe, RecipeError } from '../../../packages/engine/recipe.js';
 import type { SoupReport } from '../../../packages/engine/soup/merge.js';
-import { runSoupJob } from '../../../packages/engine/soup/job.js';
+import { runRecipe } from '../../../packages/engine/run.js';
 
 interface SoupCliOptions {
   recipe: string;
@@ -89,12 +89,14 @@ export function register(program: Command): void {
       const tty = process.stderr.isTTY;
       let lastMessage = '';
       try {
-        const { report, artifacts } = await runSoupJob(
+        // --parent: the base whose zeros bound the mask (and the fidelity reference); --reference overrides the latter.
+        const reference = opts.reference ?? opts.parent;
+        const { report, artifacts } = await runRecipe(
           recipe,
           {
             modelPath: opts.parent ?? ingredients[0],
             ingredientPaths: ingredients,
-            ...(opts.parent ? { parentPath: opts.parent } : {}),
+            ...(reference ? { parentPath: reference } : {}),
             ...(opts.eval ? { evalPath: opts.eval } : {}),
             outputDir: work,
           },
@@ -106,7 +108,6 @@ export function register(program: Command): void {
               process.stderr.write(tty ? `\r\x1b[K[${(p.fraction * 100).toFixed(0)}%] ${msg}` : `${msg}\n`);
             },
           },
-          opts.reference ? { referencePath: opts.reference } : {},
         );
         if (tty) process.stderr.write('\n');
         if (artifacts.some((a) => a.name === 'model.onnx.data')) {
