@@ -5,7 +5,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Platform } from '../../../packages/platform/runtime.js';
 import { loadAuthConfig, type AuthConfig } from '../../../packages/platform/auth/config.js';
+import { BullProgressBridge } from '../../../packages/platform/job-events/bull-bridge.js';
 import { JobEventSubscriber } from '../../../packages/platform/job-events/bus.js';
+import { QUEUE_NAMES } from '../../../packages/platform/queue/catalogue.js';
 import { createRedis } from '../../../packages/platform/queue/redis.js';
 import { loadWebhookConfig, type WebhookConfig } from '../../../packages/platform/webhooks/config.js';
 import { createWebhookQueue } from '../../../packages/platform/webhooks/queue.js';
@@ -13,6 +15,7 @@ import { createJobEventsRoutes } from '../routes/events.js';
 import { createWebhookDeliveryRoutes } from '../routes/webhook-deliveries.js';
 import { createUiRoutes } from '../ui/routes.js';
 import { createAuthPlugin } from './auth.js';
+import { createJobWebhookPlugin } from './job-webhook.js';
 
 type AppPlugin = (app: FastifyInstance) => Promise<void>;
 
@@ -33,12 +36,18 @@ export function openServiceExtensions(
   const prefix = platform.config.queuePrefix;
   const webhookQueue = createWebhookQueue(platform.redis, prefix);
   const subscriber = new JobEventSubscriber(createRedis(platform.config.redisUrl, 'subscriber'), prefix);
+  // Progress that compress workers report through BullMQ reaches the SSE streams without a second publish.
+  const bridge = new BullProgressBridge(subscriber, Object.values(QUEUE_NAMES), prefix, {
+    url: platform.config.redisUrl,
+    maxRetriesPerRequest: null,
+  });
   return {
     auth,
     webhooks,
     plugins: [
       // A global plugin (its hooks must reach the other routes): the skip-override mark travels with the function.
       createAuthPlugin({ db: platform.db, redis: platform.redis, prefix, config: auth }) as unknown as AppPlugin,
+      createJobWebhookPlugin() as unknown as AppPlugin,
       createWebhookDeliveryRoutes({
         db: platform.db,
         queue: webhookQueue,
@@ -49,6 +58,7 @@ export function openServiceExtensions(
       createUiRoutes(),
     ],
     async close() {
+      await bridge.close();
       await webhookQueue.close();
       await subscriber.close();
     },

@@ -63,6 +63,12 @@ export class JobEventSubscriber {
     });
   }
 
+  /** Hands an event from another source (the BullMQ bridge) to this process's listeners of that job. */
+  deliver(event: JobStreamEvent): void {
+    const set = this.listeners.get(jobEventsChannel(this.prefix, event.jobId));
+    if (set) for (const l of set) l(event);
+  }
+
   /** Resolves once Redis confirmed the subscription; returns the function that removes the listener. */
   async subscribe(jobId: string, listener: JobEventListener): Promise<() => Promise<void>> {
     const channel = jobEventsChannel(this.prefix, jobId);
