@@ -38,25 +38,35 @@ function randn() {
   return Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
-/** Best of `repeat` runs (each run gets fresh inputs from `setup`). */
+/** Best of `repeat` runs (each run gets fresh inputs from `setup`); also the process CPU time of that run. */
+let lastCpu = 0;
 async function time<S, R>(setup: () => S, fn: (s: S) => Promise<R> | R): Promise<[R, number]> {
   let best = Infinity;
   let result: R | undefined;
   for (let i = 0; i < repeat; i++) {
     const s = setup();
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     result = await fn(s);
-    best = Math.min(best, (performance.now() - t0) / 1000);
+    const wall = (performance.now() - t0) / 1000;
+    if (wall < best) {
+      best = wall;
+      const c = process.cpuUsage(c0);
+      lastCpu = (c.user + c.system) / 1e6;
+    }
   }
   return [result as R, best];
 }
 
+// CPU seconds (all threads of this process) next to the wall time: on a loaded machine the wall time stretches
+// while the CPU time of a single-threaded JS phase stays close to what an idle machine would take.
 const table: string[][] = [];
 function row(what: string, seconds: number, floorFlops: number, ratio: string, note = '') {
   const rate = floorFlops > 0 ? `${(floorFlops / seconds / 1e9).toFixed(1)} GFLOP/s` : '';
   const floor = floorFlops > 0 ? `${(floorFlops / 1e9).toFixed(1)} GFLOP` : 'memory-bound';
-  table.push([what, `${seconds.toFixed(3)} s`, floor, rate, ratio, note]);
-  console.log(`${what}: ${seconds.toFixed(3)} s | floor ${floor} ${rate} | ${ratio} ${note}`);
+  const cpu = `${lastCpu.toFixed(2)} s`;
+  table.push([what, `${seconds.toFixed(3)} s`, cpu, floor, rate, ratio, note]);
+  console.log(`${what}: ${seconds.toFixed(3)} s (cpu ${cpu}) | floor ${floor} ${rate} | ${ratio} ${note}`);
 }
 
 console.log(
@@ -181,6 +191,6 @@ console.log(
 );
 
 console.log(
-  `\n| kernel (${threads} ORT threads) | time | floor | rate at floor | ratio | note |\n|---|---|---|---|---|---|`,
+  `\n| kernel (${threads} ORT threads) | time | cpu | floor | rate at floor | ratio | note |\n|---|---|---|---|---|---|---|`,
 );
 for (const r of table) console.log(`| ${r.join(' | ')} |`);
