@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { startServer, type RunningServer } from '../../apps/api/server.js';
 import { encodeNpz } from '../../packages/engine/data/npz.js';
+import { loadModel, saveModel } from '../../packages/engine/onnx/model.js';
+import { request as httpRequest } from 'node:http';
 import { startCompressWorker, type RunningWorker } from '../../workers/compress/worker.js';
 import {
   DET_MODEL,
@@ -19,11 +21,12 @@ import {
   uniqueName,
   waitFor,
   REDIS_URL,
+  SMALL_MODEL,
 } from '../integration/helpers.js';
 import { loadConfig } from '../../packages/platform/config/config.js';
 
 // Small images keep calibration fast: the detector takes [N,3,H,W], the recogniser [N,3,48,W].
-const SHAPES = { det: [3, 64, 64], rec: [3, 48, 96] } as const;
+const SHAPES = { det: [3, 64, 64], rec: [3, 48, 64] } as const;
 type Kind = keyof typeof SHAPES;
 let server: RunningServer;
 let worker: RunningWorker;
@@ -175,6 +178,51 @@ describe('service end to end', () => {
       assert.ok(Number(sql[0].n) > 0);
     });
   }
+
+  it('runs a job on a model uploaded with external data (weights in a side file)', async () => {
+    const model = await loadModel(SMALL_MODEL);
+    await saveModel(model, join(dir, 'ext.onnx'), { externalData: { location: 'weights.bin' } });
+    const form = new FormData();
+    form.append('file', new Blob([await readFile(join(dir, 'ext.onnx'))]), 'ext.onnx');
+    form.append('externalData', new Blob([await readFile(join(dir, 'weights.bin'))]), 'weights.bin');
+    const up = await json(await fetch(`${base}/v1/models`, { method: 'POST', body: form }));
+    assert.equal(up.status, 201, JSON.stringify(up.body));
+    assert.equal(up.body.externalData[0].name, 'weights.bin');
+    const res = await json(
+      await fetch(`${base}/v1/jobs`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ modelId: up.body.id, recipe: { method: 'sparsity', pattern: '2:4' } }),
+      }),
+    );
+    assert.equal(res.status, 202);
+    const done = await waitFor(
+      async () => {
+        const j = await getJob(res.body.id);
+        return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : null;
+      },
+      120_000,
+      250,
+    );
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  });
+
+  it('answers 413 at once when the declared upload size is over the limit', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        `${base}/v1/models?name=huge.onnx`,
+        { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': String(2 ** 40) } },
+        (r) => {
+          r.resume();
+          resolve(r.statusCode ?? 0);
+          req.destroy();
+        },
+      );
+      req.on('error', reject);
+      req.write(Buffer.alloc(1024)); // the rest is never sent: the answer must not wait for it
+    });
+    assert.equal(status, 413);
+  });
 
   it('cancels a job mid-run; it ends cancelled with no artifacts', async () => {
     const id = await submit('det', {
