@@ -84,16 +84,40 @@ function allNames(model: LoadedModel): Set<string> {
   return names;
 }
 
-const reserved = new WeakMap<LoadedModel, Set<string>>();
+/** Whether `name` is used anywhere in the model; a scan with string compares, no set built. */
+function nameInUse(model: LoadedModel, name: string): boolean {
+  let used = false;
+  walkGraphs(model.proto, (v) => {
+    if (used) return;
+    const g = v.graph;
+    if (g.input.some((i) => i.name === name) || g.output.some((i) => i.name === name)) used = true;
+    else if (g.valueInfo.some((i) => i.name === name) || g.initializer.some((t) => t.name === name)) used = true;
+    else if (g.sparseInitializer.some((s) => s.values?.name === name)) used = true;
+    else
+      for (const n of g.node)
+        if (n.name === name || n.output.includes(name) || n.input.includes(name)) {
+          used = true;
+          break;
+        }
+  });
+  return used;
+}
+
+interface NameState {
+  handed: Set<string>;
+  nextSuffix: Map<string, number>;
+}
+const reserved = new WeakMap<LoadedModel, NameState>();
 
 /** A name not used anywhere in the model (nor handed out before by this function): `base`, `base_1`, `base_2`, … */
 export function uniqueName(model: LoadedModel, base: string): string {
-  const handed = reserved.get(model) ?? new Set<string>();
-  reserved.set(model, handed);
-  const used = allNames(model);
-  let name = base;
-  for (let i = 1; used.has(name) || handed.has(name); i++) name = `${base}_${i}`;
-  handed.add(name);
+  let st = reserved.get(model);
+  if (!st) reserved.set(model, (st = { handed: new Set(), nextSuffix: new Map() }));
+  let i = st.nextSuffix.get(base) ?? 0;
+  let name = i ? `${base}_${i}` : base;
+  while (st.handed.has(name) || nameInUse(model, name)) name = `${base}_${++i}`;
+  st.nextSuffix.set(base, i + 1);
+  st.handed.add(name);
   return name;
 }
 

@@ -367,14 +367,51 @@ function describe(
   return ref;
 }
 
-/** Finds the stored tensor behind a WeightRef again (by graph path and name). */
+interface CachedStore {
+  def: Def;
+  visit: GraphVisit;
+}
+
+/** Stores found by the last full index of each model, re-verified on every use (the proto may have been edited). */
+const storeCache = new WeakMap<LoadedModel, Map<string, CachedStore>>();
+
+/** Whether a cached store is still where it was: same tensor object under the same name, graph still attached. */
+function stillValid(model: LoadedModel, c: CachedStore): boolean {
+  const { def } = c;
+  const g = def.graph;
+  if (def.kind === 'initializer' && (def.tensor!.name !== def.name || !g.initializer.includes(def.tensor!)))
+    return false;
+  if (def.kind === 'sparse' && (def.sparse!.values?.name !== def.name || !g.sparseInitializer.includes(def.sparse!)))
+    return false;
+  if (def.kind === 'constant' && (!def.node!.output.includes(def.name) || !g.node.includes(def.node!))) return false;
+  if (def.kind === 'constant' && !def.node!.attribute.some((a) => a.name === 'value' && a.t === def.tensor))
+    return false;
+  // The graph itself must still hang where it did: each owner node still in its parent graph, holding the subgraph.
+  for (let v: GraphVisit | undefined = c.visit; v; v = v.parent) {
+    if (!v.parent) return model.proto.graph === v.graph;
+    const owner = v.owner!.node;
+    if (!v.parent.graph.node.includes(owner)) return false;
+    if (!owner.attribute.some((a) => a.g === v!.graph || a.graphs.includes(v!.graph))) return false;
+  }
+  return true;
+}
+
+/** Finds the stored tensor behind a WeightRef again (by graph path and name), without re-indexing when unchanged. */
 function locateStore(model: LoadedModel, w: WeightRef): Def {
+  const key = `${w.storeGraphPath}\u0000${w.name}`;
+  const hit = storeCache.get(model)?.get(key);
+  if (hit && stillValid(model, hit)) return hit.def;
   const index = buildScopeIndex(model);
-  const visit = index.visits.find((v) => v.path === w.storeGraphPath);
-  const def = visit ? index.scopes.get(visit)?.get(w.name) : undefined;
-  if (!def || (def.kind !== 'initializer' && def.kind !== 'constant' && def.kind !== 'sparse'))
+  const cache = new Map<string, CachedStore>();
+  for (const visit of index.visits)
+    for (const def of index.scopes.get(visit)!.values())
+      if (def.kind === 'initializer' || def.kind === 'constant' || def.kind === 'sparse')
+        cache.set(`${visit.path}\u0000${def.name}`, { def, visit });
+  storeCache.set(model, cache);
+  const found = cache.get(key);
+  if (!found)
     throw new OnnxError('not-found', `weight '${w.name}' is no longer stored in graph '${w.storeGraphPath || 'main'}'`);
-  return def;
+  return found.def;
 }
 
 function transpose(src: Float32Array, shape: number[], perm: number[]): Float32Array {

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { GraphBuilder, float } from '../../../packages/engine/onnx/builder.js';
 import { closeModel, loadModel, saveModel } from '../../../packages/engine/onnx/model.js';
 import type { LoadedModel } from '../../../packages/engine/onnx/model.js';
-import { tensorBytes } from '../../../packages/engine/onnx/tensor.js';
+import { makeTensor, tensorBytes } from '../../../packages/engine/onnx/tensor.js';
 import type { WeightRef } from '../../../packages/engine/onnx/weights.js';
 import {
   discoverWeights,
@@ -369,4 +369,23 @@ test('PP-OCRv4: every Conv weight lives in a Constant node and is found; rec Mat
   const mm = rw.filter((w) => w.op === 'MatMul' && w.compressible);
   assert.ok(mm.length >= 8, `${mm.length} MatMul weights`);
   for (const w of rw.filter((x) => x.readable)) assert.equal(readWeightMatrix(rec, w).length, w.N * w.K);
+});
+
+test('reads after graph edits see the edited model (the store lookup cache is re-verified)', () => {
+  const model = mlpModel();
+  const [w1, w2] = discoverWeights(model, { minElements: 0 });
+  readWeightMatrix(model, w1);
+  // Replace the initializer object under the same name, and move the Constant node.
+  const g = model.proto.graph!;
+  const i = g.initializer.findIndex((t) => t.name === 'W1');
+  g.initializer[i] = makeTensor('W1', 'float32', [16, 32], new Float32Array(512).fill(3));
+  assert.ok(readWeightMatrix(model, w1).every((v) => v === 3));
+  const c = g.node.findIndex((n) => n.opType === 'Constant');
+  g.node.push(...g.node.splice(c, 1));
+  assert.equal(readWeightMatrix(model, w2).length, 256);
+  g.node.splice(
+    g.node.findIndex((n) => n.opType === 'Constant'),
+    1,
+  );
+  assert.throws(() => readWeightMatrix(model, w2), { code: 'not-found' });
 });
