@@ -52,6 +52,14 @@ export const CalibrationSchema = Type.Object(
     maxHessianBytes: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Cap on float64 Hessian memory per layer (default 2 GiB).' }),
     ),
+    sequential: Type.Optional(
+      Type.Boolean({
+        description:
+          'Calibrate each layer on the outputs of the layers already compressed before it (as the reference ' +
+          'Wanda/SparseGPT code does): one pass over the data per distinct input activation. Default false: ' +
+          'statistics from the dense model, streamed in as few passes as the Hessian cap allows.',
+      }),
+    ),
   },
   strict,
 );

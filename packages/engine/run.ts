@@ -176,6 +176,12 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
           modelInputs: inputNames,
           maxHessianBytes,
           signal: opts.signal,
+          ...(recipe.calibration?.sequential
+            ? {
+                reopen: async (activations: string[]) =>
+                  (await openStatsSession(model!, activations, scratch, [executionProvider])).session,
+              }
+            : {}),
           onPass: (p) =>
             progress.emit('calibrate', 0, {
               message: `calibration pass ${p.pass}: batch ${p.batch + 1}/${p.batches} (${p.activations} activations)`,
@@ -397,6 +403,7 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
             samples: calRanges?.used ?? 0,
             batchSize: fixedBatch ?? batchSize,
             passes: collector?.passCount ?? 0,
+            sequential: !!recipe.calibration?.sequential,
             maxHessianBytes,
           }
         : null,

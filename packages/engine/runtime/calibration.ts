@@ -41,6 +41,8 @@ export function statsRequestFor(model: LoadedModel, w: WeightRef, hessian: boole
 
 export { hessianBytes };
 
+let statsFiles = 0;
+
 /**
  * Writes the dense model with `activations` added as graph outputs to `dir` and opens a session on it. The caller's
  * model is left exactly as it was (the outputs are removed again after writing).
@@ -63,7 +65,9 @@ export async function openStatsSession(
       graph.output.push(create(ValueInfoProtoSchema, { name }));
     }
   }
-  const path = join(dir, 'dense-with-activations.onnx');
+  // A fresh file per call: a session may still map an earlier one (external data), and sequential calibration
+  // writes the partly compressed model once per pass.
+  const path = join(dir, `with-activations-${++statsFiles}.onnx`);
   try {
     await saveModel(model, path);
   } finally {

@@ -51,6 +51,11 @@ export interface StatsCollectorOptions {
   maxHessianBytes: number;
   signal?: AbortSignal;
   onPass?: (p: { pass: number; batch: number; batches: number; activations: number }) => void;
+  /**
+   * Sequential calibration: each pass opens a fresh session on the model as it stands (earlier layers already
+   * compressed) exposing the given activations, and covers one activation only. The session is released after it.
+   */
+  reopen?: (activations: string[]) => Promise<ort.InferenceSession>;
 }
 
 /** Rows of im2col patches built per Gram product (bounds the patch buffer to ~16 MB). */
@@ -95,10 +100,11 @@ export class StatsCollector {
     if (this.released.has(key)) throw new Error(`statistics for ${key} were released and are needed again`);
     const start = this.order.findIndex((r) => r.key === key);
     if (start < 0) throw new Error(`no statistics were requested for ${key}`);
-    // This pass: the requested activation and the following pending ones, while their Hessians fit the budget.
+    // This pass: the requested activation and the following pending ones, while their Hessians fit the budget
+    // (sequential calibration: only the requested one, so that later layers see the compressed earlier ones).
     const pass: StatsRequest[] = [];
     let bytes = 0;
-    for (let i = start; i < this.order.length; i++) {
+    for (let i = start; i < (this.opts.reopen ? start + 1 : this.order.length); i++) {
       const r = this.order[i];
       if (this.done.has(r.key) || this.released.has(r.key)) continue;
       const b = r.hessian ? hessianBytes(r) : 0;
@@ -126,29 +132,38 @@ export class StatsCollector {
     }));
     const fetchNames = [...new Set(reqs.map((r) => r.activation).filter((a) => !this.opts.modelInputs.has(a)))];
     const pass = ++this.passes;
-    let i = 0;
-    for (const batch of batches(this.opts.dataset, this.opts.ranges)) {
-      this.opts.signal?.throwIfAborted();
-      this.opts.onPass?.({ pass, batch: i, batches: this.opts.ranges.length, activations: reqs.length });
-      const values = await this.fetch(batch, fetchNames);
-      for (const acc of accs) {
-        const v = values.get(acc.req.activation);
-        if (!v) throw new Error(`activation ${acc.req.activation} was not produced`);
-        await accumulate(acc, v.data, v.dims);
+    const session = this.opts.reopen && fetchNames.length ? await this.opts.reopen(fetchNames) : this.opts.session;
+    try {
+      let i = 0;
+      for (const batch of batches(this.opts.dataset, this.opts.ranges)) {
+        this.opts.signal?.throwIfAborted();
+        this.opts.onPass?.({ pass, batch: i, batches: this.opts.ranges.length, activations: reqs.length });
+        const values = await this.fetch(session, batch, fetchNames);
+        for (const acc of accs) {
+          const v = values.get(acc.req.activation);
+          if (!v) throw new Error(`activation ${acc.req.activation} was not produced`);
+          await accumulate(acc, v.data, v.dims);
+        }
+        if (pass === 1) this.tokens += batch.count;
+        i++;
       }
-      if (pass === 1) this.tokens += batch.count;
-      i++;
+    } finally {
+      if (session !== this.opts.session) await session.release().catch(() => {});
     }
     for (const acc of accs) this.done.set(acc.req.key, finish(acc));
   }
 
-  private async fetch(batch: Batch, names: string[]): Promise<Map<string, { data: Float32Array; dims: number[] }>> {
+  private async fetch(
+    session: ort.InferenceSession,
+    batch: Batch,
+    names: string[],
+  ): Promise<Map<string, { data: Float32Array; dims: number[] }>> {
     const out = new Map<string, { data: Float32Array; dims: number[] }>();
     for (const [name, a] of batch.inputs) {
       if (this.opts.modelInputs.has(name)) out.set(name, { data: toFloat32(a), dims: a.dims });
     }
     if (names.length === 0) return out;
-    const r = await runSession(this.opts.session, feedsOf(batch.inputs), names, 'computing calibration activations');
+    const r = await runSession(session, feedsOf(batch.inputs), names, 'computing calibration activations');
     for (const n of names) {
       const t = r[n] as ort.Tensor;
       out.set(n, { data: toFloat32(t), dims: [...t.dims] });

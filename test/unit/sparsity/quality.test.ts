@@ -66,3 +66,30 @@ test(
     assert.ok(m.sparsegpt < m.wanda && m.wanda < m.magnitude, JSON.stringify(m));
   },
 );
+
+test('sequential calibration: one pass per distinct activation, each on the partly compressed model', async () => {
+  const lm = await writeCase(dir, 'lm-seq', transformer(), { ids: tokenData(32) });
+  const ev = await writeCase(dir, 'lm-seq-eval', transformer(), { ids: tokenData(16, SMALL_LM, 77) });
+  const results: Record<string, { passes: number; meanLayer: number; model: number }> = {};
+  for (const sequential of [false, true]) {
+    const r = await run(
+      { method: 'sparsity', pattern: '2:4', criterion: 'wanda', exclude: ['lm_head'], calibration: { sequential } },
+      lm.modelPath,
+      join(dir, `lm-seq-${sequential}`),
+      { calibrationPath: lm.dataPath, evalPath: ev.dataPath },
+    );
+    const cal = r.report.calibration as { passes: number; sequential: boolean };
+    assert.equal(cal.sequential, sequential);
+    results[String(sequential)] = {
+      passes: cal.passes,
+      meanLayer: (r.report.summary as { meanLayerRelError: number }).meanLayerRelError,
+      model: (r.report.quality as { relativeError: number }).relativeError,
+    };
+  }
+  console.log('transformer wanda 2:4 one-shot vs sequential', JSON.stringify(results));
+  // q/k/v share their input: 2 blocks × (LN1 out, attention out, LN2 out, GELU out) = 8 distinct activations.
+  assert.equal(results.false.passes, 1);
+  assert.equal(results.true.passes, 8);
+  // The first layers see the same (dense) inputs either way; later ones see compressed inputs, so results differ.
+  assert.notEqual(results.true.meanLayer, results.false.meanLayer);
+});
