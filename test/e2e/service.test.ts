@@ -26,7 +26,7 @@ import {
 import { loadConfig } from '../../packages/platform/config/config.js';
 
 // Small images keep calibration fast: the detector takes [N,3,H,W], the recogniser [N,3,48,W].
-const SHAPES = { det: [3, 64, 64], rec: [3, 48, 64] } as const;
+const SHAPES = { det: [3, 64, 64], rec: [3, 48, 96] } as const;
 type Kind = keyof typeof SHAPES;
 let server: RunningServer;
 let worker: RunningWorker;
@@ -34,7 +34,8 @@ let dir: string;
 let base: string;
 const modelIds: Partial<Record<Kind, string>> = {};
 const datasetIds: Partial<Record<Kind, string>> = {};
-const quiet = { info() {}, warn() {}, error() {} };
+// Worker errors are printed: an `internal` job failure is otherwise opaque here.
+const quiet = { info() {}, warn() {}, error: (o: object, m: string) => console.error(`# worker: ${m}`, o) };
 
 function image(kind: Kind, samples: number): Float32Array {
   const data = new Float32Array(samples * SHAPES[kind].reduce((a, b) => a * b, 1));
