@@ -27,6 +27,9 @@ import {
 } from './quantize.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
+/** Above this N·K² the intermediate stage errors are not measured (4096² layers: ~1e11 multiply-adds each). */
+const STAGE_ERROR_FLOPS = 2 ** 33;
+
 function settings(r: SlimRecipe) {
   const { n, m } = parsePattern(r.pattern ?? '2:4');
   return {
@@ -90,6 +93,8 @@ async function compressOne(
       adapterStorage: 'float16',
       sparseGpt: { blockSize: 128, dampening: 0.01 },
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
+      // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
+      stageErrors: N * K * K <= STAGE_ERROR_FLOPS,
       signal: ctx.signal,
     },
   );

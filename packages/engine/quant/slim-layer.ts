@@ -50,8 +50,14 @@ export interface SlimLayerOptions {
    */
   sparseGptRequant?: 'rerun' | 'reference';
   svd?: TruncatedSvdOptions;
-  /** Layer output error of a candidate effective weight; when given, errors are recorded at every stage. */
+  /** Layer output error of a candidate effective weight; when given, errors are recorded (see stageErrors). */
   error?: (wHat: Float32Array) => Promise<number | null>;
+  /**
+   * Also measure the intermediate stages (after the first adapter, after the re-quantization, after each refit),
+   * not only before the adapter and at the end. Each measurement is a K×K quadratic form per row (O(N·K²)).
+   * @defaultValue true
+   */
+  stageErrors?: boolean;
   signal?: AbortSignal;
 }
 
@@ -121,6 +127,7 @@ export async function slimLayer(
   const stages: string[] = [];
   // Errors need the candidate's effective weight; build it only when someone measures it.
   const errorOf = async (wc: Float32Array, lr?: Float32Array) => (o.error ? o.error(lr ? add(wc, lr) : wc) : null);
+  const stageErrorOf = async (wc: Float32Array, lr: Float32Array) => ((o.stageErrors ?? true) ? errorOf(wc, lr) : null);
 
   // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
   let mask: Uint8Array =
@@ -177,13 +184,13 @@ export async function slimLayer(
   let adapter = await fit(wc);
   let lr = await adapterMatrix(adapter);
   stages.push(`adapter r=${rank} (${o.saliency}, ${adapter.svd} SVD)`);
-  const afterAdapter = await errorOf(wc, lr);
+  const afterAdapter = await stageErrorOf(wc, lr);
   let afterFinalRequant: number | null = null;
   if (o.finalRequantize ?? true) {
     q = await sparsePart(sub(w, lr));
     wc = dequantize(q);
     stages.push('re-quantize sparse part against the adapter');
-    afterFinalRequant = await errorOf(wc, lr);
+    afterFinalRequant = await stageErrorOf(wc, lr);
   }
   const refits: (number | null)[] = [];
   for (let it = 0; it < o.refitIterations; it++) {
@@ -191,7 +198,7 @@ export async function slimLayer(
     lr = await adapterMatrix(adapter);
     q = await sparsePart(sub(w, lr));
     wc = dequantize(q);
-    refits.push(await errorOf(wc, lr));
+    refits.push(await stageErrorOf(wc, lr));
   }
   if (o.refitIterations) stages.push(`${o.refitIterations} refit iteration(s)`);
   let adapterQuantized: SlimLayerResult['adapterQuantized'] = null;
