@@ -68,22 +68,6 @@ function graphOfNode(model: LoadedModel, node: NodeProto): GraphVisit {
   return found;
 }
 
-/** Every name in the model: values, nodes, initializers, graph inputs/outputs, across all graphs. */
-function allNames(model: LoadedModel): Set<string> {
-  const names = new Set<string>();
-  walkGraphs(model.proto, (v) => {
-    const g = v.graph;
-    for (const i of [...g.input, ...g.output, ...g.valueInfo]) names.add(i.name);
-    for (const t of g.initializer) names.add(t.name);
-    for (const s of g.sparseInitializer) if (s.values) names.add(s.values.name);
-    for (const n of g.node) {
-      if (n.name) names.add(n.name);
-      for (const o of [...n.output, ...n.input]) if (o) names.add(o);
-    }
-  });
-  return names;
-}
-
 /** Whether `name` is used anywhere in the model; a scan with string compares, no set built. */
 function nameInUse(model: LoadedModel, name: string): boolean {
   let used = false;
@@ -168,17 +152,20 @@ export function replaceAllUses(
   to: string,
   opts: { except?: NodeProto[] } = {},
 ): number {
-  const index = buildScopeIndex(model);
+  // Every use of a value named `from` resolves to some definition named `from`, so a scan over node inputs is the
+  // same as following uses definition by definition — without building an index.
   const except = new Set(opts.except ?? []);
   let count = 0;
-  for (const [def, uses] of index.uses) {
-    if (def.name !== from) continue;
-    for (const u of uses) {
-      if (!u.node || except.has(u.node)) continue;
-      u.node.input[u.inputIndex] = to;
-      count++;
+  walkGraphs(model.proto, (v) => {
+    for (const n of v.graph.node) {
+      if (except.has(n)) continue;
+      for (let i = 0; i < n.input.length; i++)
+        if (n.input[i] === from) {
+          n.input[i] = to;
+          count++;
+        }
     }
-  }
+  });
   return count;
 }
 
@@ -207,13 +194,37 @@ export function insertNodesBefore(model: LoadedModel, consumer: NodeProto, nodes
 /** Adds an initializer to the main graph (or `graph`); its name must be unused. */
 export function addInitializer(model: LoadedModel, tensor: TensorProto, graph?: GraphProto): void {
   if (!tensor.name) throw new OnnxError('invalid-argument', 'an initializer needs a name');
-  if (allNames(model).has(tensor.name))
+  if (nameInUse(model, tensor.name))
     throw new OnnxError('invalid-argument', `name '${tensor.name}' is already used in the model`);
   (graph ?? model.proto.graph!).initializer.push(tensor);
 }
 
 /** Removes an initializer / sparse initializer / Constant node named `name` when nothing reads it. */
 export function removeInitializerIfUnused(model: LoadedModel, name: string): boolean {
+  // Fast path: nothing anywhere reads the name, so the first stored value with it can go.
+  let read = false;
+  walkGraphs(model.proto, (v) => {
+    if (!read) read = v.graph.output.some((o) => o.name === name) || v.graph.node.some((n) => n.input.includes(name));
+  });
+  if (!read) {
+    let removed = false;
+    walkGraphs(model.proto, (v) => {
+      if (removed) return;
+      const g = v.graph;
+      const t = g.initializer.findIndex((x) => x.name === name);
+      const s = g.sparseInitializer.findIndex((x) => x.values?.name === name);
+      const c = g.node.findIndex((n) => n.opType === 'Constant' && n.output.includes(name));
+      if (t >= 0) {
+        g.initializer.splice(t, 1);
+        const inp = g.input.findIndex((i) => i.name === name);
+        if (inp >= 0) g.input.splice(inp, 1);
+      } else if (s >= 0) g.sparseInitializer.splice(s, 1);
+      else if (c >= 0) g.node.splice(c, 1);
+      removed = t >= 0 || s >= 0 || c >= 0;
+    });
+    return removed;
+  }
+  // Something reads the name: resolve scopes to see whether it is this definition or a shadowing one.
   const index = buildScopeIndex(model);
   for (const v of index.visits) {
     const def = index.scopes.get(v)!.get(name);
