@@ -7,6 +7,11 @@ import { COMPRESS_JOB, QUEUE_NAMES, compressJobOptions, type CompressJobData, ty
 export const gpuWorkersKey = (prefix: string) => `${prefix}:gpu-workers`;
 export const GPU_HEARTBEAT_MS = 10_000;
 
+/** Redis (or another dependency) cannot be reached right now; the API answers 503. Recognised by name. */
+export class DependencyUnavailableError extends Error {
+  override readonly name = 'DependencyUnavailableError';
+}
+
 export class CompressQueues {
   readonly byDevice: Record<Device, Queue<CompressJobData>>;
 
@@ -20,8 +25,26 @@ export class CompressQueues {
     this.byDevice = { cpu: make('cpu'), gpu: make('gpu') };
   }
 
-  async enqueue(device: Device, data: CompressJobData): Promise<void> {
-    await this.byDevice[device].add(COMPRESS_JOB, data, compressJobOptions(data.jobId, this.attempts, this.backoffMs));
+  /**
+   * Adds the job. Fails fast with DependencyUnavailableError while Redis is not connected (BullMQ would otherwise
+   * wait for the connection with no limit, holding the HTTP request open) and after `timeoutMs` at most.
+   */
+  async enqueue(device: Device, data: CompressJobData, timeoutMs = 5_000): Promise<void> {
+    if (this.redis.status !== 'ready') throw new DependencyUnavailableError(`redis is ${this.redis.status}`);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.byDevice[device].add(COMPRESS_JOB, data, compressJobOptions(data.jobId, this.attempts, this.backoffMs)),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new DependencyUnavailableError(`enqueue timed out after ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**
