@@ -37,6 +37,31 @@ function fastifyErrorCode(e: FastifyError): ProblemCode | undefined {
   return undefined;
 }
 
+const DB_DOWN_CODES = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);
+const DB_DOWN_KINDS = new Set(['DatabaseNotReachable', 'ConnectionClosed', 'SocketTimeout', 'TooManyConnections']);
+const NET_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH']);
+
+/**
+ * Postgres or Redis unreachable (refused, reset, pool exhausted, retries exhausted, queue not ready): the request
+ * may succeed later, so the answer is 503 + Retry-After rather than 500. Recognised by name and code, not class.
+ */
+export function isDependencyDown(e: unknown): boolean {
+  const err = e as {
+    name?: string;
+    code?: string;
+    message?: string;
+    meta?: { driverAdapterError?: { cause?: { kind?: string; originalCode?: string } } };
+  } | null;
+  if (!err || typeof err !== 'object') return false;
+  if (err.name === 'DependencyUnavailableError' || err.name === 'MaxRetriesPerRequestError') return true;
+  if (err.code && (DB_DOWN_CODES.has(err.code) || NET_DOWN.has(err.code))) return true;
+  const cause = err.meta?.driverAdapterError?.cause;
+  if (cause?.kind && DB_DOWN_KINDS.has(cause.kind)) return true;
+  // Postgres shutting down (admin_shutdown, crash_shutdown, cannot_connect_now) as seen through the adapter.
+  if (cause?.originalCode && ['57P01', '57P02', '57P03'].includes(cause.originalCode)) return true;
+  return /Connection (is closed|terminated)|Can't reach database server/i.test(err.message ?? '');
+}
+
 export const errorsPlugin = globalPlugin('errors', async (app) => {
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) {
@@ -54,6 +79,11 @@ export const errorsPlugin = globalPlugin('errors', async (app) => {
     }
     const code = fastifyErrorCode(error);
     if (code) return send(reply, request, code, error.message);
+    if (isDependencyDown(error)) {
+      request.log.warn({ err: error }, 'dependency unavailable');
+      reply.header('retry-after', '5');
+      return send(reply, request, 'unavailable', 'a dependency (database or queue) is unavailable; retry shortly');
+    }
     request.log.error({ err: error }, 'unhandled error');
     return send(reply, request, 'internal');
   });
