@@ -231,7 +231,11 @@ function sweepBlock(
   nm: { n: number; m: number } | null,
 ): number {
   const diag = new Float64Array(c);
-  for (let j = 0; j < c; j++) diag[j] = ub[j * c + j];
+  const invDiag = new Float64Array(c); // scores as (w·(1/U_jj))²: a multiply in the hot loop (ranking as w²/U_jj² up to one rounding)
+  for (let j = 0; j < c; j++) {
+    diag[j] = ub[j * c + j];
+    invDiag[j] = 1 / diag[j];
+  }
   const m = nm ? nm.m : c;
   const n = nm ? nm.n : 0;
   const sc = new Float64Array(m);
@@ -239,10 +243,24 @@ function sweepBlock(
   for (let r = 0; r < N; r++) {
     const rb = r * c;
     for (let g = 0; g < c; g += m) {
-      if (nm) {
+      if (m === 4 && nm) {
+        // 2:4 and friends with the group in locals (the common case, and the hot loop).
+        let v = blk[rb + g] * invDiag[g];
+        const a = v * v;
+        v = blk[rb + g + 1] * invDiag[g + 1];
+        const b = v * v;
+        v = blk[rb + g + 2] * invDiag[g + 2];
+        const d2 = v * v;
+        v = blk[rb + g + 3] * invDiag[g + 3];
+        const e3 = v * v;
+        keep[rb + g] = (b > a ? 1 : 0) + (d2 > a ? 1 : 0) + (e3 > a ? 1 : 0) < n ? 1 : 0;
+        keep[rb + g + 1] = (a >= b ? 1 : 0) + (d2 > b ? 1 : 0) + (e3 > b ? 1 : 0) < n ? 1 : 0;
+        keep[rb + g + 2] = (a >= d2 ? 1 : 0) + (b >= d2 ? 1 : 0) + (e3 > d2 ? 1 : 0) < n ? 1 : 0;
+        keep[rb + g + 3] = (a >= e3 ? 1 : 0) + (b >= e3 ? 1 : 0) + (d2 >= e3 ? 1 : 0) < n ? 1 : 0;
+      } else if (nm) {
         // Scores are finite and ≥ 0 here (inputs validated), so plain comparisons rank them.
         for (let j = 0; j < m; j++) {
-          const v = blk[rb + g + j] / diag[g + j];
+          const v = blk[rb + g + j] * invDiag[g + j];
           sc[j] = v * v;
         }
         for (let j = 0; j < m; j++) {
