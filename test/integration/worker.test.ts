@@ -156,7 +156,7 @@ describe('compress worker', () => {
   it('hands a stalled job to another worker and keeps exactly one set of artifacts', async () => {
     // Worker A takes the job, then "dies": it stops renewing its lock (force close) while its engine thread runs on
     // (a zombie that will still try to commit). Worker B picks the stalled job up; whichever commits first wins.
-    process.env.TEST_ENGINE_MODE = 'ok:2500';
+    process.env.TEST_ENGINE_MODE = 'ok:5000'; // long enough that B takes over before A's zombie finishes
     await worker.close();
     const platformA = await openPlatform(env.config, { migrate: false });
     const a = await startCompressWorker(platformA, { engineModule: TEST_ENGINE, log: quiet });
