@@ -1,6 +1,6 @@
 // Inference speed of a 4096-wide MLP on the CPU execution provider at batch 1 (and a larger batch): the fp32 model
 // against the same model compressed by the engine — 4-bit RTN as MatMulNBits (accuracy_level chosen by timing, as
-// the job does), and SLiM (2:4 + 4-bit + rank-409 adapters, fp32 or 4-bit adapters) — measured side by side in one
+// the job does), and SLiM (2:4 + 4-bit + rank-409 adapters stored as fp16 or as 4-bit) — measured side by side in one
 // run, runs interleaved so that load changes hit every model alike. Bar (issue 4): 4-bit ≥ 5× faster than fp32 at
 // batch 1.
 // Run: npx tsx bench/inference.bench.ts [--layers 4] [--size 4096] [--runs 200] [--batch 32] [--threads 2] [--no-slim]
@@ -68,7 +68,7 @@ try {
   models.push(['int4 g32 MatMulNBits', join(dir, 'q4', 'model.onnx')]);
   if (withSlim) {
     for (const [label, quantize] of [
-      ['SLiM 2:4+int4+r409 fp32 adapters', false],
+      ['SLiM 2:4+int4+r409 fp16 adapters', false],
       ['SLiM 2:4+int4+r409 int4 adapters', true],
     ] as const) {
       const out = join(dir, quantize ? 'slimq' : 'slim');
