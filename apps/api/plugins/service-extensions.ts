@@ -64,3 +64,20 @@ export function openServiceExtensions(
     },
   };
 }
+
+/**
+ * The same plugins with nothing connected behind them: registering routes touches no dependency, so this is what
+ * the OpenAPI document generator (openapi/document.ts) passes to buildApp to document auth, webhook deliveries
+ * and events. Any request served through these would fail: never use them in a running API.
+ */
+export function documentationPlugins(): AppPlugin[] {
+  const none = null as never;
+  const auth = loadAuthConfig({});
+  return [
+    createAuthPlugin({ db: none, redis: none, prefix: 'doc', config: auth }) as unknown as AppPlugin,
+    createJobWebhookPlugin() as unknown as AppPlugin,
+    createWebhookDeliveryRoutes({ db: none, queue: none, retryScheduleMs: [], retryJitter: 0 }),
+    createJobEventsRoutes({ db: none, subscriber: none }),
+    createUiRoutes(),
+  ];
+}
