@@ -39,6 +39,11 @@ export function quantLabel(s: QuantSpec & { scheme: 'rtn' | 'slim' }): string {
   return `int${s.bits} ${s.groupSize === 'channel' ? 'per-channel' : `g${s.groupSize}`} ${s.symmetric ? 'sym' : 'asym'}`;
 }
 
+/** Opset the DequantizeLinear route needs: int4 and block-wise scales arrived in opset 21, int8 per-axis in 13. */
+export function qdqOpsetFor(spec: QuantSpec & { scheme: string }): number {
+  return spec.bits === 4 || (spec.groupSize !== 'channel' && spec.scheme !== 'slim') ? 21 : 13;
+}
+
 /** Whether the weight's layout can take the quantization groups in the chosen format. */
 export function quantSkipReason(
   w: WeightRef,
@@ -149,7 +154,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     const w = ctx.weights[i];
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
     const t0 = performance.now();
-    const blocker = replaceBlocker(ctx.model, w, format);
+    const blocker = replaceBlocker(ctx.model, w, format, qdqOpsetFor(spec));
     if (blocker) {
       layers.push({ name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0 });
       continue;

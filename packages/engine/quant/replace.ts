@@ -67,7 +67,20 @@ export interface ReplaceResult {
 }
 
 /** Why this weight cannot be rewritten as asked (undefined when it can). */
-export function replaceBlocker(model: LoadedModel, w: WeightRef, format: Format): string | undefined {
+export function replaceBlocker(
+  model: LoadedModel,
+  w: WeightRef,
+  format: Format,
+  /** Default-domain opset the DequantizeLinear route would need (21 for int4 or blocks, 13 int8 per-channel). */
+  qdqOpset = 21,
+): string | undefined {
+  if (format === 'qdq' || w.op === 'Conv') {
+    try {
+      checkOpset(model, qdqOpset);
+    } catch (e) {
+      return `DequantizeLinear needs opset ${qdqOpset}: ${(e as Error).message}`;
+    }
+  }
   const found = findNode(model, w.node, w.graphPath);
   if (!found) return `consumer node '${w.node}' not found`;
   const n = found.node;

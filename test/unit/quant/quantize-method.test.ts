@@ -170,3 +170,21 @@ test('latency comparison dense vs compressed: interleaved p50/p95 per batch, slo
     assert.equal(r.slower, r.compressed.p50 > r.dense.p50);
   }
 });
+
+test('QDQ int4 on a model whose opset cannot be raised to 21 is skipped with the reason; MatMulNBits still works', async () => {
+  const { GraphBuilder } = await import('../../../packages/engine/onnx/builder.js');
+  const b = new GraphBuilder({ opset: 13 });
+  b.input('x', 'float32', ['batch', 64]);
+  b.initializer('w', 'float32', [64, 64], randn(64 * 64, 4, 0.2));
+  const h = b.node('MatMul', ['x', 'w'], {}, { name: 'fc' });
+  b.node('ReduceMean', [h], { axes: [1], keepdims: 1 }, { output: 'y' }); // axes became an input at opset 18
+  b.output('y', 'float32', ['batch', 1]);
+  const c = await writeCase(dir, 'old-opset', b.build(), {
+    x: { dtype: 'float32', dims: [4, 64], data: randn(256, 1) },
+  });
+  const q = await run({ method: 'quantize', quant: { bits: 4 }, format: 'qdq' }, c.modelPath, join(dir, 'old-qdq'));
+  const row = q.report.layers.find((l) => l.name === 'w')!;
+  assert.match(String(row.skipped), /opset 21.*ReduceMean/);
+  const m = await run({ method: 'quantize', quant: { bits: 4 }, accuracyLevel: 0 }, c.modelPath, join(dir, 'old-nb'));
+  assert.equal(m.report.layers.find((l) => l.name === 'w')!.route, 'MatMulNBits');
+});
