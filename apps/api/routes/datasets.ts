@@ -2,7 +2,7 @@
 import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
-import { IdParams, PageQuery, problems } from '../schemas/common.js';
+import { IdParams, Nullable, PageQuery, StringEnum, problems } from '../schemas/common.js';
 import { createDataset, deleteDataset, getDataset, listDatasets } from '../services/datasets.js';
 import { receiveUpload } from '../upload.js';
 
@@ -10,7 +10,7 @@ export const DatasetSchema = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
     name: Type.String(),
-    format: Type.Union([Type.Literal('npy'), Type.Literal('npz'), Type.Literal('pb')]),
+    format: StringEnum(['npy', 'npz', 'pb'] as const),
     sha256: Type.String(),
     sizeBytes: Type.Integer(),
     tensors: Type.Array(Type.Object({ name: Type.String(), dtype: Type.String(), shape: Type.Array(Type.Integer()) })),
@@ -95,7 +95,7 @@ export default async function datasetRoutes(app: FastifyInstance) {
         response: {
           200: Type.Object({
             items: Type.Array(Type.Ref('Dataset')),
-            nextCursor: Type.Union([Type.String(), Type.Null()]),
+            nextCursor: Nullable(Type.String()),
           }),
           ...problems(400),
         },

@@ -3,30 +3,29 @@ import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
 import { parseRecipe, RecipeError, RecipeSchema } from '../../../packages/engine/recipe.js';
 import { ApiError, type ProblemIssue } from '../errors.js';
-import { FreeObject, IdParams, PageQuery, problems } from '../schemas/common.js';
+import { FreeObject, IdParams, Nullable, PageQuery, StringEnum, problems } from '../schemas/common.js';
 import { cancelJob, deleteJob, getJob, jobLayers, listJobs, submitJob, type SubmitJobInput } from '../services/jobs.js';
 
-const JobState = Type.Union(
-  ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
-  { description: 'queued → running → succeeded | failed | cancelled' },
-);
+const JobState = StringEnum(['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const, {
+  description: 'queued → running → succeeded | failed | cancelled',
+});
 
 export const JobSchema = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
     state: JobState,
     progress: Type.Number({ minimum: 0, maximum: 1 }),
-    stage: Type.Union([Type.String(), Type.Null()]),
-    progressDetail: Type.Union([FreeObject, Type.Null()]),
+    stage: Nullable(Type.String()),
+    progressDetail: Nullable(FreeObject),
     modelId: Type.String({ format: 'uuid' }),
-    calibrationDatasetId: Type.Union([Type.String(), Type.Null()]),
-    evalDatasetId: Type.Union([Type.String(), Type.Null()]),
+    calibrationDatasetId: Nullable(Type.String()),
+    evalDatasetId: Nullable(Type.String()),
     ingredientModelIds: Type.Array(Type.String()),
     recipe: FreeObject,
     queue: Type.String({ description: 'cpu or gpu' }),
-    executionProvider: Type.Union([Type.String(), Type.Null()], { description: 'cuda or cpu, once a worker ran it' }),
+    executionProvider: Nullable(Type.String(), { description: 'cuda or cpu, once a worker ran it' }),
     attempts: Type.Integer(),
-    metrics: Type.Union([FreeObject, Type.Null()]),
+    metrics: Nullable(FreeObject),
     artifacts: Type.Array(Type.Object({ name: Type.String(), sizeBytes: Type.Integer(), sha256: Type.String() })),
     error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
     cancelRequested: Type.Boolean(),
@@ -67,13 +66,13 @@ const LayerSchema = Type.Object({
   node: Type.String(),
   op: Type.String(),
   shape: Type.Array(Type.Integer()),
-  pattern: Type.Union([Type.String(), Type.Null()]),
-  skipped: Type.Union([Type.String(), Type.Null()]),
-  sparsity: Type.Union([Type.Number(), Type.Null()]),
-  patternVerified: Type.Union([Type.Boolean(), Type.Null()]),
-  relError: Type.Union([Type.Number(), Type.Null()]),
-  relErrorBeforeAdapter: Type.Union([Type.Number(), Type.Null()]),
-  bitsPerWeight: Type.Union([Type.Number(), Type.Null()]),
+  pattern: Nullable(Type.String()),
+  skipped: Nullable(Type.String()),
+  sparsity: Nullable(Type.Number()),
+  patternVerified: Nullable(Type.Boolean()),
+  relError: Nullable(Type.Number()),
+  relErrorBeforeAdapter: Nullable(Type.Number()),
+  bitsPerWeight: Nullable(Type.Number()),
   seconds: Type.Number(),
   extra: FreeObject,
 });
@@ -183,7 +182,7 @@ export default async function jobRoutes(app: FastifyInstance) {
         response: {
           200: Type.Object({
             items: Type.Array(Type.Ref('Job')),
-            nextCursor: Type.Union([Type.String(), Type.Null()]),
+            nextCursor: Nullable(Type.String()),
           }),
           ...problems(400),
         },

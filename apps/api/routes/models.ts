@@ -2,7 +2,7 @@
 import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
-import { FreeObject, IdParams, PageQuery, problems } from '../schemas/common.js';
+import { FreeObject, IdParams, Nullable, PageQuery, problems } from '../schemas/common.js';
 import { createModel, deleteModel, getModel, listModels } from '../services/models.js';
 import { receiveUpload } from '../upload.js';
 
@@ -107,7 +107,7 @@ export default async function modelRoutes(app: FastifyInstance) {
         response: {
           200: Type.Object({
             items: Type.Array(Type.Ref('Model')),
-            nextCursor: Type.Union([Type.String(), Type.Null()]),
+            nextCursor: Nullable(Type.String()),
           }),
           ...problems(400),
         },

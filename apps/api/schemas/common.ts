@@ -1,5 +1,5 @@
 // Schemas shared by every resource: problem+json, ids, pagination.
-import { Type } from 'typebox';
+import { Type, type Static, type TSchema } from 'typebox';
 
 export const ProblemSchema = Type.Object(
   {
@@ -29,3 +29,17 @@ export const PageQuery = {
 };
 
 export const FreeObject = Type.Object({}, { additionalProperties: true });
+
+/**
+ * `T | null` as `type: [T, "null"]` rather than `anyOf`: the response serializer (fast-json-stringify) writes the
+ * former directly but validates every `anyOf` branch per response, which showed up in job-submission latency.
+ */
+export function Nullable<T extends TSchema>(schema: T, options: Record<string, unknown> = {}) {
+  const { type, ...rest } = schema as unknown as { type: string };
+  return Type.Unsafe<Static<T> | null>({ ...rest, ...options, type: [type, 'null'] });
+}
+
+/** A string enum as `{type: string, enum}` (one schema, not an `anyOf` of constants). */
+export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
