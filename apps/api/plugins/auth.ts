@@ -51,7 +51,8 @@ export function createAuthPlugin(opts: AuthPluginOptions) {
     app.decorateRequest('apiKeyId', null);
 
     app.addHook('onRequest', async (request, reply) => {
-      if (!isV1(request.url)) return;
+      // The matched route decides (no spelling of the URL can route to /v1 and skip this); the raw URL covers 404s.
+      if (!isV1(request.routeOptions.url ?? '') && !isV1(request.url)) return;
       const header = request.headers.authorization;
       const token = bearerToken(header);
       if (!token) {
