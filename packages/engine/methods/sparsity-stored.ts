@@ -82,35 +82,47 @@ export function pruneNMStrided(v: Float32Array, l: StridedLayout, n: number): Pr
   return { zeros, nonFinite };
 }
 
-/** M = 4 unrolled: the rank of each of the four among the others, counted with lower-index tie-breaking. */
+/**
+ * M = 4 unrolled, on the float bits: for IEEE floats |a| < |b| ⇔ (bits_a & 0x7fffffff) < (bits_b & 0x7fffffff),
+ * so magnitudes compare as integers (no float conversions); NaN (above the infinity pattern) maps to −1 so it ranks
+ * lowest. rank = how many of the group beat a weight (larger, or equal with a lower index).
+ */
 function prune4(v: Float32Array, l: StridedLayout, n: number): PruneCounts {
+  const b = new Int32Array(v.buffer, v.byteOffset, v.length);
   const { outer, groups, inner } = l;
   const i1 = inner;
   const i2 = 2 * inner;
   const i3 = 3 * inner;
+  const INF = 0x7f800000;
   let zeros = 0;
   let nonFinite = 0;
   for (let base = 0, end = outer * groups * 4 * inner; base < end; base += 4 * inner) {
     for (let c = 0, at = base; c < inner; c++, at++) {
-      const a0 = mag(v[at]);
-      const a1 = mag(v[at + i1]);
-      const a2 = mag(v[at + i2]);
-      const a3 = mag(v[at + i3]);
-      // NaN maps to −1 and ±Inf stays Infinity: one sum and one min flag both cases cheaply.
-      if (a0 + a1 + a2 + a3 === Infinity || Math.min(a0, a1, a2, a3) < 0) {
-        nonFinite += +(a0 < 0 || a0 === Infinity) + +(a1 < 0 || a1 === Infinity);
-        nonFinite += +(a2 < 0 || a2 === Infinity) + +(a3 < 0 || a3 === Infinity);
+      let a0 = b[at] & 0x7fffffff;
+      let a1 = b[at + i1] & 0x7fffffff;
+      let a2 = b[at + i2] & 0x7fffffff;
+      let a3 = b[at + i3] & 0x7fffffff;
+      if (a0 >= INF || a1 >= INF || a2 >= INF || a3 >= INF) {
+        nonFinite += +(a0 >= INF) + +(a1 >= INF) + +(a2 >= INF) + +(a3 >= INF);
+        if (a0 > INF) a0 = -1;
+        if (a1 > INF) a1 = -1;
+        if (a2 > INF) a2 = -1;
+        if (a3 > INF) a3 = -1;
       }
-      // rank = how many of the group beat it (larger, or equal with a lower index)
-      const r0 = +(a1 > a0) + +(a2 > a0) + +(a3 > a0);
-      const r1 = +(a0 >= a1) + +(a2 > a1) + +(a3 > a1);
-      const r2 = +(a0 >= a2) + +(a1 >= a2) + +(a3 > a2);
-      const r3 = +(a0 >= a3) + +(a1 >= a3) + +(a2 >= a3);
-      if (r0 >= n) v[at] = 0;
-      if (r1 >= n) v[at + i1] = 0;
-      if (r2 >= n) v[at + i2] = 0;
-      if (r3 >= n) v[at + i3] = 0;
-      zeros += +(v[at] === 0) + +(v[at + i1] === 0) + +(v[at + i2] === 0) + +(v[at + i3] === 0);
+      // keep mask = all ones when rank < n, else 0: branch-free, since on real weights keep/prune is a coin flip
+      // that a branch predictor cannot learn.
+      const k0 = (+(a1 > a0) + +(a2 > a0) + +(a3 > a0) - n) >> 31;
+      const k1 = (+(a0 >= a1) + +(a2 > a1) + +(a3 > a1) - n) >> 31;
+      const k2 = (+(a0 >= a2) + +(a1 >= a2) + +(a3 > a2) - n) >> 31;
+      const k3 = (+(a0 >= a3) + +(a1 >= a3) + +(a2 >= a3) - n) >> 31;
+      b[at] &= k0;
+      b[at + i1] &= k1;
+      b[at + i2] &= k2;
+      b[at + i3] &= k3;
+      zeros += (1 + k0) | +(a0 === 0);
+      zeros += (1 + k1) | +(a1 === 0);
+      zeros += (1 + k2) | +(a2 === 0);
+      zeros += (1 + k3) | +(a3 === 0);
     }
   }
   return { zeros, nonFinite };
@@ -139,6 +151,12 @@ export function countNMViolationsStrided(v: Float32Array, l: StridedLayout, n: n
   return bad;
 }
 
+let scratch = new Uint8Array(0);
+function scratchBytes(length: number): Uint8Array {
+  if (scratch.length < length) scratch = new Uint8Array(length);
+  return scratch.subarray(0, length);
+}
+
 /** The stored fp32 tensor of a weight (initializer or Constant), or undefined (sparse, other dtypes). */
 export function storedFloat32Tensor(model: LoadedModel, w: WeightRef): TensorProto | undefined {
   if (w.location === 'sparse-initializer' || w.dtype !== 'float32') return undefined;
@@ -160,9 +178,12 @@ export function pruneStoredMagnitudeNM(
   n: number,
 ): { sparsity: number; violations: number; nonFinite: number } {
   const bytes = tensorBytes(model, t);
-  // raw_data is edited in place (the loaded file buffer belongs to this model); typed-array views need 4-byte
-  // alignment, so unaligned bytes are copied first. Bytes that were not raw_data (external, typed fields) are fresh.
-  const buf = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  // raw_data is edited in place (the loaded file buffer belongs to this model). Typed-array views need 4-byte
+  // alignment: unaligned bytes go through one reused scratch buffer and are copied back (two memcpys, and no fresh
+  // allocation per layer, which on large models cost more in page faults and GC than the pruning).
+  const aligned = bytes.byteOffset % 4 === 0;
+  const buf = aligned ? bytes : scratchBytes(bytes.length);
+  if (!aligned) buf.set(bytes);
   const v = new Float32Array(buf.buffer, buf.byteOffset, buf.length >> 2);
   // Prune and check chunk by chunk (a few MB each) so the check reads memory the pruning just left in cache.
   const groupSpan = layout.m * layout.inner;
@@ -180,6 +201,7 @@ export function pruneStoredMagnitudeNM(
     nonFinite += c.nonFinite;
     violations += countNMViolationsStrided(chunk, sub, n);
   }
-  if (buf !== t.rawData) setTensorRawData(t, buf);
+  if (!aligned) bytes.set(buf);
+  if (bytes !== t.rawData) setTensorRawData(t, bytes);
   return { sparsity: zeros / v.length, violations, nonFinite };
 }
