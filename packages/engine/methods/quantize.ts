@@ -102,7 +102,7 @@ export function recordShape(plan: AccuracyPlan, q: QuantizedMatrix | MatMulNBits
  * The stored fp32 [K][N] values of a MatMul / Gemm(transB=0) weight that sits directly in a main-graph initializer
  * (no Cast/Transpose/Reshape in between), as a view when aligned — the input of the fused fast path.
  */
-function storedKN(ctx: MethodContext, w: WeightRef): Float32Array | undefined {
+function storedKN(ctx: MethodContext, w: WeightRef, scratch: { buf?: ArrayBuffer }): Float32Array | undefined {
   if (w.via.length || w.dtype !== 'float32' || w.storeGraphPath !== '') return undefined;
   if (!(w.op === 'MatMul' || (w.op === 'Gemm' && !w.transB))) return undefined;
   if (w.location !== 'initializer' && w.location !== 'external') return undefined;
@@ -110,9 +110,12 @@ function storedKN(ctx: MethodContext, w: WeightRef): Float32Array | undefined {
   if (!t) return undefined;
   const raw = tensorBytes(ctx.model, t);
   if (raw.length !== w.K * w.N * 4) return undefined;
-  return raw.byteOffset % 4 === 0
-    ? new Float32Array(raw.buffer, raw.byteOffset, w.K * w.N)
-    : new Float32Array(raw.slice().buffer);
+  if (raw.byteOffset % 4 === 0) return new Float32Array(raw.buffer, raw.byteOffset, w.K * w.N);
+  // Unaligned raw_data (protobuf offsets are arbitrary): copy into one scratch buffer reused across layers, so a
+  // large model does not allocate (and zero) a fresh copy of every weight.
+  if (!scratch.buf || scratch.buf.byteLength < raw.length) scratch.buf = new ArrayBuffer(raw.length);
+  new Uint8Array(scratch.buf, 0, raw.length).set(raw);
+  return new Float32Array(scratch.buf, 0, w.K * w.N);
 }
 
 /** Whether the fused [K][N] → MatMulNBits kernel implements this spec. */
@@ -145,6 +148,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   const format: Format = r.format ?? 'matmulnbits';
   const layers: LayerReport[] = [];
   const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
+  const scratch: { buf?: ArrayBuffer } = {};
   let paramsDone = 0;
   let bytesAfter = 0;
   let bytesBefore = 0;
@@ -160,7 +164,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       continue;
     }
     const block = fastSpec(spec, format);
-    const kn = block ? storedKN(ctx, w) : undefined;
+    const kn = block ? storedKN(ctx, w, scratch) : undefined;
     let rep;
     let relError: number | null = null;
     let alpha: number | undefined;
