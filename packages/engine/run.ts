@@ -231,6 +231,9 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
     const methodWarnings: string[] = [];
     const statsCalls = { count: 0 };
     const nodeCountBefore = model.proto.graph?.node.length ?? 0;
+    const readers = new Map<string, number>();
+    for (const r of requestOf.values()) readers.set(r.key, (readers.get(r.key) ?? 0) + 1);
+    const released = new Set<WeightRef>();
     const ctx: MethodContext = {
       model,
       recipe,
@@ -259,8 +262,12 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
       },
       release: (w) => {
         const req = requestOf.get(w);
-        // Shared activations stay until every weight reading them is done; the runner releases at the end.
-        if (req && [...requestOf].filter(([, r]) => r.key === req.key).length === 1) collector?.release(req.key);
+        if (!req || released.has(w)) return;
+        released.add(w);
+        // A shared activation (q/k/v reading one input) is freed when the last weight reading it is done.
+        const left = (readers.get(req.key) ?? 1) - 1;
+        readers.set(req.key, left);
+        if (left === 0) collector?.release(req.key);
       },
       relativeError: async (w, before, after) => {
         const req = requestOf.get(w);
