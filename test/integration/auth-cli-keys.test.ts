@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { authenticateApiKey } from '../../packages/platform/auth/keys.js';
-import { bootstrapApiKeys } from '../../packages/platform/auth/bootstrap.js';
+import { announceApiKeys, bootstrapApiKeys } from '../../packages/platform/auth/bootstrap.js';
 import { createTestDatabase, type TestDatabase } from './webhooks-support.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -33,7 +33,10 @@ after(async () => {
 });
 
 test('bootstrap on an empty database explains how to create a key, or creates one once', async () => {
-  const first = await bootstrapApiKeys(tdb.db, { createFirstKey: false });
+  const printed: string[] = [];
+  const first = await announceApiKeys(tdb.db, (m) => printed.push(m), { createFirstKey: false });
+  assert.equal(printed.length, 1);
+  assert.match(printed[0], /No API key exists yet/);
   assert.equal(first.kind, 'instructions');
   if (first.kind === 'instructions') assert.match(first.message, /onnx-compress keys create --tenant/);
   const created = await bootstrapApiKeys(tdb.db, { createFirstKey: true });

@@ -40,3 +40,17 @@ export async function bootstrapApiKeys(
       'Use it as "Authorization: Bearer <key>"; manage keys with `npx onnx-compress keys list|create|revoke`.',
   };
 }
+
+/**
+ * What `npm start` / `onnx-compress serve` call once the database is migrated: prints nothing when keys exist,
+ * otherwise how to create one (or, with BOOTSTRAP_API_KEY=1, the first key, once).
+ */
+export async function announceApiKeys(
+  db: PrismaClient,
+  print: (message: string) => void,
+  opts: { createFirstKey: boolean },
+): Promise<BootstrapOutcome> {
+  const outcome = await bootstrapApiKeys(db, opts);
+  if (outcome.kind !== 'keys-exist') print(outcome.message);
+  return outcome;
+}
