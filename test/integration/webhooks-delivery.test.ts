@@ -242,3 +242,48 @@ for (const target of [
     }
   });
 }
+
+test('a retry scheduled before the delivery worker stops is sent by the next one, same webhook-id', async () => {
+  const rx = await startReceiver((n) => (n === 1 ? 500 : 200));
+  const restartPrefix = prefix + '_restart';
+  const config = loadWebhookConfig({
+    WEBHOOK_RETRY_SCHEDULE: '1500ms',
+    WEBHOOK_RETRY_JITTER: '0',
+    WEBHOOK_ALLOW_HOSTS: '127.0.0.1',
+  });
+  const connection = { url: REDIS_URL, maxRetriesPerRequest: null };
+  let first: RunningWebhookWorker | undefined = startWebhookWorker({
+    db: tdb.db,
+    connection,
+    prefix: restartPrefix,
+    config,
+  });
+  let second: RunningWebhookWorker | undefined;
+  try {
+    const { tenant, job } = await seedFinishedJob(tdb.db, { url: rx.url, secret: generateWebhookSecret() });
+    await dispatchJob(first.dispatch, job.id);
+    await waitFor('the first attempt', async () => rx.received.length === 1);
+    await first.close(); // the retry now waits in Redis, with no worker running
+    first = undefined;
+    const between = (await listJobDeliveries(tdb.db, tenant.id, job.id))![0];
+    assert.equal(between.status, 'pending');
+    assert.ok(between.nextAttemptAt);
+    second = startWebhookWorker({ db: tdb.db, connection, prefix: restartPrefix, config });
+    const d = await settled(tenant.id, job.id);
+    assert.equal(d.status, 'succeeded');
+    assert.equal(rx.received.length, 2);
+    assert.equal(rx.received[0].headers['webhook-id'], rx.received[1].headers['webhook-id']);
+    assert.deepEqual(
+      d.attempts.map((a) => [a.number, a.responseStatus]),
+      [
+        [1, 500],
+        [2, 200],
+      ],
+    );
+  } finally {
+    await first?.close();
+    await second?.close();
+    await dropRedisPrefix(restartPrefix);
+    await rx.close();
+  }
+});
