@@ -2,12 +2,13 @@
 // with reasons, calibration rules, the report's shape, abort and progress.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../../packages/engine/job.js';
 import { convNet, mlp, randn, tokenData, transformer } from './models.js';
 import { checkOutput, run, storedTensor, tempDir, writeCase } from './helpers.js';
-import { loadModel } from '../../../packages/engine/onnx/model.js';
+import { loadModel, saveModel } from '../../../packages/engine/onnx/model.js';
+import { encodeNpz } from '../../../packages/engine/data/npz.js';
 import { tensorToFloat32 } from '../../../packages/engine/onnx/tensor.js';
 
 const dir = tempDir();
@@ -239,4 +240,42 @@ test('NaN/Inf weights are named in the warnings; SparseGPT refuses them with a c
     }),
     (e: unknown) => e instanceof InputError && e.code === 'non-finite-weights',
   );
+});
+
+test('weights in external data are pruned (both paths) and written to a side file when asked', async () => {
+  const src = join(dir, 'ext');
+  mkdirSync(src, { recursive: true });
+  const modelPath = join(src, 'mlp.onnx');
+  await saveModel(mlp(), modelPath, { externalData: { sizeThreshold: 0 } });
+  const data = join(src, 'x.npz');
+  writeFileSync(data, encodeNpz(mlpData));
+  for (const withCalibration of [false, true]) {
+    const out = join(dir, `ext-out-${withCalibration}`);
+    const r = await run(
+      { method: 'sparsity', pattern: '2:4', externalData: true },
+      modelPath,
+      out,
+      withCalibration ? { calibrationPath: data } : {},
+    );
+    assert.deepEqual(
+      r.artifacts.map((a) => a.name),
+      ['model.onnx', 'model.onnx.data', 'report.json'],
+    );
+    const check = await checkOutput(
+      join(out, 'model.onnx'),
+      [
+        { name: 'w1', layout: 'KN' },
+        { name: 'w2', layout: 'NK' },
+      ],
+      2,
+      4,
+    );
+    assert.deepEqual(
+      Object.values(check).map((c) => [c.violations, c.zeros]),
+      [
+        [0, 0.5],
+        [0, 0.5],
+      ],
+    );
+  }
 });
