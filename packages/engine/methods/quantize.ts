@@ -44,6 +44,11 @@ export function qdqOpsetFor(spec: QuantSpec & { scheme: string }): number {
   return spec.bits === 4 || (spec.groupSize !== 'channel' && spec.scheme !== 'slim') ? 21 : 13;
 }
 
+/** Whether the QDQ route writes one group per output row (quantizeCanonical: 'channel', or SLiM-Quant under qdq). */
+export function perChannelOf(spec: QuantSpec & { scheme: string }, format: Format): boolean {
+  return spec.groupSize === 'channel' || (spec.scheme === 'slim' && format === 'qdq');
+}
+
 /** Whether the weight's layout can take the quantization groups in the chosen format. */
 export function quantSkipReason(
   w: WeightRef,
@@ -158,7 +163,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     const w = ctx.weights[i];
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
     const t0 = performance.now();
-    const blocker = replaceBlocker(ctx.model, w, format, qdqOpsetFor(spec));
+    const blocker = replaceBlocker(ctx.model, w, format, qdqOpsetFor(spec), perChannelOf(spec, format));
     if (blocker) {
       layers.push({ name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0 });
       continue;

@@ -69,7 +69,7 @@ async function compressOne(
 ): Promise<LayerReport & { bytes: number }> {
   const t0 = performance.now();
   const { N, K } = w;
-  const blocker = replaceBlocker(ctx.model, w, s.format, qdqOpsetFor(s.quant));
+  const blocker = replaceBlocker(ctx.model, w, s.format, qdqOpsetFor(s.quant), s.quant.groupSize === 'channel');
   if (blocker) return { name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0, bytes: 0 };
   const weights = readWeightMatrix(ctx.model, w);
   const stats = needsXNorm(s) || needsHessian(s) ? await ctx.stats(w) : undefined;

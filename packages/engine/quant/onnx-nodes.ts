@@ -116,8 +116,15 @@ export function qdqWeight(
   layout: WeightLayout,
   name: string,
   dtype: FloatDtype = 'float32',
+  /**
+   * '' = the standard op; 'com.microsoft' = ONNX Runtime's contrib DequantizeLinear (per-axis int4/int8 at any
+   * opset), the route for models whose default opset cannot be raised to 13/21. It has no block_size.
+   */
+  domain: '' | typeof MS_DOMAIN = '',
 ): QdqResult {
   const { rows: N, cols: K, codes, blockSize, blocksPerRow: nb } = q;
+  if (domain === MS_DOMAIN && nb !== 1)
+    throw new QuantError('the com.microsoft DequantizeLinear has no block_size: only per-channel groups');
   const half = 1 << (q.bits - 1);
   const perAxis = nb === 1;
   const codeType = q.symmetric ? (q.bits === 4 ? 'int4' : 'int8') : q.bits === 4 ? 'uint4' : 'uint8';
@@ -192,7 +199,7 @@ export function qdqWeight(
   const output = `${name}_dequantized`;
   const opset = q.bits === 4 || !perAxis ? 21 : 13;
   return {
-    nodes: [node('DequantizeLinear', inputs, [output], `${name}_DequantizeLinear`, attrs)],
+    nodes: [node('DequantizeLinear', inputs, [output], `${name}_DequantizeLinear`, attrs, domain)],
     initializers,
     output,
     opset,

@@ -73,12 +73,17 @@ export function replaceBlocker(
   format: Format,
   /** Default-domain opset the DequantizeLinear route would need (21 for int4 or blocks, 13 int8 per-channel). */
   qdqOpset = 21,
+  /** One group per output row: ORT's contrib DequantizeLinear can then stand in when the opset cannot be raised. */
+  perChannel = false,
 ): string | undefined {
-  if (format === 'qdq' || w.op === 'Conv') {
+  if ((format === 'qdq' || w.op === 'Conv') && !perChannel) {
     try {
       checkOpset(model, qdqOpset);
     } catch (e) {
-      return `DequantizeLinear needs opset ${qdqOpset}: ${(e as Error).message}`;
+      return (
+        `DequantizeLinear with block-wise scales needs opset ${qdqOpset}: ${(e as Error).message} ` +
+        '(groupSize "channel" works at any opset through com.microsoft DequantizeLinear)'
+      );
     }
   }
   const found = findNode(model, w.node, w.graphPath);
@@ -159,7 +164,13 @@ export function replaceWithQuantized(
 ): ReplaceResult {
   if (!q && !(o.packed && o.format === 'matmulnbits' && w.op !== 'Conv'))
     throw new QuantError(`${w.name}: nothing to write (no quantized matrix)`);
-  const blocker = replaceBlocker(model, w, o.format);
+  const blocker = replaceBlocker(
+    model,
+    w,
+    o.format,
+    q && (q.bits === 4 || q.blocksPerRow > 1) ? 21 : 13,
+    !!q && q.blocksPerRow === 1,
+  );
   if (blocker) throw new QuantError(`${w.name}: ${blocker}`);
   const found = findNode(model, w.node, w.graphPath)!;
   const consumer = found.node;
@@ -172,7 +183,17 @@ export function replaceWithQuantized(
   const useNBits = o.format === 'matmulnbits' && w.op !== 'Conv';
   // Check what the new nodes need before touching anything.
   const dqOpset = useNBits ? 0 : q!.bits === 4 || q!.blocksPerRow > 1 ? 21 : 13;
-  if (!useNBits) checkOpset(model, dqOpset);
+  // The standard DequantizeLinear when the opset can be raised to what it needs; else, for per-channel groups,
+  // ONNX Runtime's contrib DequantizeLinear (same semantics, axis attribute at any opset).
+  let dqDomain: '' | typeof MS_DOMAIN = '';
+  if (!useNBits) {
+    try {
+      checkOpset(model, dqOpset);
+    } catch (e) {
+      if (q!.blocksPerRow !== 1) throw e;
+      dqDomain = MS_DOMAIN;
+    }
+  }
   const quantAdapters = o.adapter?.quantized;
   const newNodes: NodeProto[] = [];
   const inits: TensorProto[] = [];
@@ -195,7 +216,7 @@ export function replaceWithQuantized(
     route = 'MatMulNBits';
   } else {
     const qq = q!;
-    const r = qdqWeight(qq, layoutOf(w), base, dtype);
+    const r = qdqWeight(qq, layoutOf(w), base, dtype, dqDomain);
     newNodes.push(...r.nodes);
     inits.push(...r.initializers);
     const op = { ...consumer, input: [...consumer.input], output: [...consumer.output] } as NodeProto;
@@ -232,8 +253,9 @@ export function replaceWithQuantized(
   // Commit: opsets, initializers, nodes in the consumer's place, then drop the old weight.
   if (useNBits || quantAdapters) ensureOpset(model, MS_DOMAIN, 1);
   if (!useNBits) {
-    ensureOpset(model, '', dqOpset);
-    if (dqOpset >= 21) bumpIr(model);
+    if (dqDomain === MS_DOMAIN) ensureOpset(model, MS_DOMAIN, 1);
+    else ensureOpset(model, '', dqOpset);
+    if (dqOpset >= 21) bumpIr(model); // int4 tensors need IR 10 whichever domain reads them
   }
   for (const t of inits) addInitializer(model, t);
   const idx = graph.node.indexOf(consumer);

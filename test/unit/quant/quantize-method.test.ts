@@ -187,4 +187,24 @@ test('QDQ int4 on a model whose opset cannot be raised to 21 is skipped with the
   assert.match(String(row.skipped), /opset 21.*ReduceMean/);
   const m = await run({ method: 'quantize', quant: { bits: 4 }, accuracyLevel: 0 }, c.modelPath, join(dir, 'old-nb'));
   assert.equal(m.report.layers.find((l) => l.name === 'w')!.route, 'MatMulNBits');
+  // Per-channel groups go through ONNX Runtime's contrib DequantizeLinear at the model's own opset.
+  const feeds = { x: new ort.Tensor('float32', randn(3 * 64, 5), [3, 64]) };
+  for (const quant of [
+    { bits: 4, groupSize: 'channel' },
+    { bits: 8, groupSize: 'channel' },
+  ] as const) {
+    const out = join(dir, `old-ms-${quant.bits}`);
+    const r = await run({ method: 'quantize', quant, format: 'qdq' }, c.modelPath, out);
+    assert.match(String(r.report.layers.find((l) => l.name === 'w')!.route), /DequantizeLinear/);
+    const written = await loadModel(join(out, 'model.onnx'));
+    assert.equal(Number(written.proto.opsetImport.find((o) => o.domain === '')!.version), 13);
+    // int4 needs opset 21 (unsafe here) → contrib op; int8 per-axis needs 13, which the model has → standard op.
+    const domain = quant.bits === 4 ? 'com.microsoft' : '';
+    assert.equal(written.proto.graph!.node.find((n) => n.opType === 'DequantizeLinear')!.domain, domain);
+    const ref = await dequantizedReference(c.modelPath, ['w'], quant, 'qdq', join(out, 'ref.onnx'));
+    const d = maxRelDiff(await outputs(join(out, 'model.onnx'), feeds), await outputs(ref, feeds));
+    // ORT's level-'all' graph fuses DQ+MatMul into kernels that quantize the activations to int8 (MatMulNBits
+    // accuracy_level 4 for int4; a dynamic-quantization MatMul for int8 here), hence the int8-activation tolerance.
+    assert.ok(d < 2e-2, `${JSON.stringify(quant)}: ${d}`);
+  }
 });
