@@ -20,6 +20,7 @@ import {
   TypeProtoSchema,
   ValueInfoProtoSchema,
 } from '../onnx/gen/onnx_pb.js';
+import { transposeInto } from './transpose.js';
 
 export interface MatmulOptions {
   /** Use Aᵀ: `a` is stored [k][m]. @defaultValue false */
@@ -298,40 +299,44 @@ export function matmulSubtractF64(
   return runGemm('float64', a, b, c, m, k, n, opts);
 }
 
-/** Column-panel width for gramAccumulate's symmetric split. */
-const GRAM_PANEL = 512;
+/** Panel width for gramAccumulate's symmetric split (inputs narrower than two panels take one GEMM). */
+const GRAM_PANEL = 1024;
 
 /**
  * acc[cols×cols] += XᵀX for one batch X[rows][cols]. The batch product runs fp32 in MLAS (its error is ~rows·2⁻²⁴
  * relative, fine for a Hessian); the running sum across batches is float64 so that many batches do not drift.
- * Wide inputs are split into column panels and only the panel pairs on and above the diagonal are multiplied, the
- * rest mirrored: (p+1)/2p of the flops for p panels (56% at K = 4096). Callers scale by 2/n at the end
- * (H = (2/n)·Σ x xᵀ).
+ * X is transposed once (tiled) so that panels of Xᵀ are contiguous row ranges and every product is the A·Bᵀ form;
+ * wide inputs multiply only the panel pairs on and above the diagonal and mirror the rest: (p+1)/2p of the flops
+ * for p panels (62.5% at K = 4096). Callers scale by 2/n at the end (H = (2/n)·Σ x xᵀ).
  */
 export async function gramAccumulate(x: Float32Array, rows: number, cols: number, acc: Float64Array): Promise<void> {
   checkLen('X', x, rows * cols);
   checkLen('acc', acc, cols * cols);
   if (rows === 0) return;
+  const xt = new Float32Array(rows * cols);
+  transposeInto(x, 0, cols, rows, cols, xt, 0, rows);
   if (cols < 2 * GRAM_PANEL) {
-    const g = await matmul(x, x, cols, rows, cols, { transA: true });
+    const g = await matmul(xt, xt, cols, rows, cols, { transB: true });
     for (let i = 0; i < g.length; i++) acc[i] += g[i];
     return;
   }
-  const starts: number[] = [];
-  for (let c = 0; c < cols; c += GRAM_PANEL) starts.push(c);
-  const panels = starts.map((c0) => {
-    const w = Math.min(GRAM_PANEL, cols - c0);
-    const p = new Float32Array(rows * w);
-    for (let r = 0; r < rows; r++) p.set(x.subarray(r * cols + c0, r * cols + c0 + w), r * w);
-    return p;
-  });
-  for (let i = 0; i < panels.length; i++)
-    for (let j = i; j < panels.length; j++) {
-      const wi = panels[i].length / rows;
-      const wj = panels[j].length / rows;
-      const g = await matmul(panels[i], panels[j], wi, rows, wj, { transA: true });
-      addBlock(acc, cols, starts[i], starts[j], g, wi, wj, i !== j);
+  for (let i0 = 0; i0 < cols; i0 += GRAM_PANEL) {
+    const i1 = Math.min(i0 + GRAM_PANEL, cols);
+    for (let j0 = i0; j0 < cols; j0 += GRAM_PANEL) {
+      const j1 = Math.min(j0 + GRAM_PANEL, cols);
+      const g = await matmul(
+        xt.subarray(i0 * rows, i1 * rows),
+        xt.subarray(j0 * rows, j1 * rows),
+        i1 - i0,
+        rows,
+        j1 - j0,
+        {
+          transB: true,
+        },
+      );
+      addBlock(acc, cols, i0, j0, g, i1 - i0, j1 - j0, i0 !== j0);
     }
+  }
 }
 
 /** acc[r0+a][c0+b] += g[a][b] and, with `mirror`, acc[c0+b][r0+a] += g[a][b] — in 32×32 tiles for the mirror. */
