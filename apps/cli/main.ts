@@ -9,6 +9,7 @@ import * as serve from './commands/serve.js';
 import * as worker from './commands/worker.js';
 import * as start from './commands/start.js';
 import * as soup from './commands/soup.js';
+import * as keys from './commands/keys.js';
 
 const commands: { register(program: Command): void }[] = [
   inspect, // onnx-compress inspect MODEL [--json]
@@ -18,6 +19,7 @@ const commands: { register(program: Command): void }[] = [
   serve, // onnx-compress serve: the HTTP API
   worker, // onnx-compress worker: a compress worker
   start, // onnx-compress start: API + worker in one process (npm start)
+  keys, // onnx-compress keys create --tenant NAME [--name N] [--json] | list | revoke
   soup, // onnx-compress soup A.onnx B.onnx … --recipe R.json --eval HELD.npz -o SOUP.onnx [--report REPORT.json]
 ];
 

@@ -41,6 +41,7 @@ export const swaggerPlugin = globalPlugin('swagger', async (app: FastifyInstance
       return doc;
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  // persistAuthorization: the key given to Authorize survives reloads, and the job page (/jobs/:id) reuses it.
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: true } });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 });

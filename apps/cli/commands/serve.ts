@@ -9,8 +9,15 @@ export function register(program: Command): void {
       // Loaded on use: the service stack (Fastify, Prisma, BullMQ) stays out of the CLI's other commands.
       const { loadConfig } = await import('../../../packages/platform/config/config.js');
       const { closeOnSignals, startServer } = await import('../../api/server.js');
+      const { openServiceExtensions } = await import('../../api/plugins/service-extensions.js');
+      const { announceApiKeys } = await import('../../../packages/platform/auth/bootstrap.js');
+      const { loadAuthConfig } = await import('../../../packages/platform/auth/config.js');
       const config = loadConfig();
-      const server = await startServer(config);
+      // Auth, webhook deliveries, live events and the job page are plugins built from the platform.
+      const server = await startServer(config, { extensions: (p) => openServiceExtensions(p) });
+      await announceApiKeys(server.platform.db, (m) => server.app.log.warn(m), {
+        createFirstKey: loadAuthConfig().bootstrapFirstKey,
+      });
       server.app.log.info(`API listening on ${server.url} (docs at ${server.url}/docs)`);
       closeOnSignals(server.close, (m) => server.app.log.info(m));
       await new Promise(() => {}); // runs until a signal

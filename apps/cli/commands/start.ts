@@ -10,8 +10,23 @@ export function register(program: Command): void {
       const { loadConfig } = await import('../../../packages/platform/config/config.js');
       const { startCompressWorker } = await import('../../../workers/compress/worker.js');
       const { closeOnSignals, startServer } = await import('../../api/server.js');
+      const { openServiceExtensions } = await import('../../api/plugins/service-extensions.js');
+      const { announceApiKeys } = await import('../../../packages/platform/auth/bootstrap.js');
+      const { loadAuthConfig } = await import('../../../packages/platform/auth/config.js');
+      const { startWebhookSide } = await import('../../../workers/webhooks/start.js');
       const config = loadConfig();
-      const server = await startServer(config);
+      // Auth, webhook deliveries, live events and the job page are plugins built from the platform.
+      const server = await startServer(config, { extensions: (p) => openServiceExtensions(p) });
+      await announceApiKeys(server.platform.db, (m) => server.app.log.warn(m), {
+        createFirstKey: loadAuthConfig().bootstrapFirstKey,
+      });
+      const webhooks = await startWebhookSide(server.platform, {
+        log: {
+          info: (o, m) => server.app.log.info(o, m),
+          warn: (o, m) => server.app.log.warn(o, m),
+          error: (o, m) => server.app.log.error(o, m),
+        },
+      });
       const worker = await startCompressWorker(server.platform, {
         log: {
           info: (o, m) => server.app.log.info(o, m),
@@ -24,9 +39,10 @@ export function register(program: Command): void {
       );
       closeOnSignals(
         async () => {
-          await server.app.close();
+          // Running jobs finish (or are handed back) first; then deliveries stop; then the API and pools close.
           await worker.close();
-          await server.platform.close();
+          await webhooks.close();
+          await server.close();
         },
         (m) => server.app.log.info(m),
       );

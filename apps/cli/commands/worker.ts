@@ -11,15 +11,19 @@ export function register(program: Command): void {
       const { openPlatform } = await import('../../../packages/platform/runtime.js');
       const { startCompressWorker } = await import('../../../workers/compress/worker.js');
       const { closeOnSignals } = await import('../../api/server.js');
+      const { startWebhookSide } = await import('../../../workers/webhooks/start.js');
       const config = loadConfig();
       const platform = await openPlatform(config, { log: (m) => console.log(m) });
       const worker = await startCompressWorker(platform);
+      // Every worker process also delivers webhooks (own BullMQ queue) and publishes job-finished events.
+      const webhooks = await startWebhookSide(platform);
       console.log(
         `worker consuming ${config.workerQueues.map((q) => `compress-${q}`).join(', ')} ` +
           `(execution providers: ${config.executionProviders.join(' → ')}, concurrency ${config.workerConcurrency})`,
       );
       closeOnSignals(async () => {
         await worker.close();
+        await webhooks.close();
         await platform.close();
       }, console.log);
       await new Promise(() => {});
