@@ -98,6 +98,9 @@ for (const v of variants) {
     `${v.padEnd(10)} ${sec.toFixed(2)} s slimLayer, ${withStats.toFixed(2)} s with its statistics ` +
       `(bar 5 s: ${withStats <= 5 ? 'met' : 'NOT met'}); rank ${res.adapter?.rank} via ${res.adapter?.svd} SVD; ` +
       `layer error ${err.toFixed(4)}; CPU time ${cpuSec.toFixed(2)} s (all threads; on a quiet 2-core machine the ` +
-      `wall time lies between CPU/2 and CPU); stages: ${res.stages.join(' → ')}`,
+      `wall time lies between CPU/2 and CPU); stages: ${res.stages.join(' → ')}; seconds per step: ` +
+      Object.entries(res.timings)
+        .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+        .join(', '),
   );
 }

@@ -136,6 +136,7 @@ async function compressOne(
     bitsPerWeight: (rep.bytes * 8) / (N * K),
     adapterBitsPerWeight: (rep.adapterBytes * 8) / (N * K),
     stages: res.stages,
+    stepSeconds: res.timings,
     seconds: (performance.now() - t0) / 1000,
     bytes: rep.bytes,
   };

@@ -87,6 +87,8 @@ export interface SlimLayerResult {
     final: number | null;
   };
   stages: string[];
+  /** Seconds per step (sparse part, adapter fit, error measurement …), summed over repeats. */
+  timings: Record<string, number>;
 }
 
 function add(a: Float32Array, b: Float32Array): Float32Array {
@@ -125,8 +127,18 @@ export async function slimLayer(
   if (!o.quant.symmetric) throw new QuantError('slimLayer: asymmetric codes do not keep N:M zeros exact');
   const blockSize = resolveBlockSize(o.quant, K);
   const stages: string[] = [];
+  const timings: Record<string, number> = {};
+  const timed = async <R>(key: string, fn: () => Promise<R> | R): Promise<R> => {
+    const t0 = performance.now();
+    try {
+      return await fn();
+    } finally {
+      timings[key] = (timings[key] ?? 0) + (performance.now() - t0) / 1000;
+    }
+  };
   // Errors need the candidate's effective weight; build it only when someone measures it.
-  const errorOf = async (wc: Float32Array, lr?: Float32Array) => (o.error ? o.error(lr ? add(wc, lr) : wc) : null);
+  const errorOf = async (wc: Float32Array, lr?: Float32Array) =>
+    o.error ? timed('errors', () => o.error!(lr ? add(wc, lr) : wc)) : null;
   const stageErrorOf = async (wc: Float32Array, lr: Float32Array) => ((o.stageErrors ?? true) ? errorOf(wc, lr) : null);
 
   // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
@@ -144,7 +156,9 @@ export async function slimLayer(
     return quantizeRtn(target, N, K, o.quant);
   };
   /** W_C for a dense target: masked (or SparseGPT-pruned) and quantized. */
-  const sparsePart = async (target: Float32Array): Promise<QuantizedMatrix> => {
+  const sparsePart = (target: Float32Array): Promise<QuantizedMatrix> =>
+    timed('sparse part', () => sparsePartRaw(target));
+  const sparsePartRaw = async (target: Float32Array): Promise<QuantizedMatrix> => {
     o.signal?.throwIfAborted();
     const t = target.slice();
     if (o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? target === w : true)) {
@@ -171,9 +185,11 @@ export async function slimLayer(
       alpha,
       errors: { beforeAdapter, afterAdapter: null, afterFinalRequant: null, refits: [], final: beforeAdapter },
       stages,
+      timings,
     };
   }
-  const fit = (target: Float32Array) =>
+  const fit = (target: Float32Array) => timed('adapter fit', () => lowRankAdapterOf(target));
+  const lowRankAdapterOf = (target: Float32Array) =>
     lowRankAdapter(sub(w, target), N, K, {
       saliency: o.saliency,
       rank,
@@ -182,7 +198,7 @@ export async function slimLayer(
       svd: o.svd,
     });
   let adapter = await fit(wc);
-  let lr = await adapterMatrix(adapter);
+  let lr = await timed('adapter product', () => adapterMatrix(adapter));
   stages.push(`adapter r=${rank} (${o.saliency}, ${adapter.svd} SVD)`);
   const afterAdapter = await stageErrorOf(wc, lr);
   let afterFinalRequant: number | null = null;
@@ -195,7 +211,7 @@ export async function slimLayer(
   const refits: (number | null)[] = [];
   for (let it = 0; it < o.refitIterations; it++) {
     adapter = await fit(wc);
-    lr = await adapterMatrix(adapter);
+    lr = await timed('adapter product', () => adapterMatrix(adapter));
     q = await sparsePart(sub(w, lr));
     wc = dequantize(q);
     refits.push(await stageErrorOf(wc, lr));
@@ -236,5 +252,6 @@ export async function slimLayer(
     alpha,
     errors: { beforeAdapter, afterAdapter, afterFinalRequant, refits, final },
     stages,
+    timings,
   };
 }
