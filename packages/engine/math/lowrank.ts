@@ -41,6 +41,8 @@ export interface LowRankOptions {
   hessian?: Float64Array;
   /** λ in H + λ·mean(diag H)·I before the Cholesky (whitened). @defaultValue 0.01 */
   dampening?: number;
+  /** A whitening factor computed earlier by whiteningFactor (callers that fit several adapters reuse it). */
+  whitening?: { l: Float64Array; li: Float64Array };
   svd?: TruncatedSvdOptions;
 }
 
@@ -114,7 +116,7 @@ export async function lowRankAdapter(e: Float32Array, N: number, K: number, o: L
     for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) s[n * K + k] = e[n * K + k] * x[k];
   } else if (o.saliency === 'whitened') {
     if (!o.hessian) throw new LowRankError(`saliency 'whitened' needs the ${K}×${K} Hessian`);
-    const f = await whiteningFactor(o.hessian, K, o.dampening);
+    const f = o.whitening ?? (await whiteningFactor(o.hessian, K, o.dampening));
     li = f.li;
     s = await matmul(e, Float32Array.from(f.l), N, K, K);
   } else throw new LowRankError(`unknown saliency ${String(o.saliency)}`);

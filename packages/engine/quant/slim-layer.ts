@@ -15,7 +15,14 @@
 import { nmMask } from '../math/nm.js';
 import { wandaScores, magnitudeScores } from '../math/wanda.js';
 import { sparseGpt } from '../math/sparsegpt.js';
-import { adapterMatrix, lowRankAdapter, rankFor, type Adapter, type Saliency } from '../math/lowrank.js';
+import {
+  adapterMatrix,
+  lowRankAdapter,
+  rankFor,
+  whiteningFactor,
+  type Adapter,
+  type Saliency,
+} from '../math/lowrank.js';
 import type { TruncatedSvdOptions } from '../math/svd.js';
 import { dequantize, quantizeRtn, quantizeWithClip } from './rtn.js';
 import { float16ToFloat32, float32ToFloat16 } from '../onnx/floats.js';
@@ -50,6 +57,8 @@ export interface SlimLayerOptions {
    */
   sparseGptRequant?: 'rerun' | 'reference';
   svd?: TruncatedSvdOptions;
+  /** λ in H + λ·mean(diag H)·I for the whitened saliency. @defaultValue 0.01 */
+  whiteningDampening?: number;
   /** Layer output error of a candidate effective weight; when given, errors are recorded (see stageErrors). */
   error?: (wHat: Float32Array) => Promise<number | null>;
   /**
@@ -189,12 +198,18 @@ export async function slimLayer(
     };
   }
   const fit = (target: Float32Array) => timed('adapter fit', () => lowRankAdapterOf(target));
-  const lowRankAdapterOf = (target: Float32Array) =>
+  // The Cholesky factor of the damped Hessian is the same for every fit: compute it once (O(K³)).
+  let whitening: Promise<{ l: Float64Array; li: Float64Array }> | undefined;
+  const lowRankAdapterOf = async (target: Float32Array) =>
     lowRankAdapter(sub(w, target), N, K, {
       saliency: o.saliency,
       rank,
       xNorm: stats.xNorm,
       hessian: stats.hessian,
+      whitening:
+        o.saliency === 'whitened'
+          ? await (whitening ??= whiteningFactor(stats.hessian!, K, o.whiteningDampening))
+          : undefined,
       svd: o.svd,
     });
   let adapter = await fit(wc);
