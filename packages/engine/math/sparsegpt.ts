@@ -133,78 +133,116 @@ export async function sparseGpt(
   transposeInto(w, 0, K, N, K, wt, 0, N);
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
 
-  // Two levels of blocking, both exact (the OBS updates commute into GEMMs): outer blocks of `blockSize` columns
-  // (the reference's; the unstructured mask is chosen per outer block) push their error to the rest of W with one
-  // big GEMM; inside, sub-blocks of ~32 columns are swept row by row in JS and push their error to the rest of the
-  // outer block with a small GEMM. The JS work is then O(N·K·32) instead of O(N·K·blockSize).
-  const sub = o.nm ? o.nm.m * Math.max(1, Math.round(SUB_BLOCK / o.nm.m)) : SUB_BLOCK;
-  let loss = 0;
-  for (let i1 = 0; i1 < K; i1 += o.blockSize) {
-    const i2 = Math.min(i1 + o.blockSize, K);
-    const count = i2 - i1;
-    let keepOuter: Uint8Array | null = null; // [N][count], unstructured only
-    if (!o.nm) {
-      // One threshold over the whole outer block on w²/U_jj², from the weights as they stand at block start.
-      // Exactly floor(N·count·p) are pruned (ties: later entries first); the reference's `tmp <= sorted[⌊numel·p⌋]`
-      // prunes one more plus any ties, which overshoots the requested sparsity.
-      const scores = new Float32Array(N * count);
-      transposeInto(wt, i1 * N, N, count, N, scores, 0, count);
-      for (let r = 0; r < N; r++)
-        for (let j = 0; j < count; j++) {
-          const v = scores[r * count + j] / u[(i1 + j) * K + i1 + j];
-          scores[r * count + j] = v * v;
-        }
-      keepOuter = new Uint8Array(N * count);
-      pruneLowest(scores, 0, N * count, Math.floor(N * count * o.sparsity), keepOuter);
-    }
-    const errT = new Float32Array(count * N); // [count][N]: the block's OBS errors, Errᵀ
-    for (let s0 = 0; s0 < count; s0 += sub) {
-      const s1 = Math.min(s0 + sub, count);
-      const c = s1 - s0;
-      const c0 = i1 + s0; // first absolute column of this sub-block
-      // Sub-block as [N][c] so each output row's sweep runs over contiguous memory.
-      const blk = new Float32Array(N * c);
-      transposeInto(wt, c0 * N, N, c, N, blk, 0, c);
-      const ub = new Float32Array(c * c);
-      for (let j = 0; j < c; j++) ub.set(u.subarray((c0 + j) * K + c0, (c0 + j) * K + c0 + c), j * c);
-      const keep = new Uint8Array(N * c);
-      // Short per-row copies as plain loops: a subarray per row would allocate N objects per sub-block.
-      if (keepOuter)
-        for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) keep[r * c + j] = keepOuter[r * count + s0 + j];
-      const err = new Float32Array(N * c);
-      loss += sweepBlock(blk, ub, keep, err, N, c, o.nm);
-      transposeInto(blk, 0, c, N, c, wt, c0 * N, N);
-      transposeInto(err, 0, c, N, c, errT, s0 * N, N);
-      for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) mask[r * K + c0 + j] = keep[r * c + j];
-      if (s1 < count) {
-        // Rest of the outer block: Wᵀ[i1+s1 : i2] −= U[c0 : c0+c, i1+s1 : i2]ᵀ · Errᵀ[s0 : s1].
-        const uIn = copyRect(u, K, c0, c0 + c, i1 + s1, i2);
+  // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
+  // where they define the result: the unstructured mask is chosen per `blockSize` block, as in the reference.
+  // Levels, largest first: the whole matrix, then ~512-column macro blocks (their error reaches the rest of W
+  // through one GEMM with k = 512: MLAS is ~2× faster there than at the reference's k = 128), then `blockSize`
+  // (unstructured) and/or 128, then ~32-column leaves swept row by row in JS. After each range finishes, its error
+  // is pushed to the rest of its parent range. At the start of any range every column in it has received the
+  // updates of all earlier columns, so masks chosen there see the same weights as the unblocked algorithm.
+  const levels = blockLevels(K, o);
+  const errT = new Float32Array(K * N); // Errᵀ [K][N]: each column's OBS error, read by the GEMMs above it
+  const state = { loss: 0, keepBlock: null as null | { start: number; len: number; keep: Uint8Array } };
+
+  const sweepLeaf = (c0: number, c1: number) => {
+    const c = c1 - c0;
+    // Leaf as [N][c] so each output row's sweep runs over contiguous memory.
+    const blk = new Float32Array(N * c);
+    transposeInto(wt, c0 * N, N, c, N, blk, 0, c);
+    const ub = copyRect(u, K, c0, c1, c0, c1);
+    const keep = new Uint8Array(N * c);
+    const kb = state.keepBlock;
+    if (kb)
+      for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) keep[r * c + j] = kb.keep[r * kb.len + c0 - kb.start + j];
+    const err = new Float32Array(N * c);
+    state.loss += sweepBlock(blk, ub, keep, err, N, c, o.nm);
+    transposeInto(blk, 0, c, N, c, wt, c0 * N, N);
+    transposeInto(err, 0, c, N, c, errT, c0 * N, N);
+    // Short per-row copies as plain loops: a subarray per row would allocate N objects per leaf.
+    for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) mask[r * K + c0 + j] = keep[r * c + j];
+  };
+
+  const run = async (c0: number, c1: number, level: number): Promise<void> => {
+    // An unstructured mask block starts here: at the blockSize level, or the whole matrix when blockSize ≥ K.
+    if (!o.nm && c0 % o.blockSize === 0 && (levels[level] === o.blockSize || (level === 0 && o.blockSize >= K)))
+      state.keepBlock = unstructuredBlockMask(wt, u, N, K, c0, Math.min(c0 + o.blockSize, K), o.sparsity);
+    if (level === levels.length - 1) return sweepLeaf(c0, c1);
+    const step = levels[level + 1];
+    for (let s0 = c0; s0 < c1; s0 += step) {
+      const s1 = Math.min(s0 + step, c1);
+      await run(s0, s1, level + 1);
+      if (s1 < c1) {
+        // Rest of the parent range: W[:, s1:c1] −= Err[:, s0:s1]·U[s0:s1, s1:c1], i.e. on Wᵀ rows, one fp32 GEMM.
+        const uRest = copyRect(u, K, s0, s1, s1, c1);
         await matmulSubtractInPlace(
-          wt.subarray((i1 + s1) * N, i2 * N),
-          uIn,
+          wt.subarray(s1 * N, c1 * N),
+          uRest,
           errT.subarray(s0 * N, s1 * N),
-          count - s1,
-          c,
+          c1 - s1,
+          s1 - s0,
           N,
           {
             transA: true,
           },
         );
       }
+      if (level === 0) opts.signal?.throwIfAborted();
     }
-    if (i2 < K) {
-      // Lazy update W[:, i2:] −= Err·U[i1:i2, i2:], i.e. Wᵀ[i2:] −= U[i1:i2, i2:]ᵀ·Errᵀ — one fp32 GEMM, in place.
-      const uRest = copyRect(u, K, i1, i2, i2, K);
-      await matmulSubtractInPlace(wt.subarray(i2 * N), uRest, errT, K - i2, count, N, { transA: true });
-    }
-    opts.signal?.throwIfAborted();
-  }
+  };
+  await run(0, K, 0);
   transposeInto(wt, 0, N, K, N, w, 0, K);
-  return { mask, error: loss / 2 };
+  return { mask, error: state.loss / 2 };
 }
 
-/** Columns per JS-swept sub-block (rounded to a multiple of M). */
-const SUB_BLOCK = 32;
+/** Column counts per blocking level, largest first: [K, macro, (blockSize), 128, leaf], multiples of M for N:M. */
+function blockLevels(K: number, o: ResolvedSparseGptOptions): number[] {
+  const unit = o.nm ? o.nm.m : 1;
+  const round = (target: number) => unit * Math.max(1, Math.round(target / unit));
+  const sizes = o.nm
+    ? [round(MACRO_BLOCK), round(128), round(LEAF_BLOCK)]
+    : [o.blockSize * Math.max(1, Math.round(MACRO_BLOCK / o.blockSize)), o.blockSize, 128, LEAF_BLOCK];
+  const levels = [K];
+  // Keep strictly decreasing sizes; for unstructured, levels above blockSize stay multiples of it (so mask blocks
+  // never straddle a range) and blockSize itself is a level unless it is ≥ K (then the whole matrix is one block).
+  for (const size of sizes) {
+    const last = levels[levels.length - 1];
+    if (size >= last) continue;
+    if (!o.nm && size > o.blockSize && size % o.blockSize !== 0) continue;
+    levels.push(size);
+  }
+  return levels;
+}
+
+/**
+ * Unstructured mask of one block [c0, c1): one threshold over the whole block on w²/U_jj², from the weights as
+ * they stand at block start. Exactly floor(N·count·p) are pruned (ties: later entries first); the reference's
+ * `tmp <= sorted[⌊numel·p⌋]` prunes one more plus any ties, which overshoots the requested sparsity.
+ */
+function unstructuredBlockMask(
+  wt: Float32Array,
+  u: Float32Array,
+  N: number,
+  K: number,
+  c0: number,
+  c1: number,
+  p: number,
+) {
+  const len = c1 - c0;
+  const scores = new Float32Array(N * len);
+  transposeInto(wt, c0 * N, N, len, N, scores, 0, len);
+  for (let r = 0; r < N; r++)
+    for (let j = 0; j < len; j++) {
+      const v = scores[r * len + j] / u[(c0 + j) * K + c0 + j];
+      scores[r * len + j] = v * v;
+    }
+  const keep = new Uint8Array(N * len);
+  pruneLowest(scores, 0, N * len, Math.floor(N * len * p), keep);
+  return { start: c0, len, keep };
+}
+
+/** Target columns per macro block and per JS-swept leaf (rounded to multiples of M). */
+const MACRO_BLOCK = 512;
+const LEAF_BLOCK = 32;
 
 /** Contiguous copy of rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns. */
 function copyRect(a: Float32Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float32Array {

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { gramAccumulate } from '../../../packages/engine/math/gemm.js';
 import { NotPositiveDefiniteError } from '../../../packages/engine/math/linalg.js';
 import { applyMask, checkNM, MaskInputError, nmMask } from '../../../packages/engine/math/nm.js';
 import { relativeOutputError } from '../../../packages/engine/math/relerr.js';
@@ -12,10 +13,18 @@ import {
 import { magnitudeScores, wandaScores } from '../../../packages/engine/math/wanda.js';
 import { hessianF64, llmLikeActivations, maxAbs, maxAbsDiff, outputErrorF64, randomF32, rng } from './rng.js';
 
-function problem(N: number, K: number, tokens: number, seed: number, llmLike = false) {
+async function problem(N: number, K: number, tokens: number, seed: number, llmLike = false) {
   const { normal } = rng(seed);
   const x = llmLike ? llmLikeActivations(tokens, K, seed + 1) : randomF32(tokens * K, normal);
-  return { x, h: hessianF64(x, tokens, K), w: randomF32(N * K, normal) };
+  // Wide layers take H through gramAccumulate (tested against a brute force in gemm.test.ts) to keep this file fast.
+  let h: Float64Array;
+  if (K <= 256) h = hessianF64(x, tokens, K);
+  else {
+    h = new Float64Array(K * K);
+    await gramAccumulate(x, tokens, K, h);
+    for (let i = 0; i < h.length; i++) h[i] *= 2 / tokens;
+  }
+  return { x, h, w: randomF32(N * K, normal) };
 }
 
 test('blocked fp32 SparseGPT matches the unblocked float64 OBS reference (same masks, close weights)', async () => {
@@ -31,9 +40,12 @@ test('blocked fp32 SparseGPT matches the unblocked float64 OBS reference (same m
     [6, 140, { n: 3, m: 7, blockSize: 70 }],
     [5, 390, { n: 1, m: 3 }], // default block rounds to 129
     [5, 150, { sparsity: 0.6, blockSize: 100 }],
+    [6, 80, { sparsity: 0.5 }], // default block 128 ≥ K: one mask block
+    [3, 600, { n: 2, m: 4 }], // all levels: 600 → 512 → 128 → 32
+    [3, 600, { sparsity: 0.5, blockSize: 96 }], // 600 → 480 → 96 → 32
   ];
   for (const [N, K, opts] of cases) {
-    const { w, h } = problem(N, K, 4 * K, N * K);
+    const { w, h } = await problem(N, K, Math.min(4 * K, 1200), N * K);
     const ref = sparseGptReference(w, N, K, h, opts);
     const got = w.slice();
     const { mask, error } = await sparseGpt(got, N, K, h, opts);
@@ -69,7 +81,7 @@ test('on LLM-like activations: sparsegpt < wanda < magnitude in ‖X(W−Ŵ)‖/
   const N = 48;
   const K = 128;
   const tokens = 512;
-  const { x, h, w } = problem(N, K, tokens, 51, true);
+  const { x, h, w } = await problem(N, K, tokens, 51, true);
   const xk = new Float64Array(K);
   for (let k = 0; k < K; k++) xk[k] = Math.sqrt(h[k * K + k] / 2);
   const wMag = w.slice();
