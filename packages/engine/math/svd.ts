@@ -188,9 +188,9 @@ function gaussian(count: number, seed: number): Float32Array {
 }
 
 /** Orthonormal basis of the columns of Y (rows×l, fp32) by CholeskyQR2: Q = Y·R⁻¹ with RᵀR = YᵀY, twice. */
-async function orthonormalize(y: Float32Array, rows: number, l: number): Promise<Float32Array> {
+async function orthonormalize(y: Float32Array, rows: number, l: number, passes = 2): Promise<Float32Array> {
   let q = y;
-  for (let pass = 0; pass < 2; pass++) {
+  for (let pass = 0; pass < passes; pass++) {
     const g32 = await matmul(q, q, l, rows, l, { transA: true });
     const g = Float64Array.from(g32);
     let trace = 0;
@@ -228,10 +228,13 @@ export async function randomizedSvd(
   const l = Math.min(rank + (opts.oversample ?? 10), m, n);
   const power = opts.power ?? 2;
   const omega = gaussian(n * l, opts.seed ?? 1);
-  let q = await orthonormalize(await matmul(a, omega, m, n, l), m, l); // m×l
+  // Between power steps one CholeskyQR pass is enough (the basis only has to stay well conditioned); the basis the
+  // result is built on gets the second pass (CholeskyQR2: orthonormal to working precision).
+  const passesAt = (last: boolean) => (last ? 2 : 1);
+  let q = await orthonormalize(await matmul(a, omega, m, n, l), m, l, passesAt(power === 0)); // m×l
   for (let it = 0; it < power; it++) {
-    const z = await orthonormalize(await matmul(a, q, n, m, l, { transA: true }), n, l); // Aᵀ·Q: n×l
-    q = await orthonormalize(await matmul(a, z, m, n, l), m, l);
+    const z = await orthonormalize(await matmul(a, q, n, m, l, { transA: true }), n, l, 1); // Aᵀ·Q: n×l
+    q = await orthonormalize(await matmul(a, z, m, n, l), m, l, passesAt(it === power - 1));
   }
   // B = Qᵀ·A (l×n); its exact SVD B = Ũ·Σ·Vᵀ gives A ≈ (Q·Ũ)·Σ·Vᵀ.
   const b = await matmul(q, a, l, m, n, { transA: true });
