@@ -1,10 +1,11 @@
 // SparseGPT (Frantar & Alistarh 2023; IST-DASLab/sparsegpt `fasterprune`): prune with an Optimal-Brain-Surgeon weight
 // update, blocked so that almost all flops are GEMMs. Canonical weights W[N outputs][K inputs]; H = (2/n)·Σ x xᵀ.
-// Precision follows the reference where it matters: W, U = chol(H⁻¹)ᵀ and the updates run in fp32 (the reference
-// does everything in fp32); the factorisation of H itself runs in float64 (linalg.ts) because it is where fp32 loses
-// digits on the ill-conditioned Hessians of LLM layers, and it costs little extra here.
+// Precision follows the reference: W, U = chol(H⁻¹) and the updates run in fp32 (the reference does everything in
+// fp32, on the GPU); the factorisation falls back to float64 when fp32 loses definiteness (ill-conditioned H), where
+// the reference would raise. The small diagonal blocks of the factorisation and each OBS update's arithmetic run in
+// JS doubles and are rounded once on store.
 import { matmulSubtractInPlace } from './gemm.js';
-import { inverseCholeskyUpper } from './linalg.js';
+import { inverseCholeskyUpper, inverseCholeskyUpperF32, NotPositiveDefiniteError } from './linalg.js';
 import { transposeInto } from './transpose.js';
 import { MaskInputError, pruneLowest, validateNM } from './nm.js';
 
@@ -125,7 +126,15 @@ export async function sparseGpt(
   const mask = new Uint8Array(N * K);
   if (N === 0) return { mask, error: 0 };
   const { h, dead } = dampedHessian(hessian, K, o.dampening);
-  const u = Float32Array.from(await inverseCholeskyUpper(h, K)); // fp32 from here on, like the reference
+  // U = chol(H⁻¹) upper, in fp32 like the reference (torch fp32 cholesky → cholesky_inverse → cholesky); where fp32
+  // loses definiteness on an ill-conditioned H, redo it in float64 instead of failing as the reference would.
+  let u: Float32Array;
+  try {
+    u = await inverseCholeskyUpperF32(h, K);
+  } catch (e) {
+    if (!(e instanceof NotPositiveDefiniteError)) throw e;
+    u = Float32Array.from(await inverseCholeskyUpper(h, K));
+  }
   opts.signal?.throwIfAborted();
 
   // Work on Wᵀ [K][N]: the columns W[:, rest] the lazy update touches are then one contiguous tail of rows.

@@ -5,6 +5,7 @@ import {
   choleskyInverse,
   choleskyUpper,
   inverseCholeskyUpper,
+  inverseCholeskyUpperF32,
   invSqrtmSPD,
   LinalgShapeError,
   NotPositiveDefiniteError,
@@ -124,4 +125,19 @@ test('sqrtmSPD and invSqrtmSPD reconstruct A and A⁻¹', async () => {
   assert.ok(maxAbsDiff(matmulRef(sp, sp, 2, 2, 2), psd) < 1e-12);
   await assert.rejects(invSqrtmSPD(psd, 2), NotPositiveDefiniteError);
   await assert.rejects(sqrtmSPD(Float64Array.from([1, 0, 0, -1]), 2), NotPositiveDefiniteError);
+});
+
+test('inverseCholeskyUpperF32: fp32 factor with UᵀU ≈ A⁻¹; an indefinite matrix still throws', async () => {
+  for (const n of [7, 250, 421]) {
+    const a = randomSpd(n, 300 + n);
+    const inv = await choleskyInverse(a, n);
+    const u = await inverseCholeskyUpperF32(a, n);
+    assert.ok(u instanceof Float32Array);
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
+    const utu = await product(Float64Array.from(u), Float64Array.from(u), n, true, false);
+    assert.ok(maxAbsDiff(utu, inv) < 1e-4 * maxAbs(inv), `n=${n}: ${maxAbsDiff(utu, inv)} vs ${maxAbs(inv)}`);
+  }
+  const bad = randomSpd(150, 8);
+  bad[148 * 150 + 148] = -1e6;
+  await assert.rejects(inverseCholeskyUpperF32(bad, 150), NotPositiveDefiniteError);
 });
