@@ -251,7 +251,7 @@ function unstructuredBlockMask(
 
 /** Target columns per macro block and per JS-swept leaf (rounded to multiples of M). */
 const MACRO_BLOCK = 512;
-const LEAF_BLOCK = 32;
+const LEAF_BLOCK = 16;
 
 /** Contiguous copy of rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns. */
 function copyRect(a: Float32Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float32Array {
