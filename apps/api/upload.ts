@@ -88,8 +88,13 @@ export async function receiveUpload(
       if (Number.isFinite(declared) && declared > opts.maxBytes) {
         throw new ApiError('upload-too-large', `each file may be at most ${opts.maxBytes} bytes`);
       }
+      // Only the octet-stream parser hands the body over as a stream; a JSON (or other parsed) body is refused.
+      const body = request.body as Readable | undefined;
+      if (!body || typeof body.pipe !== 'function') {
+        throw new ApiError('unsupported-media-type', 'send multipart/form-data or application/octet-stream');
+      }
       const query = request.query as { name?: string };
-      main = await take(request.body as Readable, 'file', query.name ?? opts.mainName, () => false);
+      main = await take(body, 'file', query.name ?? opts.mainName, () => false);
     }
     if (!main) throw new ApiError('validation-failed', 'no `file` part in the upload');
     if (main.sizeBytes === 0) throw new ApiError('validation-failed', 'the file is empty');
