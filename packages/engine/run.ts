@@ -29,6 +29,7 @@ import { parseRecipe, type Recipe } from './recipe.js';
 import { modelDiskBytes, nonFiniteCount, weightCounts } from './report/sizes.js';
 import { layerRelativeError, openStatsSession, statsRequestFor } from './runtime/calibration.js';
 import { evaluateModels, type QualityReport } from './runtime/evaluate.js';
+import { compareLatency, type LatencyReport } from './quant/latency.js';
 import { checkLoadable } from './runtime/load-check.js';
 import { HeldOutScorer } from './soup/score.js';
 import { openSession, ortVersion, type ExecutionProvider } from './runtime/session.js';
@@ -392,6 +393,35 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
       if (!evalData) warnings.push('no evaluation data: quality is measured on the calibration data');
     }
 
+    // Latency, dense vs compressed, where the method changes which kernels run (quantize, slim): p50/p95 at batch 1
+    // and a larger batch on the execution provider used, flagged when the compressed model is slower. Sparsity alone
+    // changes no kernel (ONNX Runtime has no sparse GEMM), so it is not timed.
+    let latency: LatencyReport | { measured: false; reason: string } | undefined;
+    if (recipe.method === 'quantize' || recipe.method === 'slim') {
+      if (!evalSet) latency = { measured: false, reason: 'no evaluation or calibration data to time the models on' };
+      else {
+        checkAbort();
+        progress.emit('evaluate', 1, { message: 'timing dense vs compressed' });
+        try {
+          latency = await compareLatency(inputs.modelPath, outPath, evalSet.inputs, {
+            executionProviders: [executionProvider],
+            batches: fixedBatch ? [fixedBatch] : [1, 8],
+            budgetSeconds: 10,
+          });
+          for (const row of latency.rows) {
+            if (row.slower) {
+              warnings.push(
+                `the compressed model is slower than the dense one at batch ${row.batch} on ${latency.executionProvider} ` +
+                  `(p50 ${row.compressed.p50.toFixed(2)} ms vs ${row.dense.p50.toFixed(2)} ms)`,
+              );
+            }
+          }
+        } catch (e) {
+          latency = { measured: false, reason: `latency could not be measured: ${(e as Error).message}` };
+        }
+      }
+    }
+
     // Report.
     const layers: LayerReport[] = [...result.layers, ...skipped.map(skippedRow)];
     const report: JobReport = {
@@ -403,6 +433,7 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
       layers,
       summary: summarize(result.layers, skipped.length),
       quality,
+      ...(latency ? { latency } : {}),
       calibration: calibration
         ? {
             source: calibration.source,

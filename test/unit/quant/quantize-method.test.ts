@@ -80,6 +80,30 @@ test('MatMulNBits (MatMul + Gemm with bias) computes the dense model with our de
     const q = r.report.quantization as { bitsPerWeight: number; accuracyLevel: { level: number } };
     assert.equal(q.accuracyLevel.level, 1);
     assert.ok(q.bitsPerWeight > 4 && q.bitsPerWeight < 9.5);
+    // Latency dense vs compressed at batch 1 and 8 on the provider used, with the slower flag.
+    const lat = r.report.latency as {
+      executionProvider: string;
+      rows: {
+        batch: number;
+        speedup: number;
+        slower: boolean;
+        dense: { p50: number; p95: number };
+        compressed: { p50: number; p95: number };
+      }[];
+    };
+    assert.equal(lat.executionProvider, 'cpu');
+    assert.deepEqual(
+      lat.rows.map((row) => row.batch),
+      [1, 8],
+    );
+    for (const row of lat.rows) {
+      assert.ok(row.dense.p50 > 0 && row.compressed.p95 >= row.compressed.p50);
+      assert.equal(row.slower, row.compressed.p50 > row.dense.p50);
+      assert.equal(
+        r.report.warnings.some((w) => w.includes(`slower than the dense one at batch ${row.batch}`)),
+        row.slower,
+      );
+    }
   }
 });
 
