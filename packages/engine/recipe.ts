@@ -124,7 +124,13 @@ export const SparsityRecipeSchema = Type.Object(
     pattern: Type.Optional(PatternSchema),
     sparsity: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Unstructured fraction zeroed.' })),
     criterion: Type.Optional(CriterionSchema),
-    blockSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'SparseGPT column block.' })),
+    blockSize: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 4096,
+        description: 'SparseGPT column block (default 128, rounded up to a multiple of M).',
+      }),
+    ),
     dampening: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'SparseGPT damping (0.01).' })),
     packed: Type.Optional(Type.Boolean({ description: 'Write 2:4 weights packed as an ONNX local function.' })),
     ...CommonProps,
@@ -311,7 +317,6 @@ function withDefaults(r: Recipe): Recipe {
       if (r.pattern === undefined && r.sparsity === undefined) r.pattern = '2:4';
       r.criterion ??= 'magnitude';
       if (r.criterion === 'sparsegpt') {
-        r.blockSize ??= 128;
         r.dampening ??= 0.01;
       }
       return r;

@@ -92,7 +92,7 @@ async function compressOne(
       refitIterations: s.refitIterations,
       quantizeAdapters: s.quantizeAdapters,
       adapterStorage: 'float16',
-      sparseGpt: { blockSize: 128, dampening: 0.01 },
+      sparseGpt: { dampening: 0.01 }, // block: sparseGpt's default, 128 rounded to a multiple of M
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,

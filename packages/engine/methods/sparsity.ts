@@ -108,7 +108,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
         if (!h) throw new Error(`sparsegpt: no Hessian for ${w.name}`);
         const res = await sparseGpt(rows, rowsPerGroup, K, h, {
           ...('n' in target ? { n: target.n, m: target.m } : { sparsity: target.sparsity }),
-          blockSize: r.blockSize ?? 128,
+          blockSize: r.blockSize, // undefined: sparseGpt's default (128 rounded to a multiple of M)
           dampening: r.dampening ?? 0.01,
           signal: ctx.signal,
         });

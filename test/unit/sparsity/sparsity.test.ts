@@ -1,5 +1,6 @@
 // The `sparsity` method through runRecipe: N:M on every output checked independently on the stored tensors, skips
 // with reasons, calibration rules, the report's shape, abort and progress.
+import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -277,5 +278,28 @@ test('weights in external data are pruned (both paths) and written to a side fil
         [0, 0.5],
       ],
     );
+  }
+});
+
+test('SparseGPT with an M that does not divide 128 (1:3, 2:6) runs with its default block and holds the pattern', async () => {
+  const b = new GraphBuilder({ opset: 17 });
+  b.input('x', 'float32', ['batch', 48]);
+  b.initializer('w', 'float32', [48, 64], randn(48 * 64, 5, 0.3));
+  b.node('MatMul', ['x', 'w'], {}, { name: 'fc', output: 'y' });
+  b.output('y', 'float32', ['batch', 64]);
+  const c = await writeCase(dir, 'k24', b.build(), {
+    x: { dtype: 'float32', dims: [32, 48], data: randn(32 * 48, 6) },
+  });
+  for (const [pattern, n, m] of [
+    ['1:3', 1, 3],
+    ['2:6', 2, 6],
+  ] as const) {
+    const out = join(dir, `k24-${pattern.replace(':', '-')}`);
+    const r = await run({ method: 'sparsity', pattern, criterion: 'sparsegpt' }, c.modelPath, out, {
+      calibrationPath: c.dataPath,
+    });
+    const check = await checkOutput(join(out, 'model.onnx'), [{ name: 'w', layout: 'KN' }], n, m);
+    assert.equal(check.w.violations, 0);
+    assert.equal(r.report.layers.find((l) => l.name === 'w')?.patternVerified, true);
   }
 });
