@@ -115,7 +115,14 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
     const all = discoverWeights(model);
     const { selected, skipped } = selectWeights(all, recipe, method, need === 'required');
     if (selected.length === 0 && !method.ingredients(recipe)) {
-      warnings.push('no layer was selected: the output model equals the input');
+      // A job that would change nothing is a failed job, not a success with an unchanged model: say why per layer.
+      const reasons = skipped.slice(0, 5).map((s) => `${s.weight.name}: ${s.reason}`);
+      const more = skipped.length > 5 ? `; … ${skipped.length - 5} more` : '';
+      throw new InputError(
+        'no-layer-selected',
+        `${describeRecipe(recipe)} applies to no layer of this model` +
+          (skipped.length ? ` (${reasons.join('; ')}${more})` : ' (it has no MatMul/Gemm/Conv weight)'),
+      );
     }
 
     // Statistics (lazy, in passes) when calibration data exists.

@@ -144,14 +144,14 @@ test('QDQ format: DequantizeLinear feeds MatMul, Gemm and (grouped) Conv; the op
     const d = maxRelDiff(await outputs(join(out, 'model.onnx'), mlpFeeds), await outputs(ref, mlpFeeds));
     assert.ok(d < tol, `mlp ${JSON.stringify(quant)}: ${d}`);
   }
-  // Group 32 does not tile 8 input channels per group: skipped with the reason, not mangled.
-  const r = await run(
-    { method: 'quantize', quant: { bits: 4, groupSize: 32 }, format: 'qdq' },
-    c.modelPath,
-    join(dir, 'g32'),
+  // Group 32 does not tile 8 input channels per group: skipped with the reason, not mangled — and since no layer of
+  // this model can take it, the job fails with the reasons rather than returning an unchanged model.
+  await assert.rejects(
+    run({ method: 'quantize', quant: { bits: 4, groupSize: 32 }, format: 'qdq' }, c.modelPath, join(dir, 'g32')),
+    (e: Error & { code?: string }) =>
+      e.code === 'no-layer-selected' &&
+      /c1_w: Conv input channels per group \(8\) not a multiple of the group size 32/.test(e.message),
   );
-  const skipped = r.report.layers.filter((l) => l.skipped);
-  assert.ok(skipped.some((l) => l.name === 'c1_w' && /not a multiple of the group size 32/.test(String(l.skipped))));
 });
 
 test('accuracyLevel auto times the candidates and records them', async () => {

@@ -68,11 +68,14 @@ test('N:M patterns on MatMul, Gemm(transB) and Conv (Constant-node and grouped) 
 
 test('layers that cannot take the pattern are skipped with the reason; include/exclude/opTypes select layers', async () => {
   const conv = await writeCase(dir, 'conv2', convNet(), convData);
-  const r = await run({ method: 'sparsity', pattern: '2:16' }, conv.modelPath, join(dir, 'conv-2-16'));
-  const reasons = Object.fromEntries(r.report.layers.map((l) => [l.name, l.skipped]));
-  assert.match(reasons.c2_w!, /input channels per group \(8\) not a multiple of M=16/);
-  assert.match(reasons.c1_w!, /input channels per group \(8\) not a multiple of M=16/);
-  assert.ok(r.report.warnings.some((w) => /no layer was selected/.test(w)));
+  // No layer can take 2:16: the job fails (nothing would change) and the error gives the reason per layer.
+  await assert.rejects(
+    run({ method: 'sparsity', pattern: '2:16' }, conv.modelPath, join(dir, 'conv-2-16')),
+    (e: Error & { code?: string }) =>
+      e.code === 'no-layer-selected' &&
+      /c1_w: Conv input channels per group \(8\) not a multiple of M=16/.test(e.message) &&
+      /c2_w: Conv input channels per group \(8\) not a multiple of M=16/.test(e.message),
+  );
   const m = await writeCase(dir, 'mlp2', mlp(), mlpData);
   const sel = await run(
     { method: 'sparsity', pattern: '2:4', include: ['w*'], exclude: ['fc2'] },
