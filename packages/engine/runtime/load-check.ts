@@ -19,11 +19,11 @@ import { closeModel, saveModel, type LoadedModel } from '../onnx/model.js';
 import { makeTensor, tensorByteLength, tensorDims, tensorDtype } from '../onnx/tensor.js';
 import { openSession, type ExecutionProvider, type OpenedSession } from './session.js';
 
-/** Initializers at least this large are stubbed. */
-const STUB_BYTES = 64 * 1024;
-const STUB_DTYPES = new Set(['float32', 'float16', 'float64']);
+/** Float initializers at least this large are replaced by ConstantOfShape in the skeleton. */
+const SKELETON_MIN_BYTES = 64 * 1024;
+const SKELETON_DTYPES = new Set(['float32', 'float16', 'float64']);
 
-function stubFor(t: TensorProto): { node: NodeProto; shape: TensorProto } {
+function constantOfShapeFor(t: TensorProto): { node: NodeProto; shape: TensorProto } {
   const dtype = tensorDtype(t) as 'float32' | 'float16' | 'float64';
   const dims = tensorDims(t);
   const shapeName = `${t.name}::skeleton_shape`;
@@ -57,19 +57,22 @@ export async function checkLoadable(
   const opset = Number(model.proto.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0);
   const graphInputs = new Set(g.input.map((i) => i.name));
   const keep: TensorProto[] = [];
-  const stubs: NodeProto[] = [];
+  const replacements: NodeProto[] = [];
   for (const t of g.initializer) {
-    const stubbable =
-      opset >= 9 && !graphInputs.has(t.name) && STUB_DTYPES.has(tensorDtype(t)) && tensorByteLength(t) >= STUB_BYTES;
-    if (!stubbable) {
+    const replaceable =
+      opset >= 9 &&
+      !graphInputs.has(t.name) &&
+      SKELETON_DTYPES.has(tensorDtype(t)) &&
+      tensorByteLength(t) >= SKELETON_MIN_BYTES;
+    if (!replaceable) {
       keep.push(t);
       continue;
     }
-    const s = stubFor(t);
+    const s = constantOfShapeFor(t);
     keep.push(s.shape);
-    stubs.push(s.node);
+    replacements.push(s.node);
   }
-  const graph = create(GraphProtoSchema, { ...g, initializer: keep, node: [...stubs, ...g.node] });
+  const graph = create(GraphProtoSchema, { ...g, initializer: keep, node: [...replacements, ...g.node] });
   const skeleton = makeLoadedModel(create(ModelProtoSchema, { ...model.proto, graph }), model.dir);
   const path = join(dir, 'load-check.onnx');
   try {
