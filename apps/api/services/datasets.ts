@@ -1,7 +1,7 @@
 // Datasets (calibration / evaluation tensors): upload with a header summary, read, list, delete.
 import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
-import { afterCursor, decodeCursor, encodeCursor, type ServiceDeps } from './deps.js';
+import { paginate, type Page, type ServiceDeps } from './deps.js';
 import { inspectDataset } from './inspect-client.js';
 import type { TensorSummary } from './inspect.js';
 import type { StagedUpload } from '../upload.js';
@@ -76,20 +76,17 @@ export async function listDatasets(
   deps: ServiceDeps,
   tenantId: string,
   q: { limit: number; cursor?: string },
-): Promise<{ ok: true; items: DatasetDto[]; nextCursor: string | null } | { ok: false; code: 'bad-cursor' }> {
-  const cursor = q.cursor ? decodeCursor(q.cursor) : null;
-  if (q.cursor && !cursor) return { ok: false, code: 'bad-cursor' };
-  const rows = await deps.db.dataset.findMany({
-    where: { tenantId, ...afterCursor(cursor) },
-    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
-    take: q.limit + 1,
-  });
-  const page = rows.slice(0, q.limit);
-  return {
-    ok: true,
-    items: page.map(toDatasetDto),
-    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]) : null,
-  };
+): Promise<Page<DatasetDto>> {
+  return paginate(
+    q,
+    ({ after, orderBy, take }) =>
+      deps.db.dataset.findMany({
+        where: { tenantId, ...after },
+        orderBy,
+        take,
+      }),
+    toDatasetDto,
+  );
 }
 
 export async function deleteDataset(

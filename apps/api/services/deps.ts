@@ -35,4 +35,34 @@ export function afterCursor(cursor: { createdAt: Date; id: string } | null) {
   };
 }
 
+export type Page<T> = { ok: true; items: T[]; nextCursor: string | null } | { ok: false; code: 'bad-cursor' };
+
+/**
+ * One page in (createdAt desc, id desc) order: `fetch` gets the `where` fragment for the cursor and the ordering
+ * arguments, and asks for one row more than the page to know whether another page follows.
+ */
+export async function paginate<R extends { createdAt: Date; id: string }, T>(
+  q: { limit: number; cursor?: string },
+  fetch: (args: {
+    after: ReturnType<typeof afterCursor>;
+    orderBy: { createdAt?: 'desc'; id?: 'desc' }[];
+    take: number;
+  }) => Promise<R[]>,
+  toDto: (row: R) => T,
+): Promise<Page<T>> {
+  const cursor = q.cursor ? decodeCursor(q.cursor) : null;
+  if (q.cursor && !cursor) return { ok: false, code: 'bad-cursor' };
+  const rows = await fetch({
+    after: afterCursor(cursor),
+    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
+    take: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  return {
+    ok: true,
+    items: page.map(toDto),
+    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]) : null,
+  };
+}
+
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

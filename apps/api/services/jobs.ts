@@ -5,7 +5,7 @@ import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../.
 import { onJobFinished } from '../../../packages/platform/events/job-finished.js';
 import { publishCancel } from '../../../packages/platform/queue/cancel.js';
 import type { Device } from '../../../packages/platform/queue/catalogue.js';
-import { afterCursor, decodeCursor, encodeCursor, type ServiceDeps } from './deps.js';
+import { paginate, type Page, type ServiceDeps } from './deps.js';
 import type { ModelInspection, TensorSummary } from './inspect.js';
 import { checkDatasetFits } from './dataset-fit.js';
 
@@ -269,26 +269,23 @@ export async function listJobs(
   deps: ServiceDeps,
   tenantId: string,
   q: { limit: number; cursor?: string; state?: JobStateName; modelId?: string },
-): Promise<{ ok: true; items: JobDto[]; nextCursor: string | null } | { ok: false; code: 'bad-cursor' }> {
-  const cursor = q.cursor ? decodeCursor(q.cursor) : null;
-  if (q.cursor && !cursor) return { ok: false, code: 'bad-cursor' };
-  const rows = await deps.db.job.findMany({
-    where: {
-      tenantId,
-      ...(q.state ? { state: q.state } : {}),
-      ...(q.modelId ? { modelId: q.modelId } : {}),
-      ...afterCursor(cursor),
-    },
-    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
-    take: q.limit + 1,
-    include,
-  });
-  const page = rows.slice(0, q.limit);
-  return {
-    ok: true,
-    items: page.map(toJobDto),
-    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]) : null,
-  };
+): Promise<Page<JobDto>> {
+  return paginate(
+    q,
+    ({ after, orderBy, take }) =>
+      deps.db.job.findMany({
+        where: {
+          tenantId,
+          ...(q.state ? { state: q.state } : {}),
+          ...(q.modelId ? { modelId: q.modelId } : {}),
+          ...after,
+        },
+        orderBy,
+        take,
+        include,
+      }),
+    toJobDto,
+  );
 }
 
 export type CancelOutcome = { ok: true; job: JobDto } | { ok: false; code: 'job-not-found' | 'job-not-cancellable' };

@@ -1,7 +1,7 @@
 // Models: upload (inspect, then commit the files to storage and the row to Postgres), read, list, delete.
 import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
-import { afterCursor, decodeCursor, encodeCursor, type ServiceDeps } from './deps.js';
+import { paginate, type Page, type ServiceDeps } from './deps.js';
 import { inspectModel } from './inspect-client.js';
 import type { StagedUpload } from '../upload.js';
 
@@ -101,20 +101,17 @@ export async function listModels(
   deps: ServiceDeps,
   tenantId: string,
   q: { limit: number; cursor?: string },
-): Promise<{ ok: true; items: ModelDto[]; nextCursor: string | null } | { ok: false; code: 'bad-cursor' }> {
-  const cursor = q.cursor ? decodeCursor(q.cursor) : null;
-  if (q.cursor && !cursor) return { ok: false, code: 'bad-cursor' };
-  const rows = await deps.db.model.findMany({
-    where: { tenantId, ...afterCursor(cursor) },
-    orderBy: [{ createdAt: 'desc' }, { id: 'desc' }],
-    take: q.limit + 1,
-  });
-  const page = rows.slice(0, q.limit);
-  return {
-    ok: true,
-    items: page.map(toModelDto),
-    nextCursor: rows.length > q.limit ? encodeCursor(page[page.length - 1]) : null,
-  };
+): Promise<Page<ModelDto>> {
+  return paginate(
+    q,
+    ({ after, orderBy, take }) =>
+      deps.db.model.findMany({
+        where: { tenantId, ...after },
+        orderBy,
+        take,
+      }),
+    toModelDto,
+  );
 }
 
 export type DeleteModelOutcome = { ok: true } | { ok: false; code: 'model-not-found' | 'model-in-use' };
