@@ -7,6 +7,7 @@ import type { WebhookConfig } from '../../packages/platform/webhooks/config.js';
 import { deliverOnce, RetryDeliveryError } from '../../packages/platform/webhooks/deliver.js';
 import { sweepFinishedJobs, type DispatchDeps } from '../../packages/platform/webhooks/dispatcher.js';
 import { createWebhookQueue, WEBHOOK_QUEUE, type WebhookJobData } from '../../packages/platform/webhooks/queue.js';
+import { logErrors } from '../../packages/platform/queue/redis.js';
 import { retryDelayMs } from '../../packages/platform/webhooks/retry-schedule.js';
 import type { Lookup } from '../../packages/platform/webhooks/resolve-target.js';
 
@@ -61,6 +62,9 @@ export function startWebhookWorker(deps: WebhookWorkerDeps): RunningWebhookWorke
       },
     },
   );
+  // Unheard, BullMQ console.errors every reconnect attempt while Redis is down: log them rate-limited instead.
+  logErrors(worker, `worker ${WEBHOOK_QUEUE}`);
+  logErrors(queue, `queue ${WEBHOOK_QUEUE}`);
   worker.on('failed', (job, err) => {
     if (!(err instanceof RetryDeliveryError))
       deps.log?.error({ err, deliveryId: job?.data.deliveryId }, 'webhook attempt crashed');

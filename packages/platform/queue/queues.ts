@@ -2,6 +2,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { COMPRESS_JOB, QUEUE_NAMES, compressJobOptions, type CompressJobData, type Device } from './catalogue.js';
+import { logErrors } from './redis.js';
 
 /** Key of the sorted set where GPU workers record a heartbeat (score: last beat, ms). */
 export const gpuWorkersKey = (prefix: string) => `${prefix}:gpu-workers`;
@@ -21,7 +22,12 @@ export class CompressQueues {
     private readonly attempts: number,
     private readonly backoffMs: number,
   ) {
-    const make = (d: Device) => new Queue<CompressJobData>(QUEUE_NAMES[d], { connection: redis, prefix });
+    const make = (d: Device) => {
+      const queue = new Queue<CompressJobData>(QUEUE_NAMES[d], { connection: redis, prefix });
+      // BullMQ re-emits the connection's errors on the queue; unheard, each one is console.error'd.
+      logErrors(queue, `queue ${QUEUE_NAMES[d]}`);
+      return queue;
+    };
     this.byDevice = { cpu: make('cpu'), gpu: make('gpu') };
   }
 
