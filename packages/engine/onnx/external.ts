@@ -50,6 +50,23 @@ export class ExternalStore {
     return new Uint8Array(out.buffer, out.byteOffset, byteLength);
   }
 
+  /** Reads `into.length` bytes of the tensor at `ref` (of `byteLength` bytes), starting `at` bytes into it. */
+  readInto(ref: ExternalRef, byteLength: number, into: Uint8Array, at: number): void {
+    const file = this.open(ref.location);
+    checkRange(ref, byteLength, file.size);
+    if (at < 0 || at + into.length > byteLength)
+      throw new OnnxError(
+        'invalid-argument',
+        `read of [${at}, ${at + into.length}) outside a ${byteLength}-byte tensor`,
+      );
+    let done = 0;
+    while (done < into.length) {
+      const n = fs.readSync(file.fd, into, done, into.length - done, ref.offset + at + done);
+      if (n === 0) throw new OnnxError('external-out-of-range', `external file '${ref.location}' ended early`);
+      done += n;
+    }
+  }
+
   close(): void {
     this.closed = true;
     for (const f of this.files.values()) fs.closeSync(f.fd);

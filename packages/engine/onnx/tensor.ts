@@ -127,6 +127,61 @@ export function tensorBytes(model: LoadedModel | undefined, t: TensorProto): Uin
   return typedFieldToBytes(t, dtype, bytes);
 }
 
+/** Bytes per chunk of scanTensorBytes: small enough to stay in cache and to cost nothing fresh, few enough calls. */
+const SCAN_CHUNK = 1 << 20;
+let scanScratch: Uint8Array | undefined;
+let scanBusy = false;
+
+/**
+ * Calls `visit` on consecutive chunks of a numeric tensor's raw little-endian bytes, in order, without making a
+ * copy of the tensor: in-memory bytes are passed as views when 8-byte aligned, otherwise (protobuf puts raw_data at
+ * any offset) copied chunk by chunk through one reused 1 MiB scratch; external data is read the same way. Every
+ * chunk but the last is a multiple of 8 bytes and starts 8-byte aligned, so callers may view it as Uint32Array /
+ * Float64Array; no element straddles two chunks. A chunk is only valid during its `visit` call.
+ */
+export function scanTensorBytes(
+  model: LoadedModel | undefined,
+  t: TensorProto,
+  visit: (chunk: Uint8Array, at: number) => void,
+): void {
+  const storage = tensorStorage(t);
+  if (storage === 'typed' || storage === 'empty') {
+    const bytes = tensorBytes(model, t);
+    visit(bytes.byteOffset % 8 === 0 ? bytes : bytes.slice(), 0);
+    return;
+  }
+  const length = tensorByteLength(t);
+  let readChunk: (into: Uint8Array, at: number) => void;
+  let direct: Uint8Array | undefined;
+  if (storage === 'external') {
+    if (!model) throw new OnnxError('external-missing', `tensor '${t.name}' has external data but no model was given`);
+    checkTensorData(model, t);
+    const ref = externalRef(t);
+    readChunk = (into, at) => model.external.readInto(ref, length, into, at);
+  } else {
+    const raw = tensorBytes(model, t);
+    if (raw.byteOffset % 8 === 0) direct = raw;
+    readChunk = (into, at) => into.set(raw.subarray(at, at + into.length));
+  }
+  if (direct) {
+    for (let at = 0; at < length; at += SCAN_CHUNK) visit(direct.subarray(at, Math.min(length, at + SCAN_CHUNK)), at);
+    return;
+  }
+  // Reentrant calls (a visitor that scans another tensor) get their own scratch.
+  const scratch = scanBusy ? new Uint8Array(SCAN_CHUNK) : (scanScratch ??= new Uint8Array(SCAN_CHUNK));
+  const owner = !scanBusy;
+  scanBusy = true;
+  try {
+    for (let at = 0; at < length; at += SCAN_CHUNK) {
+      const chunk = scratch.subarray(0, Math.min(SCAN_CHUNK, length - at));
+      readChunk(chunk, at);
+      visit(chunk, at);
+    }
+  } finally {
+    if (owner) scanBusy = false;
+  }
+}
+
 function typedFieldToBytes(t: TensorProto, dtype: DType, bytes: number): Uint8Array {
   const out = new Uint8Array(bytes);
   const dv = new DataView(out.buffer);

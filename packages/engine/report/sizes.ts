@@ -4,7 +4,8 @@ import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { LoadedModel } from '../onnx/model.js';
 import { externalRef, isExternal } from '../onnx/external.js';
-import { tensorDtype, tensorBytes } from '../onnx/tensor.js';
+import { scanTensorBytes, tensorDtype } from '../onnx/tensor.js';
+import type { TensorProto } from '../onnx/gen/onnx_pb.js';
 import { graphTensors, walkGraphs } from '../onnx/walk.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { buildScopeIndex } from '../onnx/scopes.js';
@@ -59,7 +60,7 @@ export function weightCounts(model: LoadedModel, weights: WeightRef[]): WeightCo
       nonZeros += count;
       continue;
     }
-    nonZeros += countNonZero(tensorBytes(model, t), tensorDtype(t));
+    nonZeros += countNonZero(model, t);
   }
   return { parameters, nonZeros };
 }
@@ -72,45 +73,51 @@ function storedTensorOf(model: LoadedModel, w: WeightRef) {
   return def?.kind === 'sparse' ? def.sparse?.values : def?.tensor;
 }
 
-/** NaN and ±Inf values of a weight's stored float tensor (exponent bits all ones), read from its bytes. */
+/**
+ * NaN and ±Inf values of a weight's stored float tensor (exponent bits all ones), read from its bytes chunk by chunk
+ * (scanTensorBytes): no copy of the tensor, which for large unaligned or lazily read weights cost more than the scan.
+ */
 export function nonFiniteCount(model: LoadedModel, w: WeightRef): number {
   const t = storedTensorOf(model, w);
   if (!t) return 0;
   const dtype = tensorDtype(t);
-  const bytes = tensorBytes(model, t);
   let bad = 0;
   if (dtype === 'float32') {
-    const words =
-      bytes.byteOffset % 4 === 0
-        ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2)
-        : new Uint32Array(bytes.slice().buffer);
-    for (let i = 0; i < words.length; i++) if ((words[i] & 0x7f800000) === 0x7f800000) bad++;
+    scanTensorBytes(model, t, (bytes) => {
+      const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2);
+      for (let i = 0; i < words.length; i++) if ((words[i] & 0x7f800000) === 0x7f800000) bad++;
+    });
   } else if (dtype === 'float16' || dtype === 'bfloat16') {
     const mask = dtype === 'float16' ? 0x7c00 : 0x7f80;
-    for (let i = 0; i + 1 < bytes.length; i += 2) if (((bytes[i] | (bytes[i + 1] << 8)) & mask) === mask) bad++;
+    scanTensorBytes(model, t, (bytes) => {
+      for (let i = 0; i + 1 < bytes.length; i += 2) if (((bytes[i] | (bytes[i + 1] << 8)) & mask) === mask) bad++;
+    });
   } else if (dtype === 'float64') {
-    for (let i = 0; i + 7 < bytes.length; i += 8) {
-      if (((bytes[i + 6] | (bytes[i + 7] << 8)) & 0x7ff0) === 0x7ff0) bad++;
-    }
+    scanTensorBytes(model, t, (bytes) => {
+      for (let i = 0; i + 7 < bytes.length; i += 8) {
+        if (((bytes[i + 6] | (bytes[i + 7] << 8)) & 0x7ff0) === 0x7ff0) bad++;
+      }
+    });
   }
   return bad;
 }
 
-function countNonZero(bytes: Uint8Array, dtype: string): number {
+/** Non-zero elements of a stored tensor, scanned chunk by chunk (no copy of the tensor). */
+function countNonZero(model: LoadedModel, t: TensorProto): number {
+  const dtype = tensorDtype(t);
   const size = dtype === 'float64' ? 8 : dtype === 'float32' ? 4 : dtype === 'float16' || dtype === 'bfloat16' ? 2 : 1;
   let nz = 0;
-  if (size === 4) {
-    const words =
-      bytes.byteOffset % 4 === 0
-        ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2)
-        : new Uint32Array(bytes.slice().buffer);
-    for (let i = 0; i < words.length; i++) if ((words[i] & 0x7fffffff) !== 0) nz++;
-    return nz;
-  }
-  for (let i = 0; i < bytes.length; i += size) {
-    let any = (bytes[i + size - 1] & 0x7f) !== 0; // little-endian: the sign bit is in the last byte
-    for (let j = 0; j < size - 1 && !any; j++) any = bytes[i + j] !== 0;
-    if (any) nz++;
-  }
+  scanTensorBytes(model, t, (bytes) => {
+    if (size === 4) {
+      const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2);
+      for (let i = 0; i < words.length; i++) if ((words[i] & 0x7fffffff) !== 0) nz++;
+      return;
+    }
+    for (let i = 0; i < bytes.length; i += size) {
+      let any = (bytes[i + size - 1] & 0x7f) !== 0; // little-endian: the sign bit is in the last byte
+      for (let j = 0; j < size - 1 && !any; j++) any = bytes[i + j] !== 0;
+      if (any) nz++;
+    }
+  });
   return nz;
 }
