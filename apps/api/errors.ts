@@ -24,7 +24,9 @@ export const PROBLEMS = {
   'range-not-satisfiable': { status: 416, title: 'The requested range is not satisfiable' },
   'rate-limited': { status: 429, title: 'Too many requests' },
   internal: { status: 500, title: 'Internal server error' },
+  'artifact-corrupt': { status: 500, title: 'The stored artifact failed its integrity check' },
   unavailable: { status: 503, title: 'A dependency is unavailable' },
+  'insufficient-storage': { status: 507, title: 'Not enough storage space' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ProblemCode = keyof typeof PROBLEMS;

@@ -2,7 +2,9 @@
 // accepting, finish in-flight requests, then close queues and pools).
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../packages/platform/config/config.js';
+import { startReconciler } from '../../packages/platform/queue/reconcile.js';
 import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
+import { startStagingSweeper } from '../../packages/platform/storage/sweep.js';
 import { buildApp, type BuildAppOptions } from './app.js';
 
 export interface RunningServer {
@@ -30,11 +32,18 @@ export async function startServer(
     ...appOptions,
     plugins: [...(appOptions.plugins ?? []), ...(ext?.plugins ?? [])],
   });
+  // Uploads a previous run of this API was receiving when it died are swept before new ones are taken.
+  const sweeper = startStagingSweeper(platform.storage.stagingDir, config.stagingMaxAgeMs, app.log);
+  await sweeper.first;
   const url = await app.listen({ port: config.port, host: config.host });
+  // Jobs whose BullMQ entry Redis lost are queued again from Postgres: now, periodically, and on Redis reconnects.
+  const reconciler = startReconciler({ ...platform, log: app.log }, { intervalMs: config.reconcileIntervalMs });
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      sweeper.stop();
       await app.close();
+      await reconciler.stop();
       await ext?.close();
       await platform.close();
     })());

@@ -62,6 +62,12 @@ export function isDependencyDown(e: unknown): boolean {
   return /Connection (is closed|terminated)|Can't reach database server/i.test(err.message ?? '');
 }
 
+/** The file system is out of space or quota (staging or storage directory). */
+export function isOutOfSpace(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
 export const errorsPlugin = globalPlugin('errors', async (app) => {
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) {
@@ -79,6 +85,12 @@ export const errorsPlugin = globalPlugin('errors', async (app) => {
     }
     const code = fastifyErrorCode(error);
     if (code) return send(reply, request, code, error.message);
+    if (isOutOfSpace(error)) {
+      // The disk (or quota) is full: the upload's staging file is already removed; the rest of the body is not read.
+      request.log.error({ err: error }, 'storage full');
+      reply.header('connection', 'close');
+      return send(reply, request, 'insufficient-storage');
+    }
     if (isDependencyDown(error)) {
       request.log.warn({ err: error }, 'dependency unavailable');
       reply.header('retry-after', '5');

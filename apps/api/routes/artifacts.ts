@@ -1,6 +1,9 @@
 // GET /v1/jobs/:id/artifacts/:name — the compressed model, its external data, report.json; single byte ranges.
+// Bytes are served only once they match the sha256 recorded when the worker wrote them (Storage.readVerified): a
+// corrupted file is a 500 problem (logged), never a download.
 import { Type } from 'typebox';
 import type { FastifyInstance } from 'fastify';
+import { StorageIntegrityError } from '../../../packages/platform/storage/storage.js';
 import { ApiError } from '../errors.js';
 import { problems } from '../schemas/common.js';
 
@@ -55,7 +58,7 @@ export default async function artifactRoutes(app: FastifyInstance) {
             description: 'A byte range of the file',
             content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
           },
-          ...problems(404, 416),
+          ...problems(404, 416, 500),
         },
       },
     },
@@ -70,20 +73,30 @@ export default async function artifactRoutes(app: FastifyInstance) {
       if (range === 'unsatisfiable') {
         throw new ApiError('range-not-satisfiable', undefined, undefined, { 'content-range': `bytes */${size}` });
       }
+      let stream;
+      try {
+        stream = await deps.storage.readVerified(
+          artifact.storageKey,
+          { sha256: artifact.sha256, sizeBytes: size },
+          range ?? undefined,
+        );
+      } catch (e) {
+        if (!(e instanceof StorageIntegrityError)) throw e;
+        request.log.error({ err: e, jobId: id, artifact: name }, 'stored artifact does not match its sha256');
+        throw new ApiError('artifact-corrupt');
+      }
       reply
         .header('accept-ranges', 'bytes')
         .header('etag', `"${artifact.sha256}"`)
         .header('content-disposition', `attachment; filename="${name}"`)
         .type(CONTENT_TYPES[name] ?? 'application/octet-stream');
       if (range) {
-        const stream = await deps.storage.read(artifact.storageKey, range);
         return reply
           .status(206)
           .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
           .header('content-length', range.end - range.start + 1)
           .send(stream);
       }
-      const stream = await deps.storage.read(artifact.storageKey);
       return reply.status(200).header('content-length', size).send(stream);
     },
   );

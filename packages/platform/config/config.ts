@@ -33,6 +33,12 @@ export interface Config {
   storage: StorageConfig;
   /** Scratch space for uploads in flight and for workers (downloaded inputs, engine output). */
   workDir: string;
+  /**
+   * Staging entries (uploads cut short by a crash) nothing has written to for this long are removed at API start and
+   * periodically; keep it above the longest pause of a slow upload, as other replicas sharing the storage may be
+   * mid-upload. @defaultValue 3600000 (1 hour)
+   */
+  stagingMaxAgeMs: number;
   /** Largest accepted upload, per file. @defaultValue 8 GiB */
   maxUploadBytes: number;
   /** Jobs one worker process runs at once. @defaultValue 1 */
@@ -149,6 +155,7 @@ export function loadConfig(env: Env = process.env): Config {
     queuePrefix,
     storage: storage(env),
     workDir: resolve(env.WORK_DIR || join(tmpdir(), 'onnx-compress')),
+    stagingMaxAgeMs: int(env, 'STAGING_MAX_AGE_MS', 60 * 60 * 1000, 1000),
     maxUploadBytes: int(env, 'MAX_UPLOAD_BYTES', 8 * 1024 ** 3, 1),
     workerConcurrency: int(env, 'WORKER_CONCURRENCY', 1, 1, 64),
     workerQueues,

@@ -1,15 +1,19 @@
 // Storage in a local directory: objects are files at <dir>/<key>; commits are renames from <dir>/.staging, so a
-// reader never sees a half-written file.
+// reader never sees a half-written file, and whatever a crash leaves half-written is in .staging, where the staging
+// sweep removes it.
+import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, mkdir, rename, rm, stat, constants } from 'node:fs/promises';
+import { access, mkdir, open, rename, rm, stat, constants, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './storage.js';
+import { sha256Stream, VerifiedCache, type ExpectedContent } from './verify.js';
 
 export class LocalStorage implements Storage {
   readonly kind = 'local' as const;
   readonly stagingDir: string;
+  readonly verified = new VerifiedCache();
 
   private constructor(readonly dir: string) {
     this.stagingDir = join(dir, '.staging');
@@ -31,14 +35,21 @@ export class LocalStorage implements Storage {
     await mkdir(dirname(dest), { recursive: true });
     try {
       await rename(localPath, dest);
+      return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-      // Another filesystem: copy beside the destination, then rename, so the commit stays atomic.
-      const tmp = `${dest}.partial-${process.pid}-${Date.now()}`;
-      await pipeline(createReadStream(localPath), createWriteStream(tmp));
-      await rename(tmp, dest);
-      await rm(localPath, { force: true });
     }
+    // Another filesystem: copy into staging (same filesystem as the destination), flush, then rename, so the commit
+    // stays atomic; a copy that fails (ENOSPC) is removed here, one cut short by a crash is left to the sweep.
+    const tmp = join(this.stagingDir, `copy-${randomUUID()}`);
+    try {
+      await pipeline(createReadStream(localPath), createWriteStream(tmp, { flags: 'wx', flush: true }));
+      await rename(tmp, dest);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    await rm(localPath, { force: true });
   }
 
   async stat(key: string): Promise<{ sizeBytes: number } | null> {
@@ -55,6 +66,30 @@ export class LocalStorage implements Storage {
     const path = this.path(key);
     if (!(await this.stat(key))) throw new StorageNotFoundError(key);
     return createReadStream(path, range ? { start: range.start, end: range.end } : {});
+  }
+
+  async readVerified(key: string, expected: ExpectedContent, range?: ByteRange): Promise<Readable> {
+    const path = this.path(key);
+    let fh: FileHandle;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(key);
+      throw e;
+    }
+    // Checked and served through one open descriptor: a file renamed over the key in between cannot slip in.
+    try {
+      const s = await fh.stat({ bigint: true });
+      if (!s.isFile()) throw new StorageNotFoundError(key);
+      const identity = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+      await this.verified.check(key, identity, expected, () =>
+        sha256Stream(fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 })),
+      );
+      return fh.createReadStream(range ? { start: range.start, end: range.end } : { start: 0 });
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
   }
 
   async download(key: string, localPath: string): Promise<void> {

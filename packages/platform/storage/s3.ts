@@ -17,6 +17,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { StorageConfig } from '../config/config.js';
 import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './storage.js';
+import { sha256Stream, StorageIntegrityError, VerifiedCache, type ExpectedContent } from './verify.js';
 
 type S3Config = Extract<StorageConfig, { kind: 's3' }>;
 
@@ -27,6 +28,7 @@ function isNotFound(e: unknown): boolean {
 
 export class S3Storage implements Storage {
   readonly kind = 's3' as const;
+  readonly verified = new VerifiedCache();
 
   private constructor(
     private readonly client: S3Client,
@@ -89,6 +91,33 @@ export class S3Storage implements Storage {
       if (isNotFound(e)) throw new StorageNotFoundError(key);
       throw e;
     }
+  }
+
+  async readVerified(key: string, expected: ExpectedContent, range?: ByteRange): Promise<Readable> {
+    let head;
+    try {
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.config.bucket, Key: this.key(key) }));
+    } catch (e) {
+      if (isNotFound(e)) throw new StorageNotFoundError(key);
+      throw e;
+    }
+    const size = Number(head.ContentLength ?? 0);
+    if (size !== expected.sizeBytes) throw new StorageIntegrityError(key, expected, { sizeBytes: size });
+    const identity = `${head.ETag}:${size}:${head.LastModified?.toISOString()}`;
+    // Every GET names the ETag that was checked: an object replaced in between fails (412) instead of being served.
+    const get = (r?: ByteRange) =>
+      this.client
+        .send(
+          new GetObjectCommand({
+            Bucket: this.config.bucket,
+            Key: this.key(key),
+            IfMatch: head.ETag,
+            Range: r ? `bytes=${r.start}-${r.end}` : undefined,
+          }),
+        )
+        .then((out) => out.Body as Readable);
+    await this.verified.check(key, identity, expected, async () => sha256Stream(await get()));
+    return get(range);
   }
 
   async download(key: string, localPath: string): Promise<void> {

@@ -2,6 +2,9 @@
 // ("tenants/<tenant>/models/<id>/model.onnx"). Local directory by default, S3-compatible when configured.
 import type { Readable } from 'node:stream';
 import type { StorageConfig } from '../config/config.js';
+import type { ExpectedContent } from './verify.js';
+
+export { StorageIntegrityError, type ExpectedContent } from './verify.js';
 
 export interface ByteRange {
   /** First byte, inclusive. */
@@ -23,6 +26,12 @@ export interface Storage {
   stat(key: string): Promise<{ sizeBytes: number } | null>;
   /** Streams the object (or a byte range of it). Throws StorageNotFoundError when missing. */
   read(key: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Like read, but only once the whole object is known to match `expected` (its sha256 and size recorded at write
+   * time): throws StorageIntegrityError otherwise. A check is remembered against the object's identity, so repeated
+   * (ranged) reads of an unchanged object hash it once.
+   */
+  readVerified(key: string, expected: ExpectedContent, range?: ByteRange): Promise<Readable>;
   /** Copies the object to a local file (workers feed the engine local paths). */
   download(key: string, localPath: string): Promise<void>;
   /** Deletes every object whose key starts with `prefix` (a "folder": pass it with a trailing slash). */
