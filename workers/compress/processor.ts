@@ -3,7 +3,7 @@
 // under its own storage prefix and only the attempt that flips the row to succeeded is recorded, so a job picked up
 // again after its worker died never ends with two sets of artifacts.
 import { randomUUID } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UnrecoverableError, type Job as BullJob } from 'bullmq';
 import { isInputError, type JobProgress, type JobResult, type LayerReport } from '../../packages/engine/job.js';
@@ -15,7 +15,8 @@ import type { CompressJobData } from '../../packages/platform/queue/catalogue.js
 import type { Storage } from '../../packages/platform/storage/storage.js';
 import { runInThread } from '../../packages/platform/threads/run-in-thread.js';
 import type { CompressArgs } from './engine.js';
-import { downloadInputs, sha256File } from './files.js';
+import { downloadInputs, sha256File, type InputNames } from './files.js';
+import { redactPaths, removeAttempt, removeJobScratch, removeOtherAttempts } from './scratch.js';
 
 export interface ProcessorDeps {
   config: Config;
@@ -77,10 +78,24 @@ function isAbort(e: unknown, signal: AbortSignal): boolean {
   return signal.aborted || (e as { name?: string })?.name === 'AbortError';
 }
 
+/** Disk full (or quota) on the worker's scratch or the storage: worth retrying later, and worth saying plainly. */
+function isOutOfSpace(e: unknown): boolean {
+  const code = (e as { code?: string } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+const STORAGE_FULL = {
+  code: 'storage-full',
+  message:
+    'not enough disk space to write the job files (worker scratch or artifact storage); resubmit once space is freed',
+};
+
 export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<CompressJobData>): Promise<string> {
   const { db, storage, config, log } = deps;
   const { jobId } = bullJob.data;
   const row = await db.job.findUnique({ where: { id: jobId } });
+  // Nothing will run: whatever a killed attempt left in this worker's scratch goes.
+  if (!row || FINAL.has(row.state)) await removeJobScratch(config.workDir, jobId).catch(() => {});
   if (!row) return 'deleted'; // the row was deleted while queued
   if (FINAL.has(row.state)) return `already ${row.state}`; // e.g. committed just before a worker died
   const finish = async (state: 'failed' | 'cancelled', error?: { code: string; message: string }) => {
@@ -93,6 +108,7 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
   };
   if (row.cancelRequestedAt) {
     await finish('cancelled');
+    await removeJobScratch(config.workDir, jobId).catch(() => {});
     return 'cancelled';
   }
 
@@ -134,10 +150,14 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
     deps.progressFlushMs ?? 500,
   );
 
+  const inputNames: InputNames = new Map();
   try {
+    // A retried job: the folders of attempts whose worker was killed are of no use to anyone now.
+    const stale = await removeOtherAttempts(config.workDir, jobId, attemptId);
+    if (stale.length) log.info({ jobId, removed: stale.length }, 'removed scratch folders of earlier attempts');
     await mkdir(outputDir, { recursive: true });
     await mkdir(join(workDir, 'tmp'), { recursive: true });
-    const inputs = await downloadInputs(db, storage, row, join(workDir, 'in'), outputDir);
+    const inputs = await downloadInputs(db, storage, row, join(workDir, 'in'), outputDir, inputNames);
     controller.signal.throwIfAborted();
     const result = await runInThread<CompressArgs, JobResult, JobProgress>(
       deps.engineModule,
@@ -166,21 +186,34 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
       return 'cancelled';
     }
     if (isInputError(e)) {
-      await finish('failed', { code: e.code, message: e.message });
-      throw new UnrecoverableError(e.message);
+      // Engine and ORT messages name files by their worker paths: the client sees its own names instead.
+      const message = redactPaths(e.message, inputNames, [workDir, config.workDir, ...storageRoots(storage)]);
+      await finish('failed', { code: e.code, message });
+      throw new UnrecoverableError(message);
     }
     const last = bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
     log.error({ err: e, jobId, attempt: bullJob.attemptsMade + 1, last }, 'compress job failed');
     if (last) {
-      await finish('failed', { code: 'internal', message: 'the job failed unexpectedly; see the worker log' });
+      await finish(
+        'failed',
+        isOutOfSpace(e)
+          ? STORAGE_FULL
+          : { code: 'internal', message: 'the job failed unexpectedly; see the worker log' },
+      );
     } else {
       await db.job.updateMany({ where: { id: jobId, state: 'running' }, data: { state: 'queued', stage: 'retrying' } });
     }
     throw e;
   } finally {
     deps.running.delete(jobId);
-    await rm(workDir, { recursive: true, force: true }).catch(() => {});
+    await removeAttempt(config.workDir, jobId, attemptId).catch(() => {});
   }
+}
+
+/** Local folders whose paths must not appear in job errors (the local backend's storage directory). */
+function storageRoots(storage: Storage): string[] {
+  const dir = (storage as { dir?: unknown }).dir;
+  return typeof dir === 'string' ? [dir] : [];
 }
 
 /**
@@ -197,11 +230,17 @@ async function commit(
 ): Promise<Date | null> {
   const prefix = `tenants/${tenantId}/jobs/${jobId}/attempts/${attemptId}`;
   const files: { name: string; sizeBytes: number; sha256: string; storageKey: string }[] = [];
-  for (const a of result.artifacts) {
-    const sha256 = await sha256File(a.path);
-    const storageKey = `${prefix}/${a.name}`;
-    await deps.storage.putFile(storageKey, a.path);
-    files.push({ name: a.name, sizeBytes: a.sizeBytes, sha256, storageKey });
+  try {
+    for (const a of result.artifacts) {
+      const sha256 = await sha256File(a.path);
+      const storageKey = `${prefix}/${a.name}`;
+      await deps.storage.putFile(storageKey, a.path);
+      files.push({ name: a.name, sizeBytes: a.sizeBytes, sha256, storageKey });
+    }
+  } catch (e) {
+    // E.g. the storage filled up after the first file: no half set of artifacts stays behind.
+    await deps.storage.deletePrefix(`${prefix}/`).catch(() => {});
+    throw e;
   }
   const r = result.report;
   const metrics = JSON.parse(

@@ -10,6 +10,7 @@ import { GPU_HEARTBEAT_MS, gpuWorkersKey } from '../../packages/platform/queue/q
 import { createRedis } from '../../packages/platform/queue/redis.js';
 import type { Platform } from '../../packages/platform/runtime.js';
 import { processCompressJob, type ProcessorDeps } from './processor.js';
+import { sweepJobScratch } from './scratch.js';
 
 export const DEFAULT_ENGINE_MODULE = new URL('./engine.ts', import.meta.url).href;
 
@@ -48,6 +49,15 @@ export async function startCompressWorker(
     running,
     progressFlushMs: opts.progressFlushMs,
   };
+
+  // Scratch folders left by a worker killed on this machine, of jobs that have since finished elsewhere (or were
+  // deleted): nothing else would remove them. Housekeeping: a failure is logged, the worker starts anyway.
+  try {
+    const swept = await sweepJobScratch(platform.db, config.workDir);
+    if (swept.length) log.info({ jobs: swept.length }, 'removed scratch folders of jobs no longer running');
+  } catch (e) {
+    log.warn({ err: e }, 'scratch sweep failed');
+  }
 
   const subscriber: Redis = createRedis(config.redisUrl, 'subscriber');
   await onCancel(subscriber, config.queuePrefix, (jobId) => {
