@@ -9,6 +9,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
+import { startServer, type RunningServer } from '../../apps/api/server.js';
 import { registerJobFinishedHook, type JobFinishedEvent } from '../../packages/platform/events/job-finished.js';
 import { openPlatform } from '../../packages/platform/runtime.js';
 import { createJobDelivery } from '../../packages/platform/webhooks/deliveries.js';
@@ -245,6 +246,64 @@ describe('dependency restarts (throwaway servers)', () => {
     } finally {
       await bounded(worker?.close());
       await bounded(app?.close());
+      await bounded(env?.cleanup());
+      await redis.stop();
+    }
+  });
+
+  it('Redis restarted empty (no persistence): every job still completes exactly once, 503 while down', async () => {
+    const redis = await ThrowawayRedis.start({ persistent: false });
+    let env: TestEnv | undefined;
+    let server: RunningServer | undefined;
+    const workers: Awaited<ReturnType<typeof startCompressWorker>>[] = [];
+    try {
+      env = await openTestEnv('redisempty', { REDIS_URL: redis.url, STALLED_INTERVAL_MS: '1000' });
+      // The real API start (server.ts), so the reconciler it starts is the one under test.
+      server = await startServer({ ...env.config, reconcileIntervalMs: 1000 }, { logger: false });
+      const app = server.app;
+      process.env.TEST_ENGINE_MODE = 'ok:6000'; // the job running through the restart outlives it
+      const opts = { engineModule: TEST_ENGINE, log: quiet, progressFlushMs: 100 };
+      workers.push(await startCompressWorker(env.platform, opts));
+      const modelId = await upload(app);
+      const running = await submit(app, modelId);
+      await waitFor(async () => ((await getJob(app, running)).state === 'running' ? true : null), 30_000);
+      const queued = [await submit(app, modelId), await submit(app, modelId)];
+      process.env.TEST_ENGINE_MODE = 'ok:300';
+
+      await redis.kill();
+      assert.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503);
+      assert.equal((await app.inject({ method: 'GET', url: `/v1/jobs/${queued[0]}` })).statusCode, 200);
+      const refused = await app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { modelId, recipe: { method: 'sparsity', pattern: '2:4' } },
+      });
+      assertProblem(refused, 503, 'unavailable');
+      assert.ok(refused.headers['retry-after'], 'Retry-After on 503');
+
+      await redis.up(); // empty: every BullMQ entry is gone, Postgres still says queued/running
+      // A second, idle worker: without the running job's lease it would take the re-enqueued copy and run it twice.
+      workers.push(await startCompressWorker(env.platform, opts));
+      await waitFor(async () =>
+        (await app.inject({ method: 'GET', url: '/readyz' })).statusCode === 200 ? true : null,
+      );
+      for (const id of [running, ...queued]) {
+        const done = await waitState(app, id, ['succeeded', 'failed'], 60_000);
+        assert.equal(done.state, 'succeeded', `${id}: ${JSON.stringify(done.error)}`);
+        const j = await assertOneSetOfArtifacts(env, id);
+        assert.equal(j.attempts, 1, `${id === running ? 'the running job' : 'a queued job'} ran once`);
+        assert.deepEqual(
+          finished.filter((e) => e.jobId === id).map((e) => e.state),
+          ['succeeded'],
+          'one succeeded event',
+        );
+      }
+      // And new work flows, without restarting anything.
+      const later = await submit(app, modelId);
+      assert.equal((await waitState(app, later, ['succeeded', 'failed'])).state, 'succeeded');
+    } finally {
+      for (const w of workers) await bounded(w.close());
+      await bounded(server?.close());
       await bounded(env?.cleanup());
       await redis.stop();
     }

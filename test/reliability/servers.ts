@@ -37,16 +37,21 @@ const exited = (p: ChildProcess) =>
     ? Promise.resolve()
     : new Promise<void>((r) => p.once('exit', () => r()));
 
-/** redis-server with append-only persistence (fsync always): what a deployment that must not lose jobs runs. */
+/**
+ * redis-server with append-only persistence (fsync always): what a deployment that must not lose jobs runs; or, with
+ * `persistent: false`, none at all (no AOF, no RDB): a restart comes back empty, as a cache-configured Redis does.
+ */
 export class ThrowawayRedis {
   private proc?: ChildProcess;
   private constructor(
     readonly port: number,
     readonly dir: string,
+    readonly persistent: boolean,
   ) {}
 
-  static async start(): Promise<ThrowawayRedis> {
-    const r = new ThrowawayRedis(await freePort(), await mkdtemp(join(tmpdir(), 'oc-redis-')));
+  static async start(opts: { persistent?: boolean } = {}): Promise<ThrowawayRedis> {
+    const dir = await mkdtemp(join(tmpdir(), 'oc-redis-'));
+    const r = new ThrowawayRedis(await freePort(), dir, opts.persistent ?? true);
     await r.up();
     return r;
   }
@@ -57,7 +62,9 @@ export class ThrowawayRedis {
 
   async up(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir, '--save', ''];
-    args.push('--appendonly', 'yes', '--appendfsync', 'always', '--daemonize', 'no');
+    if (this.persistent) args.push('--appendonly', 'yes', '--appendfsync', 'always');
+    else args.push('--appendonly', 'no');
+    args.push('--daemonize', 'no');
     this.proc = spawn('redis-server', args, { stdio: 'ignore' });
     await waitForPort(this.port);
   }

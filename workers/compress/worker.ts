@@ -6,6 +6,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { onCancel } from '../../packages/platform/queue/cancel.js';
 import { QUEUE_NAMES, type CompressJobData } from '../../packages/platform/queue/catalogue.js';
+import { JobLeases } from '../../packages/platform/queue/job-lease.js';
 import { GPU_HEARTBEAT_MS, gpuWorkersKey } from '../../packages/platform/queue/queues.js';
 import { createRedis } from '../../packages/platform/queue/redis.js';
 import type { Platform } from '../../packages/platform/runtime.js';
@@ -69,6 +70,7 @@ export async function startCompressWorker(
   });
 
   const connections: Redis[] = [];
+  const leases = new JobLeases(config.databaseUrl);
   const workers = config.workerQueues.map((device) => {
     const connection = createRedis(config.redisUrl, 'worker');
     connections.push(connection);
@@ -77,7 +79,14 @@ export async function startCompressWorker(
       async (job, _token, signal) => {
         // BullMQ's own cancel (worker.cancelJob) arrives here; forward it to the job's controller.
         signal?.addEventListener('abort', () => running.get(job.data.jobId)?.abort(), { once: true });
-        return processCompressJob(deps, job);
+        // A lease (Postgres advisory lock) while it runs: the queue reconciler leaves a leased job alone, and a copy
+        // it re-enqueued (Redis lost its data) while this one ran ends here instead of running twice.
+        if (!(await leases.hold(job.data.jobId))) return 'running in another worker';
+        try {
+          return await processCompressJob(deps, job);
+        } finally {
+          await leases.release(job.data.jobId);
+        }
       },
       {
         connection,
@@ -118,6 +127,7 @@ export async function startCompressWorker(
       await Promise.all(workers.map((w) => w.close()));
       subscriber.disconnect();
       for (const c of connections) c.disconnect();
+      await leases.close();
     },
   };
 }

@@ -59,6 +59,11 @@ export interface Config {
   logLevel: string;
   /** Requests per minute per client on /v1 (0 disables). @defaultValue 0 */
   rateLimitPerMinute: number;
+  /**
+   * How often the API re-enqueues jobs Postgres holds as queued/running whose BullMQ entry is gone (Redis lost its
+   * data); it also runs at start and whenever Redis reconnects. 0: only then. @defaultValue 60000
+   */
+  reconcileIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -171,5 +176,6 @@ export function loadConfig(env: Env = process.env): Config {
     stalledIntervalMs: int(env, 'STALLED_INTERVAL_MS', 30_000, 500),
     logLevel: env.LOG_LEVEL || (env.NODE_ENV === 'test' ? 'warn' : 'info'),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 0),
+    reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 60_000, 0),
   };
 }
