@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -12,7 +12,10 @@ import S3rver from 's3rver';
 import { LocalStorage } from '../../packages/platform/storage/local.js';
 import { receiveToStaging, UploadTooLargeError } from '../../packages/platform/storage/receive.js';
 import { S3Storage } from '../../packages/platform/storage/s3.js';
-import type { Storage } from '../../packages/platform/storage/storage.js';
+import { StorageIntegrityError, type Storage } from '../../packages/platform/storage/storage.js';
+import { sweepStaging } from '../../packages/platform/storage/sweep.js';
+import { ConfigError, loadConfig } from '../../packages/platform/config/config.js';
+import { fillDisk, listFiles, mountTmpfs } from '../reliability/support.js';
 
 let dir: string;
 let s3server: S3rver;
@@ -82,6 +85,34 @@ for (const name of ['local', 's3']) {
       assert.equal(await s.stat('tenants/t/jobs/j/a1/report.json'), null);
     });
 
+    it('readVerified serves bytes (and ranges) only while they match the recorded sha256', async () => {
+      const s = backends[name];
+      const bytes = Buffer.from(Array.from({ length: 50_000 }, (_, i) => (i * 7) % 256));
+      const expected = { sha256: createHash('sha256').update(bytes).digest('hex'), sizeBytes: bytes.length };
+      const key = 'tenants/t/jobs/v/a1/model.onnx';
+      await writeFile(join(s.stagingDir, 'v1'), bytes);
+      await s.putFile(key, join(s.stagingDir, 'v1'));
+      const cache = (s as LocalStorage | S3Storage).verified;
+      const hashesBefore = cache.hashes;
+      assert.ok((await read(await s.readVerified(key, expected))).equals(bytes));
+      const part = await read(await s.readVerified(key, expected, { start: 10, end: 19 }));
+      assert.ok(part.equals(bytes.subarray(10, 20)));
+      assert.equal(cache.hashes - hashesBefore, 1, 'an unchanged object is hashed once, not per read');
+      await assert.rejects(s.readVerified(key, { ...expected, sha256: '0'.repeat(64) }), StorageIntegrityError);
+      await assert.rejects(s.readVerified('tenants/t/none', expected), { name: 'StorageNotFoundError' });
+
+      // One flipped byte in the stored file (written in place, as a failing disk or a stray process would).
+      const file =
+        name === 'local' ? join(dir, 'local', key) : join(dir, 's3rver', 'artifacts', `svc/${key}._S3rver_object`);
+      const fh = await open(file, 'r+');
+      await fh.write(Buffer.from([bytes[25_000] ^ 0x01]), 0, 1, 25_000);
+      await fh.close();
+      if (name === 's3') cache.forget(key); // an S3 object cannot change in place; s3rver's file can, its ETag stays
+      await assert.rejects(s.readVerified(key, expected), StorageIntegrityError);
+      await assert.rejects(s.readVerified(key, expected, { start: 0, end: 9 }), StorageIntegrityError, 'ranges too');
+      await s.deletePrefix('tenants/t/jobs/v/');
+    });
+
     it('refuses keys that could leave their folder', async () => {
       for (const key of ['../x', 'a/../../b', '/abs', 'a//b', 'a\\b', '']) {
         await assert.rejects(backends[name].stat(key), /unsafe storage key/);
@@ -104,5 +135,69 @@ describe('receiveToStaging', () => {
     );
     const { readdir } = await import('node:fs/promises');
     assert.deepEqual(await readdir(staging), [got.path.split('/').pop()]);
+  });
+});
+
+describe('staging sweep', () => {
+  it('removes entries nothing wrote to for the age limit, keeps younger ones (uploads in flight elsewhere)', async () => {
+    const staging = join(dir, 'sweep');
+    await mkdir(join(staging, 'old-upload'), { recursive: true });
+    await writeFile(join(staging, 'old-upload', 'main'), 'half an upload');
+    await writeFile(join(staging, 'copy-old'), 'half a copy');
+    await mkdir(join(staging, 'live-upload'), { recursive: true });
+    await writeFile(join(staging, 'live-upload', 'main'), 'being written');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    for (const p of ['old-upload/main', 'old-upload', 'copy-old', 'live-upload']) {
+      await utimes(join(staging, p), twoHoursAgo, twoHoursAgo);
+    }
+    // live-upload's folder is old, but its file was written just now: it is in flight.
+    const removed = await sweepStaging(staging, 3600_000);
+    assert.deepEqual(removed.sort(), ['copy-old', 'old-upload']);
+    assert.deepEqual(await readdir(staging), ['live-upload']);
+    assert.deepEqual(await sweepStaging(join(dir, 'no-such-folder'), 1000), []);
+  });
+
+  it('STAGING_MAX_AGE_MS: 1 hour by default, validated', () => {
+    assert.equal(loadConfig({}).stagingMaxAgeMs, 3_600_000);
+    assert.equal(loadConfig({ STAGING_MAX_AGE_MS: '60000' }).stagingMaxAgeMs, 60_000);
+    for (const bad of ['0', '999', '1h', '-5'])
+      assert.throws(
+        () => loadConfig({ STAGING_MAX_AGE_MS: bad }),
+        (e: Error) => e instanceof ConfigError && /^STAGING_MAX_AGE_MS/.test(e.message),
+      );
+  });
+});
+
+describe('LocalStorage.putFile across file systems', () => {
+  it('copies through staging and leaves no partial file when the destination fills up (ENOSPC)', async (t) => {
+    const root = join(dir, 'tmpfs-root');
+    const mount = await mountTmpfs(root, 1024 * 1024);
+    if (!mount.ok) {
+      t.skip(`no tmpfs: ${mount.reason}`);
+      return;
+    }
+    try {
+      const s = await LocalStorage.open(root); // on the tmpfs; the source files are on the test's disk
+      const small = join(dir, 'small.bin');
+      await writeFile(small, Buffer.alloc(10_000, 1));
+      await s.putFile('tenants/t/a/small.bin', small);
+      assert.equal((await s.stat('tenants/t/a/small.bin'))?.sizeBytes, 10_000, 'a cross-device copy commits');
+      assert.equal(existsSync(small), false, 'and consumes the source');
+
+      const big = join(dir, 'big.bin');
+      await writeFile(big, Buffer.alloc(2 * 1024 * 1024, 2));
+      await assert.rejects(s.putFile('tenants/t/a/big.bin', big), { code: 'ENOSPC' });
+      assert.deepEqual(await listFiles(root), ['tenants/t/a/small.bin'], 'no partial copy, no half object');
+      assert.equal(existsSync(big), true, 'the source is kept for the caller to deal with');
+      await rm(big);
+
+      // Full to the last page: same outcome.
+      const filler = await fillDisk(root, 0);
+      await writeFile(small, Buffer.alloc(10_000, 3));
+      await assert.rejects(s.putFile('tenants/t/a/again.bin', small), { code: 'ENOSPC' });
+      assert.deepEqual(await listFiles(root), [filler.slice(root.length + 1), 'tenants/t/a/small.bin'].sort());
+    } finally {
+      await mount.unmount();
+    }
   });
 });

@@ -2,7 +2,8 @@
 // (row counts in Postgres + every file under the storage and work folders) to prove a rejected request or a failed
 // job leaves no partial rows and no stray files.
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, open, readdir, rm, statfs } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Db } from '../../packages/platform/db/client.js';
 
@@ -92,4 +93,49 @@ export async function leftovers(db: Db, dirs: string[]): Promise<Leftovers> {
   const files: string[] = [];
   for (const d of dirs) for (const f of await listFiles(d)) files.push(join(d, f));
   return { rows, files: files.sort() };
+}
+
+/**
+ * A small tmpfs mounted at `dir` (created if missing): a file system that really fills up (ENOSPC). Needs root and a
+ * kernel that allows it; otherwise returns the reason, for the test to skip with. `unmount` also removes `dir`.
+ */
+export async function mountTmpfs(
+  dir: string,
+  bytes: number,
+): Promise<{ ok: true; unmount(): Promise<void> } | { ok: false; reason: string }> {
+  if (process.platform !== 'linux' || process.getuid?.() !== 0) return { ok: false, reason: 'needs root on Linux' };
+  await mkdir(dir, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { encoding: 'utf8' });
+  if (r.status !== 0) return { ok: false, reason: `mount -t tmpfs failed: ${(r.stderr || r.error?.message) ?? ''}` };
+  return {
+    ok: true,
+    async unmount() {
+      spawnSync('umount', ['-l', dir]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Fills the file system holding `dir` with one file, leaving about `leaveBytes` free; returns the file's path. */
+export async function fillDisk(dir: string, leaveBytes: number): Promise<string> {
+  const path = join(dir, `filler-${process.pid}`);
+  const s = await statfs(dir);
+  const fh = await open(path, 'w');
+  try {
+    let left = s.bavail * s.bsize - leaveBytes;
+    const chunk = Buffer.alloc(1 << 16);
+    while (left > 0) {
+      const n = Math.min(left, chunk.length);
+      try {
+        await fh.write(chunk, 0, n);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOSPC') break;
+        throw e;
+      }
+      left -= n;
+    }
+  } finally {
+    await fh.close();
+  }
+  return path;
 }
