@@ -69,12 +69,12 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
   await lock.connect();
   try {
     await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    const engine = await openSchemaEngine(databaseUrl, await schemaFile());
+    const { engine, close } = await openSchemaEngine(databaseUrl, await schemaFile());
     try {
       const out = await engine.applyMigrations({ migrationsList: await migrationList(), filters: NO_FILTERS });
       return out.appliedMigrationNames;
     } finally {
-      engine.free();
+      await close(); // ends the session holding Prisma's advisory lock
     }
   } finally {
     await lock.end(); // ending the session releases the lock
@@ -88,7 +88,7 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
 export async function pendingSchemaChanges(databaseUrl: string): Promise<string> {
   await ensureDatabase(databaseUrl);
   const schema = await schemaFile();
-  const engine = await openSchemaEngine(databaseUrl, schema);
+  const { engine, close } = await openSchemaEngine(databaseUrl, schema);
   try {
     const list = await migrationList();
     const from = list.migrationDirectories.length ? { tag: 'migrations' as const, ...list } : { tag: 'empty' as const };
@@ -102,6 +102,6 @@ export async function pendingSchemaChanges(databaseUrl: string): Promise<string>
     const sql = (result as { stdout?: string }).stdout ?? '';
     return /^\s*(-- This is an empty migration\.)?\s*$/.test(sql) ? '' : sql;
   } finally {
-    engine.free();
+    await close();
   }
 }

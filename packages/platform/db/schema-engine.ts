@@ -108,13 +108,17 @@ function mapCharColumnsToText(adapter: Adapter): Adapter {
  * database separately here), and its cleanup drops the shadow database while the pool is still open (so the pool is
  * closed first and the database dropped WITH (FORCE)).
  */
-function adapterFactory(databaseUrl: string) {
+function adapterFactory(databaseUrl: string, opened: Adapter[]) {
   const parts = connectionParts(databaseUrl);
   const main = new PrismaPg({ ...parts });
   return {
     provider: 'postgres' as const,
     adapterName: main.adapterName,
-    connect: async () => mapCharColumnsToText(await main.connect()),
+    connect: async () => {
+      const adapter = mapCharColumnsToText(await main.connect());
+      opened.push(adapter);
+      return adapter;
+    },
     connectToShadowDb: async () => {
       const database = `prisma_shadow_${crypto.randomUUID().replace(/-/g, '')}`;
       await adminQuery(parts, `CREATE DATABASE "${database}"`);
@@ -141,13 +145,31 @@ export async function adminQuery(parts: PgConnectionParts, sql: string, values?:
   }
 }
 
-/** Opens a schema engine on `databaseUrl` with the given Prisma schema; call `free()` when done. */
+/** A schema engine and what it opened; `close()` frees the engine and ends its connections. */
+export interface OpenedSchemaEngine {
+  engine: SchemaEngine;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a schema engine on `databaseUrl` with the given Prisma schema. Call `close()` when done: `engine.free()`
+ * alone leaves the engine's pool open, and in it the session that took Prisma's migration advisory lock (72707369)
+ * and never unlocks it (the native engine's process exit would); another process migrating then waits for it.
+ */
 export async function openSchemaEngine(
   databaseUrl: string,
   schema: { path: string; content: string },
   log: (line: string) => void = () => {},
-): Promise<SchemaEngine> {
+): Promise<OpenedSchemaEngine> {
   const bg = await loadGlue();
-  const factory = bindMigrationAwareSqlAdapterFactory(adapterFactory(databaseUrl) as never);
-  return bg.SchemaEngine.new({ datamodels: [[schema.path, schema.content]] }, log, factory);
+  const opened: Adapter[] = [];
+  const factory = bindMigrationAwareSqlAdapterFactory(adapterFactory(databaseUrl, opened) as never);
+  const engine = await bg.SchemaEngine.new({ datamodels: [[schema.path, schema.content]] }, log, factory);
+  return {
+    engine,
+    async close() {
+      engine.free();
+      await Promise.all(opened.splice(0).map((a) => a.dispose().catch(() => {})));
+    },
+  };
 }
