@@ -1,6 +1,6 @@
 // Dense GEMM through onnxruntime-node. ORT's CPU Gemm runs MLAS (fp32: tens of GFLOP/s on 2 cores) where a JS scalar
 // loop manages ~1 GFLOP/s, so every large product in the maths goes through here. One tiny in-memory ONNX model per
-// (dtype, transA, transB, subtract) with symbolic dims; its session is created once and cached. Products below
+// (dtype, transA, transB, C mode) with symbolic dims; its session is created once and cached. Products below
 // SMALL_FLOPS run a JS loop (session.run has ~20 µs of fixed overhead and a copy of the inputs).
 // session.run executes synchronously on the calling thread (inside a setImmediate), so the engine calls these from
 // worker threads, never from the API's event loop.
@@ -37,7 +37,9 @@ export class GemmShapeError extends Error {
 const SMALL_FLOPS = 32 * 1024;
 
 type Dtype = 'float32' | 'float64';
-type Key = `${Dtype}:${0 | 1}:${0 | 1}:${0 | 1}`;
+/** What happens to C: none (Y = AB), subtract (Y = C − AB), add (Y = C + AB). */
+type Mode = 0 | 1 | 2;
+type Key = `${Dtype}:${0 | 1}:${0 | 1}:${Mode}`;
 const sessions = new Map<Key, Promise<ort.InferenceSession>>();
 
 /** Threads for ORT's intra-op pool; defaults to ORT's own choice (one per physical core). */
@@ -76,20 +78,21 @@ function floatAttr(name: string, f: number) {
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f });
 }
 
-/** Y = op(A)·op(B), or with `subtract` Y = C − op(A)·op(B) (Gemm alpha = −1, beta = 1). */
-function buildGemmModel(dtype: Dtype, transA: boolean, transB: boolean, subtract: boolean): Uint8Array {
+/** Y = op(A)·op(B), or Y = C ∓ op(A)·op(B) (Gemm alpha = ∓1, beta = 1) for mode 1 (subtract) / 2 (add). */
+function buildGemmModel(dtype: Dtype, transA: boolean, transB: boolean, mode: Mode): Uint8Array {
+  const withC = mode !== 0;
   const elem = dtype === 'float32' ? TensorProto_DataType.FLOAT : TensorProto_DataType.DOUBLE;
   const aDims = transA ? ['k', 'm'] : ['m', 'k'];
   const bDims = transB ? ['n', 'k'] : ['k', 'n'];
   const inputs = [valueInfo('A', elem, aDims), valueInfo('B', elem, bDims)];
   const attrs = [intAttr('transA', transA ? 1 : 0), intAttr('transB', transB ? 1 : 0)];
-  if (subtract) {
+  if (withC) {
     inputs.push(valueInfo('C', elem, ['m', 'n']));
-    attrs.push(floatAttr('alpha', -1), floatAttr('beta', 1));
+    attrs.push(floatAttr('alpha', mode === 1 ? -1 : 1), floatAttr('beta', 1));
   }
   const node = create(NodeProtoSchema, {
     opType: 'Gemm',
-    input: subtract ? ['A', 'B', 'C'] : ['A', 'B'],
+    input: withC ? ['A', 'B', 'C'] : ['A', 'B'],
     output: ['Y'],
     attribute: attrs,
   });
@@ -108,13 +111,13 @@ function buildGemmModel(dtype: Dtype, transA: boolean, transB: boolean, subtract
   return toBinary(ModelProtoSchema, model);
 }
 
-function session(dtype: Dtype, transA: boolean, transB: boolean, subtract: boolean) {
-  const key: Key = `${dtype}:${transA ? 1 : 0}:${transB ? 1 : 0}:${subtract ? 1 : 0}`;
+function session(dtype: Dtype, transA: boolean, transB: boolean, mode: Mode) {
+  const key: Key = `${dtype}:${transA ? 1 : 0}:${transB ? 1 : 0}:${mode}`;
   let s = sessions.get(key);
   if (!s) {
     const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
     if (intraOpThreads !== undefined) opts.intraOpNumThreads = intraOpThreads;
-    s = ort.InferenceSession.create(buildGemmModel(dtype, transA, transB, subtract), opts);
+    s = ort.InferenceSession.create(buildGemmModel(dtype, transA, transB, mode), opts);
     s.catch(() => sessions.delete(key));
     sessions.set(key, s);
   }
@@ -182,39 +185,46 @@ async function runGemm<T extends Float32Array | Float64Array>(
   n: number,
   opts: MatmulOptions,
   inPlace = false,
+  out?: T,
+  add = false,
 ): Promise<T> {
   checkDims(m, k, n);
   checkLen('A', a, m * k);
   checkLen('B', b, k * n);
   if (c) checkLen('C', c, m * n);
+  if (out) checkLen('out', out, m * n);
+  if (inPlace) out = c;
   const tA = !!opts.transA;
   const tB = !!opts.transB;
   const Ctor = (dtype === 'float32' ? Float32Array : Float64Array) as unknown as { new (len: number): T };
-  if (inPlace && (m === 0 || n === 0 || k === 0)) return c!;
-  if (m === 0 || n === 0) return new Ctor(m * n);
-  if (k === 0) {
-    const out = new Ctor(m * n);
-    if (c) out.set(c);
-    return out;
+  if (m === 0 || n === 0 || k === 0) {
+    const y = out ?? new Ctor(m * n);
+    if (c) {
+      if (y !== c) y.set(c);
+    } else y.fill(0);
+    return y;
   }
   if (m * k * n < SMALL_FLOPS) {
     const prod = matmulJs(a, b, m, k, n, opts);
-    if (!c) return prod;
-    const out = inPlace ? c : prod;
-    for (let i = 0; i < prod.length; i++) out[i] = c[i] - prod[i];
-    return out;
+    const y = out ?? prod;
+    if (!c) {
+      if (y !== prod) y.set(prod);
+    } else if (add) for (let i = 0; i < prod.length; i++) y[i] = c[i] + prod[i];
+    else for (let i = 0; i < prod.length; i++) y[i] = c[i] - prod[i];
+    return y;
   }
-  const s = await session(dtype, tA, tB, !!c);
+  const s = await session(dtype, tA, tB, c ? (add ? 2 : 1) : 0);
   const feeds: Record<string, ort.Tensor> = {
     A: new ort.Tensor(dtype, a, tA ? [k, m] : [m, k]),
     B: new ort.Tensor(dtype, b, tB ? [n, k] : [k, n]),
   };
   if (c) feeds.C = new ort.Tensor(dtype, c, [m, n]);
-  if (inPlace) {
-    // Pre-allocated output aliasing C: ORT's Gemm copies C into Y (a no-op here) and then runs sgemm with beta = 1,
-    // each output element read and written by one thread. Verified in test/unit/math/gemm.test.ts for 1.29.
-    await s.run(feeds, { Y: new ort.Tensor(dtype, c!, [m, n]) });
-    return c!;
+  if (out) {
+    // Pre-allocated output: ORT writes straight into it (no fresh output buffer to page in, no copy back). When it
+    // aliases C, ORT's Gemm copies C into Y (a no-op here) and then runs sgemm with beta = 1, each output element
+    // read and written by one thread. Verified in test/unit/math/gemm.test.ts for 1.29.
+    await s.run(feeds, { Y: new ort.Tensor(dtype, out, [m, n]) });
+    return out;
   }
   const r = await s.run(feeds);
   return r.Y.data as T;
@@ -232,7 +242,23 @@ export function matmul(
   return runGemm('float32', a, b, undefined, m, k, n, opts);
 }
 
-/** Returns C − op(A)·op(B) (new array; `c` is not modified), fp32. One fused Gemm call, no extra pass. */
+/** C[m,n] = op(A)·op(B) written into `out` (fp32): no fresh output buffer — for products of 64 MB and more. */
+export function matmulInto(
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<Float32Array> {
+  return runGemm('float32', a, b, undefined, m, k, n, opts, false, out);
+}
+
+/**
+ * Returns C − op(A)·op(B), fp32, in a new array or in `out` (`c` is not modified unless it is `out`). One fused
+ * Gemm call, no extra pass.
+ */
 export function matmulSubtract(
   c: Float32Array,
   a: Float32Array,
@@ -241,8 +267,22 @@ export function matmulSubtract(
   k: number,
   n: number,
   opts: MatmulOptions = {},
+  out?: Float32Array,
 ): Promise<Float32Array> {
-  return runGemm('float32', a, b, c, m, k, n, opts);
+  return runGemm('float32', a, b, c, m, k, n, opts, false, out);
+}
+
+/** C += op(A)·op(B) in place (fp32, one Gemm with beta = 1 writing into C). */
+export async function matmulAddInPlace(
+  c: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<void> {
+  await runGemm('float32', a, b, c, m, k, n, opts, true, undefined, true);
 }
 
 /** C −= op(A)·op(B) in place (fp32): no output allocation, no copy back — for the big SparseGPT lazy updates. */

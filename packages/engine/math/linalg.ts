@@ -353,11 +353,28 @@ export function symmetricEigen(a: Float64Array, n: number): { values: Float64Arr
   if (n === 0) return { values: d, vectors: V };
   tred2(n, V, d, e);
   tql2(n, V, d, e);
+  return { values: d, vectors: transpose(V, n) };
+}
+
+/**
+ * symmetricEigen with the eigenvectors as ROWS (vectors[j·n + i] = component i of eigenvector j): what the
+ * algorithm computes natively. tred2/tql2 below are JAMA's with every V index pair swapped (they run on Vᵀ, exact
+ * same arithmetic), so that their inner loops walk rows: ~3× faster at n ≈ 400 than the column-strided original.
+ */
+export function symmetricEigenRows(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
+  checkSquare(a, n, 'symmetricEigen');
+  const V = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) V[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
+  const d = new Float64Array(n);
+  const e = new Float64Array(n);
+  if (n === 0) return { values: d, vectors: V };
+  tred2(n, V, d, e);
+  tql2(n, V, d, e);
   return { values: d, vectors: V };
 }
 
 function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
-  for (let j = 0; j < n; j++) d[j] = V[(n - 1) * n + j];
+  for (let j = 0; j < n; j++) d[j] = V[j * n + (n - 1)];
   for (let i = n - 1; i > 0; i--) {
     let scale = 0;
     let h = 0;
@@ -365,9 +382,9 @@ function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
     if (scale === 0) {
       e[i] = d[i - 1];
       for (let j = 0; j < i; j++) {
-        d[j] = V[(i - 1) * n + j];
-        V[i * n + j] = 0;
+        d[j] = V[j * n + (i - 1)];
         V[j * n + i] = 0;
+        V[i * n + j] = 0;
       }
     } else {
       for (let k = 0; k < i; k++) {
@@ -383,11 +400,11 @@ function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
       for (let j = 0; j < i; j++) e[j] = 0;
       for (let j = 0; j < i; j++) {
         f = d[j];
-        V[j * n + i] = f;
+        V[i * n + j] = f;
         g = e[j] + V[j * n + j] * f;
         for (let k = j + 1; k <= i - 1; k++) {
-          g += V[k * n + j] * d[k];
-          e[k] += V[k * n + j] * f;
+          g += V[j * n + k] * d[k];
+          e[k] += V[j * n + k] * f;
         }
         e[j] = g;
       }
@@ -401,32 +418,32 @@ function tred2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
       for (let j = 0; j < i; j++) {
         f = d[j];
         g = e[j];
-        for (let k = j; k <= i - 1; k++) V[k * n + j] -= f * e[k] + g * d[k];
-        d[j] = V[(i - 1) * n + j];
-        V[i * n + j] = 0;
+        for (let k = j; k <= i - 1; k++) V[j * n + k] -= f * e[k] + g * d[k];
+        d[j] = V[j * n + (i - 1)];
+        V[j * n + i] = 0;
       }
     }
     d[i] = h;
   }
   for (let i = 0; i < n - 1; i++) {
-    V[(n - 1) * n + i] = V[i * n + i];
+    V[i * n + (n - 1)] = V[i * n + i];
     V[i * n + i] = 1;
     const h = d[i + 1];
     if (h !== 0) {
-      for (let k = 0; k <= i; k++) d[k] = V[k * n + i + 1] / h;
+      for (let k = 0; k <= i; k++) d[k] = V[(i + 1) * n + k] / h;
       for (let j = 0; j <= i; j++) {
         let g = 0;
-        for (let k = 0; k <= i; k++) g += V[k * n + i + 1] * V[k * n + j];
-        for (let k = 0; k <= i; k++) V[k * n + j] -= g * d[k];
+        for (let k = 0; k <= i; k++) g += V[(i + 1) * n + k] * V[j * n + k];
+        for (let k = 0; k <= i; k++) V[j * n + k] -= g * d[k];
       }
     }
-    for (let k = 0; k <= i; k++) V[k * n + i + 1] = 0;
+    for (let k = 0; k <= i; k++) V[(i + 1) * n + k] = 0;
   }
   for (let j = 0; j < n; j++) {
-    d[j] = V[(n - 1) * n + j];
-    V[(n - 1) * n + j] = 0;
+    d[j] = V[j * n + (n - 1)];
+    V[j * n + (n - 1)] = 0;
   }
-  V[(n - 1) * n + n - 1] = 1;
+  V[(n - 1) * n + (n - 1)] = 1;
   e[0] = 0;
 }
 
@@ -478,9 +495,9 @@ function tql2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
           p = c * d[i] - s * g;
           d[i + 1] = h + s * (c * g + s * d[i]);
           for (let k = 0; k < n; k++) {
-            h = V[k * n + i + 1];
-            V[k * n + i + 1] = s * V[k * n + i] + c * h;
-            V[k * n + i] = c * V[k * n + i] - s * h;
+            h = V[(i + 1) * n + k];
+            V[(i + 1) * n + k] = s * V[i * n + k] + c * h;
+            V[i * n + k] = c * V[i * n + k] - s * h;
           }
         }
         p = (-s * s2 * c3 * el1 * e[l]) / dl1;
@@ -504,9 +521,9 @@ function tql2(n: number, V: Float64Array, d: Float64Array, e: Float64Array) {
       d[k] = d[i];
       d[i] = p;
       for (let j = 0; j < n; j++) {
-        const t = V[j * n + i];
-        V[j * n + i] = V[j * n + k];
-        V[j * n + k] = t;
+        const t = V[i * n + j];
+        V[i * n + j] = V[k * n + j];
+        V[k * n + j] = t;
       }
     }
   }

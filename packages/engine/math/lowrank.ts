@@ -8,9 +8,13 @@
 //  - 'whitened' C = L with H = L·Lᵀ (Cholesky of the damped Hessian): ‖X·M‖² = tr(MᵀHM)·n/2, so this minimises
 //               the layer-output error itself. Any square root of H gives the same optimum; Cholesky is the cheap
 //               one (GEMM-blocked, and its inverse comes with it).
+// Big layers (the randomized route) never form C, S or C⁻¹: the truncated SVD only needs the top-r LEFT singular
+// subspace U_r of S, and the optimum is then (AB)ᵀ = U_r·U_rᵀ·E (U_r U_rᵀ S = U_r Σ_r V_rᵀ, times C⁻¹), i.e.
+// B = U_rᵀ, A = Eᵀ·U_r (= C⁻ᵀ V_r Σ_r, the same factors). U_r is range-found on S·Sᵀ = E·M·Eᵀ with the metric
+// M = C·Cᵀ: diag(x²) for 'slim', the damped H itself for 'whitened' — no Cholesky, no K×K·K product, no inverse.
 import { matmul } from './gemm.js';
-import { choleskyWithInverse } from './linalg.js';
-import { truncatedSvd, type TruncatedSvdOptions } from './svd.js';
+import { choleskyWithInverse, symmetricEigenRows } from './linalg.js';
+import { EXACT_MAX, gaussian, orthonormalize, truncatedSvd, type TruncatedSvdOptions } from './svd.js';
 
 export type Saliency = 'slim' | 'whitened' | 'none';
 
@@ -43,6 +47,8 @@ export interface LowRankOptions {
   dampening?: number;
   /** A whitening factor computed earlier by whiteningFactor (callers that fit several adapters reuse it). */
   whitening?: { l: Float64Array; li: Float64Array };
+  /** The damped Hessian in fp32 from whiteningMetric (the randomized route's 'whitened' metric; reused likewise). */
+  whiteningMetric?: Float32Array;
   svd?: TruncatedSvdOptions;
 }
 
@@ -89,6 +95,81 @@ export async function whiteningFactor(
   return choleskyWithInverse(h, K);
 }
 
+/** The damped Hessian H + λ·mean(diag H)·I (identity when H is all zero) in fp32: the whitened metric C·Cᵀ. */
+export function whiteningMetric(hessian: Float64Array, K: number, dampening = 0.01): Float32Array {
+  if (hessian.length !== K * K) throw new LowRankError(`Hessian must be ${K}×${K}, got ${hessian.length} values`);
+  // fp32 is enough: M only ever enters fp32 GEMMs whose results feed a range finder and an l×l Gram matrix.
+  const m = Float32Array.from(hessian);
+  let mean = 0;
+  for (let i = 0; i < K; i++) mean += hessian[i * K + i];
+  mean /= Math.max(K, 1);
+  if (!(mean > 0)) for (let i = 0; i < K; i++) m[i * K + i] = 1;
+  else {
+    const lambda = Math.max(dampening, 1e-6) * mean;
+    for (let i = 0; i < K; i++) m[i * K + i] = hessian[i * K + i] + lambda;
+  }
+  return m;
+}
+
+/** Whether lowRankAdapter takes the randomized (metric) route for this shape and these options. */
+export function usesRandomizedRoute(N: number, K: number, o: TruncatedSvdOptions | undefined): boolean {
+  const method = o?.method ?? 'auto';
+  return method === 'randomized' || (method === 'auto' && Math.min(N, K) > EXACT_MAX);
+}
+
+/**
+ * Randomized route (see the header): U_r of S = E·C from the metric M = C·Cᵀ only. Range finder Y = E·(C·Ω) with
+ * `power` subspace steps Y ← E·M·(EᵀQ) (orthonormalised in between: that only changes the basis, not the span),
+ * then Rayleigh–Ritz on G = Qᵀ·E·M·Eᵀ·Q = (QᵀE)·M·(QᵀE)ᵀ (l×l, its eigenvalues are the σ²). For 'whitened' the
+ * start uses M·Ω in place of C·Ω (any full-rank test matrix finds the range; this one leans to the top of S).
+ */
+async function metricAdapter(
+  e: Float32Array,
+  N: number,
+  K: number,
+  r: number,
+  scaleRows: Float64Array | null,
+  metric: Float32Array | null,
+  o: TruncatedSvdOptions,
+): Promise<Adapter> {
+  const l = Math.min(r + (o.oversample ?? 10), N, K);
+  const power = o.power ?? 2;
+  // M·Z for Z [K][l] (in place for the diagonal metrics).
+  const applyMetric = async (z: Float32Array): Promise<Float32Array> => {
+    if (metric) return matmul(metric, z, K, K, l);
+    if (scaleRows) for (let k = 0; k < K; k++) for (let j = 0, s = scaleRows[k] ** 2; j < l; j++) z[k * l + j] *= s;
+    return z;
+  };
+  const omega = gaussian(K * l, o.seed ?? 1);
+  let start: Float32Array = omega;
+  if (metric) start = await applyMetric(omega);
+  else if (scaleRows) for (let k = 0; k < K; k++) for (let j = 0, s = scaleRows[k]; j < l; j++) omega[k * l + j] *= s;
+  let q = await orthonormalize(await matmul(e, start, N, K, l), N, l, power === 0 ? 2 : 1); // N×l
+  for (let it = 0; it < power; it++) {
+    const z = await orthonormalize(await matmul(e, q, K, N, l, { transA: true }), K, l, 1); // Eᵀ·Q: K×l
+    q = await orthonormalize(await matmul(e, await applyMetric(z), N, K, l), N, l, it === power - 1 ? 2 : 1);
+  }
+  const c1 = await matmul(q, e, l, N, K, { transA: true }); // QᵀE: l×K
+  let mc1: Float32Array; // (QᵀE)·M: l×K
+  if (metric) mc1 = await matmul(c1, metric, l, K, K);
+  else if (scaleRows) {
+    mc1 = new Float32Array(l * K);
+    for (let j = 0; j < l; j++) for (let k = 0; k < K; k++) mc1[j * K + k] = c1[j * K + k] * scaleRows[k] ** 2;
+  } else mc1 = c1;
+  const g = Float64Array.from(await matmul(mc1, c1, l, K, l, { transB: true }));
+  const { values, vectors } = symmetricEigenRows(g, l); // ascending, eigenvectors as rows
+  const s = new Float64Array(r);
+  const ut = new Float32Array(r * l); // Ũ_rᵀ: the top r eigenvectors, descending
+  for (let j = 0; j < r; j++) {
+    const src = l - 1 - j;
+    s[j] = Math.sqrt(Math.max(values[src], 0));
+    for (let i = 0; i < l; i++) ut[j * l + i] = vectors[src * l + i];
+  }
+  const b = await matmul(ut, q, r, l, N, { transB: true }); // U_rᵀ = Ũ_rᵀ·Qᵀ: r×N
+  const a = await matmul(c1, ut, K, l, r, { transA: true, transB: true }); // Eᵀ·U_r = (QᵀE)ᵀ·Ũ_r: K×r
+  return { rank: r, K, N, a, b, svd: 'randomized', singularValues: s };
+}
+
 /** Best rank-r adapter for the canonical error E [N][K] under the chosen saliency. */
 export async function lowRankAdapter(e: Float32Array, N: number, K: number, o: LowRankOptions): Promise<Adapter> {
   if (e.length !== N * K) throw new LowRankError(`error matrix must be ${N}×${K}, got ${e.length} values`);
@@ -105,6 +186,19 @@ export async function lowRankAdapter(e: Float32Array, N: number, K: number, o: L
     singularValues: new Float64Array(0),
   });
   if (r === 0) return empty();
+  if (usesRandomizedRoute(N, K, o.svd)) {
+    if (o.saliency === 'none') return metricAdapter(e, N, K, r, null, null, o.svd ?? {});
+    if (o.saliency === 'slim') {
+      if (!o.xNorm || o.xNorm.length !== K) throw new LowRankError(`saliency 'slim' needs ${K} input norms`);
+      return metricAdapter(e, N, K, r, slimSaliency(o.xNorm), null, o.svd ?? {});
+    }
+    if (o.saliency === 'whitened') {
+      if (!o.hessian && !o.whiteningMetric) throw new LowRankError(`saliency 'whitened' needs the ${K}×${K} Hessian`);
+      const metric = o.whiteningMetric ?? whiteningMetric(o.hessian!, K, o.dampening);
+      return metricAdapter(e, N, K, r, null, metric, o.svd ?? {});
+    }
+    throw new LowRankError(`unknown saliency ${String(o.saliency)}`);
+  }
   let s: Float32Array;
   let x: Float64Array | undefined;
   let li: Float64Array | undefined;

@@ -181,7 +181,7 @@ export interface RandomizedSvdOptions {
   seed?: number;
 }
 
-function gaussian(count: number, seed: number): Float32Array {
+export function gaussian(count: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
   const next = () => {
     // xorshift32: fast, deterministic; quality is ample for a random test matrix.
@@ -203,7 +203,7 @@ function gaussian(count: number, seed: number): Float32Array {
 }
 
 /** Orthonormal basis of the columns of Y (rows×l, fp32) by CholeskyQR2: Q = Y·R⁻¹ with RᵀR = YᵀY, twice. */
-async function orthonormalize(y: Float32Array, rows: number, l: number, passes = 2): Promise<Float32Array> {
+export async function orthonormalize(y: Float32Array, rows: number, l: number, passes = 2): Promise<Float32Array> {
   let q = y;
   for (let pass = 0; pass < passes; pass++) {
     const g32 = await matmul(q, q, l, rows, l, { transA: true });

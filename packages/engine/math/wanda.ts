@@ -10,6 +10,8 @@ export function wandaScores(
   rows: number,
   cols: number,
   xNorm: Float64Array | Float32Array,
+  /** Write the scores here instead of a new array (callers reuse a scratch buffer). */
+  out?: Float32Array,
 ): Float32Array {
   if (w.length !== rows * cols)
     throw new MaskInputError(`wandaScores: expected ${rows}×${cols} weights, got ${w.length}`);
@@ -18,7 +20,9 @@ export function wandaScores(
   for (let k = 0; k < cols; k++)
     if (!(xNorm[k] >= 0 && xNorm[k] < Infinity))
       throw new MaskInputError(`wandaScores: channel norm ${k} is ${xNorm[k]}, must be finite and ≥ 0`);
-  const s = new Float32Array(w.length);
+  if (out && out.length !== w.length)
+    throw new MaskInputError(`wandaScores: output has ${out.length} values, expected ${w.length}`);
+  const s = out ?? new Float32Array(w.length);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
     for (let k = 0; k < cols; k++) s[base + k] = Math.abs(w[base + k]) * xNorm[k];
@@ -27,8 +31,10 @@ export function wandaScores(
 }
 
 /** Magnitude: score = |W|. */
-export function magnitudeScores(w: Float32Array): Float32Array {
-  const s = new Float32Array(w.length);
+export function magnitudeScores(w: Float32Array, out?: Float32Array): Float32Array {
+  if (out && out.length !== w.length)
+    throw new MaskInputError(`magnitudeScores: output has ${out.length} values, expected ${w.length}`);
+  const s = out ?? new Float32Array(w.length);
   for (let i = 0; i < w.length; i++) s[i] = Math.abs(w[i]);
   return s;
 }

@@ -15,11 +15,13 @@
 import { nmMask } from '../math/nm.js';
 import { wandaScores, magnitudeScores } from '../math/wanda.js';
 import { sparseGpt } from '../math/sparsegpt.js';
+import { matmulAddInPlace, matmulSubtract } from '../math/gemm.js';
 import {
-  adapterMatrix,
   lowRankAdapter,
   rankFor,
+  usesRandomizedRoute,
   whiteningFactor,
+  whiteningMetric,
   type Adapter,
   type Saliency,
 } from '../math/lowrank.js';
@@ -100,17 +102,6 @@ export interface SlimLayerResult {
   timings: Record<string, number>;
 }
 
-function add(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
-  return out;
-}
-function sub(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = a[i] - b[i];
-  return out;
-}
-
 /** Transpose a rows×cols row-major matrix. */
 export function transpose32(x: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
@@ -145,44 +136,63 @@ export async function slimLayer(
       timings[key] = (timings[key] ?? 0) + (performance.now() - t0) / 1000;
     }
   };
-  // Errors need the candidate's effective weight; build it only when someone measures it.
-  const errorOf = async (wc: Float32Array, lr?: Float32Array) =>
-    o.error ? timed('errors', () => o.error!(lr ? add(wc, lr) : wc)) : null;
-  const stageErrorOf = async (wc: Float32Array, lr: Float32Array) => ((o.stageErrors ?? true) ? errorOf(wc, lr) : null);
+  // One N×K working buffer carries every dense intermediate in turn (scores → masked target → E = W − W_C →
+  // W − LR → … → the effective weight returned): fresh memory costs ~0.25 s per 64 MB to page in on the workers,
+  // more than the arithmetic of a step, so no step allocates its own N×K temporary.
+  const scratch = new Float32Array(N * K);
+  /** (A·B)ᵀ products: W − LR into `out`, or `into` += LR. */
+  const minusAdapter = (ad: Adapter, out: Float32Array) =>
+    timed('adapter product', () => matmulSubtract(w, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }, out));
+  const plusAdapter = (ad: Adapter, into: Float32Array) =>
+    timed('adapter product', () => matmulAddInPlace(into, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }));
+  // Errors need the candidate's effective weight W_C (+ LR); build it (a fresh array) only when someone measures it.
+  const errorOf = async (qm: QuantizedMatrix, ad?: Adapter) => {
+    if (!o.error) return null;
+    const dense = dequantize(qm);
+    if (ad) await plusAdapter(ad, dense);
+    return timed('errors', () => o.error!(dense));
+  };
+  const stageErrorOf = async (qm: QuantizedMatrix, ad: Adapter) => ((o.stageErrors ?? true) ? errorOf(qm, ad) : null);
 
   // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
   let mask: Uint8Array =
     o.criterion === 'sparsegpt'
       ? new Uint8Array(N * K)
-      : nmMask(o.criterion === 'wanda' ? wandaScores(w, N, K, stats.xNorm!) : magnitudeScores(w), N, K, o.n, o.m);
+      : nmMask(
+          o.criterion === 'wanda' ? wandaScores(w, N, K, stats.xNorm!, scratch) : magnitudeScores(w, scratch),
+          N,
+          K,
+          o.n,
+          o.m,
+        );
   let alpha: number | undefined;
 
-  const quantize = (target: Float32Array, fitOn: Float32Array): QuantizedMatrix => {
-    if (o.quant.scheme === 'slim') {
-      alpha = slimQuantAlpha(fitOn, { bits: o.quant.bits }).alpha; // fitted on the dense target, before masking
-      return quantizeWithClip(target, N, K, o.quant.bits, alpha, blockSize);
-    }
-    return quantizeRtn(target, N, K, o.quant);
-  };
-  /** W_C for a dense target: masked (or SparseGPT-pruned) and quantized. */
-  const sparsePart = (target: Float32Array): Promise<QuantizedMatrix> =>
-    timed('sparse part', () => sparsePartRaw(target));
-  const sparsePartRaw = async (target: Float32Array): Promise<QuantizedMatrix> => {
-    o.signal?.throwIfAborted();
-    const t = target.slice();
-    if (o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? target === w : true)) {
-      const r = await sparseGpt(t, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
-      mask = r.mask;
-    } else {
-      for (let i = 0; i < t.length; i++) if (!mask[i]) t[i] = 0;
-    }
-    return quantize(t, target);
-  };
+  /**
+   * W_C for a dense target: masked (or SparseGPT-pruned) and quantized, worked out in `scratch` (the target may be
+   * scratch itself; its contents are consumed). `first`: the call on W itself.
+   */
+  const sparsePart = (target: Float32Array, first: boolean): Promise<QuantizedMatrix> =>
+    timed('sparse part', async () => {
+      o.signal?.throwIfAborted();
+      // SLiM-Quant's α is fitted on the dense target, before masking.
+      const a = o.quant.scheme === 'slim' ? slimQuantAlpha(target, { bits: o.quant.bits }).alpha : undefined;
+      if (target !== scratch) scratch.set(target);
+      if (o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? first : true)) {
+        const r = await sparseGpt(scratch, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
+        mask = r.mask;
+      } else {
+        for (let i = 0; i < scratch.length; i++) if (!mask[i]) scratch[i] = 0;
+      }
+      if (a !== undefined) {
+        alpha = a;
+        return quantizeWithClip(scratch, N, K, o.quant.bits, a, blockSize);
+      }
+      return quantizeRtn(scratch, N, K, o.quant);
+    });
 
-  let q = await sparsePart(w);
+  let q = await sparsePart(w, true);
   stages.push(o.criterion === 'sparsegpt' ? 'sparsegpt+quant' : `${o.criterion}-mask+quant`);
-  let wc = dequantize(q);
-  const beforeAdapter = await errorOf(wc);
+  const beforeAdapter = await errorOf(q);
   const rank = o.rankRatio > 0 ? rankFor(o.rankRatio, N, K) : 0;
   if (rank === 0) {
     return {
@@ -190,56 +200,65 @@ export async function slimLayer(
       mask,
       adapter: null,
       adapterQuantized: null,
-      effective: wc,
+      effective: dequantize(q, scratch),
       alpha,
       errors: { beforeAdapter, afterAdapter: null, afterFinalRequant: null, refits: [], final: beforeAdapter },
       stages,
       timings,
     };
   }
-  const fit = (target: Float32Array) => timed('adapter fit', () => lowRankAdapterOf(target));
-  // The Cholesky factor of the damped Hessian is the same for every fit: compute it once (O(K³)).
+  // The whitened saliency's K×K operand is the same for every fit: computed once. Big layers (randomized route)
+  // need only the damped Hessian as a metric; small ones (exact SVD) its Cholesky factor and inverse (O(K³)).
   let whitening: Promise<{ l: Float64Array; li: Float64Array }> | undefined;
-  const lowRankAdapterOf = async (target: Float32Array) =>
-    lowRankAdapter(sub(w, target), N, K, {
-      saliency: o.saliency,
-      rank,
-      xNorm: stats.xNorm,
-      hessian: stats.hessian,
-      whitening:
-        o.saliency === 'whitened'
-          ? await (whitening ??= whiteningFactor(stats.hessian!, K, o.whiteningDampening))
-          : undefined,
-      svd: o.svd,
+  let metric: Float32Array | undefined;
+  const randomized = usesRandomizedRoute(N, K, o.svd);
+  /** Adapter for E = W − W_C(q), E built in scratch. */
+  const fit = (qm: QuantizedMatrix) =>
+    timed('adapter fit', async () => {
+      dequantize(qm, scratch);
+      for (let i = 0; i < scratch.length; i++) scratch[i] = w[i] - scratch[i];
+      const whitened = o.saliency === 'whitened';
+      return lowRankAdapter(scratch, N, K, {
+        saliency: o.saliency,
+        rank,
+        xNorm: stats.xNorm,
+        hessian: stats.hessian,
+        dampening: o.whiteningDampening,
+        whitening:
+          whitened && !randomized
+            ? await (whitening ??= whiteningFactor(stats.hessian!, K, o.whiteningDampening))
+            : undefined,
+        whiteningMetric:
+          whitened && randomized ? (metric ??= whiteningMetric(stats.hessian!, K, o.whiteningDampening)) : undefined,
+        svd: o.svd,
+      });
     });
-  let adapter = await fit(wc);
-  let lr = await timed('adapter product', () => adapterMatrix(adapter));
+  let adapter = await fit(q);
   stages.push(`adapter r=${rank} (${o.saliency}, ${adapter.svd} SVD)`);
-  const afterAdapter = await stageErrorOf(wc, lr);
+  const afterAdapter = await stageErrorOf(q, adapter);
   let afterFinalRequant: number | null = null;
   if (o.finalRequantize ?? true) {
-    q = await sparsePart(sub(w, lr));
-    wc = dequantize(q);
+    q = await sparsePart(await minusAdapter(adapter, scratch), false);
     stages.push('re-quantize sparse part against the adapter');
-    afterFinalRequant = await stageErrorOf(wc, lr);
+    afterFinalRequant = await stageErrorOf(q, adapter);
   }
   const refits: (number | null)[] = [];
   for (let it = 0; it < o.refitIterations; it++) {
-    adapter = await fit(wc);
-    lr = await timed('adapter product', () => adapterMatrix(adapter));
-    q = await sparsePart(sub(w, lr));
-    wc = dequantize(q);
-    refits.push(await stageErrorOf(wc, lr));
+    adapter = await fit(q);
+    q = await sparsePart(await minusAdapter(adapter, scratch), false);
+    refits.push(await stageErrorOf(q, adapter));
   }
   if (o.refitIterations) stages.push(`${o.refitIterations} refit iteration(s)`);
   let adapterQuantized: SlimLayerResult['adapterQuantized'] = null;
+  // The adapter the effective weight is built with (what the file stores).
+  let stored: Adapter = adapter;
   if (!o.quantizeAdapters && o.adapterStorage === 'float16') {
     adapter = {
       ...adapter,
       a: float16ToFloat32(float32ToFloat16(adapter.a)),
       b: float16ToFloat32(float32ToFloat16(adapter.b)),
     };
-    lr = await adapterMatrix(adapter);
+    stored = adapter;
     stages.push('adapters stored as float16');
   }
   if (o.quantizeAdapters) {
@@ -249,15 +268,12 @@ export async function slimLayer(
     const aq = quantizeRtn(transpose32(adapter.a, K, rank), rank, K, spec);
     const bq = quantizeRtn(transpose32(adapter.b, rank, N), N, rank, spec);
     adapterQuantized = { a: aq, b: bq };
-    lr = await adapterMatrix({
-      ...adapter,
-      a: transpose32(dequantize(aq), rank, K),
-      b: transpose32(dequantize(bq), N, rank),
-    });
+    stored = { ...adapter, a: transpose32(dequantize(aq), rank, K), b: transpose32(dequantize(bq), N, rank) };
     stages.push('adapters quantized');
   }
-  const effective = add(wc, lr);
-  const final = await errorOf(effective);
+  const effective = dequantize(q, scratch);
+  await plusAdapter(stored, effective);
+  const final = o.error ? await timed('errors', () => o.error!(effective)) : null;
   return {
     quantized: q,
     mask,

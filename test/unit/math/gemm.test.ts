@@ -4,7 +4,9 @@ import {
   GemmShapeError,
   gramAccumulate,
   matmul,
+  matmulAddInPlace,
   matmulF64,
+  matmulInto,
   matmulJs,
   matmulSubtract,
   matmulSubtractF64,
@@ -152,4 +154,42 @@ test('gramAccumulate on a wide input (symmetric panel split) equals the plain pr
   assert.ok(worst < 1e-4 * scale, `max diff ${worst}`);
   for (let i = 0; i < K; i += 97)
     for (let j = 0; j < K; j += 89) assert.ok(Math.abs(acc[i * K + j] - acc[j * K + i]) < 1e-4 * scale);
+});
+
+test('matmulInto / matmulSubtract with out / matmulAddInPlace write into the given buffer (ORT and fallback)', async () => {
+  const { normal } = rng(8);
+  for (const [m, k, n] of shapes)
+    for (const [transA, transB] of [
+      [false, false],
+      [true, true],
+    ]) {
+      const a = randomF32(m * k, normal);
+      const b = randomF32(k * n, normal);
+      const c = randomF32(m * n, normal);
+      const prod = matmulRef(a, b, m, k, n, transA, transB);
+      const tol = 1e-5 * Math.sqrt(k) * (1 + maxAbs(prod));
+      const out = new Float32Array(m * n).fill(7);
+      assert.equal(await matmulInto(out, a, b, m, k, n, { transA, transB }), out);
+      assert.ok(maxAbsDiff(out, prod) <= tol, `into ${m}×${k}×${n}`);
+      const out2 = new Float32Array(m * n).fill(7);
+      const cBefore = c.slice();
+      assert.equal(await matmulSubtract(c, a, b, m, k, n, { transA, transB }, out2), out2);
+      assert.ok(
+        maxAbsDiff(
+          out2,
+          Float64Array.from(prod, (p, i) => c[i] - p),
+        ) <= tol,
+        `subtract ${m}×${k}×${n}`,
+      );
+      assert.deepEqual(c, cBefore, 'C is not modified when out is another buffer');
+      await matmulAddInPlace(c, a, b, m, k, n, { transA, transB });
+      assert.ok(
+        maxAbsDiff(
+          c,
+          Float64Array.from(prod, (p, i) => cBefore[i] + p),
+        ) <= tol,
+        `add ${m}×${k}×${n}`,
+      );
+    }
+  await assert.rejects(matmulInto(new Float32Array(5), new Float32Array(6), new Float32Array(6), 2, 3, 2), /out/);
 });

@@ -11,6 +11,7 @@ import {
   NotPositiveDefiniteError,
   sqrtmSPD,
   symmetricEigen,
+  symmetricEigenRows,
   triangularSolve,
 } from '../../../packages/engine/math/linalg.js';
 import { matmulF64 } from '../../../packages/engine/math/gemm.js';
@@ -110,6 +111,17 @@ test('symmetricEigen: A·V = V·Λ, VᵀV = I, ascending values; known spectra',
   const rep = Float64Array.from([2, 1, 1, 1, 2, 1, 1, 1, 2]); // eigenvalues 1, 1, 4
   const ev = symmetricEigen(rep, 3).values;
   assert.ok(maxAbsDiff(ev, [1, 1, 4]) < 1e-12);
+});
+
+test('symmetricEigenRows is symmetricEigen with the eigenvectors as rows', () => {
+  for (const n of [1, 7, 90]) {
+    const a = randomSpd(n, 300 + n, 0.01);
+    const cols = symmetricEigen(a, n);
+    const rows = symmetricEigenRows(a, n);
+    assert.deepEqual(rows.values, cols.values);
+    for (let i = 0; i < n; i++)
+      for (let j = 0; j < n; j++) assert.equal(rows.vectors[j * n + i], cols.vectors[i * n + j]);
+  }
 });
 
 test('sqrtmSPD and invSqrtmSPD reconstruct A and A⁻¹', async () => {
