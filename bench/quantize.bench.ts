@@ -5,7 +5,7 @@
 // Run: npx tsx bench/quantize.bench.ts [--layers 8] [--size 4096] [--group 32] [--keep]
 // Timings on a shared machine are noisy: re-run when it is quiet before quoting them.
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraphBuilder } from '../packages/engine/onnx/builder.js';
@@ -17,6 +17,11 @@ import { quantizeRtn } from '../packages/engine/quant/rtn.js';
 import { packMatMulNBits } from '../packages/engine/quant/matmulnbits.js';
 import { quantizePackKN4 } from '../packages/engine/quant/fast-kn.js';
 import { tensorBytes } from '../packages/engine/onnx/tensor.js';
+
+/** Fresh memory touched (minor page faults × 4 KiB), in MB: on this VM each fresh GB costs seconds. */
+function faultsMB(): number {
+  return (process.resourceUsage().minorPageFault * 4096) / 1e6;
+}
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -69,6 +74,18 @@ try {
       .join(' ')} on ${(await import('node:os')).cpus().length} cores)`,
   );
   const [, rwSec] = await time(() => writeFileSync(join(dir, 'copy2.onnx'), readFileSync(src)));
+  // Floors measured in this run. Reading the file from the page cache into memory that is already mapped (one
+  // reused 1 MiB buffer), and what touching fresh memory costs here (the term that dominated this job before).
+  const [, readFloorSec] = await time(() => {
+    const fd = openSync(src, 'r');
+    const buf = Buffer.allocUnsafeSlow(1 << 20);
+    for (let pos = 0; pos < inBytes;) pos += readSync(fd, buf, 0, buf.length, pos);
+    closeSync(fd);
+  });
+  const fresh = Buffer.allocUnsafeSlow(64 << 20);
+  const [, freshSec] = await time(() => fresh.fill(1));
+  const [, warmSec] = await time(() => fresh.fill(2));
+  const freshSecPerGB = ((freshSec - warmSec) * 1e9) / fresh.length;
 
   // The job runner, file to file (accuracy_level fixed so that no timing runs are included).
   const recipe = {
@@ -76,6 +93,7 @@ try {
     quant: { bits: 4, scheme: 'rtn', groupSize: group, symmetric: true },
     accuracyLevel: 4,
   };
+  const faults0 = faultsMB();
   const cpu0 = process.cpuUsage();
   const stageStart = new Map<string, number>();
   const t00 = performance.now();
@@ -87,6 +105,7 @@ try {
     ),
   );
   const cpu = process.cpuUsage(cpu0);
+  const jobFreshMB = faultsMB() - faults0;
   const cpuSec = (cpu.user + cpu.system) / 1e6;
   const marks = [...stageStart.entries()];
   const stageLine = marks
@@ -130,6 +149,17 @@ try {
   );
   console.log(`  job stages (from progress events): ${stageLine}`);
   console.log(`  fused [K][N] → MatMulNBits kernel alone: ${fusedSec.toFixed(3)} s (${rate(fusedSec)})`);
+  console.log(
+    `  fresh memory touched by the job: ${jobFreshMB.toFixed(0)} MB (fresh memory costs ${freshSecPerGB.toFixed(2)} s/GB ` +
+      `here → ≈ ${((jobFreshMB / 1e3) * freshSecPerGB).toFixed(2)} s of the job)`,
+  );
+  const outImage = Buffer.alloc(outBytes, 1); // touched before the clock starts
+  const [, writeFloorSec] = await time(() => writeFileSync(join(dir, 'out-floor.bin'), outImage));
+  console.log(
+    `  floor: read ${(inBytes / 1e6).toFixed(0)} MB from the page cache into a reused buffer ${readFloorSec.toFixed(3)} s + ` +
+      `fused kernel ${fusedSec.toFixed(3)} s + write ${(outBytes / 1e6).toFixed(0)} MB ${writeFloorSec.toFixed(3)} s = ` +
+      `${(readFloorSec + fusedSec + writeFloorSec).toFixed(3)} s; job/floor = ${(jobSec / (readFloorSec + fusedSec + writeFloorSec)).toFixed(2)}`,
+  );
   console.log(
     `  canonical route for comparison: load ${loadSec.toFixed(3)} s, read/transpose to [N][K] ${readSec.toFixed(3)} s, RTN ${quantSec.toFixed(3)} s ` +
       `(${rate(quantSec)}), pack ${packSec.toFixed(3)} s`,

@@ -17,8 +17,9 @@ import {
   matMulNBitsBlockSize,
   type MatMulNBitsWeights,
 } from '../quant/matmulnbits.js';
-import { quantizePackKN4 } from '../quant/fast-kn.js';
-import { tensorBytes } from '../onnx/tensor.js';
+import { quantizePackKN4Rows } from '../quant/fast-kn.js';
+import { readTensorBytesInto, residentRawData, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
+import { nonFiniteCount } from '../report/sizes.js';
 import { replaceBlocker, replaceWithQuantized, setAccuracyLevel, type Format } from '../quant/replace.js';
 import { dequantize, quantizeRtn, quantizeWithClip } from '../quant/rtn.js';
 import { slimQuantAlpha } from '../quant/slim-quant.js';
@@ -104,23 +105,30 @@ export function recordShape(plan: AccuracyPlan, q: QuantizedMatrix | MatMulNBits
 }
 
 /**
- * The stored fp32 [K][N] values of a MatMul / Gemm(transB=0) weight that sits directly in a main-graph initializer
- * (no Cast/Transpose/Reshape in between), as a view when aligned — the input of the fused fast path.
+ * Rows of the stored fp32 [K][N] values of a MatMul / Gemm(transB=0) weight that sits directly in a main-graph
+ * initializer (no Cast/Transpose/Reshape in between), one quantization block at a time — the input of the fused
+ * fast path. Bytes in memory and 4-byte aligned are used where they are; otherwise (unaligned raw_data, weights
+ * still in the model file or in external data) each block is read into one small reused buffer, so a large model
+ * never gets a fresh copy of its weights.
  */
-function storedKN(ctx: MethodContext, w: WeightRef, scratch: { buf?: ArrayBuffer }): Float32Array | undefined {
+function storedKNRows(ctx: MethodContext, w: WeightRef, block: number, scratch: { rows?: Float32Array }) {
   if (w.via.length || w.dtype !== 'float32' || w.storeGraphPath !== '') return undefined;
   if (!(w.op === 'MatMul' || (w.op === 'Gemm' && !w.transB))) return undefined;
   if (w.location !== 'initializer' && w.location !== 'external') return undefined;
   const t = ctx.model.proto.graph?.initializer.find((x) => x.name === w.name);
-  if (!t) return undefined;
-  const raw = tensorBytes(ctx.model, t);
-  if (raw.length !== w.K * w.N * 4) return undefined;
-  if (raw.byteOffset % 4 === 0) return new Float32Array(raw.buffer, raw.byteOffset, w.K * w.N);
-  // Unaligned raw_data (protobuf offsets are arbitrary): copy into one scratch buffer reused across layers, so a
-  // large model does not allocate (and zero) a fresh copy of every weight.
-  if (!scratch.buf || scratch.buf.byteLength < raw.length) scratch.buf = new ArrayBuffer(raw.length);
-  new Uint8Array(scratch.buf, 0, raw.length).set(raw);
-  return new Float32Array(scratch.buf, 0, w.K * w.N);
+  if (!t || tensorDtype(t) !== 'float32' || tensorByteLength(t) !== w.K * w.N * 4) return undefined;
+  const N = w.N;
+  const resident = residentRawData(t);
+  if (resident && resident.length === w.K * N * 4 && resident.byteOffset % 4 === 0) {
+    const all = new Float32Array(resident.buffer, resident.byteOffset, w.K * N);
+    return (k0: number) => ({ data: all, base: k0 * N });
+  }
+  if (!scratch.rows || scratch.rows.length < block * N) scratch.rows = new Float32Array(block * N);
+  const rows = scratch.rows;
+  return (k0: number, k1: number) => {
+    readTensorBytesInto(ctx.model, t, k0 * N * 4, new Uint8Array(rows.buffer, 0, (k1 - k0) * N * 4));
+    return { data: rows, base: 0 };
+  };
 }
 
 /** Whether the fused [K][N] → MatMulNBits kernel implements this spec. */
@@ -153,7 +161,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   const format: Format = r.format ?? 'matmulnbits';
   const layers: LayerReport[] = [];
   const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
-  const scratch: { buf?: ArrayBuffer } = {};
+  const scratch: { rows?: Float32Array } = {};
   let paramsDone = 0;
   let bytesAfter = 0;
   let bytesBefore = 0;
@@ -165,18 +173,22 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     const t0 = performance.now();
     const blocker = replaceBlocker(ctx.model, w, format, qdqOpsetFor(spec), perChannelOf(spec, format));
     if (blocker) {
-      layers.push({ name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0 });
+      const nonFinite = nonFiniteCount(ctx.model, w);
+      layers.push({ name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0, nonFinite });
       continue;
     }
     const block = fastSpec(spec, format);
-    const kn = block ? storedKN(ctx, w, scratch) : undefined;
+    const kn = block ? storedKNRows(ctx, w, block, scratch) : undefined;
     let rep;
     let relError: number | null = null;
     let alpha: number | undefined;
     let sparsity: number | null = null;
+    // NaN/±Inf among the original weights (reportsNonFinite). The fused kernel refuses any (it throws naming the
+    // first), so a layer it quantized has none; the canonical route counts them on the matrix it reads anyway.
+    let nonFinite = 0;
     if (kn && block) {
       // Fused path: quantize and pack straight from the stored bytes (errors only when calibration asks for them).
-      const packed = quantizePackKN4(kn, w.K, w.N, block);
+      const packed = quantizePackKN4Rows(kn, w.K, w.N, block);
       if (ctx.hasCalibration)
         relError = await ctx.relativeError(w, readWeightMatrix(ctx.model, w), dequantizeMatMulNBits(packed));
       ctx.release(w);
@@ -184,6 +196,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       recordShape(plan, packed, rep.nbitsNodes);
     } else {
       const weights = readWeightMatrix(ctx.model, w);
+      for (let k = 0; k < weights.length; k++) if (!Number.isFinite(weights[k])) nonFinite++;
       const res = quantizeCanonical(weights, w.N, w.K, spec, format);
       alpha = res.alpha;
       const wHat = dequantize(res.q);
@@ -209,6 +222,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       relError,
       bitsPerWeight: (rep.bytes * 8) / params,
       seconds: (performance.now() - t0) / 1000,
+      nonFinite,
     };
     if (alpha !== undefined) row.alpha = alpha;
     if (sparsity !== null) row.sparsity = sparsity;
@@ -247,6 +261,7 @@ export const method: CompressionMethod<QuantizeRecipe> = {
   labels: () => false,
   ingredients: () => false,
   changesGraph: () => true,
+  reportsNonFinite: true,
   skipReason: (w, r) => quantSkipReason(w, quantSpecOf(r.quant), r.format ?? 'matmulnbits'),
   run,
 };

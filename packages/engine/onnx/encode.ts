@@ -30,13 +30,12 @@ import {
 import type { ExternalRef } from './external.js';
 import { externalRef } from './external.js';
 import type { LoadedModel } from './loaded.js';
+import type { LazyRaw } from './lazy.js';
+import { lazyRawOf } from './lazy.js';
 import { tensorByteLength, tensorBytes, tensorDtype, tensorStorage } from './tensor.js';
 
-/** Bytes of a source side file, read only while writing. */
-export interface LazyPiece {
-  ref: ExternalRef;
-  length: number;
-}
+/** Bytes of a source side file, or of the source model file (lazy inline raw_data), read only while writing. */
+export type LazyPiece = { ref: ExternalRef; length: number } | { lazy: LazyRaw; length: number };
 export type Piece = Uint8Array | LazyPiece;
 
 export class PieceList {
@@ -85,14 +84,23 @@ function lenHeader(field: number, length: number): Uint8Array {
   return new Uint8Array(out);
 }
 
-/** A copy sharing the prototype (proto2 presence lives in own properties) without the listed fields. */
+/**
+ * A copy sharing the prototype (proto2 presence lives in own properties) without the listed fields. The left-out
+ * fields are never read, so a lazy raw_data that is dropped is not loaded.
+ */
 function without<T extends object>(msg: T, fields: (keyof T)[]): T {
-  const copy = Object.assign(Object.create(Object.getPrototypeOf(msg)), msg) as T;
-  for (const f of fields) {
-    if (Array.isArray(copy[f])) (copy as Record<keyof T, unknown>)[f] = [];
-    else delete copy[f];
+  const copy = Object.create(Object.getPrototypeOf(msg)) as Record<string | symbol, unknown>;
+  const src = msg as Record<string | symbol, unknown>;
+  const drop = new Set<string | symbol>(fields as (string | symbol)[]);
+  for (const key of Reflect.ownKeys(src)) {
+    if (!drop.has(key) && Object.prototype.propertyIsEnumerable.call(src, key)) copy[key] = src[key];
   }
-  return copy;
+  for (const f of drop) {
+    const own = Object.getOwnPropertyDescriptor(src, f);
+    const value = own ? own.value : src[f];
+    if (Array.isArray(value)) copy[f] = [];
+  }
+  return copy as T;
 }
 
 const ZEROS = new Uint8Array(64 * 1024);
@@ -279,6 +287,15 @@ class Encoder {
       };
       return this.ordered(TensorProtoSchema, without(t, ['externalData', 'dataLocation']), new Map([[9, rawField]]));
     }
+    const lazy = lazyRawOf(t);
+    if (lazy) {
+      // Still in the source model file: copied from there while writing.
+      const rawField: Emit = (out) => {
+        out.push(lenHeader(9, lazy.length));
+        out.push({ lazy, length: lazy.length });
+      };
+      return this.ordered(TensorProtoSchema, t, new Map([[9, rawField]]));
+    }
     if (t.rawData.length >= BIG_BYTES) {
       const rawField: Emit = (out) => {
         out.push(lenHeader(9, t.rawData.length));
@@ -296,7 +313,9 @@ class Encoder {
     for (let left = pad; left > 0; left -= ZEROS.length)
       this.data.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
     const offset = this.data.size;
+    const lazy = lazyRawOf(t);
     if (storage === 'external') this.data.push({ ref: externalRef(t), length: bytes });
+    else if (lazy && lazy.length === bytes) this.data.push({ lazy, length: bytes });
     else this.data.push(tensorBytes(this.loaded, t));
     const light = without(t, [
       'rawData',

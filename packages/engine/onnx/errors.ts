@@ -26,6 +26,7 @@ export type OnnxErrorCode =
   | 'invalid-argument'
   | 'unknown-type'
   | 'opset-upgrade-unsafe'
+  | 'model-changed'
   | 'io-error';
 
 export class OnnxError extends Error {

@@ -1,6 +1,7 @@
 // The in-memory model: the decoded protobuf plus what is needed to reach tensors that live outside it.
 import type { ModelProto } from './gen/onnx_pb.js';
 import { ExternalStore } from './external.js';
+import type { LazySource } from './lazy.js';
 
 export interface LoadedModel {
   proto: ModelProto;
@@ -10,20 +11,27 @@ export interface LoadedModel {
   dir: string;
   /** @internal Open side files; read lazily by tensorBytes(). Release with closeModel(). */
   external: ExternalStore;
+  /** @internal The model file itself while large inline tensors are still read on demand (onnx/lazy.ts). */
+  source?: LazySource;
 }
 
 const finalizer = new FinalizationRegistry<ExternalStore>((store) => store.close());
 
-export function makeLoadedModel(proto: ModelProto, dir: string, filePath?: string): LoadedModel {
+export function makeLoadedModel(proto: ModelProto, dir: string, filePath?: string, source?: LazySource): LoadedModel {
   const external = new ExternalStore(dir);
   const model: LoadedModel = { proto, dir, external };
   if (filePath !== undefined) model.path = filePath;
+  if (source) model.source = source;
   finalizer.register(model, external, model);
   return model;
 }
 
-/** Closes the side files a model holds open. The model's in-memory tensors stay usable. */
+/**
+ * Closes the files a model holds open (side files, and the model file behind lazily read tensors). Tensors already
+ * in memory stay usable; reading one that was still on disk fails with a clear 'io-error'.
+ */
 export function closeModel(model: LoadedModel): void {
   finalizer.unregister(model);
   model.external.close();
+  model.source?.close();
 }

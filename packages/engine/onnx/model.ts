@@ -13,6 +13,7 @@ import { closeModel, makeLoadedModel } from './loaded.js';
 import type { ExternalPlan, Piece } from './encode.js';
 import { encodeModel } from './encode.js';
 import { validateModel } from './validate.js';
+import { LAZY_MIN_BYTES, LazySource, attachSkeletonRanges, readLazyInto, readSkeleton } from './lazy.js';
 import { MAX_GRAPH_DEPTH } from './walk.js';
 
 export type { LoadedModel } from './loaded.js';
@@ -40,7 +41,16 @@ export interface SaveOptions {
       };
 }
 
-export async function loadModel(file: string): Promise<LoadedModel> {
+export interface LoadOptions {
+  /**
+   * raw_data payloads of at least this many bytes stay in the file and are read when used (onnx/lazy.ts);
+   * `Infinity` reads the whole file into memory.
+   * @defaultValue 64 KiB
+   */
+  lazyMinBytes?: number;
+}
+
+export async function loadModel(file: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   let size: number;
   try {
     const st = await fsp.stat(file);
@@ -60,8 +70,68 @@ export async function loadModel(file: string): Promise<LoadedModel> {
       'file-too-large',
       `'${file}' is ${size} bytes; one protobuf message cannot exceed 2 GiB (models that large keep weights in external data)`,
     );
+  const lazyMin = opts.lazyMinBytes ?? LAZY_MIN_BYTES;
+  if (!(lazyMin >= 1))
+    throw new OnnxError('invalid-argument', `lazyMinBytes must be at least 1 (or Infinity), got ${lazyMin}`);
+  if (lazyMin !== Infinity) {
+    const lazy = loadLazy(file, size, lazyMin);
+    if (lazy) return lazy;
+  }
   const bytes = await readWhole(file, size);
   return decodeModel(bytes, path.dirname(path.resolve(file)), path.resolve(file));
+}
+
+/**
+ * Loads the skeleton of an inline model and leaves its large raw_data in the file (onnx/lazy.ts): no fresh copy of
+ * the weights. Undefined when the file has nothing large enough, or anything the wire walker does not take (the
+ * caller then decodes the whole file, which gives the same model or the usual typed error).
+ */
+function loadLazy(file: string, size: number, minBytes: number): LoadedModel | undefined {
+  const full = path.resolve(file);
+  let fd: number;
+  try {
+    fd = fs.openSync(full, 'r');
+  } catch {
+    return undefined;
+  }
+  let source: LazySource | undefined;
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.size !== size) {
+      fs.closeSync(fd);
+      return undefined;
+    }
+    source = new LazySource(full, fd);
+    const skeleton = readSkeleton(fd, size, minBytes);
+    if (!skeleton) {
+      source.close();
+      return undefined;
+    }
+    source.check(); // unchanged while the skeleton was read
+    let proto;
+    try {
+      proto = fromBinary(ModelProtoSchema, skeleton.bytes, { recursionLimit: 3 * MAX_GRAPH_DEPTH + 16 });
+    } catch {
+      source.close();
+      return undefined;
+    }
+    if (!attachSkeletonRanges(proto, skeleton.ranges, source)) {
+      source.close();
+      return undefined;
+    }
+    const model = makeLoadedModel(proto, path.dirname(full), full, source);
+    try {
+      validateModel(model);
+    } catch (e) {
+      closeModel(model);
+      throw decodeError(e);
+    }
+    return model;
+  } catch (e) {
+    if (source) source.close();
+    else fs.closeSync(fd);
+    throw e;
+  }
 }
 
 /** Reads a file into one buffer with large reads (fs.promises.readFile uses 512 KiB chunks and is slower). */
@@ -199,8 +269,18 @@ async function writePieces(file: string, pieces: Piece[], model: LoadedModel): P
         continue;
       }
       await flush();
-      const src = model.external.open(p.ref.location);
       copyBuf ??= Buffer.allocUnsafe(COPY_CHUNK);
+      if ('lazy' in p) {
+        // Inline raw_data still in the source model file.
+        for (let done = 0; done < p.length;) {
+          const chunk = copyBuf.subarray(0, Math.min(COPY_CHUNK, p.length - done));
+          readLazyInto(p.lazy, chunk, done);
+          await writeAll(chunk);
+          done += chunk.length;
+        }
+        continue;
+      }
+      const src = model.external.open(p.ref.location);
       for (let done = 0; done < p.length;) {
         const want = Math.min(COPY_CHUNK, p.length - done);
         const { bytesRead } = await readFd(src.fd, copyBuf, 0, want, p.ref.offset + done);

@@ -7,6 +7,7 @@ import { OnnxError } from './errors.js';
 import type { DType } from './dtypes.js';
 import { dtypeFromOnnx, dtypeInfo, onnxFromDtype, rawByteLength, typedFieldLength } from './dtypes.js';
 import { externalRef, isExternal } from './external.js';
+import { lazyRawOf, rawDataLength, readLazyInto } from './lazy.js';
 import type { LoadedModel } from './loaded.js';
 import { bfloatBitsToFloat, floatToBfloatBits, floatToHalfBits, halfBitsToFloat, narrowFloatTable } from './floats.js';
 
@@ -63,7 +64,7 @@ export function tensorByteLength(t: TensorProto): number {
 /** Where the tensor's values are stored, without reading them. */
 export function tensorStorage(t: TensorProto): 'external' | 'raw' | 'typed' | 'empty' {
   if (isExternal(t)) return 'external';
-  if (t.rawData.length > 0) return 'raw';
+  if (rawDataLength(t) > 0) return 'raw';
   const f = dtypeInfo(tensorDtype(t)).field;
   return (t[f] as unknown[]).length > 0 ? 'typed' : 'empty';
 }
@@ -91,10 +92,11 @@ export function checkTensorData(model: LoadedModel | undefined, t: TensorProto):
     return;
   }
   if (storage === 'raw') {
-    if (t.rawData.length !== bytes)
+    const have = rawDataLength(t);
+    if (have !== bytes)
       throw new OnnxError(
         'raw-data-size-mismatch',
-        `tensor '${t.name}': raw_data has ${t.rawData.length} bytes but dims ${JSON.stringify(tensorDims(t))} of ${dtype} need ${bytes}`,
+        `tensor '${t.name}': raw_data has ${have} bytes but dims ${JSON.stringify(tensorDims(t))} of ${dtype} need ${bytes}`,
       );
     return;
   }
@@ -108,7 +110,11 @@ export function checkTensorData(model: LoadedModel | undefined, t: TensorProto):
     );
 }
 
-/** Little-endian raw bytes of a numeric tensor, wherever they live (a view for raw_data; a fresh buffer otherwise). */
+/**
+ * Little-endian raw bytes of a numeric tensor, wherever they live: a view of raw_data (lazily read raw_data is read
+ * now and kept, so in-place edits stay with the tensor), a fresh buffer for external data and typed fields. To read
+ * without keeping a copy, use readTensorBytesInto or scanTensorBytes.
+ */
 export function tensorBytes(model: LoadedModel | undefined, t: TensorProto): Uint8Array {
   const dtype = tensorDtype(t);
   if (dtype === 'string') throw new OnnxError('unsupported-dtype', `tensor '${t.name}' holds strings, not bytes`);
@@ -120,11 +126,45 @@ export function tensorBytes(model: LoadedModel | undefined, t: TensorProto): Uin
     return model.external.read(externalRef(t), bytes);
   }
   if (storage === 'raw' || bytes === 0) {
-    if (t.rawData.length !== bytes) checkTensorData(model, t);
+    if (rawDataLength(t) !== bytes) checkTensorData(model, t);
     return t.rawData;
   }
   checkTensorData(model, t);
   return typedFieldToBytes(t, dtype, bytes);
+}
+
+/**
+ * Copies `into.length` raw bytes of a numeric tensor, starting `at` bytes into it, without keeping a copy of the
+ * tensor: lazily read raw_data and external data are read from their files, in-memory bytes copied.
+ */
+export function readTensorBytesInto(
+  model: LoadedModel | undefined,
+  t: TensorProto,
+  at: number,
+  into: Uint8Array,
+): void {
+  const length = tensorByteLength(t);
+  if (at < 0 || at + into.length > length)
+    throw new OnnxError('invalid-argument', `read of [${at}, ${at + into.length}) outside tensor '${t.name}'`);
+  const storage = tensorStorage(t);
+  if (storage === 'external') {
+    if (!model) throw new OnnxError('external-missing', `tensor '${t.name}' has external data but no model was given`);
+    checkTensorData(model, t);
+    model.external.readInto(externalRef(t), length, into, at);
+    return;
+  }
+  const lazy = lazyRawOf(t);
+  if (lazy) {
+    if (lazy.length !== length) checkTensorData(model, t);
+    readLazyInto(lazy, into, at);
+    return;
+  }
+  into.set(tensorBytes(model, t).subarray(at, at + into.length));
+}
+
+/** In-memory raw_data of a tensor as it is (no read, no copy), or undefined when its bytes live elsewhere. */
+export function residentRawData(t: TensorProto): Uint8Array | undefined {
+  return !isExternal(t) && !lazyRawOf(t) && t.rawData.length > 0 ? t.rawData : undefined;
 }
 
 /** Bytes per chunk of scanTensorBytes: small enough to stay in cache and to cost nothing fresh, few enough calls. */
@@ -135,8 +175,8 @@ let scanBusy = false;
 /**
  * Calls `visit` on consecutive chunks of a numeric tensor's raw little-endian bytes, in order, without making a
  * copy of the tensor: in-memory bytes are passed as views when 8-byte aligned, otherwise (protobuf puts raw_data at
- * any offset) copied chunk by chunk through one reused 1 MiB scratch; external data is read the same way. Every
- * chunk but the last is a multiple of 8 bytes and starts 8-byte aligned, so callers may view it as Uint32Array /
+ * any offset; lazy and external bytes are on disk) read chunk by chunk into one reused 1 MiB scratch. Every chunk
+ * but the last is a multiple of 8 bytes and starts 8-byte aligned, so callers may view it as Uint32Array /
  * Float64Array; no element straddles two chunks. A chunk is only valid during its `visit` call.
  */
 export function scanTensorBytes(
@@ -151,30 +191,20 @@ export function scanTensorBytes(
     return;
   }
   const length = tensorByteLength(t);
-  let readChunk: (into: Uint8Array, at: number) => void;
-  let direct: Uint8Array | undefined;
-  if (storage === 'external') {
-    if (!model) throw new OnnxError('external-missing', `tensor '${t.name}' has external data but no model was given`);
-    checkTensorData(model, t);
-    const ref = externalRef(t);
-    readChunk = (into, at) => model.external.readInto(ref, length, into, at);
-  } else {
-    const raw = tensorBytes(model, t);
-    if (raw.byteOffset % 8 === 0) direct = raw;
-    readChunk = (into, at) => into.set(raw.subarray(at, at + into.length));
-  }
-  if (direct) {
-    for (let at = 0; at < length; at += SCAN_CHUNK) visit(direct.subarray(at, Math.min(length, at + SCAN_CHUNK)), at);
+  const resident = residentRawData(t);
+  if (resident && resident.length !== length) checkTensorData(model, t);
+  if (resident && resident.byteOffset % 8 === 0) {
+    for (let at = 0; at < length; at += SCAN_CHUNK) visit(resident.subarray(at, Math.min(length, at + SCAN_CHUNK)), at);
     return;
   }
   // Reentrant calls (a visitor that scans another tensor) get their own scratch.
-  const scratch = scanBusy ? new Uint8Array(SCAN_CHUNK) : (scanScratch ??= new Uint8Array(SCAN_CHUNK));
   const owner = !scanBusy;
+  const scratch = owner ? (scanScratch ??= new Uint8Array(SCAN_CHUNK)) : new Uint8Array(SCAN_CHUNK);
   scanBusy = true;
   try {
     for (let at = 0; at < length; at += SCAN_CHUNK) {
       const chunk = scratch.subarray(0, Math.min(SCAN_CHUNK, length - at));
-      readChunk(chunk, at);
+      readTensorBytesInto(model, t, at, chunk);
       visit(chunk, at);
     }
   } finally {

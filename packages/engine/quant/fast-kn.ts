@@ -11,9 +11,20 @@ import { QuantError } from './types.js';
 /** Columns per tile of the coding pass. */
 const TILE = 64;
 
+/**
+ * Supplies rows [k0, k1) of B[K][N] (one quantization block): the array holding them and the index of B[k0][0] in
+ * it. Lets the kernel read a weight block by block from wherever it is stored (a file, through a small buffer).
+ */
+export type KNRowSource = (k0: number, k1: number) => { data: Float32Array; base: number };
+
 /** Symmetric 4-bit RTN of B[K][N] into MatMulNBits bytes (block size a power of two ≥ 16). */
 export function quantizePackKN4(src: Float32Array, K: number, N: number, blockSize: number): MatMulNBitsWeights {
   if (src.length !== K * N) throw new QuantError(`quantizePackKN4: expected ${K}×${N} values, got ${src.length}`);
+  return quantizePackKN4Rows((k0) => ({ data: src, base: k0 * N }), K, N, blockSize);
+}
+
+/** quantizePackKN4 over rows supplied one block at a time (same results). */
+export function quantizePackKN4Rows(rows: KNRowSource, K: number, N: number, blockSize: number): MatMulNBitsWeights {
   if (!isPow2AtLeast16(blockSize)) throw new QuantError(`block size ${blockSize} must be a power of two ≥ 16`);
   const blocks = Math.ceil(K / blockSize);
   const half = blockSize >> 1;
@@ -25,9 +36,12 @@ export function quantizePackKN4(src: Float32Array, K: number, N: number, blockSi
   for (let b = 0; b < blocks; b++) {
     const k0 = b * blockSize;
     const k1 = Math.min(K, k0 + blockSize);
+    const { data: src, base } = rows(k0, k1);
+    // Index of B[k][n] in src: base + (k - k0)·N + n.
+    const shift = base - k0 * N;
     amax.fill(0);
     for (let k = k0; k < k1; k++) {
-      const off = k * N;
+      const off = shift + k * N;
       for (let n = 0; n < N; n++) {
         const a = Math.abs(src[off + n]);
         if (a > amax[n]) amax[n] = a;
@@ -45,7 +59,7 @@ export function quantizePackKN4(src: Float32Array, K: number, N: number, blockSi
     for (let n0 = 0; n0 < N; n0 += TILE) {
       const n1 = Math.min(N, n0 + TILE);
       for (let k = k0; k < k1; k += 2) {
-        const lo = k * N;
+        const lo = shift + k * N;
         let bi = n0 * rowBytes + byteBase + ((k - k0) >> 1);
         // |w|·(1/s) ≤ 7·(1 + 2⁻²³) since s = fround(absmax/7): x + 8.5 ∈ [1.5, 15.5), so no clamping is needed
         // and floor (|0) of the positive argument is round(x) + 8.

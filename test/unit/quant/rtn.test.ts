@@ -115,3 +115,34 @@ test('fused [K][N] 4-bit RTN + MatMulNBits packing equals quantizeRtn + packMatM
     assert.equal(got.zeroPoints, null);
   }
 });
+
+test('fused packing over rows supplied block by block (as read from a file) equals the whole-array kernel', async () => {
+  const { quantizePackKN4, quantizePackKN4Rows } = await import('../../../packages/engine/quant/fast-kn.js');
+  for (const [K, N, bs] of [
+    [200, 7, 64],
+    [33, 5, 16],
+    [96, 40, 32],
+  ]) {
+    const kn = randn(K * N, 3 * K + N);
+    const want = quantizePackKN4(kn, K, N, bs);
+    const block = new Float32Array(bs * N);
+    const asked: number[] = [];
+    const got = quantizePackKN4Rows(
+      (k0, k1) => {
+        asked.push(k0);
+        block.fill(NaN); // rows past k1 must not be read
+        block.set(kn.subarray(k0 * N, k1 * N));
+        return { data: block, base: 0 };
+      },
+      K,
+      N,
+      bs,
+    );
+    assert.deepEqual(
+      asked,
+      Array.from({ length: Math.ceil(K / bs) }, (_, b) => b * bs),
+    );
+    assert.deepEqual(got.B, want.B, `B ${K}x${N}/${bs}`);
+    assert.deepEqual(got.scales, want.scales);
+  }
+});
