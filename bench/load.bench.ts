@@ -106,6 +106,7 @@ try {
     ),
   );
   const upSeconds = (performance.now() - t0) / 1000;
+  const rssPeakUploads = Math.max(...rss, rssMb(api.pid!));
   const upOk = ups.filter((u) => u.status === 201).length;
   const upMb = (payload.length * UPLOADS) / 2 ** 20;
   console.log(
@@ -164,7 +165,8 @@ try {
       `p99=${pct(lat, 99).toFixed(1)} ms max=${Math.max(...lat).toFixed(1)} ms (target p99 < 50 ms)`,
   );
   console.log(
-    `API RSS: start ${rss[0].toFixed(0)} MB, peak ${Math.max(...rss).toFixed(0)} MB, end ${rss[rss.length - 1].toFixed(0)} MB`,
+    `API RSS: start ${rss[0].toFixed(0)} MB, peak during the uploads ${rssPeakUploads.toFixed(0)} MB, ` +
+      `peak ${Math.max(...rss).toFixed(0)} MB, end ${rss[rss.length - 1].toFixed(0)} MB`,
   );
 } finally {
   for (const c of children) c.kill('SIGTERM');
