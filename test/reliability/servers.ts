@@ -140,3 +140,36 @@ export class ThrowawayPostgres {
     await rm(this.dir, { recursive: true, force: true });
   }
 }
+
+export interface NodeProcess {
+  proc: ChildProcess;
+  /** Everything it wrote to stdout and stderr so far. */
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGKILL (a crash) and wait for the exit. */
+  crash(): Promise<void>;
+}
+
+/** Runs `node --import tsx <args>` (or a bin script) from the repository root with exactly `env`. */
+export function spawnNode(args: string[], env: Record<string, string>): NodeProcess {
+  const proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    cwd: new URL('../..', import.meta.url).pathname,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exitedP = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    proc.once('exit', (code, signal) => r({ code, signal })),
+  );
+  return {
+    proc,
+    output: () => out,
+    exited: exitedP,
+    async crash() {
+      proc.kill('SIGKILL');
+      await exitedP;
+    },
+  };
+}

@@ -187,7 +187,8 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
     }
     if (isInputError(e)) {
       // Engine and ORT messages name files by their worker paths: the client sees its own names instead.
-      const message = redactPaths(e.message, inputNames, [workDir, config.workDir, ...storageRoots(storage)]);
+      const roots = [workDir, config.workDir, ...storageRoots(storage)];
+      const message = redactPaths(e.message, inputNames, roots, inputNames.values().next().value);
       await finish('failed', { code: e.code, message });
       throw new UnrecoverableError(message);
     }

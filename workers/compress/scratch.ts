@@ -73,17 +73,21 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /**
  * Rewrites a message so that no worker path is left in it: each input's local path becomes its owner's name (the
- * model's or dataset's name), and any other path under one of `roots` (scratch, storage) its last component.
+ * model's or dataset's name); any other `.onnx` file under one of `roots` (scratch, storage) is one the engine
+ * derived from the job's model (e.g. the skeleton ONNX Runtime load-checks), so it becomes `modelName` too; any
+ * other path its last component.
  */
-export function redactPaths(message: string, names: Map<string, string>, roots: string[]): string {
+export function redactPaths(message: string, names: Map<string, string>, roots: string[], modelName?: string): string {
   let out = message;
   // Longest first, so a path is never half-replaced by a shorter one that prefixes it.
   for (const [path, name] of [...names].sort((a, b) => b[0].length - a[0].length)) out = out.split(path).join(name);
-  for (const root of [...roots].sort((a, b) => b.length - a.length)) {
-    const re = new RegExp(`${escape(root.replace(/\/+$/, ''))}(?:/[^\\s'"\`()\\[\\]{},;]*)?`, 'g');
-    out = out.replace(re, (p) => {
-      const last = basename(p.replace(/[.:]+$/, ''));
-      return p === root || !last ? '<worker path>' : last + p.slice(p.replace(/[.:]+$/, '').length);
+  for (const root of roots.map((r) => r.replace(/\/+$/, '')).sort((a, b) => b.length - a.length)) {
+    const re = new RegExp(`${escape(root)}(?:/[^\\s'"\`()\\[\\]{},;]*)?`, 'g');
+    out = out.replace(re, (match) => {
+      const path = match.replace(/[.:]+$/, ''); // sentence punctuation after the path stays
+      const last = path === root ? '' : basename(path);
+      const name = !last ? '<worker path>' : modelName && last.endsWith('.onnx') ? modelName : last;
+      return name + match.slice(path.length);
     });
   }
   return out;

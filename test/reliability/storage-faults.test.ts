@@ -1,0 +1,424 @@
+// Storage-side faults (issue 8): nothing lost, nothing half-written, no corrupt artifact ever served.
+// - the API SIGKILLed mid-upload: its staging file is swept when it starts again (uploads in flight elsewhere kept);
+// - the storage disk full (a small tmpfs as the storage root): uploads answer 507, a job's artifact write fails the job
+//   clearly, nothing partial is left, and the worker keeps serving;
+// - one flipped byte in a stored artifact (or input model): a 500 problem (or a failed job), never the bytes;
+// - workers SIGKILLed mid-job: their scratch folders go when the job runs again and when a worker starts;
+// - ONNX Runtime's error names the model, not the worker's paths.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
+import { mkdir, open, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../apps/api/app.js';
+import { createApiKey } from '../../packages/platform/auth/keys.js';
+import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
+import { startCompressWorker, type RunningWorker } from '../../workers/compress/worker.js';
+import { openTestEnv, waitFor, type TestEnv } from '../integration/helpers.js';
+import * as C from './corpus.js';
+import { freePort, spawnNode, waitForPort, type NodeProcess } from './servers.js';
+import { assertProblem, fillDisk, listFiles, mountTmpfs, multipart } from './support.js';
+
+const TEST_ENGINE = new URL('../integration/fixtures/test-engine.ts', import.meta.url).href;
+const quiet = { info() {}, warn() {}, error() {} };
+const MiB = 1024 * 1024;
+const processes = new Set<NodeProcess>();
+after(async () => {
+  for (const p of processes) await p.crash();
+});
+
+const storageDirOf = (env: TestEnv) => (env.config.storage as { dir: string }).dir;
+
+/** What `onnx-compress serve` / the fault worker need to join the test environment. */
+function serviceEnv(env: TestEnv, extra: Record<string, string>): Record<string, string> {
+  const c = env.config;
+  return {
+    ...(process.env as Record<string, string>),
+    DATABASE_URL: c.databaseUrl,
+    REDIS_URL: c.redisUrl,
+    QUEUE_PREFIX: c.queuePrefix,
+    STORAGE_DIR: storageDirOf(env),
+    WORK_DIR: c.workDir,
+    LOG_LEVEL: 'warn',
+    STALLED_INTERVAL_MS: String(c.stalledIntervalMs),
+    JOB_ATTEMPTS: String(c.jobAttempts),
+    RETRY_BACKOFF_MS: String(c.retryBackoffMs),
+    ...extra,
+  };
+}
+
+function spawnTracked(args: string[], env: Record<string, string>): NodeProcess {
+  const p = spawnNode(args, env);
+  processes.add(p);
+  void p.exited.then(() => processes.delete(p));
+  return p;
+}
+
+async function uploadModel(app: FastifyInstance, bytes: Uint8Array, name = 'm.onnx'): Promise<string> {
+  const res = await app.inject({
+    method: 'POST',
+    url: `/v1/models?name=${name}`,
+    headers: { 'content-type': 'application/octet-stream' },
+    payload: Buffer.from(bytes),
+  });
+  assert.equal(res.statusCode, 201, res.body);
+  return res.json().id;
+}
+
+async function submit(app: FastifyInstance, modelId: string): Promise<string> {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/jobs',
+    payload: { modelId, recipe: { method: 'sparsity', pattern: '2:4' } },
+  });
+  assert.equal(res.statusCode, 202, res.body);
+  return res.json().id;
+}
+
+const getJob = async (app: FastifyInstance, id: string) =>
+  (await app.inject({ method: 'GET', url: `/v1/jobs/${id}` })).json();
+
+const waitState = (app: FastifyInstance, id: string, states: string[], ms = 60_000) =>
+  waitFor(async () => {
+    const j = await getJob(app, id);
+    return states.includes(j.state) ? j : null;
+  }, ms);
+
+/** Flips one bit of the byte at `at`, in place (as a failing disk or a stray process would). */
+async function flipByte(path: string, at: number): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, at);
+    b[0] ^= 0x10;
+    await fh.write(b, 0, 1, at);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function setOld(paths: string[]): Promise<void> {
+  const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+  for (const p of paths) await utimes(p, twoHoursAgo, twoHoursAgo);
+}
+
+describe('API SIGKILLed during an upload (real `onnx-compress serve` processes)', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await openTestEnv('stagingsweep');
+  });
+  after(async () => {
+    await env?.cleanup();
+  });
+
+  it('after a restart the orphaned staging file is swept (uploads in flight elsewhere are kept), no rows', async () => {
+    const port = await freePort();
+    const vars = serviceEnv(env, {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      STAGING_MAX_AGE_MS: String(10 * 60_000),
+      RATE_LIMIT_PER_KEY_PER_MINUTE: '0',
+    });
+    const { key } = await createApiKey(env.platform.db, { tenant: 'storage-faults' });
+    const staging = join(storageDirOf(env), '.staging');
+
+    let api = spawnTracked(['bin/onnx-compress.mjs', 'serve'], vars);
+    await waitForPort(port, 90_000);
+    // A large raw upload (64 MiB declared) that is a few MiB in when the API dies.
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/v1/models?name=big.onnx',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/octet-stream',
+        'content-length': String(64 * MiB),
+      },
+    });
+    req.on('error', () => {}); // the server goes away mid-body
+    for (let i = 0; i < 4; i++) req.write(Buffer.alloc(MiB, i + 1));
+    const stagedBytes = async () => {
+      let n = 0;
+      for (const f of await listFiles(staging)) n += (await stat(join(staging, f))).size;
+      return n;
+    };
+    await waitFor(async () => (await stagedBytes()) >= 2 * MiB, 60_000);
+    await api.crash();
+    req.destroy();
+    const orphans = await listFiles(staging);
+    assert.equal(orphans.length, 1, `the killed upload left its staging file: ${orphans.join(', ')}`);
+
+    // Time passes (the orphan is older than STAGING_MAX_AGE_MS); another replica's upload was written just now.
+    const [orphanDir] = await readdir(staging);
+    await setOld([join(staging, orphans[0]), join(staging, orphanDir)]);
+    await mkdir(join(staging, 'other-replica-upload'));
+    await writeFile(join(staging, 'other-replica-upload', 'main'), 'bytes in flight');
+
+    api = spawnTracked(['bin/onnx-compress.mjs', 'serve'], vars);
+    try {
+      await waitForPort(port, 90_000); // the first sweep finishes before the API listens
+      assert.deepEqual(await listFiles(staging), ['other-replica-upload/main'], api.output());
+      assert.equal(await env.platform.db.model.count(), 0, 'no half model row');
+      assert.equal(await env.platform.db.dataset.count(), 0, 'no half dataset row');
+      // The restarted API takes uploads again.
+      const res = await fetch(`http://127.0.0.1:${port}/v1/models?name=ok.onnx`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream' },
+        body: Buffer.from(C.validModel()),
+      });
+      assert.equal(res.status, 201, await res.text());
+    } finally {
+      await api.crash();
+    }
+  });
+});
+
+describe('storage disk full (the storage root on a 4 MiB tmpfs)', () => {
+  let env: TestEnv | undefined;
+  let app: FastifyInstance | undefined;
+  let worker: RunningWorker | undefined;
+  let unmount: (() => Promise<void>) | undefined;
+  let skipReason: string | undefined;
+  const logs: string[] = [];
+
+  before(async () => {
+    const root = join(tmpdir(), `oc-diskfull-${process.pid}-${Date.now()}`);
+    const mount = await mountTmpfs(root, 4 * MiB);
+    if (!mount.ok) {
+      skipReason = mount.reason;
+      return;
+    }
+    unmount = mount.unmount;
+    // Storage on the tmpfs; WORK_DIR (uploads hashed, worker scratch) stays on the test's disk, so committing an
+    // artifact is a cross-device copy into the full file system.
+    env = await openTestEnv('diskfull', { STORAGE_DIR: root, JOB_ATTEMPTS: '2', RETRY_BACKOFF_MS: '100' });
+    app = await buildApp({
+      deps: env.platform,
+      logger: { level: 'error', stream: { write: (line: string) => void logs.push(line) } },
+    });
+    process.env.TEST_ENGINE_MODE = 'ok:100';
+    worker = await startCompressWorker(env.platform, { engineModule: TEST_ENGINE, log: quiet, progressFlushMs: 100 });
+  });
+  after(async () => {
+    await worker?.close();
+    await app?.close();
+    await env?.cleanup();
+    await unmount?.();
+  });
+
+  it('an upload that does not fit: 507 problem+json, no partial file, no row (raw and multipart)', async (t) => {
+    if (skipReason) return t.skip(`no tmpfs: ${skipReason}`);
+    const big = Buffer.alloc(6 * MiB, 9);
+    const raw = await app!.inject({
+      method: 'POST',
+      url: '/v1/models?name=big.onnx',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: big,
+    });
+    assertProblem(raw, 507, 'insufficient-storage');
+    const form = multipart([{ name: 'file', filename: 'big.npy', data: big }]);
+    const mp = await app!.inject({
+      method: 'POST',
+      url: '/v1/datasets',
+      headers: { 'content-type': form.contentType },
+      payload: form.body,
+    });
+    assertProblem(mp, 507, 'insufficient-storage');
+    assert.deepEqual(await listFiles(storageDirOf(env!)), [], 'no partial file');
+    assert.equal(await env!.platform.db.model.count(), 0);
+    assert.equal(await env!.platform.db.dataset.count(), 0);
+    assert.ok(
+      logs.some((l) => /storage full/.test(l) && /ENOSPC/.test(l)),
+      'logged with its cause',
+    );
+  });
+
+  it('a job whose artifact write hits ENOSPC fails clearly, leaves nothing, and the worker keeps serving', async (t) => {
+    if (skipReason) return t.skip(`no tmpfs: ${skipReason}`);
+    const db = env!.platform.db;
+    const root = storageDirOf(env!);
+    const modelId = await uploadModel(app!, C.validModel());
+    const filler = await fillDisk(root, 0);
+    const before = await listFiles(root);
+    const id = await submit(app!, modelId);
+    const failed = await waitState(app!, id, ['succeeded', 'failed']);
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.error.code, 'storage-full', JSON.stringify(failed.error));
+    assert.match(failed.error.message, /disk space/);
+    assert.equal(await db.artifact.count({ where: { jobId: id } }), 0, 'no artifact row');
+    assert.equal(await db.jobLayerMetric.count({ where: { jobId: id } }), 0);
+    assert.deepEqual(await listFiles(root), before, 'no partial artifact, no copy left in staging');
+
+    await rm(filler); // space is freed: the same worker serves the next job
+    const next = await submit(app!, modelId);
+    const done = await waitState(app!, next, ['succeeded', 'failed']);
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+    assert.equal(worker!.running.size, 0);
+  });
+});
+
+describe('sha256 verified on read', () => {
+  let env: TestEnv;
+  let app: FastifyInstance;
+  let worker: RunningWorker;
+  const logs: string[] = [];
+  before(async () => {
+    env = await openTestEnv('verifyread');
+    app = await buildApp({
+      deps: env.platform,
+      logger: { level: 'error', stream: { write: (line: string) => void logs.push(line) } },
+    });
+    process.env.TEST_ENGINE_MODE = 'ok:100';
+    worker = await startCompressWorker(env.platform, { engineModule: TEST_ENGINE, log: quiet, progressFlushMs: 100 });
+  });
+  after(async () => {
+    await worker?.close();
+    await app?.close();
+    await env?.cleanup();
+  });
+
+  it('one flipped byte in a stored artifact: 500 problem+json (whole file and ranges), logged, never the bytes', async () => {
+    const modelId = await uploadModel(app, C.validModel());
+    const id = await submit(app, modelId);
+    const job = await waitState(app, id, ['succeeded', 'failed']);
+    assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
+    const url = `/v1/jobs/${id}/artifacts/model.onnx`;
+    const good = await app.inject({ method: 'GET', url });
+    assert.equal(good.statusCode, 200);
+    const bytes = good.rawPayload;
+
+    const row = await env.platform.db.artifact.findUniqueOrThrow({
+      where: { jobId_name: { jobId: id, name: 'model.onnx' } },
+    });
+    const file = join(storageDirOf(env), row.storageKey);
+    await flipByte(file, Math.floor(bytes.length / 2));
+    for (const headers of [{}, { range: 'bytes=0-99' }, { range: `bytes=-10` }]) {
+      const res = await app.inject({ method: 'GET', url, headers });
+      assertProblem(res, 500, 'artifact-corrupt');
+      assert.equal(res.headers['content-disposition'], undefined, 'a problem, not a download');
+      assert.ok(!res.rawPayload.includes(bytes.subarray(0, 64)), 'none of the artifact bytes');
+    }
+    assert.ok(
+      logs.some((l) => /does not match its sha256/.test(l) && l.includes(id)),
+      'the corruption is logged with the job',
+    );
+
+    await flipByte(file, Math.floor(bytes.length / 2)); // repaired (e.g. restored from a backup): served again
+    const again = await app.inject({ method: 'GET', url, headers: { range: 'bytes=0-99' } });
+    assert.equal(again.statusCode, 206);
+    assert.ok(again.rawPayload.equals(bytes.subarray(0, 100)));
+  });
+
+  it('a stored input model that no longer matches its sha256 fails the job once (input-corrupt)', async () => {
+    const modelId = await uploadModel(app, C.validModel(), 'damaged.onnx');
+    const model = await env.platform.db.model.findUniqueOrThrow({ where: { id: modelId } });
+    await flipByte(join(storageDirOf(env), model.storageKey), 100);
+    const id = await submit(app, modelId);
+    const job = await waitState(app, id, ['succeeded', 'failed']);
+    assert.equal(job.state, 'failed');
+    assert.equal(job.error.code, 'input-corrupt');
+    assert.match(job.error.message, /model "damaged\.onnx" does not match the sha256/);
+    assert.equal(job.attempts, 1, 'not retried: the stored bytes will not heal');
+    assert.deepEqual(job.artifacts, []);
+  });
+});
+
+describe('scratch folders of SIGKILLed workers', () => {
+  let env: TestEnv;
+  let app: FastifyInstance;
+  before(async () => {
+    env = await openTestEnv('scratch', { STALLED_INTERVAL_MS: '1000', JOB_ATTEMPTS: '3', RETRY_BACKOFF_MS: '100' });
+    app = await buildApp({ deps: env.platform, logger: false });
+  });
+  after(async () => {
+    await app?.close();
+    await env?.cleanup();
+  });
+
+  /** Starts the fault worker process on `workDir`, lets it take a job into its compress stage, then SIGKILLs it. */
+  async function killMidJob(workDir: string, modelId: string): Promise<{ id: string; attempt: string }> {
+    const w = spawnTracked(
+      ['scripts/fault-helpers/worker.ts'],
+      serviceEnv(env, { WORK_DIR: workDir, TEST_ENGINE_MODE: 'ok:8000' }),
+    );
+    await waitFor(async () => w.output().includes('ready'), 60_000);
+    const id = await submit(app, modelId);
+    await waitFor(async () => {
+      const j = await getJob(app, id);
+      return j.state === 'running' && j.stage === 'compress' ? j : null;
+    }, 30_000);
+    await w.crash();
+    const attempts = await readdir(join(workDir, 'jobs', id));
+    assert.equal(attempts.length, 1, 'the killed attempt left its scratch folder');
+    return { id, attempt: attempts[0] };
+  }
+
+  async function inProcessWorker(workDir: string): Promise<{ worker: RunningWorker; platform: Platform }> {
+    process.env.TEST_ENGINE_MODE = 'ok:300';
+    const platform = await openPlatform({ ...env.config, workDir }, { migrate: false });
+    const worker = await startCompressWorker(platform, { engineModule: TEST_ENGINE, log: quiet, progressFlushMs: 100 });
+    return { worker, platform };
+  }
+
+  it('older attempts are removed when the job runs again, and stale job folders when a worker starts', async () => {
+    const modelId = await uploadModel(app, C.validModel());
+    const workA = join(env.storageDir, 'work-a'); // machine A
+    const workB = join(env.storageDir, 'work-b'); // machine B
+
+    // 1. A's worker dies mid-job; a worker on machine B finishes the job. A's folder stays: nobody on A ran since.
+    const first = await killMidJob(workA, modelId);
+    const b = await inProcessWorker(workB);
+    try {
+      assert.equal((await waitState(app, first.id, ['succeeded', 'failed'])).state, 'succeeded');
+    } finally {
+      await b.worker.close();
+      await b.platform.close();
+    }
+    assert.deepEqual(await readdir(join(workA, 'jobs', first.id)), [first.attempt]);
+
+    // 2. A's worker dies again, mid-way through another job, which is still `running` when A's worker restarts.
+    const second = await killMidJob(workA, modelId);
+    const a = await inProcessWorker(workA);
+    try {
+      // The start sweep removed the finished job's folder and kept the running one's.
+      assert.deepEqual(await readdir(join(workA, 'jobs')), [second.id]);
+      // The restarted worker takes the stalled job over; the killed attempt's folder goes as its attempt starts.
+      const done = await waitState(app, second.id, ['succeeded', 'failed']);
+      assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+      assert.ok(done.attempts >= 2, `attempts ${done.attempts}`);
+    } finally {
+      await a.worker.close(); // waits for every attempt it runs (a loaded machine may have stalled one into two)
+      await a.platform.close();
+    }
+    assert.deepEqual(await listFiles(workA), [], 'no scratch left on machine A');
+    assert.deepEqual(await readdir(join(workA, 'jobs')), [], 'no job folder either');
+  });
+});
+
+describe('worker paths in job errors', () => {
+  it("ONNX Runtime's load error names the model, not the worker's scratch or storage paths", async () => {
+    const env = await openTestEnv('redact');
+    const app = await buildApp({ deps: env.platform, logger: false });
+    const worker = await startCompressWorker(env.platform, { log: quiet, progressFlushMs: 100 }); // the real engine
+    try {
+      const modelId = await uploadModel(app, C.cycleModel(), 'cyclic.onnx');
+      const id = await submit(app, modelId);
+      const job = await waitState(app, id, ['succeeded', 'failed'], 90_000);
+      assert.equal(job.state, 'failed');
+      assert.equal(job.error.code, 'onnxruntime-error');
+      assert.match(job.error.message, /Load model from cyclic\.onnx failed/, job.error.message);
+      assert.match(job.error.message, /acyclic/);
+      for (const dir of [env.config.workDir, storageDirOf(env), env.storageDir]) {
+        assert.ok(!job.error.message.includes(dir), `no ${dir} in: ${job.error.message}`);
+      }
+      assert.doesNotMatch(job.error.message, /\/tmp\/|\/jobs\/|attempts/);
+    } finally {
+      await worker.close();
+      await app.close();
+      await env.cleanup();
+    }
+  });
+});
