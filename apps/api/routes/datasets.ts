@@ -45,7 +45,7 @@ export default async function datasetRoutes(app: FastifyInstance) {
         tags: ['datasets'],
         summary: 'Upload a calibration or evaluation dataset',
         querystring: Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }),
-        response: { 201: Type.Ref('Dataset'), ...problems(400, 413, 415, 422) },
+        response: { 201: Type.Ref('Dataset'), ...problems(400, 413, 415, 422, 507) },
       },
       config: { openapiRequestBody: uploadBody },
     },

@@ -55,7 +55,7 @@ export default async function modelRoutes(app: FastifyInstance) {
         tags: ['models'],
         summary: 'Upload an ONNX model',
         querystring: UploadQuery,
-        response: { 201: Type.Ref('Model'), ...problems(400, 413, 415, 422) },
+        response: { 201: Type.Ref('Model'), ...problems(400, 413, 415, 422, 507) },
       },
       config: { openapiRequestBody: uploadBody },
     },
