@@ -1,7 +1,8 @@
 // SLiM on one 4096×4096 layer with calibration statistics, timed stage by stage: the statistics from T calibration
 // tokens (x_k for Wanda / SLiM saliency, and H = (2/T)·XᵀX when the recipe needs it), then slimLayer (SLiM-Quant α,
 // 2:4 mask, quantization, randomized SVD of rank 409, re-quantization). Bar (issue 4): ≤ 5 s on 2 cores.
-// Run: npx tsx bench/slim.bench.ts [--size 4096] [--tokens 2048] [--threads 2] [--variants paper,whitened,refit]
+// Run: npx tsx bench/slim.bench.ts [--size 4096] [--tokens 2048] [--threads 2] [--power 2]
+//      [--variants paper,rtn-slim,whitened,refit,sparsegpt]
 // Timings on a shared machine are noisy: re-run when it is quiet before quoting them.
 import { cpus, loadavg } from 'node:os';
 import { gramAccumulate, setGemmThreads } from '../packages/engine/math/gemm.js';
@@ -15,6 +16,9 @@ function arg(name: string, dflt: number): number {
 const K = arg('size', 4096);
 const T = arg('tokens', 2048);
 setGemmThreads(arg('threads', 2));
+// Subspace (power) iterations of the randomized SVD; the engine's default when not given.
+const powerArg = process.argv.indexOf('--power');
+const power = powerArg >= 0 ? Number(process.argv[powerArg + 1]) : undefined;
 const variantsArg = process.argv.indexOf('--variants');
 const variants = (variantsArg >= 0 ? process.argv[variantsArg + 1] : 'paper,rtn-slim,whitened').split(',');
 
@@ -69,6 +73,7 @@ const base: SlimLayerOptions = {
   saliency: 'slim',
   refitIterations: 0,
   quantizeAdapters: false,
+  ...(power === undefined ? {} : { svd: { power } }),
 };
 const configs: Record<string, Partial<SlimLayerOptions>> = {
   paper: {},

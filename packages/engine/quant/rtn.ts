@@ -41,6 +41,10 @@ export function quantizeRtn(w: Matrix, rows: number, cols: number, spec: QuantSp
   const bs = resolveBlockSize(spec, cols);
   const q = emptyMatrix(rows, cols, spec.bits, bs, spec.symmetric);
   const { codes, scales, zeroPoints, blocksPerRow } = q;
+  if (spec.symmetric && w instanceof Float32Array) {
+    quantizeSymmetricF32(w, rows, cols, spec.bits, q);
+    return q;
+  }
   const levels = (1 << spec.bits) - 1;
   const half = 1 << (spec.bits - 1);
   const qmaxSym = half - 1;
@@ -108,6 +112,49 @@ export function quantizeRtn(w: Matrix, rows: number, cols: number, spec: QuantSp
 }
 
 /**
+ * The symmetric branch of quantizeRtn for fp32 input (every big layer): monomorphic array access and the rounding
+ * done as ⌊x + half + 0.5⌋ by truncation of a positive number, as quantizeWithClip does — 3× less CPU than the
+ * generic loop at 16.8M weights. Same codes as Math.round (half toward +∞) up to double round-off at exact ties.
+ */
+function quantizeSymmetricF32(w: Float32Array, rows: number, cols: number, bits: QuantBits, q: QuantizedMatrix) {
+  const { codes, scales, zeroPoints, blocksPerRow, blockSize: bs } = q;
+  const half = 1 << (bits - 1);
+  const qmax = half - 1;
+  const lo = 0.5;
+  const hi = qmax + half + 0.5;
+  const shift = half + 0.5;
+  zeroPoints.fill(half);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const k0 = base + b * bs;
+      const k1 = base + Math.min(cols, (b + 1) * bs);
+      let amax = 0;
+      let bad = false;
+      for (let i = k0; i < k1; i++) {
+        const a = Math.abs(w[i]);
+        if (a > amax) amax = a;
+        bad ||= a !== a;
+      }
+      const s = Math.fround(amax / qmax);
+      if (bad || !Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+      scales[r * blocksPerRow + b] = s;
+      if (s === 0) {
+        codes.fill(half, k0, k1);
+        continue;
+      }
+      const inv = 1 / s;
+      for (let i = k0; i < k1; i++) {
+        let x = w[i] * inv + shift;
+        if (x < lo) x = lo;
+        else if (x > hi) x = hi;
+        codes[i] = x | 0;
+      }
+    }
+  }
+}
+
+/**
  * Symmetric quantization with one given per-tensor clip α (SLiM-Quant): s = α/(2^(b−1)−1) in every group, codes
  * clamped to [−2^(b−1), 2^(b−1)−1]. `blockSize` only sets the storage layout (MatMulNBits needs groups); every
  * group carries the same scale.
@@ -165,6 +212,24 @@ export function dequantize(q: QuantizedMatrix, out?: Float32Array): Float32Array
     }
   }
   return w;
+}
+
+/** out = W − dequantize(q) in one pass (the quantization residual E), fp32. */
+export function dequantizeResidual(q: QuantizedMatrix, w: Float32Array, out: Float32Array): Float32Array {
+  const { rows, cols, blockSize, blocksPerRow, codes, scales, zeroPoints } = q;
+  checkMatrix('dequantizeResidual', w, rows, cols);
+  checkMatrix('dequantizeResidual', out, rows, cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const gi = r * blocksPerRow + b;
+      const s = scales[gi];
+      const zp = zeroPoints[gi];
+      const k1 = base + Math.min(cols, (b + 1) * blockSize);
+      for (let i = base + b * blockSize; i < k1; i++) out[i] = w[i] - (codes[i] - zp) * s;
+    }
+  }
+  return out;
 }
 
 /** Quantizes with the scheme in `spec`, zeroes nothing: callers mask first (zeros stay exact). */

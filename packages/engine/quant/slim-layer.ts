@@ -26,7 +26,7 @@ import {
   type Saliency,
 } from '../math/lowrank.js';
 import type { TruncatedSvdOptions } from '../math/svd.js';
-import { dequantize, quantizeRtn, quantizeWithClip } from './rtn.js';
+import { dequantize, dequantizeResidual, quantizeRtn, quantizeWithClip } from './rtn.js';
 import { float16ToFloat32, float32ToFloat16 } from '../onnx/floats.js';
 import { slimQuantAlpha } from './slim-quant.js';
 import { QuantError, resolveBlockSize, type QuantizedMatrix, type QuantSpec } from './types.js';
@@ -176,12 +176,12 @@ export async function slimLayer(
       o.signal?.throwIfAborted();
       // SLiM-Quant's α is fitted on the dense target, before masking.
       const a = o.quant.scheme === 'slim' ? slimQuantAlpha(target, { bits: o.quant.bits }).alpha : undefined;
-      if (target !== scratch) scratch.set(target);
       if (o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? first : true)) {
+        if (target !== scratch) scratch.set(target);
         const r = await sparseGpt(scratch, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
         mask = r.mask;
       } else {
-        for (let i = 0; i < scratch.length; i++) if (!mask[i]) scratch[i] = 0;
+        for (let i = 0; i < scratch.length; i++) scratch[i] = mask[i] ? target[i] : 0; // copy and mask, one pass
       }
       if (a !== undefined) {
         alpha = a;
@@ -215,8 +215,7 @@ export async function slimLayer(
   /** Adapter for E = W − W_C(q), E built in scratch. */
   const fit = (qm: QuantizedMatrix) =>
     timed('adapter fit', async () => {
-      dequantize(qm, scratch);
-      for (let i = 0; i < scratch.length; i++) scratch[i] = w[i] - scratch[i];
+      dequantizeResidual(qm, w, scratch);
       const whitened = o.saliency === 'whitened';
       return lowRankAdapter(scratch, N, K, {
         saliency: o.saliency,

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dequantize, quantizeRtn, quantizeWithClip } from '../../../packages/engine/quant/rtn.js';
+import { dequantize, dequantizeResidual, quantizeRtn, quantizeWithClip } from '../../../packages/engine/quant/rtn.js';
 import { storedBitsPerWeight, type QuantSpec } from '../../../packages/engine/quant/types.js';
 
 function rng(seed: number) {
@@ -65,6 +65,29 @@ test('RTN matches the float64 definition for 4/8 bits, sym/asym, groups 16..128 
     const step = (2 * maxAbs) / (2 ** spec.bits - 2);
     for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - w[i]) <= step / 2 + 1e-6);
   }
+});
+
+test('the fp32 symmetric fast path gives the codes of the generic loop and scales; dequantizeResidual = W − dequantize', () => {
+  const rows = 9;
+  const cols = 200;
+  const w = Float32Array.from(randn(rows * cols, 4), (v, i) => (i % 5 === 0 ? 0 : v));
+  for (const bits of [4, 8] as const)
+    for (const groupSize of [16, 32, 64, 128]) {
+      const spec: QuantSpec = { bits, symmetric: true, groupSize };
+      const fast = quantizeRtn(w, rows, cols, spec); // Float32Array: the fast path
+      const generic = quantizeRtn(Float64Array.from(w), rows, cols, spec); // Float64Array: the generic loop
+      assert.deepEqual(fast.codes, generic.codes);
+      assert.deepEqual(fast.scales, generic.scales);
+      assert.deepEqual(fast.zeroPoints, generic.zeroPoints);
+      const res = dequantizeResidual(fast, w, new Float32Array(rows * cols));
+      const deq = dequantize(fast);
+      for (let i = 0; i < res.length; i++)
+        assert.ok(Math.abs(res[i] - (w[i] - deq[i])) <= 1e-7 * (Math.abs(w[i]) + Math.abs(deq[i])));
+    }
+  assert.throws(
+    () => quantizeRtn(Float32Array.of(1, NaN), 1, 2, { bits: 4, symmetric: true, groupSize: 16 }),
+    /non-finite/,
+  );
 });
 
 test('zeros stay exactly zero (2:4 zeros survive quantization) in every scheme', () => {
