@@ -2,7 +2,8 @@
 // tokens (x_k for Wanda / SLiM saliency, and H = (2/T)·XᵀX when the recipe needs it), then slimLayer (SLiM-Quant α,
 // 2:4 mask, quantization, randomized SVD of rank 409, re-quantization). Bar (issue 4): ≤ 5 s on 2 cores.
 // Run: npx tsx bench/slim.bench.ts [--size 4096] [--tokens 2048] [--threads 2] [--power 2]
-//      [--variants paper,rtn-slim,whitened,refit,sparsegpt]
+//      [--variants paper,rtn-slim,whitened,none,refit,sparsegpt] (default: all; the bar is for 'paper', the
+//      default recipe: SLiM-Quant + Wanda + slim saliency)
 // Timings on a shared machine are noisy: re-run when it is quiet before quoting them.
 import { cpus, loadavg } from 'node:os';
 import { gramAccumulate, setGemmThreads } from '../packages/engine/math/gemm.js';
@@ -20,7 +21,9 @@ setGemmThreads(arg('threads', 2));
 const powerArg = process.argv.indexOf('--power');
 const power = powerArg >= 0 ? Number(process.argv[powerArg + 1]) : undefined;
 const variantsArg = process.argv.indexOf('--variants');
-const variants = (variantsArg >= 0 ? process.argv[variantsArg + 1] : 'paper,rtn-slim,whitened').split(',');
+const variants = (
+  variantsArg >= 0 ? process.argv[variantsArg + 1] : 'paper,rtn-slim,whitened,none,refit,sparsegpt'
+).split(',');
 
 let seed = 7;
 function randn(): number {
@@ -64,6 +67,17 @@ console.log(
   `statistics: x_k ${xSec.toFixed(3)} s, Hessian ${hSec.toFixed(3)} s (2·T·K² = ${((2 * T * K * K) / 1e9).toFixed(1)} GFLOP)`,
 );
 
+// The arithmetic floor of the adapter fit (randomized route, power p, l = r + 10 columns): (2 + 2p) products
+// N·K·l with E, p + 2 more with H for 'whitened' (M·Ω, M·Z per step, (QᵀE)·M), at ~100 GFLOP/s fp32 here.
+{
+  const l = Math.floor(0.1 * K) + 10;
+  const p = power ?? 2;
+  const gf = (2 * K * K * l) / 1e9;
+  console.log(
+    `floor: adapter fit ${((2 + 2 * p) * gf).toFixed(0)} GFLOP (+${((2 + p) * gf).toFixed(0)} for whitened), ` +
+      `each W − LR / W_C + LR product ${gf.toFixed(0)} GFLOP; fresh N×K fp32 buffer ${((K * K * 4) / 2 ** 20).toFixed(0)} MiB (one per slimLayer)`,
+  );
+}
 const base: SlimLayerOptions = {
   n: 2,
   m: 4,
@@ -79,6 +93,7 @@ const configs: Record<string, Partial<SlimLayerOptions>> = {
   paper: {},
   'rtn-slim': { quant: { bits: 4, scheme: 'rtn', groupSize: 32, symmetric: true } },
   whitened: { quant: { bits: 4, scheme: 'rtn', groupSize: 32, symmetric: true }, saliency: 'whitened' },
+  none: { quant: { bits: 4, scheme: 'rtn', groupSize: 32, symmetric: true }, saliency: 'none' },
   refit: {
     quant: { bits: 4, scheme: 'rtn', groupSize: 32, symmetric: true },
     saliency: 'whitened',
