@@ -13,12 +13,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
-import { createApiKey } from '../../packages/platform/auth/keys.js';
+import { startServer } from '../../apps/api/server.js';
+import { loadConfig } from '../../packages/platform/config/config.js';
 import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
 import { startCompressWorker, type RunningWorker } from '../../workers/compress/worker.js';
 import { openTestEnv, waitFor, type TestEnv } from '../integration/helpers.js';
 import * as C from './corpus.js';
-import { freePort, spawnNode, waitForPort, type NodeProcess } from './servers.js';
+import { freePort, spawnNode, type NodeProcess } from './servers.js';
 import { assertProblem, fillDisk, listFiles, mountTmpfs, multipart } from './support.js';
 
 const TEST_ENGINE = new URL('../integration/fixtures/test-engine.ts', import.meta.url).href;
@@ -104,7 +105,7 @@ async function setOld(paths: string[]): Promise<void> {
   for (const p of paths) await utimes(p, twoHoursAgo, twoHoursAgo);
 }
 
-describe('API SIGKILLed during an upload (real `onnx-compress serve` processes)', () => {
+describe('API SIGKILLed during an upload (the API in its own process)', () => {
   let env: TestEnv;
   before(async () => {
     env = await openTestEnv('stagingsweep');
@@ -115,28 +116,18 @@ describe('API SIGKILLed during an upload (real `onnx-compress serve` processes)'
 
   it('after a restart the orphaned staging file is swept (uploads in flight elsewhere are kept), no rows', async () => {
     const port = await freePort();
-    const vars = serviceEnv(env, {
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      STAGING_MAX_AGE_MS: String(10 * 60_000),
-      RATE_LIMIT_PER_KEY_PER_MINUTE: '0',
-    });
-    const { key } = await createApiKey(env.platform.db, { tenant: 'storage-faults' });
+    const vars = serviceEnv(env, { PORT: String(port), HOST: '127.0.0.1', STAGING_MAX_AGE_MS: String(10 * 60_000) });
     const staging = join(storageDirOf(env), '.staging');
 
-    let api = spawnTracked(['bin/onnx-compress.mjs', 'serve'], vars);
-    await waitForPort(port, 90_000);
+    const api = spawnTracked(['test/reliability/api-process.ts'], vars);
+    await waitFor(async () => api.output().includes('listening'), 90_000);
     // A large raw upload (64 MiB declared) that is a few MiB in when the API dies.
     const req = httpRequest({
       host: '127.0.0.1',
       port,
       method: 'POST',
       path: '/v1/models?name=big.onnx',
-      headers: {
-        authorization: `Bearer ${key}`,
-        'content-type': 'application/octet-stream',
-        'content-length': String(64 * MiB),
-      },
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(64 * MiB) },
     });
     req.on('error', () => {}); // the server goes away mid-body
     for (let i = 0; i < 4; i++) req.write(Buffer.alloc(MiB, i + 1));
@@ -157,21 +148,22 @@ describe('API SIGKILLed during an upload (real `onnx-compress serve` processes)'
     await mkdir(join(staging, 'other-replica-upload'));
     await writeFile(join(staging, 'other-replica-upload', 'main'), 'bytes in flight');
 
-    api = spawnTracked(['bin/onnx-compress.mjs', 'serve'], vars);
+    // The API starts again (here in this process: the same startServer, configured from the same variables).
+    const restarted = await startServer(loadConfig({ ...vars, LOG_LEVEL: 'silent' }));
     try {
-      await waitForPort(port, 90_000); // the first sweep finishes before the API listens
-      assert.deepEqual(await listFiles(staging), ['other-replica-upload/main'], api.output());
+      // The first sweep finishes before the API listens.
+      assert.deepEqual(await listFiles(staging), ['other-replica-upload/main']);
       assert.equal(await env.platform.db.model.count(), 0, 'no half model row');
       assert.equal(await env.platform.db.dataset.count(), 0, 'no half dataset row');
-      // The restarted API takes uploads again.
-      const res = await fetch(`http://127.0.0.1:${port}/v1/models?name=ok.onnx`, {
+      // And it takes uploads.
+      const res = await fetch(`${restarted.url}/v1/models?name=ok.onnx`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/octet-stream' },
+        headers: { 'content-type': 'application/octet-stream' },
         body: Buffer.from(C.validModel()),
       });
       assert.equal(res.status, 201, await res.text());
     } finally {
-      await api.crash();
+      await restarted.close();
     }
   });
 });
