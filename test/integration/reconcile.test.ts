@@ -107,7 +107,7 @@ it('a stale completed entry is replaced; a job BullMQ failed while its row was a
   const stale = await submit();
   const abandoned = await submit();
   await env.platform.db.job.updateMany({ where: { id: { in: [stale, abandoned] } }, data: { state: 'running' } });
-  // Move both through a manual worker: one completed (a copy that found the job running elsewhere), one failed.
+  // Move both through a manual worker: one completed (as BullMQ leaves a copy it finished while the row still needs a run), one failed.
   const connection = createRedis(env.config.redisUrl, 'worker');
   const manual = new Worker(QUEUE_NAMES.cpu, null, { connection, prefix: env.config.queuePrefix });
   try {

@@ -79,13 +79,14 @@ export async function startCompressWorker(
       async (job, _token, signal) => {
         // BullMQ's own cancel (worker.cancelJob) arrives here; forward it to the job's controller.
         signal?.addEventListener('abort', () => running.get(job.data.jobId)?.abort(), { once: true });
-        // A lease (Postgres advisory lock) while it runs: the queue reconciler leaves a leased job alone, and a copy
-        // it re-enqueued (Redis lost its data) while this one ran ends here instead of running twice.
-        if (!(await leases.hold(job.data.jobId))) return 'running in another worker';
+        // A lease (Postgres advisory lock) while it runs: the queue reconciler never re-enqueues a leased job. Not
+        // getting it (a stalled-but-alive worker still holds it) does not stop this run: BullMQ's stalled handover
+        // works as before, and the commit lets one attempt win.
+        const leased = await leases.hold(job.data.jobId);
         try {
           return await processCompressJob(deps, job);
         } finally {
-          await leases.release(job.data.jobId);
+          if (leased) await leases.release(job.data.jobId);
         }
       },
       {

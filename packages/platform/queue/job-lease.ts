@@ -52,7 +52,7 @@ export class JobLeases {
     return this.connecting;
   }
 
-  /** Takes the job's lease; false when another process (or this one) already runs the job. */
+  /** Takes the job's lease; false when another process (or this one) holds it. */
   async hold(jobId: string): Promise<boolean> {
     if (this.held.has(jobId)) return false;
     this.held.add(jobId); // claimed before the await: two concurrent holds in this process cannot both win

@@ -7,8 +7,9 @@
 //                                                                         BullMQ's stalled check's business)
 //   row queued|running, no BullMQ entry, no live lease                   → re-enqueued
 //   row running,        no BullMQ entry, lease held (job-lease.ts)       → left alone: a worker really runs it
-//   row queued|running, BullMQ completed, no lease                       → stale entry replaced, re-enqueued (left by
-//                                                                         a duplicate that found the job running)
+//   row queued|running, BullMQ completed, no lease                       → stale entry replaced, re-enqueued (BullMQ
+//                                                                         finished a copy, e.g. an old worker's after a
+//                                                                         wipe, while the row still needs a run)
 //   row queued|running, BullMQ failed, no lease                          → row failed (BullMQ gave up, e.g. its worker
 //                                                                         died more often than maxStalledCount)
 //   row succeeded|failed|cancelled                                       → not looked at
