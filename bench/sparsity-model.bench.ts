@@ -83,6 +83,9 @@ let verified = false;
 /** Seconds spent in each job stage (from the progress events), summed over the runs. */
 const stages = new Map<string, number>();
 let layerSeconds = 0;
+/** Fresh memory the jobs touched (minor page faults × 4 KiB, MB) and their CPU seconds, summed over the runs. */
+let jobFreshMB = 0;
+let jobCpuSec = 0;
 for (let r = 0; r < reps; r++) {
   rows['read+write copy'].push(
     await timed(async () => fsp.writeFile(path.join(outDir, 'copy.onnx'), await fsp.readFile(source))),
@@ -92,6 +95,8 @@ for (let r = 0; r < reps; r++) {
     await timed(async () => {
       let stage = 'load';
       let since = performance.now();
+      const faults0 = process.resourceUsage().minorPageFault;
+      const cpu0 = process.cpuUsage();
       const res = await runRecipe(
         recipe,
         { modelPath: source, outputDir: path.join(outDir, 'out') },
@@ -105,6 +110,9 @@ for (let r = 0; r < reps; r++) {
           },
         },
       );
+      jobFreshMB += ((process.resourceUsage().minorPageFault - faults0) * 4096) / 2 ** 20;
+      const cpu = process.cpuUsage(cpu0);
+      jobCpuSec += (cpu.user + cpu.system) / 1e6;
       verified = res.report.layers.every((l) => l.patternVerified === true);
       layerSeconds += res.report.layers.reduce((a, l) => a + l.seconds, 0);
     }),
@@ -123,5 +131,10 @@ console.log(
   'compress by stage (mean s): ' +
     [...stages].map(([k, v]) => `${k} ${(v / reps).toFixed(2)}`).join(', ') +
     ` (of compress: ${(layerSeconds / reps).toFixed(2)} s inside the layers' prune + verify)`,
+);
+console.log(
+  `compress job, mean per run: CPU ${(jobCpuSec / reps).toFixed(2)} s (user+sys, less sensitive to other load than ` +
+    `wall time); fresh memory touched ${(jobFreshMB / reps).toFixed(0)} MiB of a ${(bytes / 2 ** 20).toFixed(0)} MiB model ` +
+    `(first touches cost seconds per GB on this VM; the read+write copy touches the whole file size fresh)`,
 );
 fs.rmSync(outDir, { recursive: true, force: true });

@@ -6,7 +6,17 @@
 // independent count over the same view.
 import type { LoadedModel } from '../onnx/model.js';
 import { buildScopeIndex } from '../onnx/scopes.js';
-import { setTensorRawData, tensorBytes, tensorDtype } from '../onnx/tensor.js';
+import {
+  readTensorBytesInto,
+  setTensorRawData,
+  setTensorRawRange,
+  spillFileOf,
+  tensorByteLength,
+  tensorBytes,
+  tensorDtype,
+} from '../onnx/tensor.js';
+import { isExternal } from '../onnx/external.js';
+import { lazyRawOf } from '../onnx/lazy.js';
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';
 import type { WeightRef } from '../onnx/weights.js';
 
@@ -167,16 +177,87 @@ export function storedFloat32Tensor(model: LoadedModel, w: WeightRef): TensorPro
   return t && tensorDtype(t) === 'float32' ? t : undefined;
 }
 
+export interface StoredPruneResult {
+  sparsity: number;
+  violations: number;
+  nonFinite: number;
+}
+
+/** Prunes and checks one chunk of whole groups in place, adding to the running counts. */
+function pruneChunk(v: Float32Array, layout: StridedLayout, groups: number, n: number, acc: StoredPruneResult): number {
+  const sub: StridedLayout = { outer: 1, groups, m: layout.m, inner: layout.inner };
+  const c = pruneNMStrided(v, sub, n);
+  acc.nonFinite += c.nonFinite;
+  acc.violations += countNMViolationsStrided(v, sub, n);
+  return c.zeros;
+}
+
+class SpillFailed extends Error {}
+
 /**
- * Prunes one fp32 weight in its stored layout and writes it back (in place when the bytes are aligned, else as
- * fresh raw data). Returns zeros fraction and the independent check's violation count.
+ * Weights still on disk (lazily loaded or external): read a few MB at a time into the reused scratch, prune and
+ * check there, and append the result to the model's spill file; the tensor then points at it until the model is
+ * saved. The weight never occupies fresh process memory. Undefined when the spill file cannot be written (the
+ * caller then prunes in memory).
+ */
+function pruneToSpill(
+  model: LoadedModel,
+  t: TensorProto,
+  layout: StridedLayout,
+  n: number,
+): StoredPruneResult | undefined {
+  const groupSpan = layout.m * layout.inner;
+  const groupsTotal = layout.outer * layout.groups;
+  const perChunk = Math.max(1, Math.floor((1 << 20) / groupSpan));
+  const length = tensorByteLength(t);
+  const buf = scratchBytes(Math.min(groupsTotal, perChunk) * groupSpan * 4);
+  const acc: StoredPruneResult = { sparsity: 0, violations: 0, nonFinite: 0 };
+  let zeros = 0;
+  let offset = -1;
+  try {
+    const spill = (() => {
+      try {
+        return spillFileOf(model);
+      } catch (e) {
+        throw new SpillFailed((e as Error).message);
+      }
+    })();
+    for (let g0 = 0; g0 < groupsTotal; g0 += perChunk) {
+      const count = Math.min(perChunk, groupsTotal - g0);
+      const chunk = buf.subarray(0, count * groupSpan * 4);
+      readTensorBytesInto(model, t, g0 * groupSpan * 4, chunk);
+      zeros += pruneChunk(new Float32Array(chunk.buffer, chunk.byteOffset, count * groupSpan), layout, count, n, acc);
+      try {
+        const at = spill.append(chunk);
+        if (offset < 0) offset = at;
+      } catch (e) {
+        throw new SpillFailed((e as Error).message);
+      }
+    }
+    setTensorRawRange(t, { source: spill, offset: Math.max(0, offset), length });
+  } catch (e) {
+    if (e instanceof SpillFailed) return undefined;
+    throw e;
+  }
+  acc.sparsity = zeros / (length >> 2);
+  return acc;
+}
+
+/**
+ * Prunes one fp32 weight in its stored layout and writes it back: in place when the bytes are in memory and
+ * aligned, through one reused scratch when unaligned, and through the spill file when they are still on disk.
+ * Returns zeros fraction and the independent check's violation count.
  */
 export function pruneStoredMagnitudeNM(
   model: LoadedModel,
   t: TensorProto,
   layout: StridedLayout,
   n: number,
-): { sparsity: number; violations: number; nonFinite: number } {
+): StoredPruneResult {
+  if (lazyRawOf(t) || isExternal(t)) {
+    const spilled = pruneToSpill(model, t, layout, n);
+    if (spilled) return spilled;
+  }
   const bytes = tensorBytes(model, t);
   // raw_data is edited in place (the loaded file buffer belongs to this model). Typed-array views need 4-byte
   // alignment: unaligned bytes go through one reused scratch buffer and are copied back (two memcpys, and no fresh

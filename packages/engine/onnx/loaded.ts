@@ -1,7 +1,7 @@
 // The in-memory model: the decoded protobuf plus what is needed to reach tensors that live outside it.
 import type { ModelProto } from './gen/onnx_pb.js';
 import { ExternalStore } from './external.js';
-import type { LazySource } from './lazy.js';
+import type { LazySource, SpillFile } from './lazy.js';
 
 export interface LoadedModel {
   proto: ModelProto;
@@ -13,6 +13,8 @@ export interface LoadedModel {
   external: ExternalStore;
   /** @internal The model file itself while large inline tensors are still read on demand (onnx/lazy.ts). */
   source?: LazySource;
+  /** @internal Scratch file of tensor bytes rewritten by methods, kept until the model is saved (onnx/lazy.ts). */
+  spill?: SpillFile;
 }
 
 const finalizer = new FinalizationRegistry<ExternalStore>((store) => store.close());
@@ -34,4 +36,5 @@ export function closeModel(model: LoadedModel): void {
   finalizer.unregister(model);
   model.external.close();
   model.source?.close();
+  model.spill?.close();
 }

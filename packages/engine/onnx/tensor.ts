@@ -7,7 +7,8 @@ import { OnnxError } from './errors.js';
 import type { DType } from './dtypes.js';
 import { dtypeFromOnnx, dtypeInfo, onnxFromDtype, rawByteLength, typedFieldLength } from './dtypes.js';
 import { externalRef, isExternal } from './external.js';
-import { lazyRawOf, rawDataLength, readLazyInto } from './lazy.js';
+import type { LazyRaw } from './lazy.js';
+import { SpillFile, attachLazy, lazyRawOf, rawDataLength, readLazyInto } from './lazy.js';
 import type { LoadedModel } from './loaded.js';
 import { bfloatBitsToFloat, floatToBfloatBits, floatToHalfBits, halfBitsToFloat, narrowFloatTable } from './floats.js';
 
@@ -320,6 +321,11 @@ function decodeInto(dtype: DType, raw: Uint8Array, n: number, out: Float32Array 
 export function tensorToFloat32(model: LoadedModel | undefined, t: TensorProto): Float32Array {
   const n = elementCount(t.dims, `tensor '${t.name}'`);
   const out = new Float32Array(n);
+  if (tensorDtype(t) === 'float32' && (lazyRawOf(t) || isExternal(t))) {
+    // Still on disk: read straight into the result (no second copy kept as raw_data).
+    readTensorBytesInto(model, t, 0, new Uint8Array(out.buffer));
+    return out;
+  }
   decodeInto(tensorDtype(t), tensorBytes(model, t), n, out, t.name);
   return out;
 }
@@ -453,4 +459,16 @@ export function setTensorRawData(t: TensorProto, raw: Uint8Array): void {
   t.uint64Data = [];
   t.externalData = [];
   delete (t as Partial<TensorProto>).dataLocation;
+}
+
+/** The model's scratch file for rewritten tensor bytes (created on first use, closed by closeModel). */
+export function spillFileOf(model: LoadedModel): SpillFile {
+  if (!model.spill) model.spill = SpillFile.create();
+  return model.spill;
+}
+
+/** Like setTensorRawData, with the new raw bytes at a file range (a spill file) instead of in memory. */
+export function setTensorRawRange(t: TensorProto, raw: LazyRaw): void {
+  setTensorRawData(t, new Uint8Array(0));
+  attachLazy(t, raw);
 }

@@ -15,7 +15,9 @@ import {
   readTensorBytesInto,
   scanTensorBytes,
   tensorBytes,
+  tensorDtype,
   tensorStorage,
+  tensorToFloat32,
   type DType,
 } from '../../../packages/engine/onnx/tensor.js';
 import {
@@ -139,6 +141,10 @@ test('lazy load equals eager load: every tensor, every dtype and place, and the 
         scanTensorBytes(lazy, b, (chunk, at) => scanned.set(chunk, at));
         assert.deepEqual(scanned, want, `${name}/${a.name}: scan`);
         const wasLazy = !!lazyRawOf(b);
+        if (tensorDtype(a) === 'float32') {
+          assert.deepEqual(tensorToFloat32(lazy, b), tensorToFloat32(eager, a), `${name}/${a.name}: floats`);
+          assert.equal(!!lazyRawOf(b), wasLazy, `${name}/${a.name}: converting keeps no raw copy`);
+        }
         assert.deepEqual(tensorBytes(lazy, b), want, `${name}/${a.name}: bytes`);
         if (wasLazy) assert.equal(lazyRawOf(b), undefined, `${name}/${a.name}: tensorBytes keeps the bytes`);
       }
