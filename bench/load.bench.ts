@@ -4,6 +4,8 @@
 //   3. prints: upload throughput and failures, jobs succeeded, GET p50/p99/max while busy (target p99 < 50 ms),
 //      the API's RSS at start / peak / end (memory flat = end close to start).
 // Defaults are the issue's figures (50 × 50 MB, 200 jobs); set UPLOADS, UPLOAD_MB, JOBS to scale down on a shared box.
+// UPLOAD_KIND=npz uploads calibration datasets (.npz, one float32 array) instead of models: their inspection still
+// reads and decodes the whole file, as model inspection did before weights were read lazily.
 // Workers run the real engine (ENGINE=real, default) or the deterministic stand-in (ENGINE=stand-in, 1 s per job).
 //   npx tsx bench/load.bench.ts            UPLOADS=10 UPLOAD_MB=10 JOBS=40 npx tsx bench/load.bench.ts
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from '../packages/engine/onnx/gen/onnx_pb.js';
+import { encodeNpz } from '../packages/engine/data/npz.js';
 import { createApiKey } from '../packages/platform/auth/keys.js';
 import { createDb } from '../packages/platform/db/client.js';
 import { GraphBuilder } from '../packages/engine/onnx/builder.js';
@@ -24,6 +27,7 @@ const UPLOADS = Number(process.env.UPLOADS ?? 50);
 const UPLOAD_MB = Number(process.env.UPLOAD_MB ?? 50);
 const JOBS = Number(process.env.JOBS ?? 200);
 const ENGINE = process.env.ENGINE ?? 'real';
+const UPLOAD_KIND = process.env.UPLOAD_KIND ?? 'model';
 const ROOT = new URL('..', import.meta.url).pathname;
 
 function bigModel(mb: number): Uint8Array {
@@ -37,6 +41,11 @@ function bigModel(mb: number): Uint8Array {
     [1, k],
   );
   return toBinary(ModelProtoSchema, b.build().proto);
+}
+
+function bigNpz(mb: number): Uint8Array {
+  const n = Math.floor((mb * 2 ** 20) / 4 / 64) * 64;
+  return encodeNpz({ x: { dtype: 'float32', dims: [n / 64, 64], data: floats(n, 7) } });
 }
 
 const pct = (xs: number[], p: number) => {
@@ -94,11 +103,13 @@ try {
   const rssTimer = setInterval(() => rss.push(rssMb(api.pid!)), 200);
 
   // 1. Uploads.
-  const payload = bigModel(UPLOAD_MB);
+  const payload = UPLOAD_KIND === 'npz' ? bigNpz(UPLOAD_MB) : bigModel(UPLOAD_MB);
+  const target = (i: number) =>
+    UPLOAD_KIND === 'npz' ? `${base}/v1/datasets?name=calib-${i}.npz` : `${base}/v1/models?name=big-${i}.onnx`;
   const t0 = performance.now();
   const ups = await Promise.all(
     Array.from({ length: UPLOADS }, (_, i) =>
-      fetch(`${base}/v1/models?name=big-${i}.onnx`, {
+      fetch(target(i), {
         method: 'POST',
         headers: { ...auth, 'content-type': 'application/octet-stream' },
         body: payload,
@@ -110,7 +121,7 @@ try {
   const upOk = ups.filter((u) => u.status === 201).length;
   const upMb = (payload.length * UPLOADS) / 2 ** 20;
   console.log(
-    `uploads: ${upOk}/${UPLOADS} × ${(payload.length / 2 ** 20).toFixed(1)} MB in ${upSeconds.toFixed(1)} s ` +
+    `uploads (${UPLOAD_KIND}): ${upOk}/${UPLOADS} × ${(payload.length / 2 ** 20).toFixed(1)} MB in ${upSeconds.toFixed(1)} s ` +
       `(${(upMb / upSeconds).toFixed(0)} MB/s aggregate)`,
   );
   for (const u of ups.filter((x) => x.status !== 201).slice(0, 3))

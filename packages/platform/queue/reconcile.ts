@@ -50,17 +50,23 @@ const DEVICES = new Set<string>(['cpu', 'gpu']);
 export async function reconcileQueue(deps: ReconcileDeps): Promise<ReconcileResult> {
   const { db, queues, log } = deps;
   const result: ReconcileResult = { checked: 0, requeued: [], runningElsewhere: [], failed: [] };
-  let after: string | undefined;
+  // Oldest first, so that jobs re-enqueued after a wipe keep their submission order.
+  let after: { createdAt: Date; id: string } | undefined;
   for (;;) {
     if (deps.redis.status !== 'ready') throw new DependencyUnavailableError(`redis is ${deps.redis.status}`);
     const rows = await db.job.findMany({
-      where: { state: { in: ['queued', 'running'] }, ...(after ? { id: { gt: after } } : {}) },
-      select: { id: true, tenantId: true, queue: true, state: true },
-      orderBy: { id: 'asc' },
+      where: {
+        state: { in: ['queued', 'running'] },
+        ...(after
+          ? { OR: [{ createdAt: { gt: after.createdAt } }, { createdAt: after.createdAt, id: { gt: after.id } }] }
+          : {}),
+      },
+      select: { id: true, tenantId: true, queue: true, state: true, createdAt: true },
+      orderBy: [{ createdAt: 'asc' }, { id: 'asc' }],
       take: PAGE,
     });
     if (rows.length === 0) break;
-    after = rows[rows.length - 1].id;
+    after = rows[rows.length - 1];
     result.checked += rows.length;
 
     const suspects: { row: (typeof rows)[number]; bull: 'unknown' | 'completed' | 'failed' }[] = [];
