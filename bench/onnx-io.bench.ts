@@ -1,7 +1,7 @@
 // ONNX model IO on a synthetic model of at least 512 MB of fp32 weights: decode, encode inline, encode to external
 // data, and `convert` both ways (load + save, as the CLI does), each as a ratio to copying the same bytes in the
 // same run. Target (issue 2): convert within 2× of a file copy. The encode rows save the default-loaded model, whose
-// weights are still in the source file: they are copied from there through a 16 MiB buffer.
+// weights are still in the source file: they are copied from there through a 4 MiB buffer.
 // Run: npx tsx bench/onnx-io.bench.ts [--mb 528] [--reps 5]
 // Baselines: "read+write copy" reads the whole file into memory and writes it out (what any decoder/encoder must
 // at least do); "fs.copyFile" lets the kernel copy (copy_file_range, no user-space pass) and is shown for reference.

@@ -234,7 +234,9 @@ export async function saveModel(
 const readFd = promisify(fs.read);
 const READ_CHUNK = 64 * 1024 * 1024;
 const STAGING = 4 * 1024 * 1024;
-const COPY_CHUNK = 16 * 1024 * 1024;
+/** Copies from source files (side files, the model file behind lazy tensors, spill files) go through a buffer this
+ * large: every byte of it is fresh memory once per save, which costs more here than the extra system calls. */
+const COPY_CHUNK = 4 * 1024 * 1024;
 
 /** Writes pieces in order: small ones gathered in a staging buffer, large ones written straight from where they are. */
 async function writePieces(file: string, pieces: Piece[], model: LoadedModel): Promise<void> {
