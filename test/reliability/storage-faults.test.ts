@@ -7,6 +7,7 @@
 // - ONNX Runtime's error names the model, not the worker's paths.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { mkdir, open, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -100,9 +101,13 @@ async function flipByte(path: string, at: number): Promise<void> {
   }
 }
 
-async function setOld(paths: string[]): Promise<void> {
-  const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
-  for (const p of paths) await utimes(p, twoHoursAgo, twoHoursAgo);
+/** Sets the times of `dir` and everything under it (children first: touching them would renew the folder's). */
+async function ageTree(dir: string, when: Date): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) await ageTree(join(dir, e.name), when);
+    else await utimes(join(dir, e.name), when, when);
+  }
+  await utimes(dir, when, when);
 }
 
 describe('API SIGKILLed during an upload (the API in its own process)', () => {
@@ -144,7 +149,7 @@ describe('API SIGKILLed during an upload (the API in its own process)', () => {
 
     // Time passes (the orphan is older than STAGING_MAX_AGE_MS); another replica's upload was written just now.
     const [orphanDir] = await readdir(staging);
-    await setOld([join(staging, orphans[0]), join(staging, orphanDir)]);
+    await ageTree(join(staging, orphanDir), new Date(Date.now() - 2 * 3600_000));
     await mkdir(join(staging, 'other-replica-upload'));
     await writeFile(join(staging, 'other-replica-upload', 'main'), 'bytes in flight');
 
@@ -373,10 +378,18 @@ describe('scratch folders of SIGKILLed workers', () => {
 
     // 2. A's worker dies again, mid-way through another job, which is still `running` when A's worker restarts.
     const second = await killMidJob(workA, modelId);
+    // Job ids this database does not know (deleted, or another deployment's sharing WORK_DIR): kept while recent.
+    const [recent, stale] = [randomUUID(), randomUUID()];
+    for (const id of [recent, stale]) {
+      await mkdir(join(workA, 'jobs', id, randomUUID(), 'out'), { recursive: true });
+      await writeFile(join(workA, 'jobs', id, 'x'), 'scratch');
+    }
+    await ageTree(join(workA, 'jobs', stale), new Date(Date.now() - 2 * 86_400_000));
     const a = await inProcessWorker(workA);
     try {
-      // The start sweep removed the finished job's folder and kept the running one's.
-      assert.deepEqual(await readdir(join(workA, 'jobs')), [second.id]);
+      // The start sweep removed the finished job's folder and the day-old unknown one; kept the running job's.
+      assert.deepEqual((await readdir(join(workA, 'jobs'))).sort(), [second.id, recent].sort());
+      await rm(join(workA, 'jobs', recent), { recursive: true });
       // The restarted worker takes the stalled job over; the killed attempt's folder goes as its attempt starts.
       const done = await waitState(app, second.id, ['succeeded', 'failed']);
       assert.equal(done.state, 'succeeded', JSON.stringify(done.error));

@@ -5,6 +5,7 @@
 import { readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Db } from '../../packages/platform/db/client.js';
+import { lastWriteMs } from '../../packages/platform/storage/sweep.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -40,26 +41,33 @@ export async function removeJobScratch(workDir: string, jobId: string): Promise<
   await rm(jobScratchDir(workDir, jobId), { recursive: true, force: true });
 }
 
+/** Scratch of a job this database does not know is only removed once nothing in it was written for this long. */
+const UNKNOWN_JOB_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
 /**
- * At worker start: removes the attempt folders of jobs that are not running (finished, queued for a retry, or
- * deleted). Folders of running jobs are kept (another worker sharing WORK_DIR may be running them; if their worker
- * died, the next attempt removes them), and so is any folder created after the sweep began (an attempt that started
- * meanwhile). Returns the job ids whose folders were removed.
+ * At worker start: removes the attempt folders of jobs that are not running (finished, or queued for a retry).
+ * Folders of running jobs are kept (another worker sharing WORK_DIR may be running them; if their worker died, the
+ * next attempt removes them), and so is any folder created after the sweep began (an attempt that started
+ * meanwhile). A job id the database does not know (deleted, or another deployment's sharing the default WORK_DIR) is
+ * removed only when nothing in its folder was written for a day. Returns the job ids whose folders were swept.
  */
-export async function sweepJobScratch(db: Db, workDir: string): Promise<string[]> {
-  const startedAt = Date.now();
+export async function sweepJobScratch(db: Db, workDir: string, now = Date.now()): Promise<string[]> {
   const root = join(workDir, 'jobs');
   const ids = (await entries(root)).filter((n) => UUID.test(n));
   if (!ids.length) return [];
-  const running = new Set(
-    (await db.job.findMany({ where: { id: { in: ids }, state: 'running' }, select: { id: true } })).map((j) => j.id),
-  );
+  const rows = await db.job.findMany({ where: { id: { in: ids } }, select: { id: true, state: true } });
+  const state = new Map(rows.map((j) => [j.id, j.state]));
   const swept: string[] = [];
   for (const id of ids) {
-    if (running.has(id)) continue;
+    const s = state.get(id);
+    if (s === 'running') continue;
+    if (s === undefined) {
+      const at = await lastWriteMs(join(root, id));
+      if (at === null || now - at < UNKNOWN_JOB_MAX_AGE_MS) continue;
+    }
     for (const a of await entries(join(root, id))) {
-      const s = await stat(join(root, id, a)).catch(() => null);
-      if (s && s.birthtimeMs < startedAt && s.mtimeMs < startedAt) {
+      const st = await stat(join(root, id, a)).catch(() => null);
+      if (st && st.birthtimeMs < now && st.mtimeMs < now) {
         await rm(join(root, id, a), { recursive: true, force: true });
       }
     }

@@ -9,8 +9,11 @@ const ignoreGone = (e: unknown) => {
   return null;
 };
 
-/** Last write time of an entry: for an upload folder, its newest file (a file being written updates only its own). */
-async function lastWriteMs(path: string): Promise<number | null> {
+/**
+ * Last write time of an entry: for a folder, its newest file at any depth (a file being written updates only its
+ * own mtime). Null when it is gone.
+ */
+export async function lastWriteMs(path: string): Promise<number | null> {
   const s = await lstat(path).catch(ignoreGone);
   if (!s) return null;
   let newest = s.mtimeMs;
