@@ -7,7 +7,7 @@
 // group sizes meet the bar; the per-setting tables show the same-thread ratios too. Batch 1 is a chain of GEMVs:
 // fp32 streams 64 MB per layer, int4 8 MB of codes + 4 bytes per group of scales, so the bytes moved per run are
 // printed with the effective bandwidth.
-// Run: npx tsx bench/inference.bench.ts [--layers 4] [--size 4096] [--runs 200] [--batch 32] [--threads 1,2]
+// Run: npx tsx bench/inference.bench.ts [--layers 4] [--size 4096] [--runs 200] [--batch 32] [--threads 1,2,2-nospin]
 //      [--no-slim]
 // Timings on a shared machine are noisy: re-run when it is quiet before quoting them.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -30,7 +30,9 @@ const size = arg('size', 4096);
 const runs = arg('runs', 200);
 const bigBatch = arg('batch', 32);
 const threadsArg = process.argv.indexOf('--threads');
-const threadSettings = (threadsArg >= 0 ? process.argv[threadsArg + 1] : '1,2').split(',').map(Number);
+// ORT intra-op settings: 'N' threads, or 'N-nospin' (session.intra_op.allow_spinning = 0: idle pool threads sleep
+// instead of spinning, which matters on a 2-core machine shared with other work).
+const threadSettings = (threadsArg >= 0 ? process.argv[threadsArg + 1] : '1,2,2-nospin').split(',');
 const withSlim = !process.argv.includes('--no-slim');
 
 let seed = 3;
@@ -101,10 +103,35 @@ try {
     }
   }
 
+  // Output error of each model against fp32 on the 64 random input rows: ‖y − y_fp32‖ / ‖y_fp32‖.
+  {
+    const feed = { x: new ort.Tensor('float32', xs, [64, size]) };
+    const outs: Float32Array[] = [];
+    for (const [, p] of models) {
+      const s = await ort.InferenceSession.create(p, { executionProviders: ['cpu'] });
+      outs.push((await s.run(feed)).y.data as Float32Array);
+      await s.release();
+    }
+    console.log(
+      'relative output error vs fp32 (64 random rows): ' +
+        models
+          .slice(1)
+          .map(([label], m) => {
+            let num = 0;
+            let den = 0;
+            for (let i = 0; i < outs[0].length; i++) {
+              num += (outs[m + 1][i] - outs[0][i]) ** 2;
+              den += outs[0][i] ** 2;
+            }
+            return `${label} ${Math.sqrt(num / den).toFixed(4)}`;
+          })
+          .join(', '),
+    );
+  }
   // best[model][batch index] = fastest p50 over the thread settings, with the setting.
   const best = models.map(() => [
-    { p50: Infinity, threads: 0 },
-    { p50: Infinity, threads: 0 },
+    { p50: Infinity, threads: '' },
+    { p50: Infinity, threads: '' },
   ]);
   const batches = [1, bigBatch];
   for (const threads of threadSettings) {
@@ -112,8 +139,9 @@ try {
       models.map(([, p]) =>
         ort.InferenceSession.create(p, {
           graphOptimizationLevel: 'all',
-          intraOpNumThreads: threads,
+          intraOpNumThreads: Number.parseInt(threads, 10),
           executionProviders: ['cpu'],
+          ...(threads.endsWith('-nospin') ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
         }),
       ),
     );
