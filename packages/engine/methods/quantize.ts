@@ -162,6 +162,8 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   const layers: LayerReport[] = [];
   const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
   const scratch: { rows?: Float32Array } = {};
+  // Packed codes of the fused path: one buffer for all layers, since the MatMulNBits initializer takes a copy.
+  let codes = new Uint8Array(0);
   let paramsDone = 0;
   let bytesAfter = 0;
   let bytesBefore = 0;
@@ -188,11 +190,19 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     let nonFinite = 0;
     if (kn && block) {
       // Fused path: quantize and pack straight from the stored bytes (errors only when calibration asks for them).
-      const packed = quantizePackKN4Rows(kn, w.K, w.N, block);
+      const codeBytes = w.N * Math.ceil(w.K / block) * (block >> 1);
+      if (codes.length < codeBytes) codes = new Uint8Array(codeBytes);
+      const packed = quantizePackKN4Rows(kn, w.K, w.N, block, codes);
       if (ctx.hasCalibration)
         relError = await ctx.relativeError(w, readWeightMatrix(ctx.model, w), dequantizeMatMulNBits(packed));
       ctx.release(w);
       rep = replaceWithQuantized(ctx.model, w, null, { format, accuracyLevel: 0, packed });
+      // The reused buffer must not end up in the model: should the node builder ever keep B instead of copying
+      // it, copy it here (else the next layer would overwrite this one's codes).
+      // (Only the new nodes' inputs are looked at: reading rawData of other initializers would load them.)
+      const created = new Set(rep.nbitsNodes.flatMap((n) => n.input.slice(1)));
+      for (const t of ctx.model.proto.graph?.initializer ?? [])
+        if (created.has(t.name) && t.rawData.buffer === codes.buffer) t.rawData = t.rawData.slice();
       recordShape(plan, packed, rep.nbitsNodes);
     } else {
       const weights = readWeightMatrix(ctx.model, w);

@@ -23,13 +23,25 @@ export function quantizePackKN4(src: Float32Array, K: number, N: number, blockSi
   return quantizePackKN4Rows((k0) => ({ data: src, base: k0 * N }), K, N, blockSize);
 }
 
-/** quantizePackKN4 over rows supplied one block at a time (same results). */
-export function quantizePackKN4Rows(rows: KNRowSource, K: number, N: number, blockSize: number): MatMulNBitsWeights {
+/**
+ * quantizePackKN4 over rows supplied one block at a time (same results). `into`, when given, receives the packed
+ * codes (every byte is written) and the result's B is a view of it: a caller that copies B out before the next call
+ * can reuse one buffer for all layers instead of a fresh one per layer.
+ */
+export function quantizePackKN4Rows(
+  rows: KNRowSource,
+  K: number,
+  N: number,
+  blockSize: number,
+  into?: Uint8Array,
+): MatMulNBitsWeights {
   if (!isPow2AtLeast16(blockSize)) throw new QuantError(`block size ${blockSize} must be a power of two ≥ 16`);
   const blocks = Math.ceil(K / blockSize);
   const half = blockSize >> 1;
   const rowBytes = blocks * half;
-  const B = new Uint8Array(N * rowBytes);
+  if (into && into.length < N * rowBytes)
+    throw new QuantError(`quantizePackKN4Rows: output buffer of ${into.length} bytes, need ${N * rowBytes}`);
+  const B = into ? into.subarray(0, N * rowBytes) : new Uint8Array(N * rowBytes);
   const scales = new Float32Array(N * blocks);
   const amax = new Float32Array(N);
   const inv = new Float64Array(N); // 1/s in float64, as quantizeRtn computes it
