@@ -99,6 +99,9 @@ for (const name of ['local', 's3']) {
       assert.ok(part.equals(bytes.subarray(10, 20)));
       assert.equal(cache.hashes - hashesBefore, 1, 'an unchanged object is hashed once, not per read');
       await assert.rejects(s.readVerified(key, { ...expected, sha256: '0'.repeat(64) }), StorageIntegrityError);
+      const hashes = cache.hashes;
+      await assert.rejects(s.readVerified(key, { ...expected, sizeBytes: bytes.length + 1 }), StorageIntegrityError);
+      assert.equal(cache.hashes, hashes, 'a size mismatch is refused without reading the object');
       await assert.rejects(s.readVerified('tenants/t/none', expected), { name: 'StorageNotFoundError' });
 
       // One flipped byte in the stored file (written in place, as a failing disk or a stray process would).

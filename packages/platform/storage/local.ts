@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './storage.js';
-import { sha256Stream, VerifiedCache, type ExpectedContent } from './verify.js';
+import { sha256Stream, StorageIntegrityError, VerifiedCache, type ExpectedContent } from './verify.js';
 
 export class LocalStorage implements Storage {
   readonly kind = 'local' as const;
@@ -81,6 +81,9 @@ export class LocalStorage implements Storage {
     try {
       const s = await fh.stat({ bigint: true });
       if (!s.isFile()) throw new StorageNotFoundError(key);
+      if (Number(s.size) !== expected.sizeBytes) {
+        throw new StorageIntegrityError(key, expected, { sizeBytes: Number(s.size) }); // truncated: no need to hash
+      }
       const identity = `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
       await this.verified.check(key, identity, expected, () =>
         sha256Stream(fh.createReadStream({ start: 0, autoClose: false, highWaterMark: 1 << 20 })),
