@@ -74,7 +74,8 @@ function absRange(w: Matrix): { lo: number; hi: number } {
   let hi = 0;
   for (let i = 0; i < w.length; i++) {
     const a = Math.abs(w[i]);
-    if (!Number.isFinite(a)) throw new QuantError(`SLiM-Quant: non-finite weight at index ${i}`);
+    // One comparison rejects NaN and ±Infinity (this loop runs over every weight of the layer, twice per SLiM layer).
+    if (!(a <= Number.MAX_VALUE)) throw new QuantError(`SLiM-Quant: non-finite weight at index ${i}`);
     if (a < lo) lo = a;
     if (a > hi) hi = a;
   }
@@ -146,7 +147,7 @@ export function slimQuantAlpha(w: Matrix, opts: SlimQuantOptions): SlimQuantResu
   const counts = new Float64Array(bins);
   const invWidth = 1 / width;
   for (let i = 0; i < w.length; i++) {
-    let b = Math.floor((Math.abs(w[i]) - lo) * invWidth);
+    let b = ((Math.abs(w[i]) - lo) * invWidth) | 0; // ≥ 0 (lo is the minimum), so truncation is the floor
     if (b >= bins) b = bins - 1;
     counts[b]++;
   }
