@@ -162,8 +162,9 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   const layers: LayerReport[] = [];
   const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
   const scratch: { rows?: Float32Array } = {};
-  // Packed codes of the fused path: one buffer for all layers, since the MatMulNBits initializer takes a copy.
-  let codes = new Uint8Array(0);
+  // Packed codes and scales of the fused path: one pair of buffers for all layers, since the MatMulNBits
+  // initializers take copies.
+  const out = { codes: new Uint8Array(0), scales: new Float32Array(0) };
   let paramsDone = 0;
   let bytesAfter = 0;
   let bytesBefore = 0;
@@ -190,19 +191,23 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     let nonFinite = 0;
     if (kn && block) {
       // Fused path: quantize and pack straight from the stored bytes (errors only when calibration asks for them).
-      const codeBytes = w.N * Math.ceil(w.K / block) * (block >> 1);
-      if (codes.length < codeBytes) codes = new Uint8Array(codeBytes);
-      const packed = quantizePackKN4Rows(kn, w.K, w.N, block, codes);
+      const blocks = Math.ceil(w.K / block);
+      if (out.codes.length < w.N * blocks * (block >> 1)) out.codes = new Uint8Array(w.N * blocks * (block >> 1));
+      if (out.scales.length < w.N * blocks) out.scales = new Float32Array(w.N * blocks);
+      const packed = quantizePackKN4Rows(kn, w.K, w.N, block, out);
       if (ctx.hasCalibration)
         relError = await ctx.relativeError(w, readWeightMatrix(ctx.model, w), dequantizeMatMulNBits(packed));
       ctx.release(w);
       rep = replaceWithQuantized(ctx.model, w, null, { format, accuracyLevel: 0, packed });
-      // The reused buffer must not end up in the model: should the node builder ever keep B instead of copying
-      // it, copy it here (else the next layer would overwrite this one's codes).
+      // The reused buffers must not end up in the model: should the node builder ever keep B or the scales
+      // instead of copying them, copy them here (else the next layer would overwrite this one's).
       // (Only the new nodes' inputs are looked at: reading rawData of other initializers would load them.)
       const created = new Set(rep.nbitsNodes.flatMap((n) => n.input.slice(1)));
-      for (const t of ctx.model.proto.graph?.initializer ?? [])
-        if (created.has(t.name) && t.rawData.buffer === codes.buffer) t.rawData = t.rawData.slice();
+      for (const t of ctx.model.proto.graph?.initializer ?? []) {
+        if (!created.has(t.name)) continue;
+        const buf = t.rawData.buffer;
+        if (buf === out.codes.buffer || buf === out.scales.buffer) t.rawData = t.rawData.slice();
+      }
       recordShape(plan, packed, rep.nbitsNodes);
     } else {
       const weights = readWeightMatrix(ctx.model, w);

@@ -25,24 +25,24 @@ export function quantizePackKN4(src: Float32Array, K: number, N: number, blockSi
 
 /**
  * quantizePackKN4 over rows supplied one block at a time (same results). `into`, when given, receives the packed
- * codes (every byte is written) and the result's B is a view of it: a caller that copies B out before the next call
- * can reuse one buffer for all layers instead of a fresh one per layer.
+ * codes and scales (every element is written) and the result's B and scales are views of it: a caller that copies
+ * them out before the next call can reuse one pair of buffers for all layers instead of fresh ones per layer.
  */
 export function quantizePackKN4Rows(
   rows: KNRowSource,
   K: number,
   N: number,
   blockSize: number,
-  into?: Uint8Array,
+  into?: { codes: Uint8Array; scales: Float32Array },
 ): MatMulNBitsWeights {
   if (!isPow2AtLeast16(blockSize)) throw new QuantError(`block size ${blockSize} must be a power of two ≥ 16`);
   const blocks = Math.ceil(K / blockSize);
   const half = blockSize >> 1;
   const rowBytes = blocks * half;
-  if (into && into.length < N * rowBytes)
-    throw new QuantError(`quantizePackKN4Rows: output buffer of ${into.length} bytes, need ${N * rowBytes}`);
-  const B = into ? into.subarray(0, N * rowBytes) : new Uint8Array(N * rowBytes);
-  const scales = new Float32Array(N * blocks);
+  if (into && (into.codes.length < N * rowBytes || into.scales.length < N * blocks))
+    throw new QuantError(`quantizePackKN4Rows: output buffers too small for ${K}×${N} in blocks of ${blockSize}`);
+  const B = into ? into.codes.subarray(0, N * rowBytes) : new Uint8Array(N * rowBytes);
+  const scales = into ? into.scales.subarray(0, N * blocks) : new Float32Array(N * blocks);
   const amax = new Float32Array(N);
   const inv = new Float64Array(N); // 1/s in float64, as quantizeRtn computes it
   for (let b = 0; b < blocks; b++) {
