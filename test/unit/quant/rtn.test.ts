@@ -167,5 +167,14 @@ test('fused packing over rows supplied block by block (as read from a file) equa
     );
     assert.deepEqual(got.B, want.B, `B ${K}x${N}/${bs}`);
     assert.deepEqual(got.scales, want.scales);
+    // Into reused (dirty, larger) output buffers: every element written, views of them returned.
+    const into = {
+      codes: new Uint8Array(want.B.length + 9).fill(0x5a),
+      scales: new Float32Array(want.scales.length + 3).fill(-1),
+    };
+    const reused = quantizePackKN4Rows((k0) => ({ data: kn, base: k0 * N }), K, N, bs, into);
+    assert.deepEqual(reused.B, want.B);
+    assert.deepEqual(reused.scales, want.scales);
+    assert.equal(reused.B.buffer, into.codes.buffer);
   }
 });
