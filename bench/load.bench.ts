@@ -113,7 +113,10 @@ try {
         method: 'POST',
         headers: { ...auth, 'content-type': 'application/octet-stream' },
         body: payload,
-      }).then(async (r) => ({ status: r.status, body: await r.text() })),
+      }).then(
+        async (r) => ({ status: r.status, body: await r.text() }),
+        (e: Error) => ({ status: 0, body: `${e.message}: ${(e.cause as Error | undefined)?.message ?? ''}` }),
+      ),
     ),
   );
   const upSeconds = (performance.now() - t0) / 1000;
