@@ -58,12 +58,10 @@ it('a process that migrated holds no migration lock while it lives on; the next 
   assert.match(await first.migrated(), /migrated [1-9]/, 'the first process applied the migrations');
   assert.equal(await lockHolders(), 0, "Prisma's advisory lock released although the process is still running");
 
-  // One after another, then two at once (a child and this process), while the first process still lives.
+  // After it, while it still lives: two at once (a second process and this one).
   const second = migratingProcess();
-  assert.match(await second.migrated(), /migrated 0/);
-  const third = migratingProcess();
-  const [here] = await Promise.all([migrate(url), third.migrated().then((o) => assert.match(o, /migrated 0/))]);
+  const [here] = await Promise.all([migrate(url), second.migrated().then((o) => assert.match(o, /migrated 0/))]);
   assert.deepEqual(here, []);
   assert.equal(await lockHolders(), 0);
-  for (const p of [first, second, third]) p.child.kill('SIGKILL');
+  for (const p of [first, second]) p.child.kill('SIGKILL');
 });

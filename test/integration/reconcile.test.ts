@@ -33,17 +33,21 @@ after(async () => {
   await env?.cleanup();
 });
 
+let modelId: string | undefined;
 async function submit(): Promise<string> {
-  const up = await app.inject({
-    method: 'POST',
-    url: '/v1/models?name=m.onnx',
-    headers: { 'content-type': 'application/octet-stream' },
-    payload: Buffer.from(validModel()),
-  });
+  if (!modelId) {
+    const up = await app.inject({
+      method: 'POST',
+      url: '/v1/models?name=m.onnx',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(validModel()),
+    });
+    modelId = up.json().id as string;
+  }
   const res = await app.inject({
     method: 'POST',
     url: '/v1/jobs',
-    payload: { modelId: up.json().id, recipe: { method: 'sparsity', pattern: '2:4' } },
+    payload: { modelId, recipe: { method: 'sparsity', pattern: '2:4' } },
   });
   assert.equal(res.statusCode, 202, res.body);
   return res.json().id;
