@@ -55,8 +55,16 @@ function needsHessian(s: ReturnType<typeof settings>): boolean {
 
 function skipReason(w: WeightRef, r: SlimRecipe): string | undefined {
   const s = settings(r);
-  if (w.op === 'Conv')
-    return 'SLiM adapters are implemented for MatMul/Gemm; use the sparsity + quantize methods for Conv';
+  if (w.op === 'Conv') {
+    // Conv: QDQ weights (DequantizeLinear feeding the Conv) + adapter Conv(k×k, r channels) → Conv(1×1).
+    if ((w.group ?? 1) !== 1)
+      return 'SLiM adapters for grouped/depthwise Conv are not implemented; use the sparsity + quantize methods';
+    if (s.rankRatio > 0 && s.quantizeAdapters)
+      return '4-bit adapters are written for MatMul/Gemm only; use lowRank.quantize false for Conv layers';
+    const cg = w.consumerShape[1];
+    if (cg % s.m !== 0)
+      return `Conv input channels (${cg}) not a multiple of M=${s.m}: N:M groups run over input channels`;
+  }
   if (w.K % s.m !== 0) return `K=${w.K} is not a multiple of M=${s.m}`;
   return quantSkipReason(w, s.quant, s.format);
 }

@@ -5,7 +5,7 @@
 //    opset 21; int8 per-channel opset 13). Codes go back to the initializer's own layout (MatMul [K][N], Gemm
 //    transB [N][K], Conv [O][C/G][kh][kw]).
 //  - Low-rank adapter: Y = Yc + (X·A)·B next to the compressed op (A [K][r], B [r][N]; fp32, fp16, or 4-bit
-//    MatMulNBits when quantized).
+//    MatMulNBits when quantized); for Conv, Conv(X, A as r k×k filters) → 1×1 Conv(B).
 import { create } from '@bufbuild/protobuf';
 import {
   AttributeProto_AttributeType,
@@ -229,6 +229,12 @@ export interface AdapterOptions {
   storage?: FloatDtype;
   /** Quantized adapters as MatMulNBits (SLiM-LoRA^Q), built by the caller. */
   quantized?: { a: MatMulNBitsWeights; b: MatMulNBitsWeights; accuracyLevel: number };
+  /**
+   * The layer is a Conv (group 1) with C input channels and this kernel: the adapter becomes Conv(X, A) with the
+   * layer's own geometry (`attributes`: strides, pads, dilations, auto_pad — not group) and r output channels,
+   * then a 1×1 Conv with B. A's rows follow the canonical Conv K order (kernel position, then channel).
+   */
+  conv?: { channels: number; kernel: number[]; attributes: AttributeProto[] };
 }
 
 /** Y = base + (X·A)·B. */
@@ -239,6 +245,7 @@ export function adapterNodes(o: AdapterOptions): NodesAndInitializers {
   const nodes: NodeProto[] = [];
   const initializers: TensorProto[] = [];
   if (o.quantized) {
+    if (o.conv) throw new QuantError('adapter: 4-bit adapters are written for MatMul/Gemm only, not Conv');
     for (const [part, w, inp, out] of [
       ['A', o.quantized.a, o.input, xa],
       ['B', o.quantized.b, xa, xab],
@@ -260,7 +267,27 @@ export function adapterNodes(o: AdapterOptions): NodesAndInitializers {
     const storage = o.storage ?? dtype;
     let aName = `${o.name}_A`;
     let bName = `${o.name}_B`;
-    initializers.push(floatTensor(aName, storage, [o.K, o.rank], o.a), floatTensor(bName, storage, [o.rank, o.N], o.b));
+    if (o.conv) {
+      const { channels: C, kernel } = o.conv;
+      const S = kernel.reduce((x, y) => x * y, 1);
+      if (C * S !== o.K) throw new QuantError(`adapter: Conv ${C} channels × kernel ${kernel} ≠ K = ${o.K}`);
+      // A [K][r] with K = s·C + c → Conv weight [r][C][...kernel]; B [r][N] → 1×1 Conv weight [N][r][1…].
+      const aConv = new Float32Array(o.K * o.rank);
+      for (let j = 0; j < o.rank; j++)
+        for (let c = 0; c < C; c++)
+          for (let sp = 0; sp < S; sp++) aConv[(j * C + c) * S + sp] = o.a[(sp * C + c) * o.rank + j];
+      const bConv = new Float32Array(o.rank * o.N);
+      for (let n = 0; n < o.N; n++) for (let j = 0; j < o.rank; j++) bConv[n * o.rank + j] = o.b[j * o.N + n];
+      const ones = kernel.map(() => 1);
+      initializers.push(
+        floatTensor(aName, storage, [o.rank, C, ...kernel], aConv),
+        floatTensor(bName, storage, [o.N, o.rank, ...ones], bConv),
+      );
+    } else
+      initializers.push(
+        floatTensor(aName, storage, [o.K, o.rank], o.a),
+        floatTensor(bName, storage, [o.rank, o.N], o.b),
+      );
     if (storage !== dtype) {
       const to = dtype === 'float32' ? 1 : 10; // TensorProto FLOAT / FLOAT16
       nodes.push(node('Cast', [aName], [`${aName}_cast`], `${o.name}_Cast_A`, [intAttr('to', to)]));
@@ -268,8 +295,13 @@ export function adapterNodes(o: AdapterOptions): NodesAndInitializers {
       aName = `${aName}_cast`;
       bName = `${bName}_cast`;
     }
-    nodes.push(node('MatMul', [o.input, aName], [xa], `${o.name}_MatMul_A`));
-    nodes.push(node('MatMul', [xa, bName], [xab], `${o.name}_MatMul_B`));
+    if (o.conv) {
+      nodes.push(node('Conv', [o.input, aName], [xa], `${o.name}_Conv_A`, o.conv.attributes));
+      nodes.push(node('Conv', [xa, bName], [xab], `${o.name}_Conv_B`));
+    } else {
+      nodes.push(node('MatMul', [o.input, aName], [xa], `${o.name}_MatMul_A`));
+      nodes.push(node('MatMul', [xa, bName], [xab], `${o.name}_MatMul_B`));
+    }
   }
   nodes.push(node('Add', [o.base, xab], [o.output], `${o.name}_Add`));
   return { nodes, initializers };

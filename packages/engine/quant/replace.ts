@@ -3,7 +3,7 @@
 // adapter branch Y = Y_C + (X·A)·B. The new nodes take the consumer's position in its graph (so the order stays
 // topological), the final value keeps the consumer's output name (nothing downstream is rewired), and the old
 // weight (its store and any Identity/Cast/Transpose/Reshape chain) is removed once nothing reads it.
-import type { GraphProto, NodeProto, TensorProto } from '../onnx/gen/onnx_pb.js';
+import type { AttributeProto, GraphProto, NodeProto, TensorProto } from '../onnx/gen/onnx_pb.js';
 import { TensorProto_DataType } from '../onnx/gen/onnx_pb.js';
 import {
   addInitializer,
@@ -227,7 +227,18 @@ export function replaceWithQuantized(
   }
   let adapterBytes = 0;
   if (o.adapter && o.adapter.rank > 0) {
-    if (w.op === 'Conv') throw new QuantError(`${w.name}: low-rank adapters are implemented for MatMul/Gemm only`);
+    let conv: { channels: number; kernel: number[]; attributes: AttributeProto[] } | undefined;
+    if (w.op === 'Conv') {
+      if ((w.group ?? 1) !== 1 || quantAdapters)
+        throw new QuantError(`${w.name}: Conv adapters are written for group 1 and unquantized factors only`);
+      const kernel = w.consumerShape.slice(2);
+      conv = {
+        channels: w.consumerShape[1],
+        kernel,
+        // The layer's geometry (strides, pads, dilations, auto_pad) so that X·A sees the same patches.
+        attributes: consumer.attribute.filter((a) => ['strides', 'pads', 'dilations', 'auto_pad'].includes(a.name)),
+      };
+    }
     let qa: { a: MatMulNBitsWeights; b: MatMulNBitsWeights; accuracyLevel: number } | undefined;
     if (quantAdapters)
       qa = { a: packMatMulNBits(quantAdapters.a), b: packMatMulNBits(quantAdapters.b), accuracyLevel: o.accuracyLevel };
@@ -244,6 +255,7 @@ export function replaceWithQuantized(
       dtype,
       storage: o.adapter.storage,
       quantized: qa,
+      conv,
     });
     newNodes.push(...r.nodes);
     inits.push(...r.initializers);

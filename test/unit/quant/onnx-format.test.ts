@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import * as ort from 'onnxruntime-node';
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
   GraphProtoSchema,
   ModelProtoSchema,
   OperatorSetIdProtoSchema,
@@ -200,6 +202,93 @@ test('QDQ: DequantizeLinear int4/uint4 blocked, int8 per-channel feeding MatMul,
     const y = await run(parts, [1, C, 3, 3], [1, O, 1, 1], img, 'disabled');
     assertClose(y, reference(patch, wq, 1, KC, O), `QDQ Conv ${JSON.stringify(spec)}`);
   }
+});
+
+test('Conv adapter (QDQ Conv + Conv(k×k, r) → Conv(1×1)) equals a float64 conv with W_C + (A·B)ᵀ', async () => {
+  // 8 input channels, 6 outputs, 3×3 kernel, stride 2, pads 1, input 7×7 → output 4×4; rank 3.
+  const C = 8;
+  const O = 6;
+  const H = 7;
+  const r = 3;
+  const KC = 9 * C;
+  const OH = 4;
+  const q = quantizeRtn(rand(O * KC, 21), O, KC, { bits: 4, symmetric: true, groupSize: 8 });
+  const a = rand(KC * r, 22);
+  const b = rand(r * O, 23);
+  const ints = (name: string, v: number[]) =>
+    create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: v.map(BigInt) });
+  const attrs = [ints('strides', [2, 2]), ints('pads', [1, 1, 1, 1])];
+  for (const storage of ['float32', 'float16'] as const) {
+    const core = qdqWeight(q, { kind: 'conv', dims: [O, C, 3, 3] }, 'cw');
+    core.nodes.push(node('Conv', ['X', core.output], ['Yc'], 'conv', attrs));
+    const ad = adapterNodes({
+      name: 'lr',
+      input: 'X',
+      base: 'Yc',
+      output: 'Y',
+      K: KC,
+      N: O,
+      rank: r,
+      a,
+      b,
+      storage,
+      conv: { channels: C, kernel: [3, 3], attributes: attrs },
+    });
+    const img = rand(C * H * H, 24);
+    const y = await run(
+      { nodes: [...core.nodes, ...ad.nodes], initializers: [...core.initializers, ...ad.initializers] },
+      [1, C, H, H],
+      [1, O, OH, OH],
+      img,
+      'disabled',
+    );
+    // Reference: im2col rows in canonical K order (ky, kx, c), zero padding, times W_eff = W_C + (A·B)ᵀ.
+    const as = storage === 'float16' ? float16ToFloat32(float32ToFloat16(a)) : a;
+    const bs = storage === 'float16' ? float16ToFloat32(float32ToFloat16(b)) : b;
+    const wq = dequantize(q);
+    const eff = new Float64Array(O * KC);
+    for (let n = 0; n < O; n++)
+      for (let k = 0; k < KC; k++) {
+        let s = wq[n * KC + k];
+        for (let j = 0; j < r; j++) s += as[k * r + j] * bs[j * O + n];
+        eff[n * KC + k] = s;
+      }
+    const patches = new Float32Array(OH * OH * KC);
+    for (let oy = 0; oy < OH; oy++)
+      for (let ox = 0; ox < OH; ox++)
+        for (let ky = 0; ky < 3; ky++)
+          for (let kx = 0; kx < 3; kx++)
+            for (let c = 0; c < C; c++) {
+              const iy = oy * 2 - 1 + ky;
+              const ix = ox * 2 - 1 + kx;
+              const inside = iy >= 0 && iy < H && ix >= 0 && ix < H;
+              patches[(oy * OH + ox) * KC + (ky * 3 + kx) * C + c] = inside ? img[(c * H + iy) * H + ix] : 0;
+            }
+    const ref = reference(patches, eff, OH * OH, KC, O); // [pixel][n]; ORT gives [n][pixel]
+    const t = { y: new Float64Array(ref.y.length), mag: new Float64Array(ref.y.length) };
+    for (let p = 0; p < OH * OH; p++)
+      for (let n = 0; n < O; n++) {
+        t.y[n * OH * OH + p] = ref.y[p * O + n];
+        t.mag[n * OH * OH + p] = ref.mag[p * O + n];
+      }
+    assertClose(y, t, `Conv adapter (${storage})`);
+  }
+  assert.throws(
+    () =>
+      adapterNodes({
+        name: 'lr',
+        input: 'X',
+        base: 'Yc',
+        output: 'Y',
+        K: KC,
+        N: O,
+        rank: r,
+        a,
+        b,
+        conv: { channels: C + 1, kernel: [3, 3], attributes: [] },
+      }),
+    /Conv/,
+  );
 });
 
 test('adapter nodes: Y = X·W_C + (X·A)·B', async () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../../packages/engine/onnx/model.js';
-import { tokenData, transformer } from '../sparsity/models.js';
+import { convNet, randn, tokenData, transformer } from '../sparsity/models.js';
 import { run, tempDir, writeCase } from '../sparsity/helpers.js';
 import { InputError } from '../../../packages/engine/job.js';
 
@@ -80,4 +80,38 @@ test('slim without calibration data is refused with a clear error when the recip
     run({ method: 'slim' }, model.modelPath, join(dir, 'nocal')),
     (e: unknown) => e instanceof InputError || /calibration/.test(String(e)),
   );
+});
+
+test('SLiM on Conv: QDQ weights + Conv(k×k, r) → Conv(1×1) adapter, written model runs; grouped Conv skipped', async () => {
+  const data = { x: { dtype: 'float32' as const, dims: [12, 8, 12, 12], data: randn(12 * 8 * 144, 9) } };
+  const model = await writeCase(dir, 'conv', convNet(), data);
+  const out = join(dir, 'conv-slim');
+  const r = await run(
+    {
+      method: 'slim',
+      pattern: '2:4',
+      criterion: 'wanda',
+      quant: { bits: 4, scheme: 'rtn', groupSize: 'channel' },
+      lowRank: { rankRatio: 0.25, saliency: 'slim' },
+      format: 'qdq',
+    },
+    model.modelPath,
+    out,
+    { calibrationPath: model.dataPath },
+  );
+  const byNode = Object.fromEntries(r.report.layers.map((l) => [l.node, l]));
+  const conv1 = byNode.conv1 as Record<string, unknown>;
+  assert.equal(conv1.skipped, undefined, String(conv1.skipped));
+  assert.equal(conv1.rank, 4); // ⌊0.25·min(16, 72)⌋
+  assert.equal(conv1.patternVerified, true);
+  assert.match(String(conv1.route), /DequantizeLinear.*\+Conv \+ adapter/);
+  // The adapter wins back part of the 2:4 + 4-bit error on the layer's own calibration outputs.
+  assert.ok((conv1.relError as number) < (conv1.relErrorBeforeAdapter as number), JSON.stringify(conv1));
+  assert.match(String(byNode.conv2.skipped), /grouped/);
+  assert.ok(byNode.conv3.skipped); // depthwise and too small
+  const written = await loadModel(join(out, 'model.onnx'));
+  const ops = written.proto.graph!.node.map((n) => n.opType);
+  assert.equal(ops.filter((o) => o === 'Conv').length, 5); // 3 layers + the adapter's two
+  const q = r.report.quality as { evaluated: boolean; relativeError: number };
+  assert.ok(q.evaluated && q.relativeError < 0.5, JSON.stringify(q));
 });
