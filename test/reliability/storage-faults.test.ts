@@ -335,8 +335,8 @@ describe('scratch folders of SIGKILLed workers', () => {
     await env?.cleanup();
   });
 
-  /** Starts the fault worker process on `workDir`, lets it take a job into its compress stage, then SIGKILLs it. */
-  async function killMidJob(workDir: string, modelId: string): Promise<{ id: string; attempt: string }> {
+  /** Starts the fault worker process on `workDir` and lets it take a new job into its compress stage. */
+  async function workerMidJob(workDir: string, modelId: string) {
     const w = spawnTracked(
       ['scripts/fault-helpers/worker.ts'],
       serviceEnv(env, { WORK_DIR: workDir, TEST_ENGINE_MODE: 'ok:8000' }),
@@ -347,10 +347,9 @@ describe('scratch folders of SIGKILLed workers', () => {
       const j = await getJob(app, id);
       return j.state === 'running' && j.stage === 'compress' ? j : null;
     }, 30_000);
-    await w.crash();
     const attempts = await readdir(join(workDir, 'jobs', id));
-    assert.equal(attempts.length, 1, 'the killed attempt left its scratch folder');
-    return { id, attempt: attempts[0] };
+    assert.equal(attempts.length, 1);
+    return { worker: w, id, attempt: attempts[0] };
   }
 
   async function inProcessWorker(workDir: string): Promise<{ worker: RunningWorker; platform: Platform }> {
@@ -360,13 +359,14 @@ describe('scratch folders of SIGKILLed workers', () => {
     return { worker, platform };
   }
 
-  it('older attempts are removed when the job runs again, and stale job folders when a worker starts', async () => {
+  it('dead attempts are removed when the job runs again and when a worker starts; live ones never', async () => {
     const modelId = await uploadModel(app, C.validModel());
     const workA = join(env.storageDir, 'work-a'); // machine A
     const workB = join(env.storageDir, 'work-b'); // machine B
 
     // 1. A's worker dies mid-job; a worker on machine B finishes the job. A's folder stays: nobody on A ran since.
-    const first = await killMidJob(workA, modelId);
+    const first = await workerMidJob(workA, modelId);
+    await first.worker.crash();
     const b = await inProcessWorker(workB);
     try {
       assert.equal((await waitState(app, first.id, ['succeeded', 'failed'])).state, 'succeeded');
@@ -374,28 +374,32 @@ describe('scratch folders of SIGKILLed workers', () => {
       await b.worker.close();
       await b.platform.close();
     }
-    assert.deepEqual(await readdir(join(workA, 'jobs', first.id)), [first.attempt]);
+    assert.deepEqual(await readdir(join(workA, 'jobs', first.id)), [first.attempt], 'the killed attempt is left');
 
-    // 2. A's worker dies again, mid-way through another job, which is still `running` when A's worker restarts.
-    const second = await killMidJob(workA, modelId);
-    // Job ids this database does not know (deleted, or another deployment's sharing WORK_DIR): kept while recent.
-    const [recent, stale] = [randomUUID(), randomUUID()];
-    for (const id of [recent, stale]) {
+    // 2. Another worker process on A runs a second job when a new worker starts on A. Also in WORK_DIR: folders of
+    // job ids this database does not know (deleted, or another deployment's sharing WORK_DIR), one recent, one old.
+    const second = await workerMidJob(workA, modelId);
+    const [recent, old] = [randomUUID(), randomUUID()];
+    for (const id of [recent, old]) {
       await mkdir(join(workA, 'jobs', id, randomUUID(), 'out'), { recursive: true });
       await writeFile(join(workA, 'jobs', id, 'x'), 'scratch');
     }
-    await ageTree(join(workA, 'jobs', stale), new Date(Date.now() - 2 * 86_400_000));
+    await ageTree(join(workA, 'jobs', old), new Date(Date.now() - 2 * 86_400_000));
     const a = await inProcessWorker(workA);
     try {
-      // The start sweep removed the finished job's folder and the day-old unknown one; kept the running job's.
+      // The start sweep removed the dead attempt of the first job and the day-old unknown folder; it kept the live
+      // attempt of the second job (its worker process is alive) and the recent unknown folder.
       assert.deepEqual((await readdir(join(workA, 'jobs'))).sort(), [second.id, recent].sort());
+      assert.deepEqual(await readdir(join(workA, 'jobs', second.id)), [second.attempt]);
       await rm(join(workA, 'jobs', recent), { recursive: true });
-      // The restarted worker takes the stalled job over; the killed attempt's folder goes as its attempt starts.
+      // Now the second job's worker dies too: the new worker takes the stalled job over, and the killed attempt's
+      // folder goes when the job runs again.
+      await second.worker.crash();
       const done = await waitState(app, second.id, ['succeeded', 'failed']);
       assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
       assert.ok(done.attempts >= 2, `attempts ${done.attempts}`);
     } finally {
-      await a.worker.close(); // waits for every attempt it runs (a loaded machine may have stalled one into two)
+      await a.worker.close(); // waits for every attempt it runs
       await a.platform.close();
     }
     assert.deepEqual(await listFiles(workA), [], 'no scratch left on machine A');

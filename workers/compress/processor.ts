@@ -16,7 +16,7 @@ import type { Storage } from '../../packages/platform/storage/storage.js';
 import { runInThread } from '../../packages/platform/threads/run-in-thread.js';
 import type { CompressArgs } from './engine.js';
 import { downloadInputs, sha256File, type InputNames } from './files.js';
-import { redactPaths, removeAttempt, removeJobScratch, removeOtherAttempts } from './scratch.js';
+import { claimAttemptDir, redactPaths, removeAttempt, removeDeadAttempts } from './scratch.js';
 
 export interface ProcessorDeps {
   config: Config;
@@ -95,7 +95,8 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
   const { jobId } = bullJob.data;
   const row = await db.job.findUnique({ where: { id: jobId } });
   // Nothing will run: whatever a killed attempt left in this worker's scratch goes.
-  if (!row || FINAL.has(row.state)) await removeJobScratch(config.workDir, jobId).catch(() => {});
+  const dropScratch = () => removeDeadAttempts(config.workDir, jobId, { jobRunning: false }).catch(() => {});
+  if (!row || FINAL.has(row.state)) await dropScratch();
   if (!row) return 'deleted'; // the row was deleted while queued
   if (FINAL.has(row.state)) return `already ${row.state}`; // e.g. committed just before a worker died
   const finish = async (state: 'failed' | 'cancelled', error?: { code: string; message: string }) => {
@@ -108,7 +109,7 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
   };
   if (row.cancelRequestedAt) {
     await finish('cancelled');
-    await removeJobScratch(config.workDir, jobId).catch(() => {});
+    await dropScratch();
     return 'cancelled';
   }
 
@@ -152,9 +153,10 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
 
   const inputNames: InputNames = new Map();
   try {
-    // A retried job: the folders of attempts whose worker was killed are of no use to anyone now.
-    const stale = await removeOtherAttempts(config.workDir, jobId, attemptId);
-    if (stale.length) log.info({ jobId, removed: stale.length }, 'removed scratch folders of earlier attempts');
+    await claimAttemptDir(workDir);
+    // A job run again: the folders of earlier attempts whose worker was killed are of no use to anyone now.
+    const stale = await removeDeadAttempts(config.workDir, jobId, { keep: attemptId, jobRunning: true });
+    if (stale.length) log.info({ jobId, removed: stale.length }, 'removed scratch folders of dead attempts');
     await mkdir(outputDir, { recursive: true });
     await mkdir(join(workDir, 'tmp'), { recursive: true });
     const inputs = await downloadInputs(db, storage, row, join(workDir, 'in'), outputDir, inputNames);
@@ -208,6 +210,8 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
   } finally {
     deps.running.delete(jobId);
     await removeAttempt(config.workDir, jobId, attemptId).catch(() => {});
+    // An attempt that ran alongside this one (its worker stalled, then was killed meanwhile) is gone by now too.
+    await removeDeadAttempts(config.workDir, jobId, { jobRunning: true }).catch(() => {});
   }
 }
 

@@ -13,6 +13,9 @@ import type { Platform } from '../../packages/platform/runtime.js';
 import { processCompressJob, type ProcessorDeps } from './processor.js';
 import { sweepJobScratch } from './scratch.js';
 
+/** How often a running worker sweeps dead attempts' scratch folders (besides at start). */
+const SCRATCH_SWEEP_MS = 10 * 60 * 1000;
+
 export const DEFAULT_ENGINE_MODULE = new URL('./engine.ts', import.meta.url).href;
 
 export interface CompressWorkerOptions {
@@ -51,14 +54,19 @@ export async function startCompressWorker(
     progressFlushMs: opts.progressFlushMs,
   };
 
-  // Scratch folders left by a worker killed on this machine, of jobs that have since finished elsewhere (or were
-  // deleted): nothing else would remove them. Housekeeping: a failure is logged, the worker starts anyway.
-  try {
-    const swept = await sweepJobScratch(platform.db, config.workDir);
-    if (swept.length) log.info({ jobs: swept.length }, 'removed scratch folders of jobs no longer running');
-  } catch (e) {
-    log.warn({ err: e }, 'scratch sweep failed');
-  }
+  // Scratch folders of attempts whose worker was killed on this machine: nothing else would remove those of jobs that
+  // have since finished elsewhere. At start, then every few minutes; housekeeping, so failures are only logged.
+  const sweepScratch = async () => {
+    try {
+      const swept = await sweepJobScratch(platform.db, config.workDir);
+      if (swept.length) log.info({ jobs: swept.length }, 'removed scratch folders of dead attempts');
+    } catch (e) {
+      log.warn({ err: e }, 'scratch sweep failed');
+    }
+  };
+  await sweepScratch();
+  const scratchTimer = setInterval(() => void sweepScratch(), SCRATCH_SWEEP_MS);
+  scratchTimer.unref();
 
   const subscriber: Redis = createRedis(config.redisUrl, 'subscriber');
   await onCancel(subscriber, config.queuePrefix, (jobId) => {
@@ -123,6 +131,7 @@ export async function startCompressWorker(
     running,
     async close() {
       clearInterval(heartbeat);
+      clearInterval(scratchTimer);
       if (heartbeat) await platform.redis.zrem(gpuWorkersKey(config.queuePrefix), workerId).catch(() => {});
       // Graceful: let running jobs finish (BullMQ waits); SIGINT twice to abort them instead.
       await Promise.all(workers.map((w) => w.close()));
