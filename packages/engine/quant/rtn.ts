@@ -155,6 +155,69 @@ function quantizeSymmetricF32(w: Float32Array, rows: number, cols: number, bits:
 }
 
 /**
+ * Symmetric quantization of M ⊙ W without forming M ⊙ W (the sparse part of every SLiM step; saves a 64 MB pass at
+ * 4096²): pruned entries get the zero-point code (they dequantize to exactly 0), kept ones are rounded with the
+ * group's absmax over kept entries (RTN) or with the per-tensor clip `alpha` (SLiM-Quant) when given. The same codes
+ * and scales as quantizeRtn / quantizeWithClip on the masked copy.
+ */
+export function quantizeMasked(
+  w: Float32Array,
+  mask: Uint8Array,
+  rows: number,
+  cols: number,
+  bits: QuantBits,
+  blockSize: number,
+  alpha?: number,
+): QuantizedMatrix {
+  checkMatrix('quantizeMasked', w, rows, cols);
+  checkMatrix('quantizeMasked', mask, rows, cols);
+  checkBits(bits);
+  if (alpha !== undefined && (!(alpha >= 0) || !Number.isFinite(alpha)))
+    throw new QuantError(`clip α must be finite and ≥ 0 (got ${alpha})`);
+  const q = emptyMatrix(rows, cols, bits, blockSize, true);
+  const { codes, scales, zeroPoints, blocksPerRow } = q;
+  const half = 1 << (bits - 1);
+  const qmax = half - 1;
+  const lo = 0.5;
+  const hi = qmax + half + 0.5;
+  const shift = half + 0.5;
+  zeroPoints.fill(half);
+  const clip = alpha === undefined ? 0 : Math.fround(alpha / qmax);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const k0 = base + b * blockSize;
+      const k1 = base + Math.min(cols, (b + 1) * blockSize);
+      let s = clip;
+      if (alpha === undefined) {
+        let amax = 0;
+        let bad = false;
+        for (let i = k0; i < k1; i++) {
+          const a = mask[i] ? Math.abs(w[i]) : 0;
+          if (a > amax) amax = a;
+          bad ||= a !== a;
+        }
+        s = Math.fround(amax / qmax);
+        if (bad || !Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+      }
+      scales[r * blocksPerRow + b] = s;
+      if (s === 0) {
+        codes.fill(half, k0, k1);
+        continue;
+      }
+      const inv = 1 / s;
+      for (let i = k0; i < k1; i++) {
+        let x = mask[i] ? w[i] * inv + shift : shift;
+        if (x < lo) x = lo;
+        else if (x > hi) x = hi;
+        codes[i] = x | 0;
+      }
+    }
+  }
+  return q;
+}
+
+/**
  * Symmetric quantization with one given per-tensor clip α (SLiM-Quant): s = α/(2^(b−1)−1) in every group, codes
  * clamped to [−2^(b−1), 2^(b−1)−1]. `blockSize` only sets the storage layout (MatMulNBits needs groups); every
  * group carries the same scale.

@@ -26,7 +26,7 @@ import {
   type Saliency,
 } from '../math/lowrank.js';
 import type { TruncatedSvdOptions } from '../math/svd.js';
-import { dequantize, dequantizeResidual, quantizeRtn, quantizeWithClip } from './rtn.js';
+import { dequantize, dequantizeResidual, quantizeMasked, quantizeRtn, quantizeWithClip } from './rtn.js';
 import { float16ToFloat32, float32ToFloat16 } from '../onnx/floats.js';
 import { slimQuantAlpha } from './slim-quant.js';
 import { QuantError, resolveBlockSize, type QuantizedMatrix, type QuantSpec } from './types.js';
@@ -168,8 +168,8 @@ export async function slimLayer(
   let alpha: number | undefined;
 
   /**
-   * W_C for a dense target: masked (or SparseGPT-pruned) and quantized, worked out in `scratch` (the target may be
-   * scratch itself; its contents are consumed). `first`: the call on W itself.
+   * W_C for a dense target: masked and quantized in one pass (magnitude/Wanda), or SparseGPT-pruned in `scratch`
+   * and quantized. The target may be scratch itself; its contents are then consumed. `first`: the call on W itself.
    */
   const sparsePart = (target: Float32Array, first: boolean): Promise<QuantizedMatrix> =>
     timed('sparse part', async () => {
@@ -181,7 +181,8 @@ export async function slimLayer(
         const r = await sparseGpt(scratch, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
         mask = r.mask;
       } else {
-        for (let i = 0; i < scratch.length; i++) scratch[i] = mask[i] ? target[i] : 0; // copy and mask, one pass
+        if (a !== undefined) alpha = a;
+        return quantizeMasked(target, mask, N, K, o.quant.bits, blockSize, a); // no masked copy
       }
       if (a !== undefined) {
         alpha = a;

@@ -1,6 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dequantize, dequantizeResidual, quantizeRtn, quantizeWithClip } from '../../../packages/engine/quant/rtn.js';
+import {
+  dequantize,
+  dequantizeResidual,
+  quantizeMasked,
+  quantizeRtn,
+  quantizeWithClip,
+} from '../../../packages/engine/quant/rtn.js';
 import { storedBitsPerWeight, type QuantSpec } from '../../../packages/engine/quant/types.js';
 
 function rng(seed: number) {
@@ -88,6 +94,28 @@ test('the fp32 symmetric fast path gives the codes of the generic loop and scale
     () => quantizeRtn(Float32Array.of(1, NaN), 1, 2, { bits: 4, symmetric: true, groupSize: 16 }),
     /non-finite/,
   );
+});
+
+test('quantizeMasked equals quantizeRtn / quantizeWithClip on the masked copy (pruned NaNs ignored)', () => {
+  const rows = 6;
+  const cols = 160;
+  const w = Float32Array.from(randn(rows * cols, 8));
+  const mask = Uint8Array.from({ length: rows * cols }, (_, i) => ((i * 7919) % 5 < 3 ? 1 : 0));
+  for (let i = 0; i < mask.length; i += 17) if (!mask[i]) w[i] = NaN; // pruned entries are never read as values
+  const masked = Float32Array.from(w, (v, i) => (mask[i] ? v : 0));
+  for (const bits of [4, 8] as const)
+    for (const groupSize of [16, 32, 'channel'] as const) {
+      const spec: QuantSpec = { bits, symmetric: true, groupSize };
+      const bs = groupSize === 'channel' ? cols : groupSize;
+      const want = quantizeRtn(masked, rows, cols, spec);
+      const got = quantizeMasked(w, mask, rows, cols, bits, bs);
+      assert.deepEqual(got.codes, want.codes);
+      assert.deepEqual(got.scales, want.scales);
+      const wantClip = quantizeWithClip(masked, rows, cols, bits, 1.3, bs);
+      const gotClip = quantizeMasked(w, mask, rows, cols, bits, bs, 1.3);
+      assert.deepEqual(gotClip.codes, wantClip.codes);
+      assert.deepEqual(gotClip.scales, wantClip.scales);
+    }
 });
 
 test('zeros stay exactly zero (2:4 zeros survive quantization) in every scheme', () => {
