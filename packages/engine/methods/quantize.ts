@@ -187,7 +187,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     let alpha: number | undefined;
     let sparsity: number | null = null;
     // NaN/±Inf among the original weights (reportsNonFinite). The fused kernel refuses any (it throws naming the
-    // first), so a layer it quantized has none; the canonical route counts them on the matrix it reads anyway.
+    // first), so a layer it quantized has none; the canonical route counts them on the stored bytes first.
     let nonFinite = 0;
     if (kn && block) {
       // Fused path: quantize and pack straight from the stored bytes (errors only when calibration asks for them).
@@ -210,8 +210,8 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       }
       recordShape(plan, packed, rep.nbitsNodes);
     } else {
+      nonFinite = nonFiniteCount(ctx.model, w);
       const weights = readWeightMatrix(ctx.model, w);
-      for (let k = 0; k < weights.length; k++) if (!Number.isFinite(weights[k])) nonFinite++;
       const res = quantizeCanonical(weights, w.N, w.K, spec, format);
       alpha = res.alpha;
       const wHat = dequantize(res.q);
