@@ -15,8 +15,8 @@ import { runRecipe } from '../packages/engine/run.js';
 import type { Recipe } from '../packages/engine/recipe.js';
 import { quantizeRtn } from '../packages/engine/quant/rtn.js';
 import { packMatMulNBits } from '../packages/engine/quant/matmulnbits.js';
-import { quantizePackKN4 } from '../packages/engine/quant/fast-kn.js';
-import { tensorBytes } from '../packages/engine/onnx/tensor.js';
+import { quantizePackKN4Rows } from '../packages/engine/quant/fast-kn.js';
+import { readTensorBytesInto } from '../packages/engine/onnx/tensor.js';
 
 /** Fresh memory touched (minor page faults × 4 KiB), in MB: on this VM each fresh GB costs seconds. */
 function faultsMB(): number {
@@ -120,14 +120,22 @@ try {
   let quantSec = 0;
   let packSec = 0;
   let fusedSec = 0;
+  let kn = new Float32Array(0);
+  const fusedOut = { codes: new Uint8Array(0), scales: new Float32Array(0) };
   for (const w of ws) {
     const init = model.proto.graph!.initializer.find((x) => x.name === w.name)!;
-    const raw = tensorBytes(model, init);
-    const kn =
-      raw.byteOffset % 4 === 0
-        ? new Float32Array(raw.buffer, raw.byteOffset, w.K * w.N)
-        : new Float32Array(raw.slice().buffer);
-    fusedSec += (await time(() => quantizePackKN4(kn, w.K, w.N, group)))[1];
+    // The compute floor: the kernel on weights already in (warm, reused) memory, into reused output buffers.
+    if (kn.length !== w.K * w.N) kn = new Float32Array(w.K * w.N);
+    readTensorBytesInto(model, init, 0, new Uint8Array(kn.buffer));
+    const blocks = Math.ceil(w.K / group);
+    if (fusedOut.codes.length < w.N * blocks * (group >> 1)) {
+      fusedOut.codes = new Uint8Array(w.N * blocks * (group >> 1)).fill(1); // touched before the clock
+      fusedOut.scales = new Float32Array(w.N * blocks).fill(1);
+    }
+    const src = kn;
+    fusedSec += (
+      await time(() => quantizePackKN4Rows((k0) => ({ data: src, base: k0 * w.N }), w.K, w.N, group, fusedOut))
+    )[1];
     const [m, r] = await time(() => readWeightMatrix(model, w));
     const [q, t] = await time(() => quantizeRtn(m, w.N, w.K, { bits: 4, groupSize: group, symmetric: true }));
     const [, p] = await time(() => packMatMulNBits(q));
@@ -148,7 +156,9 @@ try {
       `= ${rate(cpuSec)}`,
   );
   console.log(`  job stages (from progress events): ${stageLine}`);
-  console.log(`  fused [K][N] → MatMulNBits kernel alone: ${fusedSec.toFixed(3)} s (${rate(fusedSec)})`);
+  console.log(
+    `  fused [K][N] → MatMulNBits kernel alone (weights in warm memory, reused outputs): ${fusedSec.toFixed(3)} s (${rate(fusedSec)})`,
+  );
   console.log(
     `  fresh memory touched by the job: ${jobFreshMB.toFixed(0)} MB (fresh memory costs ${freshSecPerGB.toFixed(2)} s/GB ` +
       `here → ≈ ${((jobFreshMB / 1e3) * freshSecPerGB).toFixed(2)} s of the job)`,
