@@ -154,7 +154,10 @@ export async function chooseAccuracyLevel(
     try {
       for (const level of candidates) {
         try {
-          const opened = await openSession(matMulNBitsModel(s, level), { executionProviders: [ep, 'cpu'] });
+          const opened = await openSession(matMulNBitsModel(s, level), {
+            executionProviders: [ep, 'cpu'],
+            allowSpinning: false,
+          });
           usedEp = opened.executionProvider;
           open.push({ level, session: opened.session, times: [] });
         } catch (e) {

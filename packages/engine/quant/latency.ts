@@ -79,6 +79,7 @@ export async function compareLatency(
   const providers = o.executionProviders ?? ['cpu'];
   const opts = {
     executionProviders: providers,
+    allowSpinning: false,
     ...(o.intraOpNumThreads ? { intraOpNumThreads: o.intraOpNumThreads } : {}),
   };
   const dense = await openSession(densePath, opts);
@@ -109,7 +110,7 @@ export async function compareLatency(
     return {
       executionProvider: dense.executionProvider,
       rows,
-      note: 'milliseconds per session.run, dense and compressed interleaved; p50/p95 over the runs',
+      note: 'milliseconds per session.run, dense and compressed interleaved; p50/p95 over the runs; intra-op threads do not spin between runs (ORT session option session.intra_op.allow_spinning = 0)',
     };
   } finally {
     await dense.session.release();
