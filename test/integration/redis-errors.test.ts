@@ -5,6 +5,7 @@ import { after, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { CompressQueues } from '../../packages/platform/queue/queues.js';
 import { createRedis, redactRedisUrl } from '../../packages/platform/queue/redis.js';
+import { createWebhookQueue } from '../../packages/platform/webhooks/queue.js';
 import { freePort } from '../reliability/servers.js';
 import { waitFor } from './helpers.js';
 
@@ -25,6 +26,7 @@ it('a connection (and BullMQ queues on it) to a dead Redis: no unhandled error, 
   const lines: string[] = [];
   const redis = createRedis(url, 'queue', { sink: (l) => void lines.push(l), intervalMs: 60_000 });
   const queues = new CompressQueues(redis, 'oc-dead', 1, 100);
+  const webhooks = createWebhookQueue(redis, 'oc-dead'); // the API's and the job-finished hook's queue
   let attempts = 0;
   redis.on('reconnecting', () => attempts++);
   try {
@@ -34,6 +36,7 @@ it('a connection (and BullMQ queues on it) to a dead Redis: no unhandled error, 
   } finally {
     redis.disconnect();
     await queues.close().catch(() => {});
+    await webhooks.close().catch(() => {});
     process.off('uncaughtException', onUncaught);
     console.error = consoleError;
   }

@@ -7,7 +7,6 @@ import { registerJobFinishedHook } from '../../packages/platform/events/job-fini
 import { publishJobState } from '../../packages/platform/job-events/bus.js';
 import type { WebhookConfig } from '../../packages/platform/webhooks/config.js';
 import { dispatchJob } from '../../packages/platform/webhooks/dispatcher.js';
-import { logErrors } from '../../packages/platform/queue/redis.js';
 import { createWebhookQueue } from '../../packages/platform/webhooks/queue.js';
 
 export interface FinishedHookDeps {
@@ -20,8 +19,7 @@ export interface FinishedHookDeps {
 
 /** Registers the hook; the returned function removes it and closes the queue handle. */
 export function registerWebhookAndLiveHooks(deps: FinishedHookDeps): () => Promise<void> {
-  const queue = createWebhookQueue(deps.redis, deps.prefix);
-  logErrors(queue, 'queue webhooks (job-finished hook)');
+  const queue = createWebhookQueue(deps.redis, deps.prefix, 'queue webhooks (job-finished hook)');
   const dispatch = {
     db: deps.db,
     queue,

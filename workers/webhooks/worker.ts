@@ -64,7 +64,6 @@ export function startWebhookWorker(deps: WebhookWorkerDeps): RunningWebhookWorke
   );
   // Unheard, BullMQ console.errors every reconnect attempt while Redis is down: log them rate-limited instead.
   logErrors(worker, `worker ${WEBHOOK_QUEUE}`);
-  logErrors(queue, `queue ${WEBHOOK_QUEUE}`);
   worker.on('failed', (job, err) => {
     if (!(err instanceof RetryDeliveryError))
       deps.log?.error({ err, deliveryId: job?.data.deliveryId }, 'webhook attempt crashed');

@@ -34,7 +34,7 @@ export function openServiceExtensions(
   const auth = loadAuthConfig(env);
   const webhooks = loadWebhookConfig(env);
   const prefix = platform.config.queuePrefix;
-  const webhookQueue = createWebhookQueue(platform.redis, prefix);
+  const webhookQueue = createWebhookQueue(platform.redis, prefix, 'queue webhooks (api)');
   const subscriber = new JobEventSubscriber(createRedis(platform.config.redisUrl, 'subscriber'), prefix);
   // Progress that compress workers report through BullMQ reaches the SSE streams without a second publish.
   const bridge = new BullProgressBridge(subscriber, Object.values(QUEUE_NAMES), prefix, {

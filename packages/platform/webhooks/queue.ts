@@ -2,6 +2,7 @@
 // comes from the retry schedule carried in the job (so a config change does not reshape runs already scheduled) and
 // is chosen by the processor, which records it as next_attempt_at before handing it to BullMQ.
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { logErrors } from '../queue/redis.js';
 
 export const WEBHOOK_QUEUE = 'webhooks';
 /** Name of the custom backoff strategy the webhook worker registers. */
@@ -14,8 +15,15 @@ export interface WebhookJobData {
   jitter: number;
 }
 
-export function createWebhookQueue(connection: ConnectionOptions, prefix: string): Queue<WebhookJobData> {
-  return new Queue<WebhookJobData>(WEBHOOK_QUEUE, { connection, prefix });
+/** The queue, with a rate-limited 'error' listener (BullMQ re-emits connection errors; unheard, each is logged). */
+export function createWebhookQueue(
+  connection: ConnectionOptions,
+  prefix: string,
+  label = `queue ${WEBHOOK_QUEUE}`,
+): Queue<WebhookJobData> {
+  const queue = new Queue<WebhookJobData>(WEBHOOK_QUEUE, { connection, prefix });
+  logErrors(queue, label);
+  return queue;
 }
 
 /**
