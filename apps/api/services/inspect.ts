@@ -5,7 +5,7 @@ import { open, readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { loadModel, closeModel } from '../../../packages/engine/onnx/model.js';
 import { graphTensors, walkGraphs } from '../../../packages/engine/onnx/walk.js';
-import { inspectModel, type InspectReport } from '../../cli/commands/inspect.js';
+import { inspectModel, type InspectReport } from '../../../packages/engine/onnx/inspect.js';
 import { decodeNpz } from '../../../packages/engine/data/npz.js';
 import { decodeTensorProto } from '../../../packages/engine/data/tensorpb.js';
 import { DatasetError } from '../../../packages/engine/data/types.js';
