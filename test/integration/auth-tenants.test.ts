@@ -3,6 +3,7 @@
 // 404s, never 403s; per-key rate limits answer 429 with Retry-After; per-tenant quotas hold.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,7 +66,7 @@ before(async () => {
       jobId: a.jobId,
       name: 'report.json',
       sizeBytes: 6n,
-      sha256: 'cc'.repeat(32),
+      sha256: createHash('sha256').update('report').digest('hex'), // served only when it verifies
       storageKey: key,
     },
   });
