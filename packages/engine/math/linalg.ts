@@ -345,15 +345,8 @@ export function triangularSolve(
  * Cholesky factor where any square root of H will do (‖Lᵀ·E‖ = ‖H^{1/2}·E‖ for H = L·Lᵀ).
  */
 export function symmetricEigen(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
-  checkSquare(a, n, 'symmetricEigen');
-  const V = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) V[i * n + j] = 0.5 * (a[i * n + j] + a[j * n + i]);
-  const d = new Float64Array(n);
-  const e = new Float64Array(n);
-  if (n === 0) return { values: d, vectors: V };
-  tred2(n, V, d, e);
-  tql2(n, V, d, e);
-  return { values: d, vectors: transpose(V, n) };
+  const { values, vectors } = symmetricEigenRows(a, n);
+  return { values, vectors: transpose(vectors, n) };
 }
 
 /**
