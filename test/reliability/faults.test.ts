@@ -16,6 +16,7 @@ import { createJobDelivery } from '../../packages/platform/webhooks/deliveries.j
 import { startCompressWorker } from '../../workers/compress/worker.js';
 import { openTestEnv, waitFor, type TestEnv } from '../integration/helpers.js';
 import * as C from './corpus.js';
+import { getJob, submit, waitState } from './jobs.js';
 import { ThrowawayPostgres, ThrowawayRedis } from './servers.js';
 import { assertProblem, listFiles } from './support.js';
 
@@ -90,25 +91,6 @@ async function upload(app: FastifyInstance): Promise<string> {
   assert.equal(res.statusCode, 201, res.body);
   return res.json().id;
 }
-
-async function submit(app: FastifyInstance, modelId: string, extra: object = {}): Promise<string> {
-  const res = await app.inject({
-    method: 'POST',
-    url: '/v1/jobs',
-    payload: { modelId, recipe: { method: 'sparsity', pattern: '2:4' }, ...extra },
-  });
-  assert.equal(res.statusCode, 202, res.body);
-  return res.json().id;
-}
-
-const getJob = async (app: FastifyInstance, id: string) =>
-  (await app.inject({ method: 'GET', url: `/v1/jobs/${id}` })).json();
-
-const waitState = (app: FastifyInstance, id: string, states: string[], ms = 60_000) =>
-  waitFor(async () => {
-    const j = await getJob(app, id);
-    return states.includes(j.state) ? j : null;
-  }, ms);
 
 /** One committed set of artifacts: rows, metric rows and exactly one attempt folder in storage. */
 async function assertOneSetOfArtifacts(env: TestEnv, id: string) {

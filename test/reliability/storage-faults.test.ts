@@ -20,6 +20,7 @@ import { openPlatform, type Platform } from '../../packages/platform/runtime.js'
 import { startCompressWorker, type RunningWorker } from '../../workers/compress/worker.js';
 import { openTestEnv, waitFor, type TestEnv } from '../integration/helpers.js';
 import * as C from './corpus.js';
+import { getJob, submit, waitState } from './jobs.js';
 import { freePort, spawnNode, type NodeProcess } from './servers.js';
 import { assertProblem, fillDisk, listFiles, mountTmpfs, multipart } from './support.js';
 
@@ -68,25 +69,6 @@ async function uploadModel(app: FastifyInstance, bytes: Uint8Array, name = 'm.on
   assert.equal(res.statusCode, 201, res.body);
   return res.json().id;
 }
-
-async function submit(app: FastifyInstance, modelId: string): Promise<string> {
-  const res = await app.inject({
-    method: 'POST',
-    url: '/v1/jobs',
-    payload: { modelId, recipe: { method: 'sparsity', pattern: '2:4' } },
-  });
-  assert.equal(res.statusCode, 202, res.body);
-  return res.json().id;
-}
-
-const getJob = async (app: FastifyInstance, id: string) =>
-  (await app.inject({ method: 'GET', url: `/v1/jobs/${id}` })).json();
-
-const waitState = (app: FastifyInstance, id: string, states: string[], ms = 60_000) =>
-  waitFor(async () => {
-    const j = await getJob(app, id);
-    return states.includes(j.state) ? j : null;
-  }, ms);
 
 /** Flips one bit of the byte at `at`, in place (as a failing disk or a stray process would). */
 async function flipByte(path: string, at: number): Promise<void> {
