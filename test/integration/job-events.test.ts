@@ -206,10 +206,17 @@ test('end to end: a real job on a worker process, followed over SSE to succeeded
     assert.equal(payload.type, 'job.succeeded');
     assert.equal(payload.data.jobId, job.id);
     assert.ok(payload.data.artifacts.some((a) => a.name === 'model.onnx'));
-    // The job's deliveries record the one successful attempt.
-    const list = (await (await fetch(`${svc.url}/v1/jobs/${job.id}/webhook-deliveries`, { headers: auth })).json()) as {
-      items: { status: string; webhookId: string; attempts: unknown[] }[];
-    };
+    // The job's deliveries record the one successful attempt (the worker records it after the receiver answered,
+    // so the row can still say `pending` for a moment after the receiver saw the request).
+    type Deliveries = { items: { status: string; webhookId: string; attempts: unknown[] }[] };
+    const readDeliveries = async () =>
+      (await (await fetch(`${svc.url}/v1/jobs/${job.id}/webhook-deliveries`, { headers: auth })).json()) as Deliveries;
+    let list = await readDeliveries();
+    const settle = Date.now() + 10_000;
+    while (list.items[0]?.status === 'pending' && Date.now() < settle) {
+      await new Promise((r) => setTimeout(r, 100));
+      list = await readDeliveries();
+    }
     assert.equal(list.items.length, 1);
     assert.equal(list.items[0].status, 'succeeded');
     assert.equal(list.items[0].webhookId, received[0].headers['webhook-id']);
