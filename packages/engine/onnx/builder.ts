@@ -13,13 +13,17 @@ import {
   ModelProtoSchema,
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
+  TensorProtoSchema,
+  TensorProto_DataLocation,
 } from './gen/onnx_pb.js';
 import { OnnxError } from './errors.js';
 import type { DType } from './dtypes.js';
+import { onnxFromDtype, rawByteLength } from './dtypes.js';
 import type { LoadedModel } from './loaded.js';
 import { makeLoadedModel } from './loaded.js';
 import { tensorValueInfo } from './graph.js';
-import { makeTensor } from './tensor.js';
+import { elementCount, makeTensor } from './tensor.js';
 import { validateModel } from './validate.js';
 
 /** Attribute values: integers → INT(S), `float(x)` → FLOAT, strings → STRING, tensors, graphs, or a ready AttributeProto. */
@@ -81,6 +85,8 @@ export interface GraphBuilderOptions {
   /** Extra domains, e.g. { 'com.microsoft': 1 }. */
   domains?: Record<string, number>;
   name?: string;
+  /** Folder external-data locations resolve against when the model is built (models with `externalInitializer`). @defaultValue '' (none) */
+  dir?: string;
 }
 
 export class GraphBuilder {
@@ -108,6 +114,30 @@ export class GraphBuilder {
   initializer(name: string, dtype: DType, dims: number[], data: ArrayBufferView | number[]): string {
     this.names.add(name);
     this.graph.initializer.push(makeTensor(name, dtype, dims, data));
+    return name;
+  }
+
+  /**
+   * An initializer whose bytes already lie in a side file next to the model (`dir`), at `offset`: how a generator
+   * writes a model larger than memory (weights streamed to the side file, the graph built here).
+   */
+  externalInitializer(name: string, dtype: DType, dims: number[], ref: { location: string; offset: number }): string {
+    this.names.add(name);
+    const length = rawByteLength(dtype, elementCount(dims, `tensor '${name}'`));
+    const entry = (key: string, value: string) => create(StringStringEntryProtoSchema, { key, value });
+    this.graph.initializer.push(
+      create(TensorProtoSchema, {
+        name,
+        dataType: onnxFromDtype(dtype),
+        dims: dims.map((d) => BigInt(d)),
+        dataLocation: TensorProto_DataLocation.EXTERNAL,
+        externalData: [
+          entry('location', ref.location),
+          entry('offset', String(ref.offset)),
+          entry('length', String(length)),
+        ],
+      }),
+    );
     return name;
   }
 
@@ -184,7 +214,7 @@ export class GraphBuilder {
       opsetImport,
       graph: this.graph,
     });
-    const model = makeLoadedModel(proto, '');
+    const model = makeLoadedModel(proto, this.opts.dir ?? '');
     validateModel(model);
     return model;
   }
