@@ -201,6 +201,13 @@ export const SoupRecipeSchema = Type.Object(
     maskPolicy: Type.Optional(
       Type.Union([Type.Literal('require-shared'), Type.Literal('intersect'), Type.Literal('reprune')]),
     ),
+    maskFrom: Type.Optional(
+      Type.Union([Type.Literal('soup'), Type.Literal('all')], {
+        description:
+          'reprune only: soup (default) re-prunes each candidate soup from its own average; all takes one mask from ' +
+          'the uniform average of all ingredients.',
+      }),
+    ),
     pattern: Type.Optional(PatternSchema),
     sparsity: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
     criterion: Type.Optional(Type.Literal('magnitude')),
@@ -344,6 +351,7 @@ function withDefaults(r: Recipe): Recipe {
       if (r.maskPolicy === 'reprune') {
         if (r.pattern === undefined && r.sparsity === undefined) r.pattern = '2:4';
         r.criterion ??= 'magnitude';
+        r.maskFrom ??= 'soup';
       }
       r.metric ??= 'accuracy';
       return r;

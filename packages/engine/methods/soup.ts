@@ -28,15 +28,28 @@ export function soupSettings(r: SoupRecipe): SoupSettings {
       `pattern / sparsity set the re-pruned mask and apply only with maskPolicy "reprune" (got "${r.maskPolicy}")`,
     );
   }
+  if (r.maskPolicy !== 'reprune' && r.maskFrom !== undefined) {
+    throw new InputError(
+      'soup-bad-recipe',
+      `maskFrom chooses where the re-pruned mask comes from and applies only with maskPolicy "reprune" (got "${r.maskPolicy}")`,
+    );
+  }
   const reprune = repruneSpecOf(r);
   return {
     mode: r.mode ?? 'greedy',
     tie: r.tie ?? '>=',
     maskPolicy: r.maskPolicy ?? 'require-shared',
-    ...(reprune ? { reprune } : {}),
+    ...(reprune ? { reprune, maskFrom: r.maskFrom ?? 'soup' } : {}),
     metric: r.metric ?? 'accuracy',
     ...(r.nextPhase ? { nextPhase: planNextPhase(r.nextPhase) } : {}),
   };
+}
+
+/** How the re-pruned mask was taken, for the report. */
+export function maskFromText(maskFrom: SoupSettings['maskFrom']): string {
+  return (maskFrom ?? 'soup') === 'soup'
+    ? "mask from each candidate soup's own average"
+    : 'one mask from the uniform average of all ingredients';
 }
 
 async function run(ctx: MethodContext<SoupRecipe>): Promise<MethodResult> {
@@ -82,7 +95,7 @@ async function run(ctx: MethodContext<SoupRecipe>): Promise<MethodResult> {
       shape: w.shape,
       pattern:
         settings.maskPolicy === 'reprune'
-          ? `soup, re-pruned ${describeSpec(settings.reprune!)}`
+          ? `soup, re-pruned ${describeSpec(settings.reprune!)} (${maskFromText(settings.maskFrom)})`
           : `soup, ${settings.maskPolicy === 'intersect' ? 'intersected' : 'shared'} mask`,
       sparsity: after && !after.skipped ? after.after : (row?.soupSparsity ?? 0),
       maskSparsity: row?.maskSparsity ?? 0,

@@ -1,6 +1,7 @@
 // Cooking a sparse model soup (SMS, Zimmer et al. 2024; model soups, Wortsman et al. 2022) into `base`, in place:
 //   1. every ingredient is the same network as `base` (structure, names, shapes, dtypes; non-float tensors equal);
-//   2. one mask per weight: shared (required equal), intersected, or re-pruned from the uniform average;
+//   2. one mask per weight: shared (required equal), intersected, or re-pruned — from each candidate soup's own
+//      average (maskFrom "soup", the default) or once from the uniform average of all (maskFrom "all");
 //   3. each ingredient is scored on held-out data with the mask applied; uniform soup = mean of all;
 //      greedy soup = best first, then each next one kept when the soup's metric does not get worse;
 //   4. the mask is re-applied after averaging, so the soup is never less sparse than the mask;
@@ -91,6 +92,9 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
   const notPrunable = new Map(
     (job.notPrunable ?? []).map((s) => [slotKey(s.weight.storeGraphPath, s.weight.name), s.reason]),
   );
+  // maskFrom "soup": these weights' masks are recomputed from whatever candidate soup is written (see remask).
+  const followSoup = settings.maskPolicy === 'reprune' && (settings.maskFrom ?? 'soup') === 'soup';
+  const following = new Set<string>();
   const scratch = new Map<string, FloatValues>();
   const bufferFor = (slot: TensorSlot) => {
     let b = scratch.get(slot.key);
@@ -114,6 +118,7 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
       } else {
         const avg = sums.get(ms.slot.key)!.meanInto(bufferFor(ms.slot), null);
         ms.mask = magnitudeMaskFor(job.base, ms.weight, baseTensors.get(ms.slot.key)!, avg, spec);
+        if (followSoup) following.add(ms.slot.key);
       }
     }
   }
@@ -129,7 +134,16 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
     }
   }
   const maskOf = (key: string) => masked.get(key)?.mask ?? null;
-  const maskZerosTotal = [...masked.values()].reduce((s, m) => s + maskZeros(m.mask!), 0);
+  // A following weight's mask becomes the magnitude mask of the values about to be written (still bound by the
+  // parent's zeros), so every candidate soup is pruned from its own average.
+  const remask = (key: string, values: FloatValues) => {
+    if (!following.has(key)) return;
+    const ms = masked.get(key)!;
+    const mask = magnitudeMaskFor(job.base, ms.weight, baseTensors.get(key)!, values, settings.reprune!);
+    const parentMask = parentMasks.get(key);
+    if (parentMask) andMaskInto(mask, parentMask);
+    ms.mask = mask;
+  };
 
   // Writes one ingredient (mask applied) into base; returns how many non-zeros the mask removed.
   const writeIngredient = (model: LoadedModel): number => {
@@ -137,6 +151,7 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
     let removed = 0;
     for (const slot of averaged) {
       const values = readValues(model, tensors.get(slot.key)!);
+      remask(slot.key, values);
       const mask = maskOf(slot.key);
       if (mask) removed += applyMask(values, mask);
       writeValues(baseTensors.get(slot.key)!, values);
@@ -145,7 +160,14 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
   };
   const writeMean = (acc: Map<string, TensorSum>, candidate?: Map<string, FloatValues>) => {
     for (const slot of averaged) {
-      const out = acc.get(slot.key)!.meanInto(bufferFor(slot), maskOf(slot.key), candidate?.get(slot.key));
+      const follows = following.has(slot.key);
+      const out = acc
+        .get(slot.key)!
+        .meanInto(bufferFor(slot), follows ? null : maskOf(slot.key), candidate?.get(slot.key));
+      if (follows) {
+        remask(slot.key, out);
+        applyMask(out, maskOf(slot.key)!);
+      }
       writeValues(baseTensors.get(slot.key)!, out);
     }
   };
@@ -268,6 +290,8 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
       .filter((ms) => !repruneSkipped.some((s) => s.weight === ms.slot.label))
       .every((ms) => verifyNM(job.base, ms.weight, spec.n, spec.m));
   }
+  // Counted on the final masks (with maskFrom "soup" they are the written soup's own).
+  const maskZerosTotal = [...masked.values()].reduce((s, m) => s + maskZeros(m.mask!), 0);
   const maskSparsity = maskedTotal ? maskZerosTotal / maskedTotal : 0;
   const memberSparsity = members.map((i) => ingredientReports[i].sparsity);
   const sparsityPreserved =
@@ -288,7 +312,9 @@ export async function cookSoup(job: SoupJob): Promise<SoupReport> {
       sharedExactly: differing.length === 0,
       maskedWeights: masked.size,
       differing,
-      ...(settings.reprune && settings.maskPolicy === 'reprune' ? { reprune: describeSpec(settings.reprune) } : {}),
+      ...(settings.reprune && settings.maskPolicy === 'reprune'
+        ? { reprune: describeSpec(settings.reprune), maskFrom: settings.maskFrom ?? 'soup' }
+        : {}),
       ...(repruneSkipped.length ? { repruneSkipped } : {}),
       parentBound,
     },
@@ -338,6 +364,9 @@ function maskCheckText(s: SoupSettings, n: number, weights: number, differing: n
   if (differing === 0) return `all ${n} ingredients share one zero pattern over ${weights} weights`;
   const what = `${differing} of ${weights} weights have different zero patterns across the ${n} ingredients`;
   if (s.maskPolicy === 'intersect') return `${what}; merged under the intersection of their masks`;
+  if ((s.maskFrom ?? 'soup') === 'soup') {
+    return `${what}; each candidate soup re-pruned (${describeSpec(s.reprune!)}) from its own average`;
+  }
   return `${what}; all re-pruned to one mask (${describeSpec(s.reprune!)}) computed from the uniform average`;
 }
 

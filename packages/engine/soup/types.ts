@@ -26,6 +26,13 @@ export interface SoupSettings {
   maskPolicy: MaskPolicy;
   /** Mask spec for maskPolicy 'reprune'. */
   reprune?: RepruneSpec;
+  /**
+   * reprune: where the mask comes from. soup: each candidate soup (an ingredient alone, the uniform soup, each
+   * greedy candidate, the final soup) is pruned from its own average; all: one mask from the uniform average of
+   * every ingredient, shared by all candidates.
+   * @defaultValue 'soup'
+   */
+  maskFrom?: 'soup' | 'all';
   metric: SoupMetric;
   nextPhase?: NextPhasePlan;
 }
@@ -78,6 +85,8 @@ export interface SoupReport {
     /** Weights where ingredients' patterns differ (intersect / reprune), with the number of differing positions. */
     differing: { weight: string; positions: number }[];
     reprune?: string;
+    /** reprune: which mask was used (see SoupSettings.maskFrom). */
+    maskFrom?: 'soup' | 'all';
     repruneSkipped?: { weight: string; reason: string }[];
     /** The parent's zeros removed weights the policy's mask would have kept. */
     parentBound: boolean;

@@ -48,12 +48,12 @@ async function values(path: string, name: string): Promise<Float32Array> {
   }
 }
 
-test('reprune 2:4: one mask from the uniform average, top-2 |avg| per group of 4 along K, re-applied', async () => {
+test('reprune 2:4, maskFrom all: one mask from the uniform average, top-2 |avg| per group of 4 along K', async () => {
   // the dense model and two sparse fine-tunes: three different zero patterns
   const paths = [fixture('dense.onnx'), INGREDIENTS[0], INGREDIENTS[3]];
   const r = await cook({
     paths,
-    settings: { ...base, maskPolicy: 'reprune', reprune: { kind: 'nm', n: 2, m: 4 } },
+    settings: { ...base, maskPolicy: 'reprune', reprune: { kind: 'nm', n: 2, m: 4 }, maskFrom: 'all' },
     dir,
     evalPath: fixture('val.npz'),
   });
@@ -85,6 +85,58 @@ test('reprune 2:4: one mask from the uniform average, top-2 |avg| per group of 4
     }
   } finally {
     closeModel(r.soup);
+  }
+});
+
+test('reprune 2:4, maskFrom soup (default): each candidate soup is pruned from its own average', async () => {
+  // the dense model and two sparse fine-tunes with a different mask: the average of a candidate set decides its mask
+  const paths = [fixture('dense.onnx'), INGREDIENTS[0], INGREDIENTS[3]];
+  const settings: SoupSettings = { ...base, maskPolicy: 'reprune', reprune: { kind: 'nm', n: 2, m: 4 } };
+  const follow = await cook({ paths, settings, dir, name: 'follow.onnx', evalPath: fixture('val.npz') });
+  const one = await cook({
+    paths,
+    settings: { ...settings, maskFrom: 'all' },
+    dir,
+    name: 'one.onnx',
+    evalPath: fixture('val.npz'),
+  });
+  try {
+    assert.equal(follow.report.maskCheck.maskFrom, 'soup');
+    assert.equal(one.report.maskCheck.maskFrom, 'all');
+    assert.match(follow.report.maskCheck.result, /each candidate soup re-pruned \(2:4\) from its own average/);
+    assert.equal(follow.report.soup.nmVerified, true);
+    const members = follow.report.soup.members;
+    const all = await Promise.all(paths.map((p) => Promise.all(LAYERS.map((l) => values(p, l.name)))));
+    let maskDiffers = 0;
+    LAYERS.forEach(({ name, k, n }, li) => {
+      const soup = weightValues(follow.soup, name);
+      const oneSoup = weightValues(one.soup, name);
+      for (let col = 0; col < n; col++) {
+        for (let g = 0; g < k; g += 4) {
+          const idx = [0, 1, 2, 3].map((t) => (g + t) * n + col);
+          const mean = idx.map((i) => Math.fround(members.reduce((s, m) => s + all[m][li][i], 0) / members.length));
+          const keep = [0, 1, 2, 3].sort((a, b) => Math.abs(mean[b]) - Math.abs(mean[a]) || a - b).slice(0, 2);
+          idx.forEach((i, t) => assert.equal(soup[i], keep.includes(t) ? mean[t] : 0, `${name}[k=${g + t}, n=${col}]`));
+          // the one-mask design keeps the top 2 of the average of all three instead
+          const avgAll = idx.map((i) => Math.abs(Math.fround(all.reduce((s, v) => s + v[li][i], 0) / all.length)));
+          const keepAll = [0, 1, 2, 3].sort((a, b) => avgAll[b] - avgAll[a] || a - b).slice(0, 2);
+          if (keep.some((t) => !keepAll.includes(t))) maskDiffers++;
+          idx.forEach((i, t) => {
+            if (!keepAll.includes(t)) assert.equal(oneSoup[i], 0);
+          });
+        }
+      }
+    });
+    // the final soup is not all three ingredients, so its own mask differs from the one-mask design's
+    assert.notDeepEqual(members, [0, 1, 2]);
+    assert.ok(maskDiffers > 0, 'the followed mask equals the one from the average of all');
+    // each ingredient scored alone is pruned from its own values: the sparse fine-tunes keep their own 2:4 mask
+    assert.equal(follow.report.ingredients[1].zeroedByMask, 0);
+    assert.equal(follow.report.ingredients[2].zeroedByMask, 0);
+    assert.ok(one.report.ingredients[1].zeroedByMask > 0);
+  } finally {
+    closeModel(follow.soup);
+    closeModel(one.soup);
   }
 });
 
