@@ -104,7 +104,20 @@ export const QuantSchema = Type.Object(
         description: 'Group size along K, or "channel" for one scale per output. Default 32.',
       }),
     ),
-    symmetric: Type.Optional(Type.Boolean({ description: 'Symmetric codes (default true).' })),
+    symmetric: Type.Optional(
+      Type.Boolean({
+        description:
+          "Symmetric codes (default true): the full signed range, scale = the group's signed extreme / -2^(bits-1) " +
+          "(as ONNX Runtime's quantizer).",
+      }),
+    ),
+    clip: Type.Optional(
+      Type.Union([Type.Literal('none'), Type.Literal('mse')], {
+        description:
+          'Per-group clip search (rtn): mse keeps, per group, the shrunk range with the least squared weight error ' +
+          'when it beats the full range. Default none.',
+      }),
+    ),
   },
   strict,
 );
@@ -317,6 +330,7 @@ function withDefaults(r: Recipe): Recipe {
     scheme,
     groupSize: 32,
     symmetric: true,
+    clip: 'none',
     ...q,
   });
   switch (r.method) {
@@ -386,6 +400,12 @@ function semanticIssues(r: Recipe): RecipeIssue[] {
   }
   if ((r.method === 'quantize' || r.method === 'slim') && r.quant) {
     const q = r.quant;
+    if (q.scheme === 'slim' && q.clip === 'mse') {
+      issues.push({
+        path: '/quant/clip',
+        message: 'SLiM-Quant searches its own per-tensor clip; clip "mse" is for rtn',
+      });
+    }
     if (q.scheme === 'slim' && q.symmetric === false) {
       issues.push({
         path: '/quant/symmetric',

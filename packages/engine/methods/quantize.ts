@@ -32,12 +32,14 @@ export function quantSpecOf(q: RecipeQuant): QuantSpec & { scheme: 'rtn' | 'slim
     groupSize: q.groupSize ?? 32,
     symmetric: q.symmetric ?? true,
     scheme: q.scheme ?? 'rtn',
+    clip: q.clip ?? 'none',
   };
 }
 
 export function quantLabel(s: QuantSpec & { scheme: 'rtn' | 'slim' }): string {
   if (s.scheme === 'slim') return `int${s.bits} SLiM-Quant per-tensor`;
-  return `int${s.bits} ${s.groupSize === 'channel' ? 'per-channel' : `g${s.groupSize}`} ${s.symmetric ? 'sym' : 'asym'}`;
+  const clip = s.clip === 'mse' ? ' clip-mse' : '';
+  return `int${s.bits} ${s.groupSize === 'channel' ? 'per-channel' : `g${s.groupSize}`} ${s.symmetric ? 'sym' : 'asym'}${clip}`;
 }
 
 /** Opset the DequantizeLinear route needs: int4 and block-wise scales arrived in opset 21, int8 per-axis in 13. */
@@ -135,6 +137,7 @@ function storedKNRows(ctx: MethodContext, w: WeightRef, block: number, scratch: 
 function fastSpec(spec: QuantSpec & { scheme: string }, format: Format): number | undefined {
   const g = spec.groupSize;
   if (format !== 'matmulnbits' || spec.scheme !== 'rtn' || spec.bits !== 4 || !spec.symmetric) return undefined;
+  if (spec.clip === 'mse') return undefined; // the clip search runs on the canonical route
   return typeof g === 'number' && isPow2AtLeast16(g) ? g : undefined;
 }
 

@@ -2,8 +2,9 @@
 // of `blockSize` rows computes the per-column absmax (unit stride over N), a second writes the codes of two rows at
 // a time into one byte of the packed [N][blocks][blockSize/2] layout. No canonical [N][K] copy, no code array, no
 // separate packing pass: this is the path the `quantize` method takes for large models (bench/quantize.bench.ts).
-// Same results, bit for bit, as quantizeRtn + packMatMulNBits (tested): symmetric 4-bit, s = absmax/7 rounded to
-// fp32, code = clamp(round(w/s), −8, 7) + 8, Math.round semantics (half toward +∞).
+// Same results, bit for bit, as quantizeRtn + packMatMulNBits (tested): symmetric 4-bit on the full signed range,
+// s = m/−8 rounded to fp32 with m the block's signed extreme (ONNX Runtime's choice), code = clamp(round(w/s), −8, 7)
+// + 8, Math.round semantics (half toward +∞).
 import type { MatMulNBitsWeights } from './matmulnbits.js';
 import { isPow2AtLeast16 } from './matmulnbits.js';
 import { QuantError } from './types.js';
@@ -43,7 +44,8 @@ export function quantizePackKN4Rows(
     throw new QuantError(`quantizePackKN4Rows: output buffers too small for ${K}×${N} in blocks of ${blockSize}`);
   const B = into ? into.codes.subarray(0, N * rowBytes) : new Uint8Array(N * rowBytes);
   const scales = into ? into.scales.subarray(0, N * blocks) : new Float32Array(N * blocks);
-  const amax = new Float32Array(N);
+  const mn = new Float32Array(N);
+  const mx = new Float32Array(N);
   const inv = new Float64Array(N); // 1/s in float64, as quantizeRtn computes it
   for (let b = 0; b < blocks; b++) {
     const k0 = b * blockSize;
@@ -51,17 +53,21 @@ export function quantizePackKN4Rows(
     const { data: src, base } = rows(k0, k1);
     // Index of B[k][n] in src: base + (k - k0)·N + n.
     const shift = base - k0 * N;
-    amax.fill(0);
+    mn.fill(0);
+    mx.fill(0);
     for (let k = k0; k < k1; k++) {
       const off = shift + k * N;
       for (let n = 0; n < N; n++) {
-        const a = Math.abs(src[off + n]);
-        if (a > amax[n]) amax[n] = a;
-        else if (a !== a) throw new QuantError(`non-finite weight at row ${k}, column ${n}`);
+        const v = src[off + n];
+        if (v < mn[n]) mn[n] = v;
+        else if (v > mx[n]) mx[n] = v;
+        else if (v !== v) throw new QuantError(`non-finite weight at row ${k}, column ${n}`);
       }
     }
     for (let n = 0; n < N; n++) {
-      const s = Math.fround(amax[n] / 7);
+      // The signed extreme (the negative one on a tie) lands on code −8: all 16 codes are used.
+      const m = -mn[n] >= mx[n] ? mn[n] : mx[n];
+      const s = m === 0 ? 0 : Math.fround(m / -8);
       if (!Number.isFinite(s)) throw new QuantError(`non-finite weight in column ${n}, block ${b}`);
       scales[n * blocks + b] = s;
       inv[n] = s === 0 ? 0 : 1 / s;
@@ -73,16 +79,21 @@ export function quantizePackKN4Rows(
       for (let k = k0; k < k1; k += 2) {
         const lo = shift + k * N;
         let bi = n0 * rowBytes + byteBase + ((k - k0) >> 1);
-        // |w|·(1/s) ≤ 7·(1 + 2⁻²³) since s = fround(absmax/7): x + 8.5 ∈ [1.5, 15.5), so no clamping is needed
-        // and floor (|0) of the positive argument is round(x) + 8.
+        // w/s ∈ [−8, 8]·(1 + 2⁻²³) since s = fround(m/−8): x + 8.5 ∈ (0.4999…, 16.5…), so |0 (floor of a number
+        // > −1) gives round(x) + 8 ≥ 0 and only the top needs clamping (the extreme's opposite side reaches +8 → 7).
         if (k + 1 < k1) {
           const hi = lo + N;
           for (let n = n0; n < n1; n++, bi += rowBytes) {
             const f = inv[n];
-            B[bi] = (src[lo + n] * f + 8.5) | 0 | (((src[hi + n] * f + 8.5) | 0) << 4);
+            const a = (src[lo + n] * f + 8.5) | 0;
+            const c = (src[hi + n] * f + 8.5) | 0;
+            B[bi] = (a > 15 ? 15 : a) | ((c > 15 ? 15 : c) << 4);
           }
         } else {
-          for (let n = n0; n < n1; n++, bi += rowBytes) B[bi] = (src[lo + n] * inv[n] + 8.5) | 0 | 0x80;
+          for (let n = n0; n < n1; n++, bi += rowBytes) {
+            const a = (src[lo + n] * inv[n] + 8.5) | 0;
+            B[bi] = (a > 15 ? 15 : a) | 0x80;
+          }
         }
       }
     }

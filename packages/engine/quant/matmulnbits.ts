@@ -115,7 +115,7 @@ export function dequantizeMatMulNBits(m: MatMulNBitsWeights): Float32Array {
   for (let n = 0; n < m.N; n++) {
     for (let k = 0; k < m.K; k++) {
       const g = n * m.blocks + Math.floor(k / m.blockSize);
-      out[n * m.K + k] = (codes[n * m.K + k] - zeroPoints[g]) * m.scales[g];
+      out[n * m.K + k] = (codes[n * m.K + k] - zeroPoints[g]) * m.scales[g] + 0; // + 0: no −0 under a negative scale
     }
   }
   return out;

@@ -1,8 +1,13 @@
 // Round-to-nearest group-wise quantization (the baseline, and what ONNX Runtime's own 4-bit quantizer does): one
-// scale per group of `blockSize` consecutive weights along K in each output row. Symmetric: s = absmax/(2^(b−1)−1),
-// codes q ∈ [−2^(b−1), 2^(b−1)−1] stored as u = q + 2^(b−1). Asymmetric: the range [min(w,0), max(w,0)] is split
-// in 2^b − 1 steps with an integer zero point, so 0 is always representable. In both schemes a zero weight is coded
-// as u = zeroPoint exactly and dequantizes to exactly 0: N:M zeros survive quantization.
+// scale per group of `blockSize` consecutive weights along K in each output row. Symmetric, on the full signed range
+// as ONNX Runtime's MatMul4BitsQuantizer does: m = the group's value of largest magnitude (signed; the negative one on
+// a tie), s = m / −2^(b−1), so m lands exactly on code −2^(b−1) and all 2^b codes are used (s is negative when m is
+// positive); codes q = clamp(round(w/s), −2^(b−1), 2^(b−1)−1) stored as u = q + 2^(b−1). (absmax/(2^(b−1)−1) left
+// code −8 unused: 15 of the 16 levels.) Asymmetric: the range [min(w,0), max(w,0)] is split in 2^b − 1 steps with
+// an integer zero point, so 0 is always representable. In both schemes a zero weight is coded as u = zeroPoint
+// exactly and dequantizes to exactly 0: N:M zeros survive quantization. `clip: "mse"` (quant/clip-search.ts) shrinks
+// each group's range where that lowers the group's squared error.
+import { quantizeRtnMse } from './clip-search.js';
 import {
   checkMatrix,
   QuantError,
@@ -34,12 +39,21 @@ function emptyMatrix(rows: number, cols: number, bits: QuantBits, blockSize: num
   return q;
 }
 
+/** The symmetric scale of a group whose signed extreme (value of largest magnitude) is `m`: m/−2^(b−1), in fp32. */
+export function symmetricScale(m: number, half: number): number {
+  return m === 0 ? 0 : Math.fround(m / -half);
+}
+
 /** Group-wise RTN of W [rows=N][cols=K] (canonical layout). */
 export function quantizeRtn(w: Matrix, rows: number, cols: number, spec: QuantSpec): QuantizedMatrix {
   checkMatrix('quantizeRtn', w, rows, cols);
   checkBits(spec.bits);
   const bs = resolveBlockSize(spec, cols);
   const q = emptyMatrix(rows, cols, spec.bits, bs, spec.symmetric);
+  if (spec.clip === 'mse') {
+    quantizeRtnMse(w, q);
+    return q;
+  }
   const { codes, scales, zeroPoints, blocksPerRow } = q;
   if (spec.symmetric && w instanceof Float32Array) {
     quantizeSymmetricF32(w, rows, cols, spec.bits, q);
@@ -55,14 +69,16 @@ export function quantizeRtn(w: Matrix, rows: number, cols: number, spec: QuantSp
       const k1 = base + Math.min(cols, (b + 1) * bs);
       const gi = r * blocksPerRow + b;
       if (spec.symmetric) {
-        let amax = 0;
+        let lo = 0;
+        let hi = 0;
         for (let i = k0; i < k1; i++) {
-          const a = Math.abs(w[i]);
-          if (a > amax) amax = a;
-          else if (a !== a) amax = NaN; // NaN never compares: mark the group
+          const v = w[i];
+          if (v < lo) lo = v;
+          else if (v > hi) hi = v;
+          else if (v !== v) hi = NaN; // NaN never compares: mark the group
         }
-        if (amax !== amax) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
-        const s = Math.fround(amax / qmaxSym);
+        if (hi !== hi) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+        const s = symmetricScale(Math.abs(hi) > Math.abs(lo) ? hi : lo, half);
         scales[gi] = s;
         zeroPoints[gi] = half;
         if (s === 0 || !Number.isFinite(s)) {
@@ -115,8 +131,8 @@ export function quantizeRtn(w: Matrix, rows: number, cols: number, spec: QuantSp
  * The symmetric branch of quantizeRtn for fp32 input (every big layer), and of quantizeMasked: monomorphic array
  * access and the rounding done as ⌊x + half + 0.5⌋ by truncation of a positive number, as quantizeWithClip does —
  * 3× less CPU than the generic loop at 16.8M weights. Same codes as Math.round (half toward +∞) up to double
- * round-off at exact ties. With `mask`, pruned entries count as 0 (zero-point code, excluded from the absmax); with
- * `alpha`, every group uses the per-tensor clip s = α/qmax instead of its absmax.
+ * round-off at exact ties. With `mask`, pruned entries count as 0 (zero-point code, excluded from the extreme); with
+ * `alpha`, every group uses the per-tensor clip s = α/qmax instead of its signed extreme / −half.
  */
 function quantizeSymmetricF32(
   w: Float32Array,
@@ -142,14 +158,16 @@ function quantizeSymmetricF32(
       const k1 = base + Math.min(cols, (b + 1) * bs);
       let s = clip;
       if (alpha === undefined) {
-        let amax = 0;
+        let mn = 0;
+        let mx = 0;
         let bad = false;
         for (let i = k0; i < k1; i++) {
-          const a = !mask || mask[i] ? Math.abs(w[i]) : 0;
-          if (a > amax) amax = a;
-          bad ||= a !== a;
+          const v = !mask || mask[i] ? w[i] : 0;
+          if (v < mn) mn = v;
+          else if (v > mx) mx = v;
+          bad ||= v !== v;
         }
-        s = Math.fround(amax / qmax);
+        s = symmetricScale(-mn >= mx ? mn : mx, half);
         if (bad || !Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
       }
       scales[r * blocksPerRow + b] = s;
@@ -171,8 +189,8 @@ function quantizeSymmetricF32(
 /**
  * Symmetric quantization of M ⊙ W without forming M ⊙ W (the sparse part of every SLiM step; saves a 64 MB pass at
  * 4096²): pruned entries get the zero-point code (they dequantize to exactly 0), kept ones are rounded with the
- * group's absmax over kept entries (RTN) or with the per-tensor clip `alpha` (SLiM-Quant) when given. The same codes
- * and scales as quantizeRtn / quantizeWithClip on the masked copy.
+ * group's signed extreme over kept entries (RTN; with `clip: 'mse'` the least-error clip of it) or with the per-tensor
+ * clip `alpha` (SLiM-Quant) when given. The same codes and scales as quantizeRtn / quantizeWithClip on the masked copy.
  */
 export function quantizeMasked(
   w: Float32Array,
@@ -182,6 +200,7 @@ export function quantizeMasked(
   bits: QuantBits,
   blockSize: number,
   alpha?: number,
+  clip: 'none' | 'mse' = 'none',
 ): QuantizedMatrix {
   checkMatrix('quantizeMasked', w, rows, cols);
   checkMatrix('quantizeMasked', mask, rows, cols);
@@ -189,7 +208,8 @@ export function quantizeMasked(
   if (alpha !== undefined && (!(alpha >= 0) || !Number.isFinite(alpha)))
     throw new QuantError(`clip α must be finite and ≥ 0 (got ${alpha})`);
   const q = emptyMatrix(rows, cols, bits, blockSize, true);
-  quantizeSymmetricF32(w, rows, cols, bits, q, mask, alpha);
+  if (alpha === undefined && clip === 'mse') quantizeRtnMse(w, q, mask);
+  else quantizeSymmetricF32(w, rows, cols, bits, q, mask, alpha);
   return q;
 }
 
@@ -247,7 +267,8 @@ export function dequantize(q: QuantizedMatrix, out?: Float32Array): Float32Array
       const s = scales[gi];
       const zp = zeroPoints[gi];
       const k1 = base + Math.min(cols, (b + 1) * blockSize);
-      for (let i = base + b * blockSize; i < k1; i++) w[i] = (codes[i] - zp) * s;
+      // + 0 turns the −0 of a zero code under a negative scale into +0 (a zero weight stays +0).
+      for (let i = base + b * blockSize; i < k1; i++) w[i] = (codes[i] - zp) * s + 0;
     }
   }
   return w;

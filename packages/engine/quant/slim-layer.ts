@@ -182,7 +182,7 @@ export async function slimLayer(
         mask = r.mask;
       } else {
         if (a !== undefined) alpha = a;
-        return quantizeMasked(target, mask, N, K, o.quant.bits, blockSize, a); // no masked copy
+        return quantizeMasked(target, mask, N, K, o.quant.bits, blockSize, a, o.quant.clip); // no masked copy
       }
       if (a !== undefined) {
         alpha = a;

@@ -9,8 +9,13 @@ export interface QuantSpec {
   bits: QuantBits;
   /** Group size along K, or 'channel' (one group per output row). @defaultValue 32 */
   groupSize: number | 'channel';
-  /** Symmetric (zero point 2^(bits−1), scale absmax/(2^(bits−1)−1)) or asymmetric (integer zero point). */
+  /**
+   * Symmetric (zero point 2^(bits−1), scale = the group's signed extreme / −2^(bits−1): the full signed range, as
+   * ONNX Runtime's quantizer) or asymmetric (integer zero point).
+   */
   symmetric: boolean;
+  /** Per-group clip search: 'mse' keeps the shrunk range with the least squared error (quant/clip-search.ts). @defaultValue 'none' */
+  clip?: 'none' | 'mse';
 }
 
 export interface QuantizedMatrix {
@@ -26,7 +31,7 @@ export interface QuantizedMatrix {
   symmetric: boolean;
   /** [rows][cols] unsigned codes, one byte each (packing to nibbles happens at write time). */
   codes: Uint8Array;
-  /** [rows][blocksPerRow] fp32 scales (≥ 0). */
+  /** [rows][blocksPerRow] fp32 scales (symmetric ones are negative where the group's extreme is positive). */
   scales: Float32Array;
   /** [rows][blocksPerRow] integer zero points. */
   zeroPoints: Uint8Array;

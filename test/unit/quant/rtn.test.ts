@@ -35,7 +35,11 @@ function referenceDequant(w: Float32Array, rows: number, cols: number, spec: Qua
       for (let k = k0; k < Math.min(cols, k0 + g); k++) idx.push(r * cols + k);
       const vals = idx.map((i) => w[i]);
       if (spec.symmetric) {
-        const s = Math.fround(Math.max(...vals.map(Math.abs)) / qmax);
+        // The full signed range (ONNX Runtime's MatMul4BitsQuantizer): the value of largest magnitude → code −2^(b−1).
+        const mx = Math.max(...vals);
+        const mn = Math.min(...vals);
+        const m = Math.abs(mx) > Math.abs(mn) ? mx : mn;
+        const s = Math.fround(m / -(qmax + 1));
         for (const i of idx) out[i] = s === 0 ? 0 : Math.min(qmax, Math.max(-qmax - 1, Math.round(w[i] / s))) * s;
       } else {
         const lo = Math.min(0, ...vals);
@@ -66,10 +70,15 @@ test('RTN matches the float64 definition for 4/8 bits, sym/asym, groups 16..128 
     for (let i = 0; i < got.length; i++) {
       assert.ok(Math.abs(got[i] - want[i]) <= 1e-6 * Math.abs(want[i]) + 1e-7, `${JSON.stringify(spec)} at ${i}`);
     }
-    // The error is bounded by half a step per group (no clipping in RTN).
+    // The error is bounded by half a step per group, except on the side opposite the extreme, which may clip by at
+    // most one step (2^(b−1) − 1 codes there for a range of 2^(b−1) steps).
     const maxAbs = Math.max(...Array.from(w, Math.abs));
-    const step = (2 * maxAbs) / (2 ** spec.bits - 2);
-    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - w[i]) <= step / 2 + 1e-6);
+    const step = spec.symmetric ? maxAbs / 2 ** (spec.bits - 1) : (2 * maxAbs) / (2 ** spec.bits - 2);
+    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - w[i]) <= step + 1e-6);
+    if (spec.symmetric) {
+      // Every group's extreme is exact (it lands on code −2^(b−1)): all 2^b codes are in use.
+      assert.ok(q.codes.includes(0), `${JSON.stringify(spec)}: code 0 (−2^(b−1)) used`);
+    }
   }
 });
 
@@ -138,6 +147,14 @@ test('clip quantization clamps to [-8, 7]·α/7 and bits per weight count scales
   const d = dequantize(q);
   assert.ok(Math.abs(d[0] - 0.7) < 1e-6 && Math.abs(d[1] + (0.7 * 8) / 7) < 1e-6);
   assert.equal(storedBitsPerWeight(quantizeRtn(randn(64, 3), 2, 32, { bits: 4, symmetric: true, groupSize: 32 })), 5);
+  // A group's extreme sets the sign of its scale: the positive extreme 4 → s = −0.5 (code −8 ↔ 4), −4 → s = 0.5.
+  const pos = quantizeRtn(new Float32Array([4, -1, 0.5, 0]), 1, 4, { bits: 4, symmetric: true, groupSize: 16 });
+  assert.deepEqual(Array.from(pos.scales), [-0.5]);
+  assert.deepEqual(Array.from(dequantize(pos)), [4, -1, 0.5, 0]);
+  assert.ok(Object.is(dequantize(pos)[3], 0), 'a zero weight dequantizes to +0, not −0');
+  const neg = quantizeRtn(new Float32Array([-4, 4, 3.9, 0]), 1, 4, { bits: 4, symmetric: true, groupSize: 16 });
+  assert.deepEqual(Array.from(neg.scales), [0.5]); // a tie takes the negative extreme, as ONNX Runtime does
+  assert.deepEqual(Array.from(dequantize(neg)), [-4, 3.5, 3.5, 0]); // +4 clips to code 7
   assert.equal(
     storedBitsPerWeight(quantizeRtn(randn(64, 3), 2, 32, { bits: 4, symmetric: false, groupSize: 32 })),
     4 + 36 / 32,
@@ -205,4 +222,57 @@ test('fused packing over rows supplied block by block (as read from a file) equa
     assert.deepEqual(reused.scales, want.scales);
     assert.equal(reused.B.buffer, into.codes.buffer);
   }
+});
+
+test('clip "mse": per group never worse than the full range, better on groups with an outlier, zeros exact', async () => {
+  const { CLIP_RATIOS } = await import('../../../packages/engine/quant/clip-search.js');
+  const rows = 8;
+  const cols = 256;
+  const w = randn(rows * cols, 11);
+  for (let r = 0; r < rows; r++) w[r * cols + 5] = 9; // one outlier per row: clipping it pays in its group
+  for (let i = 0; i < w.length; i += 4) w[i] = 0;
+  const sqErr = (d: Float32Array, k0: number, k1: number) => {
+    let e = 0;
+    for (let i = k0; i < k1; i++) e += (w[i] - d[i]) ** 2;
+    return e;
+  };
+  for (const spec of specs) {
+    const plain = dequantize(quantizeRtn(w, rows, cols, spec));
+    const q = quantizeRtn(w, rows, cols, { ...spec, clip: 'mse' });
+    const mse = dequantize(q);
+    const g = spec.groupSize === 'channel' ? cols : spec.groupSize;
+    let better = 0;
+    for (let r = 0; r < rows; r++)
+      for (let k0 = 0; k0 < cols; k0 += g) {
+        const a = r * cols + k0;
+        const b = r * cols + Math.min(cols, k0 + g);
+        const ep = sqErr(plain, a, b);
+        const em = sqErr(mse, a, b);
+        assert.ok(em <= ep * (1 + 1e-9), `${JSON.stringify(spec)} row ${r} group ${k0}: ${em} > ${ep}`);
+        if (em < ep) better++;
+      }
+    // At 4 bits the outlier groups gain from a clip; at 8 bits the step is already fine and the gain can be nil.
+    if (spec.bits === 4) assert.ok(better > 0, `${JSON.stringify(spec)}: the search found no better clip anywhere`);
+    for (let i = 0; i < w.length; i++) if (w[i] === 0) assert.equal(mse[i], 0);
+    // Independent check of one group: brute force over the same ratios gives the same least error.
+    if (spec.symmetric && spec.bits === 4 && spec.groupSize === 32) {
+      const vals = Array.from(w.subarray(0, 32));
+      const m = vals.reduce((a, v) => (Math.abs(v) > Math.abs(a) ? v : a), 0);
+      let best = Infinity;
+      for (const ratio of CLIP_RATIOS) {
+        const s = Math.fround((ratio * m) / -8);
+        let e = 0;
+        for (const v of vals) e += (v - Math.min(7, Math.max(-8, Math.round(v / s))) * s) ** 2;
+        best = Math.min(best, e);
+      }
+      assert.ok(Math.abs(sqErr(mse, 0, 32) - best) <= 1e-9 * best);
+    }
+  }
+  // Masked: the same codes as the clip search on the masked copy.
+  const mask = Uint8Array.from({ length: rows * cols }, (_, i) => (i % 4 < 2 ? 1 : 0));
+  const masked = Float32Array.from(w, (v, i) => (mask[i] ? v : 0));
+  const want = quantizeRtn(masked, rows, cols, { bits: 4, symmetric: true, groupSize: 32, clip: 'mse' });
+  const got = quantizeMasked(w, mask, rows, cols, 4, 32, undefined, 'mse');
+  assert.deepEqual(got.codes, want.codes);
+  assert.deepEqual(got.scales, want.scales);
 });
