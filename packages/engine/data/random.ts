@@ -1,7 +1,8 @@
 // Random calibration data, only when a recipe asks for it (calibration.random: true); the report then says so. Float
-// inputs get N(0, 1); integer inputs (token ids) uniform ids in [0, vocab) where vocab comes from the embedding table
+// inputs (float16/32/64) get N(0, 1); integer inputs (token ids) uniform ids in [0, vocab) where vocab comes from the embedding table
 // the input indexes (a Gather), else [0, 2); bool inputs fair coin flips. Symbolic dims other than the batch axis take
 // `symbolicDim`. Seeded, so a job is reproducible.
+import { floatToHalfBits } from '../onnx/floats.js';
 import type { ModelInputSpec } from './inputs.js';
 import { DatasetError, elementCount, typedArrayFor, type DataArray, type Dataset } from './types.js';
 
@@ -30,6 +31,17 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** Box–Muller: two N(0, 1) values from two uniforms, stored through `store`. */
+function fillNormal(data: Float32Array | Float64Array | Uint16Array, rand: () => number, store: (x: number) => number) {
+  for (let i = 0; i < data.length; i += 2) {
+    const u = Math.max(rand(), 1e-12);
+    const v = rand();
+    const r = Math.sqrt(-2 * Math.log(u));
+    data[i] = store(r * Math.cos(2 * Math.PI * v));
+    if (i + 1 < data.length) data[i + 1] = store(r * Math.sin(2 * Math.PI * v));
+  }
+}
+
 export function randomDataset(specs: ModelInputSpec[], opts: RandomDataOptions): Dataset {
   const rand = seededRandom(opts.seed ?? 0);
   const symbolic = opts.symbolicDim ?? 64;
@@ -48,15 +60,15 @@ export function randomDataset(specs: ModelInputSpec[], opts: RandomDataOptions):
       case 'float32':
       case 'float64': {
         const data = typedArrayFor(spec.dtype, count) as Float32Array | Float64Array;
-        for (let i = 0; i < count; i += 2) {
-          // Box–Muller: two normals from two uniforms.
-          const u = Math.max(rand(), 1e-12);
-          const v = rand();
-          const r = Math.sqrt(-2 * Math.log(u));
-          data[i] = r * Math.cos(2 * Math.PI * v);
-          if (i + 1 < count) data[i + 1] = r * Math.sin(2 * Math.PI * v);
-        }
+        fillNormal(data, rand, (x) => x);
         arr = { dtype: spec.dtype, dims, data };
+        break;
+      }
+      case 'float16': {
+        // Same normals, stored as IEEE half bits (how datasets and ORT hold float16).
+        const data = new Uint16Array(count);
+        fillNormal(data, rand, floatToHalfBits);
+        arr = { dtype: 'float16', dims, data };
         break;
       }
       case 'int64':
@@ -80,7 +92,11 @@ export function randomDataset(specs: ModelInputSpec[], opts: RandomDataOptions):
       default:
         throw new DatasetError(
           'dtype-mismatch',
-          `input "${spec.name}" is ${spec.dtype}: random calibration data supports float32/64, int32/64 and bool`,
+          `input "${spec.name}" is ${spec.dtype}: random calibration data supports float16/32/64, int32/64 and bool` +
+            (spec.dtype === 'BFLOAT16'
+              ? " (onnxruntime-node has no bfloat16 tensors and ONNX Runtime's CPU EP no bfloat16 MatMul: save the" +
+                ' model in float16, or keep bf16 weights behind a Cast to float32)'
+              : ''),
         );
     }
     inputs.set(spec.name, arr);
