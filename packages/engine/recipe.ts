@@ -95,8 +95,10 @@ export const QuantSchema = Type.Object(
   {
     bits: Type.Union([Type.Literal(4), Type.Literal(8)], { description: 'Weight bit width.' }),
     scheme: Type.Optional(
-      Type.Union([Type.Literal('rtn'), Type.Literal('slim')], {
-        description: 'rtn: round-to-nearest per group; slim: SLiM-Quant per-tensor scale search.',
+      Type.Union([Type.Literal('rtn'), Type.Literal('slim'), Type.Literal('gptq')], {
+        description:
+          'rtn: round-to-nearest per group; slim: SLiM-Quant per-tensor scale search; gptq: Hessian-aware rounding ' +
+          'with error feedback (needs calibration data; scales per group as rtn, fixed when the group is reached).',
       }),
     ),
     groupSize: Type.Optional(
@@ -117,6 +119,19 @@ export const QuantSchema = Type.Object(
           'Per-group clip search (rtn): mse keeps, per group, the shrunk range with the least squared weight error ' +
           'when it beats the full range. Default none.',
       }),
+    ),
+    actOrder: Type.Optional(
+      Type.Boolean({
+        description:
+          'gptq: process columns by decreasing Hessian diagonal; groups stay contiguous along K with scales fixed ' +
+          'up front (static groups). Default false.',
+      }),
+    ),
+    blockSize: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 4096, description: 'gptq: columns per lazy-update block. Default 128.' }),
+    ),
+    dampening: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 1, description: 'gptq: λ in H += λ·mean(diag H)·I. Default 0.01.' }),
     ),
   },
   strict,
@@ -326,13 +341,10 @@ export function parseRecipe(input: unknown): Recipe {
 }
 
 function withDefaults(r: Recipe): Recipe {
-  const quantDefaults = (q: QuantSpec, scheme: 'rtn' | 'slim'): QuantSpec => ({
-    scheme,
-    groupSize: 32,
-    symmetric: true,
-    clip: 'none',
-    ...q,
-  });
+  const quantDefaults = (q: QuantSpec, scheme: 'rtn' | 'slim'): QuantSpec => {
+    const out: QuantSpec = { scheme, groupSize: 32, symmetric: true, clip: 'none', ...q };
+    return out.scheme === 'gptq' ? { actOrder: false, blockSize: 128, dampening: 0.01, ...out } : out;
+  };
   switch (r.method) {
     case 'sparsity':
       if (r.pattern === undefined && r.sparsity === undefined) r.pattern = '2:4';
@@ -400,6 +412,10 @@ function semanticIssues(r: Recipe): RecipeIssue[] {
   }
   if ((r.method === 'quantize' || r.method === 'slim') && r.quant) {
     const q = r.quant;
+    for (const key of ['actOrder', 'blockSize', 'dampening'] as const) {
+      if (q[key] !== undefined && q.scheme !== 'gptq')
+        issues.push({ path: `/quant/${key}`, message: `${key} applies to scheme "gptq" only` });
+    }
     if (q.scheme === 'slim' && q.clip === 'mse') {
       issues.push({
         path: '/quant/clip',

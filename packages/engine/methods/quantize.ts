@@ -1,12 +1,14 @@
 // Method `quantize`: weight-only quantization of every selected MatMul/Gemm/Conv weight — round-to-nearest per
-// group of K (4 or 8 bits, symmetric or asymmetric, groups 16–128 or per output channel) or SLiM-Quant's per-tensor
+// group of K (4 or 8 bits, symmetric or asymmetric, groups 16–128 or per output channel), GPTQ (the same groups,
+// rounded with OBS error feedback against the calibration Hessian: math/gptq.ts) or SLiM-Quant's per-tensor
 // clip — written as com.microsoft MatMulNBits (MatMul/Gemm) or standard DequantizeLinear feeding the original op
 // (format 'qdq', and always for Conv). Zeros stay exactly zero, so a 2:4-pruned model keeps its pattern.
 // The maths lives in quant/ (rtn, slim-quant, matmulnbits); this file orchestrates and reports.
 //
 // Sample recipe:
 //   {"method": "quantize", "quant": {"bits": 4, "scheme": "rtn", "groupSize": 32, "symmetric": true}, "format": "matmulnbits"}
-import type { LayerReport } from '../job.js';
+import { InputError, type LayerReport } from '../job.js';
+import { gptqLayer, type GptqSettings } from '../quant/gptq-layer.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import type { QuantizeRecipe, QuantSpec as RecipeQuant } from '../recipe.js';
 import type { NodeProto } from '../onnx/gen/onnx_pb.js';
@@ -26,20 +28,27 @@ import { slimQuantAlpha } from '../quant/slim-quant.js';
 import { resolveBlockSize, type QuantizedMatrix, type QuantSpec } from '../quant/types.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
-export function quantSpecOf(q: RecipeQuant): QuantSpec & { scheme: 'rtn' | 'slim' } {
+/** A recipe's quantization as the engine uses it; `gptq` carries GPTQ's knobs (scheme 'gptq' only). */
+export type EngineQuant = QuantSpec & { scheme: 'rtn' | 'slim' | 'gptq'; gptq?: GptqSettings };
+
+export function quantSpecOf(q: RecipeQuant): EngineQuant {
   return {
     bits: q.bits,
     groupSize: q.groupSize ?? 32,
     symmetric: q.symmetric ?? true,
     scheme: q.scheme ?? 'rtn',
     clip: q.clip ?? 'none',
+    ...(q.scheme === 'gptq'
+      ? { gptq: { actOrder: q.actOrder ?? false, blockSize: q.blockSize ?? 128, dampening: q.dampening ?? 0.01 } }
+      : {}),
   };
 }
 
-export function quantLabel(s: QuantSpec & { scheme: 'rtn' | 'slim' }): string {
+export function quantLabel(s: EngineQuant): string {
   if (s.scheme === 'slim') return `int${s.bits} SLiM-Quant per-tensor`;
   const clip = s.clip === 'mse' ? ' clip-mse' : '';
-  return `int${s.bits} ${s.groupSize === 'channel' ? 'per-channel' : `g${s.groupSize}`} ${s.symmetric ? 'sym' : 'asym'}${clip}`;
+  const gptq = s.scheme === 'gptq' ? ` GPTQ${s.gptq?.actOrder ? ' act-order' : ''}` : '';
+  return `int${s.bits} ${s.groupSize === 'channel' ? 'per-channel' : `g${s.groupSize}`} ${s.symmetric ? 'sym' : 'asym'}${clip}${gptq}`;
 }
 
 /** Opset the DequantizeLinear route needs: int4 and block-wise scales arrived in opset 21, int8 per-axis in 13. */
@@ -76,9 +85,10 @@ export function quantizeCanonical(
   w: Float32Array,
   N: number,
   K: number,
-  spec: QuantSpec & { scheme: 'rtn' | 'slim' },
+  spec: QuantSpec & { scheme: 'rtn' | 'slim' | 'gptq' },
   format: Format,
 ): { q: QuantizedMatrix; alpha?: number } {
+  if (spec.scheme === 'gptq') throw new Error('quantizeCanonical: GPTQ needs the Hessian (gptqLayer)');
   if (spec.scheme === 'slim') {
     const alpha = slimQuantAlpha(w, { bits: spec.bits }).alpha;
     // One scale for the tensor; stored per group of 32 for MatMulNBits (its kernel needs blocks) or one per row.
@@ -158,6 +168,15 @@ export async function settleAccuracyLevel(
   return { level: auto.level, auto };
 }
 
+/** GPTQ of one layer against its calibration Hessian(s). */
+async function gptqOf(ctx: MethodContext, w: WeightRef, weights: Float32Array, spec: EngineQuant) {
+  const stats = await ctx.stats(w);
+  if (!stats?.hessian) {
+    throw new InputError('calibration-required', `quant.scheme "gptq" needs calibration data (${w.name})`);
+  }
+  return gptqLayer(weights, w.N, w.K, stats.hessian, spec, spec.gptq ?? {}, { signal: ctx.signal });
+}
+
 async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   const r = ctx.recipe;
   const spec = quantSpecOf(r.quant);
@@ -215,8 +234,11 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     } else {
       nonFinite = nonFiniteCount(ctx.model, w);
       const weights = readWeightMatrix(ctx.model, w);
-      const res = quantizeCanonical(weights, w.N, w.K, spec, format);
-      alpha = res.alpha;
+      const res =
+        spec.scheme === 'gptq'
+          ? await gptqOf(ctx, w, weights, spec)
+          : quantizeCanonical(weights, w.N, w.K, spec, format);
+      alpha = 'alpha' in res ? res.alpha : undefined;
       const wHat = dequantize(res.q);
       if (ctx.hasCalibration) relError = await ctx.relativeError(w, weights, wHat);
       ctx.release(w);
@@ -274,8 +296,8 @@ export const method: CompressionMethod<QuantizeRecipe> = {
     quant: { bits: 4, scheme: 'rtn', groupSize: 32, symmetric: true },
     format: 'matmulnbits',
   },
-  calibration: () => 'optional',
-  hessian: () => false,
+  calibration: (r) => (r.quant.scheme === 'gptq' ? 'required' : 'optional'),
+  hessian: (r) => r.quant.scheme === 'gptq',
   labels: () => false,
   ingredients: () => false,
   changesGraph: () => true,

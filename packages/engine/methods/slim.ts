@@ -50,7 +50,7 @@ function needsXNorm(s: ReturnType<typeof settings>): boolean {
   return s.criterion === 'wanda' || s.saliency === 'slim';
 }
 function needsHessian(s: ReturnType<typeof settings>): boolean {
-  return s.criterion === 'sparsegpt' || s.saliency === 'whitened';
+  return s.criterion === 'sparsegpt' || s.saliency === 'whitened' || s.quant.scheme === 'gptq';
 }
 
 function skipReason(w: WeightRef, r: SlimRecipe): string | undefined {
@@ -157,7 +157,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
   if ((needsXNorm(s) || needsHessian(s)) && !ctx.hasCalibration)
     throw new InputError(
       'calibration-required',
-      `slim with criterion "${s.criterion}" and saliency "${s.saliency}" needs calibration data ` +
+      `slim with criterion "${s.criterion}", saliency "${s.saliency}" and quant.scheme "${s.quant.scheme}" needs calibration data ` +
         '(give a calibration file, or calibration.random for a smoke test)',
     );
   const layers: LayerReport[] = [];
@@ -204,8 +204,10 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
         sparseGpt:
           s.criterion === 'sparsegpt'
             ? 'the sparse part is re-derived by SparseGPT on W − LR at every re-quantization (the reference ' +
-              'recomputes it from the original W, discarding the OBS updates); quantization follows the OBS step ' +
-              '(RTN/SLiM-Quant), it is not a joint OBS quantizer'
+              'recomputes it from the original W, discarding the OBS updates); ' +
+              (s.quant.scheme === 'gptq'
+                ? 'the kept weights are then rounded by GPTQ with error feedback under its mask'
+                : 'quantization follows the OBS step (RTN/SLiM-Quant), it is not a joint OBS quantizer')
             : undefined,
         expectedSpeedup:
           'MatMulNBits 4-bit kernels (accuracy_level 4 on CPUs with int8 dot products) run several times faster ' +

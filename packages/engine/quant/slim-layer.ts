@@ -28,6 +28,7 @@ import {
 import type { TruncatedSvdOptions } from '../math/svd.js';
 import { dequantize, dequantizeResidual, quantizeMasked, quantizeRtn, quantizeWithClip } from './rtn.js';
 import { float16ToFloat32, float32ToFloat16 } from '../onnx/floats.js';
+import { gptqLayer, type GptqSettings } from './gptq-layer.js';
 import { slimQuantAlpha } from './slim-quant.js';
 import { QuantError, resolveBlockSize, type QuantizedMatrix, type QuantSpec } from './types.js';
 
@@ -38,7 +39,8 @@ export interface SlimLayerOptions {
   n: number;
   m: number;
   criterion: Criterion;
-  quant: QuantSpec & { scheme: 'rtn' | 'slim' };
+  /** scheme 'gptq': the kept weights rounded with OBS error feedback under the mask (needs the Hessian). */
+  quant: QuantSpec & { scheme: 'rtn' | 'slim' | 'gptq'; gptq?: GptqSettings };
   /** 0 disables the adapter. */
   rankRatio: number;
   saliency: Saliency;
@@ -120,6 +122,7 @@ export async function slimLayer(
   if (K % o.m !== 0) throw new QuantError(`slimLayer: K = ${K} is not a multiple of M = ${o.m}`);
   if (o.criterion === 'wanda' && !stats.xNorm) throw new QuantError('slimLayer: Wanda needs input norms');
   if (o.criterion === 'sparsegpt' && !stats.hessian) throw new QuantError('slimLayer: SparseGPT needs the Hessian');
+  if (o.quant.scheme === 'gptq' && !stats.hessian) throw new QuantError('slimLayer: GPTQ needs the Hessian');
   if (o.rankRatio > 0 && o.saliency === 'whitened' && !stats.hessian)
     throw new QuantError("slimLayer: saliency 'whitened' needs the Hessian");
   if (o.rankRatio > 0 && o.saliency === 'slim' && !stats.xNorm)
@@ -180,6 +183,13 @@ export async function slimLayer(
         if (target !== scratch) scratch.set(target);
         const r = await sparseGpt(scratch, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
         mask = r.mask;
+      } else if (o.quant.scheme === 'gptq') {
+        // The dense target under the fixed mask: pruned entries are fed back as error with the rounding error.
+        const r = await gptqLayer(target, N, K, [stats.hessian!], o.quant, o.quant.gptq ?? {}, {
+          mask,
+          signal: o.signal,
+        });
+        return r.q;
       } else {
         if (a !== undefined) alpha = a;
         return quantizeMasked(target, mask, N, K, o.quant.bits, blockSize, a, o.quant.clip); // no masked copy
@@ -187,6 +197,14 @@ export async function slimLayer(
       if (a !== undefined) {
         alpha = a;
         return quantizeWithClip(scratch, N, K, o.quant.bits, a, blockSize);
+      }
+      if (o.quant.scheme === 'gptq') {
+        // SparseGPT's OBS-updated weights, rounded with GPTQ's feedback under SparseGPT's mask.
+        const r = await gptqLayer(scratch, N, K, [stats.hessian!], o.quant, o.quant.gptq ?? {}, {
+          mask,
+          signal: o.signal,
+        });
+        return r.q;
       }
       return quantizeRtn(scratch, N, K, o.quant);
     });
