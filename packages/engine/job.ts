@@ -1,6 +1,9 @@
 // The contract between the engine and its callers (CLI, worker): what a job gets, how it reports progress, what it
 // returns. Methods register themselves in methods/registry.ts; runRecipe (run.ts) dispatches on recipe.method.
 import type { Recipe } from './recipe.js';
+import type { StageReport } from './runner/stages.js';
+
+export type { StageReport };
 
 /** Files a job reads and writes. Every path is a local file; storage adapters download/upload around the engine. */
 export interface JobInputs {
@@ -81,6 +84,11 @@ export interface JobReport {
   quality: Record<string, unknown>;
   sizes: { inputBytes: number; outputBytes: number; [extra: string]: unknown };
   seconds: number;
+  /**
+   * Seconds, peak RSS and execution provider per stage that ran (load, calibrate, compress, write, evaluate,
+   * latency); calibrate also counts its passes. Written by runRecipe (runner/stages.ts says how RSS is measured).
+   */
+  stages?: StageReport[];
   warnings: string[];
   [extra: string]: unknown;
 }

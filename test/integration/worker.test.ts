@@ -79,6 +79,14 @@ describe('compress worker', () => {
       ['model.onnx', 'report.json'],
     );
     assert.equal(done.metrics.quality.relativeError, 0.02);
+    // report.stages reach the job's metrics (GET /v1/jobs/:id).
+    assert.deepEqual(
+      done.metrics.stages.map((s: { name: string; peakRssBytes: number }) => [s.name, s.peakRssBytes]),
+      [
+        ['load', 1e8],
+        ['compress', 2e8],
+      ],
+    );
 
     const model = await readFile(SMALL_MODEL);
     const dl = await app.inject({ method: 'GET', url: `/v1/jobs/${id}/artifacts/model.onnx` });

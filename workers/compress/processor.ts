@@ -249,7 +249,14 @@ async function commit(
   }
   const r = result.report;
   const metrics = JSON.parse(
-    JSON.stringify({ quality: r.quality, sizes: r.sizes, seconds: r.seconds, warnings: r.warnings, method: r.method }),
+    JSON.stringify({
+      quality: r.quality,
+      sizes: r.sizes,
+      seconds: r.seconds,
+      stages: r.stages,
+      warnings: r.warnings,
+      method: r.method,
+    }),
   ) as Prisma.InputJsonValue;
   const finishedAt = new Date();
   const won = await deps.db.$transaction(async (tx) => {

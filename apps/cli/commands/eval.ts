@@ -34,43 +34,41 @@ async function evaluate(dense: string, compressed: string, opts: EvalOptions): P
   const specs = modelInputSpecs(model.proto);
   closeModel(model);
   const data = await loadDataset(opts.data, specs);
-  const a = await openSession(dense);
-  const b = await openSession(compressed);
-  try {
-    const ranges = planBatches(data.samples, opts.batchSize, opts.samples, fixedBatchSize(specs));
-    const q = await evaluateModels({
-      dense: a.session,
-      compressed: b.session,
-      dataset: data,
-      ranges: ranges.ranges,
-      task: opts.task,
-      ...(opts.output ? { outputName: opts.output } : {}),
-    });
-    const result = { ...q, samples: ranges.used };
-    if (opts.json) {
-      process.stdout.write(
-        `${JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`,
-      );
-      return;
-    }
-    const lines = [
-      `output ${q.outputName}, ${ranges.used} samples`,
-      `relative error ${q.relativeError.toFixed(4)}, cosine ${q.cosineSimilarity.toFixed(4)}, ` +
-        `top-1 agreement ${q.top1Agreement.toFixed(4)} (${q.positions} positions)`,
-    ];
-    if (q.task === 'classification') {
-      lines.push(`accuracy ${q.dense!.accuracy!.toFixed(4)} → ${q.compressed!.accuracy!.toFixed(4)}`);
-    } else if (q.task === 'lm') {
-      lines.push(
-        `perplexity ${q.dense!.perplexity!.toFixed(3)} → ${q.compressed!.perplexity!.toFixed(3)}; bits/token ` +
-          `${q.dense!.bitsPerToken!.toFixed(4)} → ${q.compressed!.bitsPerToken!.toFixed(4)} (targets: ${q.targets})`,
-      );
-    }
-    process.stdout.write(`${lines.join('\n')}\n`);
-  } finally {
-    await a.session.release();
-    await b.session.release();
+  // One model in memory at a time: evaluateModels opens each for its half and releases it.
+  const open = (path: string) => async () => {
+    const { session } = await openSession(path);
+    return { session, release: () => session.release() };
+  };
+  const ranges = planBatches(data.samples, opts.batchSize, opts.samples, fixedBatchSize(specs));
+  const q = await evaluateModels({
+    dense: open(dense),
+    compressed: open(compressed),
+    dataset: data,
+    ranges: ranges.ranges,
+    task: opts.task,
+    ...(opts.output ? { outputName: opts.output } : {}),
+  });
+  const result = { ...q, samples: ranges.used };
+  if (opts.json) {
+    process.stdout.write(
+      `${JSON.stringify(result, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`,
+    );
+    return;
   }
+  const lines = [
+    `output ${q.outputName}, ${ranges.used} samples`,
+    `relative error ${q.relativeError.toFixed(4)}, cosine ${q.cosineSimilarity.toFixed(4)}, ` +
+      `top-1 agreement ${q.top1Agreement.toFixed(4)} (${q.positions} positions)`,
+  ];
+  if (q.task === 'classification') {
+    lines.push(`accuracy ${q.dense!.accuracy!.toFixed(4)} → ${q.compressed!.accuracy!.toFixed(4)}`);
+  } else if (q.task === 'lm') {
+    lines.push(
+      `perplexity ${q.dense!.perplexity!.toFixed(3)} → ${q.compressed!.perplexity!.toFixed(3)}; bits/token ` +
+        `${q.dense!.bitsPerToken!.toFixed(4)} → ${q.compressed!.bitsPerToken!.toFixed(4)} (targets: ${q.targets})`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 export function register(program: Command): void {

@@ -301,6 +301,7 @@ export const method: CompressionMethod<QuantizeRecipe> = {
   labels: () => false,
   ingredients: () => false,
   changesGraph: () => true,
+  timesLatency: () => true,
   reportsNonFinite: true,
   skipReason: (w, r) => quantSkipReason(w, quantSpecOf(r.quant), r.format ?? 'matmulnbits'),
   run,

@@ -237,6 +237,7 @@ export const method: CompressionMethod<SlimRecipe> = {
   labels: () => false,
   ingredients: () => false,
   changesGraph: () => true,
+  timesLatency: () => true,
   skipReason,
   run,
 };

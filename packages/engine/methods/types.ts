@@ -159,6 +159,13 @@ export interface CompressionMethod<R extends Recipe = Recipe> {
    * @defaultValue false
    */
   reportsNonFinite?: boolean;
+  /**
+   * Whether the compressed model runs different kernels than the dense one (e.g. MatMulNBits), so that the runner
+   * times both for the report's latency section. Methods that only change weight values (pruning: ONNX Runtime has
+   * no sparse GEMM) leave it out.
+   * @defaultValue false
+   */
+  timesLatency?(recipe: R): boolean;
   /** Does the work: edits ctx.model in place. */
   run(ctx: MethodContext<R>): Promise<MethodResult>;
 }

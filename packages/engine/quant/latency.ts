@@ -1,11 +1,12 @@
 // Latency of the dense model against the compressed one on the job's execution provider, for the report: p50/p95
 // of session.run at batch 1 and at a larger batch, runs interleaved (dense, compressed, dense, …) so that load
-// changes on a shared machine hit both alike, with a time budget. Inputs are rows of the calibration/evaluation
-// data when given (the batch is the first `batch` samples, repeated when there are fewer), random values of the
+// changes on a shared machine hit both alike, with a time budget; a dense model over 512 MiB is timed before the
+// compressed one instead, one session at a time, so timing never holds both models in memory. Inputs are rows of
+// the calibration/evaluation data when given (the batch is the first `batch` samples, repeated when there are fewer), random values of the
 // declared type otherwise; symbolic dimensions other than the batch axis must then be resolvable from the data.
 import * as ort from 'onnxruntime-node';
 import type { DataArray } from '../data/types.js';
-import { feedsOf, openSession, type ExecutionProvider } from '../runtime/session.js';
+import { feedsOf, openSession, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
 
 export interface LatencyStats {
   p50: number;
@@ -25,6 +26,8 @@ export interface LatencyRow {
 
 export interface LatencyReport {
   executionProvider: ExecutionProvider;
+  /** Runs alternating between the two models, or one model after the other (large models). */
+  mode: 'interleaved' | 'sequential';
   rows: LatencyRow[];
   note: string;
 }
@@ -38,6 +41,12 @@ export interface LatencyOptions {
   /** Stop timing a batch size after this many seconds. @defaultValue 20 */
   budgetSeconds?: number;
   intraOpNumThreads?: number;
+  /** Opens each session (the runner passes its session owner's, for one record of providers and fallbacks). */
+  openSession?: (model: string, opts: SessionOptions) => Promise<Opened>;
+  /** Bytes of the dense model (file + external data), to choose interleaved or sequential timing. */
+  denseBytes?: number;
+  /** @defaultValue DEFAULT_INTERLEAVE_MAX_BYTES (512 MiB) */
+  interleaveMaxBytes?: number;
 }
 
 /** `batch` rows of every array (cycling through the samples when there are fewer). */
@@ -69,51 +78,89 @@ function stats(times: number[]): LatencyStats {
   };
 }
 
-/** Times dense vs compressed (model files) on the data's inputs. */
+/** Dense models up to this size are timed interleaved with the compressed one (both sessions open). */
+export const DEFAULT_INTERLEAVE_MAX_BYTES = 512 * 2 ** 20;
+
+type Opened = Awaited<ReturnType<typeof openSession>>;
+
+/**
+ * Times dense vs compressed (model files) on the data's inputs. Interleaved (both sessions open, runs alternating)
+ * while the dense model is at most `interleaveMaxBytes`; larger models are timed one after the other (dense, release,
+ * compressed), so the job never holds both models at once.
+ */
 export async function compareLatency(
   densePath: string,
   compressedPath: string,
   data: Map<string, DataArray>,
   o: LatencyOptions = {},
 ): Promise<LatencyReport> {
-  const providers = o.executionProviders ?? ['cpu'];
+  const open = o.openSession ?? openSession;
   const opts = {
-    executionProviders: providers,
+    executionProviders: o.executionProviders ?? ['cpu'],
     allowSpinning: false,
     ...(o.intraOpNumThreads ? { intraOpNumThreads: o.intraOpNumThreads } : {}),
   };
-  const dense = await openSession(densePath, opts);
-  const comp = await openSession(compressedPath, { ...opts, executionProviders: [dense.executionProvider] });
+  const feeds = (o.batches ?? [1, 8]).map((batch) => ({ batch, feeds: feedsOf(batchOf(data, batch)) }));
+  const interleave = (o.denseBytes ?? 0) <= (o.interleaveMaxBytes ?? DEFAULT_INTERLEAVE_MAX_BYTES);
+  const dense = await open(densePath, opts);
+  let comp: Opened | undefined;
   try {
-    const rows: LatencyRow[] = [];
-    for (const batch of o.batches ?? [1, 8]) {
-      const feeds: Record<string, ort.Tensor> = feedsOf(batchOf(data, batch));
-      for (let i = 0; i < 3; i++) {
-        await dense.session.run(feeds);
-        await comp.session.run(feeds);
-      }
-      const td: number[] = [];
-      const tc: number[] = [];
-      const deadline = performance.now() + (o.budgetSeconds ?? 20) * 1000;
-      for (let i = 0; i < (o.runs ?? 50) && performance.now() < deadline; i++) {
-        let t0 = performance.now();
-        await dense.session.run(feeds);
-        td.push(performance.now() - t0);
-        t0 = performance.now();
-        await comp.session.run(feeds);
-        tc.push(performance.now() - t0);
-      }
-      const d = stats(td);
-      const c = stats(tc);
-      rows.push({ batch, dense: d, compressed: c, speedup: d.p50 / c.p50, slower: c.p50 > d.p50 });
+    const pin = { ...opts, executionProviders: [dense.executionProvider] };
+    let times: { dense: LatencyStats; compressed: LatencyStats }[];
+    if (interleave) {
+      comp = await open(compressedPath, pin);
+      times = await timeAll(feeds, [dense.session, comp.session], o);
+    } else {
+      const d = await timeAll(feeds, [dense.session], o, 0.5);
+      await dense.session.release();
+      comp = await open(compressedPath, pin);
+      const c = await timeAll(feeds, [comp.session], o, 0.5);
+      times = d.map((t, i) => ({ dense: t.dense, compressed: c[i].dense }));
     }
     return {
       executionProvider: dense.executionProvider,
-      rows,
-      note: 'milliseconds per session.run, dense and compressed interleaved; p50/p95 over the runs; intra-op threads do not spin between runs (ORT session option session.intra_op.allow_spinning = 0)',
+      mode: interleave ? 'interleaved' : 'sequential',
+      rows: feeds.map(({ batch }, i) => {
+        const { dense: d, compressed: c } = times[i];
+        return { batch, dense: d, compressed: c, speedup: d.p50 / c.p50, slower: c.p50 > d.p50 };
+      }),
+      note:
+        (interleave
+          ? 'milliseconds per session.run, dense and compressed interleaved'
+          : 'milliseconds per session.run, dense then compressed (one model in memory at a time: the dense model ' +
+            'is over the interleaving limit, so load changes between the two halves are not cancelled out)') +
+        '; p50/p95 over the runs; intra-op threads do not spin between runs (ORT session option ' +
+        'session.intra_op.allow_spinning = 0)',
     };
   } finally {
-    await dense.session.release();
-    await comp.session.release();
+    if (interleave) await dense.session.release().catch(() => {});
+    await comp?.session.release().catch(() => {});
   }
+}
+
+/**
+ * Times each batch on one session, or on two sessions alternating run by run; `budgetShare` of budgetSeconds is
+ * spent per batch. Returns per batch the first session's stats as `dense` and the second's as `compressed`.
+ */
+async function timeAll(
+  feeds: { batch: number; feeds: Record<string, ort.Tensor> }[],
+  sessions: ort.InferenceSession[],
+  o: LatencyOptions,
+  budgetShare = 1,
+): Promise<{ dense: LatencyStats; compressed: LatencyStats }[]> {
+  const out: { dense: LatencyStats; compressed: LatencyStats }[] = [];
+  for (const { feeds: f } of feeds) {
+    for (let i = 0; i < 3; i++) for (const s of sessions) await s.run(f);
+    const times: number[][] = sessions.map(() => []);
+    const deadline = performance.now() + (o.budgetSeconds ?? 20) * 1000 * budgetShare;
+    for (let i = 0; i < (o.runs ?? 50) && performance.now() < deadline; i++) {
+      for (let k = 0; k < sessions.length; k++) {
+        const t0 = performance.now();
+        await sessions[k].run(f);
+        times[k].push(performance.now() - t0);
+      }
+    }
+    out.push({ dense: stats(times[0]), compressed: stats(times[times.length - 1]) });
+  }
+  return out;
 }

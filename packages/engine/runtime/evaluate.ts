@@ -1,19 +1,30 @@
-// Whole-model evaluation: the dense and the compressed model run side by side on the same batches, and their outputs
-// are compared batch by batch (nothing is kept): fidelity against the dense model always, and label scores when the
-// data allows (accuracy for classifiers; perplexity / bits per token for next-token LMs).
+// Whole-model evaluation: fidelity against the dense model always, and label scores when the data allows (accuracy
+// for classifiers; perplexity / bits per token for next-token LMs). One model at a time: the dense model runs over
+// every batch first and only its compared output is kept (runtime/output-store.ts: in memory up to a cap, then a
+// scratch file), then the compressed model runs over the same batches and each is compared with the kept output.
+// The batch order and the accumulators are those of a side-by-side run, so the numbers are the same.
+import { tmpdir } from 'node:os';
 import type * as ort from 'onnxruntime-node';
-import { batches } from '../data/dataset.js';
+import { batches, type Batch } from '../data/dataset.js';
 import type { DataArray, Dataset } from '../data/types.js';
 import { InputError } from '../job.js';
 import { FidelityAccumulator, type FidelityResult } from '../metrics/fidelity.js';
 import { AccuracyAccumulator, LmAccumulator, looksLikeProbabilities, shiftedTargets } from '../metrics/labels.js';
+import { OutputStore } from './output-store.js';
 import { feedsOf, runSession, toFloat32 } from './session.js';
 
 export type EvalTask = 'auto' | 'classification' | 'lm';
 
+/**
+ * A session the caller holds (and releases), or a way to open one: evaluateModels then opens it for its half of the
+ * work and releases it before the other half opens, so the two models are never in memory together.
+ */
+export type SessionSource =
+  ort.InferenceSession | (() => Promise<{ session: ort.InferenceSession; release(): Promise<void> }>);
+
 export interface EvaluateOptions {
-  dense: ort.InferenceSession;
-  compressed: ort.InferenceSession;
+  dense: SessionSource;
+  compressed: SessionSource;
   dataset: Dataset;
   ranges: [number, number][];
   /** @defaultValue the first model output */
@@ -21,7 +32,12 @@ export interface EvaluateOptions {
   /** @defaultValue 'auto' */
   task?: EvalTask;
   signal?: AbortSignal;
+  /** Progress over both halves (dense batches, then compressed ones). */
   onBatch?: (done: number, total: number) => void;
+  /** Where dense outputs over maxHeldOutputBytes are spilled. @defaultValue os.tmpdir() */
+  scratchDir?: string;
+  /** Dense outputs held in memory between the halves; the rest go to a scratch file. @defaultValue 256 MiB */
+  maxHeldOutputBytes?: number;
 }
 
 export interface LabelScores {
@@ -78,55 +94,122 @@ function resolveTask(
   return { task: 'none' };
 }
 
+/** How the evaluation is scored, fixed by the dense half's first batch. */
+interface Scoring {
+  resolved?: ReturnType<typeof resolveTask>;
+  probabilities: boolean;
+  acc: AccuracyAccumulator;
+  lm: LmAccumulator;
+}
+
 export async function evaluateModels(opts: EvaluateOptions): Promise<QualityReport> {
-  const outputName = opts.outputName ?? opts.dense.outputNames[0];
-  if (!opts.dense.outputNames.includes(outputName)) {
+  const store = new OutputStore(opts.scratchDir ?? tmpdir(), opts.maxHeldOutputBytes);
+  try {
+    const dense = { probabilities: false, acc: new AccuracyAccumulator(), lm: new LmAccumulator() } as Scoring;
+    const { outputName, dims } = await withSession(opts.dense, (session) => denseHalf(opts, session, dense, store));
+    const compressed: Scoring = { ...dense, acc: new AccuracyAccumulator(), lm: new LmAccumulator() };
+    const fidelity = new FidelityAccumulator();
+    await withSession(opts.compressed, (session) =>
+      compressedHalf(opts, session, outputName, dims, compressed, fidelity, store),
+    );
+    return qualityReport(outputName, dense, compressed, fidelity);
+  } finally {
+    await store.close();
+  }
+}
+
+async function withSession<T>(source: SessionSource, fn: (s: ort.InferenceSession) => Promise<T>): Promise<T> {
+  if (typeof source !== 'function') return fn(source);
+  const opened = await source();
+  try {
+    return await fn(opened.session);
+  } finally {
+    await opened.release();
+  }
+}
+
+/** Runs the dense model over every batch: its label scores, and its outputs kept for the compressed half. */
+async function denseHalf(
+  opts: EvaluateOptions,
+  session: ort.InferenceSession,
+  sc: Scoring,
+  store: OutputStore,
+): Promise<{ outputName: string; dims: number[][] }> {
+  const outputName = opts.outputName ?? session.outputNames[0];
+  if (!session.outputNames.includes(outputName)) {
     throw new InputError(
       'unknown-output',
-      `evaluation.outputName "${outputName}" is not a model output (${opts.dense.outputNames.join(', ')})`,
+      `evaluation.outputName "${outputName}" is not a model output (${session.outputNames.join(', ')})`,
     );
   }
-  const fidelity = new FidelityAccumulator();
-  let resolved: ReturnType<typeof resolveTask> | undefined;
-  let probabilities = false;
-  const acc = { dense: new AccuracyAccumulator(), compressed: new AccuracyAccumulator() };
-  const lm = { dense: new LmAccumulator(), compressed: new LmAccumulator() };
-  let done = 0;
+  const dims: number[][] = [];
+  let i = 0;
   for (const batch of batches(opts.dataset, opts.ranges)) {
     opts.signal?.throwIfAborted();
-    const feeds = feedsOf(batch.inputs);
-    const y = (await runSession(opts.dense, feeds, [outputName], 'running the dense model'))[outputName] as ort.Tensor;
-    opts.signal?.throwIfAborted();
-    const yHat = (await runSession(opts.compressed, feeds, [outputName], 'running the compressed model'))[
+    const y = (await runSession(session, feedsOf(batch.inputs), [outputName], 'running the dense model'))[
       outputName
     ] as ort.Tensor;
     const a = toFloat32(y);
-    const b = toFloat32(yHat);
-    const dims = [...y.dims];
-    fidelity.add(a, b, dims);
-    if (!resolved) {
-      resolved = resolveTask(opts.task ?? 'auto', opts.dataset, dims);
-      if (resolved.task === 'lm') probabilities = looksLikeProbabilities(a, dims[dims.length - 1]);
+    dims.push([...y.dims]);
+    if (!sc.resolved) {
+      sc.resolved = resolveTask(opts.task ?? 'auto', opts.dataset, dims[i]);
+      if (sc.resolved.task === 'lm') sc.probabilities = looksLikeProbabilities(a, dims[i][dims[i].length - 1]);
     }
-    if (resolved.task === 'classification') {
-      const labels = batch.labels!.data as ArrayLike<number | bigint>;
-      acc.dense.add(a, dims, labels);
-      acc.compressed.add(b, dims, labels);
-    } else if (resolved.task === 'lm') {
-      const targets = lmTargets(resolved, batch.labels, batch.inputs, dims);
-      lm.dense.add(a, dims, targets, probabilities);
-      lm.compressed.add(b, dims, targets, probabilities);
-    }
-    opts.onBatch?.(++done, opts.ranges.length);
+    scoreLabels(sc, a, dims[i], batch);
+    await store.put(i, a);
+    i++; // not inside the onBatch?.() call: optional chaining skips its arguments when there is no callback
+    opts.onBatch?.(i, 2 * opts.ranges.length);
   }
+  return { outputName, dims };
+}
+
+/** Runs the compressed model over the same batches and compares each with the dense outputs kept. */
+async function compressedHalf(
+  opts: EvaluateOptions,
+  session: ort.InferenceSession,
+  outputName: string,
+  dims: number[][],
+  sc: Scoring,
+  fidelity: FidelityAccumulator,
+  store: OutputStore,
+): Promise<void> {
+  let i = 0;
+  for (const batch of batches(opts.dataset, opts.ranges)) {
+    opts.signal?.throwIfAborted();
+    const yHat = (await runSession(session, feedsOf(batch.inputs), [outputName], 'running the compressed model'))[
+      outputName
+    ] as ort.Tensor;
+    const b = toFloat32(yHat);
+    fidelity.add(await store.take(i), b, dims[i]);
+    scoreLabels(sc, b, dims[i], batch);
+    i++;
+    opts.onBatch?.(opts.ranges.length + i, 2 * opts.ranges.length);
+  }
+}
+
+function scoreLabels(sc: Scoring, y: Float32Array, dims: number[], batch: Batch): void {
+  if (sc.resolved?.task === 'classification') {
+    sc.acc.add(y, dims, batch.labels!.data as ArrayLike<number | bigint>);
+  } else if (sc.resolved?.task === 'lm') {
+    sc.lm.add(y, dims, lmTargets(sc.resolved, batch.labels, batch.inputs, dims), sc.probabilities);
+  }
+}
+
+function qualityReport(
+  outputName: string,
+  dense: Scoring,
+  compressed: Scoring,
+  fidelity: FidelityAccumulator,
+): QualityReport {
+  const resolved = dense.resolved;
   const report: QualityReport = { outputName, task: resolved?.task ?? 'none', ...fidelity.result() };
   if (resolved?.targets) report.targets = resolved.targets;
   if (resolved?.task === 'classification') {
-    report.dense = { accuracy: acc.dense.result().accuracy };
-    report.compressed = { accuracy: acc.compressed.result().accuracy };
+    report.dense = { accuracy: dense.acc.result().accuracy };
+    report.compressed = { accuracy: compressed.acc.result().accuracy };
   } else if (resolved?.task === 'lm') {
-    const d = lm.dense.result();
-    const c = lm.compressed.result();
+    const d = dense.lm.result();
+    const c = compressed.lm.result();
     report.dense = { perplexity: d.perplexity, bitsPerToken: d.bitsPerToken, nll: d.nll };
     report.compressed = { perplexity: c.perplexity, bitsPerToken: c.bitsPerToken, nll: c.nll };
   }

@@ -1,0 +1,113 @@
+// Stage "load", second half: plan calibration and prove ONNX Runtime can load the input. The calibration batches
+// are planned, one statistics request is made per selected weight's activation (bounded by maxHessianBytes), and a
+// session on the dense model with those activations as outputs is opened for a lazy StatsCollector: its passes run
+// when the method first asks for a layer's statistics (stage "calibrate", nested in "compress").
+// ONNX Runtime must be able to load the input: cycles, dangling inputs, type errors and unknown operators are only
+// found there, and a job must not "succeed" with a model nobody can run. The statistics session proves it; without
+// one a weight-free skeleton of the graph is checked (runtime/load-check.ts), which costs milliseconds instead of a
+// copy of the weights. Evaluation opens its own sessions later, one at a time (runner/evaluate.ts).
+import { fixedBatchSize, planBatches } from '../data/dataset.js';
+import { InputError } from '../job.js';
+import type { WeightRef } from '../onnx/weights.js';
+import { statsRequestFor } from '../runtime/calibration.js';
+import { hessianBytes, StatsCollector, type StatsRequest } from '../runtime/stats.js';
+import {
+  DEFAULT_BATCH,
+  DEFAULT_MAX_HESSIAN_BYTES,
+  DEFAULT_SAMPLES,
+  type CalibrationPlan,
+  type RunState,
+} from './state.js';
+
+export async function planCalibration(s: RunState): Promise<void> {
+  await s.clock.stage(
+    'load',
+    async () => {
+      const plan = batchPlan(s);
+      s.plan = plan;
+      const reqs = s.calibration && s.method!.calibration(s.recipe) !== 'none' && plan.ranges ? requests(s, plan) : [];
+      if (reqs.length) await openCollector(s, plan, reqs);
+      else await s.sessions.checkLoadable(s.model!, s.scratch);
+      s.checkAbort();
+    },
+    () => s.sessions.executionProvider,
+  );
+}
+
+function batchPlan(s: RunState): CalibrationPlan {
+  const { recipe, calibration } = s;
+  const fixedBatch = fixedBatchSize(s.specs!);
+  const batchSize = recipe.calibration?.batchSize ?? DEFAULT_BATCH;
+  const ranges = calibration
+    ? planBatches(calibration.samples, batchSize, recipe.calibration?.samples ?? DEFAULT_SAMPLES, fixedBatch)
+    : undefined;
+  if (ranges?.dropped) {
+    s.warnings.push(`${ranges.dropped} calibration samples left out: the model fixes the batch size at ${fixedBatch}`);
+  }
+  return {
+    ranges,
+    batchSize,
+    fixedBatch,
+    maxHessianBytes: recipe.calibration?.maxHessianBytes ?? DEFAULT_MAX_HESSIAN_BYTES,
+    requestOf: new Map<WeightRef, StatsRequest>(),
+  };
+}
+
+/** One request per selected weight whose activation can be captured; Hessians over the cap fail or are dropped. */
+function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
+  const wantsHessian = s.method!.hessian(s.recipe);
+  const { maxHessianBytes } = plan;
+  const reqs: StatsRequest[] = [];
+  for (const w of s.selected!) {
+    if (!w.activation || !w.activationInMainGraph) continue;
+    let req: StatsRequest;
+    try {
+      req = statsRequestFor(s.model!, w, true);
+    } catch (e) {
+      if (wantsHessian) throw e;
+      s.warnings.push(`${w.name}: no calibration statistics (${(e as Error).message})`);
+      continue;
+    }
+    if (hessianBytes(req) > maxHessianBytes) {
+      if (wantsHessian) {
+        throw new InputError(
+          'hessian-too-large',
+          `layer ${w.name}: its Hessian needs ${hessianBytes(req)} bytes (${req.groups}×${req.K}² float64), over ` +
+            `calibration.maxHessianBytes = ${maxHessianBytes}; raise the cap or exclude the layer`,
+        );
+      }
+      req.hessian = false;
+      s.warnings.push(`${w.name}: Hessian over maxHessianBytes; its layer error is not reported`);
+    }
+    plan.requestOf.set(w, req);
+    reqs.push(req);
+  }
+  return reqs;
+}
+
+async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequest[]): Promise<void> {
+  const model = s.model!;
+  const inputNames = new Set(s.specs!.map((x) => x.name));
+  const fetched = [...new Set(reqs.map((r) => r.activation).filter((a) => !inputNames.has(a)))];
+  s.progress.emit('calibrate', 0, { message: 'opening ONNX Runtime on the dense model' });
+  plan.session = await s.sessions.openStats(model, fetched, s.scratch);
+  const collector = new StatsCollector({
+    session: plan.session,
+    dataset: s.calibration!,
+    ranges: plan.ranges!.ranges,
+    modelInputs: inputNames,
+    maxHessianBytes: plan.maxHessianBytes,
+    signal: s.opts.signal,
+    // Sequential calibration: each pass sees the model as compressed so far (its session is released by the
+    // collector after the pass, so it is opened untracked).
+    ...(s.recipe.calibration?.sequential
+      ? { reopen: (activations: string[]) => s.sessions.openStatsUntracked(model, activations, s.scratch) }
+      : {}),
+    onPass: (p) =>
+      s.progress.emit('calibrate', 0, {
+        message: `calibration pass ${p.pass}: batch ${p.batch + 1}/${p.batches} (${p.activations} activations)`,
+      }),
+  });
+  for (const r of reqs) collector.add(r);
+  plan.collector = collector;
+}

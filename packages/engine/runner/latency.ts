@@ -1,0 +1,42 @@
+// Stage "latency": dense vs compressed p50/p95 at batch 1 and a larger batch, on the execution provider used, for
+// methods that declare they change which kernels run (CompressionMethod.timesLatency: quantize, slim). Sparsity
+// alone changes no kernel (ONNX Runtime has no sparse GEMM), so it is not timed. A compressed model slower than the
+// dense one is flagged.
+import { compareLatency } from '../quant/latency.js';
+import { heldOutData, type RunState } from './state.js';
+
+export async function measureLatency(s: RunState): Promise<void> {
+  if (!s.method!.timesLatency?.(s.recipe)) return;
+  const data = heldOutData(s);
+  if (!data) {
+    s.latency = { measured: false, reason: 'no evaluation or calibration data to time the models on' };
+    return;
+  }
+  await s.clock.stage(
+    'latency',
+    async () => {
+      s.checkAbort();
+      s.progress.emit('evaluate', 1, { message: 'timing dense vs compressed' });
+      try {
+        const latency = await compareLatency(s.inputs.modelPath, s.outPath!, data.inputs, {
+          executionProviders: [s.sessions.executionProvider],
+          openSession: s.sessions.openUntracked,
+          batches: s.plan!.fixedBatch ? [s.plan!.fixedBatch] : [1, 8],
+          budgetSeconds: 10,
+          denseBytes: s.inputBytes,
+        });
+        s.latency = latency as unknown as Record<string, unknown>;
+        for (const row of latency.rows) {
+          if (!row.slower) continue;
+          s.warnings.push(
+            `the compressed model is slower than the dense one at batch ${row.batch} on ${latency.executionProvider} ` +
+              `(p50 ${row.compressed.p50.toFixed(2)} ms vs ${row.dense.p50.toFixed(2)} ms)`,
+          );
+        }
+      } catch (e) {
+        s.latency = { measured: false, reason: `latency could not be measured: ${(e as Error).message}` };
+      }
+    },
+    () => s.sessions.executionProvider,
+  );
+}

@@ -1,0 +1,84 @@
+// Stage "load": the method, the model, the calibration and evaluation data, and the layers the recipe selects.
+// Everything a job can be refused for before any heavy work is checked here (missing calibration data or labels,
+// no layer to compress), so that a bad job fails in seconds with a reason.
+import { loadDataset } from '../data/dataset.js';
+import { modelInputSpecs } from '../data/inputs.js';
+import { randomDataset } from '../data/random.js';
+import { InputError } from '../job.js';
+import { methodFor } from '../methods/registry.js';
+import { selectWeights } from '../methods/select.js';
+import { loadModel, type LoadedModel } from '../onnx/model.js';
+import { discoverWeights } from '../onnx/weights.js';
+import { modelDiskBytes } from '../report/sizes.js';
+import { DEFAULT_SAMPLES, describeRecipe, type RunState } from './state.js';
+
+export async function loadInputs(s: RunState): Promise<void> {
+  await s.clock.stage('load', async () => {
+    s.progress.emit('load', 0, { message: `loading ${s.inputs.modelPath}` });
+    s.method = await methodFor(s.recipe);
+    s.model = await loadModel(s.inputs.modelPath);
+    s.inputBytes = await modelDiskBytes(s.model, s.inputs.modelPath);
+    s.checkAbort();
+    await loadData(s);
+    s.progress.emit('load', 1);
+    selectLayers(s);
+  });
+}
+
+async function loadData(s: RunState): Promise<void> {
+  const { recipe, inputs, method } = s;
+  const model = s.model!;
+  const specs = (s.specs = modelInputSpecs(model.proto));
+  if (inputs.calibrationPath) s.calibration = await loadDataset(inputs.calibrationPath, specs);
+  else if (recipe.calibration?.random) {
+    s.calibration = randomDataset(specs, {
+      samples: recipe.calibration.samples ?? DEFAULT_SAMPLES,
+      seed: recipe.calibration.seed ?? 0,
+      intRanges: vocabularyHints(model),
+    });
+    s.warnings.push(`calibration used random data (${s.calibration.source}): results describe noise, not real inputs`);
+  }
+  if (method!.calibration(recipe) === 'required' && !s.calibration) {
+    throw new InputError(
+      'calibration-required',
+      `${describeRecipe(recipe)} needs calibration data: give a calibration file (.npz/.npy/TensorProto folder) ` +
+        'or set calibration.random: true',
+    );
+  }
+  s.evalData = inputs.evalPath ? await loadDataset(inputs.evalPath, specs) : undefined;
+  if (method!.labels(recipe) && !(s.evalData?.labels ?? s.calibration?.labels)) {
+    throw new InputError('labels-required', `${describeRecipe(recipe)} needs labels in the evaluation data`);
+  }
+}
+
+function selectLayers(s: RunState): void {
+  const method = s.method!;
+  s.all = discoverWeights(s.model!);
+  const { selected, skipped } = selectWeights(s.all, s.recipe, method, method.calibration(s.recipe) === 'required');
+  s.selected = selected;
+  s.skipped = skipped;
+  if (selected.length === 0 && !method.ingredients(s.recipe)) {
+    // A job that would change nothing is a failed job, not a success with an unchanged model: say why per layer.
+    const reasons = skipped.slice(0, 5).map((k) => `${k.weight.name}: ${k.reason}`);
+    const more = skipped.length > 5 ? `; … ${skipped.length - 5} more` : '';
+    throw new InputError(
+      'no-layer-selected',
+      `${describeRecipe(s.recipe)} applies to no layer of this model` +
+        (skipped.length ? ` (${reasons.join('; ')}${more})` : ' (it has no MatMul/Gemm/Conv weight)'),
+    );
+  }
+}
+
+/** Vocabulary sizes of integer inputs that index an embedding table (Gather data rows), for random token ids. */
+function vocabularyHints(model: LoadedModel): Map<string, number> {
+  const out = new Map<string, number>();
+  const g = model.proto.graph;
+  if (!g) return out;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  for (const n of g.node) {
+    if (n.opType !== 'Gather') continue;
+    const table = inits.get(n.input[0]);
+    if (table && table.dims.length >= 1 && n.input[1]) out.set(n.input[1], Number(table.dims[0]));
+  }
+  return out;
+}

@@ -1,0 +1,86 @@
+// Stage "report": report.json from what the stages recorded — the method's rows and extra fields, quality, latency,
+// calibration, sizes, the stages' seconds and memory, and every warning (runner's, then the method's).
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { JobReport, JobResult, LayerReport } from '../job.js';
+import type { SkippedWeight } from '../methods/types.js';
+import { ortVersion } from '../runtime/session.js';
+import { ENGINE_VERSION } from './version.js';
+import type { RunState } from './state.js';
+
+export async function writeReport(s: RunState): Promise<JobResult> {
+  const report = buildReport(s);
+  const reportPath = join(s.inputs.outputDir, 'report.json');
+  const json = JSON.stringify(report, jsonNumbers, 2);
+  await writeFile(reportPath, json);
+  const artifacts = [...s.artifacts!, { name: 'report.json', path: reportPath, sizeBytes: Buffer.byteLength(json) }];
+  s.progress.emit('done', 1, { message: 'done' });
+  return { report, artifacts };
+}
+
+function buildReport(s: RunState): JobReport {
+  const { recipe } = s;
+  const result = s.result!;
+  const inputBytes = s.inputBytes!;
+  const outputBytes = s.outputBytes!;
+  const counts = s.countsAfter!;
+  s.clock.annotate('calibrate', { passes: s.plan?.passes ?? 0 });
+  return {
+    ...(result.report ?? {}),
+    method: recipe.method,
+    recipe,
+    engineVersion: ENGINE_VERSION,
+    onnxruntime: { version: ortVersion(), executionProvider: s.sessions.executionProvider },
+    layers: [...result.layers, ...s.skipped!.map(skippedRow)],
+    summary: summarize(result.layers, s.skipped!.length),
+    quality: s.quality ?? { evaluated: false, reason: 'no evaluation or calibration data was given' },
+    ...(s.latency ? { latency: s.latency } : {}),
+    calibration: calibrationReport(s),
+    sizes: {
+      inputBytes,
+      outputBytes,
+      ratio: inputBytes > 0 ? outputBytes / inputBytes : null,
+      parameters: counts.parameters,
+      nonZeros: counts.nonZeros,
+      weightSparsity: counts.parameters ? 1 - counts.nonZeros / counts.parameters : 0,
+    },
+    seconds: (performance.now() - s.started) / 1000,
+    stages: s.clock.report(),
+    warnings: [...s.warnings, ...(s.methodWarnings ?? []), ...(result.warnings ?? [])],
+  };
+}
+
+function calibrationReport(s: RunState): Record<string, unknown> | null {
+  const plan = s.plan!;
+  const calibration = s.calibration;
+  if (!calibration) return null;
+  return {
+    source: calibration.source,
+    random: !!calibration.random,
+    samples: plan.ranges?.used ?? 0,
+    batchSize: plan.fixedBatch ?? plan.batchSize,
+    passes: plan.passes ?? 0,
+    sequential: !!s.recipe.calibration?.sequential,
+    maxHessianBytes: plan.maxHessianBytes,
+  };
+}
+
+/** JSON cannot hold NaN/Infinity: write them as null. */
+function jsonNumbers(_key: string, value: unknown): unknown {
+  return typeof value === 'number' && !Number.isFinite(value) ? null : value;
+}
+
+function skippedRow(k: SkippedWeight): LayerReport {
+  const w = k.weight;
+  return { name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: k.reason, seconds: 0 };
+}
+
+function summarize(rows: LayerReport[], skipped: number): Record<string, unknown> {
+  const errs = rows.map((r) => r.relError).filter((e): e is number => typeof e === 'number' && Number.isFinite(e));
+  return {
+    compressedLayers: rows.length,
+    skippedLayers: skipped,
+    allPatternsVerified: rows.every((r) => r.patternVerified !== false),
+    meanLayerRelError: errs.length ? errs.reduce((a, b) => a + b, 0) / errs.length : null,
+  };
+}

@@ -1,0 +1,95 @@
+// The one owner of a job's ONNX Runtime sessions. Every session the runner opens goes through here, so that the
+// execution-provider choice and its fallbacks are handled in one place: providers are tried in the job's order,
+// starting from the one that last worked (a provider that failed once is not tried again), each fallback becomes
+// one warning, and the provider that ran is what the report records. Sessions still open when the job ends are
+// released by releaseAll; stages release theirs as soon as they are done, so the job holds one copy of a model's
+// weights in ONNX Runtime at a time.
+import type * as ort from 'onnxruntime-node';
+import type { LoadedModel } from '../onnx/model.js';
+import { openStatsSession } from '../runtime/calibration.js';
+import { checkLoadable } from '../runtime/load-check.js';
+import { openSession, type ExecutionProvider, type OpenedSession, type SessionOptions } from '../runtime/session.js';
+
+export class SessionOwner {
+  private readonly providers: ExecutionProvider[];
+  private readonly live = new Set<ort.InferenceSession>();
+  private readonly warned = new Set<string>();
+  /** The provider a session opened on; later sessions start there. */
+  private chosen?: ExecutionProvider;
+  /** The provider the last session ran on (before any session: the last of the list, the one always present). */
+  executionProvider: ExecutionProvider;
+
+  constructor(
+    providers: readonly ExecutionProvider[] | undefined,
+    private readonly warnings: string[],
+  ) {
+    this.providers = providers?.length ? [...providers] : ['cpu'];
+    this.executionProvider = this.providers[this.providers.length - 1];
+  }
+
+  /** Providers still worth trying: from the one that last worked on, or the whole list before any session. */
+  get candidates(): ExecutionProvider[] {
+    return this.chosen ? this.providers.slice(this.providers.indexOf(this.chosen)) : [...this.providers];
+  }
+
+  /** Opens a model file (or bytes) and keeps the session until release/releaseAll. */
+  async open(
+    model: string | Uint8Array,
+    opts: Omit<SessionOptions, 'executionProviders'> = {},
+  ): Promise<ort.InferenceSession> {
+    return this.keep(await this.openUntracked(model, opts));
+  }
+
+  /**
+   * Opens a session the caller releases itself (e.g. a timing loop), with the same provider choice (unless the
+   * caller pins providers) and warnings. Shaped like runtime/session.ts's openSession, so it can be handed to code
+   * that opens its own sessions.
+   */
+  openUntracked = async (model: string | Uint8Array, opts: SessionOptions = {}): Promise<OpenedSession> => {
+    return this.record(
+      await openSession(model, { ...opts, executionProviders: opts.executionProviders ?? this.candidates }),
+    );
+  };
+
+  /** A session on the dense model with `activations` exposed as outputs (calibration statistics). */
+  async openStats(model: LoadedModel, activations: string[], dir: string): Promise<ort.InferenceSession> {
+    return this.keep(await openStatsSession(model, activations, dir, this.candidates));
+  }
+
+  /** openStats for a session the caller releases (sequential calibration: one per pass). */
+  async openStatsUntracked(model: LoadedModel, activations: string[], dir: string): Promise<ort.InferenceSession> {
+    return this.record(await openStatsSession(model, activations, dir, this.candidates)).session;
+  }
+
+  /** "Can ONNX Runtime load this model?" on a weight-free skeleton (runtime/load-check.ts); holds no session. */
+  async checkLoadable(model: LoadedModel, dir: string): Promise<void> {
+    this.record(await checkLoadable(model, dir, this.candidates));
+  }
+
+  async release(session: ort.InferenceSession | undefined): Promise<void> {
+    if (!session || !this.live.delete(session)) return;
+    await session.release().catch(() => {});
+  }
+
+  async releaseAll(): Promise<void> {
+    for (const s of [...this.live]) await this.release(s);
+  }
+
+  private keep(opened: OpenedSession): ort.InferenceSession {
+    this.record(opened);
+    this.live.add(opened.session);
+    return opened.session;
+  }
+
+  /** The one place a fallback becomes a warning (once per distinct reason) and the provider used is recorded. */
+  private record<T extends Omit<OpenedSession, 'session'>>(opened: T): T {
+    for (const f of opened.fallbacks) {
+      if (this.warned.has(f)) continue;
+      this.warned.add(f);
+      this.warnings.push(`execution provider fallback: ${f}`);
+    }
+    this.executionProvider = opened.executionProvider;
+    this.chosen = opened.executionProvider;
+    return opened;
+  }
+}

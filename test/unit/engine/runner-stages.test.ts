@@ -1,0 +1,188 @@
+// The runner's stages (packages/engine/runner/): report.stages with sane seconds, memory and providers; evaluation
+// one model at a time with the numbers of a side-by-side run (memory or scratch file); latency timed one model at a
+// time past the interleaving limit; the execution-provider fallback warned once per job.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { planBatches, batches } from '../../../packages/engine/data/dataset.js';
+import { FidelityAccumulator } from '../../../packages/engine/metrics/fidelity.js';
+import { LmAccumulator } from '../../../packages/engine/metrics/labels.js';
+import { compareLatency } from '../../../packages/engine/quant/latency.js';
+import { evaluateModels } from '../../../packages/engine/runtime/evaluate.js';
+import { feedsOf, openSession, toFloat32 } from '../../../packages/engine/runtime/session.js';
+import { loadDataset } from '../../../packages/engine/data/dataset.js';
+import { modelInputSpecs } from '../../../packages/engine/data/inputs.js';
+import { SessionOwner } from '../../../packages/engine/runner/sessions.js';
+import { loadModel } from '../../../packages/engine/onnx/model.js';
+import type { StageReport } from '../../../packages/engine/job.js';
+import { mlp, tokenData, transformer } from '../sparsity/models.js';
+import { run, tempDir, writeCase } from '../sparsity/helpers.js';
+
+const dir = tempDir();
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+
+function checkStage(s: StageReport, wallSeconds: number): void {
+  assert.ok(Number.isFinite(s.seconds) && s.seconds >= 0 && s.seconds <= wallSeconds, `${s.name} ${s.seconds}`);
+  // At least what the test process itself occupies, at most the machine's memory.
+  assert.ok(s.peakRssBytes >= 16 * 2 ** 20 && s.peakRssBytes < 2 ** 40, `${s.name} ${s.peakRssBytes}`);
+  assert.equal(s.executionProvider, 'cpu');
+}
+
+test('report.stages: load, calibrate (with its passes), compress, write, evaluate; times add up to the job', async () => {
+  const lm = await writeCase(dir, 'lm', transformer(), { ids: tokenData(16) });
+  const r = await run(
+    { method: 'sparsity', pattern: '2:4', criterion: 'wanda', exclude: ['lm_head'] },
+    lm.modelPath,
+    join(dir, 'out-wanda'),
+    { calibrationPath: lm.dataPath },
+  );
+  const stages = r.report.stages!;
+  assert.deepEqual(
+    stages.map((s) => s.name),
+    ['load', 'compress', 'calibrate', 'write', 'evaluate'],
+  );
+  for (const s of stages) checkStage(s, r.report.seconds);
+  const total = stages.reduce((a, s) => a + s.seconds, 0);
+  assert.ok(total <= r.report.seconds + 1e-6, `${total} > ${r.report.seconds}`);
+  assert.ok(total >= 0.5 * r.report.seconds, 'the stages cover the job');
+  const cal = stages.find((s) => s.name === 'calibrate')!;
+  assert.ok(cal.passes! >= 1);
+  assert.equal(cal.passes, (r.report.calibration as { passes: number }).passes);
+  assert.equal(stages.find((s) => s.name === 'load')!.passes, undefined, 'only calibration counts passes');
+  const onDisk = JSON.parse(readFileSync(join(dir, 'out-wanda', 'report.json'), 'utf8')) as { stages: StageReport[] };
+  assert.deepEqual(
+    onDisk.stages.map((s) => s.name),
+    stages.map((s) => s.name),
+  );
+});
+
+test('report.stages: quantize declares latency timing and gets a latency stage; magnitude without data has none', async () => {
+  const c = await writeCase(dir, 'mlp', mlp(), { x: { dtype: 'float32', dims: [8, 16], data: new Float32Array(128) } });
+  const q = await run({ method: 'quantize', quant: { bits: 4, groupSize: 16 } }, c.modelPath, join(dir, 'out-q'), {
+    calibrationPath: c.dataPath,
+  });
+  assert.deepEqual(
+    q.report.stages!.map((s) => s.name),
+    ['load', 'compress', 'calibrate', 'write', 'evaluate', 'latency'],
+  );
+  for (const s of q.report.stages!) checkStage(s, q.report.seconds);
+  assert.equal((q.report.latency as { mode: string }).mode, 'interleaved');
+  const m = await run({ method: 'sparsity', pattern: '2:4' }, c.modelPath, join(dir, 'out-m'));
+  assert.deepEqual(
+    m.report.stages!.map((s) => s.name),
+    ['load', 'compress', 'write'],
+  );
+  assert.equal(m.report.latency, undefined);
+});
+
+/** A side-by-side reference: both sessions open, fidelity and LM scores accumulated batch by batch. */
+async function sideBySide(densePath: string, compressedPath: string, dataPath: string) {
+  const model = await loadModel(densePath);
+  const data = await loadDataset(dataPath, modelInputSpecs(model.proto));
+  const ranges = planBatches(data.samples, 3).ranges;
+  const a = await openSession(densePath);
+  const b = await openSession(compressedPath);
+  const fid = new FidelityAccumulator();
+  const lmD = new LmAccumulator();
+  const lmC = new LmAccumulator();
+  const name = a.session.outputNames[0];
+  for (const batch of batches(data, ranges)) {
+    const f = feedsOf(batch.inputs);
+    const y = (await a.session.run(f))[name] as ort.Tensor;
+    const yh = (await b.session.run(f))[name] as ort.Tensor;
+    const dims = [...y.dims];
+    fid.add(toFloat32(y), toFloat32(yh), dims);
+    const ids = batch.inputs.get('ids')!.data as BigInt64Array;
+    const targets = new BigInt64Array(ids.length);
+    const [B, T] = dims;
+    for (let s = 0; s < B; s++) for (let t = 0; t < T; t++) targets[s * T + t] = t + 1 < T ? ids[s * T + t + 1] : -1n;
+    lmD.add(toFloat32(y), dims, targets, false);
+    lmC.add(toFloat32(yh), dims, targets, false);
+  }
+  await a.session.release();
+  await b.session.release();
+  return { data, ranges, fidelity: fid.result(), dense: lmD.result(), compressed: lmC.result() };
+}
+
+test('evaluation runs one model at a time and gives the numbers of a side-by-side run (in memory and spilled)', async () => {
+  const lm = await writeCase(dir, 'lm-eval', transformer(), { ids: tokenData(10) });
+  const out = join(dir, 'out-eval');
+  await run({ method: 'sparsity', pattern: '2:4' }, lm.modelPath, out);
+  const ref = await sideBySide(lm.modelPath, join(out, 'model.onnx'), lm.dataPath);
+  for (const maxHeldOutputBytes of [undefined, 0]) {
+    const events: string[] = [];
+    const opener = (label: string, path: string) => async () => {
+      events.push(`open ${label}`);
+      const { session } = await openSession(path);
+      return {
+        session,
+        release: async () => {
+          events.push(`release ${label}`);
+          await session.release();
+        },
+      };
+    };
+    const q = await evaluateModels({
+      dense: opener('dense', lm.modelPath),
+      compressed: opener('compressed', join(out, 'model.onnx')),
+      dataset: ref.data,
+      ranges: ref.ranges,
+      scratchDir: dir,
+      ...(maxHeldOutputBytes === undefined ? {} : { maxHeldOutputBytes }),
+    });
+    assert.deepEqual(events, ['open dense', 'release dense', 'open compressed', 'release compressed']);
+    assert.equal(q.task, 'lm');
+    assert.equal(q.relativeError, ref.fidelity.relativeError);
+    assert.equal(q.cosineSimilarity, ref.fidelity.cosineSimilarity);
+    assert.equal(q.top1Agreement, ref.fidelity.top1Agreement);
+    assert.equal(q.dense!.nll, ref.dense.nll);
+    assert.equal(q.compressed!.nll, ref.compressed.nll);
+    assert.ok(q.relativeError > 0, 'the models differ');
+  }
+});
+
+test('latency past the interleaving limit times one model at a time; the EP fallback is warned once per job', async () => {
+  const c = await writeCase(dir, 'mlp-lat', mlp(), {
+    x: { dtype: 'float32', dims: [8, 16], data: new Float32Array(128).fill(0.5) },
+  });
+  const out = join(dir, 'out-lat');
+  await run({ method: 'quantize', quant: { bits: 4, groupSize: 16 } }, c.modelPath, out);
+  const warnings: string[] = [];
+  const owner = new SessionOwner(['cuda', 'cpu'], warnings);
+  const live = new Set<string>();
+  let most = 0;
+  const rep = await compareLatency(
+    c.modelPath,
+    join(out, 'model.onnx'),
+    new Map([['x', { dtype: 'float32', dims: [8, 16], data: new Float32Array(128) }]]),
+    {
+      executionProviders: owner.candidates,
+      openSession: async (path, o) => {
+        const opened = await owner.openUntracked(path, o);
+        live.add(path);
+        most = Math.max(most, live.size);
+        const release = opened.session.release.bind(opened.session);
+        opened.session.release = async () => {
+          live.delete(path);
+          await release();
+        };
+        return opened;
+      },
+      denseBytes: 2,
+      interleaveMaxBytes: 1,
+      runs: 3,
+      batches: [1],
+    },
+  );
+  assert.equal(rep.mode, 'sequential');
+  assert.equal(most, 1, 'never two sessions at once');
+  assert.equal(rep.rows.length, 1);
+  assert.ok(rep.rows[0].dense.runs >= 1 && rep.rows[0].compressed.runs >= 1);
+  // Several sessions of one job: a provider that failed is warned about once and not tried again.
+  await owner.release(await owner.open(c.modelPath));
+  const fallbacks = warnings.filter((w) => w.startsWith('execution provider fallback: '));
+  if (owner.executionProvider === 'cpu') assert.equal(fallbacks.length, 1, warnings.join('\n'));
+  else assert.equal(fallbacks.length, 0);
+});
