@@ -1,0 +1,55 @@
+// The recipes bench/llm.bench.ts (and bench/gpu.sh through it) runs per method, and the SparseGPT floor's FLOP count
+// (issue 12 item 3) for the LLM shape of bench/lib/llm-model.ts.
+import type { LlmShape } from './llm-model.js';
+
+export const METHODS = ['inspect', 'rtn', 'magnitude', 'wanda', 'sparsegpt', 'slim'];
+
+const Q4 = { bits: 4, scheme: 'rtn', groupSize: 32, symmetric: true };
+
+/**
+ * The recipe of a bench method, and whether it gets the calibration file. RTN and magnitude run file to file without
+ * data (as a user quantizing or pruning without calibration would; no evaluation, no latency); the calibrated methods
+ * also evaluate dense vs compressed on the calibration data. accuracyLevel is fixed so no candidate timing runs.
+ */
+export function methodRecipe(method: string): { recipe?: Record<string, unknown>; calibrated: boolean } {
+  switch (method) {
+    case 'inspect':
+      return { calibrated: false };
+    case 'rtn':
+      return { recipe: { method: 'quantize', quant: Q4, format: 'matmulnbits', accuracyLevel: 4 }, calibrated: false };
+    case 'magnitude':
+      return { recipe: { method: 'sparsity', pattern: '2:4', criterion: 'magnitude' }, calibrated: false };
+    case 'wanda':
+    case 'sparsegpt':
+      return { recipe: { method: 'sparsity', pattern: '2:4', criterion: method }, calibrated: true };
+    case 'slim':
+      return {
+        recipe: {
+          method: 'slim',
+          pattern: '2:4',
+          criterion: 'wanda',
+          quant: { bits: 4, scheme: 'rtn', groupSize: 32 },
+          lowRank: { rankRatio: 0.1, saliency: 'slim' },
+          format: 'matmulnbits',
+          accuracyLevel: 4,
+        },
+        calibrated: true,
+      };
+    default:
+      throw new Error(`unknown bench method '${method}'`);
+  }
+}
+
+/**
+ * F of issue 12 item 3 for SparseGPT: Σ over distinct activations 2·T·K² (Hessians XᵀX) + Σ over layers (K³ + 2·N·K²)
+ * (inverse factor and weight updates). Per block the activations are attn_norm (K = hidden, read by q/k/v), the
+ * merged heads (o), mlp_norm (gate/up) and the gated product (down, K = mlp); then final_norm (lm_head).
+ */
+export function sparsegptFlops(s: LlmShape, tokens: number): number {
+  const H = s.hidden;
+  const M = s.mlp;
+  const hess = (K: number) => 2 * tokens * K * K;
+  const layer = (K: number, N: number) => K ** 3 + 2 * N * K * K;
+  const block = 3 * hess(H) + hess(M) + 4 * layer(H, H) + 2 * layer(H, M) + layer(M, H);
+  return s.layers * block + hess(H) + layer(H, s.vocab);
+}
