@@ -1,5 +1,7 @@
 // The `onnx-compress` CLI: one commander program composed from apps/cli/commands/*.ts. Each command module exports
-// `register(program)`; add a command by adding one line to `commands` below.
+// `register(program)`; add a command by adding one line to `commands` below. Command modules hold only definitions
+// (arguments, options, help): each loads its work (../actions/*.ts, the engine, the service stack) with a dynamic
+// import when it runs, so `--help` and every command start without loading what the others need.
 import { Command, CommanderError } from 'commander';
 import * as inspect from './commands/inspect.js';
 import * as convert from './commands/convert.js';

@@ -9,6 +9,7 @@ import { QUEUE_NAMES, type CompressJobData } from '../../packages/platform/queue
 import { JobLeases } from '../../packages/platform/queue/job-lease.js';
 import { GPU_HEARTBEAT_MS, gpuWorkersKey } from '../../packages/platform/queue/queues.js';
 import { createRedis } from '../../packages/platform/queue/redis.js';
+import { siblingModule } from '../../packages/platform/threads/module-url.js';
 import type { Platform } from '../../packages/platform/runtime.js';
 import { processCompressJob, type ProcessorDeps } from './processor.js';
 import { sweepJobScratch } from './scratch.js';
@@ -16,10 +17,10 @@ import { sweepJobScratch } from './scratch.js';
 /** How often a running worker sweeps dead attempts' scratch folders (besides at start). */
 const SCRATCH_SWEEP_MS = 10 * 60 * 1000;
 
-export const DEFAULT_ENGINE_MODULE = new URL('./engine.ts', import.meta.url).href;
+export const DEFAULT_ENGINE_MODULE = siblingModule(import.meta.url, 'engine');
 
 export interface CompressWorkerOptions {
-  /** Module exporting runCompression (tests substitute a deterministic one). @defaultValue ./engine.ts */
+  /** Module exporting runCompression (tests substitute a deterministic one). @defaultValue ./engine.ts (./engine.js in the compiled build) */
   engineModule?: string;
   log?: ProcessorDeps['log'];
   progressFlushMs?: number;

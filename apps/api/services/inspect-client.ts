@@ -1,10 +1,11 @@
 // Calls inspect.ts in a worker thread and sorts its failures into "the file is bad" (typed input errors, shown to
 // the client) and everything else (a 500).
 import { isInputError } from '../../../packages/engine/job.js';
+import { siblingModule } from '../../../packages/platform/threads/module-url.js';
 import { ThreadService } from '../../../packages/platform/threads/thread-service.js';
 import type { DatasetInspection, ModelInspection } from './inspect.js';
 
-const MODULE = new URL('./inspect.js', import.meta.url).href.replace(/\.js$/, '.ts');
+const MODULE = siblingModule(import.meta.url, 'inspect');
 
 export type InspectOutcome<T> = { ok: true; value: T } | { ok: false; code: string; message: string };
 

@@ -1,159 +1,8 @@
 // `onnx-compress compress MODEL --recipe RECIPE.json [--calibration FILE] [--eval FILE] -o OUT.onnx
-// [--report REPORT.json]`: runs one compression job locally with the engine's runRecipe — the same function and the
-// same recipe JSON the service uses. A progress bar on a terminal, plain lines otherwise; any error exits non-zero
-// with one clear line (main.ts prints it).
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+// [--report REPORT.json]`: the command's definition. The work (the engine, ONNX Runtime) is in ../actions/compress.ts,
+// loaded only when the command runs so that `--help` and the other commands do not pay for it.
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
-import { InputError, type JobProgress, type JobReport } from '../../../packages/engine/job.js';
-import { parseRecipe, RecipeError } from '../../../packages/engine/recipe.js';
-import { runRecipe } from '../../../packages/engine/run.js';
-
-interface CompressOptions {
-  recipe: string;
-  calibration?: string;
-  eval?: string;
-  output: string;
-  report?: string;
-  device: 'cpu' | 'cuda';
-  progress?: boolean;
-}
-
-export async function readRecipeFile(path: string) {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new InputError('recipe-unreadable', `cannot read recipe ${path}: ${(e as NodeJS.ErrnoException).code}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new InputError('recipe-not-json', `recipe ${path} is not valid JSON: ${(e as Error).message}`);
-  }
-  try {
-    return parseRecipe(json);
-  } catch (e) {
-    if (e instanceof RecipeError) throw new InputError('bad-recipe', `${path}: ${e.message}`);
-    throw e;
-  }
-}
-
-/** Progress on a TTY: one bar; elsewhere: a line per stage change and per layer, at most one a second otherwise. */
-function progressPrinter(tty: boolean): { update(p: JobProgress): void; stop(): void } {
-  if (tty) {
-    const bar = new cliProgress.SingleBar(
-      { format: ' {bar} {percentage}% | {stage} {detail}', hideCursor: true, clearOnComplete: false },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(100, 0, { stage: 'load', detail: '' });
-    return {
-      update: (p) =>
-        bar.update(Math.round(p.fraction * 100), {
-          stage: p.stage,
-          detail: p.layer ? `layer ${p.layer.index + 1}/${p.layer.total} ${p.layer.name}` : (p.message ?? ''),
-        }),
-      stop: () => bar.stop(),
-    };
-  }
-  let lastStage = '';
-  let lastLayer = '';
-  let lastAt = 0;
-  return {
-    update(p) {
-      const layer = p.layer ? `${p.layer.index + 1}/${p.layer.total} ${p.layer.name}` : '';
-      const now = Date.now();
-      if (p.stage === lastStage && layer === lastLayer && now - lastAt < 1000) return;
-      lastStage = p.stage;
-      lastLayer = layer;
-      lastAt = now;
-      const detail = layer ? `layer ${layer}` : (p.message ?? '');
-      process.stderr.write(`[${(p.fraction * 100).toFixed(0).padStart(3)}%] ${p.stage}${detail ? ` ${detail}` : ''}\n`);
-    },
-    stop() {},
-  };
-}
-
-function fmt(v: unknown, digits = 4): string {
-  return typeof v === 'number' ? v.toFixed(digits) : 'n/a';
-}
-
-export function summaryLines(report: JobReport): string[] {
-  const s = report.summary as { compressedLayers?: number; skippedLayers?: number; meanLayerRelError?: number | null };
-  const q = report.quality as Record<string, unknown> & {
-    dense?: Record<string, number>;
-    compressed?: Record<string, number>;
-  };
-  const lines = [
-    `${report.method}: ${s?.compressedLayers ?? 0} layers compressed, ${s?.skippedLayers ?? 0} skipped; ` +
-      `mean layer error ${fmt(s?.meanLayerRelError)}`,
-  ];
-  if (q.evaluated) {
-    let line =
-      `quality on ${q.data} data (${q.samples} samples): relative error ${fmt(q.relativeError)}, ` +
-      `cosine ${fmt(q.cosineSimilarity)}, top-1 agreement ${fmt(q.top1Agreement, 3)}`;
-    if (q.dense?.accuracy !== undefined)
-      line += `, accuracy ${fmt(q.dense.accuracy, 3)} → ${fmt(q.compressed?.accuracy, 3)}`;
-    if (q.dense?.perplexity !== undefined) {
-      line += `, perplexity ${fmt(q.dense.perplexity, 2)} → ${fmt(q.compressed?.perplexity, 2)}`;
-    }
-    lines.push(line);
-  } else lines.push(`quality: not evaluated (${String(q.reason ?? 'no data')})`);
-  lines.push(
-    `size: ${report.sizes.inputBytes} → ${report.sizes.outputBytes} bytes; ` +
-      `ONNX Runtime ${report.onnxruntime.version} (${report.onnxruntime.executionProvider}); ${fmt(report.seconds, 1)} s`,
-  );
-  for (const w of report.warnings) lines.push(`warning: ${w}`);
-  return lines;
-}
-
-async function compress(model: string, opts: CompressOptions): Promise<void> {
-  const recipe = await readRecipeFile(opts.recipe);
-  const out = resolve(opts.output);
-  if (!out.endsWith('.onnx')) throw new InputError('bad-output', `output ${opts.output} must end in .onnx`);
-  // Work in a scratch folder next to OUT, then move the results into place (same filesystem: atomic renames).
-  const work = await mkdtemp(join(dirname(out), '.onnx-compress-'));
-  const printer = progressPrinter(opts.progress !== false && !!process.stderr.isTTY);
-  const ac = new AbortController();
-  const onSignal = () => ac.abort(new DOMException('interrupted', 'AbortError'));
-  process.once('SIGINT', onSignal);
-  try {
-    const result = await runRecipe(
-      recipe,
-      {
-        modelPath: resolve(model),
-        outputDir: work,
-        outputName: basename(out),
-        ...(opts.calibration ? { calibrationPath: resolve(opts.calibration) } : {}),
-        ...(opts.eval ? { evalPath: resolve(opts.eval) } : {}),
-      },
-      {
-        onProgress: (p) => printer.update(p),
-        signal: ac.signal,
-        executionProviders: opts.device === 'cuda' ? ['cuda', 'cpu'] : ['cpu'],
-      },
-    );
-    printer.stop();
-    for (const a of result.artifacts) {
-      if (a.name === 'report.json') continue;
-      await rename(a.path, join(dirname(out), a.name));
-    }
-    if (opts.report) await writeFile(opts.report, JSON.stringify(result.report, null, 2));
-    process.stdout.write(
-      [
-        `wrote ${out}${result.artifacts.some((a) => a.name.endsWith('.data')) ? ` (+ ${out}.data)` : ''}` +
-          (opts.report ? ` and ${opts.report}` : ''),
-        ...summaryLines(result.report),
-      ].join('\n') + '\n',
-    );
-  } finally {
-    printer.stop();
-    process.off('SIGINT', onSignal);
-    await rm(work, { recursive: true, force: true });
-  }
-}
+import type { CompressOptions } from '../actions/compress.js';
 
 export function register(program: Command): void {
   program
@@ -161,7 +10,11 @@ export function register(program: Command): void {
     .description('compress a model with a recipe (sparsity, quantize, slim, soup) and report what it cost')
     .argument('<model>', 'input .onnx file')
     .requiredOption('--recipe <file>', 'recipe JSON, the same document the API accepts as a job recipe')
-    .option('--calibration <file>', 'calibration data: .npz keyed by input name, .npy, or a TensorProto folder')
+    .option(
+      '--calibration <file>',
+      'calibration data: .npz keyed by input name, .npy, or a TensorProto folder ' +
+        '(or "calibration": {"random": true} in the recipe for random inputs)',
+    )
     .option('--eval <file>', 'held-out evaluation data (.npz may carry `labels`)')
     .requiredOption('-o, --output <file>', 'output .onnx file (external data goes next to it as <name>.data)')
     .option('--report <file>', 'write the JSON report here')
@@ -176,6 +29,7 @@ export function register(program: Command): void {
       if (opts.device !== 'cpu' && opts.device !== 'cuda') {
         cmd.error(`error: --device must be cpu or cuda, got ${opts.device}`, { exitCode: 2 });
       }
+      const { compress } = await import('../actions/compress.js');
       await compress(model, opts);
     });
 }

@@ -4,9 +4,11 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
+import { migrationsCurrent } from './migrations-current.js';
 import { adminQuery, connectionParts, openSchemaEngine } from './schema-engine.js';
 
-const root = new URL('../../../', import.meta.url).pathname;
+// The repository root: three folders up from the source, four from its compiled copy under dist/.
+const root = new URL(import.meta.url.endsWith('.js') ? '../../../../' : '../../../', import.meta.url).pathname;
 export const SCHEMA_PATH = join(root, 'prisma', 'schema.prisma');
 export const MIGRATIONS_DIR = join(root, 'prisma', 'migrations');
 const NO_FILTERS = { externalTables: [], externalEnums: [] };
@@ -69,9 +71,15 @@ export async function migrate(databaseUrl: string): Promise<string[]> {
   await lock.connect();
   try {
     await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    const migrationsList = await migrationList();
+    const folder = migrationsList.migrationDirectories.map((d) => ({
+      name: d.path,
+      sql: d.migrationFile.content.value,
+    }));
+    if (await migrationsCurrent(lock, folder)) return []; // nothing to apply: the schema engine is not loaded
     const { engine, close } = await openSchemaEngine(databaseUrl, await schemaFile());
     try {
-      const out = await engine.applyMigrations({ migrationsList: await migrationList(), filters: NO_FILTERS });
+      const out = await engine.applyMigrations({ migrationsList, filters: NO_FILTERS });
       return out.appliedMigrationNames;
     } finally {
       await close(); // ends the session holding Prisma's advisory lock

@@ -1,9 +1,10 @@
-// Long-lived worker-thread entry: registers tsx, imports one module, then serves calls {id, fn, args} with
+// Long-lived worker-thread entry: registers tsx for a TypeScript module, imports it, then serves calls {id, fn, args} with
 // {id, ok, value} or {id, ok: false, error} (plain data: `name` and `code` survive, class identity does not).
-import { register } from 'tsx/esm/api';
 import { parentPort, workerData } from 'node:worker_threads';
 
-register();
+// TypeScript modules (the sources, tests' stand-ins) need tsx; the compiled build under dist/ is plain JavaScript and
+// starts faster without it.
+if (String(workerData.module).endsWith('.ts')) (await import('tsx/esm/api')).register();
 const mod = await import(workerData.module);
 parentPort.on('message', async ({ id, fn, args }) => {
   try {

@@ -1,10 +1,11 @@
-// Worker-thread entry: registers tsx (the project runs TypeScript sources with no build step), imports the module
+// Worker-thread entry: registers tsx when the module is TypeScript (see below), imports the module
 // named by the parent and calls one exported function with (args, {signal, progress}). Messages to the parent:
 // {type:'progress', value} · {type:'result', value} · {type:'error', error}. Message from the parent: {type:'abort'}.
-import { register } from 'tsx/esm/api';
 import { parentPort, workerData } from 'node:worker_threads';
 
-register();
+// TypeScript modules (the sources, tests' stand-ins) need tsx; the compiled build under dist/ is plain JavaScript and
+// starts faster without it.
+if (String(workerData.module).endsWith('.ts')) (await import('tsx/esm/api')).register();
 const controller = new AbortController();
 parentPort.on('message', (m) => {
   if (m && m.type === 'abort') controller.abort(Object.assign(new Error('aborted'), { name: 'AbortError' }));

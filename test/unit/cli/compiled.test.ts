@@ -1,0 +1,118 @@
+// The compiled layout the binary runs (dist/, built by `npm ci`'s prepare script): it gives the same answers as the
+// TypeScript sources, its worker threads load compiled modules without tsx, and the binary leaves a stale build for
+// the sources. Start-up times are a bench (bench/startup.bench.ts), not asserted here.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { DIST, STAMP, distState, sourceFiles } from '../../../scripts/dist-state.mjs';
+import { PPOCR_DET, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
+
+const ROOT = process.cwd();
+const BIN = join(ROOT, 'bin', 'onnx-compress.mjs');
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Builds dist/ unless it is current (CI's `npm ci` has built it; a developer's edits make it stale). */
+function ensureBuilt() {
+  if (!distState(ROOT).current) {
+    const b = run([join(ROOT, 'scripts', 'build.mjs'), '--quiet']);
+    assert.equal(b.code, 0, b.stderr);
+  }
+  assert.ok(distState(ROOT).current);
+}
+
+test('the compiled CLI answers exactly as the sources do (inspect --json, --help)', () => {
+  ensureBuilt();
+  const compiled = run([join(ROOT, DIST, 'apps', 'cli', 'main.js'), 'inspect', PPOCR_DET, '--json']);
+  const sources = run([BIN, 'inspect', PPOCR_DET, '--json'], { ONNX_COMPRESS_FROM_SOURCES: '1' });
+  assert.equal(compiled.code, 0, compiled.stderr);
+  assert.equal(sources.code, 0, sources.stderr);
+  assert.deepEqual(JSON.parse(compiled.stdout), JSON.parse(sources.stdout));
+  const help = run([BIN, '--help']);
+  assert.equal(help.code, 0, help.stderr);
+  for (const c of ['inspect', 'convert', 'compress', 'eval', 'serve', 'worker', 'start', 'keys', 'soup'])
+    assert.match(help.stdout, new RegExp(`^  ${c}\\b`, 'm'), c);
+});
+
+test('worker threads under the compiled layout load compiled modules (no tsx): the API inspector', () => {
+  ensureBuilt();
+  const client = join(ROOT, DIST, 'apps', 'api', 'services', 'inspect-client.js');
+  // A plain node process (no --import tsx): a .ts module or a tsx-only path anywhere in the chain would fail here.
+  const script =
+    `const { inspectModel } = await import(${JSON.stringify(client)});` +
+    `const r = await inspectModel(${JSON.stringify(PPOCR_DET)});` +
+    `process.stdout.write(JSON.stringify({ ok: r.ok }));` +
+    `process.exit(0);`;
+  // From a file: `-e` would hand --input-type to the thread too.
+  const dir = tempDir('compiled-thread-');
+  try {
+    writeFileSync(join(dir, 'main.mjs'), script);
+    const r = run([join(dir, 'main.mjs')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { ok: true });
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('the compiled worker hands jobs to the compiled engine; package.json and prisma/ are found from dist/', async () => {
+  ensureBuilt();
+  const worker = join(ROOT, DIST, 'workers', 'compress', 'worker.js');
+  const { DEFAULT_ENGINE_MODULE } = (await import(pathToFileURL(worker).href)) as { DEFAULT_ENGINE_MODULE: string };
+  assert.match(DEFAULT_ENGINE_MODULE, /\/dist\/workers\/compress\/engine\.js$/);
+  assert.ok(existsSync(fileURLToPath(DEFAULT_ENGINE_MODULE)), DEFAULT_ENGINE_MODULE);
+  // Paths the sources resolve from their own location (package.json, prisma/) resolve from dist/ too.
+  const version = join(ROOT, DIST, 'packages', 'engine', 'runner', 'version.js');
+  const { ENGINE_VERSION } = (await import(pathToFileURL(version).href)) as { ENGINE_VERSION: string };
+  assert.equal(ENGINE_VERSION, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  const migrate = join(ROOT, DIST, 'packages', 'platform', 'db', 'migrate.js');
+  const { MIGRATIONS_DIR, SCHEMA_PATH } = (await import(pathToFileURL(migrate).href)) as Record<string, string>;
+  assert.equal(MIGRATIONS_DIR, join(ROOT, 'prisma', 'migrations'));
+  assert.ok(existsSync(SCHEMA_PATH), SCHEMA_PATH);
+});
+
+test('dist/ is current only while no source is newer and none was added or removed', () => {
+  const root = tempDir('dist-state-');
+  try {
+    mkdirSync(join(root, 'apps'), { recursive: true });
+    mkdirSync(join(root, 'packages', 'x'), { recursive: true });
+    writeFileSync(join(root, 'apps', 'a.ts'), 'export const a = 1;\n');
+    writeFileSync(join(root, 'packages', 'x', 'b.ts'), 'export const b = 1;\n');
+    writeFileSync(join(root, 'packages', 'x', 'types.d.ts'), 'export {};\n'); // not a runtime source
+    assert.equal(distState(root).current, false);
+    assert.match(distState(root).reason, /not built/);
+
+    const built = sourceFiles(root);
+    assert.deepEqual(built.sources, [join('apps', 'a.ts'), join('packages', 'x', 'b.ts')]);
+    mkdirSync(join(root, DIST));
+    writeFileSync(join(root, STAMP), JSON.stringify({ newest: built.newest, count: built.sources.length }));
+    assert.equal(distState(root).current, true);
+
+    const later = new Date(built.newest + 5000);
+    utimesSync(join(root, 'apps', 'a.ts'), later, later); // an edit after the build
+    assert.equal(distState(root).current, false);
+    assert.match(distState(root).reason, /changed after the build/);
+
+    writeFileSync(join(root, STAMP), JSON.stringify({ newest: later.getTime(), count: 2 }));
+    assert.equal(distState(root).current, true);
+    writeFileSync(join(root, 'apps', 'thread.mjs'), '');
+    utimesSync(join(root, 'apps', 'thread.mjs'), new Date(0), new Date(0)); // an old file, restored from git
+    assert.equal(distState(root).current, false);
+    assert.match(distState(root).reason, /added or removed/);
+  } finally {
+    removeDir(root);
+  }
+});
+
+test('without a current build the binary runs the sources through tsx, silently', () => {
+  const r = run([BIN, '--help'], { ONNX_COMPRESS_FROM_SOURCES: '1' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  assert.match(r.stdout, /^Usage: onnx-compress/);
+});
