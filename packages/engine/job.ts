@@ -34,6 +34,10 @@ export interface JobProgress {
   /** Layer-level detail while compressing. */
   layer?: { index: number; total: number; name: string };
   message?: string;
+  /** Searches: the full-model trial running now (1-based) and the most there will be. */
+  trial?: { index: number; total: number };
+  /** Searches: the best point so far within the budget (null while none is). */
+  best?: Record<string, unknown> | null;
 }
 
 export interface JobOptions {
@@ -109,6 +113,23 @@ export class InputError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/**
+ * A deterministic failure that still leaves files worth keeping (a search whose budget no candidate met: its
+ * report.json and pareto.svg). The engine writes `files` (and `report`, as report.json) to the output folder and
+ * lists them in `artifacts`; the worker stores them with the failed job. Still an InputError by `name`.
+ */
+export class InputErrorWithArtifacts extends InputError {
+  artifacts: JobArtifact[] = [];
+  constructor(
+    code: string,
+    message: string,
+    readonly report: Record<string, unknown>,
+    readonly files: { name: string; content: string }[] = [],
+  ) {
+    super(code, message);
   }
 }
 

@@ -2,6 +2,7 @@
 // worker and the engine. Every object is strict (unknown keys are errors: a typo must never be silently ignored).
 import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
+import { DEFAULT_SEARCH_SPACE } from './search/defaults.js';
 
 const strict = { additionalProperties: false } as const;
 
@@ -246,18 +247,110 @@ export const SoupRecipeSchema = Type.Object(
   { ...strict, title: 'SoupRecipe' },
 );
 
+export const SearchBudgetSchema = Type.Union(
+  [
+    Type.Object(
+      {
+        metric: Type.Literal('perplexity'),
+        maxRelativeIncrease: Type.Number({
+          minimum: 0,
+          description: 'Largest allowed (ppl − ppl_dense)/ppl_dense on the held-out data, e.g. 0.02.',
+        }),
+      },
+      strict,
+    ),
+    Type.Object(
+      {
+        metric: Type.Literal('accuracy'),
+        maxDrop: Type.Number({
+          minimum: 0,
+          maximum: 1,
+          description: 'Largest allowed absolute accuracy drop (a fraction: 0.01 = one point).',
+        }),
+      },
+      strict,
+    ),
+    Type.Object(
+      {
+        metric: Type.Literal('fidelity'),
+        maxOutputError: Type.Number({
+          minimum: 0,
+          description: 'Largest allowed relative output error ‖y − ŷ‖/‖y‖ against the dense model.',
+        }),
+      },
+      strict,
+    ),
+  ],
+  { description: 'The quality the searched model must keep, measured on the evaluation data (else calibration data).' },
+);
+
+export const SearchSpaceSchema = Type.Object(
+  {
+    methods: Type.Optional(
+      Type.Array(Type.Union([Type.Literal('quantize'), Type.Literal('sparsity'), Type.Literal('slim')]), {
+        minItems: 1,
+        description: 'Methods tried (slim with rankRatio 0 = N:M sparsity + quantization without adapters).',
+      }),
+    ),
+    bits: Type.Optional(Type.Array(Type.Union([Type.Literal(4), Type.Literal(8)]), { minItems: 1 })),
+    groupSize: Type.Optional(
+      Type.Array(
+        Type.Union([Type.Literal(16), Type.Literal(32), Type.Literal(64), Type.Literal(128), Type.Literal('channel')]),
+        { minItems: 1 },
+      ),
+    ),
+    schemes: Type.Optional(
+      Type.Array(Type.Union([Type.Literal('rtn'), Type.Literal('slim')]), {
+        minItems: 1,
+        description: 'quant.scheme values tried.',
+      }),
+    ),
+    patterns: Type.Optional(Type.Array(PatternSchema, { minItems: 1 })),
+    criteria: Type.Optional(Type.Array(CriterionSchema, { minItems: 1 })),
+    rankRatio: Type.Optional(
+      Type.Array(Type.Number({ minimum: 0, maximum: 1 }), {
+        minItems: 1,
+        description: 'Low-rank adapter ratios for slim; 0 means no adapters.',
+      }),
+    ),
+  },
+  { ...strict, description: 'Values tried per key; each defaults to every value the engine can write (see README).' },
+);
+
+export const SearchRecipeSchema = Type.Object(
+  {
+    method: Type.Literal('search'),
+    objective: Type.Optional(
+      Type.Union([Type.Literal('size'), Type.Literal('latency')], {
+        description: 'size: smallest file; latency: fastest p50 at batch 1 on the worker. Default size.',
+      }),
+    ),
+    budget: SearchBudgetSchema,
+    space: Type.Optional(SearchSpaceSchema),
+    perLayer: Type.Optional(
+      Type.Boolean({ description: 'Candidates may give each layer its own choice (default true).' }),
+    ),
+    maxTrials: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1000, description: 'Full-model evaluations at most (default 24).' }),
+    ),
+    ...CommonProps,
+  },
+  { ...strict, title: 'SearchRecipe' },
+);
+
 const branches = {
   sparsity: SparsityRecipeSchema,
   quantize: QuantizeRecipeSchema,
   slim: SlimRecipeSchema,
   soup: SoupRecipeSchema,
+  search: SearchRecipeSchema,
 } as const satisfies Record<string, TSchema>;
 
 export type MethodName = keyof typeof branches;
 export const METHOD_NAMES = Object.keys(branches) as MethodName[];
 
 export const RecipeSchema = Type.Union(
-  [SparsityRecipeSchema, QuantizeRecipeSchema, SlimRecipeSchema, SoupRecipeSchema],
+  [SparsityRecipeSchema, QuantizeRecipeSchema, SlimRecipeSchema, SoupRecipeSchema, SearchRecipeSchema],
   { title: 'Recipe', description: 'A compression job: the method and its settings.' },
 );
 
@@ -265,6 +358,9 @@ export type SparsityRecipe = Static<typeof SparsityRecipeSchema>;
 export type QuantizeRecipe = Static<typeof QuantizeRecipeSchema>;
 export type SlimRecipe = Static<typeof SlimRecipeSchema>;
 export type SoupRecipe = Static<typeof SoupRecipeSchema>;
+export type SearchRecipe = Static<typeof SearchRecipeSchema>;
+export type SearchBudget = Static<typeof SearchBudgetSchema>;
+export type SearchSpace = Static<typeof SearchSpaceSchema>;
 export type Recipe = Static<typeof RecipeSchema>;
 export type QuantSpec = Static<typeof QuantSchema>;
 
@@ -381,6 +477,12 @@ function withDefaults(r: Recipe): Recipe {
       }
       r.metric ??= 'accuracy';
       return r;
+    case 'search':
+      r.objective ??= 'size';
+      r.perLayer ??= true;
+      r.maxTrials ??= 24;
+      r.space = { ...DEFAULT_SEARCH_SPACE, ...r.space };
+      return r;
   }
 }
 
@@ -434,6 +536,12 @@ function semanticIssues(r: Recipe): RecipeIssue[] {
         message: 'asymmetric codes do not keep the 2:4 zeros exact; slim needs symmetric quantization',
       });
     }
+  }
+  if (r.method === 'search') {
+    (r.space?.patterns ?? []).forEach((p, i) => {
+      const [n, m] = p.split(':').map(Number);
+      issues.push(...patternIssues(n, m, `/space/patterns/${i}`));
+    });
   }
   if (r.method === 'soup' && r.nextPhase) {
     const np = r.nextPhase;

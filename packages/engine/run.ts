@@ -6,7 +6,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { JobInputs, JobOptions, JobResult } from './job.js';
+import { InputErrorWithArtifacts, type JobInputs, type JobOptions, type JobResult } from './job.js';
+import { writeFailureArtifacts } from './runner/artifacts.js';
 import { closeModel } from './onnx/model.js';
 import { parseRecipe, type Recipe } from './recipe.js';
 import { planCalibration } from './runner/calibrate.js';
@@ -34,6 +35,9 @@ export async function runRecipe(recipeInput: Recipe, inputs: JobInputs, opts: Jo
     await evaluate(s);
     await measureLatency(s);
     return await writeReport(s);
+  } catch (e) {
+    if (e instanceof InputErrorWithArtifacts) await writeFailureArtifacts(e, s);
+    throw e;
   } finally {
     await closeRun(s);
   }

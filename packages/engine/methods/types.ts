@@ -6,6 +6,7 @@ import type { LayerReport } from '../job.js';
 import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type { Recipe } from '../recipe.js';
+import type { Dataset } from '../data/types.js';
 
 /** Whether a method uses calibration activations: never, when given (better results), or always. */
 export type CalibrationNeed = 'none' | 'optional' | 'required';
@@ -49,6 +50,10 @@ export interface MethodProgress {
   fraction: number;
   layer?: { index: number; total: number; name: string };
   message?: string;
+  /** Searches: the full-model trial running now (1-based) and the most there will be. */
+  trial?: { index: number; total: number };
+  /** Searches: the best point so far (within budget), or null while none is. */
+  best?: Record<string, unknown> | null;
 }
 
 /** One ingredient model of a multi-model method (soups). Loaded lazily so only one needs to be in memory at a time. */
@@ -108,6 +113,10 @@ export interface MethodContext<R extends Recipe = Recipe> {
   ingredients: IngredientSource[];
   /** Scores candidate models on held-out data (null when no data was given). */
   scorer?: ModelScorer;
+  /** The held-out data behind `scorer` and which file it came from (evaluation file, else calibration data). */
+  heldOut?: { dataset: Dataset; kind: 'evaluation' | 'calibration' };
+  /** All execution providers of the job, in order (the method's own sessions try them as the runner does). */
+  executionProviders?: ('cuda' | 'cpu')[];
   /** Temp directory for scratch files. */
   tmpDir: string;
   /** Warnings to surface in the report (also accepted in MethodResult). */
@@ -125,6 +134,8 @@ export interface MethodResult {
    * @defaultValue false
    */
   graphChanged?: boolean;
+  /** Extra artifacts (e.g. a search's pareto.svg): the runner writes them next to the model and lists them. */
+  files?: { name: string; content: string }[];
 }
 
 export interface CompressionMethod<R extends Recipe = Recipe> {

@@ -38,3 +38,22 @@ export function closeModel(model: LoadedModel): void {
   model.source?.close();
   model.spill?.close();
 }
+
+/**
+ * Moves `source` into `target` (same object identity for the caller, e.g. a method that must hand back its context's
+ * model but built the answer on a fresh load): target's own files are closed first, source must not be used after.
+ */
+export function adoptModel(target: LoadedModel, source: LoadedModel): void {
+  closeModel(target);
+  finalizer.unregister(source);
+  target.proto = source.proto;
+  target.dir = source.dir;
+  target.external = source.external;
+  if (source.path !== undefined) target.path = source.path;
+  else delete target.path;
+  if (source.source) target.source = source.source;
+  else delete target.source;
+  if (source.spill) target.spill = source.spill;
+  else delete target.spill;
+  finalizer.register(target, target.external, target);
+}

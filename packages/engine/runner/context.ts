@@ -33,6 +33,8 @@ export function methodContext(s: RunState, warn: (m: string) => void, calls: Con
       s.progress.emit('compress', p.fraction, {
         ...(p.layer ? { layer: p.layer } : {}),
         ...(p.message ? { message: p.message } : {}),
+        ...(p.trial ? { trial: p.trial } : {}),
+        ...(p.best !== undefined ? { best: p.best } : {}),
       }),
     stats: async (w) => {
       calls.stats++;
@@ -98,7 +100,9 @@ function addHeldOut(s: RunState, ctx: MethodContext): void {
       ...(referencePath ? { referencePath } : {}),
     });
     ctx.scorer = s.scorer;
+    ctx.heldOut = { dataset: scoreSet, kind: s.evalData ? 'evaluation' : 'calibration' };
   }
+  ctx.executionProviders = [...s.sessions.candidates];
   const l = s.evalData?.labels ?? s.calibration?.labels;
   if (l) ctx.labels = { dims: l.dims, data: l.data as BigInt64Array | Int32Array };
 }

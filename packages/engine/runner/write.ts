@@ -4,6 +4,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, type JobArtifact } from '../job.js';
+import { writeArtifact } from './artifacts.js';
 import { closeModel, saveModel } from '../onnx/model.js';
 import { weightCounts } from '../report/sizes.js';
 import type { RunState } from './state.js';
@@ -25,6 +26,7 @@ export async function writeOutput(s: RunState): Promise<void> {
       const dataPath = `${outPath}.data`;
       artifacts.push({ name: `${outName}.data`, path: dataPath, sizeBytes: (await stat(dataPath)).size });
     }
+    for (const f of s.result!.files ?? []) artifacts.push(await writeArtifact(inputs.outputDir, f.name, f.content));
     s.artifacts = artifacts;
     s.outputBytes = artifacts.reduce((t, a) => t + a.sizeBytes, 0);
     s.countsAfter = countsAfter(s);

@@ -12,7 +12,7 @@ import { InputError } from '../job.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AccuracyAccumulator, LmAccumulator, looksLikeProbabilities, shiftedTargets } from '../metrics/labels.js';
 import type { ModelScorer } from '../methods/types.js';
-import { saveModel, type LoadedModel } from '../onnx/model.js';
+import { closeModel, loadModel, saveModel, type LoadedModel } from '../onnx/model.js';
 import { feedsOf, openSession, runSession, toFloat32, type ExecutionProvider } from '../runtime/session.js';
 import type { SoupMetric } from './merge.js';
 
@@ -46,17 +46,28 @@ export class HeldOutScorer implements ModelScorer {
     if (metric === 'fidelity' && !this.opts.referencePath) return null;
     const file = join(this.opts.tmpDir, `soup-candidate-${process.pid}-${this.counter++}.onnx`);
     await saveModel(model, file);
+    try {
+      return await this.scoreFile(file, metric, model);
+    } finally {
+      await rm(file, { force: true });
+      await rm(`${file}.data`, { force: true });
+    }
+  }
+
+  /** Scores a model already written to `file` (`model`: its loaded form, for the input shapes; else read). */
+  async scoreFile(file: string, metric: SoupMetric, model?: LoadedModel): Promise<number | null> {
+    const ds = this.opts.dataset;
+    if (metric === 'accuracy' && !ds.labels) return null;
+    if (metric === 'fidelity' && !this.opts.referencePath) return null;
     let session: ort.InferenceSession | undefined;
     try {
       const opened = await openSession(file, { executionProviders: this.opts.executionProviders });
       session = opened.session;
       this.executionProvider = opened.executionProvider;
       const reference = metric === 'fidelity' ? await this.referenceSession() : undefined;
-      return await this.run(session, model, metric, reference);
+      return await this.run(session, await fixedBatchOf(file, model), metric, reference);
     } finally {
       await session?.release().catch(() => {});
-      await rm(file, { force: true });
-      await rm(`${file}.data`, { force: true });
     }
   }
 
@@ -69,7 +80,7 @@ export class HeldOutScorer implements ModelScorer {
 
   private async run(
     session: ort.InferenceSession,
-    model: LoadedModel,
+    fixed: number | undefined,
     metric: SoupMetric,
     reference?: ort.InferenceSession,
   ): Promise<number | null> {
@@ -84,7 +95,6 @@ export class HeldOutScorer implements ModelScorer {
         `output "${outputName}" is not a model output (${session.outputNames.join(', ')})`,
       );
     }
-    const fixed = fixedBatchSize(modelInputSpecs(model.proto));
     const { ranges } = planBatches(ds.samples, this.opts.batchSize ?? 64, this.opts.samples, fixed);
     const accuracy = new AccuracyAccumulator();
     const lm = new LmAccumulator();
@@ -136,6 +146,17 @@ export class HeldOutScorer implements ModelScorer {
 
   async close(): Promise<void> {
     if (this.reference) await (await this.reference).release().catch(() => {});
+  }
+}
+
+/** The batch size the model fixes, if any (read from `model`, else from the file's graph). */
+async function fixedBatchOf(file: string, model?: LoadedModel): Promise<number | undefined> {
+  if (model) return fixedBatchSize(modelInputSpecs(model.proto));
+  const loaded = await loadModel(file);
+  try {
+    return fixedBatchSize(modelInputSpecs(loaded.proto));
+  } finally {
+    closeModel(loaded);
   }
 }
 
