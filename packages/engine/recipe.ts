@@ -300,9 +300,9 @@ export const SearchSpaceSchema = Type.Object(
       ),
     ),
     schemes: Type.Optional(
-      Type.Array(Type.Union([Type.Literal('rtn'), Type.Literal('slim')]), {
+      Type.Array(Type.Union([Type.Literal('rtn'), Type.Literal('slim'), Type.Literal('gptq')]), {
         minItems: 1,
-        description: 'quant.scheme values tried.',
+        description: 'quant.scheme values tried (under an N:M mask, gptq is paired with the sparsegpt criterion).',
       }),
     ),
     patterns: Type.Optional(Type.Array(PatternSchema, { minItems: 1 })),

@@ -5,12 +5,14 @@
 // wins back at 4 bits, 64 sits between the two kept sizes, per-channel 4-bit is far from the budget on every model
 // measured here) and scheme "slim" (SLiM-Quant's one scale per tensor: measured worse than RTN groups at equal
 // bytes, ALGORITHMS.md). N:M + quantization (slim) is expanded with 4-bit codes only: 2:4 under 8-bit codes is
-// stored as dense 8-bit codes, the same bytes as 8-bit alone with more error, so it can never be on the front.
+// stored as dense 8-bit codes, the same bytes as 8-bit alone with more error, so it can never be on the front; and
+// under a mask GPTQ is paired with SparseGPT only (both OBS on the same Hessian: the joint sparsify-and-quantize of
+// ALGORITHMS.md), RTN with every criterion.
 export const DEFAULT_SEARCH_SPACE = {
   methods: ['quantize', 'sparsity', 'slim'] as ('quantize' | 'sparsity' | 'slim')[],
   bits: [4, 8] as (4 | 8)[],
   groupSize: [32, 128] as (16 | 32 | 64 | 128 | 'channel')[],
-  schemes: ['rtn'] as ('rtn' | 'slim')[],
+  schemes: ['rtn', 'gptq'] as ('rtn' | 'slim' | 'gptq')[],
   patterns: ['2:4'],
   criteria: ['magnitude', 'wanda', 'sparsegpt'] as ('magnitude' | 'wanda' | 'sparsegpt')[],
   rankRatio: [0, 0.1],

@@ -6,7 +6,7 @@ import { DEFAULT_SEARCH_SPACE } from './defaults.js';
 
 type Bits = 4 | 8;
 type Group = 16 | 32 | 64 | 128 | 'channel';
-type Scheme = 'rtn' | 'slim';
+type Scheme = 'rtn' | 'slim' | 'gptq';
 type Criterion = 'magnitude' | 'wanda' | 'sparsegpt';
 
 export type SearchChoice =
@@ -57,7 +57,9 @@ export function expandSpace(space: SearchSpace | undefined): SearchChoice[] {
     for (const pattern of unique(s.patterns))
       for (const criterion of unique(s.criteria))
         for (const q of composite)
-          for (const rankRatio of unique(s.rankRatio)) out.push({ kind: 'slim', pattern, criterion, ...q, rankRatio });
+          for (const rankRatio of unique(s.rankRatio))
+            if (q.scheme !== 'gptq' || criterion === 'sparsegpt')
+              out.push({ kind: 'slim', pattern, criterion, ...q, rankRatio });
   }
   return out;
 }

@@ -39,8 +39,11 @@ test('search recipe: defaults, the default space, and refusals with a JSON point
 
 test('space expansion: every combination once, labels unique, steps are valid single-method recipes', () => {
   const all = expandSpace(undefined);
-  // quantize 2 bits × 2 groups; sparsity 3 criteria; N:M + int4: 3 criteria × 2 groups × 2 rank ratios
-  assert.equal(all.length, 4 + 3 + 12);
+  // quantize 2 schemes × 2 bits × 2 groups; sparsity 3 criteria; N:M + int4: rtn × 3 criteria × 2 groups × 2 rank
+  // ratios, gptq × sparsegpt × 2 groups × 2 rank ratios
+  assert.equal(all.length, 8 + 3 + 12 + 4);
+  assert.ok(all.some((c) => choiceLabel(c) === '2:4 sparsegpt + int4 g32 gptq + r0.1'));
+  assert.ok(!all.some((c) => choiceLabel(c) === '2:4 wanda + int4 g32 gptq'));
   assert.equal(new Set(all.map(choiceLabel)).size, all.length);
   for (const c of all) {
     for (const step of stepsOf(c, 'size')) {

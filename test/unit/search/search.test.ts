@@ -11,7 +11,13 @@ import { run, tempDir, writeCase } from '../sparsity/helpers.js';
 import type { JobProgress } from '../../../packages/engine/job.js';
 
 // Four choices that run in well under a second each on 2 cores.
-const SPACE = { methods: ['quantize', 'sparsity'], bits: [4, 8], groupSize: [32], criteria: ['magnitude', 'wanda'] };
+const SPACE = {
+  methods: ['quantize', 'sparsity'],
+  bits: [4, 8],
+  groupSize: [32],
+  schemes: ['rtn'],
+  criteria: ['magnitude', 'wanda'],
+};
 
 let dir: string;
 let lm: { modelPath: string; dataPath: string };
