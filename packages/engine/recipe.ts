@@ -187,6 +187,13 @@ export const QuantizeRecipeSchema = Type.Object(
     method: Type.Literal('quantize'),
     quant: QuantSchema,
     format: Type.Optional(FormatSchema),
+    packed: Type.Optional(
+      Type.Boolean({
+        description:
+          'Store 4-bit MatMulNBits weights that are exactly 2:4 along K packed (two kept codes + 2-bit positions per ' +
+          'group of 4, ~3 bits/weight + scales), expanded by ONNX Runtime at session start; other layers unpacked.',
+      }),
+    ),
     accuracyLevel: Type.Optional(AccuracyLevelSchema),
     ...CommonProps,
   },
@@ -203,6 +210,13 @@ export const SlimRecipeSchema = Type.Object(
     refitIterations: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
     quantizeAdapters: Type.Optional(Type.Boolean({ description: 'Same as lowRank.quantize.' })),
     format: Type.Optional(FormatSchema),
+    packed: Type.Optional(
+      Type.Boolean({
+        description:
+          'Store the 2:4 4-bit codes packed (two kept codes + 2-bit positions per group of 4), expanded by ONNX ' +
+          'Runtime at session start (MatMulNBits layers; QDQ layers stay unpacked, listed in the report).',
+      }),
+    ),
     accuracyLevel: Type.Optional(AccuracyLevelSchema),
     ...CommonProps,
   },

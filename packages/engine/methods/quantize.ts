@@ -9,6 +9,7 @@
 //   {"method": "quantize", "quant": {"bits": 4, "scheme": "rtn", "groupSize": 32, "symmetric": true}, "format": "matmulnbits"}
 import { InputError, type LayerReport } from '../job.js';
 import { gptqLayer, type GptqSettings } from '../quant/gptq-layer.js';
+import { addPackTarget, packLayers, type PackTargets } from '../quant/packed24-nbits.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import type { QuantizeRecipe, QuantSpec as RecipeQuant } from '../recipe.js';
 import type { NodeProto } from '../onnx/gen/onnx_pb.js';
@@ -190,6 +191,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   let paramsDone = 0;
   let bytesAfter = 0;
   let bytesBefore = 0;
+  const pack: PackTargets = { nodes: [], other: [] };
   const total = ctx.weights.length;
   for (let i = 0; i < total; i++) {
     ctx.checkAbort();
@@ -267,8 +269,11 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
     if (alpha !== undefined) row.alpha = alpha;
     if (sparsity !== null) row.sparsity = sparsity;
     layers.push(row);
+    addPackTarget(pack, w.name, rep);
   }
   const accuracy = await settleAccuracyLevel(ctx, r.accuracyLevel, plan);
+  const packed = r.packed ? packLayers(ctx.model, pack) : undefined;
+  if (packed) bytesAfter -= packed.codeBytesBefore - packed.codeBytesAfter;
   return {
     layers,
     graphChanged: true,
@@ -284,6 +289,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
         weightBytesBefore: bytesBefore,
         weightBytesAfter: bytesAfter,
       },
+      ...(packed ? { packed } : {}),
     },
   };
 }

@@ -26,6 +26,7 @@ import {
   settleAccuracyLevel,
   type AccuracyPlan,
 } from './quantize.js';
+import { addPackTarget, packLayers, type PackTargets } from '../quant/packed24-nbits.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
 /** Above this N·K² the intermediate stage errors are not measured (4096² layers: ~1e11 multiply-adds each). */
@@ -74,6 +75,7 @@ async function compressOne(
   w: WeightRef,
   s: ReturnType<typeof settings>,
   plan: AccuracyPlan,
+  pack: PackTargets,
 ): Promise<LayerReport & { bytes: number }> {
   const t0 = performance.now();
   const { N, K } = w;
@@ -123,6 +125,7 @@ async function compressOne(
         : undefined,
   });
   recordShape(plan, res.quantized, rep.nbitsNodes);
+  addPackTarget(pack, w.name, rep);
   const rank = ad?.rank ?? 0;
   const row: LayerReport & { bytes: number } = {
     name: w.name,
@@ -162,6 +165,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
     );
   const layers: LayerReport[] = [];
   const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
+  const pack: PackTargets = { nodes: [], other: [] };
   let params = 0;
   let bytes = 0;
   const total = ctx.weights.length;
@@ -169,7 +173,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
     ctx.checkAbort();
     const w = ctx.weights[i];
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
-    const { bytes: b, ...row } = await compressOne(ctx, w, s, plan);
+    const { bytes: b, ...row } = await compressOne(ctx, w, s, plan, pack);
     layers.push(row);
     if (!row.skipped) {
       params += w.N * w.K;
@@ -177,6 +181,8 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
     }
   }
   const accuracy = await settleAccuracyLevel(ctx, ctx.recipe.accuracyLevel, plan);
+  const packed = ctx.recipe.packed ? packLayers(ctx.model, pack) : undefined;
+  if (packed) bytes -= packed.codeBytesBefore - packed.codeBytesAfter;
   const done = layers.filter((l) => !l.skipped);
   const mean = (key: string) => {
     const v = done.map((l) => l[key]).filter((x): x is number => typeof x === 'number');
@@ -196,8 +202,8 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
         accuracyLevel: accuracy,
         bitsPerWeight: params ? (bytes * 8) / params : null,
         bitsPerWeightNote:
-          'codes + scales + zero points + adapters, as stored (2:4 zeros are stored densely; unquantized adapters ' +
-          'are stored as float16 and cast to the activation type, which ONNX Runtime folds at load)',
+          `codes + scales + zero points + adapters, as stored (2:4 zeros are stored ${packed ? 'packed where listed in packed.layers' : 'densely'}; ` +
+          'unquantized adapters are stored as float16 and cast to the activation type, which ONNX Runtime folds at load)',
         compressedParameters: params,
         meanRelErrorBeforeAdapter: mean('relErrorBeforeAdapter'),
         meanRelError: mean('relError'),
@@ -214,6 +220,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
           'than fp32 at batch 1; the 2:4 zeros themselves give no speedup in ONNX Runtime (no sparse GEMM); the ' +
           'adapter adds two thin GEMMs (2·r·(K+N) MACs per token)',
       },
+      ...(packed ? { packed } : {}),
     },
   };
 }
