@@ -1,16 +1,18 @@
 # syntax=docker/dockerfile:1
 # onnx-compress: one image for the API (`serve`), CPU workers (`worker`) and `start` (both in one process); the
 # `gpu` target adds the CUDA 12 + cuDNN 9 runtime and installs onnxruntime-node with its CUDA execution provider.
-# The project runs its TypeScript sources through tsx: there is no build step, and the Prisma client is committed.
+# The sources are compiled to dist/ (scripts/build.mjs, what `npm ci` runs as `prepare`); the Prisma client is committed.
 ARG NODE_VERSION=20
 
 FROM node:${NODE_VERSION}-bookworm-slim AS cpu
 WORKDIR /app
 ENV NODE_ENV=production
-COPY package.json package-lock.json .npmrc ./
-# CPU image: skip onnxruntime-node's CUDA download (also the .npmrc default).
-RUN npm ci --omit=dev --no-audit --no-fund --onnxruntime-node-install=skip && npm cache clean --force
+COPY package.json package-lock.json ./
+COPY scripts/ ./scripts/
+# CPU image: no CUDA download (the variable is for npm < 11.19, which runs onnxruntime-node's own install script).
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY . .
+RUN node scripts/build.mjs
 RUN mkdir -p /data /tmp/onnx-compress && chown -R node:node /data /tmp/onnx-compress
 USER node
 ENV PORT=8080 HOST=0.0.0.0 STORAGE_DIR=/data/storage WORK_DIR=/tmp/onnx-compress
@@ -31,9 +33,11 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
   && apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ENV NODE_ENV=production
-COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --no-audit --no-fund --onnxruntime-node-install=cuda12 && npm cache clean --force
+COPY package.json package-lock.json ./
+COPY scripts/ ./scripts/
+RUN ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY . .
+RUN node scripts/build.mjs
 RUN mkdir -p /data /tmp/onnx-compress && chown -R ubuntu:ubuntu /data /tmp/onnx-compress
 USER ubuntu
 ENV STORAGE_DIR=/data/storage WORK_DIR=/tmp/onnx-compress WORKER_QUEUES=gpu EXECUTION_PROVIDERS=cuda,cpu

@@ -6,6 +6,17 @@
 import { fileURLToPath } from 'node:url';
 import { distState } from '../scripts/dist-state.mjs';
 
+// package.json's engines, said at start: older Node fails later with errors that do not name the cause (Prisma and
+// several dependencies need 20.19).
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 19)) {
+  process.stderr.write(
+    `error: onnx-compress needs Node.js 20.19 or newer (this is ${process.version}): install a current LTS release ` +
+      'from https://nodejs.org (or with nvm: nvm install --lts)\n',
+  );
+  process.exit(1);
+}
+
 const root = fileURLToPath(new URL('..', import.meta.url));
 if (process.env.ONNX_COMPRESS_FROM_SOURCES !== '1' && distState(root).current) {
   await import('../dist/apps/cli/main.js');
