@@ -11,7 +11,8 @@
 // Run: npx tsx bench/llm.bench.ts [--params 1B|250M|20M|…] [--layers N --hidden N --mlp N --vocab N]
 //        [--dtype float32|float16] [--methods inspect,rtn,magnitude,wanda,sparsegpt,slim] [--samples 8 --seq 128]
 //        [--ep cpu] [--ep cuda,cpu] (one run of every method per --ep; default $EXECUTION_PROVIDERS or cpu)
-//        [--dir DIR (model kept and reused there)] [--no-python] [--no-floors] [--timeout SECONDS] [--json FILE]
+//        [--dir DIR (model kept and reused there)] [--no-python] [--no-floors] [--timeout SECONDS per job]
+//        [--deadline SECONDS (no job starts later; running ones are cut)] [--interleave (method by method)] [--json FILE]
 // Quality numbers on random weights describe reconstruction of random layers, not language modelling.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -43,6 +44,10 @@ interface Args {
   python: boolean;
   floors: boolean;
   timeout: number;
+  /** Seconds from the start after which no job starts and running ones are cut (bench/gpu.sh's 6 minutes). */
+  deadline: number;
+  /** Run method by method (each on every EP) instead of EP by EP. */
+  interleave: boolean;
   json?: string;
 }
 
@@ -79,15 +84,19 @@ function parseArgs(argv: string[]): Args {
     python: !argv.includes('--no-python'),
     floors: !argv.includes('--no-floors'),
     timeout: Number(get('timeout') ?? 0),
+    deadline: Number(get('deadline') ?? 0),
+    interleave: argv.includes('--interleave'),
     json: get('json'),
   };
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
+/** --deadline counts from here (model generation included). */
+const started = performance.now();
 /** The child entry: the TypeScript source under tsx, or the bundled dist/llm-job.mjs beside a bundled bench. */
 function childCommand(): string[] {
   if (import.meta.url.endsWith('.ts')) return ['--import', 'tsx', join(here, 'lib', 'llm-job.ts')];
-  return [join(here, 'llm-job.mjs')];
+  return [join(here, 'lib', 'llm-job.mjs')];
 }
 
 function runChild(spec: JobSpec, timeoutS: number): Promise<JobOutcome> {
@@ -181,6 +190,37 @@ async function pythonPeer(modelPath: string, outDir: string, timeoutS: number): 
   );
 }
 
+function skipped(method: string, why: string): JobOutcome {
+  return { method, ok: false, error: why, seconds: 0, maxRssBytes: 0, stages: [], stagesFrom: 'none' };
+}
+
+/** The issue's floors beside a Wanda / SparseGPT time, from the same run's forward pass, magnitude job and R. */
+function floorText(
+  m: string,
+  o: JobOutcome,
+  f: { forward: JobOutcome; gemm: JobOutcome },
+  results: (JobOutcome & { ep: string })[],
+  epName: string,
+  a: Args,
+): string | undefined {
+  const fwd = f.forward.ok ? f.forward.seconds : undefined;
+  if (m === 'wanda' && fwd !== undefined) {
+    const mag = results.find((r) => r.ep === epName && r.method === 'magnitude' && r.ok)?.seconds;
+    if (!mag) return 'floor needs the magnitude job in the same run';
+    const fl = 2 * (fwd + mag);
+    return `floor 2×(forward ${fmtS(fwd)} + magnitude ${fmtS(mag)}) = ${fmtS(fl)} s → ${(o.seconds / fl).toFixed(2)}×`;
+  }
+  if (m === 'sparsegpt' && fwd !== undefined && f.gemm.ok) {
+    const F = sparsegptFlops(a.shape, a.samples * a.seq);
+    const fl = (3 * F) / f.gemm.flops! + fwd;
+    return (
+      `floor 3×F/R + forward = 3×${(F / 1e12).toFixed(2)} TFLOP / ${(f.gemm.flops! / 1e9).toFixed(0)} GFLOP/s + ` +
+      `${fmtS(fwd)} = ${fmtS(fl)} s → ${(o.seconds / fl).toFixed(2)}×`
+    );
+  }
+  return undefined;
+}
+
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const dir = a.dir ?? (await mkdtemp(join(tmpdir(), 'llm-bench-')));
@@ -213,51 +253,48 @@ async function main(): Promise<void> {
     );
 
     const results: (JobOutcome & { ep: string; floor?: string })[] = [];
-    for (const eps of a.eps) {
+    const left = () => (a.deadline > 0 ? a.deadline - (performance.now() - started) / 1000 : Infinity);
+    const job = (eps: ('cuda' | 'cpu')[], method: string, recipe?: Record<string, unknown>, calibrated = false) => {
+      const budget = Math.min(a.timeout > 0 ? a.timeout : Infinity, left());
+      if (budget < 1) return Promise.resolve(skipped(method, 'SKIPPED: past the --deadline'));
+      return runChild(
+        {
+          method,
+          modelPath,
+          outputDir: join(dir, `out-${method}-${eps.join('-')}`),
+          executionProviders: eps,
+          ...(recipe ? { recipe } : {}),
+          ...(calibrated ? { calibrationPath: calib } : {}),
+        },
+        Number.isFinite(budget) ? Math.ceil(budget) : 0,
+      );
+    };
+    const floors = new Map<string, { forward: JobOutcome; gemm: JobOutcome }>();
+    const floorsFor = async (eps: ('cuda' | 'cpu')[]) => {
+      const key = eps.join(',');
+      if (!floors.has(key)) {
+        const forward = await job(eps, 'forward', undefined, true);
+        const gemm = await job(eps, 'gemm');
+        floors.set(key, { forward, gemm });
+        console.log(
+          `[${key}] floors: one dense forward pass of the calibration set ${forward.ok ? `${fmtS(forward.seconds)} s [${forward.executionProvider}]` : forward.error}` +
+            `; ORT fp32 MatMul 4096³ R = ${gemm.ok ? `${(gemm.flops! / 1e9).toFixed(0)} GFLOP/s [${gemm.executionProvider}]` : gemm.error}`,
+        );
+      }
+      return floors.get(key)!;
+    };
+    const plan: [('cuda' | 'cpu')[], string][] = a.interleave
+      ? a.methods.flatMap((m) => a.eps.map((e): [('cuda' | 'cpu')[], string] => [e, m]))
+      : a.eps.flatMap((e) => a.methods.map((m): [('cuda' | 'cpu')[], string] => [e, m]));
+    for (const [eps, m] of plan) {
       const epName = eps.join(',');
-      const job = (method: string, recipe?: Record<string, unknown>, calibrated = false) =>
-        runChild(
-          {
-            method,
-            modelPath,
-            outputDir: join(dir, `out-${method}-${eps.join('-')}`),
-            executionProviders: eps,
-            ...(recipe ? { recipe } : {}),
-            ...(calibrated ? { calibrationPath: calib } : {}),
-          },
-          a.timeout,
-        );
-      let forward: JobOutcome | undefined;
-      let gemm: JobOutcome | undefined;
-      if (a.floors && a.methods.some((m) => m === 'wanda' || m === 'sparsegpt')) {
-        forward = await job('forward', undefined, true);
-        gemm = await job('gemm');
-        console.log(
-          `[${epName}] floors: one dense forward pass of the calibration set ${forward.ok ? `${fmtS(forward.seconds)} s` : forward.error}` +
-            `; ORT fp32 MatMul 4096³ R = ${gemm.ok ? `${(gemm.flops! / 1e9).toFixed(0)} GFLOP/s` : gemm.error}`,
-        );
-      }
-      const magnitudeSeconds = () => results.find((r) => r.ep === epName && r.method === 'magnitude' && r.ok)?.seconds;
-      for (const m of a.methods) {
-        const { recipe, calibrated } = methodRecipe(m);
-        const o = await job(m, recipe, calibrated);
-        let floor: string | undefined;
-        if (o.ok && m === 'wanda' && forward?.ok) {
-          const mag = magnitudeSeconds();
-          floor = mag
-            ? `floor 2×(forward ${fmtS(forward.seconds)} + magnitude ${fmtS(mag)}) = ${fmtS(2 * (forward.seconds + mag))} s → ${(o.seconds / (2 * (forward.seconds + mag))).toFixed(2)}×`
-            : 'floor needs the magnitude job in the same run';
-        }
-        if (o.ok && m === 'sparsegpt' && forward?.ok && gemm?.ok) {
-          const F = sparsegptFlops(a.shape, a.samples * a.seq);
-          const fl = (3 * F) / gemm.flops! + forward.seconds;
-          floor = `floor 3×F/R + forward = 3×${(F / 1e12).toFixed(2)} TFLOP / ${(gemm.flops! / 1e9).toFixed(0)} GFLOP/s + ${fmtS(forward.seconds)} = ${fmtS(fl)} s → ${(o.seconds / fl).toFixed(2)}×`;
-        }
-        results.push({ ...o, ep: epName, ...(floor ? { floor } : {}) });
-        console.log(
-          `[${epName}] ${m}: ${o.ok ? `${fmtS(o.seconds)} s, peak RSS ${fmtGB(o.maxRssBytes)} (${(o.maxRssBytes / modelBytes).toFixed(2)}× the model)` : `FAILED: ${o.error}`}`,
-        );
-      }
+      const f = a.floors && (m === 'wanda' || m === 'sparsegpt') ? await floorsFor(eps) : undefined;
+      const { recipe, calibrated } = methodRecipe(m);
+      const o = await job(eps, m, recipe, calibrated);
+      results.push({ ...o, ep: epName, ...(o.ok && f ? { floor: floorText(m, o, f, results, epName, a) } : {}) });
+      console.log(
+        `[${epName}] ${m}: ${o.ok ? `${fmtS(o.seconds)} s, peak RSS ${fmtGB(o.maxRssBytes)} (${(o.maxRssBytes / modelBytes).toFixed(2)}× the model)` : `FAILED: ${o.error}`}`,
+      );
     }
 
     const pyPeer =

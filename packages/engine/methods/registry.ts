@@ -42,6 +42,15 @@ async function load(name: MethodName): Promise<CompressionMethod> {
   return m;
 }
 
+/**
+ * Registers a method module imported ahead of time: for bundled builds (bench/gpu.sh's dist/), where the file-name
+ * convention of load() has no files to find at run time.
+ */
+export function registerMethod(m: CompressionMethod): void {
+  if (!(METHOD_NAMES as string[]).includes(m.name)) throw new Error(`unknown method "${m.name}"`);
+  cache.set(m.name as MethodName, Promise.resolve(m));
+}
+
 /** Every method whose file is present (for `--help`, the API docs and tests). */
 export async function listMethods(): Promise<CompressionMethod[]> {
   const out: CompressionMethod[] = [];
