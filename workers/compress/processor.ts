@@ -6,7 +6,13 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UnrecoverableError, type Job as BullJob } from 'bullmq';
-import { isInputError, type JobProgress, type JobResult, type LayerReport } from '../../packages/engine/job.js';
+import {
+  isInputError,
+  type JobArtifact,
+  type JobProgress,
+  type JobResult,
+  type LayerReport,
+} from '../../packages/engine/job.js';
 import type { Recipe } from '../../packages/engine/recipe.js';
 import type { Config } from '../../packages/platform/config/config.js';
 import { Prisma, type Db } from '../../packages/platform/db/client.js';
@@ -191,7 +197,18 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
       // Engine and ORT messages name files by their worker paths: the client sees its own names instead.
       const roots = [workDir, config.workDir, ...storageRoots(storage)];
       const message = redactPaths(e.message, inputNames, roots, inputNames.values().next().value);
-      await finish('failed', { code: e.code, message });
+      const error = { code: e.code, message };
+      const artifacts = (e as { artifacts?: JobArtifact[] }).artifacts;
+      const stored = artifacts?.length
+        ? await failWithArtifacts(deps, row.tenantId, jobId, attemptId, artifacts, error).catch((err: unknown) => {
+            // The failure itself still stands: record it without the files rather than retry the whole job.
+            log.warn({ err, jobId }, 'could not store the artifacts of a failed job');
+            return undefined;
+          })
+        : undefined;
+      if (stored)
+        await onJobFinished({ jobId, tenantId: row.tenantId, state: 'failed', finishedAt: stored, error }, log);
+      else if (stored === undefined) await finish('failed', error);
       throw new UnrecoverableError(message);
     }
     const last = bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
@@ -221,6 +238,55 @@ function storageRoots(storage: Storage): string[] {
   return typeof dir === 'string' ? [dir] : [];
 }
 
+/** Uploads an attempt's files under its own storage prefix (none left behind when one upload fails). */
+async function uploadArtifacts(deps: ProcessorDeps, prefix: string, artifacts: JobArtifact[]) {
+  const files: { name: string; sizeBytes: number; sha256: string; storageKey: string }[] = [];
+  try {
+    for (const a of artifacts) {
+      const sha256 = await sha256File(a.path);
+      const storageKey = `${prefix}/${a.name}`;
+      await deps.storage.putFile(storageKey, a.path);
+      files.push({ name: a.name, sizeBytes: a.sizeBytes, sha256, storageKey });
+    }
+  } catch (e) {
+    // E.g. the storage filled up after the first file: no half set of artifacts stays behind.
+    await deps.storage.deletePrefix(`${prefix}/`).catch(() => {});
+    throw e;
+  }
+  return files;
+}
+
+/**
+ * A deterministic failure that still produced files (a search whose budget no candidate met: report.json and
+ * pareto.svg): they are stored and listed with the failed job, in the same transaction that fails it (only if no
+ * other attempt finished it first). Returns the finish time, or null when another attempt won.
+ */
+async function failWithArtifacts(
+  deps: ProcessorDeps,
+  tenantId: string,
+  jobId: string,
+  attemptId: string,
+  artifacts: JobArtifact[],
+  error: { code: string; message: string },
+): Promise<Date | null> {
+  const prefix = `tenants/${tenantId}/jobs/${jobId}/attempts/${attemptId}`;
+  const files = await uploadArtifacts(deps, prefix, artifacts);
+  const finishedAt = new Date();
+  const won = await deps.db.$transaction(async (tx) => {
+    const flipped = await tx.job.updateMany({
+      where: { id: jobId, committedAttempt: null, state: { in: ['queued', 'running'] } },
+      data: { state: 'failed', committedAttempt: attemptId, finishedAt, stage: 'failed', error },
+    });
+    if (flipped.count !== 1) return false;
+    await tx.artifact.createMany({
+      data: files.map((f) => ({ ...f, jobId, tenantId, sizeBytes: BigInt(f.sizeBytes) })),
+    });
+    return true;
+  });
+  if (!won) await deps.storage.deletePrefix(`${prefix}/`);
+  return won ? finishedAt : null;
+}
+
 /**
  * Uploads the attempt's artifacts under its own prefix, then in one transaction flips the row to succeeded (only if
  * no other attempt did) and records artifacts and per-layer metrics. Returns the finish time, or null when another
@@ -234,19 +300,7 @@ async function commit(
   result: JobResult,
 ): Promise<Date | null> {
   const prefix = `tenants/${tenantId}/jobs/${jobId}/attempts/${attemptId}`;
-  const files: { name: string; sizeBytes: number; sha256: string; storageKey: string }[] = [];
-  try {
-    for (const a of result.artifacts) {
-      const sha256 = await sha256File(a.path);
-      const storageKey = `${prefix}/${a.name}`;
-      await deps.storage.putFile(storageKey, a.path);
-      files.push({ name: a.name, sizeBytes: a.sizeBytes, sha256, storageKey });
-    }
-  } catch (e) {
-    // E.g. the storage filled up after the first file: no half set of artifacts stays behind.
-    await deps.storage.deletePrefix(`${prefix}/`).catch(() => {});
-    throw e;
-  }
+  const files = await uploadArtifacts(deps, prefix, result.artifacts);
   const r = result.report;
   const metrics = JSON.parse(
     JSON.stringify({

@@ -11,6 +11,7 @@ export class ThreadError extends Error {
   code?: string;
   issues?: unknown;
   problems?: unknown;
+  artifacts?: { name: string; path: string; sizeBytes: number }[];
   constructor(data: {
     name?: string;
     message?: string;
@@ -18,12 +19,14 @@ export class ThreadError extends Error {
     stack?: string;
     issues?: unknown;
     problems?: unknown;
+    artifacts?: { name: string; path: string; sizeBytes: number }[];
   }) {
     super(data.message ?? 'worker thread failed');
     this.name = data.name ?? 'Error';
     if (data.code !== undefined) this.code = data.code;
     if (data.issues !== undefined) this.issues = data.issues;
     if (data.problems !== undefined) this.problems = data.problems;
+    if (data.artifacts !== undefined) this.artifacts = data.artifacts;
     if (data.stack) this.stack = data.stack;
   }
 }

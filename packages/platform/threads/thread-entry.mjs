@@ -31,6 +31,10 @@ try {
       stack: err.stack,
       issues: err.issues,
       problems: err.problems,
+      // Files a failed job still produced (InputErrorWithArtifacts: a search's report and plot), as plain data.
+      artifacts: Array.isArray(err.artifacts)
+        ? err.artifacts.map(({ name, path, sizeBytes }) => ({ name, path, sizeBytes }))
+        : undefined,
     },
   });
 }
