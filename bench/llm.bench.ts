@@ -93,7 +93,7 @@ function parseArgs(argv: string[]): Args {
 const here = dirname(fileURLToPath(import.meta.url));
 /** --deadline counts from here (model generation included). */
 const started = performance.now();
-/** The child entry: the TypeScript source under tsx, or the bundled dist/llm-job.mjs beside a bundled bench. */
+/** The child entry: the TypeScript source under tsx, or the bundled dist-bench/lib/llm-job.mjs beside a bundled bench. */
 function childCommand(): string[] {
   if (import.meta.url.endsWith('.ts')) return ['--import', 'tsx', join(here, 'lib', 'llm-job.ts')];
   return [join(here, 'lib', 'llm-job.mjs')];

@@ -2,7 +2,7 @@
 // `inspect`, or runRecipe with a recipe, on a model file, with the execution providers asked for. Prints one line
 // `@@RESULT {json}` on stdout: wall seconds, process peak RSS (the kernel's high-water mark, ONNX Runtime included),
 // report.stages when the runner reports them, else stage spans from progress events, and a quality summary.
-// Usage: node --import tsx bench/lib/llm-job.ts '<json JobSpec>'   (or node dist/llm-job.mjs '<json>' on a GPU host)
+// Usage: node --import tsx bench/lib/llm-job.ts '<json JobSpec>'   (or node dist-bench/lib/llm-job.mjs '<json>' on a GPU host)
 import { loadModel, closeModel } from '../../packages/engine/onnx/model.js';
 import { inspectModel } from '../../packages/engine/onnx/inspect.js';
 import { runRecipe } from '../../packages/engine/run.js';
@@ -17,7 +17,7 @@ import { method as sparsity } from '../../packages/engine/methods/sparsity.js';
 import { method as quantize } from '../../packages/engine/methods/quantize.js';
 import { method as slim } from '../../packages/engine/methods/slim.js';
 
-// Imported and registered up front so that the bundled build (dist/, bench/gpu.sh) has them: the registry's
+// Imported and registered up front so that the bundled build (dist-bench/, bench/gpu.sh) has them: the registry's
 // file-name lookup finds no files there.
 for (const m of [sparsity, quantize, slim]) registerMethod(m as never);
 

@@ -43,7 +43,7 @@ async function load(name: MethodName): Promise<CompressionMethod> {
 }
 
 /**
- * Registers a method module imported ahead of time: for bundled builds (bench/gpu.sh's dist/), where the file-name
+ * Registers a method module imported ahead of time: for bundled builds (bench/gpu.sh's dist-bench/), where the file-name
  * convention of load() has no files to find at run time.
  */
 export function registerMethod(m: CompressionMethod): void {
