@@ -23,11 +23,16 @@ export const CriterionSchema = Type.Union(
 export const LayerSelectionProps = {
   include: Type.Optional(
     Type.Array(Type.String({ minLength: 1 }), {
-      description: 'Glob patterns over weight or node names; when given, only matching layers are compressed.',
+      description:
+        'Patterns over weight or consuming-node names (`*` = any characters, `/ . :` included; `?` = one ' +
+        'character; whole-name match); when given, only matching layers are compressed. One that matches no ' +
+        'weight is a warning; an include that selects nothing fails (no-layer-selected).',
     }),
   ),
   exclude: Type.Optional(
-    Type.Array(Type.String({ minLength: 1 }), { description: 'Glob patterns over weight or node names to skip.' }),
+    Type.Array(Type.String({ minLength: 1 }), {
+      description: 'Patterns (as include) over weight or node names to skip, e.g. "*head*".',
+    }),
   ),
   opTypes: Type.Optional(
     Type.Array(Type.Union([Type.Literal('MatMul'), Type.Literal('Gemm'), Type.Literal('Conv')]), {

@@ -310,6 +310,7 @@ async function commit(
       stages: r.stages,
       warnings: r.warnings,
       method: r.method,
+      selection: r.selection,
     }),
   ) as Prisma.InputJsonValue;
   const finishedAt = new Date();

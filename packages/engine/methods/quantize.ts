@@ -18,12 +18,14 @@ import {
   dequantizeMatMulNBits,
   isPow2AtLeast16,
   matMulNBitsBlockSize,
+  matMulNBitsZeros,
   type MatMulNBitsWeights,
 } from '../quant/matmulnbits.js';
 import { quantizePackKN4Rows } from '../quant/fast-kn.js';
 import { readTensorBytesInto, residentRawData, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { replaceBlocker, replaceWithQuantized, setAccuracyLevel, type Format } from '../quant/replace.js';
+import { layerRoute, settleQdqOpset } from '../quant/opset-route.js';
 import { dequantize, quantizeRtn, quantizeWithClip } from '../quant/rtn.js';
 import { slimQuantAlpha } from '../quant/slim-quant.js';
 import { resolveBlockSize, type QuantizedMatrix, type QuantSpec } from '../quant/types.js';
@@ -70,7 +72,8 @@ export function quantSkipReason(
 ): string | undefined {
   const g = spec.groupSize;
   if (w.op === 'Conv') {
-    if (w.consumerShape.length !== 4) return `Conv weight of rank ${w.consumerShape.length} (QDQ route needs 4-D)`;
+    // Conv1d, Conv2d, Conv3d weights [O][C/group][k…]: the DequantizeLinear route handles any spatial rank.
+    if (w.consumerShape.length < 3) return `Conv weight of rank ${w.consumerShape.length}`;
     const cg = w.consumerShape[1];
     if (g !== 'channel' && spec.scheme !== 'slim' && cg % g !== 0)
       return `Conv input channels per group (${cg}) not a multiple of the group size ${g} (use groupSize "channel")`;
@@ -193,18 +196,20 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   let bytesBefore = 0;
   const pack: PackTargets = { nodes: [], other: [] };
   const total = ctx.weights.length;
+  const opset = settleQdqOpset(ctx.model, ctx.weights, format, qdqOpsetFor(spec), perChannelOf(spec, format));
   for (let i = 0; i < total; i++) {
     ctx.checkAbort();
     const w = ctx.weights[i];
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
     const t0 = performance.now();
-    const blocker = replaceBlocker(ctx.model, w, format, qdqOpsetFor(spec), perChannelOf(spec, format));
+    const { spec: ls, format: lf } = layerRoute(opset, w, spec, format);
+    const blocker = replaceBlocker(ctx.model, w, lf, qdqOpsetFor(ls), perChannelOf(ls, lf));
     if (blocker) {
       const nonFinite = nonFiniteCount(ctx.model, w);
       layers.push({ name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0, nonFinite });
       continue;
     }
-    const block = fastSpec(spec, format);
+    const block = fastSpec(ls, lf);
     const kn = block ? storedKNRows(ctx, w, block, scratch) : undefined;
     let rep;
     let relError: number | null = null;
@@ -222,7 +227,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       if (ctx.hasCalibration)
         relError = await ctx.relativeError(w, readWeightMatrix(ctx.model, w), dequantizeMatMulNBits(packed));
       ctx.release(w);
-      rep = replaceWithQuantized(ctx.model, w, null, { format, accuracyLevel: 0, packed });
+      rep = replaceWithQuantized(ctx.model, w, null, { format: lf, accuracyLevel: 0, packed });
       // The reused buffers must not end up in the model: should the node builder ever keep B or the scales
       // instead of copying them, copy them here (else the next layer would overwrite this one's).
       // (Only the new nodes' inputs are looked at: reading rawData of other initializers would load them.)
@@ -233,18 +238,17 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
         if (buf === out.codes.buffer || buf === out.scales.buffer) t.rawData = t.rawData.slice();
       }
       recordShape(plan, packed, rep.nbitsNodes);
+      sparsity = matMulNBitsZeros(packed) / (w.N * w.K);
     } else {
       nonFinite = nonFiniteCount(ctx.model, w);
       const weights = readWeightMatrix(ctx.model, w);
       const res =
-        spec.scheme === 'gptq'
-          ? await gptqOf(ctx, w, weights, spec)
-          : quantizeCanonical(weights, w.N, w.K, spec, format);
+        ls.scheme === 'gptq' ? await gptqOf(ctx, w, weights, ls) : quantizeCanonical(weights, w.N, w.K, ls, lf);
       alpha = 'alpha' in res ? res.alpha : undefined;
       const wHat = dequantize(res.q);
       if (ctx.hasCalibration) relError = await ctx.relativeError(w, weights, wHat);
       ctx.release(w);
-      rep = replaceWithQuantized(ctx.model, w, res.q, { format, accuracyLevel: 0 });
+      rep = replaceWithQuantized(ctx.model, w, res.q, { format: lf, accuracyLevel: 0 });
       recordShape(plan, res.q, rep.nbitsNodes);
       let zeros = 0;
       for (let k = 0; k < wHat.length; k++) if (wHat[k] === 0) zeros++;
@@ -259,7 +263,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
       node: w.node,
       op: w.op,
       shape: w.shape,
-      pattern: quantLabel(spec),
+      pattern: quantLabel(ls),
       route: rep.route,
       relError,
       bitsPerWeight: (rep.bytes * 8) / params,
@@ -283,6 +287,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
         label: quantLabel(spec),
         format,
         conv: 'Conv weights are written as DequantizeLinear + Conv (MatMulNBits is a MatMul kernel)',
+        ...(opset ? { opset } : {}),
         accuracyLevel: accuracy,
         bitsPerWeight: paramsDone ? (bytesAfter * 8) / paramsDone : null,
         quantizedParameters: paramsDone,

@@ -27,6 +27,7 @@ import {
   type AccuracyPlan,
 } from './quantize.js';
 import { addPackTarget, packLayers, type PackTargets } from '../quant/packed24-nbits.js';
+import { layerRoute, settleQdqOpset } from '../quant/opset-route.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
 /** Above this N·K² the intermediate stage errors are not measured (4096² layers: ~1e11 multiply-adds each). */
@@ -169,11 +170,14 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
   let params = 0;
   let bytes = 0;
   const total = ctx.weights.length;
+  const opset = settleQdqOpset(ctx.model, ctx.weights, s.format, qdqOpsetFor(s.quant), s.quant.groupSize === 'channel');
   for (let i = 0; i < total; i++) {
     ctx.checkAbort();
     const w = ctx.weights[i];
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
-    const { bytes: b, ...row } = await compressOne(ctx, w, s, plan, pack);
+    const route = layerRoute(opset, w, s.quant, s.format);
+    const ls = { ...s, quant: route.spec, format: route.format };
+    const { bytes: b, ...row } = await compressOne(ctx, w, ls, plan, pack);
     layers.push(row);
     if (!row.skipped) {
       params += w.N * w.K;
@@ -199,6 +203,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
         lowRank: { rankRatio: s.rankRatio, saliency: s.saliency, quantized: s.quantizeAdapters },
         refitIterations: s.refitIterations,
         format: s.format,
+        ...(opset ? { opset } : {}),
         accuracyLevel: accuracy,
         bitsPerWeight: params ? (bytes * 8) / params : null,
         bitsPerWeightNote:

@@ -120,3 +120,33 @@ export function dequantizeMatMulNBits(m: MatMulNBitsWeights): Float32Array {
   }
   return out;
 }
+
+/** How many of the K·N weights dequantize to exactly 0 (code = zero point, or a zero scale); padding not counted. */
+export function matMulNBitsZeros(m: MatMulNBitsWeights): number {
+  const { K, N, blocks, blockSize, B, scales } = m;
+  let zeros = 0;
+  if (m.bits === 4 && !m.zeroPoints) {
+    // The fused path's output (symmetric 4-bit, default zero point 8): one pass over the packed bytes.
+    const half = blockSize >> 1;
+    for (let n = 0; n < N; n++) {
+      for (let b = 0; b < blocks; b++) {
+        const valid = Math.min(blockSize, K - b * blockSize);
+        if (scales[n * blocks + b] === 0) {
+          zeros += valid;
+          continue;
+        }
+        const off = (n * blocks + b) * half;
+        for (let j = 0; j < valid; j++) if (((B[off + (j >> 1)] >> ((j & 1) << 2)) & 0x0f) === 8) zeros++;
+      }
+    }
+    return zeros;
+  }
+  const { codes, zeroPoints } = unpackMatMulNBits(m);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const g = n * blocks + Math.floor(k / blockSize);
+      if (codes[n * K + k] === zeroPoints[g] || scales[g] === 0) zeros++;
+    }
+  }
+  return zeros;
+}

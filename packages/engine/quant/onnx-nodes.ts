@@ -97,7 +97,7 @@ export function matMulNBitsNode(o: MatMulNBitsNodeOptions): NodesAndInitializers
 export type WeightLayout =
   | { kind: 'kn' } // MatMul B, Gemm transB=0: [K][N]
   | { kind: 'nk' } // Gemm transB=1: [N][K]
-  | { kind: 'conv'; dims: [number, number, number, number] }; // [O][Cg][kh][kw], canonical K order (kh, kw, c)
+  | { kind: 'conv'; dims: number[] }; // [O][Cg][k…] (Conv1d/2d/3d), canonical K order (spatial position s, c)
 
 export interface QdqResult extends NodesAndInitializers {
   /** The DequantizeLinear output: wire it to the op's weight input. */
@@ -153,36 +153,34 @@ export function qdqWeight(
     outScales.set(q.scales);
     if (outZp) outZp.set(q.zeroPoints);
   } else {
-    const [O, C, kh, kw] = layout.dims;
-    if (O !== N || C * kh * kw !== K) throw new QuantError(`qdq: conv dims ${layout.dims} do not match ${N}×${K}`);
-    dims = [O, C, kh, kw];
+    const [O, C, ...spatial] = layout.dims;
+    const S = spatial.reduce((a, b) => a * b, 1);
+    if (O !== N || C * S !== K) throw new QuantError(`qdq: conv dims ${layout.dims} do not match ${N}×${K}`);
+    dims = [O, C, ...spatial];
     if (perAxis) {
       axis = 0;
       scaleDims = [O];
       outScales.set(q.scales);
       if (outZp) outZp.set(q.zeroPoints);
     } else {
-      // Canonical K = (kh, kw, c) with c innermost; a K-group of g is g consecutive channels at one (kh, kw):
-      // exactly a DequantizeLinear block along axis 1 when g divides C.
+      // Canonical K = (s, c) with c innermost (s = flat spatial position); a K-group of g is g consecutive channels
+      // at one position: exactly a DequantizeLinear block along axis 1 when g divides C.
       if (C % blockSize !== 0) throw new QuantError(`qdq: conv group ${blockSize} must divide ${C} input channels`);
       axis = 1;
       const cb = C / blockSize;
-      scaleDims = [O, cb, kh, kw];
+      scaleDims = [O, cb, ...spatial];
       for (let o = 0; o < O; o++)
-        for (let y = 0; y < kh; y++)
-          for (let x = 0; x < kw; x++)
-            for (let j = 0; j < cb; j++) {
-              const src = o * nb + (y * kw + x) * cb + j;
-              const dst = ((o * cb + j) * kh + y) * kw + x;
-              outScales[dst] = q.scales[src];
-              if (outZp) outZp[dst] = q.zeroPoints[src];
-            }
+        for (let sp = 0; sp < S; sp++)
+          for (let j = 0; j < cb; j++) {
+            const src = o * nb + sp * cb + j;
+            const dst = (o * cb + j) * S + sp;
+            outScales[dst] = q.scales[src];
+            if (outZp) outZp[dst] = q.zeroPoints[src];
+          }
     }
     for (let o = 0; o < O; o++)
       for (let c = 0; c < C; c++)
-        for (let y = 0; y < kh; y++)
-          for (let x = 0; x < kw; x++)
-            outCodes[((o * C + c) * kh + y) * kw + x] = codes[o * K + (y * kw + x) * C + c] - shift;
+        for (let sp = 0; sp < S; sp++) outCodes[(o * C + c) * S + sp] = codes[o * K + sp * C + c] - shift;
   }
   const xName = `${name}_quantized`;
   const sName = `${name}_scale`;

@@ -142,8 +142,8 @@ function isRead(model: LoadedModel, name: string): boolean {
 function layoutOf(w: WeightRef): WeightLayout {
   if (w.op === 'Conv') {
     const c = w.consumerShape;
-    if (c.length !== 4) throw new QuantError(`QDQ for Conv needs a 4-D weight (got rank ${c.length})`);
-    return { kind: 'conv', dims: [c[0], c[1], c[2], c[3]] };
+    if (c.length < 3) throw new QuantError(`QDQ for Conv needs a weight [O][C][k…] (got rank ${c.length})`);
+    return { kind: 'conv', dims: [...c] };
   }
   return w.op === 'Gemm' && w.transB ? { kind: 'nk' } : { kind: 'kn' };
 }

@@ -4,11 +4,12 @@
 // reads them (reportsNonFinite). When the method is done, the calibration session and the scorer are released, so
 // that nothing but the model being written holds the weights from here on.
 import type { LayerReport } from '../job.js';
+import { assertNothingWrittenFails } from '../methods/select.js';
 import type { MethodResult, SkippedWeight } from '../methods/types.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { methodContext, type ContextCalls } from './context.js';
-import type { RunState } from './state.js';
+import { describeRecipe, type RunState } from './state.js';
 
 export async function compress(s: RunState): Promise<void> {
   const method = s.method!;
@@ -29,6 +30,7 @@ export async function compress(s: RunState): Promise<void> {
         for (const l of result.layers)
           nonFiniteWarning(s, l.name, typeof l.nonFinite === 'number' ? l.nonFinite : 0, l.shape);
       }
+      if (!method.ingredients(s.recipe)) assertNothingWrittenFails(result.layers, s.skipped!, describeRecipe(s.recipe));
       verifyDeclarations(s, result, calls.stats, nodesBefore);
     });
   } finally {

@@ -6,7 +6,7 @@ import { modelInputSpecs } from '../data/inputs.js';
 import { randomDataset } from '../data/random.js';
 import { InputError } from '../job.js';
 import { methodFor } from '../methods/registry.js';
-import { selectWeights } from '../methods/select.js';
+import { assertSomethingSelected, selectWeights } from '../methods/select.js';
 import { loadModel, type LoadedModel } from '../onnx/model.js';
 import { discoverWeights } from '../onnx/weights.js';
 import { modelDiskBytes } from '../report/sizes.js';
@@ -54,19 +54,13 @@ async function loadData(s: RunState): Promise<void> {
 function selectLayers(s: RunState): void {
   const method = s.method!;
   s.all = discoverWeights(s.model!);
-  const { selected, skipped } = selectWeights(s.all, s.recipe, method, method.calibration(s.recipe) === 'required');
-  s.selected = selected;
-  s.skipped = skipped;
-  if (selected.length === 0 && !method.ingredients(s.recipe)) {
-    // A job that would change nothing is a failed job, not a success with an unchanged model: say why per layer.
-    const reasons = skipped.slice(0, 5).map((k) => `${k.weight.name}: ${k.reason}`);
-    const more = skipped.length > 5 ? `; … ${skipped.length - 5} more` : '';
-    throw new InputError(
-      'no-layer-selected',
-      `${describeRecipe(s.recipe)} applies to no layer of this model` +
-        (skipped.length ? ` (${reasons.join('; ')}${more})` : ' (it has no MatMul/Gemm/Conv weight)'),
-    );
-  }
+  const selection = selectWeights(s.all, s.recipe, method, method.calibration(s.recipe) === 'required');
+  s.selected = selection.selected;
+  s.skipped = selection.skipped;
+  s.selectionPatterns = selection.patterns;
+  s.warnings.push(...selection.warnings);
+  // A job that would change nothing is a failed job, not a success with an unchanged model: say why.
+  if (!method.ingredients(s.recipe)) assertSomethingSelected(selection, s.recipe, describeRecipe(s.recipe));
 }
 
 /** Vocabulary sizes of integer inputs that index an embedding table (Gather data rows), for random token ids. */

@@ -33,6 +33,7 @@ function buildReport(s: RunState): JobReport {
     onnxruntime: { version: ortVersion(), executionProvider: s.sessions.executionProvider },
     layers: [...result.layers, ...s.skipped!.map(skippedRow)],
     summary: summarize(result.layers, s.skipped!.length),
+    selection: { patterns: s.selectionPatterns ?? [] },
     quality: s.quality ?? { evaluated: false, reason: 'no evaluation or calibration data was given' },
     ...(s.latency ? { latency: s.latency } : {}),
     calibration: calibrationReport(s),
@@ -75,12 +76,14 @@ function skippedRow(k: SkippedWeight): LayerReport {
   return { name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: k.reason, seconds: 0 };
 }
 
+/** Counts: a row the method returned with a `skipped` reason was not written, so it is not "compressed". */
 function summarize(rows: LayerReport[], skipped: number): Record<string, unknown> {
-  const errs = rows.map((r) => r.relError).filter((e): e is number => typeof e === 'number' && Number.isFinite(e));
+  const written = rows.filter((r) => !r.skipped);
+  const errs = written.map((r) => r.relError).filter((e): e is number => typeof e === 'number' && Number.isFinite(e));
   return {
-    compressedLayers: rows.length,
-    skippedLayers: skipped,
-    allPatternsVerified: rows.every((r) => r.patternVerified !== false),
+    compressedLayers: written.length,
+    skippedLayers: skipped + (rows.length - written.length),
+    allPatternsVerified: written.every((r) => r.patternVerified !== false),
     meanLayerRelError: errs.length ? errs.reduce((a, b) => a + b, 0) / errs.length : null,
   };
 }

@@ -5,6 +5,7 @@ import type * as ort from 'onnxruntime-node';
 import type { Dataset } from '../data/types.js';
 import type { ModelInputSpec } from '../data/inputs.js';
 import type { JobArtifact, JobInputs, JobOptions } from '../job.js';
+import type { PatternCount } from '../methods/select.js';
 import type { CompressionMethod, MethodResult, SkippedWeight } from '../methods/types.js';
 import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
@@ -63,6 +64,8 @@ export interface RunState {
   all?: WeightRef[];
   selected?: WeightRef[];
   skipped?: SkippedWeight[];
+  /** Per include/exclude pattern, how many weights it matched (report.selection.patterns). */
+  selectionPatterns?: PatternCount[];
   // calibrate
   plan?: CalibrationPlan;
   // compress

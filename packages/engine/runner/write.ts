@@ -37,17 +37,17 @@ export async function writeOutput(s: RunState): Promise<void> {
 }
 
 /**
- * Parameters and non-zeros after compression. Layers the method reported with an exact sparsity are not re-scanned
- * (graph-changing methods store weights in other forms, so their layers are always counted from the file contents).
+ * Parameters and non-zeros after compression. A written layer counts the weights whose value — dequantized, for
+ * quantized layers — is exactly 0, as the method reported it (its row's sparsity): graph-changing methods replaced
+ * the stored tensor (MatMulNBits, DequantizeLinear codes, packed forms), so a scan of the original name would find
+ * nothing and count every weight non-zero. Layers left as they were are scanned from the file contents.
  */
 function countsAfter(s: RunState): { parameters: number; nonZeros: number } {
   const result = s.result!;
   const all = s.all!;
   const known = new Map<string, number>();
-  if (!result.graphChanged) {
-    for (const l of result.layers) {
-      if (typeof l.sparsity === 'number' && !l.skipped) known.set(l.name, l.sparsity);
-    }
+  for (const l of result.layers) {
+    if (typeof l.sparsity === 'number' && !l.skipped) known.set(l.name, l.sparsity);
   }
   const scanned = weightCounts(
     s.model!,

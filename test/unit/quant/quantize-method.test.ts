@@ -150,7 +150,9 @@ test('QDQ format: DequantizeLinear feeds MatMul, Gemm and (grouped) Conv; the op
     run({ method: 'quantize', quant: { bits: 4, groupSize: 32 }, format: 'qdq' }, c.modelPath, join(dir, 'g32')),
     (e: Error & { code?: string }) =>
       e.code === 'no-layer-selected' &&
-      /c1_w: Conv input channels per group \(8\) not a multiple of the group size 32/.test(e.message),
+      /Conv input channels per group \(8\) not a multiple of the group size 32 .*— 2 layers: c1_w, c2_w/.test(
+        e.message,
+      ),
   );
 });
 
@@ -195,7 +197,7 @@ test('latency comparison dense vs compressed: interleaved p50/p95 per batch, slo
   }
 });
 
-test('QDQ int4 on a model whose opset cannot be raised to 21 is skipped with the reason; MatMulNBits still works', async () => {
+test('QDQ int4 on an opset-13 model: the exact upgrade raises it to 21 (reported); per-channel keeps opset 13', async () => {
   const { GraphBuilder } = await import('../../../packages/engine/onnx/builder.js');
   const b = new GraphBuilder({ opset: 13 });
   b.input('x', 'float32', ['batch', 64]);
@@ -206,13 +208,25 @@ test('QDQ int4 on a model whose opset cannot be raised to 21 is skipped with the
   const c = await writeCase(dir, 'old-opset', b.build(), {
     x: { dtype: 'float32', dims: [4, 64], data: randn(256, 1) },
   });
+  const feeds = { x: new ort.Tensor('float32', randn(3 * 64, 5), [3, 64]) };
   const q = await run({ method: 'quantize', quant: { bits: 4 }, format: 'qdq' }, c.modelPath, join(dir, 'old-qdq'));
   const row = q.report.layers.find((l) => l.name === 'w')!;
-  assert.match(String(row.skipped), /opset 21.*ReduceMean/);
+  assert.equal(row.skipped, undefined);
+  assert.match(String(row.route), /DequantizeLinear\(int4 block 32\)/);
+  assert.deepEqual((q.report.quantization as { opset: unknown }).opset, {
+    from: 13,
+    needed: 21,
+    action: 'upgraded',
+    ops: ['ReduceMean'],
+  });
+  const up = await loadModel(join(dir, 'old-qdq', 'model.onnx'));
+  assert.equal(Number(up.proto.opsetImport.find((o) => o.domain === '')!.version), 21);
+  const upRef = await dequantizedReference(c.modelPath, ['w'], { bits: 4 }, 'qdq', join(dir, 'old-qdq', 'ref.onnx'));
+  const du = maxRelDiff(await outputs(join(dir, 'old-qdq', 'model.onnx'), feeds), await outputs(upRef, feeds));
+  assert.ok(du < 2e-2, `upgraded: ${du}`);
   const m = await run({ method: 'quantize', quant: { bits: 4 }, accuracyLevel: 0 }, c.modelPath, join(dir, 'old-nb'));
   assert.equal(m.report.layers.find((l) => l.name === 'w')!.route, 'MatMulNBits');
   // Per-channel groups go through ONNX Runtime's contrib DequantizeLinear at the model's own opset.
-  const feeds = { x: new ort.Tensor('float32', randn(3 * 64, 5), [3, 64]) };
   for (const quant of [
     { bits: 4, groupSize: 'channel' },
     { bits: 8, groupSize: 'channel' },
