@@ -56,14 +56,21 @@ export function formatReport(r: InspectReport): string {
           w.node,
           `[${w.shape.join(', ')}]`,
           w.dtype,
-          String(w.K),
-          String(w.N),
+          w.readable ? String(w.K) : '—',
+          w.readable ? String(w.N) : '—',
           String(w.kAxis),
           w.via.length ? `${w.location} via ${w.via.join('>')}` : w.location,
           w.compressible ? 'yes' : `no: ${w.reason}`,
         ]),
       ]),
     );
+  const other = r.otherOperands ?? [];
+  if (other.length) {
+    lines.push(
+      `not weights ${other.length} MatMul/Gemm/Conv operands trace back to a stored tensor but are no weight matrix`,
+    );
+    lines.push(table(other.map((o) => [o.name, o.op, o.node, `[${o.shape.join(', ')}]`, o.reason])));
+  }
   return lines.join('\n');
 }
 

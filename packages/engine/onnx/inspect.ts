@@ -2,7 +2,7 @@
 // with the reason when one cannot be. Shared by `onnx-compress inspect` and the API's upload inspection.
 import type { TensorProto, ValueInfoProto } from './gen/onnx_pb.js';
 import type { LoadedModel } from './model.js';
-import { discoverWeights } from './weights.js';
+import { discoverWeights, type WeightRef } from './weights.js';
 import { dtypeFromOnnx, elementCount, rawByteLength, tensorDtype } from './tensor.js';
 import { graphTensors, walkGraphs } from './walk.js';
 
@@ -43,6 +43,12 @@ export interface InspectReport {
     compressible: boolean;
     reason: string | null;
   }[];
+  /**
+   * Operands of MatMul/Gemm/Conv that trace back to a stored tensor but are no weight matrix a method could compress:
+   * computed at run time from it (e.g. a bias reached through Add/Slice/Split on the way to an attention MatMul) or
+   * not a matrix at all (a vector or scalar). Listed apart, with the reason, instead of as weights with K × N 0.
+   */
+  otherOperands: { name: string; op: string; node: string; shape: number[]; reason: string }[];
 }
 
 function valueSummary(vi: ValueInfoProto): ValueSummary {
@@ -64,6 +70,7 @@ function valueSummary(vi: ValueInfoProto): ValueSummary {
 
 export function inspectModel(model: LoadedModel): InspectReport {
   const g = model.proto.graph!;
+  const found = discoverWeights(model);
   const ops: Record<string, number> = {};
   const byDtype: Record<string, { count: number; bytes: number }> = {};
   let parameters = 0;
@@ -97,26 +104,42 @@ export function inspectModel(model: LoadedModel): InspectReport {
     parameters,
     parameterBytes,
     parametersByDtype: byDtype,
-    weights: discoverWeights(model).map((w) => {
-      const row: InspectReport['weights'][number] = {
-        name: w.name,
-        op: w.op,
-        node: w.node,
-        graphPath: w.graphPath,
-        shape: w.shape,
-        dtype: w.dtype,
-        kAxis: w.kAxis,
-        nAxis: w.nAxis,
-        K: w.K,
-        N: w.N,
-        location: w.location,
-        via: w.via,
-        readable: w.readable,
-        compressible: w.compressible,
-        reason: w.reason ?? null,
-      };
-      if (w.group !== undefined) row.group = w.group;
-      return row;
-    }),
+    weights: found
+      .filter((w) => !notAWeight(w))
+      .map((w) => {
+        const row: InspectReport['weights'][number] = {
+          name: w.name,
+          op: w.op,
+          node: w.node,
+          graphPath: w.graphPath,
+          shape: w.shape,
+          dtype: w.dtype,
+          kAxis: w.kAxis,
+          nAxis: w.nAxis,
+          K: w.K,
+          N: w.N,
+          location: w.location,
+          via: w.via,
+          readable: w.readable,
+          compressible: w.compressible,
+          reason: w.reason ?? null,
+        };
+        if (w.group !== undefined) row.group = w.group;
+        return row;
+      }),
+    otherOperands: found.filter(notAWeight).map((w) => ({
+      name: w.name,
+      op: w.op,
+      node: w.node,
+      shape: w.shape,
+      reason: w.computedBy
+        ? `computed at run time from this tensor (via ${w.computedBy}), not a stored weight`
+        : `a tensor of rank ${w.shape.length} (${w.shape.length ? 'a vector, e.g. a bias' : 'a scalar'}), not a matrix`,
+    })),
   };
+}
+
+/** A MatMul/Gemm operand that is no weight matrix: computed at run time, or a vector / scalar. */
+function notAWeight(w: WeightRef): boolean {
+  return !!w.computedBy || (w.op !== 'Conv' && w.shape.length < 2);
 }

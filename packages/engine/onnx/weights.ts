@@ -64,6 +64,8 @@ export interface WeightRef {
   readable: boolean;
   compressible: boolean;
   reason?: string;
+  /** Set when the operand is computed at run time from the stored tensor (the op on the way): not a weight. */
+  computedBy?: string;
 }
 
 export interface DiscoverOptions {
@@ -361,6 +363,7 @@ function describe(
     compressible: readable && reasons.length === 0,
   };
   if (activationName) ref.activation = activationName;
+  if (t.computedBy) ref.computedBy = t.computedBy;
   if (group !== undefined) ref.group = group;
   if (transB !== undefined) ref.transB = transB;
   if (reasons.length) ref.reason = reasons.join('; ');
