@@ -56,7 +56,12 @@ export const CalibrationSchema = Type.Object(
     ),
     seed: Type.Optional(Type.Integer({ description: 'Seed for random calibration data.' })),
     maxHessianBytes: Type.Optional(
-      Type.Integer({ minimum: 1, description: 'Cap on float64 Hessian memory per layer (default 2 GiB).' }),
+      Type.Integer({
+        minimum: 1,
+        description:
+          'Cap on the float64 Hessians held at once, all layers together (default 2 GiB): calibration runs one pass ' +
+          'when they fit, more when not (report.calibration.passes).',
+      }),
     ),
     sequential: Type.Optional(
       Type.Boolean({

@@ -64,6 +64,7 @@ async function openRun(recipeInput: Recipe, inputs: JobInputs, opts: JobOptions)
 async function closeRun(s: RunState): Promise<void> {
   s.clock.stop();
   await s.scorer?.close().catch(() => {});
+  await s.plan?.collector?.close().catch(() => {}); // a capture session left open by a failed stage
   await s.sessions.releaseAll();
   if (s.model) closeModel(s.model);
   await rm(s.scratch, { recursive: true, force: true });

@@ -57,3 +57,49 @@ export async function relativeOutputError(
   if (den <= 0) return Infinity;
   return Math.sqrt(num / den);
 }
+
+/**
+ * ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖ on explicit rows X [rows][cols] (a bounded sample of the calibration activations): one fp32 GEMM
+ * X·[W;Δ]ᵀ, squares summed in float64. Same conventions as relativeOutputError (0 for an exact match, Infinity when
+ * only the reference is 0).
+ */
+export async function relativeOutputErrorOnRows(
+  w: Float32Array,
+  wHat: Float32Array,
+  n: number,
+  cols: number,
+  x: Float32Array,
+  rows: number,
+): Promise<number> {
+  const { num, den } = await outputErrorOnRows(w, wHat, n, cols, x, rows);
+  if (num <= 0) return 0;
+  if (den <= 0) return Infinity;
+  return Math.sqrt(num / den);
+}
+
+/** The squared norms behind relativeOutputErrorOnRows: num = ‖X(W−Ŵ)ᵀ‖², den = ‖XWᵀ‖² (grouped Conv sums them). */
+export async function outputErrorOnRows(
+  w: Float32Array,
+  wHat: Float32Array,
+  n: number,
+  cols: number,
+  x: Float32Array,
+  rows: number,
+): Promise<{ num: number; den: number }> {
+  if (w.length !== n * cols || wHat.length !== n * cols)
+    throw new MaskInputError(`relativeOutputErrorOnRows: weights must both be ${n}×${cols}`);
+  if (x.length !== rows * cols)
+    throw new MaskInputError(`relativeOutputErrorOnRows: X must be ${rows}×${cols}, got ${x.length} values`);
+  const stacked = new Float32Array(2 * n * cols);
+  stacked.set(w);
+  for (let i = 0; i < w.length; i++) stacked[w.length + i] = w[i] - wHat[i];
+  const y = await matmul(x, stacked, rows, cols, 2 * n, { transB: true });
+  let num = 0;
+  let den = 0;
+  for (let r = 0; r < rows; r++) {
+    const base = r * 2 * n;
+    for (let j = 0; j < n; j++) den += y[base + j] * y[base + j];
+    for (let j = n; j < 2 * n; j++) num += y[base + j] * y[base + j];
+  }
+  return { num, den };
+}

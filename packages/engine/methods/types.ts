@@ -36,6 +36,12 @@ export interface LayerStats {
    * Present when the method declared `hessian(recipe) = true`, or when the runner computed it for error reporting.
    */
   hessian?: Float64Array[];
+  /**
+   * Per group, `rows`×K row-major fp32: rows of X spread evenly over the first calibration batch (Conv: im2col
+   * patch rows). Present when the runner asked for it to report the layer error of a method that needs no Hessian
+   * (‖X_s(W−Ŵ)ᵀ‖/‖X_s·Wᵀ‖ on these rows, math/relerr.ts relativeOutputErrorOnRows).
+   */
+  sample?: { rows: number; x: Float32Array[] };
 }
 
 /** A weight that the runner did not hand to the method, and why (goes to the report as a skipped row). */

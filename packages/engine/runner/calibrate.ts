@@ -1,7 +1,8 @@
 // Stage "load", second half: plan calibration and prove ONNX Runtime can load the input. The calibration batches
-// are planned, one statistics request is made per selected weight's activation (bounded by maxHessianBytes), and a
-// session on the dense model with those activations as outputs is opened for a lazy StatsCollector: its passes run
-// when the method first asks for a layer's statistics (stage "calibrate", nested in "compress").
+// are planned, one statistics request is made per selected weight's activation (a Hessian when the method declares
+// one, bounded by maxHessianBytes; otherwise a bounded row sample for the layer error), and the lazy StatsCollector
+// opens its first capture session (the dense model with the reductions appended, runtime/capture.ts): its passes
+// run when the method first asks for a layer's statistics (stage "calibrate", nested in "compress").
 // ONNX Runtime must be able to load the input: cycles, dangling inputs, type errors and unknown operators are only
 // found there, and a job must not "succeed" with a model nobody can run. The statistics session proves it; without
 // one a weight-free skeleton of the graph is checked (runtime/load-check.ts), which costs milliseconds instead of a
@@ -13,6 +14,7 @@ import { statsRequestFor } from '../runtime/calibration.js';
 import { hessianBytes, StatsCollector, type StatsRequest } from '../runtime/stats.js';
 import {
   DEFAULT_BATCH,
+  ERROR_SAMPLE_ROWS,
   DEFAULT_MAX_HESSIAN_BYTES,
   DEFAULT_SAMPLES,
   type CalibrationPlan,
@@ -53,7 +55,10 @@ function batchPlan(s: RunState): CalibrationPlan {
   };
 }
 
-/** One request per selected weight whose activation can be captured; Hessians over the cap fail or are dropped. */
+/**
+ * One request per selected weight whose activation can be captured. Methods that need no Hessian keep no K×K matrix:
+ * their layer error comes from a row sample. A Hessian over the cap fails the job.
+ */
 function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
   const wantsHessian = s.method!.hessian(s.recipe);
   const { maxHessianBytes } = plan;
@@ -62,22 +67,19 @@ function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
     if (!w.activation || !w.activationInMainGraph) continue;
     let req: StatsRequest;
     try {
-      req = statsRequestFor(s.model!, w, true);
+      req = statsRequestFor(s.model!, w, wantsHessian);
     } catch (e) {
       if (wantsHessian) throw e;
       s.warnings.push(`${w.name}: no calibration statistics (${(e as Error).message})`);
       continue;
     }
-    if (hessianBytes(req) > maxHessianBytes) {
-      if (wantsHessian) {
-        throw new InputError(
-          'hessian-too-large',
-          `layer ${w.name}: its Hessian needs ${hessianBytes(req)} bytes (${req.groups}×${req.K}² float64), over ` +
-            `calibration.maxHessianBytes = ${maxHessianBytes}; raise the cap or exclude the layer`,
-        );
-      }
-      req.hessian = false;
-      s.warnings.push(`${w.name}: Hessian over maxHessianBytes; its layer error is not reported`);
+    if (!wantsHessian) req.sampleRows = ERROR_SAMPLE_ROWS;
+    else if (hessianBytes(req) > maxHessianBytes) {
+      throw new InputError(
+        'hessian-too-large',
+        `layer ${w.name}: its Hessian needs ${hessianBytes(req)} bytes (${req.groups}×${req.K}² float64), over ` +
+          `calibration.maxHessianBytes = ${maxHessianBytes}; raise the cap or exclude the layer`,
+      );
     }
     plan.requestOf.set(w, req);
     reqs.push(req);
@@ -87,22 +89,16 @@ function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
 
 async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequest[]): Promise<void> {
   const model = s.model!;
-  const inputNames = new Set(s.specs!.map((x) => x.name));
-  const fetched = [...new Set(reqs.map((r) => r.activation).filter((a) => !inputNames.has(a)))];
   s.progress.emit('calibrate', 0, { message: 'opening ONNX Runtime on the dense model' });
-  plan.session = await s.sessions.openStats(model, fetched, s.scratch);
   const collector = new StatsCollector({
-    session: plan.session,
     dataset: s.calibration!,
     ranges: plan.ranges!.ranges,
-    modelInputs: inputNames,
     maxHessianBytes: plan.maxHessianBytes,
     signal: s.opts.signal,
-    // Sequential calibration: each pass sees the model as compressed so far (its session is released by the
-    // collector after the pass, so it is opened untracked).
-    ...(s.recipe.calibration?.sequential
-      ? { reopen: (activations: string[]) => s.sessions.openStatsUntracked(model, activations, s.scratch) }
-      : {}),
+    // Each pass opens its own capture session on the model as it stands (sequential calibration: the model as
+    // compressed so far) and releases it when the pass ends.
+    open: (passReqs) => s.sessions.openCapture(model, passReqs, s.scratch),
+    sequential: !!s.recipe.calibration?.sequential,
     onPass: (p) =>
       s.progress.emit('calibrate', 0, {
         message: `calibration pass ${p.pass}: batch ${p.batch + 1}/${p.batches} (${p.activations} activations)`,
@@ -110,4 +106,6 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
   });
   for (const r of reqs) collector.add(r);
   plan.collector = collector;
+  // The first pass's session opens now: a model ONNX Runtime cannot load fails here, before the method starts.
+  await collector.prepare();
 }

@@ -36,9 +36,10 @@ export async function compress(s: RunState): Promise<void> {
   } finally {
     const plan = s.plan!;
     plan.passes = plan.collector?.passCount ?? 0;
+    plan.runs = plan.collector?.runCount ?? 0;
+    if (plan.collector) plan.layerError = s.method!.hessian(s.recipe) ? 'hessian' : 'sample';
+    await plan.collector?.close();
     plan.collector = undefined;
-    await s.sessions.release(plan.session);
-    plan.session = undefined;
     await s.scorer?.close().catch(() => {});
     s.scorer = undefined;
   }

@@ -48,7 +48,7 @@ export function methodContext(s: RunState, warn: (m: string) => void, calls: Con
     release: releaser(s),
     relativeError: async (w, before, after) => {
       const req = plan.requestOf.get(w);
-      if (!collector || !req || !req.hessian) return null;
+      if (!collector || !req || (!req.hessian && !req.sampleRows)) return null;
       return layerRelativeError(w, await layerStats(s, req.key), before, after);
     },
   };

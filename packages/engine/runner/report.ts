@@ -6,7 +6,7 @@ import type { JobReport, JobResult, LayerReport } from '../job.js';
 import type { SkippedWeight } from '../methods/types.js';
 import { ortVersion } from '../runtime/session.js';
 import { ENGINE_VERSION } from './version.js';
-import type { RunState } from './state.js';
+import { ERROR_SAMPLE_ROWS, type RunState } from './state.js';
 
 export async function writeReport(s: RunState): Promise<JobResult> {
   const report = buildReport(s);
@@ -61,6 +61,17 @@ function calibrationReport(s: RunState): Record<string, unknown> | null {
     samples: plan.ranges?.used ?? 0,
     batchSize: plan.fixedBatch ?? plan.batchSize,
     passes: plan.passes ?? 0,
+    onnxRuntimeRuns: plan.runs ?? 0,
+    statistics: plan.runs
+      ? `reduced inside ONNX Runtime on ${s.sessions.executionProvider} (fp32 per batch), summed over batches in float64`
+      : 'none',
+    layerError:
+      plan.layerError === 'hessian'
+        ? 'from the Hessian of every calibration row'
+        : plan.layerError === 'sample'
+          ? `from up to ${ERROR_SAMPLE_ROWS} rows of each activation spread over the first calibration batch ` +
+            '(the method needs no Hessian)'
+          : 'not measured',
     sequential: !!s.recipe.calibration?.sequential,
     maxHessianBytes: plan.maxHessianBytes,
   };

@@ -6,8 +6,9 @@
 // weights in ONNX Runtime at a time.
 import type * as ort from 'onnxruntime-node';
 import type { LoadedModel } from '../onnx/model.js';
-import { openStatsSession } from '../runtime/calibration.js';
+import { openCaptureSession } from '../runtime/calibration.js';
 import { checkLoadable } from '../runtime/load-check.js';
+import type { CaptureSession, StatsRequest } from '../runtime/stats.js';
 import { openSession, type ExecutionProvider, type OpenedSession, type SessionOptions } from '../runtime/session.js';
 
 export class SessionOwner {
@@ -51,15 +52,13 @@ export class SessionOwner {
     );
   };
 
-  /** A session on the dense model with `activations` exposed as outputs (calibration statistics). */
-  async openStats(model: LoadedModel, activations: string[], dir: string): Promise<ort.InferenceSession> {
-    return this.keep(await openStatsSession(model, activations, dir, this.candidates));
-  }
-
-  /** openStats for a session the caller releases (sequential calibration: one per pass). */
-  async openStatsUntracked(model: LoadedModel, activations: string[], dir: string): Promise<ort.InferenceSession> {
-    return this.record(await openStatsSession(model, activations, dir, this.candidates)).session;
-  }
+  /**
+   * A session on the model as it stands with the statistics of `reqs` reduced in the graph (calibration). The
+   * StatsCollector releases it when its pass ends (one per pass), so it is not tracked here.
+   */
+  openCapture = async (model: LoadedModel, reqs: StatsRequest[], dir: string): Promise<CaptureSession> => {
+    return this.record(await openCaptureSession(model, reqs, dir, this.candidates));
+  };
 
   /** "Can ONNX Runtime load this model?" on a weight-free skeleton (runtime/load-check.ts); holds no session. */
   async checkLoadable(model: LoadedModel, dir: string): Promise<void> {

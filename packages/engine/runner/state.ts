@@ -1,7 +1,6 @@
 // The one state a job's stages share (runner/*.ts): each stage reads what earlier stages put here and adds its own
 // part, so runRecipe (run.ts) is the list of stages and nothing else. Optional fields are filled in stage order
 // (the comments say by which stage); a stage reads only fields of the stages before it.
-import type * as ort from 'onnxruntime-node';
 import type { Dataset } from '../data/types.js';
 import type { ModelInputSpec } from '../data/inputs.js';
 import type { JobArtifact, JobInputs, JobOptions } from '../job.js';
@@ -20,6 +19,8 @@ import type { StageClock } from './stages.js';
 export const DEFAULT_MAX_HESSIAN_BYTES = 2 * 2 ** 30;
 export const DEFAULT_SAMPLES = 128;
 export const DEFAULT_BATCH = 8;
+/** Rows per activation kept for the layer error of methods that need no Hessian (R×K fp32 instead of K×K float64). */
+export const ERROR_SAMPLE_ROWS = 256;
 
 /** Calibration as planned by runner/calibrate.ts (absent parts: no calibration data, or the method needs none). */
 export interface CalibrationPlan {
@@ -29,13 +30,14 @@ export interface CalibrationPlan {
   /** The model's fixed batch size, when its inputs fix one. */
   fixedBatch?: number;
   maxHessianBytes: number;
-  /** The session on the dense model the collector streams through (released when the method is done). */
-  session?: ort.InferenceSession;
   /** Lazy statistics of the selected weights' activations (calibration passes run when a method first asks). */
   collector?: StatsCollector;
   requestOf: Map<WeightRef, StatsRequest>;
-  /** Calibration passes that ran (set when the method is done and the collector let go). */
+  /** Calibration passes and ONNX Runtime runs (set when the method is done and the collector let go). */
   passes?: number;
+  runs?: number;
+  /** Where the layer errors came from: every row's Hessian, or a row sample (methods that need no Hessian). */
+  layerError?: 'hessian' | 'sample';
 }
 
 export interface RunState {

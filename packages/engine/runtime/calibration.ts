@@ -8,11 +8,12 @@ import { addGraphOutputs } from '../onnx/graph.js';
 import { saveModel, type LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { findGraph, nodeKey } from '../onnx/walk.js';
-import { relativeOutputError } from '../math/relerr.js';
+import { outputErrorOnRows, relativeOutputError } from '../math/relerr.js';
 import type { LayerStats } from '../methods/types.js';
 import { convGeometry, geometryKey } from './conv.js';
 import { openSession, type ExecutionProvider, type OpenedSession } from './session.js';
-import { hessianBytes, type StatsRequest } from './stats.js';
+import { appendStatistics } from './capture.js';
+import { hessianBytes, type CaptureSession, type StatsRequest } from './stats.js';
 
 /** Finds a node by the key discoverWeights reports (name, or `<op>#<index>`) in the graph at `graphPath`. */
 export function findNodeByKey(model: LoadedModel, key: string, graphPath = ''): NodeProto | undefined {
@@ -78,8 +79,31 @@ export async function openStatsSession(
 }
 
 /**
- * ‖X(W−Ŵ)‖/‖XW‖ from the calibration Hessian(s); grouped Conv sums numerator and denominator over groups (output
- * rows of group g see only H_g). null when there is no Hessian.
+ * Writes the model with the in-graph reductions of `reqs` appended (capture.ts) to `dir` and opens a session on it;
+ * the caller's model is left exactly as it was. One run of this session per calibration batch gives every request's
+ * statistics for that batch.
+ */
+export async function openCaptureSession(
+  model: LoadedModel,
+  reqs: StatsRequest[],
+  dir: string,
+  executionProviders: readonly ExecutionProvider[],
+): Promise<CaptureSession & { path: string }> {
+  const appended = appendStatistics(model, reqs);
+  const path = join(dir, `with-statistics-${++statsFiles}.onnx`);
+  try {
+    await saveModel(model, path);
+  } finally {
+    appended.undo();
+  }
+  const s = await openSession(path, { executionProviders });
+  return { ...s, outputs: appended.outputs, path };
+}
+
+/**
+ * ‖X(W−Ŵ)‖/‖XW‖ from the calibration Hessian(s), else from the row sample (LayerStats.sample); grouped Conv sums
+ * numerator and denominator over groups (output rows of group g see only group g's inputs). null when there is
+ * neither.
  */
 export async function layerRelativeError(
   w: WeightRef,
@@ -88,7 +112,7 @@ export async function layerRelativeError(
   after: Float32Array,
 ): Promise<number | null> {
   const hs = stats?.hessian;
-  if (!hs) return null;
+  if (!hs) return stats?.sample ? sampleRelativeError(w, stats.sample, before, after) : null;
   const { N, K } = w;
   if (hs.length === 1) return relativeOutputError(before, after, N, K, hs[0]);
   const per = N / hs.length;
@@ -113,6 +137,34 @@ export async function layerRelativeError(
         num += di * sd;
       }
     }
+  }
+  if (num <= 0) return 0;
+  if (den <= 0) return Infinity;
+  return Math.sqrt(num / den);
+}
+
+async function sampleRelativeError(
+  w: WeightRef,
+  sample: { rows: number; x: Float32Array[] },
+  before: Float32Array,
+  after: Float32Array,
+): Promise<number> {
+  const groups = sample.x.length;
+  const per = w.N / groups;
+  let num = 0;
+  let den = 0;
+  for (let g = 0; g < groups; g++) {
+    const span = [g * per * w.K, (g + 1) * per * w.K] as const;
+    const t = await outputErrorOnRows(
+      before.subarray(...span),
+      after.subarray(...span),
+      per,
+      w.K,
+      sample.x[g],
+      sample.rows,
+    );
+    num += t.num;
+    den += t.den;
   }
   if (num <= 0) return 0;
   if (den <= 0) return Infinity;

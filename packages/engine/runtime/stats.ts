@@ -1,17 +1,21 @@
-// Streaming calibration statistics. The target activations are graph outputs of a session on the dense model; the
-// calibration batches stream through it and each activation is folded into float64 accumulators at once (x_k² sums,
-// and XᵀX when a Hessian is wanted) — activations are never kept beyond one batch. Hessians are bounded: the
-// activations are split into passes whose Hessians together fit `maxHessianBytes`, each pass re-streams the data,
-// and a pass runs only when a method first asks for one of its activations (so memory holds one pass at a time).
-// Several weights reading one activation share one entry.
+// Streaming calibration statistics, reduced inside ONNX Runtime. Each pass opens a capture session on the model with
+// the reductions of its requests appended (capture.ts: per-channel Σx², XᵀX, a row sample), streams the calibration
+// batches through it once — one ORT run per batch for every layer of the pass — and folds each batch's fp32
+// reductions into float64 accumulators here (fp32 within a batch, like one MLAS GEMM; float64 across batches so that
+// many batches do not drift). Only K-vectors, K×K matrices and the bounded sample leave ORT; activations never do.
+// Hessians are bounded: `maxHessianBytes` is the total of float64 Hessians held at once, and a second pass runs only
+// for requests whose Hessians did not fit next to the first pass's (each batch's fp32 XᵀX outputs, copied out of ORT
+// and folded in at once, add up to half of that while a batch is being folded). Requests without a Hessian always join the current pass. A pass runs when a method
+// first asks for one of its activations; its session is released when the pass ends. Several weights reading one
+// activation share one entry.
 import type * as ort from 'onnxruntime-node';
-import { batches, type Batch } from '../data/dataset.js';
+import { batches } from '../data/dataset.js';
 import type { Dataset } from '../data/types.js';
 import { InputError } from '../job.js';
-import { gramAccumulate } from '../math/gemm.js';
 import type { LayerStats } from '../methods/types.js';
-import { im2colRows, outputSize, type ConvGeometry } from './conv.js';
-import { feedsOf, runSession, toFloat32 } from './session.js';
+import type { CaptureOutputs } from './capture.js';
+import { outputSize, type ConvGeometry } from './conv.js';
+import { feedsOf, runSession, toFloat32, type ExecutionProvider } from './session.js';
 
 /** What to accumulate for one activation. */
 export interface StatsRequest {
@@ -25,41 +29,53 @@ export interface StatsRequest {
   conv?: ConvGeometry;
   /** Accumulate the K×K Hessian per group. */
   hessian: boolean;
+  /**
+   * Keep up to this many rows of X (per group), spread evenly over the first calibration batch, for the layer error
+   * of methods that need no Hessian (LayerStats.sample). @defaultValue none
+   */
+  sampleRows?: number;
 }
 
 export function hessianBytes(r: { K: number; groups: number }): number {
   return r.groups * r.K * r.K * 8;
 }
 
-interface Accumulator {
-  req: StatsRequest;
-  sumSq: Float64Array;
-  /** Rows that went into sumSq (Conv: input pixels, MatMul: tokens). */
-  sqCount: number;
-  hessian?: Float64Array[];
-  /** Rows that went into the Hessian (Conv: output pixels = patches). */
-  rows: number;
+/** A session on the model with the reductions of some requests appended (calibration.ts openCaptureSession). */
+export interface CaptureSession {
+  session: ort.InferenceSession;
+  /** Output names per request key. */
+  outputs: Map<string, CaptureOutputs>;
+  executionProvider: ExecutionProvider;
+  fallbacks: string[];
 }
 
 export interface StatsCollectorOptions {
-  session: ort.InferenceSession;
   dataset: Dataset;
   ranges: [number, number][];
-  /** Activation names that are model inputs (read from the feeds, not fetched). */
-  modelInputs: Set<string>;
-  /** Total bytes of Hessians held at once (one pass). */
+  /** Total bytes of float64 Hessians held at once (one pass). */
   maxHessianBytes: number;
+  /** Opens a capture session for the requests of one pass (on the model as it stands when called). */
+  open: (reqs: StatsRequest[]) => Promise<CaptureSession>;
+  /**
+   * Sequential calibration: each pass covers one activation only and opens its session on the model as it stands
+   * (earlier layers already compressed).
+   */
+  sequential?: boolean;
   signal?: AbortSignal;
   onPass?: (p: { pass: number; batch: number; batches: number; activations: number }) => void;
-  /**
-   * Sequential calibration: each pass opens a fresh session on the model as it stands (earlier layers already
-   * compressed) exposing the given activations, and covers one activation only. The session is released after it.
-   */
-  reopen?: (activations: string[]) => Promise<ort.InferenceSession>;
 }
 
-/** Rows of im2col patches built per Gram product (bounds the patch buffer to ~16 MB). */
-const PATCH_FLOATS = 4 * 2 ** 20;
+interface Accumulator {
+  req: StatsRequest;
+  out: CaptureOutputs;
+  sumSq: Float64Array;
+  /** Rows that went into sumSq (Conv: input pixels, MatMul: tokens). */
+  sqCount: number;
+  hessian?: Float64Array;
+  /** Rows that went into the Hessian (Conv: output pixels = patches). */
+  rows: number;
+  sample?: { rows: number; x: Float32Array[] };
+}
 
 export class StatsCollector {
   private readonly order: StatsRequest[] = [];
@@ -67,7 +83,9 @@ export class StatsCollector {
   private readonly done = new Map<string, LayerStats>();
   private readonly released = new Set<string>();
   private passes = 0;
-  /** Sum of rows streamed in the first pass, for the report. */
+  private runs = 0;
+  private opened?: { start: number; reqs: StatsRequest[]; capture: CaptureSession };
+  /** Sum of samples streamed in the first pass, for the report. */
   tokens = 0;
 
   constructor(private readonly opts: StatsCollectorOptions) {}
@@ -77,6 +95,7 @@ export class StatsCollector {
     const prev = this.byKey.get(req.key);
     if (prev) {
       prev.hessian ||= req.hessian;
+      if (req.sampleRows) prev.sampleRows = Math.max(prev.sampleRows ?? 0, req.sampleRows);
       return;
     }
     if (req.hessian && hessianBytes(req) > this.opts.maxHessianBytes) {
@@ -94,27 +113,31 @@ export class StatsCollector {
     return this.passes;
   }
 
+  /** ONNX Runtime runs so far (one per calibration batch per pass). */
+  get runCount(): number {
+    return this.runs;
+  }
+
+  /**
+   * Opens the first pass's session now (the runner learns the execution provider, and a model ONNX Runtime cannot
+   * load fails before the method starts). The first get() of that pass uses it.
+   */
+  async prepare(): Promise<{ executionProvider: ExecutionProvider; fallbacks: string[] } | undefined> {
+    const reqs = this.plan(0);
+    if (reqs.length === 0) return undefined;
+    await this.closeOpened();
+    const capture = await this.opts.open(reqs);
+    this.opened = { start: 0, reqs, capture };
+    return { executionProvider: capture.executionProvider, fallbacks: capture.fallbacks };
+  }
+
   async get(key: string): Promise<LayerStats> {
     const have = this.done.get(key);
     if (have) return have;
     if (this.released.has(key)) throw new Error(`statistics for ${key} were released and are needed again`);
     const start = this.order.findIndex((r) => r.key === key);
     if (start < 0) throw new Error(`no statistics were requested for ${key}`);
-    // This pass: the requested activation and the following pending ones, while their Hessians fit the budget
-    // (sequential calibration: only the requested one, so that later layers see the compressed earlier ones).
-    const pass: StatsRequest[] = [];
-    let bytes = 0;
-    for (let i = start; i < (this.opts.reopen ? start + 1 : this.order.length); i++) {
-      const r = this.order[i];
-      if (this.done.has(r.key) || this.released.has(r.key)) continue;
-      const b = r.hessian ? hessianBytes(r) : 0;
-      if (pass.length > 0 && bytes + b > this.opts.maxHessianBytes) {
-        if (b > 0) continue; // a Hessian-free request further on can still join
-      }
-      pass.push(r);
-      bytes += b;
-    }
-    await this.runPass(pass);
+    await this.runPass(start);
     return this.done.get(key)!;
   }
 
@@ -122,119 +145,138 @@ export class StatsCollector {
     if (this.done.delete(key)) this.released.add(key);
   }
 
-  private async runPass(reqs: StatsRequest[]): Promise<void> {
-    const accs = reqs.map((req): Accumulator => ({
-      req,
-      sumSq: new Float64Array(req.conv ? req.groups * req.conv.cg : req.K),
-      sqCount: 0,
-      hessian: req.hessian ? Array.from({ length: req.groups }, () => new Float64Array(req.K * req.K)) : undefined,
-      rows: 0,
-    }));
-    const fetchNames = [...new Set(reqs.map((r) => r.activation).filter((a) => !this.opts.modelInputs.has(a)))];
+  /** Releases a prepared session that no pass used. */
+  async close(): Promise<void> {
+    await this.closeOpened();
+  }
+
+  /**
+   * The requests of the pass starting at `start`: it and the following pending ones while their Hessians fit the
+   * budget; Hessian-free requests always join (sequential calibration: only the one at `start`).
+   */
+  private plan(start: number): StatsRequest[] {
+    const pass: StatsRequest[] = [];
+    let bytes = 0;
+    const end = this.opts.sequential ? Math.min(start + 1, this.order.length) : this.order.length;
+    for (let i = start; i < end; i++) {
+      const r = this.order[i];
+      if (this.done.has(r.key) || this.released.has(r.key)) continue;
+      const b = r.hessian ? hessianBytes(r) : 0;
+      if (pass.length > 0 && b > 0 && bytes + b > this.opts.maxHessianBytes) continue;
+      pass.push(r);
+      bytes += b;
+    }
+    return pass;
+  }
+
+  private async closeOpened(): Promise<void> {
+    const o = this.opened;
+    this.opened = undefined;
+    if (o) await o.capture.session.release().catch(() => {});
+  }
+
+  private async runPass(start: number): Promise<void> {
+    let reqs: StatsRequest[];
+    let capture: CaptureSession;
+    if (this.opened && this.opened.start === start) {
+      ({ reqs, capture } = this.opened);
+      this.opened = undefined;
+    } else {
+      await this.closeOpened();
+      reqs = this.plan(start);
+      capture = await this.opts.open(reqs);
+    }
     const pass = ++this.passes;
-    const session = this.opts.reopen && fetchNames.length ? await this.opts.reopen(fetchNames) : this.opts.session;
+    const accs = reqs.map((req) => newAccumulator(req, capture.outputs.get(req.key)!));
+    const fetches = fetchNames(accs);
     try {
       let i = 0;
       for (const batch of batches(this.opts.dataset, this.opts.ranges)) {
         this.opts.signal?.throwIfAborted();
         this.opts.onPass?.({ pass, batch: i, batches: this.opts.ranges.length, activations: reqs.length });
-        const values = await this.fetch(session, batch, fetchNames);
-        for (const acc of accs) {
-          const v = values.get(acc.req.activation);
-          if (!v) throw new Error(`activation ${acc.req.activation} was not produced`);
-          await accumulate(acc, v.data, v.dims);
-        }
+        const r = await runSession(capture.session, feedsOf(batch.inputs), fetches, 'computing calibration statistics');
+        this.runs++;
+        for (const acc of accs) accumulate(acc, r, i === 0);
         if (pass === 1) this.tokens += batch.count;
         i++;
       }
     } finally {
-      if (session !== this.opts.session) await session.release().catch(() => {});
+      await capture.session.release().catch(() => {});
     }
     for (const acc of accs) this.done.set(acc.req.key, finish(acc));
   }
+}
 
-  private async fetch(
-    session: ort.InferenceSession,
-    batch: Batch,
-    names: string[],
-  ): Promise<Map<string, { data: Float32Array; dims: number[] }>> {
-    const out = new Map<string, { data: Float32Array; dims: number[] }>();
-    for (const [name, a] of batch.inputs) {
-      if (this.opts.modelInputs.has(name)) out.set(name, { data: toFloat32(a), dims: a.dims });
+function newAccumulator(req: StatsRequest, out: CaptureOutputs): Accumulator {
+  const acc: Accumulator = {
+    req,
+    out,
+    sumSq: new Float64Array(req.conv ? req.groups * req.conv.cg : req.K),
+    sqCount: 0,
+    rows: 0,
+  };
+  if (req.hessian) {
+    acc.hessian = new Float64Array(req.groups * req.K * req.K);
+  }
+  return acc;
+}
+
+/** Every output of the pass, once (requests on one activation share its shape output). */
+function fetchNames(accs: Accumulator[]): string[] {
+  const names = new Set<string>();
+  for (const a of accs) {
+    names.add(a.out.shape);
+    names.add(a.out.sumSq);
+    if (a.out.hessian) names.add(a.out.hessian);
+    if (a.out.sample) names.add(a.out.sample);
+  }
+  return [...names];
+}
+
+function accumulate(acc: Accumulator, r: ort.InferenceSession.ReturnType, first: boolean): void {
+  const { req, out } = acc;
+  const dims = Array.from(r[out.shape].data as BigInt64Array, Number);
+  addInto(acc.sumSq, toFloat32(r[out.sumSq]), `statistics of "${req.activation}"`);
+  if (!req.conv) {
+    const last = dims[dims.length - 1];
+    if (last !== req.K) {
+      throw new InputError(
+        'activation-shape',
+        `activation "${req.activation}" has last dim ${last} but the weight's K is ${req.K}`,
+      );
     }
-    if (names.length === 0) return out;
-    const r = await runSession(session, feedsOf(batch.inputs), names, 'computing calibration activations');
-    for (const n of names) {
-      const t = r[n] as ort.Tensor;
-      out.set(n, { data: toFloat32(t), dims: [...t.dims] });
+    const rows = dims.slice(0, -1).reduce((a, b) => a * b, 1);
+    acc.sqCount += rows;
+    acc.rows += rows;
+  } else {
+    const g = req.conv;
+    if (dims.length !== g.spatial + 2 || dims[1] !== g.cg * g.group) {
+      throw new InputError(
+        'activation-shape',
+        `Conv input "${req.activation}" has shape [${dims.join(', ')}], expected ${g.cg * g.group} channels`,
+      );
     }
-    return out;
+    const h = g.spatial === 2 ? dims[2] : 1;
+    const w = g.spatial === 2 ? dims[3] : dims[2];
+    const o = outputSize(g, h, w);
+    acc.sqCount += dims[0] * h * w;
+    acc.rows += dims[0] * o.oh * o.ow;
+  }
+  if (acc.hessian) addInto(acc.hessian, toFloat32(r[out.hessian!]), `Hessian of "${req.activation}"`);
+  if (first && out.sample) {
+    const t = r[out.sample];
+    const x = toFloat32(t);
+    const per = x.length / req.groups;
+    acc.sample = {
+      rows: per / req.K,
+      x: Array.from({ length: req.groups }, (_, g) => x.slice(g * per, (g + 1) * per)),
+    };
   }
 }
 
-async function accumulate(acc: Accumulator, x: Float32Array, dims: number[]): Promise<void> {
-  const { req } = acc;
-  if (!req.conv) {
-    const K = req.K;
-    const last = dims[dims.length - 1];
-    if (last !== K) {
-      throw new InputError(
-        'activation-shape',
-        `activation "${req.activation}" has last dim ${last} but the weight's K is ${K}`,
-      );
-    }
-    const rows = x.length / K;
-    const s = acc.sumSq;
-    for (let r = 0; r < rows; r++) {
-      const base = r * K;
-      for (let k = 0; k < K; k++) {
-        const v = x[base + k];
-        s[k] += v * v;
-      }
-    }
-    acc.sqCount += rows;
-    if (acc.hessian) await gramAccumulate(x, rows, K, acc.hessian[0]);
-    acc.rows += rows;
-    return;
-  }
-  const g = req.conv;
-  const [b, c] = dims;
-  const h = g.spatial === 2 ? dims[2] : 1;
-  const w = g.spatial === 2 ? dims[3] : dims[2];
-  if (dims.length !== g.spatial + 2 || c !== g.cg * g.group) {
-    throw new InputError(
-      'activation-shape',
-      `Conv input "${req.activation}" has shape [${dims.join(', ')}], expected ${g.cg * g.group} channels`,
-    );
-  }
-  const plane = h * w;
-  for (let bi = 0; bi < b; bi++) {
-    for (let ch = 0; ch < c; ch++) {
-      const base = (bi * c + ch) * plane;
-      let s = 0;
-      for (let p = 0; p < plane; p++) {
-        const v = x[base + p];
-        s += v * v;
-      }
-      acc.sumSq[ch] += s;
-    }
-  }
-  acc.sqCount += b * plane;
-  const o = outputSize(g, h, w);
-  const totalRows = b * o.oh * o.ow;
-  if (acc.hessian) {
-    const chunk = Math.max(1, Math.floor(PATCH_FLOATS / req.K));
-    const buf = new Float32Array(Math.min(chunk, totalRows) * req.K);
-    for (let grp = 0; grp < req.groups; grp++) {
-      for (let r0 = 0; r0 < totalRows; r0 += chunk) {
-        const rows = Math.min(chunk, totalRows - r0);
-        const view = buf.subarray(0, rows * req.K);
-        im2colRows(x, { b, c, h, w }, g, o, grp, r0, rows, view);
-        await gramAccumulate(view, rows, req.K, acc.hessian[grp]);
-      }
-    }
-  }
-  acc.rows += totalRows;
+function addInto(acc: Float64Array, x: Float32Array, what: string): void {
+  if (x.length !== acc.length) throw new Error(`${what}: ${x.length} values from ONNX Runtime, expected ${acc.length}`);
+  for (let i = 0; i < x.length; i++) acc[i] += x[i];
 }
 
 function finish(acc: Accumulator): LayerStats {
@@ -254,8 +296,13 @@ function finish(acc: Accumulator): LayerStats {
   const stats: LayerStats = { activation: req.activation, tokens: acc.rows, groups: req.groups, xNorm };
   if (acc.hessian) {
     const scale = acc.rows > 0 ? 2 / acc.rows : 0;
-    for (const hm of acc.hessian) for (let i = 0; i < hm.length; i++) hm[i] *= scale;
-    stats.hessian = acc.hessian;
+    const kk = req.K * req.K;
+    stats.hessian = Array.from({ length: req.groups }, (_, g) => {
+      const hm = acc.hessian!.subarray(g * kk, (g + 1) * kk);
+      for (let i = 0; i < kk; i++) hm[i] *= scale;
+      return hm;
+    });
   }
+  if (acc.sample) stats.sample = acc.sample;
   return stats;
 }

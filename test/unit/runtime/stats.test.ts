@@ -1,5 +1,7 @@
-// Calibration statistics against float64 brute force: x_k and H = (2/n)·XᵀX for MatMul inputs; Conv Hessians from
-// patches extracted by an independent loop; several batches = one pass; passes under a Hessian budget; and the
+// Calibration statistics (reduced inside ONNX Runtime, runtime/capture.ts) against float64 brute force: x_k and
+// H = (2/n)·XᵀX for MatMul inputs; Conv Hessians from patches extracted by an independent loop and by the JS im2col
+// path; several batches = one pass; passes under a Hessian budget; 3-D activations, Gemm, shared q/k/v, fp16 models
+// and one ORT run per batch for every layer together; the row sample for Hessian-free layer errors; and the
 // canonical column order checked end to end (the layer error from H equals ‖Y(W) − Y(Ŵ)‖/‖Y(W)‖ from ORT runs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,13 +9,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
+import { GraphBuilder, type AttrValue } from '../../../packages/engine/onnx/builder.js';
 import { saveModel } from '../../../packages/engine/onnx/model.js';
 import { discoverWeights, readWeightMatrix, writeWeightMatrix } from '../../../packages/engine/onnx/weights.js';
-import { openStatsSession, statsRequestFor, layerRelativeError } from '../../../packages/engine/runtime/calibration.js';
-import { StatsCollector } from '../../../packages/engine/runtime/stats.js';
-import { planBatches } from '../../../packages/engine/data/dataset.js';
-import { openSession } from '../../../packages/engine/runtime/session.js';
+import {
+  openCaptureSession,
+  openStatsSession,
+  statsRequestFor,
+  layerRelativeError,
+} from '../../../packages/engine/runtime/calibration.js';
+import { StatsCollector, type StatsCollectorOptions } from '../../../packages/engine/runtime/stats.js';
+import type { LoadedModel } from '../../../packages/engine/onnx/model.js';
+import { batches, planBatches } from '../../../packages/engine/data/dataset.js';
+import { feedsOf, openSession, toFloat32 } from '../../../packages/engine/runtime/session.js';
+import { im2colRows, outputSize } from '../../../packages/engine/runtime/conv.js';
+import { float32ToFloat16 } from '../../../packages/engine/onnx/floats.js';
 import type { Dataset, DataArray } from '../../../packages/engine/data/types.js';
 import { InputError } from '../../../packages/engine/job.js';
 import { mlp, randn } from '../sparsity/models.js';
@@ -23,6 +33,30 @@ const dataset = (name: string, a: DataArray): Dataset => ({
   samples: a.dims[0],
   source: 'test',
 });
+
+/** A collector whose capture sessions run on the CPU EP; `runs` counts every ORT run of every session it opened. */
+function collector(
+  model: LoadedModel,
+  dir: string,
+  opts: Omit<StatsCollectorOptions, 'open'>,
+): { c: StatsCollector; runs: () => number; opened: () => number } {
+  let runs = 0;
+  let opened = 0;
+  const c = new StatsCollector({
+    ...opts,
+    open: async (reqs) => {
+      opened++;
+      const s = await openCaptureSession(model, reqs, dir, ['cpu']);
+      const run = s.session.run.bind(s.session);
+      s.session.run = ((...args: Parameters<typeof run>) => {
+        runs++;
+        return run(...args);
+      }) as typeof run;
+      return s;
+    },
+  });
+  return { c, runs: () => runs, opened: () => opened };
+}
 
 function bruteGram(rows: Float64Array[], K: number): Float64Array {
   const h = new Float64Array(K * K);
@@ -48,14 +82,11 @@ test('MatMul input: x_k and H match float64 brute force; 3 batches give what 1 b
     const x = randn(37 * 16, 21);
     const w1 = discoverWeights(model).find((w) => w.name === 'w1')!;
     const req = statsRequestFor(model, w1, true);
-    const opened = await openStatsSession(model, [], dir, ['cpu']);
     const results = [];
     for (const batch of [4, 37]) {
-      const c = new StatsCollector({
-        session: opened.session,
+      const { c } = collector(model, dir, {
         dataset: dataset('x', { dtype: 'float32', dims: [37, 16], data: x }),
         ranges: planBatches(37, batch).ranges,
-        modelInputs: new Set(['x']),
         maxHessianBytes: 1 << 20,
       });
       c.add(req);
@@ -72,7 +103,6 @@ test('MatMul input: x_k and H match float64 brute force; 3 batches give what 1 b
       }
     }
     assert.ok(maxRelDiff(results[0].hessian![0], results[1].hessian![0]) < 1e-6);
-    await opened.session.release();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -84,18 +114,17 @@ test('an intermediate activation (Gemm input after Relu) is captured as a graph 
     const model = mlp();
     const w2 = discoverWeights(model).find((w) => w.name === 'w2')!;
     const req = statsRequestFor(model, w2, true);
-    const opened = await openStatsSession(model, [w2.activation!], dir, ['cpu']);
-    assert.equal(model.proto.graph!.output.length, 1, 'the caller model is left unchanged');
+    const nodes = model.proto.graph!.node.length;
     const x = randn(10 * 16, 4);
-    const c = new StatsCollector({
-      session: opened.session,
+    const { c } = collector(model, dir, {
       dataset: dataset('x', { dtype: 'float32', dims: [10, 16], data: x }),
       ranges: planBatches(10, 3).ranges,
-      modelInputs: new Set(['x']),
       maxHessianBytes: 1 << 20,
     });
     c.add(req);
     const s = await c.get(req.key);
+    assert.equal(model.proto.graph!.output.length, 1, 'the caller model is left unchanged');
+    assert.equal(model.proto.graph!.node.length, nodes);
     // Independent: relu(x·W1) in float64.
     const W1 = readWeightMatrix(model, discoverWeights(model)[0]); // [64][16]
     const rows: Float64Array[] = [];
@@ -109,7 +138,6 @@ test('an intermediate activation (Gemm input after Relu) is captured as a graph 
       rows.push(row);
     }
     assert.ok(maxRelDiff(s.hessian![0], bruteGram(rows, 64)) < 1e-5);
-    await opened.session.release();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -135,12 +163,9 @@ test('grouped Conv Hessian equals brute-force patches, and the layer error from 
     assert.equal(req.groups, 2);
     assert.equal(req.K, 36);
     const x = randn(3 * 8 * 9 * 11, 17);
-    const opened = await openStatsSession(model, [], dir, ['cpu']);
-    const c = new StatsCollector({
-      session: opened.session,
+    const { c } = collector(model, dir, {
       dataset: dataset('x', { dtype: 'float32', dims: [3, 8, 9, 11], data: x }),
       ranges: planBatches(3, 2).ranges,
-      modelInputs: new Set(['x']),
       maxHessianBytes: 1 << 20,
     });
     c.add(req);
@@ -192,7 +217,6 @@ test('grouped Conv Hessian equals brute-force patches, and the layer error from 
     }
     const direct = Math.sqrt(num / den);
     assert.ok(Math.abs(fromH! - direct) < 1e-4 * direct, `H-based ${fromH} vs ORT ${direct}`);
-    await opened.session.release();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -203,21 +227,13 @@ test('Hessians beyond the budget stream in several passes with identical results
   try {
     const model = mlp();
     const ws = discoverWeights(model).filter((w) => w.compressible);
-    const opened = await openStatsSession(
-      model,
-      ws.map((w) => w.activation!),
-      dir,
-      ['cpu'],
-    );
     const x = randn(20 * 16, 5);
     const make = (budget: number) =>
-      new StatsCollector({
-        session: opened.session,
+      collector(model, dir, {
         dataset: dataset('x', { dtype: 'float32', dims: [20, 16], data: x }),
         ranges: planBatches(20, 8).ranges,
-        modelInputs: new Set(['x']),
         maxHessianBytes: budget,
-      });
+      }).c;
     const big = make(1 << 20);
     const small = make(64 * 64 * 8); // fits one 64×64 Hessian at a time
     const reqs = ws.map((w) => statsRequestFor(model, w, true));
@@ -236,7 +252,6 @@ test('Hessians beyond the budget stream in several passes with identical results
       () => make(100).add(reqs[0]),
       (e: unknown) => e instanceof InputError && e.code === 'hessian-too-large' && /maxHessianBytes/.test(e.message),
     );
-    await opened.session.release();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -252,6 +267,217 @@ test('execution providers: a missing CUDA EP falls back to CPU and says why', as
     if (s.executionProvider === 'cpu') assert.match(s.fallbacks[0], /^cuda: /);
     else assert.deepEqual(s.fallbacks, []);
     await s.session.release();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * x [B, S, 16] (fp32 or fp16) → q, k, v MatMuls (one shared activation) → h = Relu(q + k + v) [B, S, 24] → MatMul 24→16
+ * (a 3-D intermediate activation) → Reshape [B·S, 16] → Gemm(transB) 16→8 (a 2-D activation).
+ */
+function blockModel(fp16: boolean): LoadedModel {
+  const dt = fp16 ? 'float16' : 'float32';
+  const b = new GraphBuilder({ opset: 17 });
+  const w = (name: string, dims: number[], seed: number) => {
+    const v = randn(dims[0] * dims[1], seed, 0.3);
+    b.initializer(name, dt, dims, fp16 ? float32ToFloat16(v) : v);
+  };
+  b.input('x', dt, ['b', 's', 16]);
+  for (const [i, n] of ['q', 'k', 'v'].entries()) w(n, [16, 24], 30 + i);
+  w('o', [24, 16], 40);
+  w('g', [8, 16], 41);
+  const [q, k, v] = ['q', 'k', 'v'].map((n) => b.node('MatMul', ['x', n], {}, { name: n }));
+  b.node('Relu', [b.node('Add', [b.node('Add', [q, k]), v])], {}, { output: 'h' });
+  b.node('MatMul', ['h', 'o'], {}, { name: 'o_mm', output: 'y' });
+  b.initializer('flat', 'int64', [2], BigInt64Array.of(-1n, 16n));
+  b.node('Reshape', ['y', 'flat'], {}, { output: 'y2' });
+  b.node('Gemm', ['y2', 'g'], { transB: 1 }, { name: 'gemm', output: 'out' });
+  b.output('out', dt, ['n', 8]);
+  return b.build();
+}
+
+/** The reference: activations copied out to JS as graph outputs (the earlier path), reduced in float64. */
+async function referenceStats(model: LoadedModel, dir: string, ds: Dataset, ranges: [number, number][]) {
+  const acts = ['h', 'y2'];
+  const opened = await openStatsSession(model, acts, dir, ['cpu']);
+  const out = new Map<string, { sumSq: Float64Array; h: Float64Array; rows: number; K: number }>();
+  try {
+    for (const batch of batches(ds, ranges)) {
+      const r = await opened.session.run(feedsOf(batch.inputs), acts);
+      const values: [string, Float32Array, number][] = [['x', toFloat32(batch.inputs.get('x')!), 16]];
+      for (const a of acts) values.push([a, toFloat32(r[a]), r[a].dims[r[a].dims.length - 1]]);
+      for (const [name, x, K] of values) {
+        let acc = out.get(name);
+        if (!acc) out.set(name, (acc = { sumSq: new Float64Array(K), h: new Float64Array(K * K), rows: 0, K }));
+        const rows = x.length / K;
+        for (let t = 0; t < rows; t++)
+          for (let i = 0; i < K; i++) {
+            const xi = x[t * K + i];
+            acc.sumSq[i] += xi * xi;
+            for (let j = 0; j < K; j++) acc.h[i * K + j] += xi * x[t * K + j];
+          }
+        acc.rows += rows;
+      }
+    }
+  } finally {
+    await opened.session.release();
+  }
+  for (const a of out.values()) for (let i = 0; i < a.h.length; i++) a.h[i] *= 2 / a.rows;
+  return out;
+}
+
+for (const fp16 of [false, true]) {
+  test(`3-D activations, shared q/k/v, MatMul and Gemm${fp16 ? ', fp16 model' : ''}: equal to the copied-out path, one ORT run per batch`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+    try {
+      const model = blockModel(fp16);
+      const raw = randn(5 * 7 * 16, 50);
+      const x: DataArray = fp16
+        ? { dtype: 'float16', dims: [5, 7, 16], data: float32ToFloat16(raw) }
+        : { dtype: 'float32', dims: [5, 7, 16], data: raw };
+      const ds = dataset('x', x);
+      const ranges = planBatches(5, 2).ranges; // 3 batches
+      const ws = discoverWeights(model);
+      assert.deepEqual(
+        ws.map((w) => w.activation),
+        ['x', 'x', 'x', 'h', 'y2'],
+      );
+      const { c, runs, opened } = collector(model, dir, { dataset: ds, ranges, maxHessianBytes: 1 << 20 });
+      for (const w of ws) c.add(statsRequestFor(model, w, true));
+      const ref = await referenceStats(model, dir, ds, ranges);
+      for (const w of ws) {
+        const s = await c.get(w.activation!);
+        const want = ref.get(w.activation!)!;
+        assert.equal(s.tokens, 35, w.name);
+        // fp16: an intermediate activation may round differently in the two sessions (ORT fuses the fp16 graph
+        // differently once the Cast is appended): half a fp16 ulp, ~5e-4. The model input is bit-identical.
+        const tol = fp16 && w.activation !== 'x' ? 2e-3 : 1e-5;
+        assert.ok(
+          maxRelDiff(s.hessian![0], want.h) < tol,
+          `${w.name}: H differs by ${maxRelDiff(s.hessian![0], want.h)}`,
+        );
+        const xn = want.sumSq.map((v) => Math.sqrt(v / want.rows));
+        assert.ok(maxRelDiff(s.xNorm[0], xn) < tol, `${w.name}: x_k differs`);
+      }
+      assert.equal(c.passCount, 1);
+      assert.equal(opened(), 1);
+      assert.equal(runs(), ranges.length, 'one ORT run per batch for every layer together');
+      assert.equal(c.runCount, ranges.length);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test('Conv (grouped + SAME_UPPER, dilation, Conv1d): in-graph patches equal the JS im2col path', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    const cases: { spatial: number; dims: number[]; w: number[]; attrs: Record<string, AttrValue> }[] = [
+      {
+        spatial: 2,
+        dims: [2, 6, 10, 9],
+        w: [4, 3, 3, 2],
+        attrs: { group: 2, strides: [2, 2], auto_pad: 'SAME_UPPER' },
+      },
+      { spatial: 2, dims: [2, 4, 8, 9], w: [4, 4, 2, 3], attrs: { dilations: [2, 1], pads: [1, 0, 2, 1] } },
+      { spatial: 1, dims: [3, 4, 13], w: [6, 4, 3], attrs: { strides: [2], pads: [2, 1] } },
+    ];
+    for (const k of cases) {
+      const b = new GraphBuilder({ opset: 17 });
+      b.input('x', 'float32', ['b', ...k.dims.slice(1)]);
+      b.initializer(
+        'w',
+        'float32',
+        k.w,
+        randn(
+          k.w.reduce((a, c) => a * c, 1),
+          60,
+        ),
+      );
+      b.node('Conv', ['x', 'w'], k.attrs, { name: 'conv', output: 'y' });
+      b.output('y', 'float32');
+      const model = b.build();
+      const ref = discoverWeights(model, { minElements: 1 })[0];
+      const req = statsRequestFor(model, ref, true);
+      const n = k.dims.reduce((a, c) => a * c, 1);
+      const x = randn(n, 61);
+      const { c } = collector(model, dir, {
+        dataset: dataset('x', { dtype: 'float32', dims: k.dims, data: x }),
+        ranges: planBatches(k.dims[0], 1).ranges,
+        maxHessianBytes: 1 << 20,
+      });
+      c.add({ ...req, sampleRows: 5 });
+      const s = await c.get(req.key);
+      // JS im2col (runtime/conv.ts), float64 Gram.
+      const g = req.conv!;
+      const [B, C] = k.dims;
+      const h = k.spatial === 2 ? k.dims[2] : 1;
+      const w = k.dims[k.dims.length - 1];
+      const o = outputSize(g, h, w);
+      const T = B * o.oh * o.ow;
+      for (let grp = 0; grp < req.groups; grp++) {
+        const patches = new Float32Array(T * req.K);
+        im2colRows(x, { b: B, c: C, h, w }, g, o, grp, 0, T, patches);
+        const rows = Array.from({ length: T }, (_, r) =>
+          Float64Array.from(patches.subarray(r * req.K, (r + 1) * req.K)),
+        );
+        assert.ok(maxRelDiff(s.hessian![grp], bruteGram(rows, req.K)) < 1e-5, `${k.spatial}-D group ${grp}`);
+        // The sample: every ⌈T₁/5⌉-th patch row of the first batch (one image here).
+        const t1 = o.oh * o.ow;
+        const step = Math.ceil(t1 / 5);
+        assert.equal(s.sample!.rows, Math.ceil(t1 / step));
+        for (let r = 0; r < s.sample!.rows; r++)
+          assert.deepEqual(
+            [...s.sample!.x[grp].subarray(r * req.K, (r + 1) * req.K)],
+            [...patches.subarray(r * step * req.K, (r * step + 1) * req.K)],
+          );
+      }
+      assert.equal(s.tokens, T);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Hessian-free requests: a row sample of the first batch, and the layer error on it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    const model = mlp();
+    const w1 = discoverWeights(model).find((w) => w.name === 'w1')!;
+    const x = randn(40 * 16, 70);
+    const { c } = collector(model, dir, {
+      dataset: dataset('x', { dtype: 'float32', dims: [40, 16], data: x }),
+      ranges: planBatches(40, 16).ranges,
+      maxHessianBytes: 0, // no Hessian is held at all
+    });
+    c.add({ ...statsRequestFor(model, w1, false), sampleRows: 6 });
+    const s = await c.get('x');
+    assert.equal(s.hessian, undefined);
+    assert.equal(s.sample!.rows, 6); // 16 rows in the first batch, every 3rd
+    for (let r = 0; r < 6; r++)
+      assert.deepEqual(
+        [...s.sample!.x[0].subarray(r * 16, (r + 1) * 16)],
+        [...x.subarray(r * 3 * 16, (r * 3 + 1) * 16)],
+      );
+    const before = readWeightMatrix(model, w1);
+    const after = before.map((v, i) => (i % 3 === 0 ? 0 : v));
+    const err = await layerRelativeError(w1, s, before, after);
+    let num = 0;
+    let den = 0;
+    for (let r = 0; r < 6; r++)
+      for (let n = 0; n < w1.N; n++) {
+        let y = 0;
+        let d = 0;
+        for (let k = 0; k < 16; k++) {
+          const xv = x[r * 3 * 16 + k];
+          y += xv * before[n * 16 + k];
+          d += xv * (before[n * 16 + k] - after[n * 16 + k]);
+        }
+        num += d * d;
+        den += y * y;
+      }
+    assert.ok(Math.abs(err! - Math.sqrt(num / den)) < 1e-5 * err!, `${err} vs ${Math.sqrt(num / den)}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

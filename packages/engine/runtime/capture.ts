@@ -1,0 +1,176 @@
+// Calibration statistics computed inside ONNX Runtime. For each statistics request the capture model gets a few
+// nodes appended after the activation, so that a run returns only small reductions instead of the activation:
+//   shape    Shape(X)                                  (rows and the last-dim check are done in JS)
+//   sumSq    ReduceSumSquare(X) per input channel       [K]      (Conv: over batch and spatial axes, [C])
+//   hessian  XᵀX of the rows                            [K, K]   (Conv: [G, K, K] over im2col patch rows)
+//   sample   up to R rows of X spread evenly over the batch [≤R, K] (Conv: [G, ≤R, K]) — the layer-error sample of
+//            methods that need no Hessian
+// Activations that are not float32 (fp16, bf16, fp64) are Cast to float32 first, so every reduction runs and
+// accumulates in fp32 on the session's execution provider; the runner then sums batches in float64.
+// Conv patches are built in the graph too: a depthwise Conv with one-hot filters (group = C, C·kh·kw outputs, the
+// layer's own strides/pads/dilations/auto_pad) copies every input pixel under each kernel tap to its own channel, so
+// its output is exactly the im2col matrix (multiplications by 1 and 0 are exact) in the layout of the layer's Conv,
+// padding included; Reshape/Transpose put the columns in readWeightMatrix's (ky, kx, ci) order.
+// Opset differences handled: ReduceSumSquare takes `axes` as an input from opset 18 (an attribute before), Slice takes
+// inputs from opset 10 (before that the sample is the first R rows).
+import { create } from '@bufbuild/protobuf';
+import { NodeProtoSchema, TensorProto_DataType, type NodeProto, type TensorProto } from '../onnx/gen/onnx_pb.js';
+import { makeAttribute, type AttrValue } from '../onnx/builder.js';
+import { tensorValueInfo, uniqueName, valueElemType } from '../onnx/graph.js';
+import type { LoadedModel } from '../onnx/model.js';
+import { makeTensor } from '../onnx/tensor.js';
+import type { StatsRequest } from './stats.js';
+
+/** Graph output names of one request's reductions. */
+export interface CaptureOutputs {
+  shape: string;
+  sumSq: string;
+  hessian?: string;
+  sample?: string;
+}
+
+export interface AppendedStatistics {
+  /** Per request key. */
+  outputs: Map<string, CaptureOutputs>;
+  /** Removes every node, initializer and output that was appended (the model is as it was before). */
+  undo(): void;
+}
+
+const INT64_MAX = 2n ** 63n - 1n;
+
+/** Appends the reductions of `reqs` to the main graph and declares them as graph outputs. */
+export function appendStatistics(model: LoadedModel, reqs: StatsRequest[]): AppendedStatistics {
+  const graph = model.proto.graph!;
+  const before = { node: graph.node.length, init: graph.initializer.length, output: graph.output.length };
+  const opset = Number(model.proto.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 1n);
+  const e = new Emitter(model, opset);
+  const float32Of = new Map<string, string>();
+  const shapeOf = new Map<string, string>();
+  const outputs = new Map<string, CaptureOutputs>();
+  try {
+    for (const req of reqs) {
+      let x = float32Of.get(req.activation);
+      if (!x) {
+        const t = valueElemType(model, req.activation);
+        x = t === TensorProto_DataType.FLOAT ? req.activation : e.node('Cast', [req.activation], { to: 1 });
+        float32Of.set(req.activation, x);
+        shapeOf.set(req.activation, e.output(e.node('Shape', [req.activation]), TensorProto_DataType.INT64));
+      }
+      const out: CaptureOutputs = { shape: shapeOf.get(req.activation)!, sumSq: '' };
+      const rows = req.conv ? convPatches(e, x, req) : matmulRows(e, x, req.K);
+      out.sumSq = e.output(
+        req.conv ? e.reduceSumSquare(x, req.conv.spatial === 2 ? [0, 2, 3] : [0, 2]) : e.reduceSumSquare(rows!, [0]),
+        TensorProto_DataType.FLOAT,
+      );
+      if (req.hessian) {
+        // Batched for Conv groups ([G, T, K]); ORT fuses Transpose + MatMul into one transposed GEMM.
+        const perm = req.conv ? [0, 2, 1] : [1, 0];
+        out.hessian = e.output(
+          e.node('MatMul', [e.node('Transpose', [rows!], { perm }), rows!]),
+          TensorProto_DataType.FLOAT,
+        );
+      }
+      if (req.sampleRows) out.sample = e.output(e.sampleRows(rows!, req.conv ? 1 : 0, req.sampleRows), 1);
+      outputs.set(req.key, out);
+    }
+  } catch (err) {
+    restore();
+    throw err;
+  }
+  function restore() {
+    graph.node.splice(before.node);
+    graph.initializer.splice(before.init);
+    graph.output.splice(before.output);
+  }
+  return { outputs, undo: restore };
+}
+
+/** X reshaped to [T, K] (every axis but the last folded into rows). */
+function matmulRows(e: Emitter, x: string, K: number): string {
+  return e.node('Reshape', [x, e.int64([-1, K])]);
+}
+
+/** Conv: im2col patch rows per group, [G, T, K] with columns (ky, kx, ci), T = batch · output pixels. */
+function convPatches(e: Emitter, x: string, req: StatsRequest): string | undefined {
+  if (!req.hessian && !req.sampleRows) return undefined;
+  const g = req.conv!;
+  const C = g.cg * g.group;
+  const S = g.kh * g.kw;
+  // One-hot filter: output channel c·S + s copies input channel c at kernel tap s.
+  const onehot = new Float32Array(C * S * S);
+  for (let c = 0; c < C; c++) for (let s = 0; s < S; s++) onehot[(c * S + s) * S + s] = 1;
+  const two = g.spatial === 2;
+  const attrs: Record<string, AttrValue> = {
+    group: C,
+    kernel_shape: two ? [g.kh, g.kw] : [g.kw],
+    strides: two ? [g.strideH, g.strideW] : [g.strideW],
+    dilations: two ? [g.dilH, g.dilW] : [g.dilW],
+  };
+  if (g.autoPad === 'NOTSET') attrs.pads = two ? g.pads : [g.pads[1], g.pads[3]];
+  else attrs.auto_pad = g.autoPad;
+  const w = e.initializer('float32', two ? [C * S, 1, g.kh, g.kw] : [C * S, 1, g.kw], onehot);
+  const unfolded = e.node('Conv', [x, w], attrs); // [B, C·S, oh(, ow)]
+  const split = e.node('Reshape', [unfolded, e.int64([0, g.group, g.cg, S, -1])]); // [B, G, cg, S, P]
+  const ordered = e.node('Transpose', [split], { perm: [1, 0, 4, 3, 2] }); // [G, B, P, S, cg]
+  return e.node('Reshape', [ordered, e.int64([g.group, -1, S * g.cg])]);
+}
+
+/** Appends nodes and constants with fresh names; knows the opset's operator signatures. */
+class Emitter {
+  private n = 0;
+  constructor(
+    private readonly model: LoadedModel,
+    private readonly opset: number,
+  ) {}
+
+  private name(base: string): string {
+    return uniqueName(this.model, `__calib_${base}_${this.n++}`);
+  }
+
+  node(op: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
+    const output = this.name(op.toLowerCase());
+    const node: NodeProto = create(NodeProtoSchema, {
+      opType: op,
+      name: output,
+      input: inputs,
+      output: [output],
+      attribute: Object.entries(attrs).map(([k, v]) => makeAttribute(k, v)),
+    });
+    this.model.proto.graph!.node.push(node);
+    return output;
+  }
+
+  initializer(dtype: 'float32' | 'int64', dims: number[], data: ArrayBufferView): string {
+    const name = this.name('const');
+    const t: TensorProto = makeTensor(name, dtype, dims, data);
+    this.model.proto.graph!.initializer.push(t);
+    return name;
+  }
+
+  int64(values: (number | bigint)[]): string {
+    return this.initializer(
+      'int64',
+      [values.length],
+      BigInt64Array.from(values, (v) => BigInt(v)),
+    );
+  }
+
+  output(name: string, elemType: number): string {
+    this.model.proto.graph!.output.push(tensorValueInfo(name, elemType));
+    return name;
+  }
+
+  reduceSumSquare(x: string, axes: number[]): string {
+    return this.opset >= 18
+      ? this.node('ReduceSumSquare', [x, this.int64(axes)], { keepdims: 0 })
+      : this.node('ReduceSumSquare', [x], { axes, keepdims: 0 });
+  }
+
+  /** Up to `r` rows along `axis`, every ⌈T/r⌉-th (opset < 10: the first r). */
+  sampleRows(x: string, axis: number, r: number): string {
+    if (this.opset < 10) return this.node('Slice', [x], { starts: [0], ends: [r], axes: [axis] });
+    const t = this.node('Slice', [this.node('Shape', [x]), this.int64([axis]), this.int64([axis + 1])]);
+    const step = this.node('Div', [this.node('Add', [t, this.int64([r - 1])]), this.int64([r])]);
+    return this.node('Slice', [x, this.int64([0]), this.int64([INT64_MAX]), this.int64([axis]), step]);
+  }
+}
