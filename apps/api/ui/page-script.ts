@@ -3,6 +3,7 @@
 // GET /v1/jobs/:id/events through fetch (EventSource cannot send an Authorization header), and draws the report's
 // plots with the functions of plots.ts once the job has succeeded.
 import { layerErrorSvg, qualityVsSizeSvg } from './plots.js';
+import { searchFrontHtml } from './search-view.js';
 
 declare const document: any;
 declare const localStorage: any;
@@ -68,10 +69,23 @@ export function jobPageMain(): void {
     setText('stage', stage ?? '');
     setText('layer', layer ? 'layer ' + (layer.index + 1) + '/' + layer.total + ' ' + layer.name : '');
   };
+  const renderTrial = (detail: any) => {
+    const t = detail && detail.trial;
+    if (t && t.index > 0)
+      setText(
+        'layer',
+        'trial ' +
+          t.index +
+          '/' +
+          t.total +
+          (detail.best ? ' · best so far ' + (detail.best.bytes / 1e6).toFixed(2) + ' MB' : ''),
+      );
+  };
 
   const renderJob = (job: any) => {
     renderState(job.state);
     renderProgress(job.progress, job.stage, job.progressDetail && job.progressDetail.layer);
+    renderTrial(job.progressDetail);
     setText('created', job.createdAt ?? '');
     if (job.error) showError(job.error.code + ': ' + job.error.message);
     const list = $('artifacts');
@@ -91,9 +105,23 @@ export function jobPageMain(): void {
     $('plots').setAttribute('data-ready', 'true');
   };
 
+  /** A search's plot (as an <img> from a data: URL: the page's CSP allows no other image source) and its front. */
+  const renderSearch = async (job: any) => {
+    const names = (job.artifacts ?? []).map((a: any) => a.name);
+    if (!names.includes('pareto.svg') || !names.includes('report.json')) return;
+    const base = '/v1/jobs/' + encodeURIComponent(jobId) + '/artifacts/';
+    const svg = await (await api(base + 'pareto.svg')).text();
+    $('pareto').src = 'data:image/svg+xml;base64,' + btoa(unescape(encodeURIComponent(svg)));
+    $('search-table').innerHTML = searchFrontHtml(await (await api(base + 'report.json')).json());
+    $('search').hidden = false;
+    $('search').setAttribute('data-ready', 'true');
+  };
+
   const finished = async () => {
     const job: any = await (await api('/v1/jobs/' + encodeURIComponent(jobId))).json();
     renderJob(job);
+    // A failed search still has its report and plot (budget-unreachable).
+    await renderSearch(job);
     if (job.state === 'succeeded') await renderReport();
   };
 

@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { escapeXml, formatBytes, layerErrorSvg, qualitySeries, qualityVsSizeSvg } from './plots.js';
 import { jobPageMain } from './page-script.js';
+import { searchFrontHtml } from './search-view.js';
 
 const PAGE = `<!doctype html>
 <html lang="en">
@@ -32,6 +33,7 @@ svg { border: 1px solid #ddd; margin: .5rem 0; }
 <span id="stage"></span> <span id="layer"></span></p>
 <p id="error" hidden></p>
 <h2>Artifacts</h2><ul id="artifacts"></ul>
+<section id="search" hidden><h2>Search</h2><img id="pareto" alt="pareto.svg: quality vs size of every trial"><div id="search-table"></div></section>
 <section id="plots" hidden><h2>Report</h2><div id="quality-plot"></div><div id="layer-plot"></div></section>
 <details><summary>Events</summary><ul id="events"></ul></details>
 <p><a href="/docs">API documentation</a></p>
@@ -42,7 +44,7 @@ svg { border: 1px solid #ddd; margin: .5rem 0; }
 
 /** The browser script: every plot function plus the page's main function, from their compiled sources. */
 export function jobPageScript(): string {
-  const fns = [escapeXml, formatBytes, qualitySeries, qualityVsSizeSvg, layerErrorSvg, jobPageMain];
+  const fns = [escapeXml, formatBytes, qualitySeries, qualityVsSizeSvg, layerErrorSvg, searchFrontHtml, jobPageMain];
   return (
     '"use strict";\n' +
     // esbuild (through tsx) may wrap functions in __name(...) to keep their names; in the browser it is identity.
