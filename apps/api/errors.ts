@@ -7,6 +7,7 @@ export const PROBLEMS = {
   'invalid-model': { status: 422, title: 'The uploaded file is not a usable ONNX model' },
   'invalid-dataset': { status: 422, title: 'The uploaded file is not a usable dataset' },
   'dataset-mismatch': { status: 422, title: 'The dataset does not fit the model' },
+  'calibration-required': { status: 422, title: 'The recipe needs calibration data' },
   'idempotency-key-reused': { status: 422, title: 'The Idempotency-Key was used with a different request' },
   unauthorized: { status: 401, title: 'Authentication required' },
   forbidden: { status: 403, title: 'Not allowed' },

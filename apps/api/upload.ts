@@ -27,6 +27,24 @@ export interface StagedUpload {
   cleanup(): Promise<void>;
 }
 
+export const UPLOAD_TYPES = ['multipart/form-data', 'application/octet-stream'];
+
+/**
+ * Upload routes' onRequest hook: a body of any other type is refused with 415 naming the accepted types before a
+ * byte of it is parsed (a large model sent as application/json would otherwise hit the JSON body limit: 413).
+ */
+export async function requireUploadContentType(request: FastifyRequest): Promise<void> {
+  const type = String(request.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
+  if (UPLOAD_TYPES.includes(type)) return;
+  throw new ApiError(
+    'unsupported-media-type',
+    `${type ? `content-type ${type}` : 'no content-type'} is not accepted here: send ${UPLOAD_TYPES.join(' or ')}`,
+  );
+}
+
 /** A client-given file name reduced to a safe single path component (external data references it by name). */
 export function safeFileName(name: string): string | null {
   const base = name.split(/[\\/]/).pop() ?? '';
@@ -91,7 +109,7 @@ export async function receiveUpload(
       // Only the octet-stream parser hands the body over as a stream; a JSON (or other parsed) body is refused.
       const body = request.body as Readable | undefined;
       if (!body || typeof body.pipe !== 'function') {
-        throw new ApiError('unsupported-media-type', 'send multipart/form-data or application/octet-stream');
+        throw new ApiError('unsupported-media-type', `send ${UPLOAD_TYPES.join(' or ')}`);
       }
       const query = request.query as { name?: string };
       main = await take(body, 'file', query.name ?? opts.mainName, () => false);

@@ -422,16 +422,50 @@ function patternIssues(n: number, m: number, path: string): RecipeIssue[] {
 
 function schemaIssues(schema: TSchema, value: unknown): RecipeIssue[] {
   const out: RecipeIssue[] = [];
-  for (const e of Value.Errors(schema, value)) {
+  const errors = [...Value.Errors(schema, value)];
+  // A union of literals (an enum) fails once per literal plus once for the anyOf: said once, with the values.
+  const enums = new Map<string, unknown[]>();
+  for (const e of errors) {
+    if (e.keyword !== 'const') continue;
+    const values = enums.get(e.instancePath) ?? [];
+    values.push((e.params as { allowedValue?: unknown }).allowedValue);
+    enums.set(e.instancePath, values);
+  }
+  const isEnum = (path: string) => {
+    const here = errors.filter((e) => e.instancePath === path);
+    return (
+      enums.has(path) &&
+      here.some((e) => e.keyword === 'anyOf') &&
+      here.every((e) => ['anyOf', 'const', 'type'].includes(e.keyword))
+    );
+  };
+  for (const e of errors) {
     if (e.keyword === 'boolean') continue; // duplicate of the additionalProperties error below
     if (e.keyword === 'additionalProperties') {
       const extra = (e.params as { additionalProperties?: string[] }).additionalProperties ?? [];
       for (const key of extra) out.push({ path: `${e.instancePath}/${key}`, message: 'unknown field' });
       continue;
     }
+    if (isEnum(e.instancePath)) {
+      if (e.keyword !== 'anyOf') continue;
+      const got = JSON.stringify(valueAt(value, e.instancePath));
+      const allowed = enums.get(e.instancePath)!.map((v) => JSON.stringify(v));
+      out.push({ path: e.instancePath, message: `must be one of ${allowed.join(', ')} (got ${got})` });
+      continue;
+    }
     out.push({ path: e.instancePath, message: e.message });
   }
   return out;
+}
+
+/** The value a JSON pointer (as in schema errors) names inside `root`. */
+function valueAt(root: unknown, pointer: string): unknown {
+  let v = root;
+  for (const raw of pointer.split('/').slice(1)) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    v = v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined;
+  }
+  return v;
 }
 
 /**

@@ -171,6 +171,40 @@ describe('models', () => {
     assert.equal(count, 0);
   });
 
+  it('answers 415 naming the accepted types for a model sent as JSON or text, however large (not 413)', async () => {
+    const big = Buffer.alloc(13 * 1024 * 1024, 0x20);
+    for (const [type, payload] of [
+      ['application/json', big],
+      ['text/plain', Buffer.from('hello')],
+    ] as const) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/models?name=m.onnx',
+        headers: { 'content-type': type },
+        payload,
+      });
+      assert.equal(res.statusCode, 415, `${type}: ${res.body}`);
+      assert.equal(res.json().code, 'unsupported-media-type');
+      assert.match(res.json().detail, new RegExp(`${type}.*multipart/form-data or application/octet-stream`));
+    }
+    const ds = await app.inject({
+      method: 'POST',
+      url: '/v1/datasets',
+      headers: { 'content-type': 'application/json' },
+      payload: '{}',
+    });
+    assert.equal(ds.statusCode, 415);
+    // A JSON route names JSON.
+    const job = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: { 'content-type': 'text/plain' },
+      payload: 'x',
+    });
+    assert.equal(job.statusCode, 415);
+    assert.match(job.json().detail, /send application\/json/);
+  });
+
   it('lists with a cursor, newest first', async () => {
     const a = await uploadModel('page-a.onnx');
     const b = await uploadModel('page-b.onnx');
@@ -246,6 +280,20 @@ describe('jobs', () => {
     assert.equal(semantic.statusCode, 422);
     assert.equal(semantic.json().code, 'recipe-invalid');
     assert.equal(semantic.json().errors[0].path, '/pattern');
+    // An enum: the allowed values once, not one "must be equal to constant" per value.
+    for (const [recipe, path, message] of [
+      [
+        { method: 'sparsity', criterion: 'wnda' },
+        '/recipe/criterion',
+        'must be one of "magnitude", "wanda", "sparsegpt" (got "wnda")',
+      ],
+      [{ method: 'quantize', quant: { bits: 3 } }, '/recipe/quant/bits', 'must be one of 4, 8 (got 3)'],
+    ] as const) {
+      const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { modelId: m.id, recipe } });
+      assert.equal(res.statusCode, 400, res.body);
+      assert.deepEqual(res.json().errors, [{ path, message }]);
+      assert.equal(res.json().detail, `${path}: ${message}`);
+    }
     const noModel = await app.inject({
       method: 'POST',
       url: '/v1/jobs',
@@ -253,6 +301,37 @@ describe('jobs', () => {
     });
     assert.equal(noModel.statusCode, 404);
     assert.equal(noModel.json().code, 'model-not-found');
+  });
+
+  it('refuses at submit a method that needs calibration data when none is named (unless calibration.random)', async () => {
+    const m = await uploadModel();
+    const before = await env.platform.db.job.count();
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'sparsity', pattern: '2:4', criterion: 'wanda' } },
+    });
+    assert.equal(res.statusCode, 422, res.body);
+    assert.equal(res.json().code, 'calibration-required');
+    assert.equal(
+      res.json().detail,
+      'method "sparsity" with criterion "wanda" needs calibration data: give a calibration file ' +
+        '(.npz/.npy/TensorProto folder) or set calibration.random: true',
+    );
+    assert.equal(await env.platform.db.job.count(), before, 'nothing queued');
+    const slim = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'slim' } },
+    });
+    assert.equal(slim.json().code, 'calibration-required');
+    const random = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'sparsity', criterion: 'sparsegpt', calibration: { random: true } } },
+    });
+    assert.equal(random.statusCode, 202, random.body);
+    await app.inject({ method: 'POST', url: `/v1/jobs/${random.json().id}/cancel` });
   });
 
   it('checks datasets against the model inputs', async () => {
@@ -309,6 +388,8 @@ describe('jobs', () => {
 
     const inUse = await app.inject({ method: 'DELETE', url: `/v1/models/${m.id}` });
     assert.equal(inUse.statusCode, 409);
+    assert.equal(inUse.json().code, 'model-in-use');
+    assert.match(inUse.json().detail, new RegExp(`^1 job refer to this model: ${job.id} \\(queued\\);`));
     const active = await app.inject({ method: 'DELETE', url: `/v1/jobs/${job.id}` });
     assert.equal(active.statusCode, 409);
 
@@ -362,6 +443,73 @@ describe('errors, health, metrics', () => {
     const badId = await app.inject({ method: 'GET', url: '/v1/jobs/not-a-uuid' });
     assert.equal(badId.statusCode, 400);
     assert.equal(badId.json().code, 'validation-failed');
+  });
+
+  it('the first /metrics scrape after jobs finished already has their durations', async () => {
+    // A fresh app: its histogram starts empty and folds in jobs finished after it started.
+    const fresh = await buildApp({ deps: env.platform, logger: false });
+    try {
+      const m = await uploadModel('metrics.onnx');
+      const startedAt = new Date(Date.now() - 3000);
+      for (const state of ['succeeded', 'failed'] as const) {
+        await env.platform.db.job.create({
+          data: {
+            tenantId: '00000000-0000-4000-8000-000000000001',
+            modelId: m.id,
+            recipe: {},
+            queue: 'cpu',
+            state,
+            startedAt,
+            finishedAt: new Date(Date.now() + 1000),
+          },
+        });
+      }
+      const text = (await fresh.inject({ method: 'GET', url: '/metrics' })).body;
+      assert.match(text, /onnx_compress_metrics_scrape_jobs_observed 2/);
+      assert.match(text, /onnx_compress_job_duration_seconds_count\{state="succeeded"\} 1/);
+      assert.match(text, /onnx_compress_job_duration_seconds_count\{state="failed"\} 1/);
+      const again = (await fresh.inject({ method: 'GET', url: '/metrics' })).body;
+      assert.match(again, /onnx_compress_metrics_scrape_jobs_observed 0/);
+      assert.match(again, /onnx_compress_job_duration_seconds_count\{state="succeeded"\} 1/, 'observed once');
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it('Swagger UI and openapi.json carry the package version', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    assert.equal(doc.info.version, pkg.version);
+  });
+
+  it('logs a line when a job is queued (no secrets)', async () => {
+    const out: Record<string, unknown>[] = [];
+    const stream = { write: (line: string) => void out.push(JSON.parse(line)) };
+    const logged = await buildApp({ deps: env.platform, logger: { level: 'info', stream } });
+    try {
+      const m = await uploadModel('logged.onnx');
+      const res = await logged.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: {
+          modelId: m.id,
+          recipe: { method: 'sparsity' },
+          webhook: { url: 'https://example.com/h', secret: 'whsec_c2VjcmV0' },
+        },
+      });
+      assert.equal(res.statusCode, 202, res.body);
+      const line = out.find((l) => l.msg === 'job queued');
+      assert.ok(line, JSON.stringify(out));
+      assert.equal(line.jobId, res.json().id);
+      assert.equal(line.method, 'sparsity');
+      assert.equal(line.queue, 'cpu');
+      assert.equal(JSON.stringify(out).includes('whsec_'), false, 'no secret in the log');
+      await logged.inject({ method: 'POST', url: `/v1/jobs/${res.json().id}/cancel` });
+    } finally {
+      await logged.close();
+    }
   });
 
   it('reports ready and exposes Prometheus metrics', async () => {

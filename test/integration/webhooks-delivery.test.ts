@@ -55,6 +55,14 @@ let tdb: TestDatabase;
 const prefix = uniquePrefix('wh');
 let worker: RunningWebhookWorker;
 let ssrfWorker: RunningWebhookWorker;
+/** The delivery workers' log lines: [level, message, fields]. */
+const lines: [string, string, Record<string, unknown>][] = [];
+const log = {
+  info: (o: object, m?: string) => void lines.push(['info', m ?? '', o as Record<string, unknown>]),
+  warn: (o: object, m?: string) => void lines.push(['warn', m ?? '', o as Record<string, unknown>]),
+  error: (o: object, m?: string) => void lines.push(['error', m ?? '', o as Record<string, unknown>]),
+};
+const linesOf = (deliveryId: string) => lines.filter(([, , o]) => o.deliveryId === deliveryId);
 
 before(async () => {
   tdb = await createTestDatabase('wh');
@@ -68,6 +76,7 @@ before(async () => {
     connection: { url: REDIS_URL, maxRetriesPerRequest: null },
     prefix,
     config: loadWebhookConfig({ ...env, WEBHOOK_ALLOW_HOSTS: '127.0.0.1' }),
+    log,
   });
   // A second deployment with no allow-list (its own queue prefix) for the SSRF cases.
   ssrfWorker = startWebhookWorker({
@@ -75,6 +84,7 @@ before(async () => {
     connection: { url: REDIS_URL, maxRetriesPerRequest: null },
     prefix: prefix + '_ssrf',
     config: loadWebhookConfig(env),
+    log,
   });
 });
 
@@ -162,6 +172,18 @@ test('a receiver failing the first 2 attempts gets the event on attempt 3 with t
     assert.ok(t[1] - t[0] >= 85, `gap 1 was ${t[1] - t[0]} ms`);
     assert.ok(t[2] - t[1] >= 130, `gap 2 was ${t[2] - t[1]} ms`);
     assert.equal(JSON.parse(rx.received[2].body).type, 'job.failed');
+    // One log line per attempt: two failures (with the retry delay), then delivered; the host only, no secret.
+    assert.deepEqual(
+      linesOf(d.id).map(([level, msg, o]) => [level, msg, o.attempt, o.responseStatus]),
+      [
+        ['warn', 'webhook attempt failed', 1, 503],
+        ['warn', 'webhook attempt failed', 2, 503],
+        ['info', 'webhook delivered', 3, 200],
+      ],
+    );
+    assert.equal(linesOf(d.id)[0][2].host, new URL(rx.url).host);
+    assert.equal(typeof linesOf(d.id)[0][2].retryInMs, 'number');
+    assert.equal(JSON.stringify(lines).includes(secret), false, 'no secret in the log');
   } finally {
     await rx.close();
   }
@@ -237,6 +259,12 @@ for (const target of [
       assert.equal(d.attempts.length, 1, 'a policy refusal is not retried');
       assert.match(d.attempts[0].error ?? '', /^ssrf-refused: refused: .* \((loopback|private|linkLocal)\)/);
       assert.equal(rx.received.length, 0);
+      const refused = linesOf(d.id);
+      assert.deepEqual(
+        refused.map(([level, msg, o]) => [level, msg, o.final]),
+        [['warn', 'webhook refused', true]],
+      );
+      assert.match(String(refused[0][2].error), /^ssrf-refused/);
     } finally {
       await rx.close();
     }

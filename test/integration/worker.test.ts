@@ -12,6 +12,7 @@ import { buildApp } from '../../apps/api/app.js';
 import { registerJobFinishedHook, type JobFinishedEvent } from '../../packages/platform/events/job-finished.js';
 import { openPlatform } from '../../packages/platform/runtime.js';
 import { startCompressWorker, type RunningWorker } from '../../workers/compress/worker.js';
+import { encodeNpz } from '../../packages/engine/data/npz.js';
 import { openTestEnv, SMALL_MODEL, waitFor, type TestEnv } from './helpers.js';
 
 const TEST_ENGINE = new URL('./fixtures/test-engine.ts', import.meta.url).href;
@@ -22,8 +23,8 @@ let worker: RunningWorker;
 let modelId: string;
 const finished: JobFinishedEvent[] = [];
 
-async function submit(recipe: object = { method: 'sparsity', pattern: '2:4' }) {
-  const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { modelId, recipe } });
+async function submit(recipe: object = { method: 'sparsity', pattern: '2:4' }, extra: object = {}) {
+  const res = await app.inject({ method: 'POST', url: '/v1/jobs', payload: { modelId, recipe, ...extra } });
   assert.equal(res.statusCode, 202, res.body);
   return res.json().id as string;
 }
@@ -38,10 +39,22 @@ const waitState = (id: string, states: string[], ms = 20_000) =>
     return states.includes(j.state) ? j : null;
   }, ms);
 
+/** The worker's log lines of this file's jobs: [level, message, fields]. */
+const lines: [string, string, Record<string, unknown>][] = [];
+const recording = {
+  info: (o: object, m: string) => void lines.push(['info', m, o as Record<string, unknown>]),
+  warn: (o: object, m: string) => void lines.push(['warn', m, o as Record<string, unknown>]),
+  error: (o: object, m: string) => void lines.push(['error', m, o as Record<string, unknown>]),
+};
+
 before(async () => {
   env = await openTestEnv('worker', { JOB_ATTEMPTS: '3', RETRY_BACKOFF_MS: '100', STALLED_INTERVAL_MS: '1000' });
   app = await buildApp({ deps: env.platform, logger: false });
-  worker = await startCompressWorker(env.platform, { engineModule: TEST_ENGINE, progressFlushMs: 50, log: quiet });
+  worker = await startCompressWorker(env.platform, {
+    engineModule: TEST_ENGINE,
+    progressFlushMs: 50,
+    log: recording,
+  });
   registerJobFinishedHook((e) => void finished.push(e));
   const res = await app.inject({
     method: 'POST',
@@ -70,6 +83,11 @@ describe('compress worker', () => {
     });
     assert.equal(mid.stage, 'compress');
     assert.equal(mid.progressDetail.layer.total, 4);
+    // The stage message names the model by its name, never by the worker's scratch path.
+    assert.match(mid.progressDetail.message, /^compressing w\d of cls\.onnx$/);
+    // What BullMQ carries to SSE streams (QueueEvents 'progress') is the whole progress, layer and message included.
+    const bull = await env.platform.queues.byDevice.cpu.getJob(id);
+    assert.deepEqual(Object.keys((bull?.progress ?? {}) as object).sort(), ['fraction', 'layer', 'message', 'stage']);
     const done = await waitState(id, ['succeeded', 'failed']);
     assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
     assert.equal(done.progress, 1);
@@ -124,6 +142,44 @@ describe('compress worker', () => {
     const layers = (await app.inject({ method: 'GET', url: `/v1/jobs/${id}/layers` })).json();
     assert.equal(layers.items.length, 4);
     assert.ok(finished.some((e) => e.jobId === id && e.state === 'succeeded'));
+
+    // Log lines: started (worker, execution providers) and succeeded (duration, provider); no secrets, no paths.
+    const started = lines.find(([, m, o]) => m === 'job started' && o.jobId === id);
+    assert.ok(started, JSON.stringify(lines));
+    assert.match(String(started[2].worker), /^.+:\d+$/);
+    assert.deepEqual(started[2].executionProviders, ['cpu']);
+    const ok = await waitFor(async () => lines.find(([, m, o]) => m === 'job succeeded' && o.jobId === id) ?? null);
+    assert.ok(ok && typeof ok[2].seconds === 'number' && ok[2].executionProvider === 'cpu', JSON.stringify(ok));
+  });
+
+  it('metrics carry latency, and name datasets (id and name) instead of the worker paths, as report.json does', async () => {
+    process.env.TEST_ENGINE_MODE = 'ok:100';
+    const data = encodeNpz({
+      x: { dtype: 'float32', dims: [2, 3, 48, 192], data: new Float32Array(2 * 3 * 48 * 192) },
+    });
+    const ds = await app.inject({
+      method: 'POST',
+      url: '/v1/datasets?name=calib.npz',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: Buffer.from(data),
+    });
+    assert.equal(ds.statusCode, 201, ds.body);
+    const datasetId = ds.json().id as string;
+    const id = await submit(
+      { method: 'sparsity', pattern: '2:4', criterion: 'wanda' },
+      { calibrationDatasetId: datasetId },
+    );
+    const done = await waitState(id, ['succeeded', 'failed']);
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+    const expected = { source: `dataset calib.npz (${datasetId})`, dataset: { id: datasetId, name: 'calib.npz' } };
+    assert.deepEqual({ source: done.metrics.quality.source, dataset: done.metrics.quality.dataset }, expected);
+    assert.deepEqual({ source: done.metrics.calibration.source, dataset: done.metrics.calibration.dataset }, expected);
+    assert.equal(done.metrics.latency.rows[0].speedup, 2);
+    assert.equal(JSON.stringify(done.metrics).includes(env.config.workDir), false, 'no worker path');
+    const report = (await app.inject({ method: 'GET', url: `/v1/jobs/${id}/artifacts/report.json` })).json();
+    assert.deepEqual(report.quality, done.metrics.quality);
+    assert.deepEqual(report.latency, done.metrics.latency);
+    assert.deepEqual(report.calibration, done.metrics.calibration);
   });
 
   it('cancels a running job promptly through the cancel channel', async () => {
@@ -148,6 +204,9 @@ describe('compress worker', () => {
     assert.equal(done.state, 'failed');
     assert.deepEqual(done.error, { code: 'bad-model', message: 'the model has no weights to compress' });
     assert.equal(done.attempts, 1);
+    // The line follows the row's update by a moment.
+    const failed = await waitFor(async () => lines.find(([, m, o]) => m === 'job failed' && o.jobId === id) ?? null);
+    assert.equal(failed[2].code, 'bad-model');
   });
 
   it('retries a transient failure with backoff and then succeeds', async () => {

@@ -4,6 +4,7 @@
 // again after its worker died never ends with two sets of artifacts.
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UnrecoverableError, type Job as BullJob } from 'bullmq';
 import {
@@ -22,6 +23,7 @@ import type { Storage } from '../../packages/platform/storage/storage.js';
 import { runInThread } from '../../packages/platform/threads/run-in-thread.js';
 import type { CompressArgs } from './engine.js';
 import { downloadInputs, sha256File, type InputNames } from './files.js';
+import { datasetRefs, publicReport, publishReport } from './public-report.js';
 import { claimAttemptDir, redactPaths, removeAttempt, removeDeadAttempts } from './scratch.js';
 
 export interface ProcessorDeps {
@@ -111,7 +113,10 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
       where: { id: jobId, state: { in: ['queued', 'running'] } },
       data: { state, finishedAt, stage: state, ...(error ? { error } : {}) },
     });
-    if (done.count === 1) await onJobFinished({ jobId, tenantId: row.tenantId, state, finishedAt, error }, log);
+    if (done.count !== 1) return;
+    if (state === 'failed') log.warn({ jobId, code: error?.code, attempts: bullJob.attemptsMade + 1 }, 'job failed');
+    else log.info({ jobId }, 'job cancelled');
+    await onJobFinished({ jobId, tenantId: row.tenantId, state, finishedAt, error }, log);
   };
   if (row.cancelRequestedAt) {
     await finish('cancelled');
@@ -134,16 +139,39 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
       error: Prisma.DbNull,
     },
   });
+  const startedMs = Date.now();
+  log.info(
+    {
+      jobId,
+      tenantId: row.tenantId,
+      method: (row.recipe as { method?: string } | null)?.method,
+      attempt: bullJob.attemptsMade + 1,
+      worker: `${hostname()}:${process.pid}`,
+      queue: row.queue,
+      executionProviders: config.executionProviders,
+    },
+    'job started',
+  );
 
   // Progress: kept in memory, flushed to Postgres (and BullMQ) on a timer; each flush also reads the durable cancel
   // flag, so a cancel whose pub/sub message was missed still lands.
+  // Progress messages name files by their worker paths (e.g. "loading /…/in/model/model.onnx"): redacted.
+  const inputNames: InputNames = new Map();
+  const redact = (text: string) =>
+    redactPaths(
+      text,
+      inputNames,
+      [workDir, config.workDir, ...storageRoots(storage)],
+      inputNames.values().next().value,
+    );
   let latest: JobProgress | undefined;
   let flushed: JobProgress | undefined;
   const flush = async () => {
     const p = latest;
     if (p && p !== flushed) {
       flushed = p;
-      await bullJob.updateProgress({ stage: p.stage, fraction: p.fraction }).catch(() => {});
+      // The whole progress (stage, fraction, layer, message) reaches SSE streams through BullMQ's events.
+      await bullJob.updateProgress(JSON.parse(JSON.stringify(p)) as object).catch(() => {});
     }
     const r = await db.job.update({
       where: { id: jobId },
@@ -157,7 +185,6 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
     deps.progressFlushMs ?? 500,
   );
 
-  const inputNames: InputNames = new Map();
   try {
     await claimAttemptDir(workDir);
     // A job run again: the folders of earlier attempts whose worker was killed are of no use to anyone now.
@@ -176,13 +203,26 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
         executionProviders: config.executionProviders,
         tmpDir: join(workDir, 'tmp'),
       },
-      { signal: controller.signal, onProgress: (p) => (latest = p) },
+      {
+        signal: controller.signal,
+        onProgress: (p) => (latest = p.message ? { ...p, message: redact(p.message) } : p),
+      },
     );
     clearInterval(timer);
     await flush();
     controller.signal.throwIfAborted();
-    const committed = await commit(deps, row.tenantId, jobId, attemptId, result);
+    const report = publicReport(result.report, datasetRefs(inputs, row, inputNames), redact);
+    const committed = await commit(deps, row.tenantId, jobId, attemptId, await publishReport(result, report));
     if (committed) {
+      log.info(
+        {
+          jobId,
+          seconds: (Date.now() - startedMs) / 1000,
+          engineSeconds: report.seconds,
+          executionProvider: report.onnxruntime?.executionProvider,
+        },
+        'job succeeded',
+      );
       await onJobFinished({ jobId, tenantId: row.tenantId, state: 'succeeded', finishedAt: committed }, log);
       return 'succeeded';
     }
@@ -195,8 +235,7 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
     }
     if (isInputError(e)) {
       // Engine and ORT messages name files by their worker paths: the client sees its own names instead.
-      const roots = [workDir, config.workDir, ...storageRoots(storage)];
-      const message = redactPaths(e.message, inputNames, roots, inputNames.values().next().value);
+      const message = redact(e.message);
       const error = { code: e.code, message };
       const artifacts = (e as { artifacts?: JobArtifact[] }).artifacts;
       const stored = artifacts?.length
@@ -206,9 +245,10 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
             return undefined;
           })
         : undefined;
-      if (stored)
+      if (stored) {
+        log.warn({ jobId, code: e.code, attempts: bullJob.attemptsMade + 1, artifacts: artifacts!.length }, 'job failed');
         await onJobFinished({ jobId, tenantId: row.tenantId, state: 'failed', finishedAt: stored, error }, log);
-      else if (stored === undefined) await finish('failed', error);
+      } else if (stored === undefined) await finish('failed', error);
       throw new UnrecoverableError(message);
     }
     const last = bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
@@ -302,15 +342,19 @@ async function commit(
   const prefix = `tenants/${tenantId}/jobs/${jobId}/attempts/${attemptId}`;
   const files = await uploadArtifacts(deps, prefix, result.artifacts);
   const r = result.report;
+  // The report's summary sections (report.json has the same, plus the per-layer rows of job_layer_metrics).
   const metrics = JSON.parse(
     JSON.stringify({
       quality: r.quality,
       sizes: r.sizes,
       seconds: r.seconds,
-      stages: r.stages,
       warnings: r.warnings,
       method: r.method,
       selection: r.selection,
+      latency: r.latency,
+      calibration: r.calibration,
+      summary: r.summary,
+      stages: r.stages,
     }),
   ) as Prisma.InputJsonValue;
   const finishedAt = new Date();

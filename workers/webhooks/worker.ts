@@ -46,6 +46,7 @@ export function startWebhookWorker(deps: WebhookWorkerDeps): RunningWebhookWorke
           connectTimeoutMs: config.connectTimeoutMs,
           responseTimeoutMs: config.responseTimeoutMs,
           lookup: deps.lookup,
+          log: deps.log,
         },
         job,
       ),

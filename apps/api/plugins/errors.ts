@@ -84,6 +84,10 @@ export const errorsPlugin = globalPlugin('errors', async (app) => {
       return send(reply, request, 'validation-failed', issues.map((i) => `${i.path}: ${i.message}`).join('; '), issues);
     }
     const code = fastifyErrorCode(error);
+    // Upload routes name their own types (upload.ts); every other route with a body reads JSON.
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return send(reply, request, 'unsupported-media-type', `${error.message}; send application/json`);
+    }
     if (code) return send(reply, request, code, error.message);
     if (isOutOfSpace(error)) {
       // The disk (or quota) is full: the upload's staging file is already removed; the rest of the body is not read.

@@ -42,24 +42,30 @@ export function createApiMetrics(deps: Pick<ServiceDeps, 'db' | 'queues'>): ApiM
       }
     },
   });
-  // Registered before the histogram so that a scrape folds new jobs in before the histogram is written out.
-  // Jobs finished after the watermark are observed once, at the next scrape.
+  // Finished jobs are folded into the histogram at scrape time. prom-client collects every metric of a scrape at
+  // once, so the histogram's own collect() waits for the fold (and the gauge for the same fold): the first scrape
+  // after jobs finished already shows their durations. Jobs finished after the watermark are observed once.
   let watermark = new Date();
+  let folding: Promise<number> | null = null;
+  const foldFinishedJobs = async (): Promise<number> => {
+    const rows = await deps.db.job.findMany({
+      where: { finishedAt: { gt: watermark }, startedAt: { not: null } },
+      select: { state: true, startedAt: true, finishedAt: true },
+      orderBy: { finishedAt: 'asc' },
+      take: 10_000,
+    });
+    for (const r of rows)
+      durations.observe({ state: r.state }, (r.finishedAt!.getTime() - r.startedAt!.getTime()) / 1000);
+    if (rows.length) watermark = rows[rows.length - 1].finishedAt!;
+    return rows.length;
+  };
+  const fold = () => (folding ??= foldFinishedJobs().finally(() => (folding = null)));
   new Gauge({
     name: 'onnx_compress_metrics_scrape_jobs_observed',
     help: 'Finished jobs folded into the duration histogram at the last scrape',
     registers: [registry],
     async collect() {
-      const rows = await deps.db.job.findMany({
-        where: { finishedAt: { gt: watermark }, startedAt: { not: null } },
-        select: { state: true, startedAt: true, finishedAt: true },
-        orderBy: { finishedAt: 'asc' },
-        take: 10_000,
-      });
-      for (const r of rows)
-        durations.observe({ state: r.state }, (r.finishedAt!.getTime() - r.startedAt!.getTime()) / 1000);
-      if (rows.length) watermark = rows[rows.length - 1].finishedAt!;
-      this.set(rows.length);
+      this.set(await fold());
     },
   });
   const durations: Histogram<'state'> = new Histogram({
@@ -68,6 +74,9 @@ export function createApiMetrics(deps: Pick<ServiceDeps, 'db' | 'queues'>): ApiM
     labelNames: ['state'],
     buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200],
     registers: [registry],
+    async collect() {
+      await fold();
+    },
   });
   return { registry, uploadBytes };
 }

@@ -3,11 +3,21 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
+import { readFileSync } from 'node:fs';
 import { globalPlugin } from './global.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The OpenAPI requestBody of a route whose body Fastify does not parse (uploads). */
+    openapiRequestBody?: unknown;
+  }
+}
 
 export const OPENAPI_INFO = {
   title: 'onnx-compress',
-  version: '1.0.0',
+  // The package's version, so that /docs and openapi.json say which release answers.
+  version: (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string })
+    .version,
   description:
     'Compress ONNX models: N:M / 2:4 sparsity, SLiM (4-bit + 2:4 + low-rank), sparse model soups. Errors are ' +
     'RFC 9457 problem+json.',

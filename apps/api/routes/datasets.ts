@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import { IdParams, Nullable, PageQuery, StringEnum, problems } from '../schemas/common.js';
 import { createDataset, deleteDataset, getDataset, listDatasets } from '../services/datasets.js';
-import { receiveUpload } from '../upload.js';
+import { receiveUpload, requireUploadContentType } from '../upload.js';
 
 export const DatasetSchema = Type.Object(
   {
@@ -48,6 +48,7 @@ export default async function datasetRoutes(app: FastifyInstance) {
         response: { 201: Type.Ref('Dataset'), ...problems(400, 413, 415, 422, 507) },
       },
       config: { openapiRequestBody: uploadBody },
+      onRequest: [requireUploadContentType],
     },
     async (request, reply) => {
       const upload = await receiveUpload(request, {

@@ -147,6 +147,11 @@ export default async function jobRoutes(app: FastifyInstance) {
         }
       }
       if (out.replayed) reply.header('idempotent-replayed', 'true');
+      else {
+        const { id: jobId, queue, modelId } = out.job;
+        const method = (out.job.recipe as { method?: string }).method;
+        request.log.info({ jobId, tenantId: request.tenantId, modelId, method, queue }, 'job queued');
+      }
       return reply.status(202).header('location', `/v1/jobs/${out.job.id}`).send(out.job);
     },
   );

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../errors.js';
 import { FreeObject, IdParams, Nullable, PageQuery, problems } from '../schemas/common.js';
 import { createModel, deleteModel, getModel, listModels } from '../services/models.js';
-import { receiveUpload } from '../upload.js';
+import { receiveUpload, requireUploadContentType } from '../upload.js';
 
 const FileSummary = Type.Object({ name: Type.String(), sizeBytes: Type.Integer(), sha256: Type.String() });
 
@@ -58,6 +58,7 @@ export default async function modelRoutes(app: FastifyInstance) {
         response: { 201: Type.Ref('Model'), ...problems(400, 413, 415, 422, 507) },
       },
       config: { openapiRequestBody: uploadBody },
+      onRequest: [requireUploadContentType],
     },
     async (request, reply) => {
       const upload = await receiveUpload(request, {
@@ -134,7 +135,7 @@ export default async function modelRoutes(app: FastifyInstance) {
     async (request, reply) => {
       const { id } = request.params as { id: string };
       const out = await deleteModel(deps, request.tenantId, id);
-      if (!out.ok) throw new ApiError(out.code);
+      if (!out.ok) throw new ApiError(out.code, 'message' in out ? out.message : undefined);
       return reply.status(204).send();
     },
   );

@@ -2,6 +2,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
 import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../../packages/engine/recipe.js';
+import { missingCalibrationMessage } from '../../../packages/engine/calibration-need.js';
 import { onJobFinished } from '../../../packages/platform/events/job-finished.js';
 import { publishCancel } from '../../../packages/platform/queue/cancel.js';
 import type { Device } from '../../../packages/platform/queue/catalogue.js';
@@ -77,7 +78,7 @@ export function toJobDto(j: JobRow): JobDto {
 export type SubmitOutcome =
   | { ok: true; job: JobDto; replayed: boolean }
   | { ok: false; code: 'recipe-invalid'; issues: RecipeIssue[] }
-  | { ok: false; code: 'model-not-found' | 'dataset-not-found'; message: string }
+  | { ok: false; code: 'model-not-found' | 'dataset-not-found' | 'calibration-required'; message: string }
   | { ok: false; code: 'dataset-mismatch'; message: string; issues: RecipeIssue[] }
   | { ok: false; code: 'idempotency-key-reused' };
 
@@ -129,6 +130,9 @@ export async function submitJob(
     if (e instanceof RecipeError) return { ok: false, code: 'recipe-invalid', issues: e.issues };
     throw e;
   }
+  // Refused now rather than queued to fail: the engine's own code and words.
+  const noCalibration = missingCalibrationMessage(recipe, !!input.calibrationDatasetId);
+  if (noCalibration) return { ok: false, code: 'calibration-required', message: noCalibration };
   const modelIds = [input.modelId, ...(input.ingredientModelIds ?? [])];
   if (recipe.method === 'soup' && modelIds.length < 2) {
     return {

@@ -114,13 +114,32 @@ export async function listModels(
   );
 }
 
-export type DeleteModelOutcome = { ok: true } | { ok: false; code: 'model-not-found' | 'model-in-use' };
+export type DeleteModelOutcome =
+  { ok: true } | { ok: false; code: 'model-not-found' } | { ok: false; code: 'model-in-use'; message: string };
+
+/** How many of the jobs that hold a model are named in the 409 (the rest are counted). */
+const NAMED_JOBS = 10;
 
 export async function deleteModel(deps: ServiceDeps, tenantId: string, id: string): Promise<DeleteModelOutcome> {
   const row = await deps.db.model.findFirst({ where: { id, tenantId } });
   if (!row) return { ok: false, code: 'model-not-found' };
-  const jobs = await deps.db.job.count({ where: { OR: [{ modelId: id }, { ingredientModelIds: { has: id } }] } });
-  if (jobs > 0) return { ok: false, code: 'model-in-use' };
+  const where = { OR: [{ modelId: id }, { ingredientModelIds: { has: id } }] };
+  const jobs = await deps.db.job.findMany({
+    where,
+    select: { id: true, state: true },
+    orderBy: { createdAt: 'desc' },
+    take: NAMED_JOBS,
+  });
+  if (jobs.length > 0) {
+    const total = jobs.length < NAMED_JOBS ? jobs.length : await deps.db.job.count({ where });
+    const named = jobs.map((j) => `${j.id} (${j.state})`).join(', ');
+    const more = total > jobs.length ? ` and ${total - jobs.length} more` : '';
+    return {
+      ok: false,
+      code: 'model-in-use',
+      message: `${total} job${total === 1 ? '' : 's'} refer to this model: ${named}${more}; delete them first (DELETE /v1/jobs/:id)`,
+    };
+  }
   await deps.db.model.delete({ where: { id } });
   await deps.storage.deletePrefix(`${modelPrefix(tenantId, id)}/`);
   return { ok: true };

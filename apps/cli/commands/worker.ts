@@ -12,20 +12,31 @@ export function register(program: Command): void {
       const { startCompressWorker } = await import('../../../workers/compress/worker.js');
       const { closeOnSignals } = await import('../../api/server.js');
       const { startWebhookSide } = await import('../../../workers/webhooks/start.js');
+      const { pino } = await import('pino');
       const config = loadConfig();
-      const platform = await openPlatform(config, { log: (m) => console.log(m) });
-      const worker = await startCompressWorker(platform);
+      // The same JSON lines as the API's log (job started / succeeded / failed, webhook delivered / refused).
+      const logger = pino({ level: config.logLevel });
+      const log = {
+        info: (o: object, m?: string) => logger.info(o, m),
+        warn: (o: object, m?: string) => logger.warn(o, m),
+        error: (o: object, m?: string) => logger.error(o, m),
+      };
+      const platform = await openPlatform(config, { log: (m) => logger.info(m) });
+      const worker = await startCompressWorker(platform, { log });
       // Every worker process also delivers webhooks (own BullMQ queue) and publishes job-finished events.
-      const webhooks = await startWebhookSide(platform);
-      console.log(
+      const webhooks = await startWebhookSide(platform, { log });
+      logger.info(
         `worker consuming ${config.workerQueues.map((q) => `compress-${q}`).join(', ')} ` +
           `(execution providers: ${config.executionProviders.join(' → ')}, concurrency ${config.workerConcurrency})`,
       );
-      closeOnSignals(async () => {
-        await worker.close();
-        await webhooks.close();
-        await platform.close();
-      }, console.log);
+      closeOnSignals(
+        async () => {
+          await worker.close();
+          await webhooks.close();
+          await platform.close();
+        },
+        (m) => logger.info(m),
+      );
       await new Promise(() => {});
     });
 }

@@ -20,6 +20,22 @@ export interface DeliverDeps {
   responseTimeoutMs: number;
   /** Injectable DNS for tests; the system resolver otherwise. */
   lookup?: Lookup;
+  /** One line per attempt (delivered / failed / refused); never the secret, the signature or the URL's path. */
+  log?: DeliveryLog;
+}
+
+export interface DeliveryLog {
+  info(o: object, msg?: string): void;
+  warn(o: object, msg?: string): void;
+}
+
+/** The receiver's host only: a webhook URL's userinfo, path or query may carry a token. */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '(invalid url)';
+  }
 }
 
 /** Thrown to make BullMQ retry after exactly `delayMs` (read by the worker's backoff strategy). */
@@ -44,21 +60,34 @@ export async function deliverOnce(deps: DeliverDeps, job: Job<WebhookJobData>): 
   const startedAt = new Date();
   const retriesLeft = (job.opts.attempts ?? 1) - (job.attemptsMade + 1);
 
+  const about = {
+    deliveryId: delivery.id,
+    jobId: delivery.jobId,
+    event: delivery.eventType,
+    host: hostOf(delivery.url),
+    attempt: number,
+  };
   const finish = async (
     a: Omit<AttemptRecord, 'number' | 'startedAt'>,
     retryable: boolean,
+    refused = false,
   ): Promise<AttemptOutcome> => {
     const attempt = { ...a, number, startedAt };
+    const line = { ...about, responseStatus: a.responseStatus, latencyMs: a.latencyMs };
     if (a.status === 'succeeded') {
       await recordAttempt(db, delivery, attempt, { status: 'succeeded' });
+      deps.log?.info(line, 'webhook delivered');
       return 'succeeded';
     }
+    const what = refused ? 'webhook refused' : 'webhook attempt failed';
     if (!retryable || retriesLeft <= 0) {
       await recordAttempt(db, delivery, attempt, { status: 'failed' });
+      deps.log?.warn({ ...line, error: a.error, final: true }, what);
       return 'failed';
     }
     const delayMs = retryDelayMs(job.data.scheduleMs, job.attemptsMade + 1, job.data.jitter);
     await recordAttempt(db, delivery, attempt, { status: 'pending', nextAttemptAt: new Date(Date.now() + delayMs) });
+    deps.log?.warn({ ...line, error: a.error, retryInMs: delayMs }, what);
     throw new RetryDeliveryError(a.error ?? `attempt ${number} failed`, delayMs);
   };
 
@@ -73,6 +102,7 @@ export async function deliverOnce(deps: DeliverDeps, job: Job<WebhookJobData>): 
         responseBody: null,
       },
       resolved.retryable,
+      true,
     );
   }
   if (!delivery.secret) {

@@ -1,0 +1,42 @@
+// Whether a recipe can run without calibration data, decided from the recipe alone: no model, no method module, no
+// ONNX Runtime. The API refuses such a job at submit (422) instead of queueing a job that can only fail; the code
+// and text are the engine's (runRecipe's `calibration-required`), and a test keeps this file in step with each
+// method's own `calibration(recipe)` answer (methods/*.ts) and with runRecipe's message.
+import type { Recipe } from './recipe.js';
+
+/** The method's need, as methods/<name>.ts `calibration(recipe)` answers it. */
+export function recipeCalibrationNeed(r: Recipe): 'none' | 'optional' | 'required' {
+  switch (r.method) {
+    case 'sparsity':
+      // magnitude scores |W| alone; wanda needs ‖x_k‖, sparsegpt the Hessian.
+      return (r.criterion ?? 'magnitude') === 'magnitude' ? 'optional' : 'required';
+    case 'slim': {
+      const criterion = r.criterion ?? 'wanda';
+      const saliency = r.lowRank?.saliency ?? 'slim';
+      return criterion === 'magnitude' && saliency === 'none' ? 'optional' : 'required';
+    }
+    case 'quantize':
+      return 'optional';
+    case 'soup':
+      return 'none';
+  }
+}
+
+/** `method "sparsity" with criterion "wanda"`: how the engine's messages name a recipe. */
+export function describeRecipe(r: Recipe): string {
+  return 'criterion' in r && r.criterion
+    ? `method "${r.method}" with criterion "${r.criterion}"`
+    : `method "${r.method}"`;
+}
+
+/**
+ * The engine's `calibration-required` error text for a recipe given no calibration file, or null when the job
+ * can run (the method does not need data, or `calibration.random` asks for random inputs).
+ */
+export function missingCalibrationMessage(r: Recipe, hasCalibrationData: boolean): string | null {
+  if (hasCalibrationData || r.calibration?.random || recipeCalibrationNeed(r) !== 'required') return null;
+  return (
+    `${describeRecipe(r)} needs calibration data: give a calibration file (.npz/.npy/TensorProto folder) ` +
+    'or set calibration.random: true'
+  );
+}
