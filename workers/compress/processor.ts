@@ -248,7 +248,11 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
       if (stored) {
         log.warn({ jobId, code: e.code, attempts: bullJob.attemptsMade + 1, artifacts: artifacts!.length }, 'job failed');
         await onJobFinished({ jobId, tenantId: row.tenantId, state: 'failed', finishedAt: stored, error }, log);
-      } else if (stored === undefined) await finish('failed', error);
+      } else if (stored === undefined) {
+        // Scratch goes before the row says failed: a client that sees the failure finds nothing of it left.
+        await removeAttempt(config.workDir, jobId, attemptId).catch(() => {});
+        await finish('failed', error);
+      }
       throw new UnrecoverableError(message);
     }
     const last = bullJob.attemptsMade + 1 >= (bullJob.opts.attempts ?? 1);
