@@ -3,6 +3,7 @@
 // and text are the engine's (runRecipe's `calibration-required`), and a test keeps this file in step with each
 // method's own `calibration(recipe)` answer (methods/*.ts) and with runRecipe's message.
 import type { Recipe } from './recipe.js';
+import { describeRecipe } from './runner/state.js';
 
 /** The method's need, as methods/<name>.ts `calibration(recipe)` answers it. */
 export function recipeCalibrationNeed(r: Recipe): 'none' | 'optional' | 'required' {
@@ -11,22 +12,19 @@ export function recipeCalibrationNeed(r: Recipe): 'none' | 'optional' | 'require
       // magnitude scores |W| alone; wanda needs ‖x_k‖, sparsegpt the Hessian.
       return (r.criterion ?? 'magnitude') === 'magnitude' ? 'optional' : 'required';
     case 'slim': {
+      // ‖x_k‖ for wanda and slim saliency; the Hessian for sparsegpt, whitened saliency and gptq rounding.
       const criterion = r.criterion ?? 'wanda';
       const saliency = r.lowRank?.saliency ?? 'slim';
-      return criterion === 'magnitude' && saliency === 'none' ? 'optional' : 'required';
+      const gptq = r.quant?.scheme === 'gptq';
+      return criterion === 'magnitude' && saliency === 'none' && !gptq ? 'optional' : 'required';
     }
     case 'quantize':
-      return 'optional';
+      return r.quant.scheme === 'gptq' ? 'required' : 'optional';
     case 'soup':
       return 'none';
+    case 'search':
+      return 'required';
   }
-}
-
-/** `method "sparsity" with criterion "wanda"`: how the engine's messages name a recipe. */
-export function describeRecipe(r: Recipe): string {
-  return 'criterion' in r && r.criterion
-    ? `method "${r.method}" with criterion "${r.criterion}"`
-    : `method "${r.method}"`;
 }
 
 /**

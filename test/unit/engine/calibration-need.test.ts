@@ -20,12 +20,20 @@ const RECIPES: object[] = [
   { method: 'sparsity', criterion: 'sparsegpt', pattern: '1:4' },
   { method: 'quantize', quant: { bits: 4 } },
   { method: 'quantize', quant: { bits: 4, scheme: 'slim' } },
+  { method: 'quantize', quant: { bits: 4, scheme: 'gptq' } },
+  {
+    method: 'slim',
+    criterion: 'magnitude',
+    lowRank: { rankRatio: 0.1, saliency: 'none' },
+    quant: { bits: 4, scheme: 'gptq' },
+  },
   { method: 'slim' },
   { method: 'slim', criterion: 'magnitude' },
   { method: 'slim', criterion: 'magnitude', lowRank: { rankRatio: 0.1, saliency: 'none' } },
   { method: 'slim', criterion: 'magnitude', lowRank: { rankRatio: 0.1, saliency: 'whitened' } },
   { method: 'slim', criterion: 'sparsegpt', lowRank: { rankRatio: 0.1, saliency: 'none' } },
   { method: 'soup' },
+  { method: 'search', budget: { metric: 'fidelity', maxOutputError: 0.1 } },
 ];
 
 test("the recipe-only calibration need equals every method's own answer", async () => {
