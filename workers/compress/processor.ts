@@ -140,30 +140,14 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
     },
   });
   const startedMs = Date.now();
-  log.info(
-    {
-      jobId,
-      tenantId: row.tenantId,
-      method: (row.recipe as { method?: string } | null)?.method,
-      attempt: bullJob.attemptsMade + 1,
-      worker: `${hostname()}:${process.pid}`,
-      queue: row.queue,
-      executionProviders: config.executionProviders,
-    },
-    'job started',
-  );
+  logStarted(deps, row, bullJob);
 
   // Progress: kept in memory, flushed to Postgres (and BullMQ) on a timer; each flush also reads the durable cancel
   // flag, so a cancel whose pub/sub message was missed still lands.
   // Progress messages name files by their worker paths (e.g. "loading /…/in/model/model.onnx"): redacted.
   const inputNames: InputNames = new Map();
-  const redact = (text: string) =>
-    redactPaths(
-      text,
-      inputNames,
-      [workDir, config.workDir, ...storageRoots(storage)],
-      inputNames.values().next().value,
-    );
+  const roots = [workDir, config.workDir, ...storageRoots(storage)];
+  const redact = (text: string) => redactPaths(text, inputNames, roots, inputNames.values().next().value);
   let latest: JobProgress | undefined;
   let flushed: JobProgress | undefined;
   const flush = async () => {
@@ -274,6 +258,26 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
     // An attempt that ran alongside this one (its worker stalled, then was killed meanwhile) is gone by now too.
     await removeDeadAttempts(config.workDir, jobId, { jobRunning: true }).catch(() => {});
   }
+}
+
+/** The "job started" line: which job, which worker process, which execution providers it will try. */
+function logStarted(
+  deps: ProcessorDeps,
+  row: { id: string; tenantId: string; recipe: unknown; queue: string },
+  bullJob: BullJob<CompressJobData>,
+): void {
+  deps.log.info(
+    {
+      jobId: row.id,
+      tenantId: row.tenantId,
+      method: (row.recipe as { method?: string } | null)?.method,
+      attempt: bullJob.attemptsMade + 1,
+      worker: `${hostname()}:${process.pid}`,
+      queue: row.queue,
+      executionProviders: deps.config.executionProviders,
+    },
+    'job started',
+  );
 }
 
 /** Local folders whose paths must not appear in job errors (the local backend's storage directory). */
