@@ -230,7 +230,10 @@ export async function processCompressJob(deps: ProcessorDeps, bullJob: BullJob<C
           })
         : undefined;
       if (stored) {
-        log.warn({ jobId, code: e.code, attempts: bullJob.attemptsMade + 1, artifacts: artifacts!.length }, 'job failed');
+        log.warn(
+          { jobId, code: e.code, attempts: bullJob.attemptsMade + 1, artifacts: artifacts!.length },
+          'job failed',
+        );
         await onJobFinished({ jobId, tenantId: row.tenantId, state: 'failed', finishedAt: stored, error }, log);
       } else if (stored === undefined) {
         // Scratch goes before the row says failed: a client that sees the failure finds nothing of it left.
