@@ -103,7 +103,14 @@ export function stepsOf(c: SearchChoice, objective: 'size' | 'latency'): Recipe[
     format: 'matmulnbits',
     accuracyLevel,
   };
+  // 2:4 + 4-bit codes stored packed (~3 bits/weight + scales): without it N:M saves no bytes over 4-bit alone.
+  if (packs24(c)) r.packed = true;
   return [r];
+}
+
+/** Whether a choice writes packed 2:4 + 4-bit codes (two kept codes + 2-bit positions per group of 4). */
+export function packs24(c: SearchChoice): boolean {
+  return c.kind === 'slim' && c.pattern === '2:4' && c.bits === 4;
 }
 
 /** Bytes per element of a dense weight dtype. */
@@ -123,7 +130,7 @@ export function choiceBytes(c: SearchChoice | 'dense', N: number, K: number, ele
     return c.pattern === '2:4' ? (N * K * n * elementBytes) / m + (N * K) / 8 : N * K * elementBytes;
   }
   const groups = c.scheme === 'slim' ? Math.ceil(K / 32) : c.groupSize === 'channel' ? 1 : Math.ceil(K / c.groupSize);
-  const quant = (N * K * c.bits) / 8 + N * groups * 4;
+  const quant = (N * K * c.bits) / 8 - (packs24(c) ? (N * K) / 8 : 0) + N * groups * 4;
   if (c.kind === 'quantize' || c.rankRatio === 0) return quant;
   const r = Math.floor(c.rankRatio * Math.min(N, K));
   return quant + r * (N + K) * 2;

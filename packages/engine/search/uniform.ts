@@ -10,7 +10,7 @@ import type { WeightRef } from '../onnx/weights.js';
 import type { SearchRecipe } from '../recipe.js';
 import { applyPlan } from './apply.js';
 import type { LayerTable } from './plan.js';
-import { choiceBytes, dtypeBytes, type SearchChoice } from './space.js';
+import { choiceBytes, dtypeBytes, packs24, type SearchChoice } from './space.js';
 import { writeCandidate } from './trial.js';
 
 export interface UniformCandidate {
@@ -31,8 +31,10 @@ export function denseBytesOf(w: WeightRef): number {
 
 /** Bytes of a layer under a choice: as the method reported them (codes, scales, adapters), else as written. */
 export function rowBytes(row: LayerReport, choice: SearchChoice, w: WeightRef): number {
+  // Slim's rows give the unpacked bytes (it packs after all layers): a packed 2:4 + 4-bit layer stores 1/8 byte
+  // less per weight.
   if (typeof row.bitsPerWeight === 'number' && Number.isFinite(row.bitsPerWeight))
-    return (row.bitsPerWeight * w.N * w.K) / 8;
+    return (row.bitsPerWeight * w.N * w.K) / 8 - (packs24(choice) && row.packed !== false ? (w.N * w.K) / 8 : 0);
   return choiceBytes(choice, w.N, w.K, dtypeBytes(w.dtype));
 }
 

@@ -69,8 +69,9 @@ test('choice bytes: codes + fp32 scales, packed 2:4 = half the values + 2-bit po
   );
   assert.equal(choiceBytes({ kind: 'sparsity', pattern: '2:4', criterion: 'wanda' }, N, K, 4), N * K * 2 + (N * K) / 8);
   const slim = { kind: 'slim', pattern: '2:4', criterion: 'wanda', bits: 4, groupSize: 128, scheme: 'rtn' } as const;
-  assert.equal(choiceBytes({ ...slim, rankRatio: 0 }, N, K, 4), (N * K) / 2 + N * 2 * 4);
-  assert.equal(choiceBytes({ ...slim, rankRatio: 0.1 }, N, K, 4), (N * K) / 2 + N * 2 * 4 + 6 * (N + K) * 2);
+  // 2:4 + int4 is stored packed: 3 bits per weight of codes
+  assert.equal(choiceBytes({ ...slim, rankRatio: 0 }, N, K, 4), (N * K * 3) / 8 + N * 2 * 4);
+  assert.equal(choiceBytes({ ...slim, rankRatio: 0.1 }, N, K, 4), (N * K * 3) / 8 + N * 2 * 4 + 6 * (N + K) * 2);
 });
 
 test('budget: deltas are signed so that larger is worse; the edge counts as met', () => {
