@@ -3,7 +3,7 @@
 export { runRecipe, ENGINE_VERSION, DEFAULT_MAX_HESSIAN_BYTES } from './run.js';
 export * from './job.js';
 export * from './recipe.js';
-export { getMethod, listMethods, methodFor } from './methods/registry.js';
+export { allMethods, findMethod, getMethod, listMethods, methodFor, minModels } from './methods/registry.js';
 export type {
   CalibrationNeed,
   CompressionMethod,

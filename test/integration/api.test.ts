@@ -294,6 +294,16 @@ describe('jobs', () => {
       assert.deepEqual(res.json().errors, [{ path, message }]);
       assert.equal(res.json().detail, `${path}: ${message}`);
     }
+    // A method's minimum model count is its declaration (soups: the model and at least one ingredient).
+    const lonelySoup = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: { modelId: m.id, recipe: { method: 'soup', mode: 'uniform' } },
+    });
+    assert.equal(lonelySoup.statusCode, 422);
+    assert.deepEqual(lonelySoup.json().errors, [
+      { path: '/ingredientModelIds', message: 'a soup needs at least one ingredient besides modelId' },
+    ]);
     const noModel = await app.inject({
       method: 'POST',
       url: '/v1/jobs',

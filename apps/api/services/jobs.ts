@@ -1,6 +1,7 @@
 // Jobs: submit (validate recipe, models and datasets; idempotency; enqueue), read, list, cancel, delete, layers.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
+import { minModels } from '../../../packages/engine/index.js';
 import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../../packages/engine/recipe.js';
 import { missingCalibrationMessage } from '../../../packages/engine/calibration-need.js';
 import { onJobFinished } from '../../../packages/platform/events/job-finished.js';
@@ -134,11 +135,14 @@ export async function submitJob(
   const noCalibration = missingCalibrationMessage(recipe, !!input.calibrationDatasetId);
   if (noCalibration) return { ok: false, code: 'calibration-required', message: noCalibration };
   const modelIds = [input.modelId, ...(input.ingredientModelIds ?? [])];
-  if (recipe.method === 'soup' && modelIds.length < 2) {
+  // How many models a method reads is the method's declaration (soups: 2), asked through the engine's entry.
+  const least = minModels(recipe.method);
+  if (modelIds.length < least) {
+    const more = least - 1 === 1 ? 'one ingredient' : `${least - 1} ingredients`;
     return {
       ok: false,
       code: 'recipe-invalid',
-      issues: [{ path: '/ingredientModelIds', message: 'a soup needs at least one ingredient besides modelId' }],
+      issues: [{ path: '/ingredientModelIds', message: `a ${recipe.method} needs at least ${more} besides modelId` }],
     };
   }
   // The common submission (a model, no datasets or ingredients) checks the model inside the INSERT itself.

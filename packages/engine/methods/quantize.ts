@@ -11,7 +11,16 @@ import { InputError, type LayerReport } from '../job.js';
 import { gptqLayer, type GptqSettings } from '../quant/gptq-layer.js';
 import { addPackTarget, packLayers, type PackTargets } from '../quant/packed24-nbits.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
-import type { QuantizeRecipe, QuantSpec as RecipeQuant } from '../recipe.js';
+import { Type, type Static } from 'typebox';
+import {
+  AccuracyLevelSchema,
+  CommonProps,
+  FormatSchema,
+  QuantSchema,
+  strict,
+  type QuantSpec as RecipeQuant,
+  type RecipeIssue,
+} from '../recipe-parts.js';
 import type { NodeProto } from '../onnx/gen/onnx_pb.js';
 import { chooseAccuracyLevel, type AccuracyLevelChoice, type LayerShape } from '../quant/accuracy-level.js';
 import {
@@ -30,6 +39,59 @@ import { dequantize, quantizeRtn, quantizeWithClip } from '../quant/rtn.js';
 import { slimQuantAlpha } from '../quant/slim-quant.js';
 import { resolveBlockSize, type QuantizedMatrix, type QuantSpec } from '../quant/types.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
+
+export const QuantizeRecipeSchema = Type.Object(
+  {
+    method: Type.Literal('quantize'),
+    quant: QuantSchema,
+    format: Type.Optional(FormatSchema),
+    packed: Type.Optional(
+      Type.Boolean({
+        description:
+          'Store 4-bit MatMulNBits weights that are exactly 2:4 along K packed (two kept codes + 2-bit positions per ' +
+          'group of 4, ~3 bits/weight + scales), expanded by ONNX Runtime at session start; other layers unpacked.',
+      }),
+    ),
+    accuracyLevel: Type.Optional(AccuracyLevelSchema),
+    ...CommonProps,
+  },
+  { ...strict, title: 'QuantizeRecipe' },
+);
+export type QuantizeRecipe = Static<typeof QuantizeRecipeSchema>;
+/** The registry's name for this method's recipe schema. */
+export const schema = QuantizeRecipeSchema;
+
+/** Defaults of a `quant` block (also slim's), for the scheme a method uses when none is named. */
+export function quantDefaults(q: RecipeQuant, scheme: 'rtn' | 'slim'): RecipeQuant {
+  const out: RecipeQuant = { scheme, groupSize: 32, symmetric: true, clip: 'none', ...q };
+  return out.scheme === 'gptq' ? { actOrder: false, blockSize: 128, dampening: 0.01, ...out } : out;
+}
+
+/** Rules of a `quant` block (also slim's): keys of one scheme given to another, and what SLiM-Quant cannot do. */
+export function quantRules(q: RecipeQuant): RecipeIssue[] {
+  const issues: RecipeIssue[] = [];
+  for (const key of ['actOrder', 'blockSize', 'dampening'] as const) {
+    if (q[key] !== undefined && q.scheme !== 'gptq')
+      issues.push({ path: `/quant/${key}`, message: `${key} applies to scheme "gptq" only` });
+  }
+  if (q.scheme === 'slim' && q.clip === 'mse') {
+    issues.push({ path: '/quant/clip', message: 'SLiM-Quant searches its own per-tensor clip; clip "mse" is for rtn' });
+  }
+  if (q.scheme === 'slim' && q.symmetric === false) {
+    issues.push({
+      path: '/quant/symmetric',
+      message: 'SLiM-Quant is symmetric per tensor; use scheme "rtn" for asymmetric',
+    });
+  }
+  return issues;
+}
+
+function withDefaults(r: QuantizeRecipe): QuantizeRecipe {
+  r.quant = quantDefaults(r.quant, 'rtn');
+  r.format ??= 'matmulnbits';
+  r.accuracyLevel ??= 'auto';
+  return r;
+}
 
 /** A recipe's quantization as the engine uses it; `gptq` carries GPTQ's knobs (scheme 'gptq' only). */
 export type EngineQuant = QuantSpec & { scheme: 'rtn' | 'slim' | 'gptq'; gptq?: GptqSettings };
@@ -301,6 +363,9 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
 
 export const method: CompressionMethod<QuantizeRecipe> = {
   name: 'quantize',
+  schema: QuantizeRecipeSchema,
+  withDefaults,
+  rules: (r) => quantRules(r.quant),
   summary: 'weight-only 4/8-bit quantization (RTN groups or SLiM-Quant) as MatMulNBits or QDQ',
   example: {
     method: 'quantize',

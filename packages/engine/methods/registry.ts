@@ -1,70 +1,69 @@
-// Methods are resolved by name: methods/<name>.ts exports `method: CompressionMethod` for each recipe `method` value
-// (sparsity, quantize, slim, soup). The import is by convention so that a new method is one new file; names come
-// only from the recipe schema's METHOD_NAMES, never from user strings directly.
+// The methods, by name. Each methods/<name>.ts exports `schema` (its recipe, TypeBox) and `method:
+// CompressionMethod` (defaults and rules, what it needs from the runner, and its run), and this list is the only
+// other place a method is named: the recipe union (recipe.ts), the runner, the CLI and the API ask the registry.
+// Adding a method is one file plus its line here. The order is the order of the recipe union (and of OpenAPI).
+import type { Static } from 'typebox';
 import { InputError } from '../job.js';
-import { METHOD_NAMES, type MethodName, type Recipe } from '../recipe.js';
+import * as quantize from './quantize.js';
+import * as search from './search.js';
+import * as slim from './slim.js';
+import * as soup from './soup.js';
+import * as sparsity from './sparsity.js';
 import type { CompressionMethod } from './types.js';
 
-const cache = new Map<MethodName, Promise<CompressionMethod>>();
+const MODULES = { sparsity, quantize, slim, soup, search };
 
-/** Loads the method registered under `name`. Throws InputError('method-unavailable') when its file is missing. */
+export type MethodName = keyof typeof MODULES;
+export const METHOD_NAMES = Object.keys(MODULES) as MethodName[];
+
+/** The recipe of each method, as the union of the methods' schemas (recipe.ts's `Recipe`). */
+export type MethodRecipe = { [K in MethodName]: Static<(typeof MODULES)[K]['schema']> }[MethodName];
+
+let all: readonly CompressionMethod[] | undefined;
+
+/**
+ * Every method, in registry order. Resolved on first use, not at import: search/ imports the registry to run other
+ * methods, so while methods/search.ts is still loading, its `method` may not exist yet.
+ */
+export function allMethods(): readonly CompressionMethod[] {
+  return (all ??= METHOD_NAMES.map((name) => MODULES[name].method as unknown as CompressionMethod));
+}
+
+/** The method registered under `name`, or undefined. */
+export function findMethod(name: string): CompressionMethod | undefined {
+  return Object.hasOwn(MODULES, name) ? allMethods()[METHOD_NAMES.indexOf(name as MethodName)] : undefined;
+}
+
+/** Loads the method registered under `name`. Rejects with InputError('unknown-method') for any other name. */
 export function getMethod(name: string): Promise<CompressionMethod> {
-  if (!(METHOD_NAMES as string[]).includes(name)) {
+  const m = findMethod(name);
+  if (!m) {
     return Promise.reject(
       new InputError('unknown-method', `unknown method "${name}"; expected one of ${METHOD_NAMES.join(', ')}`),
     );
   }
-  const key = name as MethodName;
-  let p = cache.get(key);
-  if (!p) {
-    p = load(key);
-    p.catch(() => cache.delete(key));
-    cache.set(key, p);
-  }
-  return p;
-}
-
-async function load(name: MethodName): Promise<CompressionMethod> {
-  let mod: { method?: CompressionMethod };
-  try {
-    mod = (await import(`./${name}.js`)) as { method?: CompressionMethod };
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(`${name}.`)) {
-      throw new InputError('method-unavailable', `method "${name}" is not available in this build`);
-    }
-    throw e;
-  }
-  const m = mod.method;
-  if (!m || m.name !== name || typeof m.run !== 'function') {
-    throw new Error(`methods/${name}.ts must export \`method\` with name "${name}" and a run() function`);
-  }
-  return m;
+  return Promise.resolve(m);
 }
 
 /**
- * Registers a method module imported ahead of time: for bundled builds (bench/gpu.sh's dist-bench/), where the file-name
- * convention of load() has no files to find at run time.
+ * Kept for callers written when methods were imported by file name at run time (bundled builds registered theirs
+ * ahead of time): every method is now imported statically, so this only checks that `m` is the registered one.
  */
 export function registerMethod(m: CompressionMethod): void {
-  if (!(METHOD_NAMES as string[]).includes(m.name)) throw new Error(`unknown method "${m.name}"`);
-  cache.set(m.name as MethodName, Promise.resolve(m));
+  if (findMethod(m.name) !== m) throw new Error(`method "${m.name}" is not the one registered under that name`);
 }
 
-/** Every method whose file is present (for `--help`, the API docs and tests). */
+/** Every method (for `--help`, the API docs and tests). */
 export async function listMethods(): Promise<CompressionMethod[]> {
-  const out: CompressionMethod[] = [];
-  for (const name of METHOD_NAMES) {
-    try {
-      out.push(await getMethod(name));
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'method-unavailable') throw e;
-    }
-  }
-  return out;
+  return [...allMethods()];
 }
 
 /** Typed lookup when the recipe is already parsed. */
-export function methodFor<R extends Recipe>(recipe: R): Promise<CompressionMethod<R>> {
-  return getMethod(recipe.method) as unknown as Promise<CompressionMethod<R>>;
+export function methodFor<R extends { method: string }>(recipe: R): Promise<CompressionMethod<R & MethodRecipe>> {
+  return getMethod(recipe.method) as unknown as Promise<CompressionMethod<R & MethodRecipe>>;
+}
+
+/** Models a job with this recipe method reads at least, the input model included (soups: 2). */
+export function minModels(method: string): number {
+  return findMethod(method)?.minModels ?? 1;
 }

@@ -13,13 +13,27 @@
 import { InputError, type LayerReport } from '../job.js';
 import { checkNM } from '../math/nm.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
-import { parsePattern, type SlimRecipe } from '../recipe.js';
+import { Type, type Static } from 'typebox';
+import {
+  AccuracyLevelSchema,
+  CommonProps,
+  CriterionSchema,
+  FormatSchema,
+  parsePattern,
+  PatternSchema,
+  patternFieldIssues,
+  QuantSchema,
+  strict,
+  type RecipeIssue,
+} from '../recipe-parts.js';
 import { replaceBlocker, replaceWithQuantized, type Format } from '../quant/replace.js';
 import { dequantize } from '../quant/rtn.js';
 import { slimLayer } from '../quant/slim-layer.js';
 import {
   qdqOpsetFor,
+  quantDefaults,
   quantLabel,
+  quantRules,
   quantSkipReason,
   quantSpecOf,
   recordShape,
@@ -29,6 +43,81 @@ import {
 import { addPackTarget, packLayers, type PackTargets } from '../quant/packed24-nbits.js';
 import { layerRoute, settleQdqOpset } from '../quant/opset-route.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
+
+export const LowRankSchema = Type.Object(
+  {
+    rankRatio: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'r = floor(rankRatio·min(K,N)). Default 0.1.' }),
+    ),
+    saliency: Type.Optional(
+      Type.Union([Type.Literal('slim'), Type.Literal('whitened'), Type.Literal('none')], {
+        description: 'slim: diag(x); whitened: full H^1/2; none: plain SVD of the error.',
+      }),
+    ),
+    quantize: Type.Optional(Type.Boolean({ description: 'Quantize the adapters (SLiM-LoRA^Q).' })),
+  },
+  strict,
+);
+
+export const SlimRecipeSchema = Type.Object(
+  {
+    method: Type.Literal('slim'),
+    pattern: Type.Optional(PatternSchema),
+    criterion: Type.Optional(CriterionSchema),
+    quant: Type.Optional(QuantSchema),
+    lowRank: Type.Optional(LowRankSchema),
+    refitIterations: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+    quantizeAdapters: Type.Optional(Type.Boolean({ description: 'Same as lowRank.quantize.' })),
+    format: Type.Optional(FormatSchema),
+    packed: Type.Optional(
+      Type.Boolean({
+        description:
+          'Store the 2:4 4-bit codes packed (two kept codes + 2-bit positions per group of 4), expanded by ONNX ' +
+          'Runtime at session start (MatMulNBits layers; QDQ layers stay unpacked, listed in the report).',
+      }),
+    ),
+    accuracyLevel: Type.Optional(AccuracyLevelSchema),
+    ...CommonProps,
+  },
+  { ...strict, title: 'SlimRecipe' },
+);
+export type SlimRecipe = Static<typeof SlimRecipeSchema>;
+/** The registry's name for this method's recipe schema. */
+export const schema = SlimRecipeSchema;
+
+function withDefaults(r: SlimRecipe): SlimRecipe {
+  r.pattern ??= '2:4';
+  r.criterion ??= 'wanda';
+  r.quant = quantDefaults(r.quant ?? { bits: 4 }, 'slim');
+  const quantizeAdapters = r.lowRank?.quantize ?? r.quantizeAdapters ?? false;
+  r.lowRank = { rankRatio: 0.1, saliency: 'slim', ...r.lowRank, quantize: quantizeAdapters };
+  r.quantizeAdapters = quantizeAdapters;
+  r.refitIterations ??= 0;
+  r.format ??= 'matmulnbits';
+  r.accuracyLevel ??= 'auto';
+  return r;
+}
+
+function rules(r: SlimRecipe): RecipeIssue[] {
+  const issues = patternFieldIssues(r.pattern);
+  if (
+    r.lowRank?.quantize !== undefined &&
+    r.quantizeAdapters !== undefined &&
+    r.lowRank.quantize !== r.quantizeAdapters
+  ) {
+    issues.push({ path: '/quantizeAdapters', message: 'conflicts with lowRank.quantize' });
+  }
+  if (r.quant) {
+    issues.push(...quantRules(r.quant));
+    if (r.quant.symmetric === false) {
+      issues.push({
+        path: '/quant/symmetric',
+        message: 'asymmetric codes do not keep the 2:4 zeros exact; slim needs symmetric quantization',
+      });
+    }
+  }
+  return issues;
+}
 
 /** Above this N·K² the intermediate stage errors are not measured (4096² layers: ~1e11 multiply-adds each). */
 const STAGE_ERROR_FLOPS = 2 ** 33;
@@ -232,6 +321,9 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
 
 export const method: CompressionMethod<SlimRecipe> = {
   name: 'slim',
+  schema: SlimRecipeSchema,
+  withDefaults,
+  rules,
   summary: 'SLiM: N:M sparsity + 4-bit quantization + low-rank adapters, as MatMulNBits + adapter GEMMs',
   example: {
     method: 'slim',

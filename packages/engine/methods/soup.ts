@@ -6,12 +6,98 @@
 //   {"method":"soup","mode":"greedy","maskPolicy":"reprune","pattern":"2:4","criterion":"magnitude","metric":"accuracy"}
 import { resolve } from 'node:path';
 import { InputError, type LayerReport } from '../job.js';
-import { parsePattern, type SoupRecipe } from '../recipe.js';
+import { Type, type Static } from 'typebox';
+import {
+  CommonProps,
+  parsePattern,
+  PatternSchema,
+  patternFieldIssues,
+  patternIssues,
+  strict,
+  type RecipeIssue,
+} from '../recipe-parts.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { cookSoup, type SoupSettings } from '../soup/merge.js';
 import { planNextPhase } from '../soup/next-phase.js';
 import { describeSpec, specSkipReason, verifyNM, type RepruneSpec } from '../soup/reprune.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
+
+export const NextPhaseSchema = Type.Object(
+  {
+    sparsity: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Target sparsity of this phase.' })),
+    goal: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Final sparsity goal p_goal.' })),
+    phases: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'T: phase sparsity = 1 − (1 − goal)^(1/T) when goal is given.' }),
+    ),
+    pattern: Type.Optional(PatternSchema),
+    scope: Type.Optional(Type.Union([Type.Literal('global'), Type.Literal('layer')])),
+  },
+  strict,
+);
+
+export const SoupRecipeSchema = Type.Object(
+  {
+    method: Type.Literal('soup'),
+    mode: Type.Optional(Type.Union([Type.Literal('uniform'), Type.Literal('greedy')])),
+    tie: Type.Optional(Type.Union([Type.Literal('>='), Type.Literal('>')])),
+    maskPolicy: Type.Optional(
+      Type.Union([Type.Literal('require-shared'), Type.Literal('intersect'), Type.Literal('reprune')]),
+    ),
+    maskFrom: Type.Optional(
+      Type.Union([Type.Literal('soup'), Type.Literal('all')], {
+        description:
+          'reprune only: soup (default) re-prunes each candidate soup from its own average; all takes one mask from ' +
+          'the uniform average of all ingredients.',
+      }),
+    ),
+    pattern: Type.Optional(PatternSchema),
+    sparsity: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+    criterion: Type.Optional(Type.Literal('magnitude')),
+    metric: Type.Optional(Type.Union([Type.Literal('accuracy'), Type.Literal('perplexity'), Type.Literal('fidelity')])),
+    nextPhase: Type.Optional(NextPhaseSchema),
+    ...CommonProps,
+  },
+  { ...strict, title: 'SoupRecipe' },
+);
+export type SoupRecipe = Static<typeof SoupRecipeSchema>;
+/** The registry's name for this method's recipe schema. */
+export const schema = SoupRecipeSchema;
+
+function withDefaults(r: SoupRecipe): SoupRecipe {
+  r.mode ??= 'greedy';
+  r.tie ??= '>=';
+  r.maskPolicy ??= 'require-shared';
+  if (r.maskPolicy === 'reprune') {
+    if (r.pattern === undefined && r.sparsity === undefined) r.pattern = '2:4';
+    r.criterion ??= 'magnitude';
+    r.maskFrom ??= 'soup';
+  }
+  r.metric ??= 'accuracy';
+  return r;
+}
+
+function rules(r: SoupRecipe): RecipeIssue[] {
+  const issues = patternFieldIssues(r.pattern);
+  if (r.pattern !== undefined && r.sparsity !== undefined) {
+    issues.push({ path: '/sparsity', message: 'give either pattern (N:M) or sparsity (unstructured), not both' });
+  }
+  const np = r.nextPhase;
+  if (!np) return issues;
+  if (np.sparsity !== undefined && np.goal !== undefined) {
+    issues.push({ path: '/nextPhase/goal', message: 'give either sparsity or goal (+ phases), not both' });
+  }
+  if (np.goal !== undefined && np.phases === undefined) {
+    issues.push({ path: '/nextPhase/phases', message: 'goal needs phases (T) to derive the phase sparsity' });
+  }
+  if (np.sparsity === undefined && np.goal === undefined && np.pattern === undefined) {
+    issues.push({ path: '/nextPhase', message: 'give sparsity, goal + phases, or pattern' });
+  }
+  if (np.pattern !== undefined) {
+    const [n, m] = np.pattern.split(':').map(Number);
+    issues.push(...patternIssues(n, m, '/nextPhase/pattern'));
+  }
+  return issues;
+}
 
 /** The reprune mask spec of a recipe (pattern N:M, or unstructured sparsity). */
 export function repruneSpecOf(r: SoupRecipe): RepruneSpec | undefined {
@@ -109,6 +195,10 @@ async function run(ctx: MethodContext<SoupRecipe>): Promise<MethodResult> {
 
 export const method: CompressionMethod<SoupRecipe> = {
   name: 'soup',
+  schema: SoupRecipeSchema,
+  withDefaults,
+  rules,
+  minModels: 2,
   summary:
     'Sparse model soup: average fine-tuned sparse models of one parent (uniform or greedy on held-out data), masks ' +
     'checked and re-applied; optionally prune further for the next phase',

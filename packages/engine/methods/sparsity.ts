@@ -10,10 +10,63 @@ import { applyMask, checkNM, nmMask, unstructuredMaskGlobal, unstructuredMaskPer
 import { sparseGpt } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
-import { parsePattern, type SparsityRecipe } from '../recipe.js';
-import { packWeights24 } from './packed24.js';
-import { pruneStoredMagnitudeNM, storedFloat32Tensor, storedLayout } from './sparsity-stored.js';
+import { Type, type Static } from 'typebox';
+import {
+  CommonProps,
+  CriterionSchema,
+  parsePattern,
+  PatternSchema,
+  patternFieldIssues,
+  strict,
+  type RecipeIssue,
+} from '../recipe-parts.js';
+import { packWeights24 } from '../onnx/packed24.js';
+import { pruneStoredMagnitudeNM, storedFloat32Tensor, storedLayout } from '../math/sparsity-stored.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
+
+export const SparsityRecipeSchema = Type.Object(
+  {
+    method: Type.Literal('sparsity'),
+    pattern: Type.Optional(PatternSchema),
+    sparsity: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Unstructured fraction zeroed.' })),
+    criterion: Type.Optional(CriterionSchema),
+    blockSize: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 4096,
+        description: 'SparseGPT column block (default 128, rounded up to a multiple of M).',
+      }),
+    ),
+    dampening: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'SparseGPT damping (0.01).' })),
+    packed: Type.Optional(Type.Boolean({ description: 'Write 2:4 weights packed as an ONNX local function.' })),
+    ...CommonProps,
+  },
+  { ...strict, title: 'SparsityRecipe' },
+);
+export type SparsityRecipe = Static<typeof SparsityRecipeSchema>;
+/** The registry's name for this method's recipe schema. */
+export const schema = SparsityRecipeSchema;
+
+function withDefaults(r: SparsityRecipe): SparsityRecipe {
+  if (r.pattern === undefined && r.sparsity === undefined) r.pattern = '2:4';
+  r.criterion ??= 'magnitude';
+  if (r.criterion === 'sparsegpt') r.dampening ??= 0.01;
+  return r;
+}
+
+function rules(r: SparsityRecipe): RecipeIssue[] {
+  const issues = patternFieldIssues(r.pattern);
+  if (r.pattern !== undefined && r.sparsity !== undefined) {
+    issues.push({ path: '/sparsity', message: 'give either pattern (N:M) or sparsity (unstructured), not both' });
+  }
+  if (r.blockSize !== undefined && r.pattern !== undefined) {
+    const m = Number(r.pattern.split(':')[1]);
+    if (m > 0 && r.blockSize % m !== 0) {
+      issues.push({ path: '/blockSize', message: `blockSize ${r.blockSize} must be a multiple of M=${m}` });
+    }
+  }
+  return issues;
+}
 
 /** The pattern a recipe asks for: N:M, or an unstructured fraction. */
 export function sparsityTarget(r: SparsityRecipe): { n: number; m: number } | { sparsity: number } {
@@ -184,6 +237,9 @@ async function run(ctx: MethodContext<SparsityRecipe>): Promise<MethodResult> {
 
 export const method: CompressionMethod<SparsityRecipe> = {
   name: 'sparsity',
+  schema: SparsityRecipeSchema,
+  withDefaults,
+  rules,
   summary: 'N:M (e.g. 2:4) or unstructured pruning by magnitude, Wanda or SparseGPT',
   example: {
     method: 'sparsity',

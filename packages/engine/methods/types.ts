@@ -5,8 +5,10 @@
 import type { LayerReport } from '../job.js';
 import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
+import type { TObject } from 'typebox';
 import type { Recipe } from '../recipe.js';
 import type { Dataset } from '../data/types.js';
+import type { RecipeIssue } from '../recipe-parts.js';
 
 /** Whether a method uses calibration activations: never, when given (better results), or always. */
 export type CalibrationNeed = 'none' | 'optional' | 'required';
@@ -144,9 +146,22 @@ export interface MethodResult {
   files?: { name: string; content: string }[];
 }
 
+/**
+ * A compression method: one file, methods/<name>.ts, exports it as `method` together with its recipe schema. It
+ * carries everything about the method — its recipe (schema, defaults, rules), what it needs from the runner, and
+ * the work — so that the recipe union (recipe.ts), the runner (run.ts) and the API ask the method, never its name.
+ */
 export interface CompressionMethod<R extends Recipe = Recipe> {
   /** The recipe's `method` value. */
   name: R['method'];
+  /** The method's recipe: a strict TypeBox object whose `method` is `name` (one branch of RecipeSchema). */
+  schema: TObject;
+  /** Fills in the recipe's defaults; gets the caller's private copy, edits it and returns it. */
+  withDefaults(recipe: R): R;
+  /** Rules the schema cannot express, checked after defaults: every problem found. @defaultValue none */
+  rules?(recipe: R): RecipeIssue[];
+  /** Models a job reads at least, the input model included (soups average >= 2). @defaultValue 1 */
+  minModels?: number;
   /** One-line summary for `--help` and the API docs. */
   summary: string;
   /** A sample recipe (also in the doc comment of each method) shown by the CLI and the OpenAPI examples. */

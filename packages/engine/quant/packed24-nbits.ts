@@ -24,7 +24,7 @@ import {
 } from '../onnx/gen/onnx_pb.js';
 import type { LoadedModel } from '../onnx/model.js';
 import { makeTensor, readTensorBytesInto, tensorByteLength } from '../onnx/tensor.js';
-import { PACKED_DOMAIN } from '../methods/packed24.js';
+import { PACKED_DOMAIN } from '../onnx/packed24.js';
 
 export const UNPACK_NBITS_OP = 'Unpack24NBits4';
 const ZERO_CODE = 8;

@@ -6,10 +6,15 @@ import type { TensorProto } from '../onnx/gen/onnx_pb.js';
 import { InputError } from '../job.js';
 import type { LoadedModel } from '../onnx/loaded.js';
 import type { WeightRef } from '../onnx/weights.js';
-import { phaseSparsity, type SoupRecipe } from '../recipe.js';
+import type { SoupRecipe } from '../recipe.js';
 import { pruneRemaining } from './magnitude.js';
 import { applyMask, countZeros } from './masks.js';
 import { magnitudeMaskFor, specSkipReason, verifyNM } from './reprune.js';
+
+/** Sparsity of one SMS phase: p_phase = 1 − (1 − p_goal)^(1/T). */
+export function phaseSparsity(goal: number, phases: number): number {
+  return 1 - Math.pow(1 - goal, 1 / phases);
+}
 import { readValues, writeValues } from './tensors.js';
 
 export type NextPhasePlan =

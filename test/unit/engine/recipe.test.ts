@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRecipe, RecipeError, phaseSparsity } from '../../../packages/engine/recipe.js';
+import {
+  METHOD_NAMES,
+  parseRecipe,
+  RecipeError,
+  RecipeSchema,
+  phaseSparsity,
+} from '../../../packages/engine/recipe.js';
+import { allMethods, findMethod, minModels } from '../../../packages/engine/methods/registry.js';
 
 function issues(input: unknown): string[] {
   try {
@@ -60,4 +67,35 @@ test('impossible values are refused with a path', () => {
 
 test('phase sparsity schedule', () => {
   assert.ok(Math.abs(phaseSparsity(0.9, 2) - (1 - Math.sqrt(0.1))) < 1e-12);
+});
+
+test('the recipe union is built from the methods: each method file carries its schema, defaults, rules and declarations', () => {
+  assert.deepEqual(
+    allMethods().map((m) => m.name),
+    METHOD_NAMES,
+  );
+  const branches = (
+    RecipeSchema as unknown as { anyOf: { title: string; properties: { method: { const: string } } }[] }
+  ).anyOf;
+  assert.deepEqual(
+    branches.map((b) => b.properties.method.const),
+    METHOD_NAMES,
+    'one branch per registered method, in registry order',
+  );
+  for (const m of allMethods()) {
+    assert.equal(
+      branches.find((b) => b.properties.method.const === m.name),
+      m.schema,
+      `${m.name}: its own schema`,
+    );
+    // Its example parses, and parsing fills the method's defaults and applies its rules.
+    const parsed = parseRecipe(m.example);
+    assert.equal(parsed.method, m.name);
+    assert.deepEqual(m.withDefaults(structuredClone(parsed)), parsed, `${m.name}: defaults are idempotent`);
+    assert.deepEqual(m.rules?.(parsed) ?? [], []);
+  }
+  assert.equal(minModels('soup'), 2);
+  assert.equal(minModels('sparsity'), 1);
+  assert.equal(findMethod('nope'), undefined);
+  assert.equal(findMethod('toString'), undefined, 'only registered names, not object keys');
 });

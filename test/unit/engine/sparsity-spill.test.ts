@@ -15,7 +15,7 @@ import {
   pruneStoredMagnitudeNM,
   storedFloat32Tensor,
   storedLayout,
-} from '../../../packages/engine/methods/sparsity-stored.js';
+} from '../../../packages/engine/math/sparsity-stored.js';
 import { randomFloats, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
 
 function build(): LoadedModel {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { pack24 } from '../../../packages/engine/methods/packed24.js';
+import { pack24 } from '../../../packages/engine/onnx/packed24.js';
 import { loadModel } from '../../../packages/engine/onnx/model.js';
 import { mlp, randn, tokenData, transformer } from './models.js';
 import { run, tempDir, writeCase } from './helpers.js';

@@ -15,10 +15,10 @@ import {
   OperatorSetIdProtoSchema,
   type FunctionProto,
   type NodeProto,
-} from '../onnx/gen/onnx_pb.js';
-import type { LoadedModel } from '../onnx/model.js';
-import { makeTensor, tensorByteLength } from '../onnx/tensor.js';
-import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
+} from './gen/onnx_pb.js';
+import type { LoadedModel } from './model.js';
+import { makeTensor, tensorByteLength } from './tensor.js';
+import { readWeightMatrix, type WeightRef } from './weights.js';
 
 export const PACKED_DOMAIN = 'onnx_compress';
 /** Rebuilds [N, K] (Gemm transB=1 layout). */
