@@ -19,6 +19,7 @@ import type { Config } from '../../packages/platform/config/config.js';
 import { Prisma, type Db } from '../../packages/platform/db/client.js';
 import { onJobFinished } from '../../packages/platform/events/job-finished.js';
 import type { CompressJobData } from '../../packages/platform/queue/catalogue.js';
+import { isOutOfSpace } from '../../packages/platform/storage/out-of-space.js';
 import type { Storage } from '../../packages/platform/storage/storage.js';
 import { runInThread } from '../../packages/platform/threads/run-in-thread.js';
 import type { CompressArgs } from './engine.js';
@@ -84,12 +85,6 @@ export function layerRow(l: LayerReport, index: number, jobId: string, tenantId:
 
 function isAbort(e: unknown, signal: AbortSignal): boolean {
   return signal.aborted || (e as { name?: string })?.name === 'AbortError';
-}
-
-/** Disk full (or quota) on the worker's scratch or the storage: worth retrying later, and worth saying plainly. */
-function isOutOfSpace(e: unknown): boolean {
-  const code = (e as { code?: string } | null)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 const STORAGE_FULL = {

@@ -1,6 +1,7 @@
 // One error handler: everything leaves as problem+json. Expected errors (ApiError, Fastify's 4xx) keep their
 // message; anything else is logged and answered with a bare 500.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { isOutOfSpace } from '../../../packages/platform/storage/out-of-space.js';
 import { ApiError, problem, type ProblemCode, type ProblemIssue } from '../errors.js';
 import { globalPlugin } from './global.js';
 
@@ -60,12 +61,6 @@ export function isDependencyDown(e: unknown): boolean {
   // Postgres shutting down (admin_shutdown, crash_shutdown, cannot_connect_now) as seen through the adapter.
   if (cause?.originalCode && ['57P01', '57P02', '57P03'].includes(cause.originalCode)) return true;
   return /Connection (is closed|terminated)|Can't reach database server/i.test(err.message ?? '');
-}
-
-/** The file system is out of space or quota (staging or storage directory). */
-export function isOutOfSpace(e: unknown): boolean {
-  const code = (e as { code?: string } | null)?.code;
-  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 export const errorsPlugin = globalPlugin('errors', async (app) => {
