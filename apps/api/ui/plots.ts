@@ -14,7 +14,7 @@ export interface PlotReport {
     compressed?: { accuracy?: number };
     [k: string]: unknown;
   };
-  layers?: { name: string; relError?: number | null; skipped?: string; pattern?: string }[];
+  layers?: { name: string; node?: string; relError?: number | null; skipped?: string; pattern?: string }[];
 }
 
 export interface QualitySeries {
@@ -119,6 +119,7 @@ export function qualityVsSizeSvg(report: PlotReport): string {
 export function layerErrorSvg(report: PlotReport): string {
   const rows = (report.layers ?? []).filter((l) => !l.skipped && typeof l.relError === 'number') as {
     name: string;
+    node?: string;
     relError: number;
   }[];
   const W = 620;
@@ -141,11 +142,14 @@ export function layerErrorSvg(report: PlotReport): string {
   rows.forEach((r, i) => {
     const yy = T + i * rowH;
     const w = Math.max(1, (r.relError / max) * barW);
-    const name = r.name.length > 34 ? '…' + r.name.slice(-33) : r.name;
+    // Labelled by the node that uses the weight (its name says where it sits), the weight's name in the tooltip.
+    const label = r.node ? r.node : r.name;
+    const name = label.length > 34 ? '…' + label.slice(-33) : label;
     svg += `<text x="${L - 6}" y="${yy + 11}" text-anchor="end" font-size="10">${escapeXml(name)}</text>`;
     svg +=
       `<rect x="${L}" y="${yy + 2}" width="${w.toFixed(1)}" height="${rowH - 4}" fill="#ff7f0e" ` +
-      `data-layer="${escapeXml(r.name)}" data-value="${r.relError}"><title>${escapeXml(r.name)}: ${r.relError.toPrecision(4)}</title></rect>`;
+      `data-layer="${escapeXml(r.name)}" data-node="${escapeXml(label)}" data-value="${r.relError}">` +
+      `<title>${escapeXml(label === r.name ? label : `${label} (weight ${r.name})`)}: ${r.relError.toPrecision(4)}</title></rect>`;
     svg += `<text x="${L + w + 4}" y="${yy + 11}" font-size="10">${r.relError.toPrecision(3)}</text>`;
   });
   return svg + '</svg>';

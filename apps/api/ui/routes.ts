@@ -1,74 +1,71 @@
-// The job page: GET /jobs/:id (HTML) and GET /ui/job-page.js (its script, built from the functions in plots.ts and
-// page-script.ts). The page itself is public and holds no data; it fetches everything from /v1 with the API key.
+// The pages: GET /jobs/:id and /models/:id (HTML, pages.ts) and their scripts /ui/job-page.js and /ui/model-page.js,
+// built from the functions of plots.ts, model-plots.ts, format.ts, search-view.ts, client.ts and the pages' main
+// modules. The pages
+// are public and hold no data; they fetch everything from /v1 with the API key.
 import type { FastifyInstance } from 'fastify';
-import { escapeXml, formatBytes, layerErrorSvg, qualitySeries, qualityVsSizeSvg } from './plots.js';
-import { jobPageMain } from './page-script.js';
-import { searchFrontHtml } from './search-view.js';
+import * as client from './client.js';
+import * as format from './format.js';
+import * as modelPlots from './model-plots.js';
+import { JOB_PAGE, MODEL_PAGE } from './pages.js';
+import * as jobPage from './page-script.js';
+import * as modelPage from './model-script.js';
+import * as plots from './plots.js';
+import * as searchView from './search-view.js';
 
-const PAGE = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Job · onnx-compress</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 60rem; }
-code { background: #f3f3f3; padding: 0 .3em; }
-.state { font-weight: bold; padding: .1em .5em; border-radius: .3em; background: #eee; }
-.state-succeeded { background: #c8f0c8; } .state-failed { background: #f6c4c4; } .state-cancelled { background: #ddd; }
-.state-running { background: #cfe3ff; }
-#progress { width: 24rem; height: 1rem; background: #eee; border-radius: .5rem; overflow: hidden; display: inline-block; vertical-align: middle; }
-#bar { height: 100%; width: 0; background: #3b82f6; transition: width .2s; }
-#error { color: #a00; white-space: pre-wrap; }
-#events { font-family: monospace; font-size: .8em; max-height: 12rem; overflow: auto; }
-svg { border: 1px solid #ddd; margin: .5rem 0; }
-</style>
-</head>
-<body>
-<h1>Job <code id="job-id"></code></h1>
-<form id="key-form" hidden><label>API key <input id="key-input" type="password" autocomplete="off" size="50"></label>
-<button type="submit">Show job</button></form>
-<p>State: <span id="state" class="state">…</span> · created <span id="created"></span></p>
-<p><span id="progress" data-percent="0"><span id="bar" style="display:block"></span></span> <span id="percent"></span>
-<span id="stage"></span> <span id="layer"></span></p>
-<p id="error" hidden></p>
-<h2>Artifacts</h2><ul id="artifacts"></ul>
-<section id="search" hidden><h2>Search</h2><img id="pareto" alt="pareto.svg: quality vs size of every trial"><div id="search-table"></div></section>
-<section id="plots" hidden><h2>Report</h2><div id="quality-plot"></div><div id="layer-plot"></div></section>
-<details><summary>Events</summary><ul id="events"></ul></details>
-<p><a href="/docs">API documentation</a></p>
-<script src="/ui/job-page.js"></script>
-</body>
-</html>
-`;
+/** Every exported function of the given modules, by name (types and values that are not functions are skipped). */
+function functionsOf(...modules: Record<string, unknown>[]): ((...args: never[]) => unknown)[] {
+  const out = new Map<string, (...args: never[]) => unknown>();
+  for (const m of modules) {
+    for (const [name, v] of Object.entries(m)) if (typeof v === 'function') out.set(name, v as never);
+  }
+  return [...out.values()];
+}
 
-/** The browser script: every plot function plus the page's main function, from their compiled sources. */
-export function jobPageScript(): string {
-  const fns = [escapeXml, formatBytes, qualitySeries, qualityVsSizeSvg, layerErrorSvg, searchFrontHtml, jobPageMain];
+/** A page script: the shared functions, the page's own, then a call of its main function. */
+function pageScript(main: string, own: Record<string, unknown>): string {
+  const fns = functionsOf(plots, modelPlots, format, searchView, client, own);
   return (
     '"use strict";\n' +
     // esbuild (through tsx) may wrap functions in __name(...) to keep their names; in the browser it is identity.
     'var __name = function (f) { return f; };\n' +
     fns.map((f) => f.toString()).join('\n\n') +
-    '\n\njobPageMain();\n'
+    `\n\n${main}();\n`
   );
+}
+
+export function jobPageScript(): string {
+  return pageScript('jobPageMain', jobPage);
+}
+
+export function modelPageScript(): string {
+  return pageScript('modelPageMain', modelPage);
 }
 
 export function createUiRoutes() {
   return async function uiRoutes(app: FastifyInstance) {
-    let script: string | null = null;
+    const scripts: Record<string, string> = {};
     const security = {
       'content-security-policy':
         "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'",
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',
     };
-    app.get('/jobs/:id', { schema: { hide: true } }, async (_request, reply) =>
-      reply.headers(security).type('text/html; charset=utf-8').send(PAGE),
-    );
-    app.get('/ui/job-page.js', { schema: { hide: true } }, async (_request, reply) => {
-      script ??= jobPageScript();
-      return reply.headers(security).type('text/javascript; charset=utf-8').send(script);
-    });
+    for (const [route, html] of [
+      ['/jobs/:id', JOB_PAGE],
+      ['/models/:id', MODEL_PAGE],
+    ] as const) {
+      app.get(route, { schema: { hide: true } }, async (_request, reply) =>
+        reply.headers(security).type('text/html; charset=utf-8').send(html),
+      );
+    }
+    for (const [route, build] of [
+      ['/ui/job-page.js', jobPageScript],
+      ['/ui/model-page.js', modelPageScript],
+    ] as const) {
+      app.get(route, { schema: { hide: true } }, async (_request, reply) => {
+        scripts[route] ??= build();
+        return reply.headers(security).type('text/javascript; charset=utf-8').send(scripts[route]);
+      });
+    }
   };
 }
