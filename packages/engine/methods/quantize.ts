@@ -32,6 +32,7 @@ import {
 } from '../quant/matmulnbits.js';
 import { quantizePackKN4Rows } from '../quant/fast-kn.js';
 import { readTensorBytesInto, residentRawData, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
+import { halfBitsToFloat } from '../onnx/floats.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { replaceBlocker, replaceWithQuantized, setAccuracyLevel, type Format } from '../quant/replace.js';
 import { layerRoute, settleQdqOpset } from '../quant/opset-route.js';
@@ -183,30 +184,56 @@ export function recordShape(plan: AccuracyPlan, q: QuantizedMatrix | MatMulNBits
 }
 
 /**
- * Rows of the stored fp32 [K][N] values of a MatMul / Gemm(transB=0) weight that sits directly in a main-graph
- * initializer (no Cast/Transpose/Reshape in between), one quantization block at a time — the input of the fused
- * fast path. Bytes in memory and 4-byte aligned are used where they are; otherwise (unaligned raw_data, weights
- * still in the model file or in external data) each block is read into one small reused buffer, so a large model
- * never gets a fresh copy of its weights.
+ * Rows of the stored fp32 or fp16 [K][N] values of a MatMul / Gemm(transB=0) weight that sits directly in a
+ * main-graph initializer (no Cast/Transpose/Reshape in between), one quantization block at a time — the input of the
+ * fused fast path. fp32 bytes in memory and 4-byte aligned are used where they are; otherwise (unaligned raw_data,
+ * weights still in the model file or in external data, fp16) each block is read into one small reused buffer (fp16
+ * widened exactly through a 65536-entry table), so a large model never gets a fresh copy of its weights.
  */
-function storedKNRows(ctx: MethodContext, w: WeightRef, block: number, scratch: { rows?: Float32Array }) {
-  if (w.via.length || w.dtype !== 'float32' || w.storeGraphPath !== '') return undefined;
+function storedKNRows(ctx: MethodContext, w: WeightRef, block: number, scratch: KNScratch) {
+  if (w.via.length || (w.dtype !== 'float32' && w.dtype !== 'float16') || w.storeGraphPath !== '') return undefined;
   if (!(w.op === 'MatMul' || (w.op === 'Gemm' && !w.transB))) return undefined;
   if (w.location !== 'initializer' && w.location !== 'external') return undefined;
   const t = ctx.model.proto.graph?.initializer.find((x) => x.name === w.name);
-  if (!t || tensorDtype(t) !== 'float32' || tensorByteLength(t) !== w.K * w.N * 4) return undefined;
+  const width = w.dtype === 'float16' ? 2 : 4;
+  if (!t || tensorDtype(t) !== w.dtype || tensorByteLength(t) !== w.K * w.N * width) return undefined;
   const N = w.N;
   const resident = residentRawData(t);
-  if (resident && resident.length === w.K * N * 4 && resident.byteOffset % 4 === 0) {
+  if (width === 4 && resident && resident.length === w.K * N * 4 && resident.byteOffset % 4 === 0) {
     const all = new Float32Array(resident.buffer, resident.byteOffset, w.K * N);
     return (k0: number) => ({ data: all, base: k0 * N });
   }
   if (!scratch.rows || scratch.rows.length < block * N) scratch.rows = new Float32Array(block * N);
   const rows = scratch.rows;
+  if (width === 4)
+    return (k0: number, k1: number) => {
+      readTensorBytesInto(ctx.model, t, k0 * N * 4, new Uint8Array(rows.buffer, 0, (k1 - k0) * N * 4));
+      return { data: rows, base: 0 };
+    };
+  if (!scratch.half || scratch.half.length < block * N) scratch.half = new Uint16Array(block * N);
+  const half = scratch.half;
+  const table = halfTable();
   return (k0: number, k1: number) => {
-    readTensorBytesInto(ctx.model, t, k0 * N * 4, new Uint8Array(rows.buffer, 0, (k1 - k0) * N * 4));
+    const n = (k1 - k0) * N;
+    readTensorBytesInto(ctx.model, t, k0 * N * 2, new Uint8Array(half.buffer, 0, n * 2));
+    for (let i = 0; i < n; i++) rows[i] = table[half[i]];
     return { data: rows, base: 0 };
   };
+}
+
+interface KNScratch {
+  rows?: Float32Array;
+  half?: Uint16Array;
+}
+
+let HALF_TABLE: Float32Array | undefined;
+/** Every IEEE half value as float32 (exact), indexed by its bits. */
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let b = 0; b < 65536; b++) HALF_TABLE[b] = halfBitsToFloat(b);
+  }
+  return HALF_TABLE;
 }
 
 /** Whether the fused [K][N] → MatMulNBits kernel implements this spec. */
@@ -249,7 +276,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   const format: Format = r.format ?? 'matmulnbits';
   const layers: LayerReport[] = [];
   const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
-  const scratch: { rows?: Float32Array } = {};
+  const scratch: KNScratch = {};
   // Packed codes and scales of the fused path: one pair of buffers for all layers, since the MatMulNBits
   // initializers take copies.
   const out = { codes: new Uint8Array(0), scales: new Float32Array(0) };

@@ -17,7 +17,12 @@ import type { JobReport } from '../../../packages/engine/job.js';
 import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
 import { closeModel, loadModel, saveModel } from '../../../packages/engine/onnx/model.js';
 import { tensorDtype } from '../../../packages/engine/onnx/tensor.js';
-import { floatToBfloatBits, floatToHalfBits, float16ToFloat32 } from '../../../packages/engine/onnx/floats.js';
+import {
+  floatToBfloatBits,
+  floatToHalfBits,
+  float16ToFloat32,
+  halfBitsToFloat,
+} from '../../../packages/engine/onnx/floats.js';
 import type { DType } from '../../../packages/engine/onnx/dtypes.js';
 import { writeLlmCalibration, writeLlmModel, type LlmShape } from '../../../bench/lib/llm-model.js';
 import { randomFloats, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
@@ -120,9 +125,9 @@ test('fp16 LLM-shaped model (token-id calibration file): every method keeps fp16
 });
 
 /** x [batch, 64] → MatMul → Relu → MatMul → Relu → MatMul → y, weights (and x, y) in `dtype`, or bf16 weights behind Cast to float32. */
-async function mlp(dir: string, kind: 'float16' | 'bf16-cast' | 'bfloat16'): Promise<string> {
+async function mlp(dir: string, kind: 'float16' | 'bf16-cast' | 'bfloat16' | 'fp16-values-in-fp32'): Promise<string> {
   const act: DType = kind === 'float16' ? 'float16' : kind === 'bfloat16' ? 'bfloat16' : 'float32';
-  const store: DType = kind === 'float16' ? 'float16' : 'bfloat16';
+  const store: DType = kind === 'float16' || kind === 'fp16-values-in-fp32' ? 'float16' : 'bfloat16';
   const conv = store === 'float16' ? floatToHalfBits : floatToBfloatBits;
   const b = new GraphBuilder({ opset: 17 });
   b.input('x', act, ['batch', 64]);
@@ -134,7 +139,10 @@ async function mlp(dir: string, kind: 'float16' | 'bf16-cast' | 'bfloat16'): Pro
   let h = 'x';
   dims.forEach(([k, n], i) => {
     const bits = Uint16Array.from(randomFloats(k * n, 11 + i), (v) => conv((v * 1.5) / Math.sqrt(k)));
-    let w = b.initializer(`W${i}`, store, [k, n], bits);
+    let w =
+      kind === 'fp16-values-in-fp32'
+        ? b.initializer(`W${i}`, 'float32', [k, n], float16ToFloat32(bits))
+        : b.initializer(`W${i}`, store, [k, n], bits);
     if (kind === 'bf16-cast') w = b.node('Cast', [w], { to: 1 });
     h = b.node('MatMul', [h, w], {}, { name: `fc${i}`, output: i === 2 ? 'y' : undefined });
     if (i < 2) h = b.node('Relu', [h]);
@@ -160,6 +168,49 @@ test('fp16 model with a float16 input and random calibration data: every method 
       checkReport(name, res.report, 3);
       await checkOutput(out, name, { x }, { output: 'float16', stored: 'float16' });
     }
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('fp16 4-bit RTN takes the fused [K][N] route: the same codes as the same values in fp32, fp16 scales', async () => {
+  const dir = tempDir('fp16-rtn-');
+  try {
+    const codes = new Map<string, Uint8Array[]>();
+    const scales = new Map<string, Float32Array[]>();
+    for (const kind of ['float16', 'fp16-values-in-fp32'] as const) {
+      const res = await runRecipe(RECIPES.matmulnbits as unknown as Recipe, {
+        modelPath: await mlp(dir, kind),
+        outputDir: join(dir, kind),
+      });
+      // The fused route reports no per-layer sparsity (the canonical route counts zero codes).
+      for (const l of res.report.layers)
+        assert.equal(l.sparsity, undefined, `${kind}: ${l.name} took the canonical route`);
+      const m = await loadModel(join(dir, kind, 'model.onnx'));
+      const inits = new Map(m.proto.graph!.initializer.map((t) => [t.name, t]));
+      const nodes = m.proto.graph!.node.filter((n) => n.opType === 'MatMulNBits');
+      codes.set(
+        kind,
+        nodes.map((n) => inits.get(n.input[1])!.rawData.slice()),
+      );
+      scales.set(
+        kind,
+        nodes.map((n) => {
+          const t = inits.get(n.input[2])!;
+          const raw = t.rawData.slice();
+          return tensorDtype(t) === 'float16'
+            ? float16ToFloat32(new Uint16Array(raw.buffer, raw.byteOffset, raw.length / 2))
+            : new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
+        }),
+      );
+      closeModel(m);
+    }
+    assert.equal(codes.get('float16')!.length, 3);
+    codes.get('float16')!.forEach((c, i) => assert.deepEqual(c, codes.get('fp16-values-in-fp32')![i]));
+    scales.get('float16')!.forEach((s16, i) => {
+      const s32 = scales.get('fp16-values-in-fp32')![i];
+      for (let j = 0; j < s32.length; j++) assert.equal(s16[j], halfBitsToFloat(floatToHalfBits(s32[j])));
+    });
   } finally {
     removeDir(dir);
   }
