@@ -1,7 +1,7 @@
 // Random calibration data, only when a recipe asks for it (calibration.random: true); the report then says so. Float
-// inputs (float16/32/64) get N(0, 1); integer inputs (token ids) uniform ids in [0, vocab) where vocab comes from the embedding table
-// the input indexes (a Gather), else [0, 2); bool inputs fair coin flips. Symbolic dims other than the batch axis take
-// `symbolicDim`. Seeded, so a job is reproducible.
+// inputs (float16/32/64) get N(0, 1); integer inputs of every width (token ids) uniform ids in [0, vocab) where vocab
+// comes from the embedding table the input indexes (a Gather), else [0, 2); bool inputs fair coin flips. Symbolic
+// dims other than the batch axis take `symbolicDim`. Seeded, so a job is reproducible.
 import { floatToHalfBits } from '../onnx/floats.js';
 import type { ModelInputSpec } from './inputs.js';
 import { DatasetError, elementCount, typedArrayFor, type DataArray, type Dataset } from './types.js';
@@ -14,6 +14,31 @@ export interface RandomDataOptions {
   symbolicDim?: number;
   /** Exclusive upper bound of integer inputs, per input name (token vocabularies). */
   intRanges?: Map<string, number>;
+}
+
+/** One past the largest id each integer type holds (random ids stay below it). */
+const INT_LIMIT: Record<string, number> = {
+  int8: 2 ** 7,
+  int16: 2 ** 15,
+  int32: 2 ** 31,
+  int64: Number.MAX_SAFE_INTEGER,
+  uint8: 2 ** 8,
+  uint16: 2 ** 16,
+  uint32: 2 ** 32,
+  uint64: Number.MAX_SAFE_INTEGER,
+};
+
+/** Why an input cannot get random data, and what to give instead (real data, or a model without that input). */
+function noRandomData(spec: ModelInputSpec): string {
+  const why =
+    spec.dtype === 'BFLOAT16'
+      ? "onnxruntime-node has no bfloat16 tensors and ONNX Runtime's CPU EP no bfloat16 MatMul: save the model in " +
+        'float16, or keep bf16 weights behind a Cast to float32'
+      : 'random data is made for numeric tensors only (float16/32/64, int8–64, uint8–64, bool)';
+  return (
+    `input "${spec.name}" is ${spec.dtype}: no random calibration data for it (${why}); ` +
+    'give real calibration data instead (--calibration FILE on the CLI, calibrationDatasetId in the API)'
+  );
 }
 
 /** Cap on the random data generated (per input). */
@@ -71,14 +96,21 @@ export function randomDataset(specs: ModelInputSpec[], opts: RandomDataOptions):
         arr = { dtype: 'float16', dims, data };
         break;
       }
+      case 'int8':
+      case 'int16':
+      case 'int32':
       case 'int64':
-      case 'int32': {
-        const hi = opts.intRanges?.get(spec.name) ?? 2;
+      case 'uint8':
+      case 'uint16':
+      case 'uint32':
+      case 'uint64': {
+        // Ids below the vocabulary the input indexes (else 0/1), never past what the type holds.
+        const hi = Math.min(opts.intRanges?.get(spec.name) ?? 2, INT_LIMIT[spec.dtype]);
         const data = typedArrayFor(spec.dtype, count);
         for (let i = 0; i < count; i++) {
           const v = Math.floor(rand() * hi);
-          if (data instanceof BigInt64Array) data[i] = BigInt(v);
-          else (data as Int32Array)[i] = v;
+          if (data instanceof BigInt64Array || data instanceof BigUint64Array) data[i] = BigInt(v);
+          else data[i] = v;
         }
         arr = { dtype: spec.dtype, dims, data };
         break;
@@ -90,14 +122,7 @@ export function randomDataset(specs: ModelInputSpec[], opts: RandomDataOptions):
         break;
       }
       default:
-        throw new DatasetError(
-          'dtype-mismatch',
-          `input "${spec.name}" is ${spec.dtype}: random calibration data supports float16/32/64, int32/64 and bool` +
-            (spec.dtype === 'BFLOAT16'
-              ? " (onnxruntime-node has no bfloat16 tensors and ONNX Runtime's CPU EP no bfloat16 MatMul: save the" +
-                ' model in float16, or keep bf16 weights behind a Cast to float32)'
-              : ''),
-        );
+        throw new DatasetError('dtype-mismatch', noRandomData(spec));
     }
     inputs.set(spec.name, arr);
     shapes.push(`${spec.name} ${arr.dtype} [${dims.join(', ')}]`);

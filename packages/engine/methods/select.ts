@@ -5,8 +5,10 @@
 // comes back with its reason; every pattern comes back with how many weights it matched, and one that matched none
 // is a warning (a typo must not pass silently).
 import { InputError } from '../job.js';
+import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type { Recipe } from '../recipe.js';
+import { groupedReasons, noLayerMessage } from './explain.js';
 import { nameGlobMatch } from './name-glob.js';
 import type { CompressionMethod, SkippedWeight } from './types.js';
 
@@ -87,7 +89,7 @@ export function selectWeights<R extends Recipe>(
  * A selection that leaves nothing to compress fails the job ('no-layer-selected') instead of returning an unchanged
  * model: an include whose patterns matched nothing is named as the cause; otherwise the reasons are listed grouped.
  */
-export function assertSomethingSelected(sel: Selection, recipe: Recipe, what: string): void {
+export function assertSomethingSelected(sel: Selection, recipe: Recipe, what: string, model?: LoadedModel): void {
   if (sel.selected.length > 0) return;
   const unmatched = sel.patterns.filter((p) => p.list === 'include' && p.weights === 0).map((p) => `"${p.pattern}"`);
   const matchedAny = sel.patterns.some((p) => p.list === 'include' && p.weights > 0);
@@ -97,30 +99,10 @@ export function assertSomethingSelected(sel: Selection, recipe: Recipe, what: st
       `${what}: include ${unmatched.join(', ')} matched no weight or node name of this model, so nothing is selected`,
     );
   }
-  throw new InputError(
-    'no-layer-selected',
-    `${what} applies to no layer of this model` +
-      (sel.skipped.length ? ` (${groupedReasons(sel.skipped.map((s) => [s.weight.name, s.reason]))})` : '') +
-      (!sel.skipped.length ? ' (it has no MatMul/Gemm/Conv weight)' : ''),
-  );
+  throw new InputError('no-layer-selected', noLayerMessage(what, recipe, sel.skipped, model));
 }
 
 /** "reason — a, b, c (+N more); other reason — d": each distinct reason once, with the layers it applies to. */
-export function groupedReasons(rows: [name: string, reason: string][], maxGroups = 6, maxNames = 3): string {
-  const groups = new Map<string, string[]>();
-  for (const [name, reason] of rows) {
-    const g = groups.get(reason);
-    if (g) g.push(name);
-    else groups.set(reason, [name]);
-  }
-  const parts = [...groups].slice(0, maxGroups).map(([reason, names]) => {
-    const shown = names.slice(0, maxNames).join(', ');
-    const more = names.length > maxNames ? ` (+${names.length - maxNames} more)` : '';
-    return `${reason} — ${names.length === 1 ? shown : `${names.length} layers: ${shown}${more}`}`;
-  });
-  const rest = groups.size > maxGroups ? `; … ${groups.size - maxGroups} more reasons` : '';
-  return parts.join('; ') + rest;
-}
 
 /**
  * After the method: a job whose method wrote no layer (every selected layer came back with a `skipped` reason, e.g.
@@ -139,3 +121,5 @@ export function assertNothingWrittenFails(
   ];
   throw new InputError('no-layer-selected', `${what} wrote no layer of this model (${groupedReasons(reasons)})`);
 }
+
+export { groupedReasons };

@@ -1,11 +1,12 @@
 // Stage "load": the method, the model, the calibration and evaluation data, and the layers the recipe selects.
-// Everything a job can be refused for before any heavy work is checked here (missing calibration data or labels,
-// no layer to compress), so that a bad job fails in seconds with a reason.
+// Everything a job can be refused for before any heavy work is checked here (no layer to compress, then missing
+// calibration data or labels), so that a bad job fails in seconds with a reason.
 import { loadDataset } from '../data/dataset.js';
 import { modelInputSpecs } from '../data/inputs.js';
 import { randomDataset } from '../data/random.js';
 import { InputError } from '../job.js';
 import { methodFor } from '../methods/registry.js';
+import { calibrationFreeAlternative } from '../methods/explain.js';
 import { assertSomethingSelected, selectWeights } from '../methods/select.js';
 import { loadModel, type LoadedModel } from '../onnx/model.js';
 import { discoverWeights } from '../onnx/weights.js';
@@ -19,9 +20,10 @@ export async function loadInputs(s: RunState): Promise<void> {
     s.model = await loadModel(s.inputs.modelPath);
     s.inputBytes = await modelDiskBytes(s.model, s.inputs.modelPath);
     s.checkAbort();
+    // Layers first: a model with nothing to compress is refused for that, not sent off to find calibration data.
+    selectLayers(s);
     await loadData(s);
     s.progress.emit('load', 1);
-    selectLayers(s);
   });
 }
 
@@ -41,8 +43,10 @@ async function loadData(s: RunState): Promise<void> {
   if (method!.calibration(recipe) === 'required' && !s.calibration) {
     throw new InputError(
       'calibration-required',
-      `${describeRecipe(recipe)} needs calibration data: give a calibration file (.npz/.npy/TensorProto folder) ` +
-        'or set calibration.random: true',
+      `${describeRecipe(recipe)} needs calibration data: give a calibration file (.npz/.npy/TensorProto folder; ` +
+        '--calibration FILE on the CLI, calibrationDatasetId in the API) or set "calibration": {"random": true} in ' +
+        'the recipe' +
+        (calibrationFreeAlternative(recipe) ? `; ${calibrationFreeAlternative(recipe)}` : ''),
     );
   }
   s.evalData = inputs.evalPath ? await loadDataset(inputs.evalPath, specs) : undefined;
@@ -59,8 +63,8 @@ function selectLayers(s: RunState): void {
   s.skipped = selection.skipped;
   s.selectionPatterns = selection.patterns;
   s.warnings.push(...selection.warnings);
-  // A job that would change nothing is a failed job, not a success with an unchanged model: say why.
-  if (!method.ingredients(s.recipe)) assertSomethingSelected(selection, s.recipe, describeRecipe(s.recipe));
+  // A job that would change nothing is a failed job, not a success with an unchanged model: say why, and what would.
+  if (!method.ingredients(s.recipe)) assertSomethingSelected(selection, s.recipe, describeRecipe(s.recipe), s.model!);
 }
 
 /** Vocabulary sizes of integer inputs that index an embedding table (Gather data rows), for random token ids. */

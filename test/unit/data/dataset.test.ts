@@ -162,3 +162,38 @@ test('random data follows the input specs, the vocabulary hint, and the seed', (
   assert.ok(Math.abs(mean) < 0.25 && Math.abs(varc - 1) < 0.3, `mean ${mean} var ${varc}`);
   assert.throws(() => randomDataset([{ name: 's', dtype: 'STRING', dims: ['b'] }], { samples: 1 }), DatasetError);
 });
+
+test('random data for every numeric type; a non-numeric input names what to give instead', () => {
+  const ints = ['int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64'] as const;
+  const specs: ModelInputSpec[] = [
+    ...ints.map((dtype) => ({ name: dtype, dtype, dims: ['b', 4] as (number | string)[] })),
+    { name: 'h', dtype: 'float16', dims: ['b', 4] },
+    { name: 'd', dtype: 'float64', dims: ['b', 4] },
+    { name: 'm', dtype: 'bool', dims: ['b', 4] },
+  ];
+  // A vocabulary larger than int8 holds: ids stay inside the type.
+  const vocab = new Map(ints.map((t) => [t, 1000] as [string, number]));
+  const ds = randomDataset(specs, { samples: 64, seed: 3, intRanges: vocab });
+  for (const t of ints) {
+    const a = ds.inputs.get(t)!;
+    assert.equal(a.dtype, t);
+    assert.deepEqual(a.dims, [64, 4]);
+    const values = [...a.data].map(Number);
+    const hi = t === 'int8' ? 128 : t === 'uint8' ? 256 : 1000;
+    assert.ok(
+      values.every((v) => Number.isInteger(v) && v >= 0 && v < hi),
+      t,
+    );
+    assert.ok(new Set(values).size > 20, `${t}: ids spread over the range`);
+  }
+  assert.equal(ds.inputs.get('h')!.data.constructor, Uint16Array);
+  assert.equal(ds.inputs.get('m')!.dtype, 'bool');
+
+  assert.throws(
+    () => randomDataset([{ name: 'text', dtype: 'STRING', dims: ['b'] }], { samples: 1 }),
+    (e: Error) =>
+      e instanceof DatasetError &&
+      /input "text" is STRING: no random calibration data for it/.test(e.message) &&
+      /--calibration FILE on the CLI, calibrationDatasetId in the API/.test(e.message),
+  );
+});

@@ -150,7 +150,7 @@ test('QDQ format: DequantizeLinear feeds MatMul, Gemm and (grouped) Conv; the op
     run({ method: 'quantize', quant: { bits: 4, groupSize: 32 }, format: 'qdq' }, c.modelPath, join(dir, 'g32')),
     (e: Error & { code?: string }) =>
       e.code === 'no-layer-selected' &&
-      /Conv input channels per group \(8\) not a multiple of the group size 32 .*— 2 layers: c1_w, c2_w/.test(
+      /Conv input channels per group \(8\) not a multiple of the group size 32 .*— 2 layers: "c1_w", "c2_w"/.test(
         e.message,
       ),
   );

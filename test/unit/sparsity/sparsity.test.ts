@@ -74,7 +74,7 @@ test('layers that cannot take the pattern are skipped with the reason; include/e
     (e: Error & { code?: string }) =>
       e.code === 'no-layer-selected' &&
       // The reasons grouped: each once, with the layers it applies to.
-      /Conv input channels per group \(8\) not a multiple of M=16.* — 2 layers: c1_w, c2_w/.test(e.message),
+      /Conv input channels per group \(8\) not a multiple of M=16.* — 2 layers: "c1_w", "c2_w"/.test(e.message),
   );
   const m = await writeCase(dir, 'mlp2', mlp(), mlpData);
   const sel = await run(
