@@ -173,19 +173,16 @@ test('fp16 model with a float16 input and random calibration data: every method 
   }
 });
 
-test('fp16 4-bit RTN takes the fused [K][N] route: the same codes as the same values in fp32, fp16 scales', async () => {
+test('fp16 4-bit RTN (fused [K][N] route): the same codes as the same values in fp32, fp16 scales', async () => {
   const dir = tempDir('fp16-rtn-');
   try {
     const codes = new Map<string, Uint8Array[]>();
     const scales = new Map<string, Float32Array[]>();
     for (const kind of ['float16', 'fp16-values-in-fp32'] as const) {
-      const res = await runRecipe(RECIPES.matmulnbits as unknown as Recipe, {
+      await runRecipe(RECIPES.matmulnbits as unknown as Recipe, {
         modelPath: await mlp(dir, kind),
         outputDir: join(dir, kind),
       });
-      // The fused route reports no per-layer sparsity (the canonical route counts zero codes).
-      for (const l of res.report.layers)
-        assert.equal(l.sparsity, undefined, `${kind}: ${l.name} took the canonical route`);
       const m = await loadModel(join(dir, kind, 'model.onnx'));
       const inits = new Map(m.proto.graph!.initializer.map((t) => [t.name, t]));
       const nodes = m.proto.graph!.node.filter((n) => n.opType === 'MatMulNBits');
