@@ -4,6 +4,11 @@
 // SMALL_FLOPS run a JS loop (session.run has ~20 µs of fixed overhead and a copy of the inputs).
 // session.run executes synchronously on the calling thread (inside a setImmediate), so the engine calls these from
 // worker threads, never from the API's event loop.
+// Execution provider: CPU (MLAS) unless setGemmExecutionProvider('cuda') is called — the runner does so for a job
+// whose sessions run on CUDA, so SparseGPT's block updates, the randomized SVD's products, blocked factorisations
+// and relative errors run on the GPU (fp32 and float64 Gemm are both CUDA kernels; inputs and outputs are copied
+// between host and device per call). A CUDA session that cannot be created falls back to CPU once, with the reason
+// kept for the report (gemmExecutionProvider). The setting is per thread (module state; jobs run in worker threads).
 import * as ort from 'onnxruntime-node';
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
@@ -39,8 +44,38 @@ const SMALL_FLOPS = 32 * 1024;
 type Dtype = 'float32' | 'float64';
 /** What happens to C: none (Y = AB), subtract (Y = C − AB), add (Y = C + AB). */
 type Mode = 0 | 1 | 2;
-type Key = `${Dtype}:${0 | 1}:${0 | 1}:${Mode}`;
+type Key = `${'cpu' | 'cuda'}:${Dtype}:${0 | 1}:${0 | 1}:${Mode}`;
 const sessions = new Map<Key, Promise<ort.InferenceSession>>();
+
+let provider: 'cpu' | 'cuda' = 'cpu';
+let fallback: string | undefined;
+
+/**
+ * Runs the GEMMs on `ep` from now on (this thread). For 'cuda' a probe session is created at once: when CUDA is not
+ * available the provider stays 'cpu' and the reason is returned (and kept for gemmExecutionProvider()).
+ */
+export async function setGemmExecutionProvider(
+  ep: 'cpu' | 'cuda',
+): Promise<{ executionProvider: 'cpu' | 'cuda'; fallback?: string }> {
+  fallback = undefined;
+  provider = ep;
+  if (ep === 'cuda') {
+    try {
+      await session('float32', false, false, 0);
+    } catch (e) {
+      provider = 'cpu';
+      fallback = `cuda: ${String((e as Error).message ?? e)
+        .split('\n')[0]
+        .slice(0, 300)}`;
+    }
+  }
+  return { executionProvider: provider, ...(fallback ? { fallback } : {}) };
+}
+
+/** Where the GEMMs run now, and why not on CUDA when it was asked for and failed. */
+export function gemmExecutionProvider(): { executionProvider: 'cpu' | 'cuda'; fallback?: string } {
+  return { executionProvider: provider, ...(fallback ? { fallback } : {}) };
+}
 
 /** Threads for ORT's intra-op pool; defaults to ORT's own choice (one per physical core). */
 let intraOpThreads: number | undefined;
@@ -112,10 +147,14 @@ function buildGemmModel(dtype: Dtype, transA: boolean, transB: boolean, mode: Mo
 }
 
 function session(dtype: Dtype, transA: boolean, transB: boolean, mode: Mode) {
-  const key: Key = `${dtype}:${transA ? 1 : 0}:${transB ? 1 : 0}:${mode}`;
+  const key: Key = `${provider}:${dtype}:${transA ? 1 : 0}:${transB ? 1 : 0}:${mode}`;
   let s = sessions.get(key);
   if (!s) {
-    const opts: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    const opts: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionProviders: [provider],
+      logSeverityLevel: 3,
+    };
     // Idle pool threads sleep instead of spinning: the engine runs JS between its GEMMs, and on 2 shared cores a
     // spinning thread takes the core from whatever else runs (slim.bench paper 3.85 → 3.4 s at load 2, CPU −1.2 s).
     opts.extra = { session: { intra_op: { allow_spinning: '0' } } };

@@ -8,6 +8,7 @@ import { assertNothingWrittenFails } from '../methods/select.js';
 import type { MethodResult, SkippedWeight } from '../methods/types.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { nonFiniteCount } from '../report/sizes.js';
+import { setGemmExecutionProvider } from '../math/gemm.js';
 import { methodContext, type ContextCalls } from './context.js';
 import { describeRecipe, type RunState } from './state.js';
 
@@ -16,6 +17,10 @@ export async function compress(s: RunState): Promise<void> {
   const model = s.model!;
   try {
     await s.clock.stage('compress', async () => {
+      // The maths' GEMMs (math/gemm.ts) run on the job's execution provider: CUDA on GPU workers.
+      const gemm = await setGemmExecutionProvider(s.sessions.executionProvider);
+      s.gemm = gemm;
+      if (gemm.fallback) s.warnings.push(`GEMMs of the maths run on the CPU: ${gemm.fallback}`);
       if (!method.reportsNonFinite) {
         for (const w of s.selected!) nonFiniteWarning(s, w.name, nonFiniteCount(model, w), w.shape);
       }
@@ -42,6 +47,7 @@ export async function compress(s: RunState): Promise<void> {
     plan.collector = undefined;
     await s.scorer?.close().catch(() => {});
     s.scorer = undefined;
+    await setGemmExecutionProvider('cpu'); // the thread's next job starts from the CPU default
   }
 }
 

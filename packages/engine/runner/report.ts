@@ -37,6 +37,7 @@ function buildReport(s: RunState): JobReport {
     quality: s.quality ?? { evaluated: false, reason: 'no evaluation or calibration data was given' },
     ...(s.latency ? { latency: s.latency } : {}),
     calibration: calibrationReport(s),
+    compute: computeReport(s),
     sizes: {
       inputBytes,
       outputBytes,
@@ -74,6 +75,19 @@ function calibrationReport(s: RunState): Record<string, unknown> | null {
           : 'not measured',
     sequential: !!s.recipe.calibration?.sequential,
     maxHessianBytes: plan.maxHessianBytes,
+  };
+}
+
+/** Where each part of the work ran (issue 12: the maths on the job's execution provider). */
+function computeReport(s: RunState): Record<string, unknown> {
+  const ep = s.sessions.executionProvider;
+  return {
+    calibrationStatistics: s.plan?.runs ? `onnxruntime ${ep} (reductions inside the model graph)` : 'not run',
+    gemm: `onnxruntime ${s.gemm?.executionProvider ?? 'cpu'} (Hessian-based errors, SparseGPT block updates, randomized SVD, blocked factorisations)`,
+    ...(s.gemm?.fallback ? { gemmFallback: s.gemm.fallback } : {}),
+    javascript:
+      'host CPU: masks, Wanda scores, quantizers, SparseGPT column sweeps within a block, symmetric eigen (tred2/tql2), float64 accumulation',
+    evaluation: `onnxruntime ${ep}`,
   };
 }
 

@@ -70,6 +70,8 @@ export interface RunState {
   selectionPatterns?: PatternCount[];
   // calibrate
   plan?: CalibrationPlan;
+  /** Where the maths' GEMMs ran during "compress" (set by runner/compress.ts). */
+  gemm?: { executionProvider: 'cpu' | 'cuda'; fallback?: string };
   // compress
   scorer?: HeldOutScorer;
   result?: MethodResult;

@@ -12,6 +12,8 @@ import {
   matmulSubtractF64,
   matmulSubtractInPlace,
   matmulSubtractInPlaceF64,
+  gemmExecutionProvider,
+  setGemmExecutionProvider,
 } from '../../../packages/engine/math/gemm.js';
 import { matmulRef, maxAbs, maxAbsDiff, randomF32, rng } from './rng.js';
 
@@ -192,4 +194,31 @@ test('matmulInto / matmulSubtract with out / matmulAddInPlace write into the giv
       );
     }
   await assert.rejects(matmulInto(new Float32Array(5), new Float32Array(6), new Float32Array(6), 2, 3, 2), /out/);
+});
+
+test('the GEMMs on the job EP: CUDA where available (same results as CPU), else a CPU fallback with the reason', async (t) => {
+  const r = rng(91);
+  const a = randomF32(300 * 200, r.uniform);
+  const b = randomF32(200 * 170, r.uniform);
+  const a64 = Float64Array.from(a);
+  const b64 = Float64Array.from(b);
+  const cpu = await matmul(a, b, 300, 200, 170);
+  const cpu64 = await matmulF64(a64, b64, 300, 200, 170);
+  try {
+    const set = await setGemmExecutionProvider('cuda');
+    assert.deepEqual(gemmExecutionProvider(), set);
+    if (set.executionProvider === 'cpu') {
+      // CPU-only build (this machine): the fallback says why, and the results are the CPU ones, bit for bit.
+      assert.match(set.fallback!, /^cuda: /);
+      assert.deepEqual(await matmul(a, b, 300, 200, 170), cpu);
+      t.skip(`CUDA path not exercised: ${set.fallback}`);
+      return;
+    }
+    const gpu = await matmul(a, b, 300, 200, 170);
+    assert.ok(maxAbsDiff(gpu, cpu) < 1e-4 * maxAbs(cpu), 'fp32 on CUDA');
+    const gpu64 = await matmulF64(a64, b64, 300, 200, 170);
+    assert.ok(maxAbsDiff(gpu64, cpu64) < 1e-10 * maxAbs(cpu64), 'float64 on CUDA');
+  } finally {
+    assert.deepEqual(await setGemmExecutionProvider('cpu'), { executionProvider: 'cpu' });
+  }
 });
