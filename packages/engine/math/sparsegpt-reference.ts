@@ -1,7 +1,7 @@
 // Direct, unblocked SparseGPT / OBS in float64 — the test oracle for sparsegpt.ts. Written for obviousness, not
 // speed (O(N·K²) JS, O(K³) Gauss–Jordan): no GEMM, no blocking of the updates, no code shared with linalg.ts.
 // The only "blocking" it keeps is the unstructured mask choice, which the algorithm defines per column block.
-import { dampedHessian, resolveSparseGptOptions, type SparseGptOptions } from './sparsegpt.js';
+import { dampedHessian, resolveSparseGptOptions, type SparseGptOptions } from './sparsegpt-options.js';
 
 /** Gauss–Jordan inverse with partial pivoting. */
 function invert(a: Float64Array, n: number): Float64Array {

@@ -1,0 +1,94 @@
+// SparseGPT's options, their validation and the damped Hessian: shared by the blocked kernel (sparsegpt.ts), its
+// float64 oracle (sparsegpt-reference.ts) and GPTQ, so all read options identically. A file of its own so that
+// the oracle does not import the kernel it checks (which re-exports the oracle: an import circle).
+import { MaskInputError, validateNM } from './nm.js';
+
+export interface SparseGptOptions {
+  /** Keep n of every m consecutive weights along K (N:M). Give n and m, or `sparsity`. */
+  n?: number;
+  m?: number;
+  /** Unstructured: fraction of weights to prune, chosen per column block by w²/U_jj² (as the reference does). */
+  sparsity?: number;
+  /** Columns per lazy-update block; a multiple of m. @defaultValue 128 (rounded to a multiple of m) */
+  blockSize?: number;
+  /** λ in H += λ·mean(diag H)·I. @defaultValue 0.01 */
+  dampening?: number;
+  signal?: AbortSignal;
+}
+
+export class SparseGptInputError extends MaskInputError {
+  override name = 'SparseGptInputError';
+}
+
+export interface ResolvedSparseGptOptions {
+  nm: { n: number; m: number } | null;
+  sparsity: number;
+  blockSize: number;
+  dampening: number;
+}
+
+/** Validate shapes and options; shared with the reference so both read options identically. */
+export function resolveSparseGptOptions(
+  w: { length: number },
+  rows: number,
+  cols: number,
+  hessian: Float64Array,
+  opts: SparseGptOptions,
+): ResolvedSparseGptOptions {
+  if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols <= 0)
+    throw new SparseGptInputError(`sparseGpt: shape ${rows}×${cols} is not a weight matrix shape`);
+  if (w.length !== rows * cols)
+    throw new SparseGptInputError(`sparseGpt: expected ${rows}×${cols} weights, got ${w.length}`);
+  if (hessian.length !== cols * cols)
+    throw new SparseGptInputError(`sparseGpt: Hessian must be ${cols}×${cols}, got ${hessian.length} values`);
+  const hasNM = opts.n !== undefined || opts.m !== undefined;
+  if (hasNM === (opts.sparsity !== undefined))
+    throw new SparseGptInputError('sparseGpt: give either an N:M pattern (n and m) or an unstructured sparsity');
+  let nm: ResolvedSparseGptOptions['nm'] = null;
+  if (hasNM) {
+    if (opts.n === undefined || opts.m === undefined)
+      throw new SparseGptInputError('sparseGpt: N:M needs both n and m');
+    validateNM(opts.n, opts.m, cols);
+    nm = { n: opts.n, m: opts.m };
+  } else if (!(opts.sparsity! >= 0 && opts.sparsity! < 1)) {
+    throw new SparseGptInputError(`sparseGpt: sparsity must be in [0, 1), got ${opts.sparsity}`);
+  }
+  // Default 128 as in the reference, rounded to a multiple of M (e.g. 129 for 3:... patterns) so groups never straddle.
+  const blockSize = opts.blockSize ?? (nm ? nm.m * Math.max(1, Math.round(128 / nm.m)) : 128);
+  if (!Number.isInteger(blockSize) || blockSize <= 0 || (nm && blockSize % nm.m !== 0))
+    throw new SparseGptInputError(`sparseGpt: blockSize ${blockSize} must be a positive multiple of M`);
+  const dampening = opts.dampening ?? 0.01;
+  if (!(dampening >= 0 && dampening < Infinity))
+    throw new SparseGptInputError(`sparseGpt: dampening must be finite and ≥ 0, got ${dampening}`);
+  const hBad = firstNonFinite(hessian);
+  if (hBad >= 0) throw new SparseGptInputError(`sparseGpt: Hessian entry ${hBad} is ${hessian[hBad]}`);
+  const wBad = firstNonFinite(w as ArrayLike<number>);
+  if (wBad >= 0) throw new SparseGptInputError(`sparseGpt: weight ${wBad} is not finite`);
+  return { nm, sparsity: opts.sparsity ?? 0, blockSize, dampening };
+}
+
+/** Index of the first NaN/±Infinity, or −1 (x − x is NaN exactly for those). */
+function firstNonFinite(a: ArrayLike<number>): number {
+  for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
+  return -1;
+}
+
+/**
+ * Copy of H with dead inputs (H_kk = 0) set to H_kk = 1 and λ·mean(diag H) added to the diagonal (in that order,
+ * as the reference does). Returns the dead columns, whose weights the caller zeroes.
+ */
+export function dampedHessian(hessian: Float64Array, cols: number, dampening: number) {
+  const h = Float64Array.from(hessian);
+  const dead: number[] = [];
+  let diagSum = 0;
+  for (let k = 0; k < cols; k++) {
+    if (h[k * cols + k] === 0) {
+      h[k * cols + k] = 1;
+      dead.push(k);
+    }
+    diagSum += h[k * cols + k];
+  }
+  const damp = (dampening * diagSum) / cols;
+  for (let k = 0; k < cols; k++) h[k * cols + k] += damp;
+  return { h, dead };
+}
