@@ -7,7 +7,7 @@ import { access, mkdir, open, rename, rm, stat, constants, type FileHandle } fro
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './storage.js';
+import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './types.js';
 import { sha256Stream, StorageIntegrityError, VerifiedCache, type ExpectedContent } from './verify.js';
 
 export class LocalStorage implements Storage {

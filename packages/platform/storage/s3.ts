@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { StorageConfig } from '../config/config.js';
-import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './storage.js';
+import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './types.js';
 import { sha256Stream, StorageIntegrityError, VerifiedCache, type ExpectedContent } from './verify.js';
 
 type S3Config = Extract<StorageConfig, { kind: 's3' }>;
