@@ -15,9 +15,19 @@ declare module 'fastify' {
 
 export const OPENAPI_INFO = {
   title: 'onnx-compress',
-  // The package's version, so that /docs and openapi.json say which release answers.
-  version: (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string })
-    .version,
+  // The package's version, so that /docs and openapi.json say which release answers (three folders up from this
+  // source, four from its compiled copy under dist/).
+  version: (
+    JSON.parse(
+      readFileSync(
+        new URL(
+          import.meta.url.endsWith('.js') ? '../../../../package.json' : '../../../package.json',
+          import.meta.url,
+        ),
+        'utf8',
+      ),
+    ) as { version: string }
+  ).version,
   description:
     'Compress ONNX models: N:M / 2:4 sparsity, SLiM (4-bit + 2:4 + low-rank), sparse model soups. Errors are ' +
     'RFC 9457 problem+json.',

@@ -71,6 +71,9 @@ test('the compiled worker hands jobs to the compiled engine; package.json and pr
   const version = join(ROOT, DIST, 'packages', 'engine', 'runner', 'version.js');
   const { ENGINE_VERSION } = (await import(pathToFileURL(version).href)) as { ENGINE_VERSION: string };
   assert.equal(ENGINE_VERSION, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  const swagger = join(ROOT, DIST, 'apps', 'api', 'plugins', 'swagger.js');
+  const { OPENAPI_INFO } = (await import(pathToFileURL(swagger).href)) as { OPENAPI_INFO: { version: string } };
+  assert.equal(OPENAPI_INFO.version, ENGINE_VERSION);
   const migrate = join(ROOT, DIST, 'packages', 'platform', 'db', 'migrate.js');
   const { MIGRATIONS_DIR, SCHEMA_PATH } = (await import(pathToFileURL(migrate).href)) as Record<string, string>;
   assert.equal(MIGRATIONS_DIR, join(ROOT, 'prisma', 'migrations'));
