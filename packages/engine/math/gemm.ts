@@ -9,7 +9,8 @@
 // and relative errors run on the GPU (fp32 and float64 Gemm are both CUDA kernels; inputs and outputs are copied
 // between host and device per call). A CUDA session that cannot be created falls back to CPU once, with the reason
 // kept for the report (gemmExecutionProvider). The setting is per thread (module state; jobs run in worker threads).
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { ort as loadOrt } from '../runtime/ort.ts';
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
   AttributeProto_AttributeType,
@@ -159,7 +160,7 @@ function session(dtype: Dtype, transA: boolean, transB: boolean, mode: Mode) {
     // spinning thread takes the core from whatever else runs (slim.bench paper 3.85 → 3.4 s at load 2, CPU −1.2 s).
     opts.extra = { session: { intra_op: { allow_spinning: '0' } } };
     if (intraOpThreads !== undefined) opts.intraOpNumThreads = intraOpThreads;
-    s = ort.InferenceSession.create(buildGemmModel(dtype, transA, transB, mode), opts);
+    s = loadOrt().InferenceSession.create(buildGemmModel(dtype, transA, transB, mode), opts);
     s.catch(() => sessions.delete(key));
     sessions.set(key, s);
   }
@@ -257,15 +258,15 @@ async function runGemm<T extends Float32Array | Float64Array>(
   }
   const s = await session(dtype, tA, tB, c ? (add ? 2 : 1) : 0);
   const feeds: Record<string, ort.Tensor> = {
-    A: new ort.Tensor(dtype, a, tA ? [k, m] : [m, k]),
-    B: new ort.Tensor(dtype, b, tB ? [n, k] : [k, n]),
+    A: new (loadOrt().Tensor)(dtype, a, tA ? [k, m] : [m, k]),
+    B: new (loadOrt().Tensor)(dtype, b, tB ? [n, k] : [k, n]),
   };
-  if (c) feeds.C = new ort.Tensor(dtype, c, [m, n]);
+  if (c) feeds.C = new (loadOrt().Tensor)(dtype, c, [m, n]);
   if (out) {
     // Pre-allocated output: ORT writes straight into it (no fresh output buffer to page in, no copy back). When it
     // aliases C, ORT's Gemm copies C into Y (a no-op here) and then runs sgemm with beta = 1, each output element
     // read and written by one thread. Verified in test/unit/math/gemm.test.ts for 1.29.
-    await s.run(feeds, { Y: new ort.Tensor(dtype, out, [m, n]) });
+    await s.run(feeds, { Y: new (loadOrt().Tensor)(dtype, out, [m, n]) });
     return out;
   }
   const r = await s.run(feeds);

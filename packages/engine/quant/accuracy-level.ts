@@ -16,7 +16,8 @@ import {
   TypeProtoSchema,
   ValueInfoProtoSchema,
 } from '../onnx/gen/onnx_pb.js';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { ort as loadOrt } from '../runtime/ort.ts';
 import { openSession, type ExecutionProvider } from '../runtime/session.js';
 import { matMulNBitsNode } from './onnx-nodes.js';
 import type { MatMulNBitsWeights } from './matmulnbits.js';
@@ -145,7 +146,7 @@ export async function chooseAccuracyLevel(
     const ms: Record<string, number> = {};
     const x = new Float32Array(s.K);
     for (let i = 0; i < s.K; i++) x[i] = Math.sin(i);
-    const feeds = { X: new ort.Tensor('float32', x, [1, s.K]) };
+    const feeds = { X: new (loadOrt().Tensor)('float32', x, [1, s.K]) };
     // Enough runs for a stable median without spending long on big layers.
     const runs = opts.runs ?? Math.max(10, Math.min(100, Math.round(2e8 / (s.K * s.N))));
     // Open every candidate first, then interleave their runs so that load changes on a shared machine hit all

@@ -4,7 +4,7 @@
 // compressed one instead, one session at a time, so timing never holds both models in memory. Inputs are rows of
 // the calibration/evaluation data when given (the batch is the first `batch` samples, repeated when there are fewer), random values of the
 // declared type otherwise; symbolic dimensions other than the batch axis must then be resolvable from the data.
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import type { DataArray } from '../data/types.js';
 import { feedsOf, openSession, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
 

@@ -2,7 +2,8 @@
 // EP such as CUDA is missing instead of falling back, so each is tried in order and the one that worked recorded),
 // and conversions between dataset arrays / ORT tensors / float32.
 // session.run is synchronous native work: callers run the engine in a worker thread, never on an API event loop.
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { ort as loadOrt } from './ort.ts';
 import { DTYPE_BYTES, type DataArray } from '../data/types.js';
 import { float16ToFloat32 } from '../onnx/floats.js';
 
@@ -31,7 +32,7 @@ export interface SessionOptions {
 
 /** ONNX Runtime's version, as reported by the binding. */
 export function ortVersion(): string {
-  return ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown';
+  return loadOrt().env.versions?.node ?? loadOrt().env.versions?.common ?? 'unknown';
 }
 
 /** Opens a session on a model file (external data resolves next to it) or serialized bytes. */
@@ -50,8 +51,8 @@ export async function openSession(model: string | Uint8Array, opts: SessionOptio
     try {
       const session =
         typeof model === 'string'
-          ? await ort.InferenceSession.create(model, so)
-          : await ort.InferenceSession.create(model, so);
+          ? await loadOrt().InferenceSession.create(model, so)
+          : await loadOrt().InferenceSession.create(model, so);
       return { session, executionProvider: ep, fallbacks };
     } catch (e) {
       lastError = e;
@@ -82,11 +83,11 @@ function firstLine(s: string): string {
 export function toOrtTensor(a: DataArray): ort.Tensor {
   switch (a.dtype) {
     case 'float16':
-      return new ort.Tensor('float16', a.data as Uint16Array, a.dims);
+      return new (loadOrt().Tensor)('float16', a.data as Uint16Array, a.dims);
     case 'bool':
-      return new ort.Tensor('bool', a.data as Uint8Array, a.dims);
+      return new (loadOrt().Tensor)('bool', a.data as Uint8Array, a.dims);
     default:
-      return new ort.Tensor(a.dtype, a.data as Float32Array, a.dims);
+      return new (loadOrt().Tensor)(a.dtype, a.data as Float32Array, a.dims);
   }
 }
 
