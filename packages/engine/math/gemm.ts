@@ -10,7 +10,7 @@
 // between host and device per call). A CUDA session that cannot be created falls back to CPU once, with the reason
 // kept for the report (gemmExecutionProvider). The setting is per thread (module state; jobs run in worker threads).
 import type * as ort from 'onnxruntime-node';
-import { ort as loadOrt } from '../runtime/ort.ts';
+import { ort as loadOrt } from '../runtime/ort.js';
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
   AttributeProto_AttributeType,

@@ -17,7 +17,7 @@ import {
   ValueInfoProtoSchema,
 } from '../onnx/gen/onnx_pb.js';
 import type * as ort from 'onnxruntime-node';
-import { ort as loadOrt } from '../runtime/ort.ts';
+import { ort as loadOrt } from '../runtime/ort.js';
 import { openSession, type ExecutionProvider } from '../runtime/session.js';
 import { matMulNBitsNode } from './onnx-nodes.js';
 import type { MatMulNBitsWeights } from './matmulnbits.js';

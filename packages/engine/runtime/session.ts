@@ -3,7 +3,7 @@
 // and conversions between dataset arrays / ORT tensors / float32.
 // session.run is synchronous native work: callers run the engine in a worker thread, never on an API event loop.
 import type * as ort from 'onnxruntime-node';
-import { ort as loadOrt } from './ort.ts';
+import { ort as loadOrt } from './ort.js';
 import { DTYPE_BYTES, type DataArray } from '../data/types.js';
 import { float16ToFloat32 } from '../onnx/floats.js';
 

@@ -14,9 +14,9 @@ const PROBE = `
 import { createRequire } from 'node:module';
 const req = createRequire(process.cwd() + '/package.json');
 const loaded = () => Object.keys(req.cache).some((k) => k.includes('/onnxruntime-node/'));
-await import('./apps/api/app.ts');
+await import('./apps/api/app.js');
 const afterApi = loaded();
-const { ort } = await import('./packages/engine/runtime/ort.ts');
+const { ort } = await import('./packages/engine/runtime/ort.js');
 const version = ort().env.versions?.common;
 console.log(JSON.stringify({ afterApi, afterOrt: loaded(), version }));
 `;
@@ -33,7 +33,7 @@ test('importing the API app does not load onnxruntime-node; the first ort() call
     afterOrt: boolean;
     version?: string;
   };
-  assert.equal(out.afterApi, false, 'onnxruntime-node was loaded by importing apps/api/app.ts');
+  assert.equal(out.afterApi, false, 'onnxruntime-node was loaded by importing apps/api/app.js');
   assert.equal(out.afterOrt, true, 'ort() did not load onnxruntime-node');
   assert.match(out.version ?? '', /^\d+\.\d+/);
 });
