@@ -3,6 +3,7 @@
 // and text are the engine's (runRecipe's `calibration-required`), and a test keeps this file in step with each
 // method's own `calibration(recipe)` answer (methods/*.ts) and with runRecipe's message.
 import type { Recipe } from './recipe.js';
+import { calibrationFreeAlternative } from './methods/explain.js';
 import { describeRecipe } from './runner/state.js';
 
 /** The method's need, as methods/<name>.ts `calibration(recipe)` answers it. */
@@ -33,8 +34,16 @@ export function recipeCalibrationNeed(r: Recipe): 'none' | 'optional' | 'require
  */
 export function missingCalibrationMessage(r: Recipe, hasCalibrationData: boolean): string | null {
   if (hasCalibrationData || r.calibration?.random || recipeCalibrationNeed(r) !== 'required') return null;
+  return calibrationRequiredText(r);
+}
+
+/** The text of `calibration-required`: where the data goes (CLI, API, recipe) and what needs none. */
+export function calibrationRequiredText(r: Recipe): string {
+  const alternative = calibrationFreeAlternative(r);
   return (
-    `${describeRecipe(r)} needs calibration data: give a calibration file (.npz/.npy/TensorProto folder) ` +
-    'or set calibration.random: true'
+    `${describeRecipe(r)} needs calibration data: give a calibration file (.npz/.npy/TensorProto folder; ` +
+    '--calibration FILE on the CLI, calibrationDatasetId in the API) or set "calibration": {"random": true} in ' +
+    'the recipe' +
+    (alternative ? `; ${alternative}` : '')
   );
 }

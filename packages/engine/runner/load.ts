@@ -6,7 +6,7 @@ import { modelInputSpecs } from '../data/inputs.js';
 import { randomDataset } from '../data/random.js';
 import { InputError } from '../job.js';
 import { methodFor } from '../methods/registry.js';
-import { calibrationFreeAlternative } from '../methods/explain.js';
+import { calibrationRequiredText } from '../calibration-need.js';
 import { assertSomethingSelected, selectWeights } from '../methods/select.js';
 import { loadModel, type LoadedModel } from '../onnx/model.js';
 import { discoverWeights } from '../onnx/weights.js';
@@ -41,13 +41,7 @@ async function loadData(s: RunState): Promise<void> {
     s.warnings.push(`calibration used random data (${s.calibration.source}): results describe noise, not real inputs`);
   }
   if (method!.calibration(recipe) === 'required' && !s.calibration) {
-    throw new InputError(
-      'calibration-required',
-      `${describeRecipe(recipe)} needs calibration data: give a calibration file (.npz/.npy/TensorProto folder; ` +
-        '--calibration FILE on the CLI, calibrationDatasetId in the API) or set "calibration": {"random": true} in ' +
-        'the recipe' +
-        (calibrationFreeAlternative(recipe) ? `; ${calibrationFreeAlternative(recipe)}` : ''),
-    );
+    throw new InputError('calibration-required', calibrationRequiredText(recipe));
   }
   s.evalData = inputs.evalPath ? await loadDataset(inputs.evalPath, specs) : undefined;
   if (method!.labels(recipe) && !(s.evalData?.labels ?? s.calibration?.labels)) {

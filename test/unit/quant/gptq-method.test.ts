@@ -100,7 +100,7 @@ test('quantize gptq on Conv (QDQ, grouped Conv per group) beats RTN; without cal
   const fid = (x: typeof r) => (x.report.quality as { relativeError: number }).relativeError;
   assert.ok(fid(g) < fid(r), `model: GPTQ ${fid(g)} vs RTN ${fid(r)}`);
   await assert.rejects(
-    run({ method: 'quantize', quant: { bits: 4, scheme: 'gptq' } }, c.modelPath, join(dir, 'c-none')),
+    run({ method: 'quantize', quant: { ...quant, scheme: 'gptq' }, format: 'qdq' }, c.modelPath, join(dir, 'c-none')),
     (e: unknown) => isInputError(e) && /calibration/.test((e as Error).message),
   );
 });
