@@ -326,7 +326,8 @@ describe('jobs', () => {
     assert.equal(
       res.json().detail,
       'method "sparsity" with criterion "wanda" needs calibration data: give a calibration file ' +
-        '(.npz/.npy/TensorProto folder) or set calibration.random: true',
+        '(.npz/.npy/TensorProto folder; --calibration FILE on the CLI, calibrationDatasetId in the API) or set ' +
+        '"calibration": {"random": true} in the recipe; criterion "magnitude" needs no calibration',
     );
     assert.equal(await env.platform.db.job.count(), before, 'nothing queued');
     const slim = await app.inject({
