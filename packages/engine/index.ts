@@ -17,6 +17,15 @@ export type {
 } from './methods/types.js';
 export { selectWeights } from './methods/select.js';
 export { loadDataset, validateDataset, planBatches, batches, LABELS_KEY } from './data/dataset.js';
+export {
+  datasetFitProblems,
+  fitProblems,
+  TensorSummarySchema,
+  type DatasetFormat,
+  type DatasetProblem,
+  type TensorSummary,
+} from './data/fit.js';
+export { inspectDatasetFile, inspectNpyFile, type DatasetInspection } from './data/inspect.js';
 export { modelInputSpecs, modelOutputSpecs, type ModelInputSpec } from './data/inputs.js';
 export { decodeNpy, encodeNpy } from './data/npy.js';
 export { decodeNpz, encodeNpz } from './data/npz.js';

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
 import { paginate, type Page, type ServiceDeps } from './deps.js';
 import { inspectDataset } from './inspect-client.js';
-import type { TensorSummary } from './inspect.js';
+import type { TensorSummary } from '../../../packages/engine/index.js';
 import type { StagedUpload } from '../upload.js';
 
 export const datasetPrefix = (tenantId: string, id: string) => `tenants/${tenantId}/datasets/${id}`;

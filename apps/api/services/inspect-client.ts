@@ -3,7 +3,8 @@
 import { isInputError } from '../../../packages/engine/job.js';
 import { siblingModule } from '../../../packages/platform/threads/module-url.js';
 import { ThreadService } from '../../../packages/platform/threads/thread-service.js';
-import type { DatasetInspection, ModelInspection } from './inspect.js';
+import type { DatasetInspection } from '../../../packages/engine/index.js';
+import type { ModelInspection } from './inspect.js';
 
 const MODULE = siblingModule(import.meta.url, 'inspect');
 

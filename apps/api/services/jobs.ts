@@ -1,15 +1,19 @@
 // Jobs: submit (validate recipe, models and datasets; idempotency; enqueue), read, list, cancel, delete, layers.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
-import { minModels } from '../../../packages/engine/index.js';
+import {
+  datasetFitProblems,
+  minModels,
+  type DatasetFormat,
+  type TensorSummary,
+} from '../../../packages/engine/index.js';
 import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../../packages/engine/recipe.js';
 import { missingCalibrationMessage } from '../../../packages/engine/calibration-need.js';
 import { onJobFinished } from '../../../packages/platform/events/job-finished.js';
 import { publishCancel } from '../../../packages/platform/queue/cancel.js';
 import type { Device } from '../../../packages/platform/queue/catalogue.js';
 import { paginate, type Page, type ServiceDeps } from './deps.js';
-import type { ModelInspection, TensorSummary } from './inspect.js';
-import { checkDatasetFits } from './dataset-fit.js';
+import type { ModelInspection } from './inspect.js';
 
 export type JobStateName = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 const ACTIVE: JobStateName[] = ['queued', 'running'];
@@ -244,7 +248,8 @@ async function checkReferences(
   const missing = modelIds.filter((id) => !models.some((m) => m.id === id));
   if (missing.length) return { ok: false, code: 'model-not-found', message: `no model ${missing.join(', ')}` };
   const model = models.find((m) => m.id === input.modelId)!;
-  const inputsOf = (model.inspection as unknown as ModelInspection).inputs;
+  // The inspection's inputs are the engine's input specs under another name (shape for dims).
+  const specs = (model.inspection as unknown as ModelInspection).inputs.map((i) => ({ ...i, dims: i.shape }));
   for (const [role, datasetId] of [
     ['calibration', input.calibrationDatasetId],
     ['eval', input.evalDatasetId],
@@ -252,7 +257,8 @@ async function checkReferences(
     if (!datasetId) continue;
     const ds = await deps.db.dataset.findFirst({ where: { tenantId, id: datasetId } });
     if (!ds) return { ok: false, code: 'dataset-not-found', message: `no dataset ${datasetId}` };
-    const problems = checkDatasetFits(ds.format, ds.tensors as unknown as TensorSummary[], inputsOf);
+    const stored = { format: ds.format as DatasetFormat, tensors: ds.tensors as unknown as TensorSummary[] };
+    const problems = datasetFitProblems(stored, specs, ds.name).map((p) => p.message);
     if (problems.length) {
       return {
         ok: false,

@@ -4,14 +4,14 @@
 // just the first.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { formatDims, type ModelInputSpec } from './inputs.js';
+import { fitProblems, LABELS_KEY, singleArrayInput } from './fit.js';
+import type { ModelInputSpec } from './inputs.js';
 import { decodeNpy } from './npy.js';
 import { decodeNpz } from './npz.js';
 import { decodeTensorProto } from './tensorpb.js';
 import { DatasetError, typedArrayFor, type DataArray, type Dataset } from './types.js';
 
-/** Name of the labels array in an .npz (or labels.pb in a TensorProto folder). */
-export const LABELS_KEY = 'labels';
+export { LABELS_KEY };
 
 /** Largest dataset file read into memory. */
 export const MAX_DATASET_FILE_BYTES = 2 ** 31 - 1;
@@ -52,15 +52,9 @@ export async function loadDataset(path: string, specs: ModelInputSpec[]): Promis
 }
 
 function singleArray(arr: DataArray, specs: ModelInputSpec[], label: string, name?: string): Map<string, DataArray> {
-  if (name && specs.some((s) => s.name === name)) return new Map([[name, arr]]);
-  if (specs.length !== 1) {
-    throw new DatasetError(
-      'missing-input',
-      `${label}: a single array can only feed a single-input model; this model has inputs ` +
-        `${specs.map((s) => s.name).join(', ')} (use an .npz keyed by input name)`,
-    );
-  }
-  return new Map([[specs[0].name, arr]]);
+  const fed = singleArrayInput(name, specs, label);
+  if ('problem' in fed) throw new DatasetError(fed.problem.code, fed.problem.message);
+  return new Map([[fed.input, arr]]);
 }
 
 async function readTensorFolder(dir: string, specs: ModelInputSpec[]): Promise<Map<string, DataArray>> {
@@ -127,78 +121,21 @@ function concatSets(parts: Map<string, DataArray>[], label: string): Map<string,
   return out;
 }
 
-/**
- * Checks arrays against the model inputs: every required input present, no unknown arrays, dtypes equal, ranks
- * equal, fixed dims equal (the first, batch, dim may differ: samples are fed in batches), one sample count.
- */
+/** Checks arrays against the model inputs with the rules of fit.ts (every problem listed), and builds the Dataset. */
 export function validateDataset(arrays: Map<string, DataArray>, specs: ModelInputSpec[], source: string): Dataset {
-  const label = basename(source);
-  const problems: { code: DatasetError['code']; message: string }[] = [];
-  const add = (code: DatasetError['code'], message: string) => problems.push({ code, message });
-  const inputs = new Map<string, DataArray>();
-  const labels = arrays.get(LABELS_KEY);
-  const specNames = new Set(specs.map((s) => s.name));
-  for (const key of arrays.keys()) {
-    if (key !== LABELS_KEY && !specNames.has(key)) {
-      add('unknown-input', `array "${key}" is not a model input (inputs: ${[...specNames].join(', ')})`);
-    }
-  }
-  let samples: number | undefined;
-  const counts: string[] = [];
-  for (const spec of specs) {
-    const a = arrays.get(spec.name);
-    if (!a) {
-      add('missing-input', `model input "${spec.name}" ${spec.dtype} ${formatDims(spec.dims)} has no array`);
-      continue;
-    }
-    if (a.dtype !== spec.dtype) {
-      const hint = a.dtype === 'float64' && spec.dtype === 'float32' ? ' (numpy: arr.astype(np.float32))' : '';
-      add('dtype-mismatch', `input "${spec.name}": data is ${a.dtype}, the model expects ${spec.dtype}${hint}`);
-    }
-    if (a.dims.length === 0) {
-      add('rank-mismatch', `input "${spec.name}": a scalar has no sample axis; arrays are [samples, …]`);
-      continue;
-    }
-    if (spec.dims && a.dims.length !== spec.dims.length) {
-      add(
-        'rank-mismatch',
-        `input "${spec.name}": data has rank ${a.dims.length} [${a.dims.join(', ')}], the model expects rank ` +
-          `${spec.dims.length} ${formatDims(spec.dims)} (the first axis is the batch/sample axis)`,
-      );
-    } else if (spec.dims) {
-      for (let i = 1; i < a.dims.length; i++) {
-        const want = spec.dims[i];
-        if (typeof want === 'number' && want !== a.dims[i]) {
-          add(
-            'dim-mismatch',
-            `input "${spec.name}": axis ${i} is ${a.dims[i]}, the model fixes it at ${want} ` +
-              `(data [${a.dims.join(', ')}], model ${formatDims(spec.dims)})`,
-          );
-        }
-      }
-    }
-    counts.push(`${spec.name}: ${a.dims[0]}`);
-    if (samples === undefined) samples = a.dims[0];
-    else if (samples !== a.dims[0]) samples = -1;
-    inputs.set(spec.name, a);
-  }
-  if (samples === -1) add('sample-count-mismatch', `inputs disagree on the number of samples (${counts.join(', ')})`);
-  if (samples === 0) add('empty', 'the dataset has 0 samples');
-  if (labels && samples !== undefined && samples > 0 && labels.dims[0] !== samples) {
-    add('sample-count-mismatch', `labels have ${labels.dims[0] ?? 'no'} samples, inputs have ${samples}`);
-  }
-  if (labels && labels.dtype !== 'int64' && labels.dtype !== 'int32') {
-    add('dtype-mismatch', `labels are ${labels.dtype}; class ids / token ids must be int64 or int32`);
-  }
+  const shapes = new Map([...arrays].map(([key, a]) => [key, { dtype: a.dtype, shape: a.dims }]));
+  const problems = fitProblems(shapes, specs);
   if (problems.length) {
-    const msg = `${label} does not fit the model: ${problems.map((p) => p.message).join('; ')}`;
+    const msg = `${basename(source)} does not fit the model: ${problems.map((p) => p.message).join('; ')}`;
     throw new DatasetError(
       problems[0].code,
       msg,
       problems.map((p) => p.message),
     );
   }
-  const ds: Dataset = { inputs, samples: samples ?? 0, source };
+  const inputs = new Map(specs.map((s) => [s.name, arrays.get(s.name)!]));
+  const ds: Dataset = { inputs, samples: specs.length ? inputs.get(specs[0].name)!.dims[0] : 0, source };
+  const labels = arrays.get(LABELS_KEY);
   if (labels) ds.labels = labels;
   return ds;
 }

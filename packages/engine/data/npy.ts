@@ -13,6 +13,11 @@ import {
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
+const MAX_HEADER_BYTES = 1 << 20;
+
+/** Bytes at the start of an .npy that always hold its whole header (magic, version, length, the dict). */
+export const NPY_HEADER_READ_BYTES = 12 + MAX_HEADER_BYTES;
+
 /** Largest array accepted from one .npy (2 GiB: a JS ArrayBuffer and one ORT feed stay practical). */
 export const MAX_NPY_BYTES = 2 ** 31;
 
@@ -31,7 +36,7 @@ const KIND_TO_DTYPE: Record<string, DataDtype> = {
   b1: 'bool',
 };
 
-interface NpyHeader {
+export interface NpyHeader {
   dtype: DataDtype;
   bigEndian: boolean;
   fortran: boolean;
@@ -43,7 +48,11 @@ function bad(label: string, message: string): DatasetError {
   return new DatasetError('bad-npy', `${label}: ${message}`);
 }
 
-function parseHeader(bytes: Uint8Array, label: string): NpyHeader {
+/**
+ * Parses the header at the start of an .npy (only its first bytes are needed: header-only inspection reads
+ * NPY_HEADER_READ_BYTES of a file of any size).
+ */
+export function parseNpyHeader(bytes: Uint8Array, label: string): NpyHeader {
   if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) throw bad(label, 'not a .npy file (bad magic)');
   const major = bytes[6];
   let headerLen: number;
@@ -58,8 +67,8 @@ function parseHeader(bytes: Uint8Array, label: string): NpyHeader {
   } else {
     throw bad(label, `unsupported .npy format version ${major}`);
   }
+  if (headerLen > MAX_HEADER_BYTES) throw bad(label, `header of ${headerLen} bytes is implausibly large`);
   if (start + headerLen > bytes.length) throw bad(label, 'truncated header');
-  if (headerLen > 1 << 20) throw bad(label, `header of ${headerLen} bytes is implausibly large`);
   const text = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(bytes.subarray(start, start + headerLen));
 
   const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text);
@@ -129,22 +138,33 @@ function fortranToC(src: DataTypedArray, dims: number[], dtype: DataDtype): Data
   return out;
 }
 
-/** Decodes a .npy file. `label` names it in error messages. */
-export function decodeNpy(bytes: Uint8Array, label = 'array'): DataArray {
-  const h = parseHeader(bytes, label);
-  const count = elementCount(h.shape);
-  const itemBytes = DTYPE_BYTES[h.dtype];
-  const byteLength = count * itemBytes;
+/**
+ * The data bytes the header announces, checked against the limit and against the `available` bytes after the
+ * header. `exact`: trailing bytes are refused too (an upload must be exactly one array).
+ */
+export function npyDataBytes(h: NpyHeader, available: number, label: string, exact = false): number {
+  const byteLength = elementCount(h.shape) * DTYPE_BYTES[h.dtype];
   if (!Number.isSafeInteger(byteLength) || byteLength > MAX_NPY_BYTES) {
     throw new DatasetError(
       'too-large',
       `${label}: shape (${h.shape.join(', ')}) needs ${byteLength} bytes; the limit is ${MAX_NPY_BYTES}`,
     );
   }
-  const available = bytes.length - h.dataOffset;
   if (available < byteLength) {
     throw bad(label, `truncated: shape (${h.shape.join(', ')}) needs ${byteLength} data bytes, file has ${available}`);
   }
+  if (exact && available > byteLength) {
+    throw bad(label, `shape (${h.shape.join(', ')}) needs ${byteLength} data bytes, file has ${available}`);
+  }
+  return byteLength;
+}
+
+/** Decodes a .npy file. `label` names it in error messages. */
+export function decodeNpy(bytes: Uint8Array, label = 'array'): DataArray {
+  const h = parseNpyHeader(bytes, label);
+  const count = elementCount(h.shape);
+  const itemBytes = DTYPE_BYTES[h.dtype];
+  const byteLength = npyDataBytes(h, bytes.length - h.dataOffset, label);
   let raw = bytes.subarray(h.dataOffset, h.dataOffset + byteLength);
   if (h.bigEndian) raw = byteSwap(raw, itemBytes);
   else if (raw.byteOffset % itemBytes !== 0) raw = raw.slice(); // typed-array views need aligned offsets
