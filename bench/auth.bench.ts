@@ -32,7 +32,7 @@ const env = {
   RATE_LIMIT_PER_KEY_PER_MINUTE: String(10 * requests),
 };
 const platform = await openPlatform(loadConfig(env));
-const ext = openServiceExtensions(platform, env);
+const ext = openServiceExtensions(platform);
 const withAuth = await buildApp({ deps: platform, plugins: ext.plugins, logger: false });
 const without = await buildApp({ deps: platform, logger: false });
 const urlAuth = await withAuth.listen({ port: 0, host: '127.0.0.1' });

@@ -39,7 +39,7 @@ export async function startTestService(
   const config = loadConfig(fullEnv);
   // A second service on an already-migrated database skips the (slow, wasm) migration check.
   const platform = await openPlatform(config, { migrate: opts.migrate ?? true });
-  const ext = openServiceExtensions(platform, fullEnv, opts);
+  const ext = openServiceExtensions(platform, opts);
   const app = await buildApp({ deps: platform, plugins: ext.plugins, logger: false });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   return {

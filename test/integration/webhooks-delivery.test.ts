@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
-import { loadWebhookConfig } from '../../packages/platform/webhooks/config.js';
+import { loadConfig } from '../../packages/platform/config/config.js';
 import { listJobDeliveries, markForRedelivery } from '../../packages/platform/webhooks/deliveries.js';
 import { dispatchJob } from '../../packages/platform/webhooks/dispatcher.js';
 import { enqueueDelivery } from '../../packages/platform/webhooks/queue.js';
@@ -21,6 +21,9 @@ import {
   waitFor,
   type TestDatabase,
 } from './webhooks-support.js';
+
+/** The webhook section of the one service configuration. */
+const webhookConfig = (env: Record<string, string>) => loadConfig(env).webhooks;
 
 interface Received {
   headers: http.IncomingHttpHeaders;
@@ -75,7 +78,7 @@ before(async () => {
     db: tdb.db,
     connection: { url: REDIS_URL, maxRetriesPerRequest: null },
     prefix,
-    config: loadWebhookConfig({ ...env, WEBHOOK_ALLOW_HOSTS: '127.0.0.1' }),
+    config: webhookConfig({ ...env, WEBHOOK_ALLOW_HOSTS: '127.0.0.1' }),
     log,
   });
   // A second deployment with no allow-list (its own queue prefix) for the SSRF cases.
@@ -83,7 +86,7 @@ before(async () => {
     db: tdb.db,
     connection: { url: REDIS_URL, maxRetriesPerRequest: null },
     prefix: prefix + '_ssrf',
-    config: loadWebhookConfig(env),
+    config: webhookConfig(env),
     log,
   });
 });
@@ -274,7 +277,7 @@ for (const target of [
 test('a retry scheduled before the delivery worker stops is sent by the next one, same webhook-id', async () => {
   const rx = await startReceiver((n) => (n === 1 ? 500 : 200));
   const restartPrefix = prefix + '_restart';
-  const config = loadWebhookConfig({
+  const config = webhookConfig({
     WEBHOOK_RETRY_SCHEDULE: '1500ms',
     WEBHOOK_RETRY_JITTER: '0',
     WEBHOOK_ALLOW_HOSTS: '127.0.0.1',

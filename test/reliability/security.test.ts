@@ -43,7 +43,7 @@ const call = (key: string | null, method: string, url: string, payload?: unknown
 };
 
 before(async () => {
-  env = await openTestEnv('security', { LOG_LEVEL: 'trace' });
+  env = await openTestEnv('security', { LOG_LEVEL: 'trace', WEBHOOK_ALLOW_HOSTS: 'hooks.example.com' });
   const sink = new Writable({
     write(chunk, _enc, done) {
       logs.push(String(chunk));
@@ -55,7 +55,7 @@ before(async () => {
       for (const m of [r.method].flat()) if (m !== 'HEAD') routes.push({ method: m, url: r.url });
     });
   });
-  ext = openServiceExtensions(env.platform, { ...process.env, WEBHOOK_ALLOW_HOSTS: 'hooks.example.com' });
+  ext = openServiceExtensions(env.platform);
   app = await buildApp({
     deps: env.platform,
     plugins: [collect as never, ...ext.plugins],

@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Db } from '../../packages/platform/db/client.js';
 import { registerJobFinishedHook } from '../../packages/platform/events/job-finished.js';
 import { publishJobState } from '../../packages/platform/job-events/bus.js';
-import type { WebhookConfig } from '../../packages/platform/webhooks/config.js';
+import type { WebhookConfig } from '../../packages/platform/config/config.js';
 import { dispatchJob } from '../../packages/platform/webhooks/dispatcher.js';
 import { createWebhookQueue } from '../../packages/platform/webhooks/queue.js';
 

@@ -2,7 +2,6 @@
 // `start`: the webhook delivery worker (with its sweep) and the job-finished hooks (final state on the job's events
 // channel; the delivery created and queued at once).
 import type { Platform } from '../../packages/platform/runtime.js';
-import { loadWebhookConfig } from '../../packages/platform/webhooks/config.js';
 import { registerWebhookAndLiveHooks } from './hooks.js';
 import { startWebhookWorker, type WebhookWorkerDeps } from './worker.js';
 
@@ -12,9 +11,9 @@ export interface WebhookSide {
 
 export async function startWebhookSide(
   platform: Pick<Platform, 'config' | 'db' | 'redis'>,
-  opts: { env?: Record<string, string | undefined>; log?: WebhookWorkerDeps['log'] } = {},
+  opts: { log?: WebhookWorkerDeps['log'] } = {},
 ): Promise<WebhookSide> {
-  const config = loadWebhookConfig(opts.env ?? process.env);
+  const config = platform.config.webhooks;
   const prefix = platform.config.queuePrefix;
   const removeHooks = registerWebhookAndLiveHooks({ db: platform.db, redis: platform.redis, prefix, config });
   const delivery = startWebhookWorker({

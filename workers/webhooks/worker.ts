@@ -3,7 +3,7 @@
 // can run; the dedupe key and queue job ids keep each event delivered by one run at a time.
 import { Worker, type ConnectionOptions } from 'bullmq';
 import type { PrismaClient } from '../../prisma/generated/client.js';
-import type { WebhookConfig } from '../../packages/platform/webhooks/config.js';
+import type { WebhookConfig } from '../../packages/platform/config/config.js';
 import { deliverOnce, RetryDeliveryError } from '../../packages/platform/webhooks/deliver.js';
 import { sweepFinishedJobs, type DispatchDeps } from '../../packages/platform/webhooks/dispatcher.js';
 import { createWebhookQueue, WEBHOOK_QUEUE, type WebhookJobData } from '../../packages/platform/webhooks/queue.js';

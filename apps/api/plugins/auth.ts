@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Db } from '../../../packages/platform/db/client.js';
 import { bearerToken } from '../../../packages/platform/auth/api-key.js';
-import type { AuthConfig } from '../../../packages/platform/auth/config.js';
+import type { AuthConfig } from '../../../packages/platform/config/config.js';
 import { authenticateApiKey } from '../../../packages/platform/auth/keys.js';
 import { checkJobQuota, checkStorageQuota } from '../../../packages/platform/auth/quotas.js';
 import { takeToken } from '../../../packages/platform/auth/rate-limit.js';

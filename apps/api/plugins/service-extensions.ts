@@ -4,12 +4,12 @@
 //   const app = await buildApp({ deps: platform, plugins: ext.plugins });  …  await ext.close();
 import type { FastifyInstance } from 'fastify';
 import type { Platform } from '../../../packages/platform/runtime.js';
-import { loadAuthConfig, type AuthConfig } from '../../../packages/platform/auth/config.js';
+import { authSection } from '../../../packages/platform/config/auth.js';
+import type { AuthConfig, WebhookConfig } from '../../../packages/platform/config/config.js';
 import { BullProgressBridge } from '../../../packages/platform/job-events/bull-bridge.js';
 import { JobEventSubscriber } from '../../../packages/platform/job-events/bus.js';
 import { QUEUE_NAMES } from '../../../packages/platform/queue/catalogue.js';
 import { createRedis } from '../../../packages/platform/queue/redis.js';
-import { loadWebhookConfig, type WebhookConfig } from '../../../packages/platform/webhooks/config.js';
 import { createWebhookQueue } from '../../../packages/platform/webhooks/queue.js';
 import { createJobEventsRoutes } from '../routes/events.js';
 import { createWebhookDeliveryRoutes } from '../routes/webhook-deliveries.js';
@@ -28,11 +28,9 @@ export interface ServiceExtensions {
 
 export function openServiceExtensions(
   platform: Pick<Platform, 'config' | 'db' | 'redis'>,
-  env: Record<string, string | undefined> = process.env,
   opts: { eventsPollIntervalMs?: number } = {},
 ): ServiceExtensions {
-  const auth = loadAuthConfig(env);
-  const webhooks = loadWebhookConfig(env);
+  const { auth, webhooks } = platform.config;
   const prefix = platform.config.queuePrefix;
   const webhookQueue = createWebhookQueue(platform.redis, prefix, 'queue webhooks (api)');
   const subscriber = new JobEventSubscriber(createRedis(platform.config.redisUrl, 'subscriber'), prefix);
@@ -72,7 +70,7 @@ export function openServiceExtensions(
  */
 export function documentationPlugins(): AppPlugin[] {
   const none = null as never;
-  const auth = loadAuthConfig({});
+  const auth = authSection({});
   return [
     createAuthPlugin({ db: none, redis: none, prefix: 'doc', config: auth }) as unknown as AppPlugin,
     createJobWebhookPlugin() as unknown as AppPlugin,

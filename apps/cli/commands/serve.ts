@@ -11,12 +11,11 @@ export function register(program: Command): void {
       const { closeOnSignals, startServer } = await import('../../api/server.js');
       const { openServiceExtensions } = await import('../../api/plugins/service-extensions.js');
       const { announceApiKeys } = await import('../../../packages/platform/auth/bootstrap.js');
-      const { loadAuthConfig } = await import('../../../packages/platform/auth/config.js');
       const config = loadConfig();
       // Auth, webhook deliveries, live events and the job page are plugins built from the platform.
       const server = await startServer(config, { extensions: (p) => openServiceExtensions(p) });
       await announceApiKeys(server.platform.db, (m) => server.app.log.warn(m), {
-        createFirstKey: loadAuthConfig().bootstrapFirstKey,
+        createFirstKey: config.auth.bootstrapFirstKey,
       });
       server.app.log.info(`API listening on ${server.url} (docs at ${server.url}/docs)`);
       closeOnSignals(server.close, (m) => server.app.log.info(m));

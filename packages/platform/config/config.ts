@@ -1,7 +1,15 @@
 // Service configuration: read once from the environment, validated, then passed to whoever needs it. Nothing else in
-// the service reads process.env.
+// the service reads process.env. One loader for every section (service, auth, webhooks): a bad value anywhere stops
+// the process at start with a ConfigError naming the variable, whichever part of the service would have used it.
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { authSection, type AuthConfig } from './auth.js';
+import { bool, ConfigError, int, list, url, type Env } from './parse.js';
+import { webhookSection, type WebhookConfig } from './webhooks.js';
+
+export { ConfigError } from './parse.js';
+export type { AuthConfig } from './auth.js';
+export type { WebhookConfig } from './webhooks.js';
 
 export type StorageConfig =
   | { kind: 'local'; dir: string }
@@ -64,56 +72,10 @@ export interface Config {
    * data); it also runs at start and whenever Redis reconnects. 0: only then. @defaultValue 60000
    */
   reconcileIntervalMs: number;
-}
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-}
-
-type Env = Record<string, string | undefined>;
-
-function int(env: Env, key: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const raw = env[key];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new ConfigError(`${key} must be an integer in [${min}, ${max}] (got "${raw}")`);
-  }
-  return n;
-}
-
-function bool(env: Env, key: string, fallback: boolean): boolean {
-  const raw = env[key]?.toLowerCase();
-  if (raw === undefined || raw === '') return fallback;
-  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-  throw new ConfigError(`${key} must be true or false (got "${env[key]}")`);
-}
-
-function list<T extends string>(env: Env, key: string, allowed: readonly T[], fallback: T[]): T[] {
-  const raw = env[key];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const items = raw.split(',').map((s) => s.trim().toLowerCase());
-  for (const item of items) {
-    if (!allowed.includes(item as T)) {
-      throw new ConfigError(`${key}: unknown value "${item}" (allowed: ${allowed.join(', ')})`);
-    }
-  }
-  return items as T[];
-}
-
-function url(env: Env, key: string, fallback: string, protocols: string[]): string {
-  const raw = env[key] || fallback;
-  let parsed: URL;
-  try {
-    parsed = new URL(raw);
-  } catch {
-    throw new ConfigError(`${key} is not a valid URL`);
-  }
-  if (!protocols.includes(parsed.protocol)) {
-    throw new ConfigError(`${key} must use ${protocols.join(' or ')} (got ${parsed.protocol})`);
-  }
-  return raw;
+  /** API keys: rate limit, quotas, first-key bootstrap. */
+  auth: AuthConfig;
+  /** Webhook delivery: schedule, SSRF exemptions, timeouts, payload links. */
+  webhooks: WebhookConfig;
 }
 
 function storage(env: Env): StorageConfig {
@@ -149,8 +111,9 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('QUEUE_PREFIX: 1–64 characters of A–Z a–z 0–9 _ . -');
   }
   const workerQueues = list(env, 'WORKER_QUEUES', ['cpu', 'gpu'] as const, ['cpu']);
+  const port = int(env, 'PORT', 8080, 0, 65535);
   return {
-    port: int(env, 'PORT', 8080, 0, 65535),
+    port,
     host: env.HOST || '0.0.0.0',
     databaseUrl: url(env, 'DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/onnx_compress', [
       'postgresql:',
@@ -177,5 +140,7 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: env.LOG_LEVEL || (env.NODE_ENV === 'test' ? 'warn' : 'info'),
     rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 0),
     reconcileIntervalMs: int(env, 'RECONCILE_INTERVAL_MS', 60_000, 0),
+    auth: authSection(env),
+    webhooks: webhookSection(env, port),
   };
 }

@@ -1,6 +1,8 @@
-// Webhook settings, read once from the environment and validated (the service's config module can embed this).
-import { parseAllowList, type AllowList } from './address-policy.js';
-import { DEFAULT_RETRY_SCHEDULE, parseRetrySchedule } from './retry-schedule.js';
+// The webhook section of the service configuration: retry schedule, SSRF exemptions, timeouts, the base URL put in
+// payload links (defaulting to this service's own port, already read by the loader), the dispatcher's sweep.
+import { parseAllowList, type AllowList } from '../webhooks/address-policy.js';
+import { DEFAULT_RETRY_SCHEDULE, parseRetrySchedule } from '../webhooks/retry-schedule.js';
+import { ConfigError, num, type Env } from './parse.js';
 
 export interface WebhookConfig {
   /** Delays between attempts (WEBHOOK_RETRY_SCHEDULE). @defaultValue 5s,5m,30m,2h,5h,10h,10h */
@@ -13,7 +15,7 @@ export interface WebhookConfig {
   connectTimeoutMs: number;
   /** WEBHOOK_RESPONSE_TIMEOUT_MS: request sent → response body read. @defaultValue 15000 */
   responseTimeoutMs: number;
-  /** Base URL put in artifact links of payloads (PUBLIC_URL). @defaultValue http://localhost:8080 */
+  /** Base URL put in artifact links of payloads (PUBLIC_URL). @defaultValue http://localhost:PORT */
   publicBaseUrl: string;
   /** Deliveries in flight per worker process (WEBHOOK_CONCURRENCY). @defaultValue 10 */
   concurrency: number;
@@ -21,32 +23,16 @@ export interface WebhookConfig {
   sweepIntervalMs: number;
 }
 
-export class WebhookSettingsError extends Error {
-  override readonly name = 'WebhookSettingsError';
-}
-
-type Env = Record<string, string | undefined>;
-
-function num(env: Env, key: string, fallback: number, min: number, max: number): number {
-  const raw = env[key];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min || n > max) {
-    throw new WebhookSettingsError(`${key} must be a number in [${min}, ${max}] (got "${raw}")`);
-  }
-  return n;
-}
-
-export function loadWebhookConfig(env: Env = process.env): WebhookConfig {
+/** `port`: the service's PORT as the loader validated it (the default of PUBLIC_URL). */
+export function webhookSection(env: Env, port: number): WebhookConfig {
   let retryScheduleMs: number[];
   let allowList: AllowList;
   try {
     retryScheduleMs = parseRetrySchedule(env.WEBHOOK_RETRY_SCHEDULE ?? DEFAULT_RETRY_SCHEDULE);
     allowList = parseAllowList(env.WEBHOOK_ALLOW_HOSTS);
   } catch (e) {
-    throw new WebhookSettingsError(`${(e as Error).message}`);
+    throw new ConfigError(`${(e as Error).message}`);
   }
-  const port = env.PORT || '8080';
   return {
     retryScheduleMs,
     retryJitter: num(env, 'WEBHOOK_RETRY_JITTER', 0.2, 0, 1),
