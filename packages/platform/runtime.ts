@@ -25,8 +25,8 @@ export async function openPlatform(
     const applied = await migrate(config.databaseUrl);
     if (applied.length) opts.log?.(`applied migrations: ${applied.join(', ')}`);
   }
+  await ensureDefaultTenant(config.databaseUrl);
   const db = createDb(config.databaseUrl);
-  await ensureDefaultTenant(db);
   const redis = createRedis(config.redisUrl, 'queue');
   const queues = new CompressQueues(redis, config.queuePrefix, config.jobAttempts, config.retryBackoffMs);
   const storage = await createStorage(config.storage, config.workDir);

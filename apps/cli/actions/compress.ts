@@ -2,11 +2,13 @@
 // [--report REPORT.json]`: runs one compression job locally with the engine's runRecipe — the same function and the
 // same recipe JSON the service uses. A progress bar on a terminal, plain lines otherwise; any error exits non-zero
 // with one clear line (main.ts prints it).
+//
+// This module is what runs between argument parsing and the first progress line, so it imports nothing heavy at
+// the top: the recipe schema (TypeBox, every method's module), the engine and ONNX Runtime are loaded after the
+// load stage's first line is printed (bench/startup.bench.ts measures that line: target ≤ 0.5 s from process start).
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import cliProgress from 'cli-progress';
 import { InputError, type JobProgress, type JobReport } from '../../../packages/engine/job.js';
-import { parseRecipe, RecipeError } from '../../../packages/engine/recipe.js';
 
 export interface CompressOptions {
   recipe: string;
@@ -18,7 +20,8 @@ export interface CompressOptions {
   progress?: boolean;
 }
 
-export async function readRecipeFile(path: string) {
+/** The recipe file as JSON (not yet checked against the schema): unreadable or malformed files fail here. */
+async function readRecipeJson(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -31,6 +34,12 @@ export async function readRecipeFile(path: string) {
   } catch (e) {
     throw new InputError('recipe-not-json', `recipe ${path} is not valid JSON: ${(e as Error).message}`);
   }
+  return json;
+}
+
+/** Parses the recipe against the schema; loads the recipe module (TypeBox and every method) on the first call. */
+async function parseRecipeJson(path: string, json: unknown) {
+  const { parseRecipe, RecipeError } = await import('../../../packages/engine/recipe.js');
   try {
     return parseRecipe(json);
   } catch (e) {
@@ -39,9 +48,14 @@ export async function readRecipeFile(path: string) {
   }
 }
 
+export async function readRecipeFile(path: string) {
+  return parseRecipeJson(path, await readRecipeJson(path));
+}
+
 /** Progress on a TTY: one bar; elsewhere: a line per stage change and per layer, at most one a second otherwise. */
-function progressPrinter(tty: boolean): { update(p: JobProgress): void; stop(): void } {
+async function progressPrinter(tty: boolean): Promise<{ update(p: JobProgress): void; stop(): void }> {
   if (tty) {
+    const { default: cliProgress } = await import('cli-progress');
     const bar = new cliProgress.SingleBar(
       { format: ' {bar} {percentage}% | {stage} {detail}', hideCursor: true, clearOnComplete: false },
       cliProgress.Presets.shades_classic,
@@ -112,19 +126,27 @@ export function summaryLines(report: JobReport): string[] {
 }
 
 export async function compress(model: string, opts: CompressOptions): Promise<void> {
-  const recipe = await readRecipeFile(opts.recipe);
+  const recipeJson = await readRecipeJson(opts.recipe);
   const out = resolve(opts.output);
   if (!out.endsWith('.onnx')) throw new InputError('bad-output', `output ${opts.output} must end in .onnx`);
+  const printer = await progressPrinter(opts.progress !== false && !!process.stderr.isTTY);
+  // The load stage starts here: its modules (the recipe schema, the engine, ONNX Runtime's native library) take
+  // a moment, so say what is happening first. The engine's own first line is the same one, and the printer does not
+  // repeat it. A recipe that fails the schema is reported after this line (its checks live in the loaded modules).
+  printer.update({ stage: 'load', fraction: 0, message: `loading ${resolve(model)}` });
+  let recipe: Awaited<ReturnType<typeof parseRecipeJson>>;
+  try {
+    recipe = await parseRecipeJson(opts.recipe, recipeJson);
+  } catch (e) {
+    printer.stop(); // a terminal's bar gives the line back before main.ts prints the error
+    throw e;
+  }
   // Work in a scratch folder next to OUT, then move the results into place (same filesystem: atomic renames).
   const work = await mkdtemp(join(dirname(out), '.onnx-compress-'));
-  const printer = progressPrinter(opts.progress !== false && !!process.stderr.isTTY);
   const ac = new AbortController();
   const onSignal = () => ac.abort(new DOMException('interrupted', 'AbortError'));
   process.once('SIGINT', onSignal);
   try {
-    // The engine's modules (ONNX Runtime's native library among them) take a moment to load: say what is happening
-    // first. The engine's own first line is the same one, and the printer does not repeat it.
-    printer.update({ stage: 'load', fraction: 0, message: `loading ${resolve(model)}` });
     const { runRecipe } = await import('../../../packages/engine/run.js');
     ac.signal.throwIfAborted();
     const result = await runRecipe(

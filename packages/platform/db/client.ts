@@ -1,5 +1,6 @@
 // The Prisma client (generated into prisma/generated, committed) over the pg driver adapter.
 import { PrismaPg } from '@prisma/adapter-pg';
+import pg from 'pg';
 import { PrismaClient, Prisma } from '../../../prisma/generated/client.js';
 
 export { Prisma };
@@ -13,10 +14,19 @@ export function createDb(databaseUrl: string, poolSize = 10): Db {
   return new PrismaClient({ adapter: new PrismaPg({ connectionString: databaseUrl, max: poolSize }) });
 }
 
-export async function ensureDefaultTenant(db: Db): Promise<void> {
-  await db.tenant.upsert({
-    where: { id: DEFAULT_TENANT_ID },
-    create: { id: DEFAULT_TENANT_ID, name: 'default' },
-    update: {},
-  });
+/**
+ * Creates the default tenant when it is missing. Plain SQL over one pg connection, not Prisma: this runs before the
+ * API listens, and Prisma's first query compiles its query plan in WebAssembly (about half a second of start-up on a
+ * quiet machine); the API's first real request, or the key announcement right after listen, pays that instead.
+ */
+export async function ensureDefaultTenant(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`INSERT INTO tenants (id, name) VALUES ($1, 'default') ON CONFLICT (id) DO NOTHING`, [
+      DEFAULT_TENANT_ID,
+    ]);
+  } finally {
+    await client.end();
+  }
 }
