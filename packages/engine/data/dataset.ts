@@ -149,6 +149,8 @@ export interface Batch {
 }
 
 export function sliceSamples(a: DataArray, start: number, count: number): DataArray {
+  // A rank-0 input (a scalar: a temperature, a scale) has no sample axis: every batch feeds it as it is.
+  if (a.dims.length === 0) return a;
   const row = a.dims[0] === 0 ? 0 : a.data.length / a.dims[0];
   const data = a.data.subarray(start * row, (start + count) * row) as DataArray['data'];
   return { dtype: a.dtype, dims: [count, ...a.dims.slice(1)], data };

@@ -1,7 +1,8 @@
 // Random calibration data, only when a recipe asks for it (calibration.random: true); the report then says so. Float
 // inputs (float16/32/64) get N(0, 1); integer inputs of every width (token ids) uniform ids in [0, vocab) where vocab
 // comes from the embedding table the input indexes (a Gather), else [0, 2); bool inputs fair coin flips. Symbolic
-// dims other than the batch axis take `symbolicDim`. Seeded, so a job is reproducible.
+// dims other than the batch axis take `symbolicDim`; a rank-0 input gets one value, which every batch feeds (it has no
+// batch axis: see sliceSamples). Seeded, so a job is reproducible.
 import { floatToHalfBits } from '../onnx/floats.js';
 import type { ModelInputSpec } from './inputs.js';
 import { DatasetError, elementCount, typedArrayFor, type DataArray, type Dataset } from './types.js';
