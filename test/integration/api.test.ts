@@ -88,6 +88,22 @@ describe('models', () => {
     assert.equal(res.json().name, 'direction-classifier');
   });
 
+  it("names a multipart upload after its file when the name field is empty (Swagger UI's try-out form)", async () => {
+    const mp = multipart([
+      { field: 'name', body: '' },
+      { field: 'file', filename: 'cls.onnx', body: modelBytes },
+    ]);
+    const res = await app.inject({ method: 'POST', url: '/v1/models', ...mp });
+    assert.equal(res.statusCode, 201, res.body);
+    assert.equal(res.json().name, 'cls.onnx');
+    // Swagger UI pre-fills a form field with its example, or with the placeholder "string" when it has none.
+    const doc = app.swagger() as any;
+    for (const path of ['/v1/models', '/v1/datasets']) {
+      const name = doc.paths[path].post.requestBody.content['multipart/form-data'].schema.properties.name;
+      assert.equal(name.example, '', path);
+    }
+  });
+
   it('takes a model with external data (multipart externalData parts) and checks the files against the model', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'oc-ext-'));
     try {

@@ -27,7 +27,11 @@ const uploadBody = {
     'multipart/form-data': {
       schema: {
         type: 'object',
-        properties: { file: { type: 'string', format: 'binary' }, name: { type: 'string' } },
+        properties: {
+          file: { type: 'string', format: 'binary' },
+          // Swagger UI's try-out pre-fills a field with its example, or else sends the word "string" as the name.
+          name: { type: 'string', description: "Dataset name (default: the uploaded file's name)", example: '' },
+        },
         required: ['file'],
       },
     },
@@ -59,7 +63,7 @@ export default async function datasetRoutes(app: FastifyInstance) {
         onBytes: (n) => app.metrics.uploadBytes.inc({ kind: 'dataset' }, n),
       });
       try {
-        const given = upload.fields.name ?? (request.query as { name?: string }).name ?? upload.main.clientName;
+        const given = upload.fields.name || (request.query as { name?: string }).name || upload.main.clientName;
         const out = await createDataset(deps, request.tenantId, upload, (given || 'data').slice(0, 200));
         if (!out.ok) throw new ApiError(out.code, out.message);
         return reply.status(201).header('location', `/v1/datasets/${out.dataset.id}`).send(out.dataset);

@@ -36,7 +36,8 @@ const uploadBody = {
         properties: {
           file: { type: 'string', format: 'binary' },
           externalData: { type: 'array', items: { type: 'string', format: 'binary' } },
-          name: { type: 'string' },
+          // Swagger UI's try-out pre-fills a field with its example, or else sends the word "string" as the name.
+          name: { type: 'string', description: "Model name (default: the uploaded file's name)", example: '' },
         },
         required: ['file'],
       },
@@ -69,7 +70,7 @@ export default async function modelRoutes(app: FastifyInstance) {
         onBytes: (n) => app.metrics.uploadBytes.inc({ kind: 'model' }, n),
       });
       try {
-        const given = upload.fields.name ?? (request.query as { name?: string }).name ?? upload.main.clientName;
+        const given = upload.fields.name || (request.query as { name?: string }).name || upload.main.clientName;
         const name = (given || 'model.onnx').slice(0, 200);
         const out = await createModel(deps, request.tenantId, upload, name);
         if (!out.ok) throw new ApiError(out.code, out.message);
