@@ -1,12 +1,18 @@
 #!/usr/bin/env node
-// Lists import cycles among the project's own TypeScript files (relative imports, type-only ones included, since
-// they too tie the files' meaning together), so that "import circles 0" (issue 16) can be checked without madge.
-// Generated Prisma client code is left out. Usage: node scripts/import-cycles.mjs — exits 1 while a cycle remains.
+// Checks two properties of the import graph of the project's own TypeScript files (issue 16), without madge:
+//   1. no import circles: each strongly connected group of files is listed (type-only imports count, since they too
+//      tie the files' meaning together: a method that names `Recipe` depends on the union of every method);
+//   2. no arrow from a lower layer to a higher one: packages/engine < packages/platform < workers < apps (a file may
+//      import its own layer or a lower one; test/, bench/, scripts/ and the rest stand outside the layers).
+// Relative imports only (package imports cannot point into the tree). Generated code is left out: Prisma's client
+// (prisma/generated/) and the protobuf classes (onnx/gen/) are rewritten by their generators on every run, so a circle
+// inside them is neither ours to break nor stable between generator versions; only edges INTO them are followed.
+// Usage: node scripts/import-cycles.mjs — exits 1 while a circle or a layer violation remains. Run by `npm run lint`.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const skip = new Set(['node_modules', 'generated', 'dist']);
+const skip = new Set(['node_modules', 'generated', 'gen', 'dist']);
 const files = [];
 (function walk(dir) {
   for (const name of readdirSync(dir)) {
@@ -60,4 +66,19 @@ function visit(v) {
 for (const v of graph.keys()) if (!index.has(v)) visit(v);
 for (const c of cycles) console.log(`circle of ${c.length} files:\n  ${c.join('\n  ')}`);
 console.log(`import circles: ${cycles.length}`);
-process.exitCode = cycles.length ? 1 : 0;
+
+// Layers, lowest first: a file's layer is the first folder prefix it falls under.
+const LAYERS = ['packages/engine/', 'packages/platform/', 'workers/', 'apps/'];
+const layerOf = (file) => LAYERS.findIndex((prefix) => relative(root, file).startsWith(prefix));
+const upward = [];
+for (const [from, deps] of graph) {
+  const own = layerOf(from);
+  if (own < 0) continue;
+  for (const to of deps) {
+    const target = layerOf(to);
+    if (target > own) upward.push(`${relative(root, from)} -> ${relative(root, to)} (${LAYERS[own]} < ${LAYERS[target]})`);
+  }
+}
+for (const u of upward.sort()) console.log(`upward import: ${u}`);
+console.log(`upward imports: ${upward.length}`);
+process.exitCode = cycles.length || upward.length ? 1 : 0;
