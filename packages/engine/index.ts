@@ -1,20 +1,24 @@
 // The engine's public surface: what the CLI, the worker and other programs import. Everything here runs with no
 // services (no HTTP, queue or database).
+import type { CompressionMethod as MethodOf, MethodContext as ContextOf } from './methods/types.js';
+import type { Recipe } from './recipe.js';
 export { runRecipe, ENGINE_VERSION, DEFAULT_MAX_HESSIAN_BYTES } from './run.js';
 export * from './job.js';
 export * from './recipe.js';
 export { allMethods, findMethod, getMethod, listMethods, methodFor, minModels } from './methods/registry.js';
 export type {
   CalibrationNeed,
-  CompressionMethod,
   IngredientSource,
   LayerStats,
-  MethodContext,
   MethodProgress,
   MethodResult,
   ModelScorer,
   SkippedWeight,
 } from './methods/types.js';
+// Callers see the method interfaces over the full recipe union, as before; inside the engine they default to
+// RecipeBase so that methods need not import the union built from them (methods/types.ts).
+export type CompressionMethod<R extends Recipe = Recipe> = MethodOf<R>;
+export type MethodContext<R extends Recipe = Recipe> = ContextOf<R>;
 export { selectWeights } from './methods/select.js';
 export { loadDataset, validateDataset, planBatches, batches, LABELS_KEY } from './data/dataset.js';
 export {

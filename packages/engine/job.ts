@@ -1,9 +1,12 @@
 // The contract between the engine and its callers (CLI, worker): what a job gets, how it reports progress, what it
-// returns. Methods register themselves in methods/registry.ts; runRecipe (run.ts) dispatches on recipe.method.
+// returns. Methods are listed in methods/registry.ts; runRecipe (run.ts) dispatches on recipe.method.
+import type { JobArtifact, LayerReport } from './job-parts.js';
 import type { Recipe } from './recipe.js';
 import type { StageReport } from './runner/stages.js';
 
 export type { StageReport };
+// Errors, the per-layer row and the artifact record live in job-parts.ts (methods use them; this file names Recipe).
+export { InputError, InputErrorWithArtifacts, isInputError, type JobArtifact, type LayerReport } from './job-parts.js';
 
 /** Files a job reads and writes. Every path is a local file; storage adapters download/upload around the engine. */
 export interface JobInputs {
@@ -50,33 +53,6 @@ export interface JobOptions {
   tmpDir?: string;
 }
 
-export interface JobArtifact {
-  /** File name inside outputDir, e.g. "model.onnx", "model.onnx.data", "report.json". */
-  name: string;
-  path: string;
-  sizeBytes: number;
-}
-
-/** Per-layer row of a report (the worker stores these as rows in Postgres). */
-export interface LayerReport {
-  name: string;
-  node: string;
-  op: string;
-  shape: number[];
-  /** What was done, e.g. "2:4", "int4 g32 + 2:4 + r=12"; or skipped with a reason. */
-  pattern?: string;
-  skipped?: string;
-  sparsity?: number;
-  patternVerified?: boolean;
-  /** ‖X(W−Ŵ)‖/‖XW‖ on calibration data (null when no activations were available). */
-  relError?: number | null;
-  /** For SLiM: error before the adapter. */
-  relErrorBeforeAdapter?: number | null;
-  bitsPerWeight?: number;
-  seconds: number;
-  [extra: string]: unknown;
-}
-
 /** Report JSON written to report.json and served by the API. Methods add fields; these are always present. */
 export interface JobReport {
   method: Recipe['method'];
@@ -100,43 +76,4 @@ export interface JobReport {
 export interface JobResult {
   report: JobReport;
   artifacts: JobArtifact[];
-}
-
-/**
- * Error for bad input (bad model, bad data, impossible recipe): deterministic, never retried by the worker, shown to
- * the user. `code` is stable and machine-readable. Recognised across process boundaries by `name`.
- */
-export class InputError extends Error {
-  override readonly name = 'InputError';
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/**
- * A deterministic failure that still leaves files worth keeping (a search whose budget no candidate met: its
- * report.json and pareto.svg). The engine writes `files` (and `report`, as report.json) to the output folder and
- * lists them in `artifacts`; the worker stores them with the failed job. Still an InputError by `name`.
- */
-export class InputErrorWithArtifacts extends InputError {
-  artifacts: JobArtifact[] = [];
-  constructor(
-    code: string,
-    message: string,
-    readonly report: Record<string, unknown>,
-    readonly files: { name: string; content: string }[] = [],
-  ) {
-    super(code, message);
-  }
-}
-
-export function isInputError(e: unknown): e is { name: string; code: string; message: string } {
-  return (
-    typeof e === 'object' &&
-    e !== null &&
-    ['InputError', 'RecipeError', 'OnnxError', 'DatasetError'].includes((e as { name?: string }).name ?? '')
-  );
 }

@@ -1,7 +1,7 @@
 // The vocabulary recipes share: the pieces every method's schema is built from (N:M pattern, criterion, layer
 // selection, calibration, evaluation, quantization), the recipe error, and the pattern rule. Methods import these
 // (methods/<name>.ts); recipe.ts assembles the union. This file imports no method, so methods can import it freely.
-import { Type, type Static } from 'typebox';
+import { Type, type Static, type TObject } from 'typebox';
 
 /** Every recipe object is strict: an unknown key is an error, never silently ignored. */
 export const strict = { additionalProperties: false } as const;
@@ -101,6 +101,13 @@ export const CommonProps = {
     Type.Boolean({ description: 'Write the output weights to a side file (default: only when > 1 GiB).' }),
   ),
 };
+
+/**
+ * What every method's recipe has: its `method` name and the common props (layer selection, calibration,
+ * evaluation, device, externalData). Methods, their helpers and the method interface (methods/types.ts) name this
+ * rather than `Recipe`, the union recipe.ts assembles from the methods, so that no method imports that union back.
+ */
+export type RecipeBase = { method: string } & Static<TObject<typeof CommonProps>>;
 
 export const QuantSchema = Type.Object(
   {

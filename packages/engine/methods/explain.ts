@@ -3,7 +3,7 @@
 // as graph inputs named, and what would work instead (a criterion without calibration, other globs, `inspect`).
 import type { LoadedModel } from '../onnx/model.js';
 import { walkGraphs } from '../onnx/walk.js';
-import type { Recipe } from '../recipe.js';
+import type { RecipeBase } from '../recipe-parts.js';
 import type { SkippedWeight } from './types.js';
 
 const WEIGHT_OPS = new Set(['MatMul', 'Gemm', 'Conv']);
@@ -50,7 +50,7 @@ export function weightsAsGraphInputs(model: LoadedModel): string[] {
 }
 
 /** The same recipe without calibration data: a criterion or scheme that needs none, when the recipe's does. */
-export function calibrationFreeAlternative(recipe: Recipe): string | undefined {
+export function calibrationFreeAlternative(recipe: RecipeBase): string | undefined {
   const criterion = 'criterion' in recipe ? recipe.criterion : undefined;
   if (criterion === 'wanda' || criterion === 'sparsegpt') return 'criterion "magnitude" needs no calibration';
   const scheme = 'quant' in recipe ? (recipe.quant as { scheme?: string } | undefined)?.scheme : undefined;
@@ -59,7 +59,7 @@ export function calibrationFreeAlternative(recipe: Recipe): string | undefined {
 }
 
 /** What would work instead, judged from the reasons the layers were skipped for. */
-function suggestions(recipe: Recipe, skipped: SkippedWeight[]): string[] {
+function suggestions(recipe: RecipeBase, skipped: SkippedWeight[]): string[] {
   const out: string[] = [];
   const reasons = skipped.map((k) => k.reason);
   const calibrationBound = reasons.some((r) => /input activation|calibrat/.test(r));
@@ -77,7 +77,12 @@ function suggestions(recipe: Recipe, skipped: SkippedWeight[]): string[] {
 }
 
 /** The message of a job that would change nothing (InputError 'no-layer-selected'): why, and what would work. */
-export function noLayerMessage(what: string, recipe: Recipe, skipped: SkippedWeight[], model?: LoadedModel): string {
+export function noLayerMessage(
+  what: string,
+  recipe: RecipeBase,
+  skipped: SkippedWeight[],
+  model?: LoadedModel,
+): string {
   if (skipped.length === 0) {
     const fed = model ? weightsAsGraphInputs(model) : [];
     if (fed.length) {

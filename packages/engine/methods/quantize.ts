@@ -7,7 +7,7 @@
 //
 // Sample recipe:
 //   {"method": "quantize", "quant": {"bits": 4, "scheme": "rtn", "groupSize": 32, "symmetric": true}, "format": "matmulnbits"}
-import { InputError, type LayerReport } from '../job.js';
+import { InputError, type LayerReport } from '../job-parts.js';
 import { gptqLayer, type GptqSettings } from '../quant/gptq-layer.js';
 import { addPackTarget, packLayers, type PackTargets } from '../quant/packed24-nbits.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';

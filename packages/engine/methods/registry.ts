@@ -3,7 +3,7 @@
 // other place a method is named: the recipe union (recipe.ts), the runner, the CLI and the API ask the registry.
 // Adding a method is one file plus its line here. The order is the order of the recipe union (and of OpenAPI).
 import type { Static } from 'typebox';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import * as quantize from './quantize.js';
 import * as search from './search.js';
 import * as slim from './slim.js';
@@ -19,23 +19,25 @@ export const METHOD_NAMES = Object.keys(MODULES) as MethodName[];
 /** The recipe of each method, as the union of the methods' schemas (recipe.ts's `Recipe`). */
 export type MethodRecipe = { [K in MethodName]: Static<(typeof MODULES)[K]['schema']> }[MethodName];
 
-let all: readonly CompressionMethod[] | undefined;
+/** A method of the registry, typed over the union of the registered recipes. */
+type Registered = CompressionMethod<MethodRecipe>;
 
-/**
- * Every method, in registry order. Resolved on first use, not at import: search/ imports the registry to run other
- * methods, so while methods/search.ts is still loading, its `method` may not exist yet.
- */
-export function allMethods(): readonly CompressionMethod[] {
-  return (all ??= METHOD_NAMES.map((name) => MODULES[name].method as unknown as CompressionMethod));
+// Every method module has finished loading by now: no method imports the registry (a method that runs others, as
+// search does, gets it through MethodContext.methods), so the list can be built at import.
+const ALL: readonly Registered[] = METHOD_NAMES.map((name) => MODULES[name].method as unknown as Registered);
+
+/** Every method, in registry order. */
+export function allMethods(): readonly Registered[] {
+  return ALL;
 }
 
 /** The method registered under `name`, or undefined. */
-export function findMethod(name: string): CompressionMethod | undefined {
+export function findMethod(name: string): Registered | undefined {
   return Object.hasOwn(MODULES, name) ? allMethods()[METHOD_NAMES.indexOf(name as MethodName)] : undefined;
 }
 
 /** Loads the method registered under `name`. Rejects with InputError('unknown-method') for any other name. */
-export function getMethod(name: string): Promise<CompressionMethod> {
+export function getMethod(name: string): Promise<Registered> {
   const m = findMethod(name);
   if (!m) {
     return Promise.reject(
@@ -54,7 +56,7 @@ export function registerMethod(m: CompressionMethod): void {
 }
 
 /** Every method (for `--help`, the API docs and tests). */
-export async function listMethods(): Promise<CompressionMethod[]> {
+export async function listMethods(): Promise<Registered[]> {
   return [...allMethods()];
 }
 

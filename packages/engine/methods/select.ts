@@ -4,10 +4,10 @@
 // that need calibration) whether the layer's input activation can be captured at all. Every weight not selected
 // comes back with its reason; every pattern comes back with how many weights it matched, and one that matched none
 // is a warning (a typo must not pass silently).
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
-import type { Recipe } from '../recipe.js';
+import type { RecipeBase } from '../recipe-parts.js';
 import { groupedReasons, noLayerMessage } from './explain.js';
 import { nameGlobMatch } from './name-glob.js';
 import type { CompressionMethod, SkippedWeight } from './types.js';
@@ -37,7 +37,7 @@ function firstMatch(patterns: string[] | undefined, w: WeightRef): string | unde
   return patterns?.find((p) => matches(p, w));
 }
 
-function countPatterns(weights: WeightRef[], recipe: Recipe): PatternCount[] {
+function countPatterns(weights: WeightRef[], recipe: RecipeBase): PatternCount[] {
   const rows: PatternCount[] = [];
   for (const list of ['include', 'exclude'] as const) {
     for (const pattern of recipe[list] ?? []) {
@@ -47,7 +47,7 @@ function countPatterns(weights: WeightRef[], recipe: Recipe): PatternCount[] {
   return rows;
 }
 
-export function selectWeights<R extends Recipe>(
+export function selectWeights<R extends RecipeBase>(
   weights: WeightRef[],
   recipe: R,
   method: CompressionMethod<R>,
@@ -89,7 +89,7 @@ export function selectWeights<R extends Recipe>(
  * A selection that leaves nothing to compress fails the job ('no-layer-selected') instead of returning an unchanged
  * model: an include whose patterns matched nothing is named as the cause; otherwise the reasons are listed grouped.
  */
-export function assertSomethingSelected(sel: Selection, recipe: Recipe, what: string, model?: LoadedModel): void {
+export function assertSomethingSelected(sel: Selection, recipe: RecipeBase, what: string, model?: LoadedModel): void {
   if (sel.selected.length > 0) return;
   const unmatched = sel.patterns.filter((p) => p.list === 'include' && p.weights === 0).map((p) => `"${p.pattern}"`);
   const matchedAny = sel.patterns.some((p) => p.list === 'include' && p.weights > 0);

@@ -10,7 +10,7 @@
 // Sample recipe:
 //   {"method": "slim", "pattern": "2:4", "criterion": "wanda", "quant": {"bits": 4, "scheme": "rtn", "groupSize": 32},
 //    "lowRank": {"rankRatio": 0.1, "saliency": "whitened", "quantize": false}, "format": "matmulnbits"}
-import { InputError, type LayerReport } from '../job.js';
+import { InputError, type LayerReport } from '../job-parts.js';
 import { checkNM } from '../math/nm.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import { Type, type Static } from 'typebox';

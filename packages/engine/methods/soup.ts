@@ -5,7 +5,7 @@
 // Sample recipe:
 //   {"method":"soup","mode":"greedy","maskPolicy":"reprune","pattern":"2:4","criterion":"magnitude","metric":"accuracy"}
 import { resolve } from 'node:path';
-import { InputError, type LayerReport } from '../job.js';
+import { InputError, type LayerReport } from '../job-parts.js';
 import { Type, type Static } from 'typebox';
 import {
   CommonProps,
@@ -18,22 +18,12 @@ import {
 } from '../recipe-parts.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { cookSoup, type SoupSettings } from '../soup/merge.js';
-import { planNextPhase } from '../soup/next-phase.js';
+import { NextPhaseSchema, planNextPhase } from '../soup/next-phase.js';
 import { describeSpec, specSkipReason, verifyNM, type RepruneSpec } from '../soup/reprune.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
-export const NextPhaseSchema = Type.Object(
-  {
-    sparsity: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Target sparsity of this phase.' })),
-    goal: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Final sparsity goal p_goal.' })),
-    phases: Type.Optional(
-      Type.Integer({ minimum: 1, description: 'T: phase sparsity = 1 − (1 − goal)^(1/T) when goal is given.' }),
-    ),
-    pattern: Type.Optional(PatternSchema),
-    scope: Type.Optional(Type.Union([Type.Literal('global'), Type.Literal('layer')])),
-  },
-  strict,
-);
+// nextPhase's schema lives with its plan (soup/next-phase.ts reads it); re-exported under its old name.
+export { NextPhaseSchema };
 
 export const SoupRecipeSchema = Type.Object(
   {

@@ -5,7 +5,7 @@
 //
 // Sample recipe:
 //   {"method": "sparsity", "pattern": "2:4", "criterion": "wanda", "exclude": ["*head*"], "calibration": {"samples": 128}}
-import { InputError, type LayerReport } from '../job.js';
+import { InputError, type LayerReport } from '../job-parts.js';
 import { applyMask, checkNM, nmMask, unstructuredMaskGlobal, unstructuredMaskPerRow } from '../math/nm.js';
 import { sparseGpt } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';

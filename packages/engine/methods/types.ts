@@ -1,14 +1,16 @@
 // The interface every compression method implements. A method is data + one `run`: it declares what it needs
 // (calibration statistics, a Hessian, labels, several models), the runner (run.ts) provides exactly that through a
 // MethodContext, the method edits `ctx.model` in place and returns per-layer rows for the report. The runner checks
-// afterwards that the method kept its declarations (see checkMethodResult in registry.ts).
-import type { LayerReport } from '../job.js';
+// afterwards that the method kept its declarations (runner/compress.ts).
+// The recipe type parameter defaults to RecipeBase (what every recipe has), not to the union `Recipe`: the union is
+// built from the methods, so naming it here would tie every method to every other (index.ts exports these types with
+// the `Recipe` default, as before).
+import type { LayerReport } from '../job-parts.js';
 import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type { TObject } from 'typebox';
-import type { Recipe } from '../recipe.js';
 import type { Dataset } from '../data/types.js';
-import type { RecipeIssue } from '../recipe-parts.js';
+import type { RecipeBase, RecipeIssue } from '../recipe-parts.js';
 
 /** Whether a method uses calibration activations: never, when given (better results), or always. */
 export type CalibrationNeed = 'none' | 'optional' | 'required';
@@ -80,7 +82,7 @@ export interface ModelScorer {
   score(model: LoadedModel, metric: 'accuracy' | 'perplexity' | 'fidelity'): Promise<number | null>;
 }
 
-export interface MethodContext<R extends Recipe = Recipe> {
+export interface MethodContext<R extends RecipeBase = RecipeBase> {
   /** The model being compressed. The method edits it in place (writeWeightMatrix / graph edits). */
   model: LoadedModel;
   /** The parsed recipe (defaults filled in by parseRecipe). */
@@ -127,6 +129,12 @@ export interface MethodContext<R extends Recipe = Recipe> {
   executionProviders?: ('cuda' | 'cpu')[];
   /** Temp directory for scratch files. */
   tmpDir: string;
+  /**
+   * The registered methods, by name, for a method that runs others (search applies sparsity, quantize and slim to
+   * its candidates). The runner passes the registry's getMethod: a method never imports the registry that lists it.
+   * Rejects with InputError('unknown-method') for a name not registered.
+   */
+  methods?: (name: string) => Promise<CompressionMethod>;
   /** Warnings to surface in the report (also accepted in MethodResult). */
   warn(message: string): void;
 }
@@ -151,7 +159,7 @@ export interface MethodResult {
  * carries everything about the method — its recipe (schema, defaults, rules), what it needs from the runner, and
  * the work — so that the recipe union (recipe.ts), the runner (run.ts) and the API ask the method, never its name.
  */
-export interface CompressionMethod<R extends Recipe = Recipe> {
+export interface CompressionMethod<R extends RecipeBase = RecipeBase> {
   /** The recipe's `method` value. */
   name: R['method'];
   /** The method's recipe: a strict TypeBox object whose `method` is `name` (one branch of RecipeSchema). */

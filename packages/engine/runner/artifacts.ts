@@ -3,7 +3,7 @@
 // report.json saying why it failed).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { InputErrorWithArtifacts, JobArtifact } from '../job.js';
+import type { InputErrorWithArtifacts, JobArtifact } from '../job-parts.js';
 import { ortVersion } from '../runtime/session.js';
 import type { RunState } from './state.js';
 import { ENGINE_VERSION } from './version.js';

@@ -8,7 +8,7 @@
 // one a weight-free skeleton of the graph is checked (runtime/load-check.ts), which costs milliseconds instead of a
 // copy of the weights. Evaluation opens its own sessions later, one at a time (runner/evaluate.ts).
 import { fixedBatchSize, planBatches } from '../data/dataset.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { statsRequestFor } from '../runtime/calibration.js';
 import { hessianBytes, StatsCollector, type StatsRequest } from '../runtime/stats.js';

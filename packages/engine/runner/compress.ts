@@ -3,7 +3,7 @@
 // named in the report: counted on the stored bytes before the run, unless the method counts them itself while it
 // reads them (reportsNonFinite). When the method is done, the calibration session and the scorer are released, so
 // that nothing but the model being written holds the weights from here on.
-import type { LayerReport } from '../job.js';
+import type { LayerReport } from '../job-parts.js';
 import { assertNothingWrittenFails } from '../methods/select.js';
 import type { MethodResult, SkippedWeight } from '../methods/types.js';
 import type { WeightRef } from '../onnx/weights.js';

@@ -1,9 +1,11 @@
 // The MethodContext a method runs with: exactly what it declared, provided by the runner. Statistics come from the
 // lazy collector (their passes are timed as stage "calibrate"); a weight's statistics are freed when the last
 // weight reading the same activation is released; held-out scoring is offered when data exists.
+import { getMethod } from '../methods/registry.js';
 import type { LayerStats, MethodContext, MethodProgress } from '../methods/types.js';
 import { loadModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
+import type { Recipe } from '../recipe.js';
 import { layerRelativeError } from '../runtime/calibration.js';
 import { HeldOutScorer } from '../soup/score.js';
 import { heldOutData, type RunState } from './state.js';
@@ -13,11 +15,11 @@ export interface ContextCalls {
   stats: number;
 }
 
-export function methodContext(s: RunState, warn: (m: string) => void, calls: ContextCalls): MethodContext {
+export function methodContext(s: RunState, warn: (m: string) => void, calls: ContextCalls): MethodContext<Recipe> {
   const { recipe } = s;
   const plan = s.plan!;
   const collector = plan.collector;
-  const ctx: MethodContext = {
+  const ctx: MethodContext<Recipe> = {
     model: s.model!,
     recipe,
     weights: s.selected!,
@@ -26,6 +28,7 @@ export function methodContext(s: RunState, warn: (m: string) => void, calls: Con
     executionProvider: s.sessions.executionProvider,
     ingredients: (s.inputs.ingredientPaths ?? []).map((path) => ({ path, load: () => loadModel(path) })),
     tmpDir: s.scratch,
+    methods: getMethod,
     signal: s.opts.signal,
     checkAbort: s.checkAbort,
     warn,
@@ -85,7 +88,7 @@ function releaser(s: RunState): (w: WeightRef) => void {
  * Held-out scoring for methods that choose between candidates (greedy soups): evaluation data, else calibration
  * data; fidelity is measured against the parent (or the input model when it is not an ingredient). Labels too.
  */
-function addHeldOut(s: RunState, ctx: MethodContext): void {
+function addHeldOut(s: RunState, ctx: MethodContext<Recipe>): void {
   const { recipe, inputs } = s;
   const scoreSet = heldOutData(s);
   if (scoreSet) {

@@ -4,7 +4,7 @@
 import { loadDataset } from '../data/dataset.js';
 import { modelInputSpecs } from '../data/inputs.js';
 import { randomDataset } from '../data/random.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import { methodFor } from '../methods/registry.js';
 import { calibrationRequiredText } from '../calibration-need.js';
 import { assertSomethingSelected, selectWeights } from '../methods/select.js';

@@ -57,7 +57,7 @@ export interface RunState {
   readonly clock: StageClock;
 
   // load
-  method?: CompressionMethod;
+  method?: CompressionMethod<Recipe>;
   model?: LoadedModel;
   inputBytes?: number;
   specs?: ModelInputSpec[];

@@ -3,7 +3,7 @@
 // file, so the job does not hold the JS copy of the weights while ONNX Runtime holds its own.
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError, type JobArtifact } from '../job.js';
+import { InputError, type JobArtifact } from '../job-parts.js';
 import { writeArtifact } from './artifacts.js';
 import { closeModel, saveModel } from '../onnx/model.js';
 import { weightCounts } from '../report/sizes.js';

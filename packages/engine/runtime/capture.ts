@@ -19,7 +19,26 @@ import { makeAttribute, type AttrValue } from '../onnx/builder.js';
 import { tensorValueInfo, uniqueName, valueElemType } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/model.js';
 import { makeTensor } from '../onnx/tensor.js';
-import type { StatsRequest } from './stats.js';
+import type { ConvGeometry } from './conv.js';
+
+/** What to accumulate for one activation. */
+export interface StatsRequest {
+  /** Unique key (activation name, plus Conv geometry when it reads the activation through a Conv). */
+  key: string;
+  activation: string;
+  /** Columns per group: MatMul/Gemm K; Conv kh·kw·cg. */
+  K: number;
+  groups: number;
+  /** Conv only: geometry (columns ordered (ky, kx, ci) like readWeightMatrix). */
+  conv?: ConvGeometry;
+  /** Accumulate the K×K Hessian per group. */
+  hessian: boolean;
+  /**
+   * Keep up to this many rows of X (per group), spread evenly over the first calibration batch, for the layer error
+   * of methods that need no Hessian (LayerStats.sample). @defaultValue none
+   */
+  sampleRows?: number;
+}
 
 /** Graph output names of one request's reductions. */
 export interface CaptureOutputs {

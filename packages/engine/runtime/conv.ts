@@ -2,7 +2,7 @@
 // the kernel position (ky·kw + kx) and ci the input channel within the group. A patch row is what one output pixel's
 // filter multiplies, zero padding included, so XᵀX over patch rows is the Hessian of the Conv as a matrix product.
 import type { NodeProto } from '../onnx/gen/onnx_pb.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 
 export interface ConvGeometry {
   /** Spatial rank: 1 (Conv1d) or 2 (Conv2d). Treated as 2-D with height 1 for rank 1. */

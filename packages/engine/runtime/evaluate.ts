@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import { batches, type Batch } from '../data/dataset.js';
 import type { DataArray, Dataset } from '../data/types.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import { FidelityAccumulator, type FidelityResult } from '../metrics/fidelity.js';
 import { AccuracyAccumulator, LmAccumulator, looksLikeProbabilities, shiftedTargets } from '../metrics/labels.js';
 import { OutputStore } from './output-store.js';

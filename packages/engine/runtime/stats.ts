@@ -11,30 +11,14 @@
 import type * as ort from 'onnxruntime-node';
 import { batches } from '../data/dataset.js';
 import type { Dataset } from '../data/types.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import type { LayerStats } from '../methods/types.js';
-import type { CaptureOutputs } from './capture.js';
-import { outputSize, type ConvGeometry } from './conv.js';
+import type { CaptureOutputs, StatsRequest } from './capture.js';
+import { outputSize } from './conv.js';
 import { feedsOf, runSession, toFloat32, type ExecutionProvider } from './session.js';
 
-/** What to accumulate for one activation. */
-export interface StatsRequest {
-  /** Unique key (activation name, plus Conv geometry when it reads the activation through a Conv). */
-  key: string;
-  activation: string;
-  /** Columns per group: MatMul/Gemm K; Conv kh·kw·cg. */
-  K: number;
-  groups: number;
-  /** Conv only: geometry (columns ordered (ky, kx, ci) like readWeightMatrix). */
-  conv?: ConvGeometry;
-  /** Accumulate the K×K Hessian per group. */
-  hessian: boolean;
-  /**
-   * Keep up to this many rows of X (per group), spread evenly over the first calibration batch, for the layer error
-   * of methods that need no Hessian (LayerStats.sample). @defaultValue none
-   */
-  sampleRows?: number;
-}
+// A request is what the capture graph computes, so it is declared in capture.ts (which stats.ts reads, not back).
+export type { StatsRequest };
 
 export function hessianBytes(r: { K: number; groups: number }): number {
   return r.groups * r.K * r.K * 8;

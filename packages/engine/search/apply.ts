@@ -2,14 +2,13 @@
 // choice are handed, as a subset, to the method(s) of that choice, with the search's calibration statistics (from
 // the dense model, computed once for the whole search) behind ctx.stats. Returns the edited model and the methods'
 // per-layer rows (relative output error, bits per weight), which are also the sensitivity proxy.
-import type { LayerReport } from '../job.js';
-import { getMethod } from '../methods/registry.js';
+import type { LayerReport } from '../job-parts.js';
 import type { MethodContext } from '../methods/types.js';
 import { closeModel, loadModel, type LoadedModel } from '../onnx/model.js';
 import { discoverWeights, type WeightRef } from '../onnx/weights.js';
-import type { Recipe, SearchRecipe } from '../recipe.js';
 import { layerRelativeError } from '../runtime/calibration.js';
-import { stepsOf, type SearchChoice } from './space.js';
+import type { SearchRecipe } from './schema.js';
+import { stepsOf, type SearchChoice, type StepRecipe } from './space.js';
 
 export interface Applied {
   model: LoadedModel;
@@ -57,12 +56,14 @@ export async function applyPlan(
 async function runStep(
   ctx: MethodContext<SearchRecipe>,
   model: LoadedModel,
-  recipe: Recipe,
+  recipe: StepRecipe,
   weights: WeightRef[],
   original: Map<WeightRef, WeightRef>,
   warnings: string[],
 ): Promise<LayerReport[]> {
-  const method = await getMethod(recipe.method);
+  // The registry comes through the context (the runner's getMethod): search/ does not import the registry that lists it.
+  if (!ctx.methods) throw new Error('search needs ctx.methods (the registry) to apply its choices');
+  const method = await ctx.methods(recipe.method);
   const take: WeightRef[] = [];
   const skippedRows: LayerReport[] = [];
   for (const w of weights) {
@@ -81,6 +82,7 @@ async function runStep(
     executionProvider: ctx.executionProvider,
     ingredients: [],
     tmpDir: ctx.tmpDir,
+    methods: ctx.methods,
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     checkAbort: ctx.checkAbort,
     warn: (m) => warnings.push(m),

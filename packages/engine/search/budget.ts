@@ -1,6 +1,6 @@
 // The quality budget of a search: the metric measured on held-out data, its change against the dense model, and
 // whether that change is allowed. Pure functions; the trial runner measures, this decides.
-import type { SearchBudget } from '../recipe.js';
+import type { SearchBudget } from './schema.js';
 
 /** The budget's limit on `delta` (delta ≤ limit is within budget). */
 export function budgetLimit(b: SearchBudget): number {

@@ -1,6 +1,6 @@
 // The search's part of report.json (`search`), its pareto.svg, and the failure that still carries both.
-import { InputErrorWithArtifacts } from '../job.js';
-import type { SearchRecipe } from '../recipe.js';
+import { InputErrorWithArtifacts } from '../job-parts.js';
+import type { SearchRecipe } from './schema.js';
 import { budgetLimit, budgetMetricLine, describeBudget } from './budget.js';
 import { paretoFront, type SearchPoint } from './front.js';
 import { choiceLabel, type SearchChoice } from './space.js';

@@ -1,8 +1,14 @@
 // The search space: each `choice` is one way to compress one layer (quantize, N:M sparsity, or N:M + quantization
 // with or without low-rank adapters), expanded from the recipe's `space` lists. A choice becomes one or more
 // single-method recipes (stepsOf) that the existing methods apply to the layers given that choice.
-import type { QuantizeRecipe, Recipe, SearchSpace, SlimRecipe, SparsityRecipe } from '../recipe.js';
+import type { QuantizeRecipe } from '../methods/quantize.js';
+import type { SlimRecipe } from '../methods/slim.js';
+import type { SparsityRecipe } from '../methods/sparsity.js';
 import { DEFAULT_SEARCH_SPACE } from './defaults.js';
+import type { SearchSpace } from './schema.js';
+
+/** A single-method recipe a choice is applied with (the methods search combines). */
+export type StepRecipe = QuantizeRecipe | SparsityRecipe | SlimRecipe;
 
 type Bits = 4 | 8;
 type Group = 16 | 32 | 64 | 128 | 'channel';
@@ -73,7 +79,7 @@ function unique<T>(xs: readonly T[]): T[] {
  * the size objective, 'auto' (timed on the worker) when latency is the objective. Slim with rankRatio 0 is built
  * directly (the public schema requires rankRatio > 0; the layer code treats 0 as "no adapter").
  */
-export function stepsOf(c: SearchChoice, objective: 'size' | 'latency'): Recipe[] {
+export function stepsOf(c: SearchChoice, objective: 'size' | 'latency'): StepRecipe[] {
   const accuracyLevel = objective === 'latency' ? ('auto' as const) : 0;
   const quant = (q: { bits: Bits; groupSize: Group; scheme: Scheme }) => ({
     bits: q.bits,

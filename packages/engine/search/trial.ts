@@ -3,10 +3,10 @@
 // when latency is the objective.
 import { rm, stat } from 'node:fs/promises';
 import type { Dataset } from '../data/types.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import { saveModel, type LoadedModel } from '../onnx/model.js';
 import { compareLatency } from '../quant/latency.js';
-import type { SearchBudget } from '../recipe.js';
+import type { SearchBudget } from './schema.js';
 import type { ExecutionProvider } from '../runtime/session.js';
 import type { HeldOutScorer } from '../soup/score.js';
 import { deltaOf, withinBudget } from './budget.js';

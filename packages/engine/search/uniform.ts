@@ -3,11 +3,11 @@
 // each choice — the sensitivity table the per-layer mixing ranks by — and a written uniform candidate per choice,
 // so that the uniform trials only need their evaluation.
 import { join } from 'node:path';
-import type { LayerReport } from '../job.js';
+import type { LayerReport } from '../job-parts.js';
 import type { MethodContext } from '../methods/types.js';
 import { closeModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
-import type { SearchRecipe } from '../recipe.js';
+import type { SearchRecipe } from './schema.js';
 import { applyPlan } from './apply.js';
 import type { LayerTable } from './plan.js';
 import { choiceBytes, dtypeBytes, packs24, type SearchChoice } from './space.js';

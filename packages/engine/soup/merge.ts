@@ -8,7 +8,7 @@
 //   5. optionally prune further (next SMS phase) and hand that back as the parent of the next round.
 // Ingredients are loaded one at a time (a streaming pass each), so memory holds the base, one ingredient, the
 // float64 sums and the masks — never all ingredients at once.
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import type { LoadedModel } from '../onnx/loaded.js';
 import { closeModel } from '../onnx/loaded.js';
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';

@@ -3,19 +3,35 @@
 // over all prunable weights at once (global, as SMS does) or per layer — so T phases of
 // p_phase = 1 − (1 − p_goal)^(1/T) reach the goal sparsity p_goal. N:M phases prune to the pattern along K.
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import type { LoadedModel } from '../onnx/loaded.js';
 import type { WeightRef } from '../onnx/weights.js';
-import type { SoupRecipe } from '../recipe.js';
+import { Type, type Static } from 'typebox';
+import { PatternSchema, strict } from '../recipe-parts.js';
 import { pruneRemaining } from './magnitude.js';
 import { applyMask, countZeros } from './masks.js';
 import { magnitudeMaskFor, specSkipReason, verifyNM } from './reprune.js';
+import { readValues, writeValues } from './tensors.js';
+
+/** The soup recipe's `nextPhase` block (methods/soup.ts puts it in SoupRecipeSchema). */
+export const NextPhaseSchema = Type.Object(
+  {
+    sparsity: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Target sparsity of this phase.' })),
+    goal: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: 'Final sparsity goal p_goal.' })),
+    phases: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'T: phase sparsity = 1 − (1 − goal)^(1/T) when goal is given.' }),
+    ),
+    pattern: Type.Optional(PatternSchema),
+    scope: Type.Optional(Type.Union([Type.Literal('global'), Type.Literal('layer')])),
+  },
+  strict,
+);
+export type NextPhaseSpec = Static<typeof NextPhaseSchema>;
 
 /** Sparsity of one SMS phase: p_phase = 1 − (1 − p_goal)^(1/T). */
 export function phaseSparsity(goal: number, phases: number): number {
   return 1 - Math.pow(1 - goal, 1 / phases);
 }
-import { readValues, writeValues } from './tensors.js';
 
 export type NextPhasePlan =
   | { kind: 'magnitude'; fraction: number; scope: 'global' | 'layer'; goal?: number; phases?: number }
@@ -38,7 +54,7 @@ export interface NextPhaseReport {
 }
 
 /** Turns the recipe's nextPhase block into a plan (parseRecipe has already validated the combination). */
-export function planNextPhase(np: NonNullable<SoupRecipe['nextPhase']>): NextPhasePlan {
+export function planNextPhase(np: NextPhaseSpec): NextPhasePlan {
   const fraction =
     np.sparsity ?? (np.goal !== undefined && np.phases !== undefined ? phaseSparsity(np.goal, np.phases) : undefined);
   if (np.pattern !== undefined) {

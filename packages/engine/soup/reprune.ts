@@ -3,7 +3,7 @@
 // writing it through writeWeightMatrix (0 and 1 are exact in every float dtype) and reading the stored tensor back,
 // so Transpose/Reshape chains and Conv layouts are handled by the model layer in one place.
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import type { LoadedModel } from '../onnx/loaded.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import { checkNM, nmMask, unstructuredMaskGlobal } from '../math/nm.js';

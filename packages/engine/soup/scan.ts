@@ -1,7 +1,7 @@
 // Pass 1 of a soup: every ingredient is checked against the base (structure, identical non-float tensors), its float
 // tensors are added to the float64 sums, and the zero patterns of the masked weights are compared (require-shared
 // fails on the first difference, naming the weight and position) and accumulated into union and intersection.
-import { InputError, isInputError } from '../job.js';
+import { InputError, isInputError } from '../job-parts.js';
 import { closeModel } from '../onnx/loaded.js';
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';
 import type { WeightRef } from '../onnx/weights.js';

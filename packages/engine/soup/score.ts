@@ -8,7 +8,7 @@ import type * as ort from 'onnxruntime-node';
 import { batches, fixedBatchSize, planBatches } from '../data/dataset.js';
 import { modelInputSpecs } from '../data/inputs.js';
 import type { Dataset } from '../data/types.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import { FidelityAccumulator } from '../metrics/fidelity.js';
 import { AccuracyAccumulator, LmAccumulator, looksLikeProbabilities, shiftedTargets } from '../metrics/labels.js';
 import type { ModelScorer } from '../methods/types.js';

@@ -3,7 +3,7 @@
 // structure check has already made sure they line up). Values are read and written flat, in stored layout.
 import type { TensorProto } from '../onnx/gen/onnx_pb.js';
 import { TensorProto_DataType as DT } from '../onnx/gen/onnx_pb.js';
-import { InputError } from '../job.js';
+import { InputError } from '../job-parts.js';
 import type { LoadedModel } from '../onnx/loaded.js';
 import {
   elementCount,
