@@ -7,11 +7,12 @@
 // Relative imports only (package imports cannot point into the tree). Generated code is left out: Prisma's client
 // (prisma/generated/) and the protobuf classes (onnx/gen/) are rewritten by their generators on every run, so a circle
 // inside them is neither ours to break nor stable between generator versions; only edges INTO them are followed.
-// Usage: node scripts/import-cycles.mjs — exits 1 while a circle or a layer violation remains. Run by `npm run lint`.
+// Usage: node scripts/import-cycles.mjs [ROOT] — exits 1 while a circle or a layer violation remains. Run by
+// `npm run lint`; ROOT (default: this repository) lets test/unit/scripts check the checker on a made-up tree.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = process.argv[2] ? resolve(process.argv[2]) : new URL('..', import.meta.url).pathname;
 const skip = new Set(['node_modules', 'generated', 'gen', 'dist']);
 const files = [];
 (function walk(dir) {
@@ -76,7 +77,8 @@ for (const [from, deps] of graph) {
   if (own < 0) continue;
   for (const to of deps) {
     const target = layerOf(to);
-    if (target > own) upward.push(`${relative(root, from)} -> ${relative(root, to)} (${LAYERS[own]} < ${LAYERS[target]})`);
+    if (target > own)
+      upward.push(`${relative(root, from)} -> ${relative(root, to)} (${LAYERS[own]} < ${LAYERS[target]})`);
   }
 }
 for (const u of upward.sort()) console.log(`upward import: ${u}`);

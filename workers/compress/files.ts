@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Db } from '../../packages/platform/db/client.js';
 import type { ExpectedContent, Storage } from '../../packages/platform/storage/storage.js';
 import { InputError, type JobInputs } from '../../packages/engine/job.js';
-import type { ExternalDataFile } from '../../apps/api/services/models.js';
+import type { ExternalDataFile } from '../../packages/platform/db/model-files.js';
 
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');

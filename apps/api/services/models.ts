@@ -1,6 +1,7 @@
 // Models: upload (inspect, then commit the files to storage and the row to Postgres), read, list, delete.
 import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
+import type { ExternalDataFile } from '../../../packages/platform/db/model-files.js';
 import { paginate, type Page, type ServiceDeps } from './deps.js';
 import { inspectModel } from './inspect-client.js';
 import type { StagedUpload } from '../upload.js';
@@ -8,12 +9,7 @@ import type { StagedUpload } from '../upload.js';
 export const MODEL_FILE = 'model.onnx';
 export const modelPrefix = (tenantId: string, id: string) => `tenants/${tenantId}/models/${id}`;
 
-export interface ExternalDataFile {
-  name: string;
-  sizeBytes: number;
-  sha256: string;
-  storageKey: string;
-}
+export type { ExternalDataFile };
 
 export interface ModelDto {
   id: string;
