@@ -15,8 +15,8 @@
 // import specifier, shared code in common chunks so every importer gets the same instance) and the compiled files
 // import them from there. Why: start-up was dominated by module resolution and loading, not by running code —
 // TypeBox alone is ~680 ESM files, BullMQ and Fastify a few hundred CommonJS files with their dependencies; one file
-// per specifier loads in a fraction of the time (bench/startup.bench.ts). Dependencies that find files beside
-// themselves at run time, load native or wasm code, or are loaded rarely stay in node_modules (NOT_BUNDLED).
+// per specifier loads in a fraction of the time (bench/startup.bench.ts). Dependencies that load native or wasm code,
+// are shared with one of those, or are loaded rarely stay in node_modules (NOT_BUNDLED).
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
@@ -60,6 +60,9 @@ const BUNDLED = new Set([
   '@fastify/type-provider-typebox',
   '@fastify/multipart',
   '@fastify/rate-limit',
+  '@fastify/swagger',
+  '@fastify/swagger-ui',
+  'pino',
   'bullmq',
   'ioredis',
   'prom-client',
@@ -71,18 +74,17 @@ const BUNDLED = new Set([
   'cli-progress',
 ]);
 /**
- * Never bundled, also when a bundled package requires them: pino (its transports start worker threads from files
- * beside it), pg (shared with Prisma's adapter, which stays outside), Prisma (wasm), ONNX Runtime (native), the S3
- * client (loaded only when configured), Swagger UI (serves its files from its folder), optional native add-ons.
+ * Never bundled, also when a bundled package requires them: pg (shared with Prisma's adapter, which stays outside),
+ * Prisma (wasm), ONNX Runtime (native), the S3 client (loaded only when configured), optional native add-ons. Files
+ * a bundled package finds beside itself (Swagger UI's assets, pino's transport worker) are still found: each bundled
+ * module's __dirname/__filename is its original location (see keepOutside below).
  */
 const NOT_BUNDLED = [
-  /^pino(\/|$)/,
   /^pg(\/|$)/,
   /^pg-native$/,
   /^@prisma\//,
   /^onnxruntime-node(\/|$)/,
   /^@aws-sdk\//,
-  /^@fastify\/swagger(-ui)?(\/|$)/,
   /^msgpackr-extract$/,
   /^tsx(\/|$)/,
 ];

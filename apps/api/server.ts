@@ -22,10 +22,14 @@ export type Extensions = (platform: Platform) => {
 
 export async function startServer(
   config: Config,
-  extra: Pick<BuildAppOptions, 'resolveTenant' | 'plugins' | 'logger'> & { extensions?: Extensions } = {},
+  extra: Pick<BuildAppOptions, 'resolveTenant' | 'plugins' | 'logger'> & {
+    extensions?: Extensions;
+    /** false: the caller applied the migrations already (the CLI does, while the modules load). Default true. */
+    migrate?: boolean;
+  } = {},
 ): Promise<RunningServer> {
-  const platform = await openPlatform(config);
-  const { extensions, ...appOptions } = extra;
+  const { extensions, migrate, ...appOptions } = extra;
+  const platform = await openPlatform(config, { migrate });
   const ext = extensions?.(platform);
   const app = await buildApp({
     deps: platform,

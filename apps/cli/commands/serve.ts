@@ -8,12 +8,18 @@ export function register(program: Command): void {
     .action(async () => {
       // Loaded on use: the service stack (Fastify, Prisma, BullMQ) stays out of the CLI's other commands.
       const { loadConfig } = await import('../../../packages/platform/config/config.js');
-      const { closeOnSignals, startServer } = await import('../../api/server.js');
-      const { openServiceExtensions } = await import('../../api/plugins/service-extensions.js');
-      const { announceApiKeys } = await import('../../../packages/platform/auth/bootstrap.js');
       const config = loadConfig();
+      const { migrateEarly } = await import('../actions/migrate-early.js');
+      const migrated = migrateEarly(config.databaseUrl); // while the modules below load
+      const [{ closeOnSignals, startServer }, { openServiceExtensions }, { announceApiKeys }] = await Promise.all([
+        import('../../api/server.js'),
+        import('../../api/plugins/service-extensions.js'),
+        import('../../../packages/platform/auth/bootstrap.js'),
+      ]);
+      const applied = await migrated;
       // Auth, webhook deliveries, live events and the job page are plugins built from the platform.
-      const server = await startServer(config, { extensions: (p) => openServiceExtensions(p) });
+      const server = await startServer(config, { migrate: false, extensions: (p) => openServiceExtensions(p) });
+      if (applied.length) server.app.log.info(`applied migrations: ${applied.join(', ')}`);
       await announceApiKeys(server.platform.db, (m) => server.app.log.warn(m), {
         createFirstKey: config.auth.bootstrapFirstKey,
       });

@@ -107,7 +107,11 @@ test('the compiled API (bundled Fastify, TypeBox, Swagger) serves /healthz and d
     `const health = await app.inject({ method: 'GET', url: '/healthz' });` +
     // No API key: the auth hook answers before any route (and before anything would touch the absent database).
     `const unauthorised = await app.inject({ method: 'GET', url: '/v1/jobs' });` +
+    // Swagger UI's page and assets come from its package folder (bundled code, files where they were).
+    `const docs = await app.inject({ method: 'GET', url: '/docs' });` +
+    `const css = await app.inject({ method: 'GET', url: '/docs/static/swagger-ui.css' });` +
     `process.stdout.write(JSON.stringify({ health: [health.statusCode, health.json()], ` +
+    `docs: [docs.statusCode, docs.body.includes('swagger-initializer.js'), css.statusCode, css.body.length], ` +
     `unauthorised: [unauthorised.statusCode, unauthorised.headers['content-type']], doc: app.swagger() }));` +
     `await app.close();`;
   const dir = tempDir('compiled-api-');
@@ -115,8 +119,10 @@ test('the compiled API (bundled Fastify, TypeBox, Swagger) serves /healthz and d
     writeFileSync(join(dir, 'main.mjs'), script);
     const r = run([join(dir, 'main.mjs')]);
     assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { health: unknown[]; unauthorised: unknown[]; doc: unknown };
+    const out = JSON.parse(r.stdout) as { health: unknown[]; docs: unknown[]; unauthorised: unknown[]; doc: unknown };
     assert.deepEqual(out.health, [200, { status: 'ok' }]);
+    assert.deepEqual(out.docs.slice(0, 3), [200, true, 200]);
+    assert.ok((out.docs[3] as number) > 10_000, 'swagger-ui.css');
     assert.equal(out.unauthorised[0], 401);
     assert.match(String(out.unauthorised[1]), /^application\/problem\+json/);
     assert.deepEqual(out.doc, JSON.parse(readFileSync(join(ROOT, 'openapi', 'openapi.json'), 'utf8')));
