@@ -7,7 +7,8 @@
 // bytes, ALGORITHMS.md). N:M + quantization (slim) is expanded with 4-bit codes only: 2:4 under 8-bit codes is
 // stored as dense 8-bit codes, the same bytes as 8-bit alone with more error, so it can never be on the front; and
 // under a mask GPTQ is paired with SparseGPT only (both OBS on the same Hessian: the joint sparsify-and-quantize of
-// ALGORITHMS.md), RTN with every criterion.
+// ALGORITHMS.md), RTN with every criterion. `clips` (quant.clip) defaults to "none" only: "mse" is offered (a
+// per-group clip search, same bytes, less error at 4 bits) but doubles every quantized choice of the space.
 export const DEFAULT_SEARCH_SPACE = {
   methods: ['quantize', 'sparsity', 'slim'] as ('quantize' | 'sparsity' | 'slim')[],
   bits: [4, 8] as (4 | 8)[],
@@ -16,4 +17,5 @@ export const DEFAULT_SEARCH_SPACE = {
   patterns: ['2:4'],
   criteria: ['magnitude', 'wanda', 'sparsegpt'] as ('magnitude' | 'wanda' | 'sparsegpt')[],
   rankRatio: [0, 0.1],
+  clips: ['none'] as ('none' | 'mse')[],
 };

@@ -13,10 +13,27 @@ export interface SearchLog {
   choices: SearchChoice[];
   dense: { metric: number; bytes: number; latency: number | null };
   points: SearchPoint[];
-  /** Stage 1: each choice applied to every layer it fits. */
-  proxy: { choice: string; bytes: number; damage: number; layersCompressed: number }[];
+  /** Stage 1: each choice's predicted uniform candidate and how its layer errors were obtained (sensitivity.ts). */
+  proxy: {
+    choice: string;
+    source: 'simulated' | 'probed' | 'pruned';
+    bytes: number | null;
+    damage: number | null;
+    layersCompressed: number;
+    probeRatios?: Record<string, number>;
+    seconds: number;
+  }[];
+  /** The probe layer of each shape (op N×K). */
+  probes: Record<string, string>;
   mixing: { pathSteps: number; probes: { step: number; withinBudget: boolean }[] } | null;
-  seconds: { sensitivity: number; uniformTrials: number; mixedTrials: number; total: number };
+  seconds: {
+    sensitivity: number;
+    sensitivitySimulated: number;
+    sensitivityProbes: number;
+    uniformTrials: number;
+    mixedTrials: number;
+    total: number;
+  };
   warnings: string[];
 }
 
@@ -27,6 +44,13 @@ const MIXING =
   'by greedy), so sensitive layers keep richer choices longest. The path is bisected with full-model trials on ' +
   'the held-out data, starting where the uniform trials put the budget; the proxy only orders plans, every ' +
   'answer is a measured trial.';
+
+const SENSITIVITY =
+  'layer errors ε = ‖X(W−Ŵ)‖/‖XW‖ from the calibration statistics, computed once: rounding and mask choices ' +
+  "simulated on every layer (the Hessian's diagonal, rescaled per layer by the exact error of one choice); " +
+  'GPTQ, SparseGPT and adapter choices run by their methods on one probe layer per shape, the other layers ' +
+  'estimated as ρ·ε²(twin) with ρ measured on the probe (twin: RTN codes / Wanda mask / no adapter); a choice ' +
+  'that gains nothing over its twin on any probe is pruned (source "pruned").';
 
 export function finishReport(
   log: SearchLog,
@@ -43,6 +67,8 @@ export function finishReport(
     space: log.choices.map(choiceLabel),
     perLayer: r.perLayer !== false,
     sensitivity: log.proxy,
+    sensitivityMethod: SENSITIVITY,
+    probes: log.probes,
     mixing: r.perLayer === false ? null : { method: MIXING, ...log.mixing },
     trials: { used: log.points.length, max: r.maxTrials ?? 24 },
     points: log.points,

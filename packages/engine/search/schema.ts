@@ -71,6 +71,13 @@ export const SearchSpaceSchema = Type.Object(
         description: 'Low-rank adapter ratios for slim; 0 means no adapters.',
       }),
     ),
+    clips: Type.Optional(
+      Type.Array(Type.Union([Type.Literal('none'), Type.Literal('mse')]), {
+        minItems: 1,
+        description:
+          'quant.clip values tried with rtn and gptq codes (mse: per-group clip search, same bytes). Default ["none"].',
+      }),
+    ),
   },
   { ...strict, description: 'Values tried per key; each defaults to every value the engine can write (see README).' },
 );

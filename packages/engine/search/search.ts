@@ -1,8 +1,10 @@
-// The search (method `search`): stage 1 applies every choice of the space to every layer (uniform.ts) — the cheap
-// sensitivity table; stage 2 evaluates the uniform candidates that the proxy puts on its front, bisecting for the
-// smallest one within budget; stage 3 walks the per-layer mixing path (plan.ts), again bisecting with full-model
-// trials, its first probe placed where the uniform trials say the budget's proxy damage lies. The answer is the
-// evaluated point with the least cost within budget; every point is in the report and on pareto.svg.
+// The search (method `search`): stage 1 builds the sensitivity table cheaply (sensitivity.ts: simulated rounding and
+// masks on every layer, the expensive solvers on one probe layer per shape); stage 2 evaluates the uniform
+// candidates that the proxy puts on its front, bisecting for the smallest one within budget; stage 3 walks the
+// per-layer mixing path (plan.ts), again bisecting with full-model trials, its first probe placed where the uniform
+// trials say the budget's proxy damage lies. The answer is the evaluated point with the least cost within budget;
+// every point is in the report and on pareto.svg. Calibration runs once (the statistics serve every stage), and the
+// dense model's outputs are computed once for all trials (the scorer keeps them).
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fixedBatchSize } from '../data/dataset.js';
@@ -19,7 +21,8 @@ import { failSearch, finishReport, type SearchLog } from './report.js';
 import { choiceLabel, expandSpace, stepsOf, type SearchChoice } from './space.js';
 import { denseMetric, fileBytes, measureCandidate, removeCandidate, writeCandidate, type TrialEnv } from './trial.js';
 import { applyPlan } from './apply.js';
-import { emptyTables, proxyFront, uniformCandidate, denseBytesOf, type UniformCandidate } from './uniform.js';
+import { sensitivity } from './sensitivity.js';
+import { emptyTables, proxyFront, uniformEstimates, denseBytesOf, type UniformCandidate } from './uniform.js';
 
 interface State {
   ctx: MethodContext<SearchRecipe>;
@@ -31,8 +34,8 @@ interface State {
   /** The best point within budget so far and its file (kept; every other trial file is removed). */
   best?: { point: SearchPoint; file: string };
   params: number;
-  /** Uniform candidates already evaluated. */
-  doneUniform: Set<UniformCandidate>;
+  /** Choices whose uniform candidate was evaluated. */
+  doneUniform: Set<number>;
 }
 
 export async function runSearch(ctx: MethodContext<SearchRecipe>): Promise<MethodResult> {
@@ -41,19 +44,23 @@ export async function runSearch(ctx: MethodContext<SearchRecipe>): Promise<Metho
   const { log } = st;
   try {
     let t = performance.now();
-    const uniforms: UniformCandidate[] = [];
-    for (let c = 0; c < st.choices.length; c++) {
-      ctx.checkAbort();
-      progress(st, (0.4 * c) / st.choices.length, `sensitivity: ${choiceLabel(st.choices[c])} on every layer`);
-      uniforms.push(await uniformCandidate(ctx, st.env.densePath, st.choices, c, st.tables, scratchOf(ctx)));
-    }
-    log.proxy = uniforms.map((u) => ({
-      choice: choiceLabel(st.choices[u.choice]),
-      bytes: u.bytes,
-      damage: u.damage,
-      layersCompressed: u.rows.filter((r) => !r.skipped).length,
+    const sens = await sensitivity(ctx, st.env.densePath, st.choices, (f, m) => progress(st, 0.4 * f, m));
+    st.tables = sens.tables;
+    const uniforms = uniformEstimates(st.tables, st.choices.length, log.dense.bytes);
+    const uniformOf = new Map(uniforms.map((u) => [u.choice, u]));
+    log.proxy = sens.proxies.map((p) => ({
+      choice: choiceLabel(st.choices[p.choice]),
+      source: p.source,
+      bytes: uniformOf.get(p.choice)?.bytes ?? null,
+      damage: uniformOf.get(p.choice)?.damage ?? null,
+      layersCompressed: uniformOf.get(p.choice)?.layers ?? 0,
+      ...(p.ratios ? { probeRatios: p.ratios } : {}),
+      seconds: p.seconds,
     }));
+    log.probes = sens.probes;
     log.seconds.sensitivity = (performance.now() - t) / 1000;
+    log.seconds.sensitivitySimulated = sens.seconds.simulate;
+    log.seconds.sensitivityProbes = sens.seconds.probes;
     t = performance.now();
     await uniformTrials(st, uniforms);
     log.seconds.uniformTrials = (performance.now() - t) / 1000;
@@ -63,7 +70,6 @@ export async function runSearch(ctx: MethodContext<SearchRecipe>): Promise<Metho
     t = performance.now();
     await fillUniform(st, uniforms);
     log.seconds.uniformTrials += (performance.now() - t) / 1000;
-    for (const u of uniforms) if (u.file !== st.best?.file) await removeCandidate(u.file);
     log.seconds.total = (performance.now() - started) / 1000;
     return await finish(st);
   } finally {
@@ -89,6 +95,9 @@ async function setup(ctx: MethodContext<SearchRecipe>): Promise<State> {
     ...(r.evaluation?.samples ? { samples: r.evaluation.samples } : {}),
     ...(r.evaluation?.outputName ? { outputName: r.evaluation.outputName } : {}),
     referencePath: densePath,
+    // Every trial compares against the same dense outputs: computed once, kept (up to the scorer's cap).
+    keepReference: true,
+    inputModel: ctx.model,
   });
   const fixed = fixedBatchSize(modelInputSpecs(ctx.model.proto));
   const env: TrialEnv = {
@@ -108,8 +117,16 @@ async function setup(ctx: MethodContext<SearchRecipe>): Promise<State> {
     dense: { metric: await denseMetric(env), bytes: await fileBytes(densePath), latency: null },
     points: [],
     proxy: [],
+    probes: {},
     mixing: null,
-    seconds: { sensitivity: 0, uniformTrials: 0, mixedTrials: 0, total: 0 },
+    seconds: {
+      sensitivity: 0,
+      sensitivitySimulated: 0,
+      sensitivityProbes: 0,
+      uniformTrials: 0,
+      mixedTrials: 0,
+      total: 0,
+    },
     warnings: [],
   };
   if (ctx.heldOut.kind === 'calibration')
@@ -176,9 +193,22 @@ function uniformPlan(st: State, u: UniformCandidate): Record<string, unknown> {
   return { uniform: choiceLabel(c), recipe: stepsOf(c, st.env.objective)[0] };
 }
 
+/** Writes the uniform candidate (the real methods over every layer) and evaluates it. */
 async function uniformTrial(st: State, u: UniformCandidate): Promise<SearchPoint> {
-  st.doneUniform.add(u);
-  return trial(st, u.file, 'uniform', uniformPlan(st, u), u.layerBytes, u.damage, u.rows);
+  st.doneUniform.add(u.choice);
+  const applied = await applyPlan(
+    st.ctx,
+    st.env.densePath,
+    st.choices,
+    st.ctx.weights.map(() => u.choice),
+  );
+  const file = join(scratchOf(st.ctx), `uniform-${u.choice}.onnx`);
+  try {
+    await writeCandidate(applied.model, file);
+  } finally {
+    closeModel(applied.model);
+  }
+  return trial(st, file, 'uniform', uniformPlan(st, u), u.layerBytes, u.damage, applied.rows);
 }
 
 /** Bisection over the proxy front (smallest first) for the smallest uniform candidate within budget. */
@@ -196,11 +226,17 @@ async function uniformTrials(st: State, uniforms: UniformCandidate[]): Promise<v
   }
 }
 
-/** Trials left after mixing go to the proxy-front candidates not yet evaluated (smallest first). */
+/**
+ * Trials left after mixing go to the proxy-front candidates not yet evaluated (smallest first) that could still
+ * change the answer: for the size objective only those predicted smaller than the best point within budget (a
+ * larger one cannot be chosen); for latency every one (its speed is only known once timed).
+ */
 async function fillUniform(st: State, uniforms: UniformCandidate[]): Promise<void> {
   for (const u of proxyFront(uniforms)) {
     if (trialsLeft(st) <= 0) break;
-    if (!st.doneUniform.has(u)) await uniformTrial(st, u);
+    const best = st.best?.point;
+    if (st.env.objective === 'size' && best && u.bytes >= best.bytes) continue;
+    if (!st.doneUniform.has(u.choice)) await uniformTrial(st, u);
   }
 }
 

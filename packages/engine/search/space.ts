@@ -14,9 +14,10 @@ type Bits = 4 | 8;
 type Group = 16 | 32 | 64 | 128 | 'channel';
 type Scheme = 'rtn' | 'slim' | 'gptq';
 type Criterion = 'magnitude' | 'wanda' | 'sparsegpt';
+type Clip = 'none' | 'mse';
 
 export type SearchChoice =
-  | { kind: 'quantize'; bits: Bits; groupSize: Group; scheme: Scheme }
+  | { kind: 'quantize'; bits: Bits; groupSize: Group; scheme: Scheme; clip?: Clip }
   | { kind: 'sparsity'; pattern: string; criterion: Criterion }
   | {
       kind: 'slim';
@@ -25,16 +26,21 @@ export type SearchChoice =
       bits: Bits;
       groupSize: Group;
       scheme: Scheme;
+      /** quant.clip ('none' when absent). */
+      clip?: Clip;
       /** 0: N:M + quantization, no adapter. */
       rankRatio: number;
     };
 
-function quantText(c: { bits: Bits; groupSize: Group; scheme: Scheme }): string {
+type Quant = { bits: Bits; groupSize: Group; scheme: Scheme; clip?: Clip };
+
+function quantText(c: Quant): string {
   if (c.scheme === 'slim') return `int${c.bits} slim-quant`;
-  return `int${c.bits} ${c.groupSize === 'channel' ? 'per-channel' : `g${c.groupSize}`}${c.scheme === 'rtn' ? '' : ` ${c.scheme}`}`;
+  const clip = c.clip === 'mse' ? ' clip-mse' : '';
+  return `int${c.bits} ${c.groupSize === 'channel' ? 'per-channel' : `g${c.groupSize}`}${clip}${c.scheme === 'rtn' ? '' : ` ${c.scheme}`}`;
 }
 
-/** A short stable name, e.g. "int4 g32", "2:4 wanda (packed)", "2:4 sparsegpt + int4 g32 + r0.1". */
+/** A short stable name, e.g. "int4 g32", "int4 g32 clip-mse", "2:4 wanda (packed)", "2:4 sparsegpt + int4 g32 + r0.1". */
 export function choiceLabel(c: SearchChoice): string {
   if (c.kind === 'quantize') return quantText(c);
   if (c.kind === 'sparsity') return `${c.pattern} ${c.criterion}${c.pattern === '2:4' ? ' (packed)' : ''}`;
@@ -45,12 +51,13 @@ export function choiceLabel(c: SearchChoice): string {
 export function expandSpace(space: SearchSpace | undefined): SearchChoice[] {
   const s = { ...DEFAULT_SEARCH_SPACE, ...space };
   const out: SearchChoice[] = [];
-  // SLiM-Quant has one scale per tensor: the group size does not apply, so it is expanded once.
-  const quants: { bits: Bits; groupSize: Group; scheme: Scheme }[] = [];
+  // SLiM-Quant has one scale per tensor: the group size and the per-group clip do not apply, so it is expanded once.
+  const quants: Quant[] = [];
   for (const scheme of unique(s.schemes))
     for (const bits of unique(s.bits))
       for (const groupSize of scheme === 'slim' ? [32 as Group] : unique(s.groupSize))
-        quants.push({ bits, groupSize, scheme });
+        for (const clip of scheme === 'slim' ? ['none' as Clip] : unique(s.clips))
+          quants.push(clip === 'mse' ? { bits, groupSize, scheme, clip } : { bits, groupSize, scheme });
   const methods = new Set(s.methods);
   if (methods.has('quantize')) for (const q of quants) out.push({ kind: 'quantize', ...q });
   if (methods.has('sparsity'))
@@ -81,11 +88,12 @@ function unique<T>(xs: readonly T[]): T[] {
  */
 export function stepsOf(c: SearchChoice, objective: 'size' | 'latency'): StepRecipe[] {
   const accuracyLevel = objective === 'latency' ? ('auto' as const) : 0;
-  const quant = (q: { bits: Bits; groupSize: Group; scheme: Scheme }) => ({
+  const quant = (q: Quant) => ({
     bits: q.bits,
     groupSize: q.groupSize,
     scheme: q.scheme,
     symmetric: true,
+    ...(q.clip === 'mse' ? { clip: 'mse' as const } : {}),
   });
   if (c.kind === 'quantize') {
     const r: QuantizeRecipe = { method: 'quantize', quant: quant(c), format: 'matmulnbits', accuracyLevel };

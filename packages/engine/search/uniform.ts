@@ -1,41 +1,24 @@
-// Stage 1 of a search, cheap first: every choice of the space applied to every layer it fits (one pass of the
-// existing methods per choice, on the statistics computed once), which gives each layer's error and bytes under
-// each choice — the sensitivity table the per-layer mixing ranks by — and a written uniform candidate per choice,
-// so that the uniform trials only need their evaluation.
-import { join } from 'node:path';
-import type { LayerReport } from '../job-parts.js';
-import type { MethodContext } from '../methods/types.js';
-import { closeModel } from '../onnx/model.js';
+// Uniform candidates (one choice for every layer it fits) as the sensitivity table predicts them: bytes and proxy
+// damage Σ ε² summed over the layers. Their files are written only when a trial evaluates them (search.ts), by the
+// real methods over every layer.
 import type { WeightRef } from '../onnx/weights.js';
-import type { SearchRecipe } from './schema.js';
-import { applyPlan } from './apply.js';
 import type { LayerTable } from './plan.js';
-import { choiceBytes, dtypeBytes, packs24, type SearchChoice } from './space.js';
-import { writeCandidate } from './trial.js';
+import { dtypeBytes } from './space.js';
 
 export interface UniformCandidate {
   choice: number;
-  file: string;
+  /** Predicted bytes on disk: the dense file with the searched layers' bytes replaced by the choice's. */
   bytes: number;
-  /** Σ ε² over the layers the choice compressed. */
+  /** Σ ε² over the layers the choice takes. */
   damage: number;
-  /** Planning bytes of the searched layers (dense where the choice did not apply). */
+  /** Planning bytes of the searched layers (dense where the choice does not apply). */
   layerBytes: number;
-  rows: LayerReport[];
-  warnings: string[];
+  /** Layers the choice takes. */
+  layers: number;
 }
 
 export function denseBytesOf(w: WeightRef): number {
   return w.N * w.K * dtypeBytes(w.dtype);
-}
-
-/** Bytes of a layer under a choice: as the method reported them (codes, scales, adapters), else as written. */
-export function rowBytes(row: LayerReport, choice: SearchChoice, w: WeightRef): number {
-  // Slim's rows give the unpacked bytes (it packs after all layers): a packed 2:4 + 4-bit layer stores 1/8 byte
-  // less per weight.
-  if (typeof row.bitsPerWeight === 'number' && Number.isFinite(row.bitsPerWeight))
-    return (row.bitsPerWeight * w.N * w.K) / 8 - (packs24(choice) && row.packed !== false ? (w.N * w.K) / 8 : 0);
-  return choiceBytes(choice, w.N, w.K, dtypeBytes(w.dtype));
 }
 
 /** Empty tables: each layer's dense option. */
@@ -43,43 +26,24 @@ export function emptyTables(weights: WeightRef[]): LayerTable[] {
   return weights.map((w) => ({ name: w.name, options: [{ choice: -1, bytes: denseBytesOf(w), error: 0 }] }));
 }
 
-export async function uniformCandidate(
-  ctx: MethodContext<SearchRecipe>,
-  densePath: string,
-  choices: SearchChoice[],
-  c: number,
-  tables: LayerTable[],
-  scratch: string,
-): Promise<UniformCandidate> {
-  const applied = await applyPlan(
-    ctx,
-    densePath,
-    choices,
-    ctx.weights.map(() => c),
-  );
-  const file = join(scratch, `uniform-${c}.onnx`);
-  let bytes: number;
-  try {
-    bytes = await writeCandidate(applied.model, file);
-  } finally {
-    closeModel(applied.model);
-  }
-  const rowOf = new Map(applied.rows.filter((r) => !r.skipped).map((r) => [r.name, r]));
-  let damage = 0;
-  let layerBytes = 0;
-  ctx.weights.forEach((w, i) => {
-    const row = rowOf.get(w.name);
-    const err = row?.relError;
-    if (!row || typeof err !== 'number' || !Number.isFinite(err)) {
-      layerBytes += denseBytesOf(w);
-      return;
+/** The uniform candidate of every choice that has at least one layer in the tables. */
+export function uniformEstimates(tables: LayerTable[], choices: number, denseFileBytes: number): UniformCandidate[] {
+  const denseLayers = tables.reduce((s, t) => s + t.options[0].bytes, 0);
+  const out: UniformCandidate[] = [];
+  for (let c = 0; c < choices; c++) {
+    let damage = 0;
+    let layerBytes = 0;
+    let layers = 0;
+    for (const t of tables) {
+      const o = t.options.find((x) => x.choice === c);
+      layerBytes += o ? o.bytes : t.options[0].bytes;
+      if (!o) continue;
+      damage += o.error * o.error;
+      layers++;
     }
-    const b = rowBytes(row, choices[c], w);
-    tables[i].options.push({ choice: c, bytes: b, error: err });
-    damage += err * err;
-    layerBytes += b;
-  });
-  return { choice: c, file, bytes, damage, layerBytes, rows: applied.rows, warnings: applied.warnings };
+    if (layers) out.push({ choice: c, bytes: denseFileBytes - denseLayers + layerBytes, damage, layerBytes, layers });
+  }
+  return out;
 }
 
 /** Candidates not beaten by another on both proxy damage and bytes, smallest first. */

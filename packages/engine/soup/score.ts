@@ -30,11 +30,24 @@ export interface HeldOutScorerOptions {
   outputName?: string;
   /** Reference model file for `fidelity`. */
   referencePath?: string;
+  /**
+   * Keep the reference model's outputs after the first candidate (searches score many candidates against the same
+   * reference: one reference run instead of one per candidate), up to REFERENCE_CACHE_BYTES; past the cap the
+   * reference runs again per candidate. @defaultValue false
+   */
+  keepReference?: boolean;
+  /** A loaded model with the candidates' inputs, read for the batch size instead of loading each candidate file. */
+  inputModel?: LoadedModel;
 }
+
+/** Bytes of reference outputs kept by `keepReference`. */
+const REFERENCE_CACHE_BYTES = 1 << 30;
 
 export class HeldOutScorer implements ModelScorer {
   private counter = 0;
   private reference?: Promise<ort.InferenceSession>;
+  /** Reference outputs per batch (keepReference), for the output scored; null once over the cap. */
+  private kept: { output: string; batches: Float32Array[]; bytes: number } | null | undefined;
   /** Execution provider the last session ran on. */
   executionProvider: ExecutionProvider = 'cpu';
 
@@ -64,8 +77,8 @@ export class HeldOutScorer implements ModelScorer {
       const opened = await openSession(file, { executionProviders: this.opts.executionProviders });
       session = opened.session;
       this.executionProvider = opened.executionProvider;
-      const reference = metric === 'fidelity' ? await this.referenceSession() : undefined;
-      return await this.run(session, await fixedBatchOf(file, model), metric, reference);
+      const reference = metric === 'fidelity' ? () => this.referenceSession() : undefined;
+      return await this.run(session, await fixedBatchOf(file, model ?? this.opts.inputModel), metric, reference);
     } finally {
       await session?.release().catch(() => {});
     }
@@ -82,7 +95,7 @@ export class HeldOutScorer implements ModelScorer {
     session: ort.InferenceSession,
     fixed: number | undefined,
     metric: SoupMetric,
-    reference?: ort.InferenceSession,
+    reference?: () => Promise<ort.InferenceSession>,
   ): Promise<number | null> {
     const ds = this.opts.dataset;
     let outputName = this.opts.outputName ?? session.outputNames[0];
@@ -100,7 +113,9 @@ export class HeldOutScorer implements ModelScorer {
     const lm = new LmAccumulator();
     const fidelity = new FidelityAccumulator();
     let probabilities: boolean | undefined;
+    let index = 0;
     for (const batch of batches(ds, ranges)) {
+      const b = index++;
       const feeds = feedsOf(batch.inputs);
       if (pickOutput) {
         const all = await runSession(session, feeds, [...session.outputNames], 'scoring a soup candidate');
@@ -133,15 +148,35 @@ export class HeldOutScorer implements ModelScorer {
         probabilities ??= looksLikeProbabilities(out, dims[2]);
         lm.add(out, dims, targets, probabilities);
       } else {
-        const r = (await runSession(reference!, feeds, [outputName], 'running the reference model'))[
-          outputName
-        ] as ort.Tensor;
-        fidelity.add(toFloat32(r), out, dims);
+        fidelity.add(await this.referenceOutput(reference!, feeds, outputName, b), out, dims);
       }
     }
     if (metric === 'accuracy') return accuracy.result().accuracy;
     if (metric === 'perplexity') return lm.result().perplexity;
     return fidelity.result().relativeError;
+  }
+
+  /** The reference output of batch `b`: kept from an earlier candidate, else run (and kept when asked). */
+  private async referenceOutput(
+    open: () => Promise<ort.InferenceSession>,
+    feeds: Record<string, ort.Tensor>,
+    outputName: string,
+    b: number,
+  ): Promise<Float32Array> {
+    const kept = this.kept;
+    if (kept && kept.output === outputName && kept.batches[b]) return kept.batches[b];
+    const r = (await runSession(await open(), feeds, [outputName], 'running the reference model'))[
+      outputName
+    ] as ort.Tensor;
+    const y = toFloat32(r);
+    if (!this.opts.keepReference || this.kept === null) return y;
+    if (!this.kept || this.kept.output !== outputName) this.kept = { output: outputName, batches: [], bytes: 0 };
+    if (this.kept.bytes + y.byteLength > REFERENCE_CACHE_BYTES) this.kept = null;
+    else {
+      this.kept.batches[b] = y;
+      this.kept.bytes += y.byteLength;
+    }
+    return y;
   }
 
   async close(): Promise<void> {
