@@ -21,6 +21,8 @@ export interface SearchPoint {
   withinBudget: boolean;
   /** Proxy damage Σ ε² the plan was ranked by. */
   proxy: number;
+  /** Seconds the trial took: the plan applied by the methods, written, scored (and timed for latency). */
+  seconds: number;
 }
 
 export type Objective = 'size' | 'latency';

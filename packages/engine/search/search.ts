@@ -34,6 +34,8 @@ interface State {
   /** The best point within budget so far and its file (kept; every other trial file is removed). */
   best?: { point: SearchPoint; file: string };
   params: number;
+  /** When the trial being prepared started (its plan applied before trial() is called). */
+  trialStarted?: number;
   /** Choices whose uniform candidate was evaluated. */
   doneUniform: Set<number>;
 }
@@ -161,6 +163,8 @@ async function trial(
 ): Promise<SearchPoint> {
   st.ctx.checkAbort();
   const index = st.log.points.length + 1;
+  const started = st.trialStarted ?? performance.now();
+  st.trialStarted = undefined;
   const total = st.ctx.recipe.maxTrials ?? 24;
   progress(st, 0.4 + (0.6 * (index - 1)) / total, `trial ${index}/${total} (${kind})`);
   const m = await measureCandidate(st.env, file, st.log.dense.metric);
@@ -176,6 +180,7 @@ async function trial(
     delta: m.delta,
     withinBudget: m.withinBudget,
     proxy,
+    seconds: (performance.now() - started) / 1000,
   };
   st.log.points.push(point);
   st.rows.set(index, rows);
@@ -196,6 +201,7 @@ function uniformPlan(st: State, u: UniformCandidate): Record<string, unknown> {
 /** Writes the uniform candidate (the real methods over every layer) and evaluates it. */
 async function uniformTrial(st: State, u: UniformCandidate): Promise<SearchPoint> {
   st.doneUniform.add(u.choice);
+  st.trialStarted = performance.now();
   const applied = await applyPlan(
     st.ctx,
     st.env.densePath,
@@ -263,6 +269,7 @@ async function mixedTrials(st: State): Promise<void> {
 
 async function mixedTrial(st: State, path: MixingPath, step: number): Promise<SearchPoint> {
   const plan = planAt(path, step);
+  st.trialStarted = performance.now();
   const applied = await applyPlan(st.ctx, st.env.densePath, st.choices, plan);
   const file = join(scratchOf(st.ctx), `mixed-${step}.onnx`);
   try {

@@ -153,6 +153,7 @@ function point(trial: number, bytes: number, delta: number, within: boolean): Se
     delta,
     withinBudget: within,
     proxy: delta,
+    seconds: 1,
   };
 }
 

@@ -76,6 +76,7 @@ test('budget met: the answer is the smallest measured point within budget, writt
       'metric',
       'plan',
       'proxy',
+      'seconds',
       'trial',
       'withinBudget',
     ]);
@@ -157,4 +158,44 @@ test('cancel between trials: the search stops with an AbortError once a trial ha
     (e: Error) => e.name === 'AbortError',
   );
   assert.equal(trialsSeen, 1, 'no trial ran after the cancel');
+});
+
+test('objective latency: every trial is timed against dense, and the answer is the fastest point within budget', async () => {
+  const out = join(dir, 'latency');
+  const res = await run(
+    {
+      method: 'search',
+      objective: 'latency',
+      budget: { metric: 'perplexity', maxRelativeIncrease: 0.5 },
+      space: { methods: ['quantize'], bits: [4, 8], groupSize: [32], schemes: ['rtn'] },
+      perLayer: false,
+      maxTrials: 2,
+    },
+    lm.modelPath,
+    out,
+    { calibrationPath: lm.dataPath, evalPath: ev.dataPath },
+  );
+  const s = res.report.search as {
+    objective: string;
+    points: (Point & { latency: { batch1: number | null; batch8: number | null } | null })[];
+    front: Point[];
+    chosen: Point & { latency: { batch1: number } };
+    dense: { latency: number | null };
+  };
+  assert.equal(s.objective, 'latency');
+  assert.equal(s.points.length, 2, 'latency cannot be predicted: every proxy-front candidate gets its trial');
+  for (const p of s.points) {
+    assert.ok(p.latency && typeof p.latency.batch1 === 'number' && p.latency.batch1 > 0, JSON.stringify(p.latency));
+    // The quantized layers ask for accuracy_level "auto" (timed on the worker) under the latency objective.
+    assert.equal((p.plan.recipe as { accuracyLevel?: unknown }).accuracyLevel, 'auto');
+  }
+  assert.ok(typeof s.dense.latency === 'number' && s.dense.latency > 0);
+  const within = s.points.filter((p) => p.withinBudget);
+  assert.ok(within.length >= 1);
+  const fastest = Math.min(...within.map((p) => p.latency!.batch1!));
+  assert.equal(s.chosen.latency.batch1, fastest);
+  // The front is over latency: no front point is both slower and worse than another.
+  for (const a of s.front as typeof s.points)
+    for (const b of s.front as typeof s.points)
+      if (a !== b) assert.ok(!(b.latency!.batch1! < a.latency!.batch1! && b.delta < a.delta));
 });
