@@ -15,30 +15,23 @@ import type { TensorProto } from '../onnx/gen/onnx_pb.js';
 import { walkGraphs } from '../onnx/walk.js';
 import { TensorSum } from './average.js';
 import { greedySelect, rankByMetric } from './greedy.js';
-import {
-  andMaskInto,
-  applyMask,
-  countMaskDifferences,
-  countZeros,
-  maskZeros,
-  nonzeroMask,
-  respectsMask,
-  type FloatValues,
-} from './masks.js';
+import { countZeros, maskZeros, respectsMask, type FloatValues } from './masks.js';
 import { runNextPhase } from './next-phase.js';
-import { describeSpec, magnitudeMaskFor, specSkipReason, verifyNM } from './reprune.js';
-import { scanIngredients, type MaskedSlot } from './scan.js';
 import {
-  describeSlots,
-  modelTensors,
-  readValues,
-  slotKey,
-  shapeSettingTensors,
-  valueBuffer,
-  writeValues,
-  type TensorSlot,
-} from './tensors.js';
-import { METRIC_DIRECTION, type SoupJob, type SoupReport, type SoupSettings } from './types.js';
+  baseTensor,
+  bindToParent,
+  chooseMasks,
+  ingredientValues,
+  openPot,
+  scoreBase,
+  writeIngredient,
+  writeMean,
+  type Pot,
+} from './pot.js';
+import { describeSpec, verifyNM } from './reprune.js';
+import { scanIngredients, type MaskedSlot } from './scan.js';
+import { readValues } from './tensors.js';
+import { METRIC_DIRECTION, type IngredientReport, type SoupJob, type SoupReport, type SoupSettings } from './types.js';
 
 export type {
   IngredientInput,
@@ -51,303 +44,222 @@ export type {
 } from './types.js';
 export { METRIC_DIRECTION } from './types.js';
 
-/** Cooks the soup into job.base. */
+/** Cooks the soup into job.base: the stages below, in the order of the header's steps. */
 export async function cookSoup(job: SoupJob): Promise<SoupReport> {
-  const { settings } = job;
-  const n = job.ingredients.length;
-  if (n < 2) throw new InputError('soup-too-few-ingredients', `a soup needs at least 2 ingredients, got ${n}`);
-  if (settings.mode === 'greedy' && !job.score) {
-    throw new InputError(
-      'soup-needs-eval',
-      `a greedy soup ranks and selects ingredients by their ${settings.metric} on held-out data: give evaluation data`,
-    );
-  }
-  const progress = job.progress ?? (() => {});
-  const checkAbort = job.checkAbort ?? (() => {});
-  const baseTensors = modelTensors(job.base);
-  const slots = describeSlots(baseTensors, shapeSettingTensors(job.base));
-  const averaged = slots.filter((s) => s.averaged);
-  const sums = new Map(averaged.map((s) => [s.key, new TensorSum(s.size)]));
-  const masked = new Map<string, MaskedSlot>();
-  for (const w of job.maskedWeights) {
-    const key = slotKey(w.storeGraphPath, w.name);
-    const slot = slots.find((s) => s.key === key);
-    if (slot?.averaged) masked.set(key, { slot, weight: w, differing: 0 });
-  }
-  const maskedTotal = [...masked.values()].reduce((s, m) => s + m.slot.size, 0);
-  // The parent's zero patterns, read before anything is written into base.
-  const parentMasks = new Map<string, Uint8Array>();
-  if (job.baseIngredient === null) {
-    for (const ms of masked.values()) {
-      parentMasks.set(ms.slot.key, nonzeroMask(readValues(job.base, baseTensors.get(ms.slot.key)!)));
-    }
-  }
-
+  const pot = openPot(job);
   // Pass 1: structure, non-float equality, zero patterns, and the sum of all (uniform soup).
-  const ingredientReports = await scanIngredients(job, { slots, baseTensors, sums, masked, maskedTotal });
-
-  // The mask of every masked weight.
-  const repruneSkipped: { weight: string; reason: string }[] = [];
-  const prunable = new Set(job.prunableWeights.map((w) => slotKey(w.storeGraphPath, w.name)));
-  const notPrunable = new Map(
-    (job.notPrunable ?? []).map((s) => [slotKey(s.weight.storeGraphPath, s.weight.name), s.reason]),
-  );
-  // maskFrom "soup": these weights' masks are recomputed from whatever candidate soup is written (see remask).
-  const followSoup = settings.maskPolicy === 'reprune' && (settings.maskFrom ?? 'soup') === 'soup';
-  const following = new Set<string>();
-  const scratch = new Map<string, FloatValues>();
-  const bufferFor = (slot: TensorSlot) => {
-    let b = scratch.get(slot.key);
-    if (!b) scratch.set(slot.key, (b = valueBuffer(slot)));
-    return b;
-  };
-  for (const ms of masked.values()) {
-    if (settings.maskPolicy === 'require-shared') ms.mask = ms.first;
-    else if (settings.maskPolicy === 'intersect') ms.mask = ms.inter;
-    else {
-      const spec = settings.reprune!;
-      const reason = prunable.has(ms.slot.key)
-        ? specSkipReason(ms.weight, spec)
-        : (notPrunable.get(ms.slot.key) ?? 'not selected for pruning');
-      if (reason) {
-        repruneSkipped.push({
-          weight: ms.slot.label,
-          reason: `${reason}; averaged under the union of the ingredients' masks`,
-        });
-        ms.mask = ms.union;
-      } else {
-        const avg = sums.get(ms.slot.key)!.meanInto(bufferFor(ms.slot), null);
-        ms.mask = magnitudeMaskFor(job.base, ms.weight, baseTensors.get(ms.slot.key)!, avg, spec);
-        if (followSoup) following.add(ms.slot.key);
-      }
-    }
-  }
-  let parentBound = false;
-  if (job.baseIngredient === null) {
-    // The parent's zeros stay zero: a soup never revives a weight the parent had pruned.
-    for (const ms of masked.values()) {
-      const parentMask = parentMasks.get(ms.slot.key)!;
-      const bound = Uint8Array.from(ms.mask!);
-      andMaskInto(bound, parentMask);
-      if (countMaskDifferences(bound, ms.mask!) > 0) parentBound = true;
-      ms.mask = bound;
-    }
-  }
-  const maskOf = (key: string) => masked.get(key)?.mask ?? null;
-  // A following weight's mask becomes the magnitude mask of the values about to be written (still bound by the
-  // parent's zeros), so every candidate soup is pruned from its own average.
-  const remask = (key: string, values: FloatValues) => {
-    if (!following.has(key)) return;
-    const ms = masked.get(key)!;
-    const mask = magnitudeMaskFor(job.base, ms.weight, baseTensors.get(key)!, values, settings.reprune!);
-    const parentMask = parentMasks.get(key);
-    if (parentMask) andMaskInto(mask, parentMask);
-    ms.mask = mask;
-  };
-
-  // Writes one ingredient (mask applied) into base; returns how many non-zeros the mask removed.
-  const writeIngredient = (model: LoadedModel): number => {
-    const tensors = modelTensors(model);
-    let removed = 0;
-    for (const slot of averaged) {
-      const values = readValues(model, tensors.get(slot.key)!);
-      remask(slot.key, values);
-      const mask = maskOf(slot.key);
-      if (mask) removed += applyMask(values, mask);
-      writeValues(baseTensors.get(slot.key)!, values);
-    }
-    return removed;
-  };
-  const writeMean = (acc: Map<string, TensorSum>, candidate?: Map<string, FloatValues>) => {
-    for (const slot of averaged) {
-      const follows = following.has(slot.key);
-      const out = acc
-        .get(slot.key)!
-        .meanInto(bufferFor(slot), follows ? null : maskOf(slot.key), candidate?.get(slot.key));
-      if (follows) {
-        remask(slot.key, out);
-        applyMask(out, maskOf(slot.key)!);
-      }
-      writeValues(baseTensors.get(slot.key)!, out);
-    }
-  };
-  const score = async (): Promise<number | null> => (job.score ? job.score(job.base) : null);
-  const maskChanges = settings.maskPolicy !== 'require-shared' || parentBound;
-
-  // Pass 2: each ingredient's held-out metric, as it enters the soup.
-  const metrics: number[] = [];
-  for (let i = 0; i < n; i++) {
-    checkAbort();
-    progress(0.3 + (0.2 * i) / n, `scoring ingredient ${i + 1}/${n}`);
-    const model = await job.ingredients[i].load();
-    try {
-      const r = ingredientReports[i];
-      if (job.score && maskChanges) r.metricAsGiven = await job.score(model);
-      r.zeroedByMask = writeIngredient(model);
-      r.metric = await score();
-    } finally {
-      if (model !== job.base) closeModel(model);
-    }
-    metrics.push(ingredientReports[i].metric ?? NaN);
-  }
-  if (job.score && metrics.every(Number.isNaN)) {
-    throw new InputError(
-      'soup-metric-unavailable',
-      `the evaluation data cannot give the metric "${settings.metric}" ` +
-        `(accuracy needs class labels, perplexity next-token labels, fidelity a reference model)`,
-    );
-  }
+  const ingredients = await scanIngredients(job, pot);
+  const repruneSkipped = chooseMasks(pot);
+  const parentBound = bindToParent(pot);
+  const maskChanges = job.settings.maskPolicy !== 'require-shared' || parentBound;
+  const metrics = await scoreIngredients(pot, ingredients, maskChanges);
 
   // Uniform soup (always reported; the output when mode is uniform).
-  checkAbort();
-  progress(0.5, 'uniform soup');
-  writeMean(sums);
-  const uniformMetric = await score();
-  const uniformSparsity = soupSparsity(job, masked, baseTensors);
+  pot.checkAbort();
+  pot.progress(0.5, 'uniform soup');
+  writeMean(pot, pot.sums);
+  const uniform = { metric: await scoreBase(pot), sparsity: soupSparsity(job, pot.masked, pot.baseTensors) };
+  const greedy = job.settings.mode === 'greedy' ? await greedySoup(pot, metrics) : undefined;
+  if (!greedy) writeMean(pot, pot.sums);
 
-  const direction = METRIC_DIRECTION[settings.metric];
-  let members = Array.from({ length: n }, (_, i) => i);
-  let greedyReport: SoupReport['greedy'];
-  if (settings.mode === 'greedy') {
-    const ranked = rankByMetric(metrics, direction);
-    const accepted = new Map(averaged.map((s) => [s.key, new TensorSum(s.size)]));
-    let pending: { index: number; values: Map<string, FloatValues> } | undefined;
-    const valuesOf = async (index: number) => {
-      if (pending?.index === index) return pending.values;
-      const model = await job.ingredients[index].load();
-      try {
-        const tensors = modelTensors(model);
-        const values = new Map(averaged.map((s) => [s.key, readValues(model, tensors.get(s.key)!)] as const));
-        pending = { index, values };
-        return values;
-      } finally {
-        if (model !== job.base) closeModel(model);
-      }
-    };
-    let step = 0;
-    const result = await greedySelect(
-      ranked,
-      metrics[ranked[0]],
-      {
-        tryAdd: async (c) => {
-          checkAbort();
-          progress(0.55 + (0.35 * ++step) / n, `greedy: trying ingredient ${c + 1}`);
-          writeMean(accepted, await valuesOf(c));
-          return (await score()) ?? NaN;
-        },
-        accept: async (c) => {
-          const values = await valuesOf(c);
-          for (const s of averaged) accepted.get(s.key)!.add(values.get(s.key)!);
-        },
-      },
-      direction,
-      settings.tie,
-      undefined,
-    );
-    pending = undefined;
-    members = result.members;
-    writeMean(accepted);
-    greedyReport = {
-      order: ranked,
-      steps: result.steps.map((s) => ({ ...s, path: job.ingredients[s.ingredient].path })),
-      members: result.members,
-      metric: result.metric,
-    };
-  } else {
-    writeMean(sums);
-  }
-
-  // The soup as written: metric, sparsity, mask respected (read back from the tensors, not from our buffers).
-  checkAbort();
-  progress(0.9, 'checking the soup');
-  const soupMetric = await score();
-  if (greedyReport && soupMetric !== null && soupMetric !== greedyReport.metric && !Number.isNaN(greedyReport.metric)) {
-    job.warn?.(`greedy soup re-scored ${soupMetric} after writing, ${greedyReport.metric} during selection`);
-  }
-  const weights: SoupReport['weights'] = [];
-  let maskRespected = true;
-  let soupZeros = 0;
-  for (const ms of masked.values()) {
-    const values = readValues(job.base, baseTensors.get(ms.slot.key)!);
-    const respected = respectsMask(values, ms.mask!);
-    if (!respected) maskRespected = false;
-    const z = countZeros(values);
-    soupZeros += z;
-    weights.push({
-      name: ms.slot.label,
-      shape: ms.slot.dims,
-      size: ms.slot.size,
-      soupSparsity: z / ms.slot.size,
-      maskSparsity: maskZeros(ms.mask!) / ms.slot.size,
-      maskRespected: respected,
-    });
-  }
-  const sparsity = maskedTotal ? soupZeros / maskedTotal : 0;
-  let nmVerified: boolean | undefined;
-  if (settings.maskPolicy === 'reprune' && settings.reprune?.kind === 'nm') {
-    const spec = settings.reprune;
-    nmVerified = [...masked.values()]
-      .filter((ms) => !repruneSkipped.some((s) => s.weight === ms.slot.label))
-      .every((ms) => verifyNM(job.base, ms.weight, spec.n, spec.m));
-  }
-  // Counted on the final masks (with maskFrom "soup" they are the written soup's own).
-  const maskZerosTotal = [...masked.values()].reduce((s, m) => s + maskZeros(m.mask!), 0);
-  const maskSparsity = maskedTotal ? maskZerosTotal / maskedTotal : 0;
-  const memberSparsity = members.map((i) => ingredientReports[i].sparsity);
-  const sparsityPreserved =
-    maskRespected && sparsity >= maskSparsity && (maskChanges || memberSparsity.every((s) => sparsity >= s));
-
-  const differing = [...masked.values()]
-    .filter((m) => m.differing > 0)
-    .map((m) => ({ weight: m.slot.label, positions: m.differing }));
+  pot.checkAbort();
+  pot.progress(0.9, 'checking the soup');
+  const members = greedy?.members ?? Array.from({ length: pot.n }, (_, i) => i);
+  const soup = await checkSoup(pot, { members, ingredients, repruneSkipped, maskChanges, greedy });
   const report: SoupReport = {
-    mode: settings.mode,
-    tie: settings.tie,
-    maskPolicy: settings.maskPolicy,
-    metric: { name: settings.metric, direction, evaluated: Boolean(job.score) },
-    ingredients: ingredientReports,
-    maskCheck: {
-      policy: settings.maskPolicy,
-      result: maskCheckText(settings, n, masked.size, differing.length),
-      sharedExactly: differing.length === 0,
-      maskedWeights: masked.size,
-      differing,
-      ...(settings.reprune && settings.maskPolicy === 'reprune'
-        ? { reprune: describeSpec(settings.reprune), maskFrom: settings.maskFrom ?? 'soup' }
-        : {}),
-      ...(repruneSkipped.length ? { repruneSkipped } : {}),
-      parentBound,
-    },
-    ...(greedyReport ? { greedy: greedyReport } : {}),
-    uniform: { metric: uniformMetric, sparsity: uniformSparsity },
-    soup: {
-      members,
-      paths: members.map((i) => job.ingredients[i].path),
-      metric: soupMetric,
-      sparsity,
-      maskSparsity,
-      maskRespected,
-      sparsityPreserved,
-      ...(nmVerified !== undefined ? { nmVerified } : {}),
-    },
-    weights,
+    mode: job.settings.mode,
+    tie: job.settings.tie,
+    maskPolicy: job.settings.maskPolicy,
+    metric: { name: job.settings.metric, direction: METRIC_DIRECTION[job.settings.metric], evaluated: !!job.score },
+    ingredients,
+    maskCheck: maskCheckOf(pot, repruneSkipped, parentBound),
+    ...(greedy ? { greedy } : {}),
+    uniform,
+    soup: soup.summary,
+    weights: soup.weights,
   };
   const bn = batchNormNote(job.base);
   if (bn) {
     report.batchNorm = bn;
     job.warn?.(bn);
   }
-
-  if (settings.nextPhase) {
-    checkAbort();
-    progress(0.95, 'next phase: pruning the soup further');
-    const targets = [...masked.values()]
-      .filter((ms) => prunable.has(ms.slot.key))
-      .map((ms) => ({ weight: ms.weight, tensor: baseTensors.get(ms.slot.key)! as TensorProto, label: ms.slot.label }));
-    report.nextPhase = await runNextPhase(job.base, targets, settings.nextPhase, score);
-  }
-  progress(1, 'soup ready');
+  if (job.settings.nextPhase) report.nextPhase = await nextPhase(pot, job.settings.nextPhase);
+  pot.progress(1, 'soup ready');
   return report;
+}
+
+/** Pass 2: each ingredient's held-out metric, as it enters the soup (written into base, mask applied). */
+async function scoreIngredients(pot: Pot, reports: IngredientReport[], maskChanges: boolean): Promise<number[]> {
+  const { job, n } = pot;
+  const metrics: number[] = [];
+  for (let i = 0; i < n; i++) {
+    pot.checkAbort();
+    pot.progress(0.3 + (0.2 * i) / n, `scoring ingredient ${i + 1}/${n}`);
+    const model = await job.ingredients[i].load();
+    try {
+      const r = reports[i];
+      if (job.score && maskChanges) r.metricAsGiven = await job.score(model);
+      r.zeroedByMask = writeIngredient(pot, model);
+      r.metric = await scoreBase(pot);
+    } finally {
+      if (model !== job.base) closeModel(model);
+    }
+    metrics.push(reports[i].metric ?? NaN);
+  }
+  if (job.score && metrics.every(Number.isNaN)) {
+    throw new InputError(
+      'soup-metric-unavailable',
+      `the evaluation data cannot give the metric "${job.settings.metric}" ` +
+        `(accuracy needs class labels, perplexity next-token labels, fidelity a reference model)`,
+    );
+  }
+  return metrics;
+}
+
+/** Greedy soup: best ingredient first, then each next one kept when the soup does not get worse; writes the soup. */
+async function greedySoup(pot: Pot, metrics: number[]): Promise<NonNullable<SoupReport['greedy']>> {
+  const { job, n, averaged } = pot;
+  const direction = METRIC_DIRECTION[job.settings.metric];
+  const ranked = rankByMetric(metrics, direction);
+  const accepted = new Map(averaged.map((s) => [s.key, new TensorSum(s.size)]));
+  // The candidate last read stays in memory: accepting it right after trying it needs no second load.
+  let pending: { index: number; values: Map<string, FloatValues> } | undefined;
+  const valuesOf = async (index: number) => {
+    if (pending?.index === index) return pending.values;
+    const model = await job.ingredients[index].load();
+    try {
+      pending = { index, values: ingredientValues(pot, model) };
+      return pending.values;
+    } finally {
+      if (model !== job.base) closeModel(model);
+    }
+  };
+  let step = 0;
+  const tryAdd = async (c: number) => {
+    pot.checkAbort();
+    pot.progress(0.55 + (0.35 * ++step) / n, `greedy: trying ingredient ${c + 1}`);
+    writeMean(pot, accepted, await valuesOf(c));
+    return (await scoreBase(pot)) ?? NaN;
+  };
+  const accept = async (c: number) => {
+    const values = await valuesOf(c);
+    for (const s of averaged) accepted.get(s.key)!.add(values.get(s.key)!);
+  };
+  const result = await greedySelect(
+    ranked,
+    metrics[ranked[0]],
+    { tryAdd, accept },
+    direction,
+    job.settings.tie,
+    undefined,
+  );
+  pending = undefined;
+  writeMean(pot, accepted);
+  return {
+    order: ranked,
+    steps: result.steps.map((s) => ({ ...s, path: job.ingredients[s.ingredient].path })),
+    members: result.members,
+    metric: result.metric,
+  };
+}
+
+interface SoupFacts {
+  members: number[];
+  ingredients: IngredientReport[];
+  repruneSkipped: { weight: string; reason: string }[];
+  maskChanges: boolean;
+  greedy?: SoupReport['greedy'];
+}
+
+/** The soup as written: metric, sparsity, mask respected (read back from the tensors, not from our buffers). */
+async function checkSoup(
+  pot: Pot,
+  facts: SoupFacts,
+): Promise<{ summary: SoupReport['soup']; weights: SoupReport['weights'] }> {
+  const { job, masked, maskedTotal, settings } = pot;
+  const { members, greedy } = facts;
+  const soupMetric = await scoreBase(pot);
+  if (greedy && soupMetric !== null && soupMetric !== greedy.metric && !Number.isNaN(greedy.metric)) {
+    job.warn?.(`greedy soup re-scored ${soupMetric} after writing, ${greedy.metric} during selection`);
+  }
+  const weights = soupWeights(pot);
+  const maskRespected = weights.every((w) => w.maskRespected);
+  const soupZeros = weights.reduce((s, w) => s + w.zeros, 0);
+  const sparsity = maskedTotal ? soupZeros / maskedTotal : 0;
+  let nmVerified: boolean | undefined;
+  if (settings.maskPolicy === 'reprune' && settings.reprune?.kind === 'nm') {
+    const spec = settings.reprune;
+    nmVerified = [...masked.values()]
+      .filter((ms) => !facts.repruneSkipped.some((s) => s.weight === ms.slot.label))
+      .every((ms) => verifyNM(job.base, ms.weight, spec.n, spec.m));
+  }
+  // Counted on the final masks (with maskFrom "soup" they are the written soup's own).
+  const maskZerosTotal = [...masked.values()].reduce((s, m) => s + maskZeros(m.mask!), 0);
+  const maskSparsity = maskedTotal ? maskZerosTotal / maskedTotal : 0;
+  const memberSparsity = members.map((i) => facts.ingredients[i].sparsity);
+  const sparsityPreserved =
+    maskRespected && sparsity >= maskSparsity && (facts.maskChanges || memberSparsity.every((s) => sparsity >= s));
+  const summary: SoupReport['soup'] = {
+    members,
+    paths: members.map((i) => job.ingredients[i].path),
+    metric: soupMetric,
+    sparsity,
+    maskSparsity,
+    maskRespected,
+    sparsityPreserved,
+    ...(nmVerified !== undefined ? { nmVerified } : {}),
+  };
+  return { summary, weights: weights.map(({ zeros: _zeros, ...w }) => w) };
+}
+
+/** Each masked weight of the written soup: its sparsity, its mask's, and whether every masked zero is a zero. */
+function soupWeights(pot: Pot): (SoupReport['weights'][number] & { zeros: number })[] {
+  return [...pot.masked.values()].map((ms) => {
+    const values = readValues(pot.job.base, baseTensor(pot, ms.slot.key));
+    const zeros = countZeros(values);
+    return {
+      name: ms.slot.label,
+      shape: ms.slot.dims,
+      size: ms.slot.size,
+      soupSparsity: zeros / ms.slot.size,
+      maskSparsity: maskZeros(ms.mask!) / ms.slot.size,
+      maskRespected: respectsMask(values, ms.mask!),
+      zeros,
+    };
+  });
+}
+
+function maskCheckOf(
+  pot: Pot,
+  repruneSkipped: { weight: string; reason: string }[],
+  parentBound: boolean,
+): SoupReport['maskCheck'] {
+  const { settings, masked, n } = pot;
+  const differing = [...masked.values()]
+    .filter((m) => m.differing > 0)
+    .map((m) => ({ weight: m.slot.label, positions: m.differing }));
+  return {
+    policy: settings.maskPolicy,
+    result: maskCheckText(settings, n, masked.size, differing.length),
+    sharedExactly: differing.length === 0,
+    maskedWeights: masked.size,
+    differing,
+    ...(settings.reprune && settings.maskPolicy === 'reprune'
+      ? { reprune: describeSpec(settings.reprune), maskFrom: settings.maskFrom ?? 'soup' }
+      : {}),
+    ...(repruneSkipped.length ? { repruneSkipped } : {}),
+    parentBound,
+  };
+}
+
+/** The next SMS phase: prunes the soup's prunable masked weights further and scores the result. */
+async function nextPhase(pot: Pot, plan: NonNullable<SoupSettings['nextPhase']>): Promise<SoupReport['nextPhase']> {
+  pot.checkAbort();
+  pot.progress(0.95, 'next phase: pruning the soup further');
+  const targets = [...pot.masked.values()]
+    .filter((ms) => pot.prunable.has(ms.slot.key))
+    .map((ms) => ({ weight: ms.weight, tensor: baseTensor(pot, ms.slot.key), label: ms.slot.label }));
+  return runNextPhase(pot.job.base, targets, plan, () => scoreBase(pot));
 }
 
 function soupSparsity(job: SoupJob, masked: Map<string, MaskedSlot>, tensors: Map<string, TensorProto>): number {
