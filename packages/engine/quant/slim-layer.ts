@@ -111,13 +111,8 @@ export function transpose32(x: Float32Array, rows: number, cols: number): Float3
   return out;
 }
 
-export async function slimLayer(
-  w: Float32Array,
-  N: number,
-  K: number,
-  stats: SlimLayerStats,
-  o: SlimLayerOptions,
-): Promise<SlimLayerResult> {
+/** The options' requirements on the statistics and the shapes, checked before any work. */
+function checkInputs(w: Float32Array, N: number, K: number, stats: SlimLayerStats, o: SlimLayerOptions): void {
   if (w.length !== N * K) throw new QuantError(`slimLayer: expected ${N}×${K} weights, got ${w.length}`);
   if (K % o.m !== 0) throw new QuantError(`slimLayer: K = ${K} is not a multiple of M = ${o.m}`);
   if (o.criterion === 'wanda' && !stats.xNorm) throw new QuantError('slimLayer: Wanda needs input norms');
@@ -128,177 +123,246 @@ export async function slimLayer(
   if (o.rankRatio > 0 && o.saliency === 'slim' && !stats.xNorm)
     throw new QuantError("slimLayer: saliency 'slim' needs input norms");
   if (!o.quant.symmetric) throw new QuantError('slimLayer: asymmetric codes do not keep N:M zeros exact');
-  const blockSize = resolveBlockSize(o.quant, K);
-  const stages: string[] = [];
-  const timings: Record<string, number> = {};
-  const timed = async <R>(key: string, fn: () => Promise<R> | R): Promise<R> => {
+}
+
+/**
+ * One layer's run: its inputs, the working buffer, and what the steps have fixed so far (the mask, α, the rank and
+ * the whitening operand); the steps of the header are its methods, and slimLayer calls them in order.
+ */
+class SlimRun {
+  readonly stages: string[] = [];
+  /** Seconds per step, summed over repeats. */
+  readonly timings: Record<string, number> = {};
+  // One N×K working buffer carries every dense intermediate in turn (scores → masked target → E = W − W_C →
+  // W − LR → … → the effective weight returned): fresh memory costs ~0.25 s per 64 MB to page in on the workers,
+  // more than the arithmetic of a step, so no step allocates its own N×K temporary.
+  readonly scratch: Float32Array;
+  readonly blockSize: number;
+  mask: Uint8Array;
+  alpha: number | undefined;
+  /** Adapter rank (0: no adapter). */
+  readonly rank: number;
+  // The whitened saliency's K×K operand is the same for every fit: computed once. Big layers (randomized route)
+  // need only the damped Hessian as a metric; small ones (exact SVD) its Cholesky factor and inverse (O(K³)).
+  private whitening: Promise<{ l: Float64Array; li: Float64Array }> | undefined;
+  private metric: Float32Array | undefined;
+  private readonly randomized: boolean;
+
+  constructor(
+    readonly w: Float32Array,
+    readonly N: number,
+    readonly K: number,
+    readonly stats: SlimLayerStats,
+    readonly o: SlimLayerOptions,
+  ) {
+    this.blockSize = resolveBlockSize(o.quant, K);
+    this.scratch = new Float32Array(N * K);
+    this.rank = o.rankRatio > 0 ? rankFor(o.rankRatio, N, K) : 0;
+    this.randomized = usesRandomizedRoute(N, K, o.svd);
+    // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
+    this.mask =
+      o.criterion === 'sparsegpt'
+        ? new Uint8Array(N * K)
+        : nmMask(
+            o.criterion === 'wanda'
+              ? wandaScores(w, N, K, stats.xNorm!, this.scratch)
+              : magnitudeScores(w, this.scratch),
+            N,
+            K,
+            o.n,
+            o.m,
+          );
+  }
+
+  async timed<R>(key: string, fn: () => Promise<R> | R): Promise<R> {
     const t0 = performance.now();
     try {
       return await fn();
     } finally {
-      timings[key] = (timings[key] ?? 0) + (performance.now() - t0) / 1000;
+      this.timings[key] = (this.timings[key] ?? 0) + (performance.now() - t0) / 1000;
     }
-  };
-  // One N×K working buffer carries every dense intermediate in turn (scores → masked target → E = W − W_C →
-  // W − LR → … → the effective weight returned): fresh memory costs ~0.25 s per 64 MB to page in on the workers,
-  // more than the arithmetic of a step, so no step allocates its own N×K temporary.
-  const scratch = new Float32Array(N * K);
-  /** (A·B)ᵀ products: W − LR into `out`, or `into` += LR. */
-  const minusAdapter = (ad: Adapter, out: Float32Array) =>
-    timed('adapter product', () => matmulSubtract(w, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }, out));
-  const plusAdapter = (ad: Adapter, into: Float32Array) =>
-    timed('adapter product', () => matmulAddInPlace(into, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }));
-  // Errors need the candidate's effective weight W_C (+ LR); build it (a fresh array) only when someone measures it.
-  const errorOf = async (qm: QuantizedMatrix, ad?: Adapter) => {
-    if (!o.error) return null;
-    const dense = dequantize(qm);
-    if (ad) await plusAdapter(ad, dense);
-    return timed('errors', () => o.error!(dense));
-  };
-  const stageErrorOf = async (qm: QuantizedMatrix, ad: Adapter) => ((o.stageErrors ?? true) ? errorOf(qm, ad) : null);
+  }
 
-  // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
-  let mask: Uint8Array =
-    o.criterion === 'sparsegpt'
-      ? new Uint8Array(N * K)
-      : nmMask(
-          o.criterion === 'wanda' ? wandaScores(w, N, K, stats.xNorm!, scratch) : magnitudeScores(w, scratch),
-          N,
-          K,
-          o.n,
-          o.m,
-        );
-  let alpha: number | undefined;
+  /** (A·B)ᵀ products: W − LR into `out`. */
+  minusAdapter(ad: Adapter, out: Float32Array): Promise<Float32Array> {
+    const { w, N, K } = this;
+    return this.timed('adapter product', () =>
+      matmulSubtract(w, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }, out),
+    );
+  }
+
+  /** (A·B)ᵀ products: `into` += LR. */
+  plusAdapter(ad: Adapter, into: Float32Array): Promise<unknown> {
+    const { N, K } = this;
+    return this.timed('adapter product', () =>
+      matmulAddInPlace(into, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }),
+    );
+  }
+
+  /** Errors need the candidate's effective weight W_C (+ LR); built (a fresh array) only when someone measures it. */
+  async errorOf(qm: QuantizedMatrix, ad?: Adapter): Promise<number | null> {
+    if (!this.o.error) return null;
+    const dense = dequantize(qm);
+    if (ad) await this.plusAdapter(ad, dense);
+    return this.timed('errors', () => this.o.error!(dense));
+  }
+
+  /** The error of an intermediate stage, when stageErrors asks for them. */
+  stageErrorOf(qm: QuantizedMatrix, ad: Adapter): Promise<number | null> {
+    return (this.o.stageErrors ?? true) ? this.errorOf(qm, ad) : Promise.resolve(null);
+  }
 
   /**
    * W_C for a dense target: masked and quantized in one pass (magnitude/Wanda), or SparseGPT-pruned in `scratch`
    * and quantized. The target may be scratch itself; its contents are then consumed. `first`: the call on W itself.
    */
-  const sparsePart = (target: Float32Array, first: boolean): Promise<QuantizedMatrix> =>
-    timed('sparse part', async () => {
+  sparsePart(target: Float32Array, first: boolean): Promise<QuantizedMatrix> {
+    return this.timed('sparse part', async () => {
+      const { o, N, K, scratch, stats } = this;
       o.signal?.throwIfAborted();
       // SLiM-Quant's α is fitted on the dense target, before masking.
       const a = o.quant.scheme === 'slim' ? slimQuantAlpha(target, { bits: o.quant.bits }).alpha : undefined;
-      if (o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? first : true)) {
-        if (target !== scratch) scratch.set(target);
-        const r = await sparseGpt(scratch, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
-        mask = r.mask;
-      } else if (o.quant.scheme === 'gptq') {
-        // The dense target under the fixed mask: pruned entries are fed back as error with the rounding error.
-        const r = await gptqLayer(target, N, K, [stats.hessian!], o.quant, o.quant.gptq ?? {}, {
-          mask,
-          signal: o.signal,
-        });
-        return r.q;
-      } else {
-        if (a !== undefined) alpha = a;
-        return quantizeMasked(target, mask, N, K, o.quant.bits, blockSize, a, o.quant.clip); // no masked copy
+      if (!(o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? first : true))) {
+        if (o.quant.scheme === 'gptq') {
+          // The dense target under the fixed mask: pruned entries are fed back as error with the rounding error.
+          return (await gptqLayer(target, N, K, [stats.hessian!], o.quant, o.quant.gptq ?? {}, this.gptqRun())).q;
+        }
+        if (a !== undefined) this.alpha = a;
+        return quantizeMasked(target, this.mask, N, K, o.quant.bits, this.blockSize, a, o.quant.clip); // no masked copy
       }
+      if (target !== scratch) scratch.set(target);
+      const r = await sparseGpt(scratch, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });
+      this.mask = r.mask;
       if (a !== undefined) {
-        alpha = a;
-        return quantizeWithClip(scratch, N, K, o.quant.bits, a, blockSize);
+        this.alpha = a;
+        return quantizeWithClip(scratch, N, K, o.quant.bits, a, this.blockSize);
       }
       if (o.quant.scheme === 'gptq') {
         // SparseGPT's OBS-updated weights, rounded with GPTQ's feedback under SparseGPT's mask.
-        const r = await gptqLayer(scratch, N, K, [stats.hessian!], o.quant, o.quant.gptq ?? {}, {
-          mask,
-          signal: o.signal,
-        });
-        return r.q;
+        return (await gptqLayer(scratch, N, K, [stats.hessian!], o.quant, o.quant.gptq ?? {}, this.gptqRun())).q;
       }
       return quantizeRtn(scratch, N, K, o.quant);
     });
-
-  let q = await sparsePart(w, true);
-  stages.push(o.criterion === 'sparsegpt' ? 'sparsegpt+quant' : `${o.criterion}-mask+quant`);
-  const beforeAdapter = await errorOf(q);
-  const rank = o.rankRatio > 0 ? rankFor(o.rankRatio, N, K) : 0;
-  if (rank === 0) {
-    return {
-      quantized: q,
-      mask,
-      adapter: null,
-      adapterQuantized: null,
-      effective: dequantize(q, scratch),
-      alpha,
-      errors: { beforeAdapter, afterAdapter: null, afterFinalRequant: null, refits: [], final: beforeAdapter },
-      stages,
-      timings,
-    };
   }
-  // The whitened saliency's K×K operand is the same for every fit: computed once. Big layers (randomized route)
-  // need only the damped Hessian as a metric; small ones (exact SVD) its Cholesky factor and inverse (O(K³)).
-  let whitening: Promise<{ l: Float64Array; li: Float64Array }> | undefined;
-  let metric: Float32Array | undefined;
-  const randomized = usesRandomizedRoute(N, K, o.svd);
+
+  private gptqRun() {
+    return { mask: this.mask, signal: this.o.signal };
+  }
+
   /** Adapter for E = W − W_C(q), E built in scratch. */
-  const fit = (qm: QuantizedMatrix) =>
-    timed('adapter fit', async () => {
-      dequantizeResidual(qm, w, scratch);
+  fit(qm: QuantizedMatrix): Promise<Adapter> {
+    return this.timed('adapter fit', async () => {
+      const { o, N, K, stats, scratch } = this;
+      dequantizeResidual(qm, this.w, scratch);
       const whitened = o.saliency === 'whitened';
+      const { randomized } = this;
       return lowRankAdapter(scratch, N, K, {
         saliency: o.saliency,
-        rank,
+        rank: this.rank,
         xNorm: stats.xNorm,
         hessian: stats.hessian,
         dampening: o.whiteningDampening,
         whitening:
           whitened && !randomized
-            ? await (whitening ??= whiteningFactor(stats.hessian!, K, o.whiteningDampening))
+            ? await (this.whitening ??= whiteningFactor(stats.hessian!, K, o.whiteningDampening))
             : undefined,
         whiteningMetric:
-          whitened && randomized ? (metric ??= whiteningMetric(stats.hessian!, K, o.whiteningDampening)) : undefined,
+          whitened && randomized
+            ? (this.metric ??= whiteningMetric(stats.hessian!, K, o.whiteningDampening))
+            : undefined,
         svd: o.svd,
       });
     });
-  let adapter = await fit(q);
-  stages.push(`adapter r=${rank} (${o.saliency}, ${adapter.svd} SVD)`);
-  const afterAdapter = await stageErrorOf(q, adapter);
+  }
+}
+
+/** Steps 3–5: the first adapter, the re-quantization against it, and the refits. */
+async function fitAdapter(run: SlimRun, first: QuantizedMatrix) {
+  const { o, scratch } = run;
+  let q = first;
+  let adapter = await run.fit(q);
+  run.stages.push(`adapter r=${run.rank} (${o.saliency}, ${adapter.svd} SVD)`);
+  const afterAdapter = await run.stageErrorOf(q, adapter);
   let afterFinalRequant: number | null = null;
   if (o.finalRequantize ?? true) {
-    q = await sparsePart(await minusAdapter(adapter, scratch), false);
-    stages.push('re-quantize sparse part against the adapter');
-    afterFinalRequant = await stageErrorOf(q, adapter);
+    q = await run.sparsePart(await run.minusAdapter(adapter, scratch), false);
+    run.stages.push('re-quantize sparse part against the adapter');
+    afterFinalRequant = await run.stageErrorOf(q, adapter);
   }
   const refits: (number | null)[] = [];
   for (let it = 0; it < o.refitIterations; it++) {
-    adapter = await fit(q);
-    q = await sparsePart(await minusAdapter(adapter, scratch), false);
-    refits.push(await stageErrorOf(q, adapter));
+    adapter = await run.fit(q);
+    q = await run.sparsePart(await run.minusAdapter(adapter, scratch), false);
+    refits.push(await run.stageErrorOf(q, adapter));
   }
-  if (o.refitIterations) stages.push(`${o.refitIterations} refit iteration(s)`);
-  let adapterQuantized: SlimLayerResult['adapterQuantized'] = null;
-  // The adapter the effective weight is built with (what the file stores).
-  let stored: Adapter = adapter;
+  if (o.refitIterations) run.stages.push(`${o.refitIterations} refit iteration(s)`);
+  return { q, adapter, afterAdapter, afterFinalRequant, refits };
+}
+
+/**
+ * Step 6 and storage: the adapter as the file stores it (float16-rounded, or SLiM-LoRA^Q quantized). Returns the
+ * adapter reported, its quantized form, and `stored`, the one the effective weight is built with.
+ */
+function storeAdapter(run: SlimRun, fitted: Adapter) {
+  const { o, N, K, rank } = run;
   if (!o.quantizeAdapters && o.adapterStorage === 'float16') {
-    adapter = {
-      ...adapter,
-      a: float16ToFloat32(float32ToFloat16(adapter.a)),
-      b: float16ToFloat32(float32ToFloat16(adapter.b)),
+    const adapter = {
+      ...fitted,
+      a: float16ToFloat32(float32ToFloat16(fitted.a)),
+      b: float16ToFloat32(float32ToFloat16(fitted.b)),
     };
-    stored = adapter;
-    stages.push('adapters stored as float16');
+    run.stages.push('adapters stored as float16');
+    return { adapter, adapterQuantized: null, stored: adapter };
   }
-  if (o.quantizeAdapters) {
-    // Groups along each adapter GEMM's reduction axis: A multiplies X (K) → canonical Aᵀ [r][K];
-    // B multiplies X·A (r) → canonical Bᵀ [N][r].
-    const spec: QuantSpec = { bits: o.quant.bits, symmetric: true, groupSize: o.quant.groupSize };
-    const aq = quantizeRtn(transpose32(adapter.a, K, rank), rank, K, spec);
-    const bq = quantizeRtn(transpose32(adapter.b, rank, N), N, rank, spec);
-    adapterQuantized = { a: aq, b: bq };
-    stored = { ...adapter, a: transpose32(dequantize(aq), rank, K), b: transpose32(dequantize(bq), N, rank) };
-    stages.push('adapters quantized');
+  if (!o.quantizeAdapters) return { adapter: fitted, adapterQuantized: null, stored: fitted };
+  // Groups along each adapter GEMM's reduction axis: A multiplies X (K) → canonical Aᵀ [r][K];
+  // B multiplies X·A (r) → canonical Bᵀ [N][r].
+  const spec: QuantSpec = { bits: o.quant.bits, symmetric: true, groupSize: o.quant.groupSize };
+  const aq = quantizeRtn(transpose32(fitted.a, K, rank), rank, K, spec);
+  const bq = quantizeRtn(transpose32(fitted.b, rank, N), N, rank, spec);
+  const stored = { ...fitted, a: transpose32(dequantize(aq), rank, K), b: transpose32(dequantize(bq), N, rank) };
+  run.stages.push('adapters quantized');
+  return { adapter: fitted, adapterQuantized: { a: aq, b: bq }, stored };
+}
+
+export async function slimLayer(
+  w: Float32Array,
+  N: number,
+  K: number,
+  stats: SlimLayerStats,
+  o: SlimLayerOptions,
+): Promise<SlimLayerResult> {
+  checkInputs(w, N, K, stats, o);
+  const run = new SlimRun(w, N, K, stats, o);
+  const { stages, timings, scratch } = run;
+  const first = await run.sparsePart(w, true);
+  stages.push(o.criterion === 'sparsegpt' ? 'sparsegpt+quant' : `${o.criterion}-mask+quant`);
+  const beforeAdapter = await run.errorOf(first);
+  if (run.rank === 0) {
+    return {
+      quantized: first,
+      mask: run.mask,
+      adapter: null,
+      adapterQuantized: null,
+      effective: dequantize(first, scratch),
+      alpha: run.alpha,
+      errors: { beforeAdapter, afterAdapter: null, afterFinalRequant: null, refits: [], final: beforeAdapter },
+      stages,
+      timings,
+    };
   }
+  const { q, adapter: fitted, afterAdapter, afterFinalRequant, refits } = await fitAdapter(run, first);
+  const { adapter, adapterQuantized, stored } = storeAdapter(run, fitted);
   const effective = dequantize(q, scratch);
-  await plusAdapter(stored, effective);
-  const final = o.error ? await timed('errors', () => o.error!(effective)) : null;
+  await run.plusAdapter(stored, effective);
+  const final = o.error ? await run.timed('errors', () => o.error!(effective)) : null;
   return {
     quantized: q,
-    mask,
+    mask: run.mask,
     adapter,
     adapterQuantized,
     effective,
-    alpha,
+    alpha: run.alpha,
     errors: { beforeAdapter, afterAdapter, afterFinalRequant, refits, final },
     stages,
     timings,
