@@ -47,4 +47,15 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  {
+    // Issue 16: no function over 150 lines in the service's code (a stage, not a pipeline). Every line counts,
+    // comments and blank lines included: a function is read whole, and comments cannot hide its length.
+    files: ['packages/**/*.ts', 'apps/**/*.ts', 'workers/**/*.ts'],
+    rules: { 'max-lines-per-function': ['error', { max: 150, IIFEs: true }] },
+  },
+  {
+    // processCompressJob (164 lines) is being split by the job-lifecycle work (issue 16.5); remove once it lands.
+    files: ['workers/compress/processor.ts'],
+    rules: { 'max-lines-per-function': 'off' },
+  },
 );
