@@ -25,7 +25,7 @@ export interface SearchLog {
   }[];
   /** The probe layer of each shape (op N×K). */
   probes: Record<string, string>;
-  mixing: { pathSteps: number; probes: { step: number; withinBudget: boolean }[] } | null;
+  mixing: { pathSteps: number; probes: { step: number; withinBudget: boolean; sameAsTrial?: number }[] } | null;
   seconds: {
     sensitivity: number;
     sensitivitySimulated: number;

@@ -36,6 +36,8 @@ interface State {
   params: number;
   /** When the trial being prepared started (its plan applied before trial() is called). */
   trialStarted?: number;
+  /** Measured plans (choice per layer, joined) and their points. */
+  measured: Map<string, SearchPoint>;
   /** Choices whose uniform candidate was evaluated. */
   doneUniform: Set<number>;
 }
@@ -134,7 +136,17 @@ async function setup(ctx: MethodContext<SearchRecipe>): Promise<State> {
   if (ctx.heldOut.kind === 'calibration')
     log.warnings.push('no evaluation data: the search measured its trials on the calibration data');
   const params = ctx.weights.reduce((s, w) => s + w.N * w.K, 0);
-  return { ctx, env, log, choices, tables: emptyTables(ctx.weights), rows: new Map(), params, doneUniform: new Set() };
+  return {
+    ctx,
+    env,
+    log,
+    choices,
+    tables: emptyTables(ctx.weights),
+    rows: new Map(),
+    params,
+    doneUniform: new Set(),
+    measured: new Map(),
+  };
 }
 
 function trialsLeft(st: State): number {
@@ -214,7 +226,11 @@ async function uniformTrial(st: State, u: UniformCandidate): Promise<SearchPoint
   } finally {
     closeModel(applied.model);
   }
-  return trial(st, file, 'uniform', uniformPlan(st, u), u.layerBytes, u.damage, applied.rows);
+  const point = await trial(st, file, 'uniform', uniformPlan(st, u), u.layerBytes, u.damage, applied.rows);
+  // Its plan as the mixing path writes plans: the choice where the table has it, dense elsewhere.
+  const plan = st.tables.map((t) => (t.options.some((o) => o.choice === u.choice) ? u.choice : -1));
+  st.measured.set(plan.join(','), point);
+  return point;
 }
 
 /** Bisection over the proxy front (smallest first) for the smallest uniform candidate within budget. */
@@ -259,8 +275,14 @@ async function mixedTrials(st: State): Promise<void> {
   let probe = okDamage > 0 ? Math.max(1, lastPlanWithin(path, okDamage)) : Math.ceil(steps / 2);
   while (hi - lo > 1 && trialsLeft(st) > 0) {
     probe = Math.min(Math.max(probe, lo + 1), hi - 1);
-    const p = await mixedTrial(st, path, probe);
-    st.log.mixing.probes.push({ step: probe, withinBudget: p.withinBudget });
+    // A plan already measured (a uniform candidate is also a point of the path) is not measured again.
+    const seen = st.measured.get(planAt(path, probe).join(','));
+    const p = seen ?? (await mixedTrial(st, path, probe));
+    st.log.mixing.probes.push({
+      step: probe,
+      withinBudget: p.withinBudget,
+      ...(seen ? { sameAsTrial: seen.trial } : {}),
+    });
     if (p.withinBudget) lo = probe;
     else hi = probe;
     probe = (lo + hi) >> 1;

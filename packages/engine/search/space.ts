@@ -143,8 +143,12 @@ export function choiceBytes(c: SearchChoice | 'dense', N: number, K: number, ele
     const [n, m] = c.pattern.split(':').map(Number);
     return c.pattern === '2:4' ? (N * K * n * elementBytes) / m + (N * K) / 8 : N * K * elementBytes;
   }
-  const groups = c.scheme === 'slim' ? Math.ceil(K / 32) : c.groupSize === 'channel' ? 1 : Math.ceil(K / c.groupSize);
-  const quant = (N * K * c.bits) / 8 - (packs24(c) ? (N * K) / 8 : 0) + N * groups * 4;
+  const block = c.scheme === 'slim' ? 32 : c.groupSize === 'channel' ? K : c.groupSize;
+  const groups = Math.ceil(K / block);
+  // MatMulNBits stores whole blocks: a row of K codes takes ceil(K / block)·block of them (a group larger than K
+  // pads the row to the group).
+  const padded = groups * block;
+  const quant = (N * padded * c.bits) / 8 - (packs24(c) ? (N * padded) / 8 : 0) + N * groups * 4;
   if (c.kind === 'quantize' || c.rankRatio === 0) return quant;
   const r = Math.floor(c.rankRatio * Math.min(N, K));
   return quant + r * (N + K) * 2;

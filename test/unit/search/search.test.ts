@@ -46,7 +46,8 @@ test('budget met: the answer is the smallest measured point within budget, writt
   const out = join(dir, 'met');
   const progress: JobProgress[] = [];
   const res = await run(
-    { method: 'search', budget: { metric: 'perplexity', maxRelativeIncrease: 0.02 }, space: SPACE, maxTrials: 8 },
+    // +0.5 %: int4 everywhere is over it and int8 everywhere within, so the answer is a per-layer mix.
+    { method: 'search', budget: { metric: 'perplexity', maxRelativeIncrease: 0.005 }, space: SPACE, maxTrials: 8 },
     lm.modelPath,
     out,
     { calibrationPath: lm.dataPath, evalPath: ev.dataPath },
@@ -81,7 +82,7 @@ test('budget met: the answer is the smallest measured point within budget, writt
       'withinBudget',
     ]);
   }
-  assert.ok(s.chosen.withinBudget && s.chosen.delta <= 0.02);
+  assert.ok(s.chosen.withinBudget && s.chosen.delta <= 0.005);
   const within = s.points.filter((p) => p.withinBudget);
   assert.equal(s.chosen.bytes, Math.min(...within.map((p) => p.bytes)));
   assert.ok(s.chosen.bytes < s.dense.bytes);
@@ -89,6 +90,9 @@ test('budget met: the answer is the smallest measured point within budget, writt
     s.points.some((p) => p.kind === 'mixed'),
     'per-layer plans were tried',
   );
+  // Mixing earns its keep here: the answer is smaller than every uniform candidate measured within budget.
+  assert.equal(s.chosen.kind, 'mixed');
+  for (const p of within.filter((x) => x.kind === 'uniform')) assert.ok(s.chosen.bytes < p.bytes);
   for (const k of ['sensitivity', 'uniformTrials', 'mixedTrials', 'total']) assert.equal(typeof s.seconds[k], 'number');
   // The runner's own evaluation of model.onnx agrees with the trial that chose it.
   const q = res.report.quality as { compressed: { perplexity: number }; dense: { perplexity: number } };
