@@ -52,9 +52,21 @@ export function safeFileName(name: string): string | null {
   return base;
 }
 
+function isStream(body: unknown): body is Readable {
+  return typeof (body as Partial<Readable> | null)?.pipe === 'function';
+}
+
 export async function receiveUpload(
   request: FastifyRequest,
-  opts: { stagingDir: string; maxBytes: number; mainName: string; allowExtra: boolean; onBytes?: (n: number) => void },
+  opts: {
+    stagingDir: string;
+    maxBytes: number;
+    mainName: string;
+    allowExtra: boolean;
+    onBytes?: (n: number) => void;
+    /** The name a raw (octet-stream) upload was given: the route's ?name=. */
+    rawName?: string;
+  },
 ): Promise<StagedUpload> {
   const dir = join(opts.stagingDir, randomUUID());
   await mkdir(dir, { recursive: true });
@@ -107,12 +119,9 @@ export async function receiveUpload(
         throw new ApiError('upload-too-large', `each file may be at most ${opts.maxBytes} bytes`);
       }
       // Only the octet-stream parser hands the body over as a stream; a JSON (or other parsed) body is refused.
-      const body = request.body as Readable | undefined;
-      if (!body || typeof body.pipe !== 'function') {
-        throw new ApiError('unsupported-media-type', `send ${UPLOAD_TYPES.join(' or ')}`);
-      }
-      const query = request.query as { name?: string };
-      main = await take(body, 'file', query.name ?? opts.mainName, () => false);
+      const body = request.body;
+      if (!isStream(body)) throw new ApiError('unsupported-media-type', `send ${UPLOAD_TYPES.join(' or ')}`);
+      main = await take(body, 'file', opts.rawName ?? opts.mainName, () => false);
     }
     if (!main) throw new ApiError('validation-failed', 'no `file` part in the upload');
     if (main.sizeBytes === 0) throw new ApiError('validation-failed', 'the file is empty');

@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { prepareJobWebhook } from '../../../packages/platform/webhooks/job-webhook.js';
 import { ApiError } from '../errors.js';
+import type { SubmitJobInput } from '../schemas/jobs.js';
 import { globalPlugin } from './global.js';
 
 const generated = new WeakMap<FastifyRequest, { url: string; secret: string }>();
@@ -14,7 +15,9 @@ export function createJobWebhookPlugin() {
   return globalPlugin('job-webhook', async (app: FastifyInstance) => {
     app.addHook('preHandler', async (request) => {
       if (request.method !== 'POST' || request.routeOptions.url !== '/v1/jobs') return;
-      const body = request.body as { webhook?: { url: string; secret?: string } } | undefined;
+      // A hook of every route, so the body is untyped here: on POST /v1/jobs it is the route's SubmitBody (checked
+      // against it, the route reporting a mismatch itself).
+      const body = request.body as SubmitJobInput | undefined;
       if (!body?.webhook) return;
       const prepared = prepareJobWebhook(body.webhook);
       if (!prepared.ok) {

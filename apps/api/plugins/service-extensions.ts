@@ -2,7 +2,7 @@
 // buildApp's `plugins` option:
 //   const ext = openServiceExtensions(platform);
 //   const app = await buildApp({ deps: platform, plugins: ext.plugins });  …  await ext.close();
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync, RawServerDefault } from 'fastify';
 import type { Platform } from '../../../packages/platform/runtime.js';
 import { authSection } from '../../../packages/platform/config/auth.js';
 import type { AuthConfig, WebhookConfig } from '../../../packages/platform/config/config.js';
@@ -17,7 +17,7 @@ import { createUiRoutes } from '../ui/routes.js';
 import { createAuthPlugin } from './auth.js';
 import { createJobWebhookPlugin } from './job-webhook.js';
 
-type AppPlugin = (app: FastifyInstance) => Promise<void>;
+type AppPlugin = FastifyPluginAsync<any, RawServerDefault, any>;
 
 export interface ServiceExtensions {
   plugins: AppPlugin[];

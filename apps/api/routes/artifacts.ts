@@ -1,11 +1,11 @@
 // GET /v1/jobs/:id/artifacts/:name — the compressed model, its external data, report.json; single byte ranges.
 // Bytes are served only once they match the sha256 recorded when the worker wrote them (Storage.readVerified): a
 // corrupted file is a 500 problem (logged), never a download.
-import { Type } from 'typebox';
-import type { FastifyInstance } from 'fastify';
-import { StorageIntegrityError } from '../../../packages/platform/storage/storage.js';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ApiError } from '../errors.js';
+import { ArtifactFile, ArtifactHeaders, ArtifactParams, ArtifactRange } from '../schemas/artifacts.js';
 import { problems } from '../schemas/common.js';
+import { findArtifact, readArtifact } from '../services/artifacts.js';
 
 const CONTENT_TYPES: Record<string, string> = {
   'report.json': 'application/json',
@@ -35,7 +35,7 @@ export function parseRange(
   return { start, end };
 }
 
-export default async function artifactRoutes(app: FastifyInstance) {
+const artifactRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { deps } = app;
 
   app.get(
@@ -44,46 +44,25 @@ export default async function artifactRoutes(app: FastifyInstance) {
       schema: {
         tags: ['jobs'],
         summary: 'Download an artifact (Range supported)',
-        params: Type.Object({
-          id: Type.String({ format: 'uuid' }),
-          name: Type.String({ pattern: '^[A-Za-z0-9._-]{1,200}$' }),
-        }),
-        headers: Type.Object({ range: Type.Optional(Type.String()) }),
-        response: {
-          200: {
-            description: 'The file',
-            content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-          },
-          206: {
-            description: 'A byte range of the file',
-            content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-          },
-          ...problems(404, 416, 500),
-        },
+        params: ArtifactParams,
+        headers: ArtifactHeaders,
+        response: { 200: ArtifactFile, 206: ArtifactRange, ...problems(404, 416, 500) },
       },
     },
     async (request, reply) => {
-      const { id, name } = request.params as { id: string; name: string };
-      const job = await deps.db.job.findFirst({ where: { id, tenantId: request.tenantId }, select: { id: true } });
-      if (!job) throw new ApiError('job-not-found');
-      const artifact = await deps.db.artifact.findUnique({ where: { jobId_name: { jobId: id, name } } });
-      if (!artifact) throw new ApiError('artifact-not-found', `job ${id} has no artifact ${name}`);
-      const size = Number(artifact.sizeBytes);
+      const { id, name } = request.params;
+      const found = await findArtifact(deps, request.tenantId, id, name);
+      if (!found.ok) throw new ApiError(found.code, 'message' in found ? found.message : undefined);
+      const { artifact } = found;
+      const size = artifact.sizeBytes;
       const range = parseRange(request.headers.range, size);
       if (range === 'unsatisfiable') {
         throw new ApiError('range-not-satisfiable', undefined, undefined, { 'content-range': `bytes */${size}` });
       }
-      let stream;
-      try {
-        stream = await deps.storage.readVerified(
-          artifact.storageKey,
-          { sha256: artifact.sha256, sizeBytes: size },
-          range ?? undefined,
-        );
-      } catch (e) {
-        if (!(e instanceof StorageIntegrityError)) throw e;
-        request.log.error({ err: e, jobId: id, artifact: name }, 'stored artifact does not match its sha256');
-        throw new ApiError('artifact-corrupt');
+      const read = await readArtifact(deps, artifact, range ?? undefined);
+      if (!read.ok) {
+        request.log.error({ err: read.error, jobId: id, artifact: name }, 'stored artifact does not match its sha256');
+        throw new ApiError(read.code);
       }
       reply
         .header('accept-ranges', 'bytes')
@@ -95,9 +74,11 @@ export default async function artifactRoutes(app: FastifyInstance) {
           .status(206)
           .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
           .header('content-length', range.end - range.start + 1)
-          .send(stream);
+          .send(read.stream);
       }
-      return reply.status(200).header('content-length', size).send(stream);
+      return reply.status(200).header('content-length', size).send(read.stream);
     },
   );
-}
+};
+
+export default artifactRoutes;

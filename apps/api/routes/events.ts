@@ -2,12 +2,13 @@
 // (stage, layer i/n, fraction) as workers publish them on Redis, ending with the final state. The jobs row is also
 // re-read every `pollIntervalMs`, so a message lost by pub/sub (or a worker that does not publish) only delays an
 // update, never loses the end of the stream.
-import { Type } from 'typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Db } from '../../../packages/platform/db/client.js';
 import type { JobEventSubscriber, JobStreamEvent } from '../../../packages/platform/job-events/bus.js';
 import { ApiError } from '../errors.js';
 import { problems } from '../schemas/common.js';
+import { EventStream, JobEventsParams } from '../schemas/events.js';
+import { readJobState, type JobStateView } from '../services/job-events.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
@@ -20,23 +21,7 @@ export interface JobEventsRoutesOptions {
   heartbeatMs?: number;
 }
 
-interface JobRowView {
-  state: string;
-  progress: number;
-  stage: string | null;
-  progressDetail: unknown;
-  error: unknown;
-  metrics: unknown;
-}
-
-async function readJob(db: Db, tenantId: string, jobId: string): Promise<JobRowView | null> {
-  return db.job.findFirst({
-    where: { id: jobId, tenantId },
-    select: { state: true, progress: true, stage: true, progressDetail: true, error: true, metrics: true },
-  });
-}
-
-function stateData(jobId: string, row: JobRowView) {
+function stateData(jobId: string, row: JobStateView) {
   return {
     jobId,
     state: row.state,
@@ -50,7 +35,7 @@ function stateData(jobId: string, row: JobRowView) {
 export function createJobEventsRoutes(opts: JobEventsRoutesOptions) {
   const pollIntervalMs = opts.pollIntervalMs ?? 2000;
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
-  return async function jobEventsRoutes(app: FastifyInstance) {
+  const jobEventsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     app.get(
       '/v1/jobs/:id/events',
       {
@@ -61,17 +46,14 @@ export function createJobEventsRoutes(opts: JobEventsRoutesOptions) {
             'text/event-stream. `event: state` (data: {jobId, state, progress, stage, detail}) first and on every ' +
             'state change; `event: progress` (data: {jobId, stage, fraction, layer?: {index, total, name}}) while ' +
             'running; the stream ends after the final state (succeeded | failed | cancelled, with metrics or error).',
-          params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
-          response: {
-            200: { description: 'An event stream', content: { 'text/event-stream': { schema: Type.String() } } },
-            ...problems(401, 404),
-          },
+          params: JobEventsParams,
+          response: { 200: EventStream, ...problems(401, 404) },
         },
       },
       async (request, reply) => {
-        const jobId = (request.params as { id: string }).id;
+        const jobId = request.params.id;
         const tenantId = request.tenantId;
-        if (!(await readJob(opts.db, tenantId, jobId))) throw new ApiError('job-not-found');
+        if (!(await readJobState(opts.db, tenantId, jobId))) throw new ApiError('job-not-found');
 
         reply.hijack();
         const res = reply.raw;
@@ -112,7 +94,7 @@ export function createJobEventsRoutes(opts: JobEventsRoutesOptions) {
         const syncFromDb = () =>
           enqueue(async () => {
             if (closed) return;
-            const row = await readJob(opts.db, tenantId, jobId);
+            const row = await readJobState(opts.db, tenantId, jobId);
             if (!row) {
               // Deleted while watched: nothing more will happen.
               send('state', { jobId, state: 'deleted' });
@@ -162,4 +144,5 @@ export function createJobEventsRoutes(opts: JobEventsRoutesOptions) {
       },
     );
   };
+  return jobEventsRoutes;
 }

@@ -1,12 +1,6 @@
 // Liveness, readiness (Postgres, Redis, storage) and Prometheus metrics.
-import { Type } from 'typebox';
-import type { FastifyInstance } from 'fastify';
-
-const Check = Type.Object({ ok: Type.Boolean(), error: Type.Optional(Type.String()) });
-const Ready = Type.Object({
-  status: Type.String(),
-  checks: Type.Object({ postgres: Check, redis: Check, storage: Check }),
-});
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Live, PrometheusText, Ready } from '../schemas/health.js';
 
 async function probe(fn: () => Promise<unknown>, ms = 2000): Promise<{ ok: boolean; error?: string }> {
   let timer: NodeJS.Timeout | undefined;
@@ -24,13 +18,13 @@ async function probe(fn: () => Promise<unknown>, ms = 2000): Promise<{ ok: boole
   }
 }
 
-export default async function healthRoutes(app: FastifyInstance) {
+const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { deps } = app;
 
   app.get(
     '/healthz',
     {
-      schema: { tags: ['health'], summary: 'Liveness', response: { 200: Type.Object({ status: Type.Literal('ok') }) } },
+      schema: { tags: ['health'], summary: 'Liveness', response: { 200: Live } },
     },
     async () => ({ status: 'ok' as const }),
   );
@@ -63,9 +57,7 @@ export default async function healthRoutes(app: FastifyInstance) {
       schema: {
         tags: ['health'],
         summary: 'Prometheus metrics',
-        response: {
-          200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } },
-        },
+        response: { 200: PrometheusText },
       },
     },
     async (_request, reply) => {
@@ -73,4 +65,6 @@ export default async function healthRoutes(app: FastifyInstance) {
       return reply.type(app.metrics.registry.contentType).send(body);
     },
   );
-}
+};
+
+export default healthRoutes;

@@ -1,50 +1,13 @@
 // /v1/jobs/:id/webhook-deliveries: every delivery of the job's events with every attempt, and manual redelivery.
 // Another tenant's job is a 404, like a job that does not exist.
-import { Type } from 'typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Queue } from 'bullmq';
 import type { Db } from '../../../packages/platform/db/client.js';
 import { getDelivery, listJobDeliveries, markForRedelivery } from '../../../packages/platform/webhooks/deliveries.js';
 import { enqueueDelivery, type WebhookJobData } from '../../../packages/platform/webhooks/queue.js';
 import { ApiError } from '../errors.js';
 import { problems } from '../schemas/common.js';
-
-const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
-
-const AttemptSchema = Type.Object({
-  number: Type.Integer({ minimum: 1 }),
-  status: Type.Union([Type.Literal('succeeded'), Type.Literal('failed')]),
-  responseStatus: Type.Union([Type.Integer(), Type.Null()]),
-  latencyMs: Type.Integer(),
-  error: Nullable(Type.String()),
-  responseBody: Nullable(Type.String()),
-  startedAt: Type.String({ format: 'date-time' }),
-});
-
-export const WebhookDeliverySchema = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    webhookId: Type.String({ description: 'The webhook-id header: the same on every attempt and redelivery.' }),
-    eventType: Type.String({ examples: ['job.succeeded'] }),
-    url: Type.String(),
-    status: Type.Union([Type.Literal('pending'), Type.Literal('succeeded'), Type.Literal('failed')]),
-    attemptCount: Type.Integer(),
-    responseStatus: Type.Union([Type.Integer(), Type.Null()]),
-    error: Nullable(Type.String()),
-    nextAttemptAt: Nullable(Type.String({ format: 'date-time' })),
-    createdAt: Type.String({ format: 'date-time' }),
-    deliveredAt: Nullable(Type.String({ format: 'date-time' })),
-    redeliveries: Type.Integer(),
-    attempts: Type.Array(AttemptSchema),
-  },
-  { title: 'WebhookDelivery' },
-);
-
-const JobParams = Type.Object({ id: Type.String({ format: 'uuid' }) });
-const DeliveryParams = Type.Object({
-  id: Type.String({ format: 'uuid' }),
-  deliveryId: Type.String({ format: 'uuid' }),
-});
+import { DeliveryList, DeliveryParams, JobParams, WebhookDeliverySchema } from '../schemas/webhook-deliveries.js';
 
 export interface WebhookDeliveryRoutesOptions {
   db: Db;
@@ -54,7 +17,7 @@ export interface WebhookDeliveryRoutesOptions {
 }
 
 export function createWebhookDeliveryRoutes(opts: WebhookDeliveryRoutesOptions) {
-  return async function webhookDeliveryRoutes(app: FastifyInstance) {
+  const webhookDeliveryRoutes: FastifyPluginAsyncTypebox = async (app) => {
     app.get(
       '/v1/jobs/:id/webhook-deliveries',
       {
@@ -62,11 +25,11 @@ export function createWebhookDeliveryRoutes(opts: WebhookDeliveryRoutesOptions) 
           tags: ['webhooks'],
           summary: "The job's webhook deliveries and their attempts",
           params: JobParams,
-          response: { 200: Type.Object({ items: Type.Array(WebhookDeliverySchema) }), ...problems(401, 404) },
+          response: { 200: DeliveryList, ...problems(401, 404) },
         },
       },
       async (request) => {
-        const { id } = request.params as { id: string };
+        const { id } = request.params;
         const items = await listJobDeliveries(opts.db, request.tenantId, id);
         if (!items) throw new ApiError('job-not-found');
         return { items };
@@ -85,7 +48,7 @@ export function createWebhookDeliveryRoutes(opts: WebhookDeliveryRoutesOptions) 
         },
       },
       async (request, reply) => {
-        const { id, deliveryId } = request.params as { id: string; deliveryId: string };
+        const { id, deliveryId } = request.params;
         const marked = await markForRedelivery(opts.db, request.tenantId, id, deliveryId);
         if (!marked.ok && marked.code === 'not-found') throw new ApiError('not-found', 'no such webhook delivery');
         if (marked.ok) {
@@ -100,4 +63,5 @@ export function createWebhookDeliveryRoutes(opts: WebhookDeliveryRoutesOptions) 
       },
     );
   };
+  return webhookDeliveryRoutes;
 }

@@ -28,7 +28,14 @@ export const PageQuery = {
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'nextCursor of the previous page.' })),
 };
 
-export const FreeObject = Type.Object({}, { additionalProperties: true });
+/** The query of a list with no filters of its own. */
+export const ListQuery = Type.Object(PageQuery);
+
+/** A 204's (absent) body. */
+export const NoContent = Type.Null();
+
+/** Any JSON object (recipes, metrics, inspections as stored), typed as a record to read fields from. */
+export const FreeObject = Type.Unsafe<Record<string, unknown>>(Type.Object({}, { additionalProperties: true }));
 
 /**
  * `T | null` as `type: [T, "null"]` rather than `anyOf`: the response serializer (fast-json-stringify) writes the
@@ -42,4 +49,12 @@ export function Nullable<T extends TSchema>(schema: T, options: Record<string, u
 /** A string enum as `{type: string, enum}` (one schema, not an `anyOf` of constants). */
 export function StringEnum<const T extends readonly string[]>(values: T, options: Record<string, unknown> = {}) {
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+/**
+ * `{$ref: id}` to a schema registered on the app (app.addSchema), typed as what it refers to: a bare Type.Ref is
+ * `unknown` to the type provider, which would leave the handler's reply unchecked.
+ */
+export function ref<T>(id: string) {
+  return Type.Unsafe<T>(Type.Ref(id));
 }

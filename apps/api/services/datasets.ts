@@ -3,28 +3,19 @@ import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
 import { paginate, type Page, type ServiceDeps } from './deps.js';
 import { inspectDataset } from './inspect-client.js';
-import type { TensorSummary } from '../../../packages/engine/index.js';
+import type { DatasetFormat, TensorSummary } from '../../../packages/engine/index.js';
 import type { StagedUpload } from '../upload.js';
+import type { Dataset } from '../schemas/datasets.js';
 
 export const datasetPrefix = (tenantId: string, id: string) => `tenants/${tenantId}/datasets/${id}`;
 
-export interface DatasetDto {
-  id: string;
-  name: string;
-  format: string;
-  sha256: string;
-  sizeBytes: number;
-  tensors: TensorSummary[];
-  createdAt: string;
-}
-
 type DatasetRow = Prisma.DatasetGetPayload<object>;
 
-export function toDatasetDto(d: DatasetRow): DatasetDto {
+export function toDataset(d: DatasetRow): Dataset {
   return {
     id: d.id,
     name: d.name,
-    format: d.format,
+    format: d.format as DatasetFormat, // written only from the inspection's format
     sha256: d.sha256,
     sizeBytes: Number(d.sizeBytes),
     tensors: d.tensors as unknown as TensorSummary[],
@@ -33,7 +24,7 @@ export function toDatasetDto(d: DatasetRow): DatasetDto {
 }
 
 export type CreateDatasetOutcome =
-  { ok: true; dataset: DatasetDto } | { ok: false; code: 'invalid-dataset'; message: string };
+  { ok: true; dataset: Dataset } | { ok: false; code: 'invalid-dataset'; message: string };
 
 export async function createDataset(
   deps: ServiceDeps,
@@ -60,23 +51,23 @@ export async function createDataset(
         tensors: inspected.value.tensors as unknown as Prisma.InputJsonValue,
       },
     });
-    return { ok: true, dataset: toDatasetDto(row) };
+    return { ok: true, dataset: toDataset(row) };
   } catch (e) {
     await deps.storage.deletePrefix(`${datasetPrefix(tenantId, id)}/`).catch(() => {});
     throw e;
   }
 }
 
-export async function getDataset(deps: ServiceDeps, tenantId: string, id: string): Promise<DatasetDto | null> {
+export async function getDataset(deps: ServiceDeps, tenantId: string, id: string): Promise<Dataset | null> {
   const row = await deps.db.dataset.findFirst({ where: { id, tenantId } });
-  return row ? toDatasetDto(row) : null;
+  return row ? toDataset(row) : null;
 }
 
 export async function listDatasets(
   deps: ServiceDeps,
   tenantId: string,
   q: { limit: number; cursor?: string },
-): Promise<Page<DatasetDto>> {
+): Promise<Page<Dataset>> {
   return paginate(
     q,
     ({ after, orderBy, take }) =>
@@ -85,7 +76,7 @@ export async function listDatasets(
         orderBy,
         take,
       }),
-    toDatasetDto,
+    toDataset,
   );
 }
 

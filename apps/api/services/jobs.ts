@@ -14,46 +14,14 @@ import { publishCancel } from '../../../packages/platform/queue/cancel.js';
 import type { Device } from '../../../packages/platform/queue/catalogue.js';
 import { paginate, type Page, type ServiceDeps } from './deps.js';
 import type { ModelInspection } from './inspect.js';
+import type { Job, JobLayer, JobListFilter, JobStateName, SubmitJobInput } from '../schemas/jobs.js';
 
-export type JobStateName = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 const ACTIVE: JobStateName[] = ['queued', 'running'];
-
-export interface SubmitJobInput {
-  modelId: string;
-  recipe: unknown;
-  calibrationDatasetId?: string;
-  evalDatasetId?: string;
-  ingredientModelIds?: string[];
-  webhook?: { url: string; secret?: string };
-}
-
-export interface JobDto {
-  id: string;
-  state: JobStateName;
-  progress: number;
-  stage: string | null;
-  progressDetail: Record<string, unknown> | null;
-  modelId: string;
-  calibrationDatasetId: string | null;
-  evalDatasetId: string | null;
-  ingredientModelIds: string[];
-  recipe: Record<string, unknown>;
-  queue: string;
-  executionProvider: string | null;
-  attempts: number;
-  metrics: Record<string, unknown> | null;
-  artifacts: { name: string; sizeBytes: number; sha256: string }[];
-  error?: { code: string; message: string };
-  cancelRequested: boolean;
-  createdAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-}
 
 type JobRow = Prisma.JobGetPayload<{ include: { artifacts: true } }>;
 
-export function toJobDto(j: JobRow): JobDto {
-  const dto: JobDto = {
+export function toJob(j: JobRow): Job {
+  const dto: Job = {
     id: j.id,
     state: j.state,
     progress: j.progress,
@@ -81,7 +49,7 @@ export function toJobDto(j: JobRow): JobDto {
 }
 
 export type SubmitOutcome =
-  | { ok: true; job: JobDto; replayed: boolean }
+  | { ok: true; job: Job; replayed: boolean }
   | { ok: false; code: 'recipe-invalid'; issues: RecipeIssue[] }
   | { ok: false; code: 'model-not-found' | 'dataset-not-found' | 'calibration-required'; message: string }
   | { ok: false; code: 'dataset-mismatch'; message: string; issues: RecipeIssue[] }
@@ -124,7 +92,7 @@ export async function submitJob(
     const existing = await deps.db.job.findFirst({ where: { tenantId, idempotencyKey }, include });
     if (existing) {
       return existing.requestHash === hash
-        ? { ok: true, job: toJobDto(existing), replayed: true }
+        ? { ok: true, job: toJob(existing), replayed: true }
         : { ok: false, code: 'idempotency-key-reused' };
     }
   }
@@ -171,7 +139,7 @@ export async function submitJob(
     await deps.db.job.delete({ where: { id: row.id } });
     throw e;
   }
-  return { ok: true, job: toJobDto(row), replayed: false };
+  return { ok: true, job: toJob(row), replayed: false };
 }
 
 function isUniqueViolation(e: unknown): boolean {
@@ -274,16 +242,16 @@ async function checkReferences(
   return null;
 }
 
-export async function getJob(deps: ServiceDeps, tenantId: string, id: string): Promise<JobDto | null> {
+export async function getJob(deps: ServiceDeps, tenantId: string, id: string): Promise<Job | null> {
   const row = await deps.db.job.findFirst({ where: { id, tenantId }, include });
-  return row ? toJobDto(row) : null;
+  return row ? toJob(row) : null;
 }
 
 export async function listJobs(
   deps: ServiceDeps,
   tenantId: string,
-  q: { limit: number; cursor?: string; state?: JobStateName; modelId?: string },
-): Promise<Page<JobDto>> {
+  q: JobListFilter & { limit: number },
+): Promise<Page<Job>> {
   return paginate(
     q,
     ({ after, orderBy, take }) =>
@@ -298,11 +266,11 @@ export async function listJobs(
         take,
         include,
       }),
-    toJobDto,
+    toJob,
   );
 }
 
-export type CancelOutcome = { ok: true; job: JobDto } | { ok: false; code: 'job-not-found' | 'job-not-cancellable' };
+export type CancelOutcome = { ok: true; job: Job } | { ok: false; code: 'job-not-found' | 'job-not-cancellable' };
 
 /**
  * Cancels a job: a job still waiting in the queue is removed and marked cancelled here; a running one is flagged
@@ -340,24 +308,7 @@ export async function deleteJob(deps: ServiceDeps, tenantId: string, id: string)
   return { ok: true };
 }
 
-export interface LayerMetricDto {
-  index: number;
-  name: string;
-  node: string;
-  op: string;
-  shape: number[];
-  pattern: string | null;
-  skipped: string | null;
-  sparsity: number | null;
-  patternVerified: boolean | null;
-  relError: number | null;
-  relErrorBeforeAdapter: number | null;
-  bitsPerWeight: number | null;
-  seconds: number;
-  extra: Record<string, unknown>;
-}
-
-export async function jobLayers(deps: ServiceDeps, tenantId: string, id: string): Promise<LayerMetricDto[] | null> {
+export async function jobLayers(deps: ServiceDeps, tenantId: string, id: string): Promise<JobLayer[] | null> {
   const job = await deps.db.job.findFirst({ where: { id, tenantId }, select: { id: true } });
   if (!job) return null;
   const rows = await deps.db.jobLayerMetric.findMany({ where: { jobId: id }, orderBy: { index: 'asc' } });

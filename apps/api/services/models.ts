@@ -5,25 +5,16 @@ import type { ExternalDataFile } from '../../../packages/platform/db/model-files
 import { paginate, type Page, type ServiceDeps } from './deps.js';
 import { inspectModel } from './inspect-client.js';
 import type { StagedUpload } from '../upload.js';
+import type { Model } from '../schemas/models.js';
 
 export const MODEL_FILE = 'model.onnx';
 export const modelPrefix = (tenantId: string, id: string) => `tenants/${tenantId}/models/${id}`;
 
 export type { ExternalDataFile };
 
-export interface ModelDto {
-  id: string;
-  name: string;
-  sha256: string;
-  sizeBytes: number;
-  externalData: { name: string; sizeBytes: number; sha256: string }[];
-  inspection: Record<string, unknown>;
-  createdAt: string;
-}
-
 type ModelRow = Prisma.ModelGetPayload<object>;
 
-export function toModelDto(m: ModelRow): ModelDto {
+export function toModel(m: ModelRow): Model {
   return {
     id: m.id,
     name: m.name,
@@ -39,7 +30,7 @@ export function toModelDto(m: ModelRow): ModelDto {
   };
 }
 
-export type CreateModelOutcome = { ok: true; model: ModelDto } | { ok: false; code: 'invalid-model'; message: string };
+export type CreateModelOutcome = { ok: true; model: Model } | { ok: false; code: 'invalid-model'; message: string };
 
 export async function createModel(
   deps: ServiceDeps,
@@ -81,23 +72,23 @@ export async function createModel(
         inspection: inspected.value as unknown as Prisma.InputJsonValue,
       },
     });
-    return { ok: true, model: toModelDto(row) };
+    return { ok: true, model: toModel(row) };
   } catch (e) {
     await deps.storage.deletePrefix(`${prefix}/`).catch(() => {});
     throw e;
   }
 }
 
-export async function getModel(deps: ServiceDeps, tenantId: string, id: string): Promise<ModelDto | null> {
+export async function getModel(deps: ServiceDeps, tenantId: string, id: string): Promise<Model | null> {
   const row = await deps.db.model.findFirst({ where: { id, tenantId } });
-  return row ? toModelDto(row) : null;
+  return row ? toModel(row) : null;
 }
 
 export async function listModels(
   deps: ServiceDeps,
   tenantId: string,
   q: { limit: number; cursor?: string },
-): Promise<Page<ModelDto>> {
+): Promise<Page<Model>> {
   return paginate(
     q,
     ({ after, orderBy, take }) =>
@@ -106,7 +97,7 @@ export async function listModels(
         orderBy,
         take,
       }),
-    toModelDto,
+    toModel,
   );
 }
 

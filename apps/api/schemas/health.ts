@@ -1,0 +1,16 @@
+// Liveness, readiness and metrics shapes.
+import { Type } from 'typebox';
+
+const Check = Type.Object({ ok: Type.Boolean(), error: Type.Optional(Type.String()) });
+
+export const Ready = Type.Object({
+  status: Type.String(),
+  checks: Type.Object({ postgres: Check, redis: Check, storage: Check }),
+});
+
+export const Live = Type.Object({ status: Type.Literal('ok') });
+
+export const PrometheusText = {
+  description: 'Prometheus text format',
+  content: { 'text/plain': { schema: { type: 'string' } } },
+};
