@@ -1,22 +1,7 @@
 // Liveness, readiness (Postgres, Redis, storage) and Prometheus metrics.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Live, PrometheusText, Ready } from '../schemas/health.js';
-
-async function probe(fn: () => Promise<unknown>, ms = 2000): Promise<{ ok: boolean; error?: string }> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      fn(),
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms))),
-    ]);
-    return { ok: true };
-  } catch (e) {
-    // Only the kind of failure: connection strings and hostnames stay private.
-    return { ok: false, error: (e as Error).name === 'Error' ? 'unreachable' : (e as Error).name };
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { readiness } from '../services/health.js';
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { deps } = app;
@@ -39,15 +24,8 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (_request, reply) => {
-      const [postgres, redis, storage] = await Promise.all([
-        probe(() => deps.db.$queryRaw`SELECT 1`),
-        probe(() => deps.redis.ping()),
-        probe(() => deps.storage.check()),
-      ]);
-      const ok = postgres.ok && redis.ok && storage.ok;
-      return reply
-        .status(ok ? 200 : 503)
-        .send({ status: ok ? 'ready' : 'unavailable', checks: { postgres, redis, storage } });
+      const { ok, checks } = await readiness(deps);
+      return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'unavailable', checks });
     },
   );
 

@@ -1,7 +1,8 @@
 // Liveness, readiness and metrics shapes.
-import { Type } from 'typebox';
+import { Type, type Static } from 'typebox';
 
 const Check = Type.Object({ ok: Type.Boolean(), error: Type.Optional(Type.String()) });
+export type ReadyCheck = Static<typeof Check>;
 
 export const Ready = Type.Object({
   status: Type.String(),
