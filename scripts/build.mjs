@@ -60,6 +60,7 @@ const BUNDLED = new Set([
   '@fastify/type-provider-typebox',
   '@fastify/multipart',
   '@fastify/rate-limit',
+  '@fastify/fast-json-stringify-compiler',
   '@fastify/swagger',
   '@fastify/swagger-ui',
   'pino',

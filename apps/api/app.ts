@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifySer
 import multipart from '@fastify/multipart';
 import rateLimit from '@fastify/rate-limit';
 import { TypeBoxValidatorCompiler, registerAjvFormats } from '@fastify/type-provider-typebox';
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import { errorsPlugin } from './plugins/errors.js';
 import { swaggerPlugin } from './plugins/swagger.js';
 import { tenantPlugin, type ResolveTenant } from './plugins/tenant.js';
@@ -23,7 +24,38 @@ declare module 'fastify' {
   interface FastifyInstance {
     deps: ServiceDeps;
     metrics: ApiMetrics;
+    /** Compiles every route schema not compiled yet (see deferredSchemas); server.ts calls it after listen. */
+    compileDeferredSchemas(): Promise<void>;
   }
+}
+
+/**
+ * Route schemas compiled on first use. Fastify compiles every route's request validators and response serializers
+ * when the app becomes ready — about a third of the CPU between the modules loading and the API listening (profiled:
+ * bench/startup.bench.ts) — so /healthz would wait for all of them. Here each compiles on its route's first call, and
+ * compileDeferredSchemas compiles the rest once the API listens (so a broken schema is still reported at start-up,
+ * and first calls rarely pay for it).
+ */
+function deferredSchemas() {
+  const pending = new Set<() => unknown>();
+  const defer =
+    <A, F extends (...args: any[]) => unknown>(compile: (arg: A) => F) =>
+    (arg: A): F => {
+      let fn: F | undefined;
+      const build = () => {
+        pending.delete(build);
+        return (fn ??= compile(arg));
+      };
+      pending.add(build);
+      return ((...args: unknown[]) => (fn ?? build())(...args)) as F;
+    };
+  const compileAll = async () => {
+    for (const build of [...pending]) {
+      build();
+      await new Promise((r) => setImmediate(r)); // requests go first
+    }
+  };
+  return { defer, compileAll };
 }
 
 export interface BuildAppOptions {
@@ -38,13 +70,22 @@ export interface BuildAppOptions {
 registerAjvFormats();
 
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
+  const schemas = deferredSchemas();
   const app = Fastify({
     logger: opts.logger ?? { level: opts.deps.config.logLevel },
     bodyLimit: 1024 * 1024, // JSON bodies; uploads are streams with their own limit
     requestIdHeader: 'x-request-id',
     forceCloseConnections: true,
+    // Fastify's own serializer (fast-json-stringify), each compiled on first use.
+    schemaController: {
+      compilersFactory: {
+        buildSerializer: (externalSchemas, serializerOpts) =>
+          schemas.defer(SerializerSelector()(externalSchemas as any, serializerOpts as any)),
+      },
+    },
   });
-  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  app.setValidatorCompiler(schemas.defer(TypeBoxValidatorCompiler));
+  app.decorate('compileDeferredSchemas', schemas.compileAll);
 
   // external
   await app.register(errorsPlugin);

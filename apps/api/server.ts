@@ -30,16 +30,32 @@ export async function startServer(
 ): Promise<RunningServer> {
   const { extensions, migrate, ...appOptions } = extra;
   const platform = await openPlatform(config, { migrate });
-  const ext = extensions?.(platform);
-  const app = await buildApp({
-    deps: platform,
-    ...appOptions,
-    plugins: [...(appOptions.plugins ?? []), ...(ext?.plugins ?? [])],
-  });
-  // Uploads a previous run of this API was receiving when it died are swept before new ones are taken.
-  const sweeper = startStagingSweeper(platform.storage.stagingDir, config.stagingMaxAgeMs, app.log);
-  await sweeper.first;
-  const url = await app.listen({ port: config.port, host: config.host });
+  let ext: ReturnType<Extensions> | undefined;
+  let app: FastifyInstance | undefined;
+  let sweeper: ReturnType<typeof startStagingSweeper> | undefined;
+  let url: string;
+  try {
+    ext = extensions?.(platform);
+    app = await buildApp({
+      deps: platform,
+      ...appOptions,
+      plugins: [...(appOptions.plugins ?? []), ...(ext?.plugins ?? [])],
+    });
+    // Uploads a previous run of this API was receiving when it died are swept before new ones are taken.
+    sweeper = startStagingSweeper(platform.storage.stagingDir, config.stagingMaxAgeMs, app.log);
+    await sweeper.first;
+    url = await app.listen({ port: config.port, host: config.host });
+  } catch (e) {
+    // What was opened is closed again: open connections (Redis, the pools) would keep the process alive after the
+    // CLI has printed the error, a server that never answers instead of one that exits.
+    sweeper?.stop();
+    await app?.close().catch(() => {});
+    await ext?.close().catch(() => {});
+    await platform.close().catch(() => {});
+    throw e;
+  }
+  // Route schemas not compiled yet (app.ts compiles them on first use so that listening does not wait for them).
+  app.compileDeferredSchemas().catch((e) => app.log.error({ err: e }, 'a route schema does not compile'));
   // Jobs whose BullMQ entry Redis lost are queued again from Postgres: now, periodically, and on Redis reconnects.
   const reconciler = startReconciler({ ...platform, log: app.log }, { intervalMs: config.reconcileIntervalMs });
   let closing: Promise<void> | undefined;

@@ -20,11 +20,12 @@ export function register(program: Command): void {
       // Auth, webhook deliveries, live events and the job page are plugins built from the platform.
       const server = await startServer(config, { migrate: false, extensions: (p) => openServiceExtensions(p) });
       if (applied.length) server.app.log.info(`applied migrations: ${applied.join(', ')}`);
+      // Graceful from the moment it listens (a SIGTERM during the key announcement below closes it cleanly too).
+      closeOnSignals(server.close, (m) => server.app.log.info(m));
       await announceApiKeys(server.platform.db, (m) => server.app.log.warn(m), {
         createFirstKey: config.auth.bootstrapFirstKey,
       });
       server.app.log.info(`API listening on ${server.url} (docs at ${server.url}/docs)`);
-      closeOnSignals(server.close, (m) => server.app.log.info(m));
       await new Promise(() => {}); // runs until a signal
     });
 }
