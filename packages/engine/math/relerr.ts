@@ -22,14 +22,10 @@ export async function relativeOutputError(
     throw new MaskInputError(`relativeOutputError: weights must both be ${rows}×${cols}`);
   if (hessian.length !== cols * cols)
     throw new MaskInputError(`relativeOutputError: Hessian must be ${cols}×${cols}, got ${hessian.length} values`);
-  // Stack W and Δ as 2·rows rows so one product serves both traces.
-  const stacked = new Float32Array(2 * rows * cols);
-  stacked.set(w);
-  for (let i = 0; i < w.length; i++) stacked[w.length + i] = w[i] - wHat[i];
-  let num = 0;
-  let den = 0;
+  const stacked = stackWithDelta(w, wHat);
   if (2 * rows * cols * cols <= GEMM_FLOPS) {
-    for (let r = 0; r < 2 * rows; r++) {
+    // Row r's quadratic form v·H·vᵀ in float64.
+    const { num, den } = traces(rows, (r) => {
       const base = r * cols;
       let q = 0;
       for (let i = 0; i < cols; i++) {
@@ -39,21 +35,43 @@ export async function relativeOutputError(
         for (let j = 0; j < cols; j++) s += hessian[i * cols + j] * stacked[base + j];
         q += vi * s;
       }
-      if (r < rows) den += q;
-      else num += q;
-    }
-  } else {
-    const h32 = Float32Array.from(hessian);
-    const p = await matmul(stacked, h32, 2 * rows, cols, cols);
-    for (let r = 0; r < 2 * rows; r++) {
-      const base = r * cols;
-      let q = 0;
-      for (let i = 0; i < cols; i++) q += p[base + i] * stacked[base + i];
-      if (r < rows) den += q;
-      else num += q;
-    }
+      return q;
+    });
+    return errorRatio(num, den);
   }
-  if (num <= 0) return 0; // exact match (or round-off below zero on a PSD form)
+  const p = await matmul(stacked, Float32Array.from(hessian), 2 * rows, cols, cols);
+  // Row r of [W;Δ]·H dotted with row r of [W;Δ].
+  const { num, den } = traces(rows, (r) => {
+    const base = r * cols;
+    let q = 0;
+    for (let i = 0; i < cols; i++) q += p[base + i] * stacked[base + i];
+    return q;
+  });
+  return errorRatio(num, den);
+}
+
+/** [W; W − Ŵ] as 2·rows rows, so that one product serves both the reference and the error. */
+function stackWithDelta(w: Float32Array, wHat: Float32Array): Float32Array {
+  const stacked = new Float32Array(2 * w.length);
+  stacked.set(w);
+  for (let i = 0; i < w.length; i++) stacked[w.length + i] = w[i] - wHat[i];
+  return stacked;
+}
+
+/** Sums a per-row quantity of the stacked rows: the first `rows` (W) into den, the next `rows` (Δ) into num. */
+function traces(rows: number, perRow: (r: number) => number): { num: number; den: number } {
+  let num = 0;
+  let den = 0;
+  for (let r = 0; r < 2 * rows; r++) {
+    if (r < rows) den += perRow(r);
+    else num += perRow(r);
+  }
+  return { num, den };
+}
+
+/** sqrt(num/den): 0 for an exact match (or round-off below zero on a PSD form), Infinity when only den is 0. */
+function errorRatio(num: number, den: number): number {
+  if (num <= 0) return 0;
   if (den <= 0) return Infinity;
   return Math.sqrt(num / den);
 }
@@ -72,9 +90,7 @@ export async function relativeOutputErrorOnRows(
   rows: number,
 ): Promise<number> {
   const { num, den } = await outputErrorOnRows(w, wHat, n, cols, x, rows);
-  if (num <= 0) return 0;
-  if (den <= 0) return Infinity;
-  return Math.sqrt(num / den);
+  return errorRatio(num, den);
 }
 
 /** The squared norms behind relativeOutputErrorOnRows: num = ‖X(W−Ŵ)ᵀ‖², den = ‖XWᵀ‖² (grouped Conv sums them). */
@@ -90,10 +106,7 @@ export async function outputErrorOnRows(
     throw new MaskInputError(`relativeOutputErrorOnRows: weights must both be ${n}×${cols}`);
   if (x.length !== rows * cols)
     throw new MaskInputError(`relativeOutputErrorOnRows: X must be ${rows}×${cols}, got ${x.length} values`);
-  const stacked = new Float32Array(2 * n * cols);
-  stacked.set(w);
-  for (let i = 0; i < w.length; i++) stacked[w.length + i] = w[i] - wHat[i];
-  const y = await matmul(x, stacked, rows, cols, 2 * n, { transB: true });
+  const y = await matmul(x, stackWithDelta(w, wHat), rows, cols, 2 * n, { transB: true });
   let num = 0;
   let den = 0;
   for (let r = 0; r < rows; r++) {
