@@ -47,6 +47,7 @@ async function openRun(recipeInput: Recipe, inputs: JobInputs, opts: JobOptions)
   const started = performance.now();
   const recipe = parseRecipe(recipeInput);
   const warnings: string[] = [];
+  const scratch = await mkdtemp(join(opts.tmpDir ?? tmpdir(), 'onnx-compress-'));
   return {
     recipe,
     inputs,
@@ -54,9 +55,9 @@ async function openRun(recipeInput: Recipe, inputs: JobInputs, opts: JobOptions)
     started,
     progress: new Progress(opts.onProgress),
     checkAbort: () => opts.signal?.throwIfAborted(),
-    scratch: await mkdtemp(join(opts.tmpDir ?? tmpdir(), 'onnx-compress-')),
+    scratch,
     warnings,
-    sessions: new SessionOwner(opts.executionProviders, warnings),
+    sessions: new SessionOwner(opts.executionProviders, warnings, scratch),
     clock: new StageClock(),
   };
 }

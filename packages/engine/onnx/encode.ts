@@ -27,11 +27,12 @@ import {
   TensorProto_DataLocation,
   TrainingInfoProtoSchema,
 } from './gen/onnx_pb.js';
+import * as path from 'node:path';
 import type { ExternalRef } from './external.js';
-import { externalRef } from './external.js';
+import { checkRange, externalRef } from './external.js';
 import type { LoadedModel } from './loaded.js';
 import type { LazyRaw } from './lazy.js';
-import { lazyRawOf } from './lazy.js';
+import { SpillFile, lazyRawOf } from './lazy.js';
 import { tensorByteLength, tensorBytes, tensorDtype, tensorStorage } from './tensor.js';
 
 /** Bytes of a source side file, or of the source model file (lazy inline raw_data), read only while writing. */
@@ -105,10 +106,32 @@ function without<T extends object>(msg: T, fields: (keyof T)[]): T {
 
 const ZEROS = new Uint8Array(64 * 1024);
 
-export function encodeModel(model: LoadedModel, external?: ExternalPlan): EncodedModel {
+export interface EncodeOptions {
+  /**
+   * Main-graph tensors whose bytes already lie in a file directly inside this folder (the model's own side files,
+   * or the model file itself for lazily read inline raw_data) are written as external-data entries pointing at that
+   * file and range instead of being copied: the encoded model is then only valid next to those files (ONNX Runtime
+   * given the folder as its external-data folder). For short-lived sessions on a model being edited, never for output.
+   */
+  referenceIn?: string;
+  /** Only ranges whose offset is a multiple of this are referenced (ONNX Runtime maps page-aligned ones). @defaultValue 1 */
+  referenceAlignment?: number;
+}
+
+export function encodeModel(model: LoadedModel, external?: ExternalPlan, opts: EncodeOptions = {}): EncodedModel {
   const data = new PieceList();
-  const enc = new Encoder(model, external, data);
+  const reference = opts.referenceIn
+    ? { dir: path.resolve(opts.referenceIn), alignment: opts.referenceAlignment ?? 1 }
+    : undefined;
+  const enc = new Encoder(model, external, data, reference);
   return { model: enc.model(model.proto), data };
+}
+
+/** Where a tensor's bytes can be referenced in place: a file name inside the reference folder and a range. */
+interface InPlace {
+  location: string;
+  offset: number;
+  length: number;
 }
 
 type Emit = (out: PieceList) => void;
@@ -119,6 +142,7 @@ class Encoder {
     private readonly loaded: LoadedModel,
     private readonly plan: ExternalPlan | undefined,
     private readonly data: PieceList,
+    private readonly reference?: { dir: string; alignment: number },
   ) {}
 
   private field(out: PieceList, no: number, sub: PieceList): void {
@@ -272,6 +296,8 @@ class Encoder {
 
   private tensor(t: TensorProto, inSparse: boolean): PieceList {
     const storage = tensorStorage(t);
+    const inPlace = this.reference && !this.inlineDepth && !inSparse ? this.inPlace(t, storage) : undefined;
+    if (inPlace) return externalEntry(t, inPlace);
     const plan = this.inlineDepth ? undefined : this.plan;
     if (plan && !inSparse && tensorDtype(t) !== 'string' && storage !== 'empty') {
       const bytes = tensorByteLength(t);
@@ -317,26 +343,55 @@ class Encoder {
     if (storage === 'external') this.data.push({ ref: externalRef(t), length: bytes });
     else if (lazy && lazy.length === bytes) this.data.push({ lazy, length: bytes });
     else this.data.push(tensorBytes(this.loaded, t));
-    const light = without(t, [
-      'rawData',
-      'floatData',
-      'int32Data',
-      'int64Data',
-      'doubleData',
-      'uint64Data',
-      'externalData',
-      'dataLocation',
-    ]);
-    light.externalData = [
-      create(StringStringEntryProtoSchema, { key: 'location', value: plan.location }),
-      create(StringStringEntryProtoSchema, { key: 'offset', value: String(offset) }),
-      create(StringStringEntryProtoSchema, { key: 'length', value: String(bytes) }),
-    ];
-    light.dataLocation = TensorProto_DataLocation.EXTERNAL;
-    const out = new PieceList();
-    out.push(toBinary(TensorProtoSchema, light));
-    return out;
+    return externalEntry(t, { location: plan.location, offset, length: bytes });
   }
+
+  /**
+   * The file range holding `t`'s bytes when that file sits directly in the reference folder: a side file of the
+   * model (checked for containment and range as any read would be), or the model file behind a lazy raw_data (still
+   * unchanged since it was loaded). Scratch files (rewritten weights) are private and never referenced.
+   */
+  private inPlace(t: TensorProto, storage: string): InPlace | undefined {
+    const { dir, alignment } = this.reference!;
+    if (tensorDtype(t) === 'string' || storage === 'empty') return undefined;
+    if (storage === 'external') {
+      if (!this.loaded.dir || path.resolve(this.loaded.dir) !== dir) return undefined;
+      const ref = externalRef(t);
+      if (/[\\/]/.test(ref.location) || ref.offset % alignment !== 0) return undefined;
+      const length = tensorByteLength(t);
+      checkRange(ref, length, this.loaded.external.open(ref.location).size);
+      return { location: ref.location, offset: ref.offset, length };
+    }
+    const lazy = lazyRawOf(t);
+    if (!lazy || lazy.source instanceof SpillFile || path.dirname(path.resolve(lazy.source.path)) !== dir)
+      return undefined;
+    if (lazy.length !== tensorByteLength(t) || lazy.offset % alignment !== 0) return undefined;
+    lazy.source.check();
+    return { location: path.basename(lazy.source.path), offset: lazy.offset, length: lazy.length };
+  }
+}
+
+/** `t` with its bytes replaced by an external-data entry. */
+function externalEntry(t: TensorProto, at: InPlace): PieceList {
+  const light = without(t, [
+    'rawData',
+    'floatData',
+    'int32Data',
+    'int64Data',
+    'doubleData',
+    'uint64Data',
+    'externalData',
+    'dataLocation',
+  ]);
+  light.externalData = [
+    create(StringStringEntryProtoSchema, { key: 'location', value: at.location }),
+    create(StringStringEntryProtoSchema, { key: 'offset', value: String(at.offset) }),
+    create(StringStringEntryProtoSchema, { key: 'length', value: String(at.length) }),
+  ];
+  light.dataLocation = TensorProto_DataLocation.EXTERNAL;
+  const out = new PieceList();
+  out.push(toBinary(TensorProtoSchema, light));
+  return out;
 }
 
 const sortedCache = new Map<DescMessage, DescField[]>();

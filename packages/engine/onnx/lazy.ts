@@ -223,6 +223,15 @@ class Window {
     }
     throw new Unsupported('bad varint');
   }
+
+  /**
+   * The position after the varint at `pos`, whatever its value: a field value (wire type 0) may be any 64-bit
+   * pattern — a negative int64 such as axis = -1 takes ten bytes and is far past 2^53 — and is only skipped here.
+   */
+  skipVarint(pos: number): number {
+    for (let i = 0; i < 10; i++) if (this.byte(pos + i) < 0x80) return pos + i + 1;
+    throw new Unsupported('bad varint');
+  }
 }
 
 function varintBytes(v: number, out: number[]): void {
@@ -269,7 +278,7 @@ class Walker {
       const wire = tag % 8;
       if (no === 0) throw new Unsupported('field 0');
       if (kind === 'tensor' && no === MARKER_FIELD) throw new Unsupported('marker field present');
-      if (wire === 0) pos = this.w.varint(afterTag)[1];
+      if (wire === 0) pos = this.w.skipVarint(afterTag);
       else if (wire === 1) pos = afterTag + 8;
       else if (wire === 5) pos = afterTag + 4;
       else if (wire === 2) {

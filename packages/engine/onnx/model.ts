@@ -231,6 +231,37 @@ export async function saveModel(
   return { modelBytes: encoded.model.size, externalBytes: dataPath ? encoded.data.size : 0 };
 }
 
+/**
+ * The model as one in-memory protobuf whose large tensors that already lie in files directly inside `dir` are
+ * external-data references to those files (encode.ts `referenceIn`) rather than copies: a few hundred KB for a model
+ * whose weights are all still on disk, for ONNX Runtime to open with `dir` as its external-data folder. Only ranges
+ * starting at a multiple of `alignment` are referenced — it then maps
+ * or reads each weight from the source itself, with no written copy and no protobuf holding every weight. Tensors
+ * that are not in such a file (rewritten, or in memory) are copied in. Undefined when those copies would exceed
+ * `maxCopiedBytes` (the caller then writes the model to a file instead).
+ */
+export function modelBytesReferencing(
+  model: LoadedModel,
+  dir: string,
+  maxCopiedBytes: number,
+  alignment = 1,
+): Uint8Array | undefined {
+  const encoded = encodeModel(model, undefined, { referenceIn: dir, referenceAlignment: alignment });
+  const { pieces, size } = encoded.model;
+  let copied = 0;
+  for (const p of pieces) if (!(p instanceof Uint8Array) || p.length >= 64 * 1024) copied += p.length;
+  if (copied > maxCopiedBytes || size > PROTOBUF_LIMIT) return undefined;
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of pieces) {
+    if (p instanceof Uint8Array) out.set(p, at);
+    else if ('lazy' in p) readLazyInto(p.lazy, out.subarray(at, at + p.length), 0);
+    else out.set(model.external.read(p.ref, p.length), at);
+    at += p.length;
+  }
+  return out;
+}
+
 const readFd = promisify(fs.read);
 const READ_CHUNK = 64 * 1024 * 1024;
 const STAGING = 4 * 1024 * 1024;

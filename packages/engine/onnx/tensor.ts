@@ -8,7 +8,7 @@ import type { DType } from './dtypes.js';
 import { dtypeFromOnnx, dtypeInfo, onnxFromDtype, rawByteLength, typedFieldLength } from './dtypes.js';
 import { externalRef, isExternal } from './external.js';
 import type { LazyRaw } from './lazy.js';
-import { SpillFile, attachLazy, lazyRawOf, rawDataLength, readLazyInto } from './lazy.js';
+import { LAZY_MIN_BYTES, SpillFile, attachLazy, lazyRawOf, rawDataLength, readLazyInto } from './lazy.js';
 import type { LoadedModel } from './loaded.js';
 import { bfloatBitsToFloat, floatToBfloatBits, floatToHalfBits, halfBitsToFloat, narrowFloatTable } from './floats.js';
 
@@ -471,4 +471,28 @@ export function spillFileOf(model: LoadedModel): SpillFile {
 export function setTensorRawRange(t: TensorProto, raw: LazyRaw): void {
   setTensorRawData(t, new Uint8Array(0));
   attachLazy(t, raw);
+}
+
+/**
+ * Sets a rewritten weight's bytes: large ones go to the model's spill file (the tensor reads them from there when
+ * used, and the writer streams them out), so a method that rewrites every weight of a billion-parameter model does
+ * not hold a second copy of the model in process memory until the write stage. Small ones, or any when the spill
+ * file cannot be written, stay in memory. `raw` is not kept when spilled.
+ */
+export function storeRewrittenBytes(model: LoadedModel, t: TensorProto, raw: Uint8Array): void {
+  if (raw.length >= LAZY_MIN_BYTES) {
+    let spill: SpillFile | undefined;
+    let offset = -1;
+    try {
+      spill = spillFileOf(model);
+      offset = spill.append(raw);
+    } catch {
+      offset = -1;
+    }
+    if (spill && offset >= 0) {
+      setTensorRawRange(t, { source: spill, offset, length: raw.length });
+      return;
+    }
+  }
+  setTensorRawData(t, raw);
 }

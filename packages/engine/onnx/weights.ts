@@ -16,6 +16,7 @@ import {
   encodeFloats,
   makeTensor,
   setTensorRawData,
+  storeRewrittenBytes,
   tensorDims,
   tensorDtype,
   tensorToFloat32,
@@ -534,7 +535,9 @@ export function writeWeightMatrix(model: LoadedModel, w: WeightRef, rows: Float3
     writeSparse(def.sparse!, v, dtype);
     return;
   }
-  setTensorRawData(def.tensor!, encodeFloats(dtype, v));
+  // v is this function's own array: float32 bytes are handed over as they are, not copied once more.
+  const raw = dtype === 'float32' ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength) : encodeFloats(dtype, v);
+  storeRewrittenBytes(model, def.tensor!, raw);
 }
 
 /** Rewrites a sparse initializer from dense values: nonzeros only, int64 linear indices. */

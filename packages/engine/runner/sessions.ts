@@ -4,11 +4,13 @@
 // one warning, and the provider that ran is what the report records. Sessions still open when the job ends are
 // released by releaseAll; stages release theirs as soon as they are done, so the job holds one copy of a model's
 // weights in ONNX Runtime at a time.
+import { tmpdir } from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import type { LoadedModel } from '../onnx/model.js';
 import { openCaptureSession } from '../runtime/calibration.js';
 import { checkLoadable } from '../runtime/load-check.js';
 import type { CaptureSession, StatsRequest } from '../runtime/stats.js';
+import { openModelFile } from '../runtime/open-model.js';
 import { openSession, type ExecutionProvider, type OpenedSession, type SessionOptions } from '../runtime/session.js';
 
 export class SessionOwner {
@@ -23,6 +25,8 @@ export class SessionOwner {
   constructor(
     providers: readonly ExecutionProvider[] | undefined,
     private readonly warnings: string[],
+    /** Where a model file ONNX Runtime cannot map is rewritten with aligned external data (runtime/open-model.ts). */
+    private readonly scratchDir: string = tmpdir(),
   ) {
     this.providers = providers?.length ? [...providers] : ['cpu'];
     this.executionProvider = this.providers[this.providers.length - 1];
@@ -47,8 +51,11 @@ export class SessionOwner {
    * that opens its own sessions.
    */
   openUntracked = async (model: string | Uint8Array, opts: SessionOptions = {}): Promise<OpenedSession> => {
+    const o = { ...opts, executionProviders: opts.executionProviders ?? this.candidates };
+    // Model files go through openModelFile: ONNX Runtime then reads each weight from the file instead of parsing the
+    // whole file into one protobuf first (for a large inline model, over half its size again at peak).
     return this.record(
-      await openSession(model, { ...opts, executionProviders: opts.executionProviders ?? this.candidates }),
+      await (typeof model === 'string' ? openModelFile(model, this.scratchDir, o) : openSession(model, o)),
     );
   };
 

@@ -12,6 +12,7 @@ import { outputErrorOnRows, relativeOutputError } from '../math/relerr.js';
 import type { LayerStats } from '../methods/types.js';
 import { convGeometry, geometryKey } from './conv.js';
 import { openSession, type ExecutionProvider, type OpenedSession } from './session.js';
+import { openLoadedModel } from './open-model.js';
 import { appendStatistics } from './capture.js';
 import { hessianBytes, type CaptureSession, type StatsRequest } from './stats.js';
 
@@ -79,25 +80,29 @@ export async function openStatsSession(
 }
 
 /**
- * Writes the model with the in-graph reductions of `reqs` appended (capture.ts) to `dir` and opens a session on it;
- * the caller's model is left exactly as it was. One run of this session per calibration batch gives every request's
- * statistics for that batch.
+ * A session on the model with the in-graph reductions of `reqs` appended (capture.ts); the caller's model is left
+ * exactly as it was. One run of this session per calibration batch gives every request's statistics for that batch.
+ * The weights are not copied where they already lie in page-aligned external data (open-model.ts): ONNX Runtime maps
+ * them from the input's own files, and nothing writes or holds a second copy of the model while it builds its own.
  */
 export async function openCaptureSession(
   model: LoadedModel,
   reqs: StatsRequest[],
   dir: string,
   executionProviders: readonly ExecutionProvider[],
-): Promise<CaptureSession & { path: string }> {
+): Promise<CaptureSession> {
   const appended = appendStatistics(model, reqs);
-  const path = join(dir, `with-statistics-${++statsFiles}.onnx`);
   try {
-    await saveModel(model, path);
+    const s = await openLoadedModel(model, dir, { executionProviders });
+    return {
+      session: s.session,
+      executionProvider: s.executionProvider,
+      fallbacks: s.fallbacks,
+      outputs: appended.outputs,
+    };
   } finally {
     appended.undo();
   }
-  const s = await openSession(path, { executionProviders });
-  return { ...s, outputs: appended.outputs, path };
 }
 
 /**

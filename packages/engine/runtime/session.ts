@@ -28,6 +28,14 @@ export interface SessionOptions {
    * @defaultValue ONNX Runtime's default (spinning on)
    */
   allowSpinning?: boolean;
+  /**
+   * Folder that external-data locations of a model given as bytes resolve against (ONNX Runtime's
+   * `session.model_external_initializers_file_folder_path`); ONNX Runtime checks that every location stays inside it.
+   * @defaultValue none (a model given as bytes has no external data)
+   */
+  externalDataFolder?: string;
+  /** ONNX Runtime's CPU memory arena. @defaultValue true */
+  cpuMemArena?: boolean;
 }
 
 /** ONNX Runtime's version, as reported by the binding. */
@@ -46,8 +54,14 @@ export async function openSession(model: string | Uint8Array, opts: SessionOptio
       graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
       logSeverityLevel: 3,
     };
+    if (opts.cpuMemArena === false) so.enableCpuMemArena = false;
     if (opts.intraOpNumThreads !== undefined) so.intraOpNumThreads = opts.intraOpNumThreads;
-    if (opts.allowSpinning === false) so.extra = { session: { intra_op: { allow_spinning: '0' } } };
+    const config: Record<string, unknown> = {};
+    if (opts.allowSpinning === false) config.intra_op = { allow_spinning: '0' };
+    if (opts.externalDataFolder !== undefined && typeof model !== 'string') {
+      config.model_external_initializers_file_folder_path = opts.externalDataFolder;
+    }
+    if (Object.keys(config).length) so.extra = { session: config };
     try {
       const session =
         typeof model === 'string'

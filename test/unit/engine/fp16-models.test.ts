@@ -109,7 +109,6 @@ test('fp16 LLM-shaped model (token-id calibration file): every method keeps fp16
       [1, 16],
     );
     for (const [name, recipe] of Object.entries(RECIPES)) {
-      if (name === 'qdq') continue; // opset 17 + ReduceMean: block-wise DequantizeLinear needs opset 21 (skipped, with the reason)
       const out = join(dir, name);
       const res = await runRecipe(recipe as unknown as Recipe, {
         modelPath: f.modelPath,
@@ -117,6 +116,16 @@ test('fp16 LLM-shaped model (token-id calibration file): every method keeps fp16
         outputDir: out,
       });
       checkReport(name, res.report, f.matmulWeights.length);
+      if (name === 'qdq') {
+        // Opset 17 with ReduceMean (RMSNorm): block-wise int4 DequantizeLinear needs opset 21, and the exact upgrade
+        // rewrites ReduceMean's axes attribute into an input, so every layer takes the route (none skipped).
+        assert.deepEqual((res.report.quantization as { opset?: unknown }).opset, {
+          from: 17,
+          needed: 21,
+          action: 'upgraded',
+          ops: ['ReduceMean'],
+        });
+      }
       await checkOutput(out, name, { input_ids: ids }, { output: 'float16', stored: 'float16' });
     }
   } finally {

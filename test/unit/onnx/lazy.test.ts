@@ -268,3 +268,30 @@ test('truncated and size-mismatched files keep their error codes through the laz
     removeDir(dir);
   }
 });
+
+test('negative int attributes (axis = -1: a ten-byte varint past 2^53) do not stop the lazy load', async () => {
+  const dir = tempDir('lazy-negative-');
+  try {
+    const b = new GraphBuilder({ opset: 17 });
+    b.input('x', 'float32', ['n', 128]);
+    b.initializer('w', 'float32', [128, 128], randomFloats(128 * 128, 3));
+    const h = b.node('MatMul', ['x', 'w']);
+    b.node('Softmax', [h], { axis: -1 }, { output: 'y' });
+    b.output('y', 'float32', ['n', 128]);
+    const file = path.join(dir, 'm.onnx');
+    await saveModel(b.build(), file);
+    const m = await loadModel(file);
+    try {
+      const w = m.proto.graph!.initializer[0];
+      assert.ok(lazyRawOf(w), 'the 64 KiB weight stays in the file');
+      assert.equal(m.proto.graph!.node[1].attribute[0].i, -1n);
+      const eager = await loadModel(file, { lazyMinBytes: Infinity });
+      assert.deepEqual(tensorBytes(m, w), tensorBytes(eager, eager.proto.graph!.initializer[0]));
+      closeModel(eager);
+    } finally {
+      closeModel(m);
+    }
+  } finally {
+    removeDir(dir);
+  }
+});
