@@ -4,7 +4,9 @@
 // engine's runRecipe: wall time, report.stages (or spans from progress events where the runner does not report them),
 // the process's peak RSS against the model's bytes, and the floors of issue 12 item 3 measured in the same run:
 // one dense forward pass of the calibration set, ORT's fp32 MatMul rate R at 4096³, Wanda ≤ 2 × (forward + 2:4
-// magnitude), SparseGPT ≤ 3 × F ÷ R + forward with F = Σ activations 2·T·K² + Σ layers (K³ + 2·N·K²).
+// magnitude), SparseGPT ≤ 3 × F ÷ R + forward with F = Σ activations 2·T·K² + Σ layers (K³ + 2·N·K²), and SLiM in
+// the same form with its own F (bench/lib/llm-recipes.ts slimFlops: Σ layers (4 + 4p)·N·K·l for its randomized SVDs,
+// l = r + 10, p = 2, r = 0.1·min(N, K), plus their CholeskyQR/Gram/factor terms and 2 × 2·N·K·r adapter products).
 // Peer: ONNX Runtime's Python MatMulNBitsQuantizer on the same file, installed from the machine's onnxruntime 1.30
 // wheel into a cached folder (NOT RUN where the wheel is absent).
 //
@@ -30,7 +32,7 @@ import {
   type LlmShape,
 } from './lib/llm-model.js';
 import type { JobOutcome, JobSpec } from './lib/llm-job.js';
-import { methodRecipe, METHODS, sparsegptFlops } from './lib/llm-recipes.js';
+import { methodRecipe, METHODS, slimFlops, sparsegptFlops } from './lib/llm-recipes.js';
 
 interface Args {
   shape: LlmShape;
@@ -194,7 +196,7 @@ function skipped(method: string, why: string): JobOutcome {
   return { method, ok: false, error: why, seconds: 0, maxRssBytes: 0, stages: [], stagesFrom: 'none' };
 }
 
-/** The issue's floors beside a Wanda / SparseGPT time, from the same run's forward pass, magnitude job and R. */
+/** The issue's floors beside a Wanda / SparseGPT / SLiM time, from the same run's forward pass, magnitude job and R. */
 function floorText(
   m: string,
   o: JobOutcome,
@@ -210,11 +212,12 @@ function floorText(
     const fl = 2 * (fwd + mag);
     return `floor 2×(forward ${fmtS(fwd)} + magnitude ${fmtS(mag)}) = ${fmtS(fl)} s → ${(o.seconds / fl).toFixed(2)}×`;
   }
-  if (m === 'sparsegpt' && fwd !== undefined && f.gemm.ok) {
-    const F = sparsegptFlops(a.shape, a.samples * a.seq);
+  if ((m === 'sparsegpt' || m === 'slim') && fwd !== undefined && f.gemm.ok) {
+    // SLiM's F (bench/lib/llm-recipes.ts slimFlops): its randomized SVDs and adapter products; no Hessian here.
+    const F = m === 'sparsegpt' ? sparsegptFlops(a.shape, a.samples * a.seq) : slimFlops(a.shape);
     const fl = (3 * F) / f.gemm.flops! + fwd;
     return (
-      `floor 3×F/R + forward = 3×${(F / 1e12).toFixed(2)} TFLOP / ${(f.gemm.flops! / 1e9).toFixed(0)} GFLOP/s + ` +
+      `floor 3×F/R + forward = 3×${(F / 1e12).toFixed(3)} TFLOP / ${(f.gemm.flops! / 1e9).toFixed(0)} GFLOP/s + ` +
       `${fmtS(fwd)} = ${fmtS(fl)} s → ${(o.seconds / fl).toFixed(2)}×`
     );
   }
@@ -288,7 +291,7 @@ async function main(): Promise<void> {
       : a.eps.flatMap((e) => a.methods.map((m): [('cuda' | 'cpu')[], string] => [e, m]));
     for (const [eps, m] of plan) {
       const epName = eps.join(',');
-      const f = a.floors && (m === 'wanda' || m === 'sparsegpt') ? await floorsFor(eps) : undefined;
+      const f = a.floors && (m === 'wanda' || m === 'sparsegpt' || m === 'slim') ? await floorsFor(eps) : undefined;
       const { recipe, calibrated } = methodRecipe(m);
       const o = await job(eps, m, recipe, calibrated);
       results.push({ ...o, ep: epName, ...(o.ok && f ? { floor: floorText(m, o, f, results, epName, a) } : {}) });

@@ -53,3 +53,35 @@ export function sparsegptFlops(s: LlmShape, tokens: number): number {
   const block = 3 * hess(H) + hess(M) + 4 * layer(H, H) + 2 * layer(H, M) + layer(M, H);
   return s.layers * block + hess(H) + layer(H, s.vocab);
 }
+
+/**
+ * SLiM's own F for the bench recipe (Wanda mask, RTN 4-bit g32, rank ratio 0.1, saliency 'slim': no Hessian, so
+ * F has no 2·T·K² terms), per layer with r = ⌊0.1·min(N, K)⌋:
+ *  - randomized SVD of the saliency-weighted error (math/lowrank.ts metricAdapter, min(N, K) > 512), l = r + 10,
+ *    p = 2 power steps: (4 + 4p)·N·K·l for the GEMMs on E (range finder, p × (Eᵀ·Q, E·Z), Qᵀ·E) +
+ *    4·l²·((2 + p)·N + p·K) for CholeskyQR (one pass per power step, two on the final basis) + 2·l²·K (Gram) +
+ *    2·r·l·(N + K) (the factors A and B);
+ *  - exact route (min(N, K) ≤ 512): 2·N·K·min(N, K) (Gram) + min(N, K)³ (eigensolver);
+ *  - 2 × 2·N·K·r for the adapter products (W − A·B for the final re-quantization, and the effective weight).
+ * Masks, quantization and the layer-error samples are O(N·K) or bounded and left out, like the Wanda floor's.
+ */
+export function slimFlops(s: LlmShape, rankRatio = 0.1, power = 2, oversample = 10): number {
+  const H = s.hidden;
+  const M = s.mlp;
+  const layer = (K: number, N: number) => {
+    const small = Math.min(N, K);
+    const r = Math.floor(rankRatio * small);
+    const adapter = 2 * 2 * N * K * r;
+    if (small <= 512) return 2 * N * K * small + small ** 3 + adapter;
+    const l = Math.min(r + oversample, N, K);
+    return (
+      (4 + 4 * power) * N * K * l +
+      4 * l * l * ((2 + power) * N + power * K) +
+      2 * l * l * K +
+      2 * r * l * (N + K) +
+      adapter
+    );
+  };
+  const block = 4 * layer(H, H) + 2 * layer(H, M) + layer(M, H);
+  return s.layers * block + layer(H, s.vocab);
+}

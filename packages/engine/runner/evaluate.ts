@@ -20,7 +20,9 @@ export async function evaluate(s: RunState): Promise<void> {
       const plan = s.plan!;
       const ranges = planBatches(evalSet.samples, plan.batchSize, recipe.evaluation?.samples, plan.fixedBatch);
       const open = (path: string) => async () => {
-        const session = await s.sessions.open(path);
+        // No CPU arena: it would keep the run's high-water mark of intermediates next to the weights (one forward
+        // pass per batch, so the arena saves little time here).
+        const session = await s.sessions.open(path, { cpuMemArena: false });
         return { session, release: () => s.sessions.release(session) };
       };
       const q = await evaluateModels({

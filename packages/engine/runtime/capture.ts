@@ -67,7 +67,7 @@ export function appendStatistics(model: LoadedModel, reqs: StatsRequest[]): Appe
   const shapeOf = new Map<string, string>();
   const outputs = new Map<string, CaptureOutputs>();
   try {
-    for (const req of reqs) {
+    for (const req of latestFirst(model, reqs)) {
       let x = float32Of.get(req.activation);
       if (!x) {
         const t = valueElemType(model, req.activation);
@@ -102,6 +102,26 @@ export function appendStatistics(model: LoadedModel, reqs: StatsRequest[]): Appe
     graph.output.splice(before.output);
   }
   return { outputs, undo: restore };
+}
+
+/**
+ * The requests latest activation first. ONNX Runtime's default execution order is a reverse depth-first walk from the
+ * graph's leaf nodes that starts at the LAST leaf in node order and emits each leaf's ancestors before it. Appended
+ * after the model in this order, the reductions of the first activation are the last leaves, so the walk runs the
+ * forward pass up to that activation, reduces it, and frees it before going on — instead of running the whole model
+ * first (the model's own output is the last original leaf) with every captured activation kept alive until then:
+ * measured on the 245 M LLM at 8 × 128 tokens, +420 MB for 57 activations at the end vs +90 MB for one.
+ */
+function latestFirst(model: LoadedModel, reqs: StatsRequest[]): StatsRequest[] {
+  const at = new Map<string, number>();
+  model.proto.graph!.node.forEach((n, i) => {
+    for (const o of n.output) at.set(o, i);
+  });
+  const pos = (r: StatsRequest) => at.get(r.activation) ?? -1;
+  return reqs
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => pos(b.r) - pos(a.r) || a.i - b.i)
+    .map((x) => x.r);
 }
 
 /** X reshaped to [T, K] (every axis but the last folded into rows). */

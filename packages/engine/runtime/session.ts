@@ -36,6 +36,8 @@ export interface SessionOptions {
   externalDataFolder?: string;
   /** ONNX Runtime's CPU memory arena. @defaultValue true */
   cpuMemArena?: boolean;
+  /** ONNX Runtime's memory pattern (one planned block for a run's intermediates). @defaultValue true */
+  memPattern?: boolean;
 }
 
 /** ONNX Runtime's version, as reported by the binding. */
@@ -55,6 +57,7 @@ export async function openSession(model: string | Uint8Array, opts: SessionOptio
       logSeverityLevel: 3,
     };
     if (opts.cpuMemArena === false) so.enableCpuMemArena = false;
+    if (opts.memPattern === false) so.enableMemPattern = false;
     if (opts.intraOpNumThreads !== undefined) so.intraOpNumThreads = opts.intraOpNumThreads;
     const config: Record<string, unknown> = {};
     if (opts.allowSpinning === false) config.intra_op = { allow_spinning: '0' };

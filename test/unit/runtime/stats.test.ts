@@ -482,3 +482,24 @@ test('Hessian-free requests: a row sample of the first batch, and the layer erro
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the reductions are appended latest activation first, so that ORT reduces each activation as the pass goes', async () => {
+  const { appendStatistics } = await import('../../../packages/engine/runtime/capture.js');
+  const model = blockModel(false);
+  const ws = discoverWeights(model);
+  const reqs = ['q', 'o', 'g'].map((n) => ({
+    ...statsRequestFor(
+      model,
+      ws.find((w) => w.name === n)!,
+      false,
+    ),
+  }));
+  const before = model.proto.graph!.node.length;
+  const appended = appendStatistics(model, reqs);
+  const nodes = model.proto.graph!.node.slice(before);
+  // ONNX Runtime's default order walks back from the LAST leaf first: the first activation's nodes must come last.
+  const firstUse = (activation: string) => nodes.findIndex((n) => n.input.includes(activation));
+  assert.ok(firstUse('y2') < firstUse('h') && firstUse('h') < firstUse('x'), 'appended latest activation first');
+  appended.undo();
+  assert.equal(model.proto.graph!.node.length, before);
+});
