@@ -9,7 +9,7 @@
 //
 // Run: npx tsx bench/search.bench.ts [--params 100M|20M|5M] [--budget fidelity:0.1|perplexity:0.02|…]
 //        [--max-trials 24] [--samples 16] [--eval-samples 8] [--seq 64] [--standalone heavy|all|none]
-//        [--json FILE] [--svg FILE]
+//        [--json FILE] [--svg FILE] [--standalone-only LABEL[,LABEL…]]
 // --standalone heavy[:N] (default N = 3) runs as standalone jobs the N choices whose probe runs cost the most (the
 // candidates for the most expensive job; every other choice is rounding or a mask); all runs every uniform
 // candidate (the per-layer comparison); none (or --no-uniform) only the search. Seconds are wall clock and CPU
@@ -50,6 +50,19 @@ async function main(): Promise<void> {
     const files = { modelPath: model.modelPath, calibrationPath, evalPath };
     const common = { calibration: { samples }, exclude: ['*lm_head*'] } as Partial<Recipe>;
 
+    const only = flag('standalone-only', '');
+    if (only) {
+      // Only the named standalone jobs (labels as printed, comma-separated), on the same seeded files: for running
+      // the baseline in its own process beside a long search (CPU seconds are per process).
+      const names = only.split(',').map((x) => x.trim());
+      for (const c of expandSpace(undefined).filter((x) => names.includes(choiceLabel(x)))) {
+        const u = await standalone(c, files, budget, common, join(dir, 'uniform-out'));
+        console.log(
+          `  standalone ${u.label.padEnd(34)} ${u.seconds.toFixed(1).padStart(6)} s (${u.cpu.toFixed(1)} s CPU) ${mb(u.bytes).padStart(8)} MB  metric ${f2(u.metric)}  ${u.within ? 'within' : 'over  '}  (${u.how})`,
+        );
+      }
+      return;
+    }
     const t0 = performance.now();
     const c0 = process.cpuUsage();
     const res = await runRecipe({ method: 'search', budget, maxTrials, ...common } as Recipe, {
