@@ -1,11 +1,9 @@
 // Recipe search (issue 14) on the LLM-shaped generator (bench/lib/llm-model.ts, RANDOM weights): the whole search
-// with the default space and maxTrials 24 — trials, seconds per trial, seconds per stage — against every uniform
-// candidate of that space run as its own standalone job on the same files in the same run (calibration, compression,
-// evaluation and, for quantize/slim, latency included): the ratio search ÷ most expensive standalone job (target ≤
-// 10×), and the chosen model's bytes against each uniform candidate that also meets the budget (per-layer mixing
-// must earn its keep: the table says where it does not, with the numbers).
-// A uniform "N:M + int4 without adapters" (slim rankRatio 0) has no single public recipe (slim's schema wants
-// rankRatio > 0): it runs as a search whose space is that one choice, perLayer false, maxTrials 1.
+// with the default space and maxTrials 24 — trials, seconds per trial, seconds per stage — against uniform
+// candidates of that space run as their own standalone jobs on the same files in the same run (calibration,
+// compression, evaluation and, for quantize/slim, latency included): the ratio search ÷ most expensive standalone
+// job (target ≤ 10×), and (--standalone all) the chosen model's bytes against each uniform candidate that also meets
+// the budget (per-layer mixing must earn its keep: the table says where it does not, with the numbers).
 //
 // Run: npx tsx bench/search.bench.ts [--params 100M|20M|5M] [--budget fidelity:0.1|perplexity:0.02|…]
 //        [--max-trials 24] [--samples 16] [--eval-samples 8] [--seq 64] [--standalone heavy|all|none]
