@@ -53,9 +53,4 @@ export default tseslint.config(
     files: ['packages/**/*.ts', 'apps/**/*.ts', 'workers/**/*.ts'],
     rules: { 'max-lines-per-function': ['error', { max: 150, IIFEs: true }] },
   },
-  {
-    // processCompressJob (164 lines) is being split by the job-lifecycle work (issue 16.5); remove once it lands.
-    files: ['workers/compress/processor.ts'],
-    rules: { 'max-lines-per-function': 'off' },
-  },
 );

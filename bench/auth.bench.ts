@@ -13,7 +13,7 @@ import { createApiKey } from '../packages/platform/auth/keys.js';
 import { loadConfig } from '../packages/platform/config/config.js';
 import { DEFAULT_TENANT_ID } from '../packages/platform/db/client.js';
 import { adminQuery, connectionParts } from '../packages/platform/db/schema-engine.js';
-import { openPlatform } from '../packages/platform/runtime.js';
+import { openPlatform } from '../packages/platform/platform.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, d: number) => (args.includes(name) ? Number(args[args.indexOf(name) + 1]) : d);

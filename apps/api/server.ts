@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../../packages/platform/config/config.js';
 import { startReconciler } from '../../packages/platform/queue/reconcile.js';
-import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
+import { openPlatform, type Platform } from '../../packages/platform/platform.js';
 import { startStagingSweeper } from '../../packages/platform/storage/sweep.js';
 import { buildApp, type BuildAppOptions } from './app.js';
 

@@ -3,7 +3,7 @@
 // configured from the environment like `onnx-compress worker` (TEST_ENGINE_MODE sets the stand-in's behaviour).
 // Prints "ready" once it consumes jobs; SIGTERM/SIGINT close it gracefully (running jobs finish first).
 import { loadConfig } from '../../packages/platform/config/config.js';
-import { openPlatform } from '../../packages/platform/runtime.js';
+import { openPlatform } from '../../packages/platform/platform.js';
 import { startCompressWorker } from '../../workers/compress/worker.js';
 import { closeOnSignals } from '../../apps/api/server.js';
 

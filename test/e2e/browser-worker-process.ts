@@ -1,8 +1,8 @@
 // A worker process for the e2e tests (SSE across processes, webhooks, the browser test): the team's compress worker
-// plus the webhook worker and the job-finished hooks, configured from the environment like `onnx-compress worker`.
+// plus the webhook delivery worker (finished jobs are announced by the platform itself), configured from the environment like `onnx-compress worker`.
 // Prints "ready" once listening on the queues; exits on SIGTERM.
 import { loadConfig } from '../../packages/platform/config/config.js';
-import { openPlatform } from '../../packages/platform/runtime.js';
+import { openPlatform } from '../../packages/platform/platform.js';
 import { startCompressWorker } from '../../workers/compress/worker.js';
 import { startWebhookSide } from '../../workers/webhooks/start.js';
 

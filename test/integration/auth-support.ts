@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
 import { openServiceExtensions, type ServiceExtensions } from '../../apps/api/plugins/service-extensions.js';
 import { loadConfig } from '../../packages/platform/config/config.js';
-import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
+import { openPlatform, type Platform } from '../../packages/platform/platform.js';
 import { REDIS_URL } from './webhooks-support.js';
 
 export interface TestService {

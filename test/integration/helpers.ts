@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../../packages/platform/config/config.js';
 import { adminQuery, connectionParts } from '../../packages/platform/db/schema-engine.js';
-import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
+import { openPlatform, type Platform } from '../../packages/platform/platform.js';
 
 export const PG_BASE = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';

@@ -1,6 +1,8 @@
 // GET /v1/jobs/:id/events across processes. (1) Another process publishes progress and the final state on Redis:
 // the stream shows them in order and ends — with row re-reads slowed to once a minute, so only Redis can have
-// carried them. (2) End to end: a real job on the team's compress worker in a child process, followed over SSE to
+// carried them. (2) A queued job cancelled on this API-only service (no worker in the process): the SSE stream ends
+// and the job.cancelled webhook arrives within seconds, with the row re-read once a minute and the dispatcher's sweep
+// once an hour. (3) End to end: a real job on the team's compress worker in a child process, followed over SSE to
 // `succeeded`, with the signed job.succeeded webhook received by a local receiver.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Webhook } from 'standardwebhooks';
 import { createApiKey } from '../../packages/platform/auth/keys.js';
+import { startWebhookWorker } from '../../workers/webhooks/worker.js';
 import { startTestService, type TestService } from './auth-support.js';
 import { createTestDatabase, dropRedisPrefix, REDIS_URL, uniquePrefix, type TestDatabase } from './webhooks-support.js';
 
@@ -25,8 +28,12 @@ interface SseEvent {
   data: Record<string, unknown>;
 }
 
-/** Reads an SSE response to its end (or until `timeoutMs`), parsing `event:`/`data:` blocks. */
-async function readEvents(res: Response, timeoutMs = 30_000): Promise<SseEvent[]> {
+/** Reads an SSE response to its end (or until `timeoutMs`), parsing `event:`/`data:` blocks; `onEvent` sees each. */
+async function readEvents(
+  res: Response,
+  timeoutMs = 30_000,
+  onEvent: (e: SseEvent) => void = () => {},
+): Promise<SseEvent[]> {
   const out: SseEvent[] = [];
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
@@ -43,7 +50,10 @@ async function readEvents(res: Response, timeoutMs = 30_000): Promise<SseEvent[]
         buf = buf.slice(i + 2);
         const ev = /^event: (.*)$/m.exec(block)?.[1];
         const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (ev && data) out.push({ event: ev, data: JSON.parse(data) });
+        if (ev && data) {
+          out.push({ event: ev, data: JSON.parse(data) });
+          onEvent(out[out.length - 1]);
+        }
       }
     }
   } finally {
@@ -133,6 +143,91 @@ test('a finished job streams its final state at once and ends', async () => {
   assert.equal(events.length, 1);
   assert.equal(events[0].data.state, 'failed');
   assert.deepEqual(events[0].data.error, { code: 'x', message: 'y' });
+});
+
+/** A local webhook receiver recording each request and when it arrived. */
+async function startReceiver() {
+  const received: { at: number; headers: http.IncomingHttpHeaders; body: string }[] = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      received.push({ at: Date.now(), headers: req.headers, body });
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    received,
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+test('cancelling a queued job on an API-only process: its webhook and the end of its SSE stream arrive promptly', async () => {
+  // This service is `serve`: no compress worker and no webhook worker in it. The
+  // webhook delivery worker runs as another process would (own connection), with its sweep slowed to once an hour,
+  // and the SSE streams re-read the row once a minute: only the API's own announcement can make either prompt.
+  const receiver = await startReceiver();
+  const delivery = startWebhookWorker({
+    db: svc.platform.db,
+    connection: { url: REDIS_URL, maxRetriesPerRequest: null },
+    prefix,
+    config: { ...svc.platform.config.webhooks, sweepIntervalMs: 3_600_000 },
+  });
+  try {
+    const auth = { authorization: `Bearer ${key}` };
+    const up = await fetch(`${svc.url}/v1/models?name=dense.onnx`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/octet-stream' },
+      body: readFileSync(new URL('../fixtures/soup/dense.onnx', import.meta.url)),
+    });
+    assert.equal(up.status, 201, await up.clone().text());
+    const modelId = ((await up.json()) as { id: string }).id;
+    const sub = await fetch(`${svc.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ modelId, recipe: { method: 'sparsity', pattern: '2:4' }, webhook: { url: receiver.url } }),
+    });
+    assert.equal(sub.status, 202, await sub.clone().text());
+    const job = (await sub.json()) as { id: string; state: string; webhook: { secret: string } };
+    assert.equal(job.state, 'queued');
+
+    let subscribed: () => void = () => {};
+    const firstEvent = new Promise<void>((r) => (subscribed = r));
+    const stream = readEvents(await fetch(`${svc.url}/v1/jobs/${job.id}/events`, { headers: auth }), 30_000, () =>
+      subscribed(),
+    );
+    await firstEvent; // the stream has subscribed and sent the current state
+    const t0 = Date.now();
+    const cancel = await fetch(`${svc.url}/v1/jobs/${job.id}/cancel`, { method: 'POST', headers: auth });
+    assert.equal(cancel.status, 202);
+    assert.equal(((await cancel.json()) as { state: string }).state, 'cancelled');
+
+    const events = await stream;
+    const sseMs = Date.now() - t0;
+    assert.deepEqual(
+      events.map((e) => e.data.state),
+      ['queued', 'cancelled'],
+    );
+    while (receiver.received.length === 0 && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(receiver.received.length, 1, 'one delivery');
+    const webhookMs = receiver.received[0].at - t0;
+    const payload = new Webhook(job.webhook.secret).verify(
+      receiver.received[0].body,
+      receiver.received[0].headers as Record<string, string>,
+    ) as { type: string; data: { jobId: string } };
+    assert.deepEqual([payload.type, payload.data.jobId], ['job.cancelled', job.id]);
+    console.log(`# cancel → SSE end ${sseMs} ms, → webhook received ${webhookMs} ms (poll 60 s, sweep 1 h)`);
+    assert.ok(sseMs < 5000, `SSE ended ${sseMs} ms after the cancel`);
+    assert.ok(webhookMs < 5000, `webhook arrived ${webhookMs} ms after the cancel`);
+  } finally {
+    await delivery.close();
+    await receiver.close();
+  }
 });
 
 test('end to end: a real job on a worker process, followed over SSE to succeeded, with a signed webhook', async () => {

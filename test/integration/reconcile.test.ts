@@ -6,7 +6,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
 import { ConfigError, loadConfig } from '../../packages/platform/config/config.js';
-import { registerJobFinishedHook, type JobFinishedEvent } from '../../packages/platform/events/job-finished.js';
+import type { JobFinishedEvent } from '../../packages/platform/jobs/events.js';
 import { QUEUE_NAMES } from '../../packages/platform/queue/catalogue.js';
 import { JobLeases, heldJobLeases } from '../../packages/platform/queue/job-lease.js';
 import { reconcileQueue, type ReconcileDeps } from '../../packages/platform/queue/reconcile.js';
@@ -16,7 +16,7 @@ import { openTestEnv, type TestEnv } from './helpers.js';
 
 const quiet = { info() {}, warn() {}, error() {} };
 const finished: JobFinishedEvent[] = [];
-const unhook = registerJobFinishedHook((e) => void finished.push(e));
+let unhook: () => void;
 let env: TestEnv;
 let app: FastifyInstance;
 let deps: ReconcileDeps;
@@ -26,9 +26,10 @@ before(async () => {
   env = await openTestEnv('reconcile');
   app = await buildApp({ deps: env.platform, logger: false });
   deps = { ...env.platform, log: quiet };
+  unhook = env.platform.jobs.events.onFinished((e) => void finished.push(e));
 });
 after(async () => {
-  unhook();
+  unhook?.();
   await app?.close();
   await env?.cleanup();
 });

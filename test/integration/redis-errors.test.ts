@@ -26,7 +26,7 @@ it('a connection (and BullMQ queues on it) to a dead Redis: no unhandled error, 
   const lines: string[] = [];
   const redis = createRedis(url, 'queue', { sink: (l) => void lines.push(l), intervalMs: 60_000 });
   const queues = new CompressQueues(redis, 'oc-dead', 1, 100);
-  const webhooks = createWebhookQueue(redis, 'oc-dead'); // the API's and the job-finished hook's queue
+  const webhooks = createWebhookQueue(redis, 'oc-dead'); // the API's and the job-finished notifier's queue
   let attempts = 0;
   redis.on('reconnecting', () => attempts++);
   try {

@@ -4,7 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import fsp, { mkdir, mkdtemp, open, readdir, readFile, realpath, rm, utimes, writeFile } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -13,7 +14,7 @@ import { LocalStorage } from '../../packages/platform/storage/local.js';
 import { receiveToStaging, UploadTooLargeError } from '../../packages/platform/storage/receive.js';
 import { S3Storage } from '../../packages/platform/storage/s3.js';
 import { StorageIntegrityError, type Storage } from '../../packages/platform/storage/storage.js';
-import { sweepStaging } from '../../packages/platform/storage/sweep.js';
+import { startStagingSweeper, sweepStaging } from '../../packages/platform/storage/sweep.js';
 import { ConfigError, loadConfig } from '../../packages/platform/config/config.js';
 import { fillDisk, listFiles, mountTmpfs } from '../reliability/support.js';
 
@@ -141,6 +142,39 @@ describe('receiveToStaging', () => {
   });
 });
 
+describe('local commits are durable', () => {
+  it('putFile fsyncs the file before the rename and its folder after it', async () => {
+    const storage = await LocalStorage.open(join(dir, 'durable'));
+    const src = join(storage.stagingDir, 'upload-fsync');
+    await writeFile(src, 'an upload');
+    const seen: string[] = [];
+    const probe = await open(src, 'r');
+    const FileHandle = Object.getPrototypeOf(probe) as { sync(this: { fd: number }): Promise<void> };
+    await probe.close();
+    const { sync } = FileHandle;
+    const { rename } = fsp;
+    FileHandle.sync = async function (this: { fd: number }) {
+      seen.push(`sync ${await realpath(`/proc/self/fd/${this.fd}`)}`);
+      return sync.call(this);
+    };
+    fsp.rename = async (from, to) => {
+      seen.push(`rename ${String(from)} ${String(to)}`);
+      return rename(from, to);
+    };
+    syncBuiltinESMExports(); // local.ts's named import of rename now sees the wrapper
+    try {
+      await storage.putFile('tenants/t/models/m/model.onnx', src);
+    } finally {
+      FileHandle.sync = sync;
+      fsp.rename = rename;
+      syncBuiltinESMExports();
+    }
+    const dest = join(storage.dir, 'tenants/t/models/m/model.onnx');
+    assert.deepEqual(seen, [`sync ${src}`, `rename ${src} ${dest}`, `sync ${join(storage.dir, 'tenants/t/models/m')}`]);
+    assert.equal(await readFile(dest, 'utf8'), 'an upload');
+  });
+});
+
 describe('staging sweep', () => {
   it('removes entries nothing wrote to for the age limit, keeps younger ones (uploads in flight elsewhere)', async () => {
     const staging = join(dir, 'sweep');
@@ -158,6 +192,30 @@ describe('staging sweep', () => {
     assert.deepEqual(removed.sort(), ['copy-old', 'old-upload']);
     assert.deepEqual(await readdir(staging), ['live-upload']);
     assert.deepEqual(await sweepStaging(join(dir, 'no-such-folder'), 1000), []);
+  });
+
+  it('also sweeps periodically, not only at start', async () => {
+    const staging = join(dir, 'sweep-periodic');
+    await mkdir(staging, { recursive: true });
+    const lines: string[] = [];
+    const log = {
+      info: (_o: object, m: string) => void lines.push(m),
+      warn: (_o: object, m: string) => void lines.push(m),
+    };
+    const sweeper = startStagingSweeper(staging, 60_000, log, 100);
+    try {
+      await sweeper.first;
+      // Left by an upload cut short after the start sweep ran: only a later pass can remove it.
+      await writeFile(join(staging, 'upload-late'), 'half an upload');
+      const hourAgo = new Date(Date.now() - 3600_000);
+      await utimes(join(staging, 'upload-late'), hourAgo, hourAgo);
+      const deadline = Date.now() + 10_000;
+      while ((await readdir(staging)).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await readdir(staging), []);
+      assert.deepEqual(lines, ['staging sweep removed abandoned uploads']);
+    } finally {
+      sweeper.stop();
+    }
   });
 
   it('STAGING_MAX_AGE_MS: 1 hour by default, validated', () => {

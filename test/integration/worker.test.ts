@@ -1,16 +1,20 @@
 // Worker plumbing against the real Postgres and Redis, with a deterministic engine stand-in (fixtures/test-engine.ts;
 // the e2e test runs the real engine): progress, artifacts + per-layer rows, Range downloads, cancel across
 // "processes" (API and worker share nothing but Redis and Postgres), bad input failing once, transient errors
-// retried, and a stalled job taken over by a second worker without a second set of artifacts.
+// retried, and a stalled job handed to a second worker: it waits while the stalled attempt holds the lease, and a
+// stalled attempt that lost its lease cannot set the job the other one runs back to queued.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
-import { registerJobFinishedHook, type JobFinishedEvent } from '../../packages/platform/events/job-finished.js';
-import { openPlatform } from '../../packages/platform/runtime.js';
+import type { JobFinishedEvent } from '../../packages/platform/jobs/events.js';
+import { openPlatform } from '../../packages/platform/platform.js';
+import { jobLeaseKey } from '../../packages/platform/queue/job-lease.js';
 import { startCompressWorker, type RunningWorker } from '../../workers/compress/worker.js';
 import { encodeNpz } from '../../packages/engine/data/npz.js';
 import { openTestEnv, SMALL_MODEL, waitFor, type TestEnv } from './helpers.js';
@@ -55,7 +59,7 @@ before(async () => {
     progressFlushMs: 50,
     log: recording,
   });
-  registerJobFinishedHook((e) => void finished.push(e));
+  env.platform.jobs.events.onFinished((e) => void finished.push(e));
   const res = await app.inject({
     method: 'POST',
     url: '/v1/models?name=cls.onnx',
@@ -72,6 +76,18 @@ after(async () => {
 });
 
 const quiet = { info() {}, warn() {}, error() {} };
+
+/** Ends the Postgres session holding the job's lease (what a dropped connection does); returns sessions ended. */
+async function terminateLeaseSession(jobId: string): Promise<number> {
+  const key = jobLeaseKey(jobId);
+  const rows = await env.platform.db.$queryRaw<{ pid: number; hi: string; lo: string }[]>`
+    SELECT pid, classid::text AS hi, objid::text AS lo FROM pg_locks
+    WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+  const pids = rows.filter((r) => BigInt.asIntN(64, (BigInt(r.hi) << 32n) | BigInt(r.lo)) === key).map((r) => r.pid);
+  for (const pid of pids) await env.platform.db.$queryRaw`SELECT pg_terminate_backend(${pid}::int)`;
+  return pids.length;
+}
 
 describe('compress worker', () => {
   it('runs a job: progress, artifacts with sha256, per-layer rows, Range download, finished hook', async () => {
@@ -197,6 +213,26 @@ describe('compress worker', () => {
     assert.ok(finished.some((e) => e.jobId === id && e.state === 'cancelled'));
   });
 
+  it('sweeps dead scratch periodically, not only at start', async () => {
+    const sweeping = await startCompressWorker(env.platform, {
+      engineModule: TEST_ENGINE,
+      log: quiet,
+      scratchSweepMs: 100,
+    });
+    try {
+      // After the start sweep: the folder of a job this database does not know, nothing written in it for two days.
+      const gone = join(env.config.workDir, 'jobs', randomUUID());
+      const attempt = randomUUID();
+      await mkdir(join(gone, attempt), { recursive: true });
+      await writeFile(join(gone, 'x'), 'scratch');
+      const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+      for (const p of ['x', attempt, '']) await utimes(join(gone, p), twoDaysAgo, twoDaysAgo);
+      await waitFor(async () => !existsSync(gone), 10_000);
+    } finally {
+      await sweeping.close();
+    }
+  });
+
   it('fails bad input once, without retries', async () => {
     process.env.TEST_ENGINE_MODE = 'input-error';
     const id = await submit();
@@ -220,10 +256,11 @@ describe('compress worker', () => {
     assert.equal(done.error, undefined);
   });
 
-  it('hands a stalled job to another worker and keeps exactly one set of artifacts', async () => {
-    // Worker A takes the job, then "dies": it stops renewing its lock (force close) while its engine thread runs on
-    // (a zombie that will still try to commit). Worker B picks the stalled job up; whichever commits first wins.
-    process.env.TEST_ENGINE_MODE = 'ok:5000'; // long enough that B takes over before A's zombie finishes
+  it('a stalled-but-alive attempt keeps its job: the worker BullMQ hands it to waits for its lease; one run', async () => {
+    // Worker A takes the job, then stalls: it stops renewing its BullMQ lock (force close) while its engine thread
+    // runs on — what a starved event loop looks like to BullMQ. Worker B is handed the job; A's lease (a live
+    // Postgres session) says A still runs it, so B waits, and A's commit is the job's one run.
+    process.env.TEST_ENGINE_MODE = 'ok:4000'; // long enough for B to be handed the job while A still runs it
     await worker.close();
     const platformA = await openPlatform(env.config, { migrate: false });
     const a = await startCompressWorker(platformA, { engineModule: TEST_ENGINE, log: quiet });
@@ -231,14 +268,16 @@ describe('compress worker', () => {
     await waitFor(async () => ((await job(id)).state === 'running' ? true : null));
     await Promise.all(a.workers.map((w) => w.close(true)));
     const platformB = await openPlatform(env.config, { migrate: false });
-    const b = await startCompressWorker(platformB, { engineModule: TEST_ENGINE, log: quiet });
+    const bLines: string[] = [];
+    const bLog = { ...quiet, warn: (_o: object, m: string) => void bLines.push(m) };
+    const b = await startCompressWorker(platformB, { engineModule: TEST_ENGINE, log: bLog });
     try {
+      await waitFor(async () => (bLines.some((m) => /stalled worker that still runs it/.test(m)) ? true : null));
       const done = await waitState(id, ['succeeded', 'failed'], 30_000);
       assert.equal(done.state, 'succeeded');
-      // Both attempts ran; let the loser finish its commit attempt and clean up.
       await waitFor(async () => (a.running.size === 0 && b.running.size === 0 ? true : null), 15_000);
       const j = await env.platform.db.job.findUniqueOrThrow({ where: { id }, include: { artifacts: true } });
-      assert.ok(j.attempts >= 2, `attempts ${j.attempts}`);
+      assert.equal(j.attempts, 1, 'B never ran it');
       assert.equal(j.artifacts.length, 2);
       const prefixes = new Set(j.artifacts.map((x) => x.storageKey.split('/').slice(0, -1).join('/')));
       assert.deepEqual([...prefixes], [`tenants/${TENANT}/jobs/${id}/attempts/${j.committedAttempt}`]);
@@ -247,6 +286,40 @@ describe('compress worker', () => {
       assert.deepEqual(attempts, [j.committedAttempt]);
       assert.equal(await env.platform.db.jobLayerMetric.count({ where: { jobId: id } }), 4);
     } finally {
+      await b.close();
+      await a.close();
+      await platformA.close();
+      await platformB.close();
+      worker = await startCompressWorker(env.platform, { engineModule: TEST_ENGINE, log: quiet });
+    }
+  });
+
+  it('a stalled attempt that lost its lease and then fails does not set the job another attempt runs back to queued', async () => {
+    // A stalls (as above) and its lease session is killed (a dropped connection): B is handed the job, takes the
+    // lease and runs it as attempt 2. A's first run then fails with a transient error; it must not write `queued`
+    // over B's running row (BullMQ will not retry A's copy: B holds the job now).
+    const marker = join(tmpdir(), `oc-fail-late-${process.pid}-${Date.now()}`);
+    process.env.TEST_ENGINE_MODE = `fail-once-after:3000:6000:${marker}`;
+    await worker.close();
+    const platformA = await openPlatform(env.config, { migrate: false });
+    const a = await startCompressWorker(platformA, { engineModule: TEST_ENGINE, log: quiet });
+    const id = await submit();
+    await waitFor(async () => ((await job(id)).state === 'running' ? true : null));
+    await Promise.all(a.workers.map((w) => w.close(true)));
+    assert.equal(await terminateLeaseSession(id), 1, "A's lease session");
+    const platformB = await openPlatform(env.config, { migrate: false });
+    const b = await startCompressWorker(platformB, { engineModule: TEST_ENGINE, log: quiet });
+    try {
+      await waitFor(async () => ((await job(id)).attempts === 2 ? true : null), 15_000);
+      // A's run fails (3 s after it started) while B's runs on (6 s).
+      await waitFor(async () => (a.running.size === 0 ? true : null), 15_000);
+      const mid = await job(id);
+      assert.deepEqual([mid.state, mid.attempts], ['running', 2], 'the row still says B runs it');
+      const done = await waitState(id, ['succeeded', 'failed', 'queued'], 30_000);
+      assert.equal(done.state, 'succeeded');
+      assert.equal(done.attempts, 2);
+    } finally {
+      await rm(marker, { force: true });
       await b.close();
       await a.close();
       await platformA.close();

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
 import { startServer, type RunningServer } from '../../apps/api/server.js';
-import { registerJobFinishedHook, type JobFinishedEvent } from '../../packages/platform/events/job-finished.js';
-import { openPlatform } from '../../packages/platform/runtime.js';
+import type { JobFinishedEvent } from '../../packages/platform/jobs/events.js';
+import { openPlatform } from '../../packages/platform/platform.js';
 import { createJobDelivery } from '../../packages/platform/webhooks/deliveries.js';
 import { startCompressWorker } from '../../workers/compress/worker.js';
 import { openTestEnv, waitFor, type TestEnv } from '../integration/helpers.js';
@@ -23,8 +23,9 @@ import { assertProblem, listFiles } from './support.js';
 const ROOT = new URL('../..', import.meta.url).pathname;
 const TEST_ENGINE = new URL('../integration/fixtures/test-engine.ts', import.meta.url).href;
 const quiet = { info() {}, warn() {}, error() {} };
+/** Finished events announced by the platforms of this process (each test subscribes the ones its workers use). */
 const finished: JobFinishedEvent[] = [];
-registerJobFinishedHook((e) => void finished.push(e));
+const record = (e: JobFinishedEvent) => void finished.push(e);
 
 /** The variables a child process needs to join a test environment. */
 function childEnv(env: TestEnv, extra: Record<string, string>): Record<string, string> {
@@ -131,6 +132,7 @@ describe('worker faults (real processes, shared Postgres/Redis, unique prefix an
     // Worker B (in this process, so its finished events are observable) takes the stalled job over.
     process.env.TEST_ENGINE_MODE = 'ok:300';
     const platformB = await openPlatform(env.config, { migrate: false });
+    platformB.jobs.events.onFinished(record);
     const b = await startCompressWorker(platformB, { engineModule: TEST_ENGINE, log: quiet, progressFlushMs: 100 });
     try {
       const done = await waitState(app, id, ['succeeded', 'failed'], 60_000);
@@ -242,6 +244,7 @@ describe('dependency restarts (throwaway servers)', () => {
       env = await openTestEnv('redisempty', { REDIS_URL: redis.url, STALLED_INTERVAL_MS: '1000' });
       // The real API start (server.ts), so the reconciler it starts is the one under test.
       server = await startServer({ ...env.config, reconcileIntervalMs: 1000 }, { logger: false });
+      env.platform.jobs.events.onFinished(record);
       const app = server.app;
       process.env.TEST_ENGINE_MODE = 'ok:6000'; // the job running through the restart outlives it
       const opts = { engineModule: TEST_ENGINE, log: quiet, progressFlushMs: 100 };

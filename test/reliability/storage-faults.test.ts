@@ -16,7 +16,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../apps/api/app.js';
 import { startServer } from '../../apps/api/server.js';
 import { loadConfig } from '../../packages/platform/config/config.js';
-import { openPlatform, type Platform } from '../../packages/platform/runtime.js';
+import { openPlatform, type Platform } from '../../packages/platform/platform.js';
 import { startCompressWorker, type RunningWorker } from '../../workers/compress/worker.js';
 import { openTestEnv, waitFor, type TestEnv } from '../integration/helpers.js';
 import * as C from './corpus.js';

@@ -10,12 +10,9 @@ import { JobLeases } from '../../packages/platform/queue/job-lease.js';
 import { GPU_HEARTBEAT_MS, gpuWorkersKey } from '../../packages/platform/queue/queues.js';
 import { createRedis } from '../../packages/platform/queue/redis.js';
 import { siblingModule } from '../../packages/platform/threads/module-url.js';
-import type { Platform } from '../../packages/platform/runtime.js';
+import type { Platform } from '../../packages/platform/platform.js';
 import { processCompressJob, type ProcessorDeps } from './processor.js';
 import { sweepJobScratch } from './scratch.js';
-
-/** How often a running worker sweeps dead attempts' scratch folders (besides at start). */
-const SCRATCH_SWEEP_MS = 10 * 60 * 1000;
 
 export const DEFAULT_ENGINE_MODULE = siblingModule(import.meta.url, 'engine');
 
@@ -24,6 +21,8 @@ export interface CompressWorkerOptions {
   engineModule?: string;
   log?: ProcessorDeps['log'];
   progressFlushMs?: number;
+  /** How often dead attempts' scratch folders are swept (besides at start). @defaultValue 600000 (10 min) */
+  scratchSweepMs?: number;
 }
 
 export interface RunningWorker {
@@ -49,6 +48,7 @@ export async function startCompressWorker(
     config,
     db: platform.db,
     storage: platform.storage,
+    jobs: platform.jobs,
     log,
     engineModule: opts.engineModule ?? DEFAULT_ENGINE_MODULE,
     running,
@@ -66,7 +66,7 @@ export async function startCompressWorker(
     }
   };
   await sweepScratch();
-  const scratchTimer = setInterval(() => void sweepScratch(), SCRATCH_SWEEP_MS);
+  const scratchTimer = setInterval(() => void sweepScratch(), opts.scratchSweepMs ?? 10 * 60 * 1000);
   scratchTimer.unref();
 
   const subscriber: Redis = createRedis(config.redisUrl, 'subscriber');
@@ -88,14 +88,22 @@ export async function startCompressWorker(
       async (job, _token, signal) => {
         // BullMQ's own cancel (worker.cancelJob) arrives here; forward it to the job's controller.
         signal?.addEventListener('abort', () => running.get(job.data.jobId)?.abort(), { once: true });
-        // A lease (Postgres advisory lock) while it runs: the queue reconciler never re-enqueues a leased job. Not
-        // getting it (a stalled-but-alive worker still holds it) does not stop this run: BullMQ's stalled handover
-        // works as before, and the commit lets one attempt win.
-        const leased = await leases.hold(job.data.jobId);
+        // A lease (Postgres advisory lock) while it runs: the queue reconciler never re-enqueues a leased job, and
+        // two attempts never run at once. BullMQ hands a job on when its lock was not renewed in time, which a
+        // starved event loop (CPU load) causes as surely as a dead worker; the lease tells them apart: a dead
+        // worker's session is gone and its lease with it, a stalled-but-alive one still holds it. This attempt then
+        // waits for that one to end (its result, or its failure handed back to the queue, is then in the row).
+        const jobId = job.data.jobId;
+        const leased = await leases.holdWhenFree(jobId, {
+          pollMs: Math.min(1000, config.stalledIntervalMs),
+          stop: () => worker.closing !== undefined || signal?.aborted === true,
+          onWait: () => log.warn({ jobId }, 'job taken over from a stalled worker that still runs it: waiting for it'),
+        });
+        if (!leased) return 'handed back: another attempt still runs it';
         try {
           return await processCompressJob(deps, job);
         } finally {
-          if (leased) await leases.release(job.data.jobId);
+          await leases.release(jobId);
         }
       },
       {

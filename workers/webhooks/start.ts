@@ -1,8 +1,7 @@
-// Everything webhook- and live-event-related a worker process runs, in one call for `onnx-compress worker` and
-// `start`: the webhook delivery worker (with its sweep) and the job-finished hooks (final state on the job's events
-// channel; the delivery created and queued at once).
-import type { Platform } from '../../packages/platform/runtime.js';
-import { registerWebhookAndLiveHooks } from './hooks.js';
+// The webhook delivery worker (with its dispatcher sweep) as a worker process runs it, in one call for
+// `onnx-compress worker` and `start`. Finished jobs are announced by every process's platform (jobs/notify.ts),
+// not here: an API without a worker notifies as well.
+import type { Platform } from '../../packages/platform/platform.js';
 import { startWebhookWorker, type WebhookWorkerDeps } from './worker.js';
 
 export interface WebhookSide {
@@ -10,12 +9,11 @@ export interface WebhookSide {
 }
 
 export async function startWebhookSide(
-  platform: Pick<Platform, 'config' | 'db' | 'redis'>,
+  platform: Pick<Platform, 'config' | 'db'>,
   opts: { log?: WebhookWorkerDeps['log'] } = {},
 ): Promise<WebhookSide> {
   const config = platform.config.webhooks;
   const prefix = platform.config.queuePrefix;
-  const removeHooks = registerWebhookAndLiveHooks({ db: platform.db, redis: platform.redis, prefix, config });
   const delivery = startWebhookWorker({
     db: platform.db,
     // Options, not a client: BullMQ opens (and closes) its own blocking connection.
@@ -28,7 +26,6 @@ export async function startWebhookSide(
   return {
     async close() {
       await delivery.close();
-      await removeHooks();
     },
   };
 }

@@ -3,7 +3,7 @@
 //   const ext = openServiceExtensions(platform);
 //   const app = await buildApp({ deps: platform, plugins: ext.plugins });  …  await ext.close();
 import type { FastifyPluginAsync, RawServerDefault } from 'fastify';
-import type { Platform } from '../../../packages/platform/runtime.js';
+import type { Platform } from '../../../packages/platform/platform.js';
 import { authSection } from '../../../packages/platform/config/auth.js';
 import type { AuthConfig, WebhookConfig } from '../../../packages/platform/config/config.js';
 import { BullProgressBridge } from '../../../packages/platform/job-events/bull-bridge.js';

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../../../packages/platform/config/config.js';
 import type { Db } from '../../../packages/platform/db/client.js';
+import type { JobLifecycle } from '../../../packages/platform/jobs/lifecycle.js';
 import type { CompressQueues } from '../../../packages/platform/queue/queues.js';
 import type { Storage } from '../../../packages/platform/storage/storage.js';
 
@@ -12,6 +13,8 @@ export interface ServiceDeps {
   redis: Redis;
   queues: CompressQueues;
   storage: Storage;
+  /** The one writer of job states (a cancelled queued job is finished through it). */
+  jobs: JobLifecycle;
   log: FastifyBaseLogger;
 }
 

@@ -9,7 +9,6 @@ import {
 } from '../../../packages/engine/index.js';
 import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../../packages/engine/recipe.js';
 import { missingCalibrationMessage } from '../../../packages/engine/calibration-need.js';
-import { onJobFinished } from '../../../packages/platform/events/job-finished.js';
 import { publishCancel } from '../../../packages/platform/queue/cancel.js';
 import type { Device } from '../../../packages/platform/queue/catalogue.js';
 import { paginate, type Page, type ServiceDeps } from './deps.js';
@@ -285,12 +284,8 @@ export async function cancelJob(deps: ServiceDeps, tenantId: string, id: string)
     data: { cancelRequestedAt: new Date() },
   });
   if (row.state === 'queued' && (await deps.queues.removeIfWaiting(row.queue as Device, id))) {
-    const finishedAt = new Date();
-    const done = await deps.db.job.updateMany({
-      where: { id, state: 'queued' },
-      data: { state: 'cancelled', finishedAt, stage: 'cancelled' },
-    });
-    if (done.count === 1) await onJobFinished({ jobId: id, tenantId, state: 'cancelled', finishedAt }, deps.log);
+    // The lifecycle announces it: the job's SSE streams end and its webhook is queued, with or without a worker here.
+    await deps.jobs.finish(id, { state: 'cancelled' }, { from: ['queued'] });
   } else {
     await publishCancel(deps.redis, deps.queues.prefix, id);
   }

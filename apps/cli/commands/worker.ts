@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .action(async () => {
       // Loaded on use: the service stack (Fastify, Prisma, BullMQ) stays out of the CLI's other commands.
       const { loadConfig } = await import('../../../packages/platform/config/config.js');
-      const { openPlatform } = await import('../../../packages/platform/runtime.js');
+      const { openPlatform } = await import('../../../packages/platform/platform.js');
       const { startCompressWorker } = await import('../../../workers/compress/worker.js');
       const { closeOnSignals } = await import('../../api/server.js');
       const { startWebhookSide } = await import('../../../workers/webhooks/start.js');
@@ -21,7 +21,7 @@ export function register(program: Command): void {
         warn: (o: object, m?: string) => logger.warn(o, m),
         error: (o: object, m?: string) => logger.error(o, m),
       };
-      const platform = await openPlatform(config, { log: (m) => logger.info(m) });
+      const platform = await openPlatform(config, { log: (m) => logger.info(m), errorLog: log });
       const worker = await startCompressWorker(platform, { log });
       // Every worker process also delivers webhooks (own BullMQ queue) and publishes job-finished events.
       const webhooks = await startWebhookSide(platform, { log });

@@ -69,6 +69,22 @@ export class JobLeases {
     }
   }
 
+  /**
+   * Takes the job's lease, waiting (checking every `pollMs`) while another live session holds it. Returns false only
+   * when `stop` says to give up first (the worker is closing, BullMQ cancelled the job).
+   */
+  async holdWhenFree(
+    jobId: string,
+    opts: { pollMs: number; stop?: () => boolean; onWait?: () => void },
+  ): Promise<boolean> {
+    for (let first = true; ; first = false) {
+      if (await this.hold(jobId)) return true;
+      if (first) opts.onWait?.();
+      if (opts.stop?.()) return false;
+      await new Promise((r) => setTimeout(r, opts.pollMs));
+    }
+  }
+
   async release(jobId: string): Promise<void> {
     if (!this.held.delete(jobId)) return;
     const client = this.client;

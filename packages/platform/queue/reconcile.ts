@@ -18,7 +18,7 @@
 // restart is exactly when entries go missing).
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/client.js';
-import { onJobFinished } from '../events/job-finished.js';
+import type { JobLifecycle } from '../jobs/lifecycle.js';
 import type { Device } from './catalogue.js';
 import { heldJobLeases } from './job-lease.js';
 import type { CompressQueues } from './queues.js';
@@ -29,6 +29,7 @@ export interface ReconcileDeps {
   db: Db;
   redis: Redis;
   queues: CompressQueues;
+  jobs: JobLifecycle;
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
 }
 
@@ -91,16 +92,10 @@ export async function reconcileQueue(deps: ReconcileDeps): Promise<ReconcileResu
       if (!now || (now.state !== 'queued' && now.state !== 'running')) continue;
       const device: Device = DEVICES.has(row.queue) ? (row.queue as Device) : 'cpu';
       if (bull === 'failed') {
-        const finishedAt = new Date();
         const error = { code: 'internal', message: 'the job was abandoned by its workers; see the worker log' };
-        const done = await db.job.updateMany({
-          where: { id: row.id, state: { in: ['queued', 'running'] } },
-          data: { state: 'failed', finishedAt, stage: 'failed', error },
-        });
-        if (done.count === 1) {
+        if (await deps.jobs.finish(row.id, { state: 'failed', error })) {
           result.failed.push(row.id);
           log.warn({ jobId: row.id }, 'reconcile: BullMQ failed the job while its row was active; marked failed');
-          await onJobFinished({ jobId: row.id, tenantId: row.tenantId, state: 'failed', finishedAt, error }, log);
         }
         continue;
       }

@@ -1,6 +1,8 @@
 // Storage in a local directory: objects are files at <dir>/<key>; commits are renames from <dir>/.staging, so a
 // reader never sees a half-written file, and whatever a crash leaves half-written is in .staging, where the staging
-// sweep removes it.
+// sweep removes it. A commit is durable when putFile returns: the file's bytes are fsynced before the rename and the
+// folder's entry after it (a power cut could otherwise leave a renamed but short file, refused by readVerified but
+// lost all the same).
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { access, mkdir, open, rename, rm, stat, constants, type FileHandle } from 'node:fs/promises';
@@ -9,6 +11,16 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assertSafeKey, StorageNotFoundError, type ByteRange, type Storage } from './types.js';
 import { sha256Stream, StorageIntegrityError, VerifiedCache, type ExpectedContent } from './verify.js';
+
+/** fsync of a file (its bytes) or a folder (its entries: a rename into it). */
+async function fsyncPath(path: string, flags: 'r' | 'r+'): Promise<void> {
+  const fh = await open(path, flags);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
 
 export class LocalStorage implements Storage {
   readonly kind = 'local' as const;
@@ -34,7 +46,9 @@ export class LocalStorage implements Storage {
     const dest = this.path(key);
     await mkdir(dirname(dest), { recursive: true });
     try {
+      await fsyncPath(localPath, 'r+');
       await rename(localPath, dest);
+      await fsyncPath(dirname(dest), 'r');
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
@@ -45,6 +59,7 @@ export class LocalStorage implements Storage {
     try {
       await pipeline(createReadStream(localPath), createWriteStream(tmp, { flags: 'wx', flush: true }));
       await rename(tmp, dest);
+      await fsyncPath(dirname(dest), 'r');
     } catch (e) {
       await rm(tmp, { force: true });
       throw e;
