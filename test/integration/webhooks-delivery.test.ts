@@ -22,8 +22,14 @@ import {
   type TestDatabase,
 } from './webhooks-support.js';
 
-/** The webhook section of the one service configuration. */
-const webhookConfig = (env: Record<string, string>) => loadConfig(env).webhooks;
+/**
+ * The webhook section of the one service configuration, with the dispatcher's timed sweep off (tests that need a
+ * sweep call `sweep()`). The deployments of this file (allow-listed, SSRF, restart) share one database, unlike real
+ * ones; each timed sweep dispatches every finished job of the database without a delivery into its own queue, so
+ * under CPU load one deployment's sweep could take a job another test was about to dispatch (seen: the SSRF
+ * deployment refusing the second attempt of the "receiver down" delivery, which then ended with 2 attempts).
+ */
+const webhookConfig = (env: Record<string, string>) => loadConfig({ ...env, WEBHOOK_SWEEP_MS: '3600000' }).webhooks;
 
 interface Received {
   headers: http.IncomingHttpHeaders;
@@ -100,10 +106,15 @@ after(async () => {
 });
 
 async function settled(tenantId: string, jobId: string) {
-  return waitFor('delivery to settle', async () => {
-    const list = await listJobDeliveries(tdb.db, tenantId, jobId);
-    return list && list.length === 1 && list[0].status !== 'pending' ? list[0] : null;
-  });
+  // A bound on waiting, not on the schedule: a starved event loop (a loaded CI machine) stretches every step.
+  return waitFor(
+    'delivery to settle',
+    async () => {
+      const list = await listJobDeliveries(tdb.db, tenantId, jobId);
+      return list && list.length === 1 && list[0].status !== 'pending' ? list[0] : null;
+    },
+    60_000,
+  );
 }
 
 test('the receiver verifies the signature with the secret; payload carries state, metrics and artifact URLs', async () => {
