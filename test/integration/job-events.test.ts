@@ -222,8 +222,9 @@ test('cancelling a queued job on an API-only process: its webhook and the end of
     ) as { type: string; data: { jobId: string } };
     assert.deepEqual([payload.type, payload.data.jobId], ['job.cancelled', job.id]);
     console.log(`# cancel → SSE end ${sseMs} ms, → webhook received ${webhookMs} ms (poll 60 s, sweep 1 h)`);
-    assert.ok(sseMs < 5000, `SSE ended ${sseMs} ms after the cancel`);
-    assert.ok(webhookMs < 5000, `webhook arrived ${webhookMs} ms after the cancel`);
+    // Seconds, not the poll's minute or the sweep's hour (2.0 s and 2.2 s seen at load average 20 on 2 cores).
+    assert.ok(sseMs < 10_000, `SSE ended ${sseMs} ms after the cancel`);
+    assert.ok(webhookMs < 10_000, `webhook arrived ${webhookMs} ms after the cancel`);
   } finally {
     await delivery.close();
     await receiver.close();
