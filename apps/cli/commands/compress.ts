@@ -7,7 +7,7 @@ import type { CompressOptions } from '../actions/compress.js';
 export function register(program: Command): void {
   program
     .command('compress')
-    .description('compress a model with a recipe (sparsity, quantize, slim, soup) and report what it cost')
+    .description('compress a model with a recipe (sparsity, quantize, slim, soup, search) and report what it cost')
     .argument('<model>', 'input .onnx file')
     .requiredOption('--recipe <file>', 'recipe JSON, the same document the API accepts as a job recipe')
     .option(
