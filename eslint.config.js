@@ -2,6 +2,11 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/** The engine's public entries (packages/engine/index.ts says why there are light ones beside it). */
+const ENGINE_ENTRIES = ['index', 'job', 'onnx/index', 'data/index', 'runtime/index'];
+const ENGINE_ENTRY_MESSAGE =
+  'import the engine through packages/engine/index.js, or a light entry: job.js, onnx/index.js, data/index.js, runtime/index.js';
+
 export default tseslint.config(
   {
     ignores: [
@@ -52,5 +57,31 @@ export default tseslint.config(
     // comments and blank lines included: a function is read whole, and comments cannot hide its length.
     files: ['packages/**/*.ts', 'apps/**/*.ts', 'workers/**/*.ts'],
     rules: { 'max-lines-per-function': ['error', { max: 150, IIFEs: true }] },
+  },
+  {
+    // Issue 16.4: apps/, workers/ and packages/platform/ use the engine through its public entries only:
+    // packages/engine/index.ts (the whole surface) or a light entry for start-up paths (index.ts says why).
+    files: ['apps/**/*.ts', 'workers/**/*.ts', 'packages/platform/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/packages/engine/**/*.js', ...ENGINE_ENTRIES.map((e) => `!**/packages/engine/${e}.js`)],
+              message: ENGINE_ENTRY_MESSAGE,
+            },
+          ],
+        },
+      ],
+      'no-restricted-syntax': [
+        'error',
+        {
+          // The same rule for import('…'), which no-restricted-imports does not look at.
+          selector: `ImportExpression[source.value=/packages\\/engine\\/(?!(${ENGINE_ENTRIES.join('|').replace(/\//g, '\\/')})\\.js$)/]`,
+          message: ENGINE_ENTRY_MESSAGE,
+        },
+      ],
+    },
   },
 );

@@ -1,8 +1,12 @@
 // Thread side of a compress job: the one place the service calls the engine (runRecipe). Runs inside a worker
 // thread started by processor.ts; gets plain data, returns plain data.
-import type { JobInputs, JobProgress, JobResult } from '../../packages/engine/job.js';
-import type { Recipe } from '../../packages/engine/recipe.js';
-import { runRecipe } from '../../packages/engine/run.js';
+import {
+  type JobInputs,
+  type JobProgress,
+  type JobResult,
+  type Recipe,
+  runRecipe,
+} from '../../packages/engine/index.js';
 
 export interface CompressArgs {
   recipe: Recipe;

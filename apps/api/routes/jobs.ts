@@ -1,6 +1,6 @@
 // /v1/jobs: submit, read, list, cancel, delete, per-layer metrics.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { parseRecipe, RecipeError } from '../../../packages/engine/recipe.js';
+import { parseRecipe, RecipeError } from '../../../packages/engine/index.js';
 import { ApiError, type ProblemIssue } from '../errors.js';
 import { IdParams, NoContent, problems } from '../schemas/common.js';
 import { JobListQuery, JobPage, JobRef, LayerList, SubmitBody, SubmitHeaders } from '../schemas/jobs.js';

@@ -1,7 +1,7 @@
 // /v1/jobs shapes: the job, the submission, the list, per-layer metrics. The recipe's schema is the engine's (the
 // one the CLI checks); the service's types are these schemas' Static types, so the response and its type are one.
 import { Type, type Static } from 'typebox';
-import { RecipeSchema } from '../../../packages/engine/recipe.js';
+import { RecipeSchema } from '../../../packages/engine/index.js';
 import { FreeObject, Nullable, PageQuery, StringEnum, ref } from './common.js';
 
 export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;

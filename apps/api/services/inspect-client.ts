@@ -1,9 +1,9 @@
 // Calls inspect.ts in a worker thread and sorts its failures into "the file is bad" (typed input errors, shown to
 // the client) and everything else (a 500).
 import { isInputError } from '../../../packages/engine/job.js';
+import type { DatasetInspection } from '../../../packages/engine/data/index.js';
 import { siblingModule } from '../../../packages/platform/threads/module-url.js';
 import { ThreadService } from '../../../packages/platform/threads/thread-service.js';
-import type { DatasetInspection } from '../../../packages/engine/index.js';
 import type { ModelInspection } from './inspect.js';
 
 const MODULE = siblingModule(import.meta.url, 'inspect');

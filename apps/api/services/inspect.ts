@@ -1,9 +1,14 @@
 // Inspection of uploaded files. Runs inside a worker thread (see inspect-client.ts): decoding a model protobuf or a
 // dataset is CPU work that must not stall the API's event loop. Errors are the engine's typed input errors
 // (OnnxError / DatasetError), recognised by name on the other side.
-import { loadModel, closeModel } from '../../../packages/engine/onnx/model.js';
-import { graphTensors, walkGraphs } from '../../../packages/engine/onnx/walk.js';
-import { inspectModel, type InspectReport } from '../../../packages/engine/onnx/inspect.js';
+import {
+  closeModel,
+  graphTensors,
+  inspectModel,
+  type InspectReport,
+  loadModel,
+  walkGraphs,
+} from '../../../packages/engine/onnx/index.js';
 
 /** The CLI's `inspect --json` report (one summary for both), plus the external data files the model names. */
 export type ModelInspection = Omit<InspectReport, 'path'> & { externalDataFiles: string[] };
@@ -25,7 +30,8 @@ export async function inspectModelFile(args: { path: string }): Promise<ModelIns
   }
 }
 
-// Datasets are inspected by the engine's own readers (header-only for .npy). Imported from the file, not the
-// engine's entry: this thread restarts after a minute idle, and the entry (the runner, every method) made its start
-// ~3 s slower and ~45 MB larger under tsx (5.5-5.8 s, 135-141 MB against 2.7-3.7 s, 82-103 MB).
-export { inspectDatasetFile } from '../../../packages/engine/data/inspect.js';
+// Datasets are inspected by the engine's own readers (header-only for .npy). Imported through the engine's light
+// entries (onnx/index.ts, data/index.ts), not packages/engine/index.ts: this thread restarts after a minute idle,
+// and the full entry (the runner, every method) made its start ~3 s slower and ~45 MB larger under tsx
+// (5.5-5.8 s, 135-141 MB against 2.7-3.7 s, 82-103 MB).
+export { inspectDatasetFile } from '../../../packages/engine/data/index.js';

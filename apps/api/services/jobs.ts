@@ -3,12 +3,15 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Prisma } from '../../../prisma/generated/client.js';
 import {
   datasetFitProblems,
-  minModels,
   type DatasetFormat,
+  minModels,
+  missingCalibrationMessage,
+  parseRecipe,
+  type Recipe,
+  RecipeError,
+  type RecipeIssue,
   type TensorSummary,
 } from '../../../packages/engine/index.js';
-import { parseRecipe, RecipeError, type Recipe, type RecipeIssue } from '../../../packages/engine/recipe.js';
-import { missingCalibrationMessage } from '../../../packages/engine/calibration-need.js';
 import { publishCancel } from '../../../packages/platform/queue/cancel.js';
 import type { Device } from '../../../packages/platform/queue/catalogue.js';
 import { paginate, type Page, type ServiceDeps } from './deps.js';

@@ -39,7 +39,7 @@ async function readRecipeJson(path: string): Promise<unknown> {
 
 /** Parses the recipe against the schema; loads the recipe module (TypeBox and every method) on the first call. */
 async function parseRecipeJson(path: string, json: unknown) {
-  const { parseRecipe, RecipeError } = await import('../../../packages/engine/recipe.js');
+  const { parseRecipe, RecipeError } = await import('../../../packages/engine/index.js');
   try {
     return parseRecipe(json);
   } catch (e) {
@@ -147,7 +147,7 @@ export async function compress(model: string, opts: CompressOptions): Promise<vo
   const onSignal = () => ac.abort(new DOMException('interrupted', 'AbortError'));
   process.once('SIGINT', onSignal);
   try {
-    const { runRecipe } = await import('../../../packages/engine/run.js');
+    const { runRecipe } = await import('../../../packages/engine/index.js');
     ac.signal.throwIfAborted();
     const result = await runRecipe(
       recipe,

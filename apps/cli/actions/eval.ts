@@ -1,11 +1,9 @@
 // The work of `onnx-compress eval DENSE.onnx COMPRESSED.onnx --data FILE [--task auto|classification|lm] [--output NAME]
 // [--samples N] [--json]`: compares two models on the same data with the engine's evaluation (relative output error,
 // cosine similarity, top-1 agreement; accuracy or perplexity when the data allows).
-import { loadDataset, fixedBatchSize, planBatches } from '../../../packages/engine/data/dataset.js';
-import { modelInputSpecs } from '../../../packages/engine/data/inputs.js';
-import { closeModel, loadModel } from '../../../packages/engine/onnx/model.js';
-import { evaluateModels, type EvalTask } from '../../../packages/engine/runtime/evaluate.js';
-import { openSession } from '../../../packages/engine/runtime/session.js';
+import { closeModel, loadModel } from '../../../packages/engine/onnx/index.js';
+import { fixedBatchSize, loadDataset, modelInputSpecs, planBatches } from '../../../packages/engine/data/index.js';
+import { type EvalTask, evaluateModels, openSession } from '../../../packages/engine/runtime/index.js';
 
 export interface EvalOptions {
   data: string;

@@ -1,7 +1,12 @@
 // The work of `onnx-compress inspect MODEL [--json]`: what a model is made of (IR, opsets, I/O, ops, parameters) and every weight
 // the compression methods could touch, with the reason when one cannot be.
-import { closeModel, loadModel } from '../../../packages/engine/onnx/model.js';
-import { inspectModel, type InspectReport, type ValueSummary } from '../../../packages/engine/onnx/inspect.js';
+import {
+  closeModel,
+  inspectModel,
+  type InspectReport,
+  loadModel,
+  type ValueSummary,
+} from '../../../packages/engine/onnx/index.js';
 
 const fmtInt = (n: number) => n.toLocaleString('en-US');
 function fmtBytes(n: number): string {

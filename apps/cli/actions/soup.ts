@@ -3,11 +3,16 @@
 // masks checked and re-applied; prints per-ingredient metrics, the greedy steps and the soup's metric and sparsity.
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { InputError } from '../../../packages/engine/job.js';
-import { closeModel, loadModel, saveModel } from '../../../packages/engine/onnx/model.js';
-import { parseRecipe, RecipeError } from '../../../packages/engine/recipe.js';
-import type { SoupReport } from '../../../packages/engine/soup/merge.js';
-import { runRecipe } from '../../../packages/engine/run.js';
+import {
+  closeModel,
+  InputError,
+  loadModel,
+  parseRecipe,
+  RecipeError,
+  runRecipe,
+  saveModel,
+  type SoupReport,
+} from '../../../packages/engine/index.js';
 
 export interface SoupCliOptions {
   recipe: string;

@@ -2,7 +2,7 @@
 // side file (4 KiB-aligned, next to OUT) or back inline. Meaning is unchanged; onnxruntime gives identical outputs.
 import { InvalidArgumentError } from 'commander';
 import type { Command } from 'commander';
-import type { SaveOptions } from '../../../packages/engine/onnx/model.js';
+import type { SaveOptions } from '../../../packages/engine/onnx/index.js';
 
 function parseBytes(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a whole number of bytes');
@@ -30,7 +30,7 @@ export function register(program: Command): void {
         if (opts.externalData) save.externalData = { sizeThreshold: opts.threshold };
         else if (opts.inline) save.externalData = false;
         // Loaded on use: the ONNX reader stays out of the CLI's other commands.
-        const { closeModel, loadModel, saveModel } = await import('../../../packages/engine/onnx/model.js');
+        const { closeModel, loadModel, saveModel } = await import('../../../packages/engine/onnx/index.js');
         const model = await loadModel(file);
         try {
           const r = await saveModel(model, opts.output, save);

@@ -3,7 +3,7 @@
 // ../actions/eval.ts, loaded only when the command runs.
 import { InvalidArgumentError, type Command } from 'commander';
 import type { EvalOptions } from '../actions/eval.js';
-import type { EvalTask } from '../../../packages/engine/runtime/evaluate.js';
+import type { EvalTask } from '../../../packages/engine/runtime/index.js';
 
 function positiveInt(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('expected a positive integer');
