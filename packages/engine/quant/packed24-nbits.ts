@@ -1,15 +1,21 @@
 // Packed 2:4 + 4-bit: a MatMulNBits weight whose 4-bit codes are 2:4 along K (at most 2 codes per group of 4 differ
 // from the zero code 8) is stored as, per group of 4, the two kept codes in one byte and their two 2-bit positions
 // in half a byte — 12 bits per 4 weights, 0.75× the bytes of the dense codes — and rebuilt by an ONNX local function
-// (domain `onnx_compress`, as methods/packed24.ts does for fp32) of standard int32 ops: Mod/Div split the bytes,
-// ScatterElements puts the kept codes at their positions in a group full of 8s, Mul/Add/Cast pack two nibbles per
-// byte, Reshape gives MatMulNBits' B [N][blocks][blockSize/2]. Every input is an initializer, so ONNX Runtime inlines
-// the function and constant-folds it at session start: the running session holds MatMulNBits with the same
-// constant B as the unpacked model (outputs identical; checked in ORT's optimized model by the tests).
+// (domain `onnx_compress`, as onnx/packed24.ts does for fp32) of six standard ops: two table lookups (Gather) over
+// constant tables held once in the function (8 KiB + 2 KiB), two Casts, an Add and a Reshape to MatMulNBits' B
+// [N][blocks][blockSize/2]. Every input is an initializer, so ONNX Runtime inlines the function and constant-folds
+// it at session start: the running session holds MatMulNBits with the same constant B as the unpacked model
+// (outputs identical; checked in ORT's optimized model by the tests).
+//
+// Why lookups: ORT (1.29, measured in bench/packed24-nbits.bench.ts and the README) folds every inlined node in its
+// first ConstantFolding pass (level 1, `basic`), and the cost grows with the number of folded nodes and the int
+// intermediates each one materializes. The first form — 30 int32/int64 nodes per layer (Mod/Div nibble splits,
+// Concat, ScatterElements into groups of 8s, Gather/Mul/Add repacking) — made session start 6–9× slower than the
+// unpacked model; six nodes whose only sizeable work is a copy per index cut that to a small constant.
 //
 // The dense row is B's padded row (blocks·blockSize nibbles; padding nibbles are the zero code), so K need not be a
 // multiple of the block. Only symmetric layers are packed (no zero_points input: the zero code is 8 everywhere).
-// Layout: codes [N, G] uint8 (low nibble = first kept code, high = second), positions [N, G/2] uint8 (bits 0–1 /
+// Layout: codes [N, G/2, 2] uint8 (low nibble = first kept code, high = second), positions [N, G/2] uint8 (bits 0–1 /
 // 2–3 = positions of group 2j's codes, bits 4–7 the same for group 2j+1: packed24's index layout), G = groups per row.
 import { create } from '@bufbuild/protobuf';
 import {
@@ -50,9 +56,7 @@ function node(opType: string, input: string[], output: string[], attrs: NodeProt
 function intAttr(name: string, i: number) {
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(i) });
 }
-function constant(output: string, dtype: 'int64' | 'int32', dims: number[], values: number[]): NodeProto {
-  const data = dtype === 'int64' ? BigInt64Array.from(values.map(BigInt)) : Int32Array.from(values);
-  const t = makeTensor('', dtype, dims, data);
+function constant(output: string, t: TensorProto): NodeProto {
   return node(
     'Constant',
     [],
@@ -61,46 +65,54 @@ function constant(output: string, dtype: 'int64' | 'int32', dims: number[], valu
   );
 }
 
-/** The function body: (codes, positions, shape) → B. Standard ops of opset ≥ 13, all foldable on constants. */
+/**
+ * The two bytes of B for every (positions nibble, kept-codes byte): entry pn·256 + c holds the group of 4 codes with
+ * c's low / high nibble at positions pn & 3 / pn >> 2 and the zero code elsewhere, two codes per byte, low first.
+ * Nibbles with equal positions never come out of packNibbles24 (the second code wins, as a scatter would).
+ */
+export function groupTable(): Uint8Array {
+  const table = new Uint8Array(4096 * 2);
+  const nib = [0, 0, 0, 0];
+  for (let pn = 0; pn < 16; pn++) {
+    for (let c = 0; c < 256; c++) {
+      nib.fill(ZERO_CODE);
+      nib[pn & 3] = c & 15;
+      nib[pn >> 2] = c >> 4;
+      table[(pn * 256 + c) * 2] = nib[0] | (nib[1] << 4);
+      table[(pn * 256 + c) * 2 + 1] = nib[2] | (nib[3] << 4);
+    }
+  }
+  return table;
+}
+
+/** Per positions byte, its two nibbles times 256 (the row offset of each group in groupTable). */
+export function positionTable(): Int32Array {
+  const table = new Int32Array(256 * 2);
+  for (let b = 0; b < 256; b++) {
+    table[2 * b] = (b & 15) * 256;
+    table[2 * b + 1] = (b >> 4) * 256;
+  }
+  return table;
+}
+
+/**
+ * The function body: (codes [N, G/2, 2], positions [N, G/2], shape) → B. Two table lookups: Gather of the positions
+ * bytes gives each group's row offset, + its kept-codes byte indexes the 2-byte groups. Six compute nodes per layer,
+ * because ONNX Runtime's constant folding costs mostly per folded node and per intermediate it materializes (the
+ * previous 30-node int32 form — Mod/Div/Concat/ScatterElements/Gather — made session start 6–9× slower; see the
+ * README's packed section), whereas Gather is a plain copy per index.
+ */
 export function unpackNBitsFunction(opset: number): FunctionProto {
   const INT32 = 6;
-  const INT64 = 7;
-  const UINT8 = 2;
   const body: NodeProto[] = [
-    // kept codes [N, G, 2]
+    constant('group_table', makeTensor('', 'uint8', [4096, 2], groupTable())),
+    constant('position_table', makeTensor('', 'int32', [256, 2], positionTable())),
+    node('Cast', ['positions'], ['p32'], [intAttr('to', INT32)]),
+    node('Gather', ['position_table', 'p32'], ['offsets'], [intAttr('axis', 0)]),
     node('Cast', ['codes'], ['c32'], [intAttr('to', INT32)]),
-    constant('sixteen', 'int32', [1], [16]),
-    node('Mod', ['c32', 'sixteen'], ['lo']),
-    node('Div', ['c32', 'sixteen'], ['hi']),
-    constant('axis2', 'int64', [1], [2]),
-    node('Unsqueeze', ['lo', 'axis2'], ['lo3']),
-    node('Unsqueeze', ['hi', 'axis2'], ['hi3']),
-    node('Concat', ['lo3', 'hi3'], ['kept'], [intAttr('axis', 2)]),
-    // positions [N, G, 2]
-    node('Cast', ['positions'], ['p64'], [intAttr('to', INT64)]),
-    node('Unsqueeze', ['p64', 'axis2'], ['p3']),
-    constant('divisors', 'int64', [4], [1, 4, 16, 64]),
-    node('Div', ['p3', 'divisors'], ['shifted']),
-    constant('four', 'int64', [1], [4]),
-    node('Mod', ['shifted', 'four'], ['pos4']),
-    constant('pairs', 'int64', [3], [0, -1, 2]),
-    node('Reshape', ['pos4', 'pairs'], ['pos']),
-    // groups of 4 full of the zero code, the kept codes scattered in
-    node('Sub', ['kept', 'kept'], ['zeros2']),
-    node('Concat', ['zeros2', 'zeros2'], ['zeros4'], [intAttr('axis', 2)]),
-    constant('zero_code', 'int32', [1], [ZERO_CODE]),
-    node('Add', ['zeros4', 'zero_code'], ['base']),
-    node('ScatterElements', ['base', 'pos', 'kept'], ['dense'], [intAttr('axis', 2)]),
-    // two nibbles per byte, low first
-    node('Reshape', ['dense', 'pairs'], ['nib2']),
-    constant('first', 'int64', [], [0]),
-    constant('second', 'int64', [], [1]),
-    node('Gather', ['nib2', 'first'], ['even'], [intAttr('axis', 2)]),
-    node('Gather', ['nib2', 'second'], ['odd'], [intAttr('axis', 2)]),
-    node('Mul', ['odd', 'sixteen'], ['odd16']),
-    node('Add', ['even', 'odd16'], ['byte32']),
-    node('Cast', ['byte32'], ['bytes'], [intAttr('to', UINT8)]),
-    node('Reshape', ['bytes', 'shape'], ['B']),
+    node('Add', ['offsets', 'c32'], ['rows']),
+    node('Gather', ['group_table', 'rows'], ['groups'], [intAttr('axis', 0)]),
+    node('Reshape', ['groups', 'shape'], ['B']),
   ];
   return create(FunctionProtoSchema, {
     name: UNPACK_NBITS_OP,
@@ -110,8 +122,8 @@ export function unpackNBitsFunction(opset: number): FunctionProto {
     node: body,
     opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })],
     docString:
-      'Rebuilds MatMulNBits 4-bit B [N, blocks, blockSize/2] from 2:4 kept codes [N, G] (two per byte) and 2-bit ' +
-      'positions [N, G/2]; unkept codes are 8 (zero).',
+      'Rebuilds MatMulNBits 4-bit B [N, blocks, blockSize/2] from 2:4 kept codes [N, G/2, 2] (two per byte) and ' +
+      '2-bit positions [N, G/2] by two table lookups; unkept codes are 8 (zero).',
   });
 }
 
@@ -201,7 +213,7 @@ export function packMatMulNBits24(model: LoadedModel, layers: { name: string; no
       continue;
     }
     const G = rowBytes / 2;
-    const codes = makeTensor(`${t.name}.c24`, 'uint8', [N, G], packed.codes);
+    const codes = makeTensor(`${t.name}.c24`, 'uint8', [N, G / 2, 2], packed.codes);
     const positions = makeTensor(`${t.name}.p24`, 'uint8', [N, G / 2], packed.positions);
     const shape = makeTensor(`${t.name}.dims`, 'int64', [dims.length], BigInt64Array.from(dims.map(BigInt)));
     graph.initializer.splice(bIdx, 1, codes, positions, shape);

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { toBinary } from '@bufbuild/protobuf';
 import { FunctionProtoSchema, NodeProtoSchema, TensorProtoSchema } from '../../../packages/engine/onnx/gen/onnx_pb.js';
 import { loadModel } from '../../../packages/engine/onnx/model.js';
-import { packNibbles24 } from '../../../packages/engine/quant/packed24-nbits.js';
+import { groupTable, packNibbles24, positionTable } from '../../../packages/engine/quant/packed24-nbits.js';
 import { mlp, randn, tokenData, transformer } from '../sparsity/models.js';
 import { run, tempDir, writeCase } from '../sparsity/helpers.js';
 
@@ -41,11 +41,30 @@ async function checkFolded(optimized: string, expected: number) {
   const nbits = g.node.filter((n) => n.opType === 'MatMulNBits');
   assert.equal(nbits.length, expected);
   for (const n of nbits) assert.ok(inits.has(n.input[1]), `${n.name}: B ${n.input[1]} is not a constant`);
-  const left = g.node.filter((n) => ['ScatterElements', 'Unpack24NBits4', 'Mod', 'Cast'].includes(n.opType));
+  // nothing of the unpack is left: no function call, no inlined node, no packed initializer
+  const left = g.node.filter((n) => n.opType === 'Unpack24NBits4' || n.name.includes('Unpack24NBits4'));
   assert.deepEqual(
-    left.map((n) => n.opType),
+    left.map((n) => n.name),
     [],
   );
+  assert.deepEqual(
+    g.initializer.filter((t) => /\.(c24|p24)$/.test(t.name)).map((t) => t.name),
+    [],
+  );
+}
+
+/** What the function computes (Cast, Gather, Add, Gather, Reshape), in JS over the same tables. */
+function unpackLikeTheFunction(codes: Uint8Array, positions: Uint8Array): Uint8Array {
+  const groups = groupTable();
+  const offsets = positionTable();
+  const b = new Uint8Array(codes.length * 2);
+  for (let i = 0; i < codes.length; i++) {
+    // group i: its kept-codes byte codes[i], its positions nibble (i & 1) of byte i >> 1
+    const row = offsets[2 * positions[i >> 1] + (i & 1)] + codes[i];
+    b[2 * i] = groups[2 * row];
+    b[2 * i + 1] = groups[2 * row + 1];
+  }
+  return b;
 }
 
 test('packNibbles24: two kept codes + positions per group; 3 non-zero codes refused', () => {
@@ -56,6 +75,25 @@ test('packNibbles24: two kept codes + positions per group; 3 non-zero codes refu
   assert.deepEqual([...p.codes], [0xc3, 0x88]);
   assert.deepEqual([...p.positions], [1 | (3 << 2) | ((0 | (1 << 2)) << 4)]);
   assert.match(String(packNibbles24(Uint8Array.from([0x31, 0x88, 0x88, 0x88]).fill(0x12, 0, 2), 1, 4)), /not 2:4/);
+});
+
+test('the lookup tables rebuild every 2:4 group exactly (0, 1 or 2 kept codes, kept codes equal to 8 included)', () => {
+  // every group of 4 codes with at most two codes other than 8, in rows of 8 codes (2 groups per positions byte)
+  const groups: number[][] = [];
+  for (let m = 0; m < 65536; m++) {
+    const nib = [m & 15, (m >> 4) & 15, (m >> 8) & 15, m >> 12];
+    if (nib.filter((x) => x !== 8).length <= 2) groups.push(nib);
+  }
+  const rows = Math.ceil(groups.length / 2);
+  const b = new Uint8Array(rows * 4);
+  groups.forEach((nib, i) => {
+    b[2 * i] = nib[0] | (nib[1] << 4);
+    b[2 * i + 1] = nib[2] | (nib[3] << 4);
+  });
+  if (groups.length % 2) b.fill(0x88, 2 * groups.length);
+  const p = packNibbles24(b, rows, 4);
+  assert.ok(typeof p !== 'string');
+  assert.deepEqual(unpackLikeTheFunction(p.codes, p.positions), b);
 });
 
 test('slim packed: identical outputs, codes 0.75×, file ≥ 10 % smaller, unpack folded by ONNX Runtime', async () => {
