@@ -15,6 +15,7 @@ import {
   OperatorSetIdProtoSchema,
   type FunctionProto,
   type NodeProto,
+  type TensorProto,
 } from './gen/onnx_pb.js';
 import type { LoadedModel } from './model.js';
 import { makeTensor, tensorByteLength } from './tensor.js';
@@ -33,12 +34,13 @@ export interface PackResult {
   bytesAfter: number;
 }
 
-function node(opType: string, input: string[], output: string[], attrs: NodeProto['attribute'] = []): NodeProto {
+// Builders shared with quant/packed24-nbits.ts (the 4-bit form): function-body nodes and the graph-side wiring.
+export function node(opType: string, input: string[], output: string[], attrs: NodeProto['attribute'] = []): NodeProto {
   return create(NodeProtoSchema, { opType, input, output, attribute: attrs });
 }
 
-function constInts(output: string, values: number[]): NodeProto {
-  const t = makeTensor('', 'int64', [values.length], BigInt64Array.from(values.map(BigInt)));
+/** A Constant node holding `t` (inside a function body: ONNX Runtime turns it into an initializer when inlining). */
+export function constantNode(output: string, t: TensorProto): NodeProto {
   return node(
     'Constant',
     [],
@@ -47,11 +49,29 @@ function constInts(output: string, values: number[]): NodeProto {
   );
 }
 
+function constInts(output: string, values: number[]): NodeProto {
+  return constantNode(output, makeTensor('', 'int64', [values.length], BigInt64Array.from(values.map(BigInt))));
+}
+
 function intsAttr(name: string, ints: number[]) {
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: ints.map(BigInt) });
 }
-function intAttr(name: string, i: number) {
+export function intAttr(name: string, i: number) {
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(i) });
+}
+
+/**
+ * Puts the unpack calls first in the graph (their inputs are initializers, so that is a valid topological place) and
+ * declares the domain and each function the calls use, once per model.
+ */
+export function addUnpackCalls(model: LoadedModel, calls: NodeProto[], functionOf: (op: string) => FunctionProto) {
+  if (!calls.length) return;
+  model.proto.graph!.node.unshift(...calls);
+  if (!model.proto.opsetImport.some((o) => o.domain === PACKED_DOMAIN))
+    model.proto.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: PACKED_DOMAIN, version: 1n }));
+  for (const op of new Set(calls.map((c) => c.opType)))
+    if (!model.proto.functions.some((f) => f.domain === PACKED_DOMAIN && f.name === op))
+      model.proto.functions.push(functionOf(op));
 }
 
 /** The function body: positions from the bytes (Div/Mod on int64), then ScatterElements into zeros. */
@@ -142,7 +162,6 @@ export function packWeights24(model: LoadedModel, weights: WeightRef[]): PackRes
   const opset = Number(model.proto.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0);
   const res: PackResult = { packed: [], notPacked: [], bytesBefore: 0, bytesAfter: 0 };
   const newNodes: NodeProto[] = [];
-  const usedOps = new Set<string>();
   for (const w of weights) {
     const reason = packReason(model, w, opset);
     if (reason) {
@@ -184,7 +203,6 @@ export function packWeights24(model: LoadedModel, weights: WeightRef[]): PackRes
     graph.initializer.push(values, idx);
     const transposed = !(w.op === 'Gemm' && w.transB);
     const op = transposed ? UNPACK_T_OP : UNPACK_OP;
-    usedOps.add(op);
     const n = node(op, [valuesName, idxName], [w.name]);
     n.domain = PACKED_DOMAIN;
     n.name = `${w.name}.unpack24`;
@@ -193,16 +211,6 @@ export function packWeights24(model: LoadedModel, weights: WeightRef[]): PackRes
     res.bytesBefore += before;
     res.bytesAfter += tensorByteLength(values) + tensorByteLength(idx);
   }
-  if (newNodes.length) {
-    graph.node.unshift(...newNodes); // inputs are initializers: valid at the front of the topological order
-    if (!model.proto.opsetImport.some((o) => o.domain === PACKED_DOMAIN)) {
-      model.proto.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: PACKED_DOMAIN, version: 1n }));
-    }
-    for (const op of usedOps) {
-      if (!model.proto.functions.some((f) => f.domain === PACKED_DOMAIN && f.name === op)) {
-        model.proto.functions.push(unpackFunction(op === UNPACK_T_OP, opset));
-      }
-    }
-  }
+  addUnpackCalls(model, newNodes, (op) => unpackFunction(op === UNPACK_T_OP, opset));
   return res;
 }
