@@ -62,8 +62,8 @@ async function timeModels(paths: string[], ids: BigInt64Array) {
   const times: number[][] = paths.map(() => []);
   const runCpu: number[][] = paths.map(() => []);
   for (let i = 0; i < runs; i++) {
-    // each round starts at the next model: a fixed order measured the model run after another one's weights (the
-    // caches are cold for whichever follows a different model) and gave the same graph 0.73-0.85× of itself
+    // each round starts at the next model, so no model always runs after the same one (a fixed order gave the same
+    // graph 0.73–0.85× of itself at load 20; load noise dominates either way, hence the CPU column)
     for (let o = 0; o < sessions.length; o++) {
       const j = (i + o) % sessions.length;
       const c0 = process.cpuUsage();
