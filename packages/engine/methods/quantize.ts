@@ -283,7 +283,7 @@ async function run(ctx: MethodContext<QuantizeRecipe>): Promise<MethodResult> {
   let paramsDone = 0;
   let bytesAfter = 0;
   let bytesBefore = 0;
-  const pack: PackTargets = { nodes: [], other: [] };
+  const pack: PackTargets = { nodes: [], qdq: [], other: [] };
   const total = ctx.weights.length;
   const opset = settleQdqOpset(ctx.model, ctx.weights, format, qdqOpsetFor(spec), perChannelOf(spec, format));
   for (let i = 0; i < total; i++) {

@@ -255,7 +255,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
     );
   const layers: LayerReport[] = [];
   const plan: AccuracyPlan = { nodes: [], shapes: new Map() };
-  const pack: PackTargets = { nodes: [], other: [] };
+  const pack: PackTargets = { nodes: [], qdq: [], other: [] };
   let params = 0;
   let bytes = 0;
   const total = ctx.weights.length;

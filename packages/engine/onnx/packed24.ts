@@ -53,7 +53,7 @@ function constInts(output: string, values: number[]): NodeProto {
   return constantNode(output, makeTensor('', 'int64', [values.length], BigInt64Array.from(values.map(BigInt))));
 }
 
-function intsAttr(name: string, ints: number[]) {
+export function intsAttr(name: string, ints: number[]) {
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: ints.map(BigInt) });
 }
 export function intAttr(name: string, i: number) {

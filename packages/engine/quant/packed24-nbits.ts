@@ -26,8 +26,15 @@ import {
   type TensorProto,
 } from '../onnx/gen/onnx_pb.js';
 import type { LoadedModel } from '../onnx/model.js';
-import { makeTensor, readTensorBytesInto, tensorByteLength } from '../onnx/tensor.js';
-import { addUnpackCalls, constantNode, intAttr, node, PACKED_DOMAIN } from '../onnx/packed24.js';
+import {
+  makeTensor,
+  readTensorBytesInto,
+  tensorByteLength,
+  tensorDims,
+  tensorDtype,
+  tensorToFloat32,
+} from '../onnx/tensor.js';
+import { addUnpackCalls, constantNode, intAttr, intsAttr, node, PACKED_DOMAIN } from '../onnx/packed24.js';
 
 export const UNPACK_NBITS_OP = 'Unpack24NBits4';
 const ZERO_CODE = 8;
@@ -211,40 +218,181 @@ export function packMatMulNBits24(model: LoadedModel, layers: { name: string; no
   return res;
 }
 
-/** The layers a method wrote, for packLayers: MatMulNBits nodes to try, and the others with the reason. */
+export const UNPACK_QDQ_OP = 'Unpack24Int4';
+/** The same for a [K, N] weight (MatMul, Gemm transB=0): the rows come out [N, K] and are transposed. */
+export const UNPACK_QDQ_T_OP = 'Unpack24Int4T';
+const INT4 = 22;
+
+/** groupTable as signed int4 values (one int8 per code, code − 8): entry pn·256 + c holds one group of 4. */
+export function int4GroupTable(): Int8Array {
+  const bytes = groupTable();
+  const table = new Int8Array(4096 * 4);
+  for (let i = 0; i < bytes.length; i++) {
+    table[2 * i] = (bytes[i] & 15) - ZERO_CODE;
+    table[2 * i + 1] = (bytes[i] >> 4) - ZERO_CODE;
+  }
+  return table;
+}
+
+/**
+ * The QDQ function body: (codes [N, G/2, 2], positions [N, G/2], shape [N, K]) → the int4 DequantizeLinear input
+ * ([N, K], or [K, N] when transposed). The same two lookups as unpackNBitsFunction, over a table of signed codes
+ * (int8, 16 KiB), then Reshape, Transpose for [K, N] (2:4 runs along K, axis 0 there) and Cast(to: INT4). All
+ * standard ops that ONNX Runtime constant-folds (Cast to INT4 included, opset 21), so its QDQ fusion sees the same
+ * constant int4 tensor as in the unpacked model.
+ */
+export function unpackQdqFunction(transposed: boolean, opset: number): FunctionProto {
+  const INT32 = 6;
+  const body: NodeProto[] = [
+    constantNode('group_table', makeTensor('', 'int8', [4096, 4], int4GroupTable())),
+    constantNode('position_table', makeTensor('', 'int32', [256, 2], positionTable())),
+    node('Cast', ['positions'], ['p32'], [intAttr('to', INT32)]),
+    node('Gather', ['position_table', 'p32'], ['offsets'], [intAttr('axis', 0)]),
+    node('Cast', ['codes'], ['c32'], [intAttr('to', INT32)]),
+    node('Add', ['offsets', 'c32'], ['rows']),
+    node('Gather', ['group_table', 'rows'], ['groups'], [intAttr('axis', 0)]),
+    node('Reshape', ['groups', 'shape'], ['nk']),
+  ];
+  if (transposed) body.push(node('Transpose', ['nk'], ['kn'], [intsAttr('perm', [1, 0])]));
+  body.push(node('Cast', [transposed ? 'kn' : 'nk'], ['W'], [intAttr('to', INT4)]));
+  return create(FunctionProtoSchema, {
+    name: transposed ? UNPACK_QDQ_T_OP : UNPACK_QDQ_OP,
+    domain: PACKED_DOMAIN,
+    input: ['codes', 'positions', 'shape'],
+    output: ['W'],
+    node: body,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })],
+    docString:
+      `Rebuilds an int4 DequantizeLinear input ${transposed ? '[K, N]' : '[N, K]'} from 2:4 kept codes [N, G/2, 2] ` +
+      '(two per byte, stored code + 8) and 2-bit positions [N, G/2] by two table lookups; unkept codes are 0.',
+  });
+}
+
+/** The weight's consumer (MatMul / Gemm reading the DequantizeLinear output as input 1) and whether it is [K, N]. */
+function qdqLayout(model: LoadedModel, dq: NodeProto): { transposed: boolean } | string {
+  const consumer = model.proto.graph!.node.find((n) => n.input[1] === dq.output[0]);
+  if (!consumer) return 'the DequantizeLinear output is not read as a weight in the main graph';
+  if (consumer.opType === 'MatMul') return { transposed: true };
+  if (consumer.opType === 'Gemm')
+    return { transposed: Number(consumer.attribute.find((a) => a.name === 'transB')?.i ?? 0) !== 1 };
+  return `${consumer.opType}: packing covers MatMul/Gemm weights`;
+}
+
+function qdqReason(model: LoadedModel, dq: NodeProto, opset: number): string | undefined {
+  if (dq.domain !== '' && dq.domain !== 'ai.onnx')
+    return `${dq.domain} DequantizeLinear (opset ${opset}): Cast to INT4 needs the standard op at opset 21`;
+  if (opset < 21) return `opset ${opset} < 21 (Cast to INT4)`;
+  if (dq.input[2]) return 'asymmetric codes (zero points): packing needs the zero code 0';
+  if (model.proto.irVersion < 8n) return `IR version ${model.proto.irVersion} < 8 has no local functions`;
+  return undefined;
+}
+
+/**
+ * Packs the int4 input of each listed DequantizeLinear node whose codes are 2:4 along K (reusing packNibbles24 on
+ * the codes + 8, so the layout is MatMulNBits' without the block padding); the others are listed with the reason.
+ */
+export function packQdqInt4(model: LoadedModel, layers: { name: string; node: NodeProto }[]): PackNBitsResult {
+  const graph = model.proto.graph!;
+  const opset = Number(model.proto.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 0);
+  const res: PackNBitsResult = { packed: [], notPacked: [], codeBytesBefore: 0, codeBytesAfter: 0 };
+  const unpackNodes: NodeProto[] = [];
+  for (const { name, node: dq } of layers) {
+    const layout = qdqLayout(model, dq);
+    const reason = typeof layout === 'string' ? layout : qdqReason(model, dq, opset);
+    if (reason || typeof layout === 'string') {
+      res.notPacked.push({ name, reason: reason! });
+      continue;
+    }
+    const tIdx = graph.initializer.findIndex((t) => t.name === dq.input[0]);
+    const t: TensorProto | undefined = graph.initializer[tIdx];
+    if (!t || tensorDtype(t) !== 'int4' || t.dims.length !== 2) {
+      const what = t ? `${tensorDtype(t)} [${tensorDims(t)}]` : 'not an initializer';
+      res.notPacked.push({ name, reason: `DequantizeLinear input ${what}: packing covers 2-D int4 codes` });
+      continue;
+    }
+    const dims = tensorDims(t);
+    const [N, K] = layout.transposed ? [dims[1], dims[0]] : dims;
+    if (K % 8 !== 0) {
+      res.notPacked.push({ name, reason: `K=${K} is not a multiple of 8 (two groups of 4 per positions byte)` });
+      continue;
+    }
+    const v = tensorToFloat32(model, t);
+    const rows = new Uint8Array((N * K) / 2); // [N][K] as MatMulNBits nibbles: code + 8, low nibble first
+    for (let n = 0; n < N; n++)
+      for (let k = 0; k < K; k++) {
+        const nib = v[layout.transposed ? k * N + n : n * K + k] + ZERO_CODE;
+        rows[(n * K + k) >> 1] |= k & 1 ? nib << 4 : nib;
+      }
+    const packed = packNibbles24(rows, N, K / 2);
+    if (typeof packed === 'string') {
+      res.notPacked.push({ name, reason: packed });
+      continue;
+    }
+    const codes = makeTensor(`${t.name}.c24`, 'uint8', [N, K / 8, 2], packed.codes);
+    const positions = makeTensor(`${t.name}.p24`, 'uint8', [N, K / 8], packed.positions);
+    const shape = makeTensor(`${t.name}.dims`, 'int64', [2], BigInt64Array.from([BigInt(N), BigInt(K)]));
+    graph.initializer.splice(tIdx, 1, codes, positions, shape);
+    const un = node(
+      layout.transposed ? UNPACK_QDQ_T_OP : UNPACK_QDQ_OP,
+      [codes.name, positions.name, shape.name],
+      [t.name],
+    );
+    un.domain = PACKED_DOMAIN;
+    un.name = `${t.name}.unpack24`;
+    unpackNodes.push(un);
+    const before = tensorByteLength(t);
+    const after = tensorByteLength(codes) + tensorByteLength(positions);
+    res.packed.push({ name, codeBytesBefore: before, codeBytesAfter: after });
+    res.codeBytesBefore += before;
+    res.codeBytesAfter += after;
+  }
+  addUnpackCalls(model, unpackNodes, (op) => unpackQdqFunction(op === UNPACK_QDQ_T_OP, opset));
+  return res;
+}
+
+/** The layers a method wrote, for packLayers: MatMulNBits and DequantizeLinear nodes to try, the others with why. */
 export interface PackTargets {
   nodes: { name: string; node: NodeProto }[];
+  qdq: { name: string; node: NodeProto }[];
   other: { name: string; reason: string }[];
 }
 
 /**
- * Records a written layer: its main MatMulNBits node (the first one; adapters follow it), or why it is not one.
+ * Records a written layer: its main MatMulNBits node (the first one; adapters follow it), its weight's
+ * DequantizeLinear node (QDQ MatMul/Gemm), or why it is neither.
  *
- * QDQ layers are listed, not packed. A packed form is feasible on stock ONNX Runtime: with each int4
- * DequantizeLinear input replaced by the same codes as an int8 initializer + Cast(to: INT4), ORT 1.29 folds the
- * Cast and still fuses DequantizeLinear + MatMul into MatMulNBits (the optimized model of the 5M bench model's 14
- * QDQ MatMul layers had the same ops as the unpacked one, outputs identical). Not written yet: 2:4 runs along K,
- * which is axis 0 of a MatMul's [K, N] weight and I·kh·kw of a Conv's, so the lookup's groups need a Transpose back,
- * and the Conv fusion was not checked.
+ * QDQ Conv layers are listed, not packed: 2:4 runs along K = I·kh·kw of a Conv weight [O, I, kh, kw], whose codes a
+ * lookup could rebuild just as well (Reshape to [O, kh·kw, I] + Transpose), but whether ONNX Runtime's QDQ Conv
+ * fusions (QLinearConv needs int8 activations; the int4 weight path) still see a constant DequantizeLinear input
+ * after folding was not checked, so they are written unpacked rather than on an unchecked claim.
  */
-export function addPackTarget(t: PackTargets, name: string, rep: { route: string; nbitsNodes: NodeProto[] }): void {
+export function addPackTarget(
+  t: PackTargets,
+  name: string,
+  rep: { route: string; nbitsNodes: NodeProto[]; dqNodes?: NodeProto[] },
+): void {
   if (rep.route.startsWith('MatMulNBits') && rep.nbitsNodes.length) t.nodes.push({ name, node: rep.nbitsNodes[0] });
+  else if (rep.route.startsWith('DequantizeLinear') && !/\+Conv\b/.test(rep.route) && rep.dqNodes?.length)
+    t.qdq.push({ name, node: rep.dqNodes[0] });
   else
     t.other.push({
       name,
-      reason: `${rep.route}: packing covers MatMulNBits codes (packed int4 DequantizeLinear inputs are not written yet)`,
+      reason: `${rep.route}: packing covers MatMulNBits codes and int4 DequantizeLinear inputs of MatMul/Gemm (QDQ Conv not checked in ONNX Runtime)`,
     });
 }
 
 /** Packs what can be packed and returns the report section (`packed` in report.json). */
 export function packLayers(model: LoadedModel, t: PackTargets) {
   const r = packMatMulNBits24(model, t.nodes);
+  const q = packQdqInt4(model, t.qdq);
+  const before = r.codeBytesBefore + q.codeBytesBefore;
+  const after = r.codeBytesAfter + q.codeBytesAfter;
   return {
     format: '2:4 + 4-bit: two kept codes + 2-bit positions per group of 4 along K, expanded at session start',
-    layers: r.packed,
-    notPacked: [...r.notPacked, ...t.other],
-    codeBytesBefore: r.codeBytesBefore,
-    codeBytesAfter: r.codeBytesAfter,
-    codeRatio: r.codeBytesBefore ? r.codeBytesAfter / r.codeBytesBefore : null,
+    layers: [...r.packed, ...q.packed],
+    notPacked: [...r.notPacked, ...q.notPacked, ...t.other],
+    codeBytesBefore: before,
+    codeBytesAfter: after,
+    codeRatio: before ? after / before : null,
   };
 }

@@ -64,6 +64,8 @@ export interface ReplaceResult {
   dtype: FloatDtype;
   /** The MatMulNBits nodes written (their accuracy_level can be set afterwards, see setAccuracyLevel). */
   nbitsNodes: NodeProto[];
+  /** The DequantizeLinear nodes written (QDQ route: the weight's first; packed24-nbits packs its int4 input). */
+  dqNodes: NodeProto[];
 }
 
 /** Why this weight cannot be rewritten as asked (undefined when it can). */
@@ -274,7 +276,8 @@ export function replaceWithQuantized(
   graph.node.splice(idx, 1, ...newNodes);
   removeDeadWeight(model, graph, weightValue, w.name);
   const nbitsNodes = newNodes.filter((n) => n.opType === 'MatMulNBits');
-  return { route, bytes: tensorBytes(inits), adapterBytes, dtype, nbitsNodes };
+  const dqNodes = newNodes.filter((n) => n.opType === 'DequantizeLinear');
+  return { route, bytes: tensorBytes(inits), adapterBytes, dtype, nbitsNodes, dqNodes };
 }
 
 function checkOpset(model: LoadedModel, version: number): void {
