@@ -17,6 +17,12 @@
 // multiple of the block. Only symmetric layers are packed (no zero_points input: the zero code is 8 everywhere).
 // Layout: codes [N, G/2, 2] uint8 (low nibble = first kept code, high = second), positions [N, G/2] uint8 (bits 0–1 /
 // 2–3 = positions of group 2j's codes, bits 4–7 the same for group 2j+1: packed24's index layout), G = groups per row.
+//
+// QDQ layers (int4 DequantizeLinear → MatMul/Gemm, symmetric) are packed the same way (packQdqInt4): their codes + 8
+// go through packNibbles24 as [N][K] rows, and Unpack24Int4(T) rebuilds the int4 tensor by the same two lookups over
+// a table of signed codes (int8), a Reshape, a Transpose for MatMul's [K, N] weight (2:4 runs along axis 0 there)
+// and Cast(to: INT4). ORT folds it all and its QDQ fusion sees the same constant int4 input (same optimized graph,
+// identical outputs; checked by the tests). QDQ Conv layers are not packed (see addPackTarget).
 import { create } from '@bufbuild/protobuf';
 import {
   FunctionProtoSchema,

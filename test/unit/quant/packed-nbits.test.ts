@@ -1,6 +1,7 @@
 // Packed 2:4 + 4-bit (quant/packed24-nbits.ts) through the methods: outputs identical to the unpacked model, packed
 // codes ≤ 0.75× the dense codes, the file shrinks by the saved bytes (a SLiM file with adapters and fp32 scales by
-// ≥ 10 %), and ONNX Runtime's optimized model holds MatMulNBits over constant B (the unpack folded away).
+// ≥ 10 %), and ONNX Runtime's optimized model holds MatMulNBits over constant B (the unpack folded away). QDQ int4
+// layers: the same, with ORT's optimized model equal to the unpacked QDQ model's.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, statSync } from 'node:fs';
@@ -199,8 +200,8 @@ async function optimizedOps(path: string, optimized: string) {
 }
 
 test('QDQ packing is feasible on stock ONNX Runtime: int8 codes + Cast(to INT4) fold into the same optimized graph', async () => {
-  // The evidence behind the README's QDQ note (not yet written by `packed: true`): each int4 DequantizeLinear
-  // input rebuilt in the graph from int8 (what a lookup would give) folds, and ORT's QDQ fusions see the same graph.
+  // The premise of the QDQ packed form (Unpack24Int4 ends in this Cast): each int4 DequantizeLinear input rebuilt in
+  // the graph from int8 folds, and ORT's QDQ fusions see the same graph.
   const c = await writeCase(dir, 'mlp-qdq', mlp(), {
     x: { dtype: 'float32', dims: [24, 16], data: randn(24 * 16, 2) },
   });
@@ -299,4 +300,61 @@ test('the QDQ lookup table rebuilds every 2:4 group as signed int4 codes', () =>
     assert.equal(signed[2 * i], (groups[i] & 15) - 8);
     assert.equal(signed[2 * i + 1], (groups[i] >> 4) - 8);
   }
+});
+
+test('quantize qdq packed on a transformer: ORT fuses the folded int4 inputs into MatMulNBits as unpacked', async () => {
+  // 2:4 everywhere, then QDQ 4-bit: every MatMul weight is [K, N] (the transposed unpack); ORT's QDQ fusion turns
+  // DequantizeLinear + MatMul into MatMulNBits in both models, over constant weights, with identical outputs.
+  const spec = { vocab: 96, d: 256, ff: 1024, layers: 1, seq: 16 };
+  const model = await writeCase(dir, 'lm-qdq', transformer(spec), { ids: tokenData(32, spec) });
+  const io = { calibrationPath: model.dataPath };
+  await run({ method: 'sparsity', pattern: '2:4' }, model.modelPath, join(dir, 'lmq-sp'), io);
+  const sparse = join(dir, 'lmq-sp', 'model.onnx');
+  const recipe = { method: 'quantize', quant: { bits: 4, groupSize: 32 }, format: 'qdq' };
+  await run(recipe, sparse, join(dir, 'lmq-plain'), io);
+  const r = await run({ ...recipe, packed: true }, sparse, join(dir, 'lmq-packed'), io);
+  const packed = r.report.packed as PackedReport;
+  assert.equal(packed.layers.length, 7);
+  assert.deepEqual(packed.notPacked, []);
+  for (const l of packed.layers) assert.ok(l.codeBytesAfter <= 0.75 * l.codeBytesBefore, l.name);
+  const plainBytes = statSync(join(dir, 'lmq-plain', 'model.onnx')).size;
+  const packedBytes = statSync(join(dir, 'lmq-packed', 'model.onnx')).size;
+  const saved = packed.codeBytesBefore - packed.codeBytesAfter;
+  console.log(
+    `qdq packed transformer: file ${plainBytes} → ${packedBytes} bytes; ` +
+      `codes ${packed.codeBytesBefore} → ${packed.codeBytesAfter} (saved ${saved})`,
+  );
+  // What the format adds, measured on the written model: the function once (its 16 KiB + 2 KiB tables), and per
+  // layer the unpack node, the dims tensor and the headers of the two packed tensors.
+  const written = await loadModel(join(dir, 'lmq-packed', 'model.onnx'));
+  let overhead = written.proto.functions.reduce((s, f) => s + toBinary(FunctionProtoSchema, f).length, 0);
+  for (const n of written.proto.graph!.node.filter((x) => x.opType === 'Unpack24Int4T')) {
+    overhead += toBinary(NodeProtoSchema, n).length;
+    for (const name of n.input) {
+      const t = written.proto.graph!.initializer.find((x) => x.name === name)!;
+      overhead += toBinary(TensorProtoSchema, t).length - (name.endsWith('.dims') ? 0 : t.rawData.length);
+    }
+  }
+  console.log(`qdq packed transformer: format overhead ${overhead} bytes`);
+  assert.ok(
+    plainBytes - packedBytes >= saved - overhead,
+    `file shrank ${plainBytes - packedBytes}, codes saved ${saved}, overhead ${overhead}`,
+  );
+  const ids = tokenData(3, spec, 77);
+  const feeds = { ids: new ort.Tensor('int64', ids.data as BigInt64Array, ids.dims) };
+  const opt = async (k: string) => {
+    const optimized = join(dir, `lmq-${k}-opt.onnx`);
+    const out = await outputs(join(dir, `lmq-${k}`, 'model.onnx'), feeds, optimized);
+    const ops: Record<string, number> = {};
+    for (const n of (await loadModel(optimized)).proto.graph!.node) ops[n.opType] = (ops[n.opType] ?? 0) + 1;
+    return { out, ops, optimized };
+  };
+  const a = await opt('plain');
+  const b = await opt('packed');
+  console.log(`qdq packed transformer optimized ops: ${JSON.stringify(b.ops)}`);
+  assert.deepEqual(b.ops, a.ops);
+  assert.equal(b.ops.MatMulNBits, 7);
+  await checkFolded(b.optimized, 7);
+  assert.deepEqual(await unpackLeft(b.optimized), []);
+  assert.deepEqual(b.out, a.out);
 });
