@@ -18,11 +18,13 @@
 // Layout: codes [N, G/2, 2] uint8 (low nibble = first kept code, high = second), positions [N, G/2] uint8 (bits 0–1 /
 // 2–3 = positions of group 2j's codes, bits 4–7 the same for group 2j+1: packed24's index layout), G = groups per row.
 //
-// QDQ layers (int4 DequantizeLinear → MatMul/Gemm, symmetric) are packed the same way (packQdqInt4): their codes + 8
-// go through packNibbles24 as [N][K] rows, and Unpack24Int4(T) rebuilds the int4 tensor by the same two lookups over
-// a table of signed codes (int8), a Reshape, a Transpose for MatMul's [K, N] weight (2:4 runs along axis 0 there)
-// and Cast(to: INT4). ORT folds it all and its QDQ fusion sees the same constant int4 input (same optimized graph,
-// identical outputs; checked by the tests). QDQ Conv layers are not packed (see addPackTarget).
+// QDQ layers (int4 DequantizeLinear → MatMul/Gemm/Conv, symmetric) are packed the same way (packQdqInt4): their
+// canonical [N][K] rows (codes + 8) go through packNibbles24, and Unpack24Int4 / Unpack24Int4T / Unpack24Int4Conv
+// rebuild the int4 tensor by the same two lookups over a table of signed codes (int8), a Reshape, a Transpose back to
+// the stored layout (MatMul's [K, N]: 2:4 runs along axis 0; Conv's [O, C, k…]: K = (position, channel), channels
+// innermost) and Cast(to: INT4). ORT folds it all and its QDQ handling sees the same constant int4 input (same
+// optimized graph — DequantizeLinear + MatMul fused into MatMulNBits where the unpacked model's is — identical
+// outputs; checked by the tests).
 import { create } from '@bufbuild/protobuf';
 import {
   FunctionProtoSchema,
@@ -227,7 +229,13 @@ export function packMatMulNBits24(model: LoadedModel, layers: { name: string; no
 export const UNPACK_QDQ_OP = 'Unpack24Int4';
 /** The same for a [K, N] weight (MatMul, Gemm transB=0): the rows come out [N, K] and are transposed. */
 export const UNPACK_QDQ_T_OP = 'Unpack24Int4T';
+/** The same for a Conv weight [O, C, k…]: the rows come out [O, S·C] (canonical K = (s, c), c innermost). */
+export const UNPACK_QDQ_CONV_OP = 'Unpack24Int4Conv';
 const INT4 = 22;
+
+/** How the int4 tensor holds the canonical [N][K] codes: [N, K], [K, N], or a Conv's [O, C, k…] (K = (s, c)). */
+type QdqKind = 'nk' | 'kn' | 'conv';
+const QDQ_OPS: Record<QdqKind, string> = { nk: UNPACK_QDQ_OP, kn: UNPACK_QDQ_T_OP, conv: UNPACK_QDQ_CONV_OP };
 
 /** groupTable as signed int4 values (one int8 per code, code − 8): entry pn·256 + c holds one group of 4. */
 export function int4GroupTable(): Int8Array {
@@ -241,13 +249,14 @@ export function int4GroupTable(): Int8Array {
 }
 
 /**
- * The QDQ function body: (codes [N, G/2, 2], positions [N, G/2], shape [N, K]) → the int4 DequantizeLinear input
- * ([N, K], or [K, N] when transposed). The same two lookups as unpackNBitsFunction, over a table of signed codes
- * (int8, 16 KiB), then Reshape, Transpose for [K, N] (2:4 runs along K, axis 0 there) and Cast(to: INT4). All
- * standard ops that ONNX Runtime constant-folds (Cast to INT4 included, opset 21), so its QDQ fusion sees the same
- * constant int4 tensor as in the unpacked model.
+ * The QDQ function body: (codes [N, G/2, 2], positions [N, G/2], shape) → the int4 DequantizeLinear input. The same
+ * two lookups as unpackNBitsFunction, over a table of signed codes (int8, 16 KiB), then Reshape to `shape`: [N, K]
+ * (done), [N, K] + Transpose for a [K, N] weight (2:4 runs along K, axis 0 there), or [O, S, C] + Transpose to
+ * [O, C, S] + Reshape to the Conv weight's `dims` (input 4). Last a Cast(to: INT4). All standard ops that ONNX
+ * Runtime constant-folds (Cast to INT4 included, opset 21), so it sees the same constant int4 tensor as in the
+ * unpacked model.
  */
-export function unpackQdqFunction(transposed: boolean, opset: number): FunctionProto {
+export function unpackQdqFunction(kind: QdqKind, opset: number): FunctionProto {
   const INT32 = 6;
   const body: NodeProto[] = [
     constantNode('group_table', makeTensor('', 'int8', [4096, 4], int4GroupTable())),
@@ -257,31 +266,41 @@ export function unpackQdqFunction(transposed: boolean, opset: number): FunctionP
     node('Cast', ['codes'], ['c32'], [intAttr('to', INT32)]),
     node('Add', ['offsets', 'c32'], ['rows']),
     node('Gather', ['group_table', 'rows'], ['groups'], [intAttr('axis', 0)]),
-    node('Reshape', ['groups', 'shape'], ['nk']),
+    node('Reshape', ['groups', 'shape'], ['canonical']),
   ];
-  if (transposed) body.push(node('Transpose', ['nk'], ['kn'], [intsAttr('perm', [1, 0])]));
-  body.push(node('Cast', [transposed ? 'kn' : 'nk'], ['W'], [intAttr('to', INT4)]));
+  let w8 = 'canonical';
+  if (kind === 'kn') {
+    body.push(node('Transpose', ['canonical'], ['kn'], [intsAttr('perm', [1, 0])]));
+    w8 = 'kn';
+  } else if (kind === 'conv') {
+    body.push(node('Transpose', ['canonical'], ['ocs'], [intsAttr('perm', [0, 2, 1])]));
+    body.push(node('Reshape', ['ocs', 'dims'], ['conv']));
+    w8 = 'conv';
+  }
+  body.push(node('Cast', [w8], ['W'], [intAttr('to', INT4)]));
+  const out = { nk: '[N, K]', kn: '[K, N]', conv: 'Conv [O, C, k…] (rows [O, S, C])' }[kind];
   return create(FunctionProtoSchema, {
-    name: transposed ? UNPACK_QDQ_T_OP : UNPACK_QDQ_OP,
+    name: QDQ_OPS[kind],
     domain: PACKED_DOMAIN,
-    input: ['codes', 'positions', 'shape'],
+    input: kind === 'conv' ? ['codes', 'positions', 'shape', 'dims'] : ['codes', 'positions', 'shape'],
     output: ['W'],
     node: body,
     opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: BigInt(opset) })],
     docString:
-      `Rebuilds an int4 DequantizeLinear input ${transposed ? '[K, N]' : '[N, K]'} from 2:4 kept codes [N, G/2, 2] ` +
+      `Rebuilds an int4 DequantizeLinear input ${out} from 2:4 kept codes [N, G/2, 2] ` +
       '(two per byte, stored code + 8) and 2-bit positions [N, G/2] by two table lookups; unkept codes are 0.',
   });
 }
 
-/** The weight's consumer (MatMul / Gemm reading the DequantizeLinear output as input 1) and whether it is [K, N]. */
-function qdqLayout(model: LoadedModel, dq: NodeProto): { transposed: boolean } | string {
+/** The weight's consumer (MatMul / Gemm / Conv reading the DequantizeLinear output as input 1) and its layout. */
+function qdqLayout(model: LoadedModel, dq: NodeProto): QdqKind | string {
   const consumer = model.proto.graph!.node.find((n) => n.input[1] === dq.output[0]);
   if (!consumer) return 'the DequantizeLinear output is not read as a weight in the main graph';
-  if (consumer.opType === 'MatMul') return { transposed: true };
+  if (consumer.opType === 'MatMul') return 'kn';
+  if (consumer.opType === 'Conv') return 'conv';
   if (consumer.opType === 'Gemm')
-    return { transposed: Number(consumer.attribute.find((a) => a.name === 'transB')?.i ?? 0) !== 1 };
-  return `${consumer.opType}: packing covers MatMul/Gemm weights`;
+    return Number(consumer.attribute.find((a) => a.name === 'transB')?.i ?? 0) === 1 ? 'nk' : 'kn';
+  return `${consumer.opType}: packing covers MatMul/Gemm/Conv weights`;
 }
 
 function qdqReason(model: LoadedModel, dq: NodeProto, opset: number): string | undefined {
@@ -293,9 +312,27 @@ function qdqReason(model: LoadedModel, dq: NodeProto, opset: number): string | u
   return undefined;
 }
 
+/** The canonical rows [N][K] of the int4 tensor as MatMulNBits nibbles (code + 8, low nibble first). */
+function canonicalNibbles(v: Float32Array, kind: QdqKind, dims: number[]): { rows: Uint8Array; N: number; K: number } {
+  const N = kind === 'kn' ? dims[1] : dims[0];
+  const C = kind === 'conv' ? dims[1] : 0;
+  const S = kind === 'conv' ? dims.slice(2).reduce((a, b) => a * b, 1) : 0;
+  const K = kind === 'kn' ? dims[0] : kind === 'nk' ? dims[1] : C * S;
+  const rows = new Uint8Array((N * K) / 2);
+  for (let n = 0; n < N; n++)
+    for (let k = 0; k < K; k++) {
+      // conv: canonical k = s·C + c is element (n, c, s) of [O, C, S]
+      const at = kind === 'kn' ? k * N + n : kind === 'nk' ? n * K + k : (n * C + (k % C)) * S + Math.floor(k / C);
+      const nib = v[at] + ZERO_CODE;
+      rows[(n * K + k) >> 1] |= k & 1 ? nib << 4 : nib;
+    }
+  return { rows, N, K };
+}
+
 /**
  * Packs the int4 input of each listed DequantizeLinear node whose codes are 2:4 along K (reusing packNibbles24 on
- * the codes + 8, so the layout is MatMulNBits' without the block padding); the others are listed with the reason.
+ * the canonical rows, codes + 8: MatMulNBits' layout without the block padding); the others are listed with the
+ * reason.
  */
 export function packQdqInt4(model: LoadedModel, layers: { name: string; node: NodeProto }[]): PackNBitsResult {
   const graph = model.proto.graph!;
@@ -303,32 +340,28 @@ export function packQdqInt4(model: LoadedModel, layers: { name: string; node: No
   const res: PackNBitsResult = { packed: [], notPacked: [], codeBytesBefore: 0, codeBytesAfter: 0 };
   const unpackNodes: NodeProto[] = [];
   for (const { name, node: dq } of layers) {
-    const layout = qdqLayout(model, dq);
-    const reason = typeof layout === 'string' ? layout : qdqReason(model, dq, opset);
-    if (reason || typeof layout === 'string') {
-      res.notPacked.push({ name, reason: reason! });
+    const kind = qdqLayout(model, dq);
+    const reason = kind === 'nk' || kind === 'kn' || kind === 'conv' ? qdqReason(model, dq, opset) : kind;
+    if (reason) {
+      res.notPacked.push({ name, reason });
       continue;
     }
+    const k = kind as QdqKind;
     const tIdx = graph.initializer.findIndex((t) => t.name === dq.input[0]);
     const t: TensorProto | undefined = graph.initializer[tIdx];
-    if (!t || tensorDtype(t) !== 'int4' || t.dims.length !== 2) {
+    const rank = k === 'conv' ? t?.dims.length >= 3 : t?.dims.length === 2;
+    if (!t || tensorDtype(t) !== 'int4' || !rank) {
       const what = t ? `${tensorDtype(t)} [${tensorDims(t)}]` : 'not an initializer';
-      res.notPacked.push({ name, reason: `DequantizeLinear input ${what}: packing covers 2-D int4 codes` });
+      res.notPacked.push({ name, reason: `DequantizeLinear input ${what}: packing covers int4 codes` });
       continue;
     }
     const dims = tensorDims(t);
-    const [N, K] = layout.transposed ? [dims[1], dims[0]] : dims;
+    const K = k === 'kn' ? dims[0] : k === 'nk' ? dims[1] : dims.slice(1).reduce((a, b) => a * b, 1);
     if (K % 8 !== 0) {
       res.notPacked.push({ name, reason: `K=${K} is not a multiple of 8 (two groups of 4 per positions byte)` });
       continue;
     }
-    const v = tensorToFloat32(model, t);
-    const rows = new Uint8Array((N * K) / 2); // [N][K] as MatMulNBits nibbles: code + 8, low nibble first
-    for (let n = 0; n < N; n++)
-      for (let k = 0; k < K; k++) {
-        const nib = v[layout.transposed ? k * N + n : n * K + k] + ZERO_CODE;
-        rows[(n * K + k) >> 1] |= k & 1 ? nib << 4 : nib;
-      }
+    const { rows, N } = canonicalNibbles(tensorToFloat32(model, t), k, dims);
     const packed = packNibbles24(rows, N, K / 2);
     if (typeof packed === 'string') {
       res.notPacked.push({ name, reason: packed });
@@ -336,13 +369,12 @@ export function packQdqInt4(model: LoadedModel, layers: { name: string; node: No
     }
     const codes = makeTensor(`${t.name}.c24`, 'uint8', [N, K / 8, 2], packed.codes);
     const positions = makeTensor(`${t.name}.p24`, 'uint8', [N, K / 8], packed.positions);
-    const shape = makeTensor(`${t.name}.dims`, 'int64', [2], BigInt64Array.from([BigInt(N), BigInt(K)]));
-    graph.initializer.splice(tIdx, 1, codes, positions, shape);
-    const un = node(
-      layout.transposed ? UNPACK_QDQ_T_OP : UNPACK_QDQ_OP,
-      [codes.name, positions.name, shape.name],
-      [t.name],
-    );
+    const shapeOf = k === 'conv' ? [N, K / dims[1], dims[1]] : [N, K];
+    const shape = makeTensor(`${t.name}.dims`, 'int64', [shapeOf.length], BigInt64Array.from(shapeOf.map(BigInt)));
+    const extra =
+      k === 'conv' ? [makeTensor(`${t.name}.wdims`, 'int64', [dims.length], BigInt64Array.from(dims.map(BigInt)))] : [];
+    graph.initializer.splice(tIdx, 1, codes, positions, shape, ...extra);
+    const un = node(QDQ_OPS[k], [codes.name, positions.name, shape.name, ...extra.map((e) => e.name)], [t.name]);
     un.domain = PACKED_DOMAIN;
     un.name = `${t.name}.unpack24`;
     unpackNodes.push(un);
@@ -352,7 +384,8 @@ export function packQdqInt4(model: LoadedModel, layers: { name: string; node: No
     res.codeBytesBefore += before;
     res.codeBytesAfter += after;
   }
-  addUnpackCalls(model, unpackNodes, (op) => unpackQdqFunction(op === UNPACK_QDQ_T_OP, opset));
+  const kindOf = Object.fromEntries(Object.entries(QDQ_OPS).map(([kk, op]) => [op, kk as QdqKind]));
+  addUnpackCalls(model, unpackNodes, (op) => unpackQdqFunction(kindOf[op], opset));
   return res;
 }
 
@@ -365,12 +398,7 @@ export interface PackTargets {
 
 /**
  * Records a written layer: its main MatMulNBits node (the first one; adapters follow it), its weight's
- * DequantizeLinear node (QDQ MatMul/Gemm), or why it is neither.
- *
- * QDQ Conv layers are listed, not packed: 2:4 runs along K = I·kh·kw of a Conv weight [O, I, kh, kw], whose codes a
- * lookup could rebuild just as well (Reshape to [O, kh·kw, I] + Transpose), but whether ONNX Runtime's QDQ Conv
- * fusions (QLinearConv needs int8 activations; the int4 weight path) still see a constant DequantizeLinear input
- * after folding was not checked, so they are written unpacked rather than on an unchecked claim.
+ * DequantizeLinear node (QDQ MatMul/Gemm/Conv), or why it is neither.
  */
 export function addPackTarget(
   t: PackTargets,
@@ -378,12 +406,11 @@ export function addPackTarget(
   rep: { route: string; nbitsNodes: NodeProto[]; dqNodes?: NodeProto[] },
 ): void {
   if (rep.route.startsWith('MatMulNBits') && rep.nbitsNodes.length) t.nodes.push({ name, node: rep.nbitsNodes[0] });
-  else if (rep.route.startsWith('DequantizeLinear') && !/\+Conv\b/.test(rep.route) && rep.dqNodes?.length)
-    t.qdq.push({ name, node: rep.dqNodes[0] });
+  else if (rep.route.startsWith('DequantizeLinear') && rep.dqNodes?.length) t.qdq.push({ name, node: rep.dqNodes[0] });
   else
     t.other.push({
       name,
-      reason: `${rep.route}: packing covers MatMulNBits codes and int4 DequantizeLinear inputs of MatMul/Gemm (QDQ Conv not checked in ONNX Runtime)`,
+      reason: `${rep.route}: packing covers MatMulNBits codes and int4 DequantizeLinear inputs`,
     });
 }
 

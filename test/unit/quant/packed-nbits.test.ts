@@ -24,7 +24,7 @@ import {
   packNibbles24,
   positionTable,
 } from '../../../packages/engine/quant/packed24-nbits.js';
-import { mlp, randn, tokenData, transformer } from '../sparsity/models.js';
+import { convNet, mlp, randn, tokenData, transformer } from '../sparsity/models.js';
 import { run, tempDir, writeCase } from '../sparsity/helpers.js';
 
 const dir = tempDir();
@@ -238,7 +238,7 @@ async function unpackLeft(optimized: string) {
   const g = (await loadModel(optimized)).proto.graph!;
   return [
     ...g.node.filter((n) => n.domain === 'onnx_compress' || n.name.includes('Unpack24')).map((n) => n.name),
-    ...g.initializer.filter((t) => /\.(c24|p24|dims)$/.test(t.name)).map((t) => t.name),
+    ...g.initializer.filter((t) => /\.(c24|p24|dims|wdims)$/.test(t.name)).map((t) => t.name),
   ];
 }
 
@@ -357,4 +357,44 @@ test('quantize qdq packed on a transformer: ORT fuses the folded int4 inputs int
   await checkFolded(b.optimized, 7);
   assert.deepEqual(await unpackLeft(b.optimized), []);
   assert.deepEqual(b.out, a.out);
+});
+
+test('quantize qdq packed Conv: 2:4 along K = (position, channel) packed, same optimized graph and outputs', async () => {
+  // conv1 (weights in a Constant node) and grouped conv2, 2:4 along K = kh·kw·C (channels innermost); the depthwise
+  // conv3 (K = 9) and fc_w are left as they are by quantize
+  const x = { dtype: 'float32' as const, dims: [6, 8, 12, 12], data: randn(6 * 8 * 144, 9) };
+  const c = await writeCase(dir, 'conv-qdqp', convNet(), { x });
+  await run({ method: 'sparsity', pattern: '2:4' }, c.modelPath, join(dir, 'convq-sp'));
+  const sparse = join(dir, 'convq-sp', 'model.onnx');
+  const feeds = { x: new ort.Tensor('float32', randn(2 * 8 * 144, 3), [2, 8, 12, 12]) };
+  // per-channel scales: block-wise Conv groups must divide C (8 here) and start at 16; the codes' layout is the same
+  for (const groupSize of ['channel'] as const) {
+    const recipe = { method: 'quantize', quant: { bits: 4, groupSize, symmetric: true }, format: 'qdq' };
+    const plain = join(dir, `convq-plain-${groupSize}`);
+    const packedDir = join(dir, `convq-packed-${groupSize}`);
+    await run(recipe, sparse, plain);
+    const r = await run({ ...recipe, packed: true }, sparse, packedDir);
+    const packed = r.report.packed as PackedReport;
+    assert.deepEqual(packed.layers.map((l) => l.name).sort(), ['c1_w', 'c2_w'], JSON.stringify(packed));
+    for (const l of packed.layers) assert.ok(l.codeBytesAfter <= 0.75 * l.codeBytesBefore, JSON.stringify(l));
+    const optimized = async (dirOf: string, tag: string) => {
+      const o = join(dir, `convq-${tag}-${groupSize}-opt.onnx`);
+      const out = await outputs(join(dirOf, 'model.onnx'), feeds, o);
+      const g = (await loadModel(o)).proto.graph!;
+      const ops: Record<string, number> = {};
+      for (const n of g.node) ops[n.opType] = (ops[n.opType] ?? 0) + 1;
+      const inits = new Map(g.initializer.map((t) => [t.name, tensorDtype(t)]));
+      const dq = g.node.filter((n) => n.opType === 'DequantizeLinear').map((n) => inits.get(n.input[0]) ?? 'computed');
+      return { out, ops, dq, o };
+    };
+    const a = await optimized(plain, 'plain');
+    const b = await optimized(packedDir, 'packed');
+    console.log(
+      `qdq packed Conv (${groupSize}): codes ${packed.codeBytesBefore} → ${packed.codeBytesAfter}; optimized ${JSON.stringify(b.ops)} ${JSON.stringify(b.dq)}`,
+    );
+    assert.deepEqual(b.ops, a.ops);
+    assert.deepEqual(b.dq, a.dq);
+    assert.deepEqual(await unpackLeft(b.o), []);
+    assert.deepEqual(b.out, a.out);
+  }
 });
