@@ -93,6 +93,24 @@ export function positionTable(): Int32Array {
 }
 
 /**
+ * The two table lookups both unpack forms share: Gather of the positions byte gives each group's row offset, + its
+ * kept-codes byte indexes `groupTable` (one row per 2:4 group), Reshape to the function's `shape` input → `output`.
+ */
+function lookupNodes(groupTable: TensorProto, output: string): NodeProto[] {
+  const INT32 = 6;
+  return [
+    constantNode('group_table', groupTable),
+    constantNode('position_table', makeTensor('', 'int32', [256, 2], positionTable())),
+    node('Cast', ['positions'], ['p32'], [intAttr('to', INT32)]),
+    node('Gather', ['position_table', 'p32'], ['offsets'], [intAttr('axis', 0)]),
+    node('Cast', ['codes'], ['c32'], [intAttr('to', INT32)]),
+    node('Add', ['offsets', 'c32'], ['rows']),
+    node('Gather', ['group_table', 'rows'], ['groups'], [intAttr('axis', 0)]),
+    node('Reshape', ['groups', 'shape'], [output]),
+  ];
+}
+
+/**
  * The function body: (codes [N, G/2, 2], positions [N, G/2], shape) → B. Two table lookups: Gather of the positions
  * bytes gives each group's row offset, + its kept-codes byte indexes the 2-byte groups. Six compute nodes per layer,
  * because ONNX Runtime's constant folding costs mostly per folded node and per intermediate it materializes (the
@@ -100,17 +118,7 @@ export function positionTable(): Int32Array {
  * README's packed section), whereas Gather is a plain copy per index.
  */
 export function unpackNBitsFunction(opset: number): FunctionProto {
-  const INT32 = 6;
-  const body: NodeProto[] = [
-    constantNode('group_table', makeTensor('', 'uint8', [4096, 2], groupTable())),
-    constantNode('position_table', makeTensor('', 'int32', [256, 2], positionTable())),
-    node('Cast', ['positions'], ['p32'], [intAttr('to', INT32)]),
-    node('Gather', ['position_table', 'p32'], ['offsets'], [intAttr('axis', 0)]),
-    node('Cast', ['codes'], ['c32'], [intAttr('to', INT32)]),
-    node('Add', ['offsets', 'c32'], ['rows']),
-    node('Gather', ['group_table', 'rows'], ['groups'], [intAttr('axis', 0)]),
-    node('Reshape', ['groups', 'shape'], ['B']),
-  ];
+  const body = lookupNodes(makeTensor('', 'uint8', [4096, 2], groupTable()), 'B');
   return create(FunctionProtoSchema, {
     name: UNPACK_NBITS_OP,
     domain: PACKED_DOMAIN,
@@ -257,17 +265,7 @@ export function int4GroupTable(): Int8Array {
  * unpacked model.
  */
 export function unpackQdqFunction(kind: QdqKind, opset: number): FunctionProto {
-  const INT32 = 6;
-  const body: NodeProto[] = [
-    constantNode('group_table', makeTensor('', 'int8', [4096, 4], int4GroupTable())),
-    constantNode('position_table', makeTensor('', 'int32', [256, 2], positionTable())),
-    node('Cast', ['positions'], ['p32'], [intAttr('to', INT32)]),
-    node('Gather', ['position_table', 'p32'], ['offsets'], [intAttr('axis', 0)]),
-    node('Cast', ['codes'], ['c32'], [intAttr('to', INT32)]),
-    node('Add', ['offsets', 'c32'], ['rows']),
-    node('Gather', ['group_table', 'rows'], ['groups'], [intAttr('axis', 0)]),
-    node('Reshape', ['groups', 'shape'], ['canonical']),
-  ];
+  const body = lookupNodes(makeTensor('', 'int8', [4096, 4], int4GroupTable()), 'canonical');
   let w8 = 'canonical';
   if (kind === 'kn') {
     body.push(node('Transpose', ['canonical'], ['kn'], [intsAttr('perm', [1, 0])]));
