@@ -2,7 +2,7 @@
 // bytes, the dense model at its own size) and, where latency was measured, "quality vs latency" (x: p50 at the
 // smallest batch), one series per quality measure, so that recipes compare at a glance. Like plots.ts these run in
 // the browser from their source: self-contained functions, calling only each other and plots.ts's escapeXml.
-import { escapeXml } from './plots.js';
+import { escapeXml, legendEntry, plotColor, plotFrame } from './plots.js';
 
 export interface ScatterPoint {
   /** Job id, or "dense". */
@@ -109,29 +109,17 @@ export function scatterSvg(title: string, xLabel: string, series: ScatterSeries[
         : (v / 1024).toFixed(1) + ' KiB'
       : v.toFixed(2) + ' ms';
   const maxX = Math.max(...all.map((p) => p.x)) * 1.1 || 1;
-  let lo = Math.min(...all.map((p) => p.y));
-  let hi = Math.max(...all.map((p) => p.y));
-  if (hi - lo < 1e-6) {
-    lo -= 0.05;
-    hi += 0.05;
-  }
-  const pad = (hi - lo) * 0.1;
-  lo -= pad;
-  hi += pad;
-  const x = (v: number) => L + (v / maxX) * (W - L - R);
-  const y = (v: number) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
-  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-  let svg = head;
-  svg += `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#333"/>`;
-  svg += `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>`;
-  for (let i = 0; i <= 4; i++) {
-    const v = lo + ((hi - lo) * i) / 4;
-    svg += `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`;
-    svg += `<text x="${x((maxX * i) / 4)}" y="${H - B + 14}" text-anchor="middle" font-size="10">${escapeXml(xs((maxX * i) / 4))}</text>`;
-  }
-  svg += `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" font-size="11">${escapeXml(xLabel)}</text>`;
+  const box = { W, H, L, R, T, B };
+  const { x, y, axes } = plotFrame(
+    box,
+    all.map((p) => p.y),
+    maxX,
+    xs,
+    xLabel,
+  );
+  let svg = head + axes;
   series.forEach((s, i) => {
-    const c = colors[i % colors.length];
+    const c = plotColor(i);
     for (const p of s.points) {
       const shape =
         p.id === 'dense'
@@ -142,8 +130,7 @@ export function scatterSvg(title: string, xLabel: string, series: ScatterSeries[
         `<title>${escapeXml(`${p.label}: ${s.label} ${p.y.toFixed(4)} at ${xs(p.x)}`)}</title>` +
         (p.id === 'dense' ? '</rect>' : '</circle>');
     }
-    svg += `<rect x="${W - R + 10}" y="${T + i * 18}" width="10" height="10" fill="${c}"/>`;
-    svg += `<text x="${W - R + 24}" y="${T + i * 18 + 9}" font-size="10">${escapeXml(s.label)}</text>`;
+    svg += legendEntry(box, i, c, s.label);
   });
   svg += `<text x="${W - R + 10}" y="${T + series.length * 18 + 12}" font-size="10">□ dense · ● a job</text>`;
   return svg + '</svg>';

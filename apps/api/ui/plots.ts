@@ -60,6 +60,66 @@ export function qualitySeries(report: PlotReport): QualitySeries[] {
   return out;
 }
 
+/** The i-th series' colour. A function, not a constant: the pages' script is built from these functions' text. */
+export function plotColor(i: number): string {
+  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
+  return colors[i % colors.length];
+}
+
+/** A scatter plot's box: width, height and the left/right/top/bottom margins. */
+export interface PlotBox {
+  W: number;
+  H: number;
+  L: number;
+  R: number;
+  T: number;
+  B: number;
+}
+
+/**
+ * The frame the job page's and the model page's scatter plots share: x from 0 to `maxX`, y over the values padded by
+ * 10 % (±0.05 when they are all equal), both axes with five labelled ticks and the x axis's label.
+ */
+export function plotFrame(
+  box: PlotBox,
+  values: number[],
+  maxX: number,
+  xTick: (v: number) => string,
+  xLabel: string,
+): { x: (v: number) => number; y: (v: number) => number; axes: string } {
+  const { W, H, L, R, T, B } = box;
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  if (hi - lo < 1e-6) {
+    lo -= 0.05;
+    hi += 0.05;
+  }
+  const pad = (hi - lo) * 0.1;
+  lo -= pad;
+  hi += pad;
+  const x = (v: number) => L + (v / maxX) * (W - L - R);
+  const y = (v: number) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  let axes = `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#333"/>`;
+  axes += `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>`;
+  for (let i = 0; i <= 4; i++) {
+    const v = lo + ((hi - lo) * i) / 4;
+    const b = (maxX * i) / 4;
+    axes += `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`;
+    axes += `<text x="${x(b)}" y="${H - B + 14}" text-anchor="middle" font-size="10">${escapeXml(xTick(b))}</text>`;
+  }
+  axes += `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" font-size="11">${escapeXml(xLabel)}</text>`;
+  return { x, y, axes };
+}
+
+/** One legend row (a swatch and the series' name) to the right of the plot. */
+export function legendEntry(box: PlotBox, i: number, color: string, label: string): string {
+  const { W, R, T } = box;
+  return (
+    `<rect x="${W - R + 10}" y="${T + i * 18}" width="10" height="10" fill="${color}"/>` +
+    `<text x="${W - R + 24}" y="${T + i * 18 + 9}" font-size="10">${escapeXml(label)}</text>`
+  );
+}
+
 export function qualityVsSizeSvg(report: PlotReport): string {
   const series = qualitySeries(report);
   const W = 520;
@@ -77,30 +137,17 @@ export function qualityVsSizeSvg(report: PlotReport): string {
   }
   const all = series.flatMap((s) => s.points);
   const maxBytes = Math.max(...all.map((p) => p.bytes)) * 1.1 || 1;
-  let lo = Math.min(...all.map((p) => p.value));
-  let hi = Math.max(...all.map((p) => p.value));
-  if (hi - lo < 1e-6) {
-    lo -= 0.05;
-    hi += 0.05;
-  }
-  const pad = (hi - lo) * 0.1;
-  lo -= pad;
-  hi += pad;
-  const x = (b: number) => L + (b / maxBytes) * (W - L - R);
-  const y = (v: number) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
-  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-  let svg = head;
-  svg += `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#333"/>`;
-  svg += `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#333"/>`;
-  for (let i = 0; i <= 4; i++) {
-    const v = lo + ((hi - lo) * i) / 4;
-    const b = (maxBytes * i) / 4;
-    svg += `<text x="${L - 6}" y="${y(v) + 4}" text-anchor="end" font-size="10">${v.toFixed(3)}</text>`;
-    svg += `<text x="${x(b)}" y="${H - B + 14}" text-anchor="middle" font-size="10">${escapeXml(formatBytes(b))}</text>`;
-  }
-  svg += `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle" font-size="11">model size</text>`;
+  const box = { W, H, L, R, T, B };
+  const { x, y, axes } = plotFrame(
+    box,
+    all.map((p) => p.value),
+    maxBytes,
+    formatBytes,
+    'model size',
+  );
+  let svg = head + axes;
   series.forEach((s, i) => {
-    const c = colors[i % colors.length];
+    const c = plotColor(i);
     const [p0, p1] = s.points;
     svg += `<polyline fill="none" stroke="${c}" stroke-width="2" points="${x(p0.bytes)},${y(p0.value)} ${x(p1.bytes)},${y(p1.value)}"/>`;
     for (const p of s.points) {
@@ -109,8 +156,7 @@ export function qualityVsSizeSvg(report: PlotReport): string {
         `data-point="${p.name}" data-value="${p.value}" data-bytes="${p.bytes}">` +
         `<title>${escapeXml(`${s.label}, ${p.name}: ${p.value.toFixed(4)} at ${formatBytes(p.bytes)}`)}</title></circle>`;
     }
-    svg += `<rect x="${W - R + 10}" y="${T + i * 18}" width="10" height="10" fill="${c}"/>`;
-    svg += `<text x="${W - R + 24}" y="${T + i * 18 + 9}" font-size="10">${escapeXml(s.label)}</text>`;
+    svg += legendEntry(box, i, c, s.label);
   });
   return svg + '</svg>';
 }
