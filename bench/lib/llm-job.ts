@@ -12,14 +12,6 @@ import { modelInputSpecs } from '../../packages/engine/data/inputs.js';
 import { feedsOf, openSession } from '../../packages/engine/runtime/session.js';
 import { GraphBuilder } from '../../packages/engine/onnx/builder.js';
 import * as ort from 'onnxruntime-node';
-import { registerMethod } from '../../packages/engine/methods/registry.js';
-import { method as sparsity } from '../../packages/engine/methods/sparsity.js';
-import { method as quantize } from '../../packages/engine/methods/quantize.js';
-import { method as slim } from '../../packages/engine/methods/slim.js';
-
-// Imported and registered up front so that the bundled build (dist-bench/, bench/gpu.sh) has them: the registry's
-// file-name lookup finds no files there.
-for (const m of [sparsity, quantize, slim]) registerMethod(m as never);
 
 export interface JobSpec {
   method: string;

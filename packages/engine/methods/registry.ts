@@ -47,14 +47,6 @@ export function getMethod(name: string): Promise<Registered> {
   return Promise.resolve(m);
 }
 
-/**
- * Kept for callers written when methods were imported by file name at run time (bundled builds registered theirs
- * ahead of time): every method is now imported statically, so this only checks that `m` is the registered one.
- */
-export function registerMethod(m: CompressionMethod): void {
-  if (findMethod(m.name) !== m) throw new Error(`method "${m.name}" is not the one registered under that name`);
-}
-
 /** Every method (for `--help`, the API docs and tests). */
 export async function listMethods(): Promise<Registered[]> {
   return [...allMethods()];
