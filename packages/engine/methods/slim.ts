@@ -42,7 +42,7 @@ import {
 } from './quantize.js';
 import { addPackTarget, packLayers, type PackTargets } from '../quant/packed24-nbits.js';
 import { layerRoute, settleQdqOpset } from '../quant/opset-route.js';
-import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
+import type { CompressionMethod, LayerStats, MethodContext, MethodResult } from './types.js';
 
 export const LowRankSchema = Type.Object(
   {
@@ -160,6 +160,19 @@ function skipReason(w: WeightRef, r: SlimRecipe): string | undefined {
   return quantSkipReason(w, s.quant, s.format);
 }
 
+/**
+ * The row sample ctx.relativeError measures on, when it measures on one (no Hessian: the runner's error for a method
+ * without one is ‖X_s(W−Ŵ)ᵀ‖/‖X_s·Wᵀ‖ on LayerStats.sample); slimLayer then shares its products between the stages.
+ */
+function errorRowsOf(
+  ctx: MethodContext<SlimRecipe>,
+  stats: LayerStats | undefined,
+): { x: Float32Array; rows: number } | undefined {
+  const sample = stats?.sample;
+  if (!ctx.hasCalibration || stats?.hessian || !sample || sample.x.length !== 1) return undefined;
+  return { x: sample.x[0], rows: sample.rows };
+}
+
 async function compressOne(
   ctx: MethodContext<SlimRecipe>,
   w: WeightRef,
@@ -194,6 +207,7 @@ async function compressOne(
       adapterStorage: 'float16',
       sparseGpt: { dampening: 0.01 }, // block: sparseGpt's default, 128 rounded to a multiple of M
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
+      errorRows: errorRowsOf(ctx, stats),
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,
       signal: ctx.signal,

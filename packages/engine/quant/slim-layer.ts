@@ -26,6 +26,7 @@ import {
   type Saliency,
 } from '../math/lowrank.js';
 import type { TruncatedSvdOptions } from '../math/svd.js';
+import { RowErrors } from '../math/row-errors.js';
 import { dequantize, dequantizeResidual, quantizeMasked, quantizeRtn, quantizeWithClip } from './rtn.js';
 import { float16ToFloat32, float32ToFloat16 } from '../onnx/floats.js';
 import { gptqLayer, type GptqSettings } from './gptq-layer.js';
@@ -66,8 +67,16 @@ export interface SlimLayerOptions {
   /** Layer output error of a candidate effective weight; when given, errors are recorded (see stageErrors). */
   error?: (wHat: Float32Array) => Promise<number | null>;
   /**
+   * The rows of X that `error` measures on (the runner's row sample, [rows][K] fp32), when it is
+   * ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖ on them (math/relerr.ts relativeOutputErrorOnRows). Given, the errors come from shared
+   * products instead (math/row-errors.ts: ‖XWᵀ‖ once, X·(W − W_C)ᵀ once per sparse part, each adapter through the
+   * thin X·A), equal to `error`'s up to fp32 rounding, and `error` is not called.
+   */
+  errorRows?: { x: Float32Array; rows: number };
+  /**
    * Also measure the intermediate stages (after the first adapter, after the re-quantization, after each refit),
-   * not only before the adapter and at the end. Each measurement is a K×K quadratic form per row (O(N·K²)).
+   * not only before the adapter and at the end. Each measurement is a K×K quadratic form per row (O(N·K²)); with
+   * errorRows one rows×K×N product per re-quantized sparse part.
    * @defaultValue true
    */
   stageErrors?: boolean;
@@ -147,6 +156,11 @@ class SlimRun {
   private whitening: Promise<{ l: Float64Array; li: Float64Array }> | undefined;
   private metric: Float32Array | undefined;
   private readonly randomized: boolean;
+  /** errorRows: ‖X·Wᵀ‖ (measured at the first error) and the latest sparse part's X·(W − W_C)ᵀ. */
+  private rowErrors: Promise<RowErrors> | undefined;
+  private rowProduct: { q: QuantizedMatrix; p: Float32Array } | undefined;
+  /** The sparse part whose residual W − W_C scratch holds now (fit reuses it); cleared when scratch is rewritten. */
+  private residualIn: QuantizedMatrix | undefined;
 
   constructor(
     readonly w: Float32Array,
@@ -186,6 +200,7 @@ class SlimRun {
   /** (A·B)ᵀ products: W − LR into `out`. */
   minusAdapter(ad: Adapter, out: Float32Array): Promise<Float32Array> {
     const { w, N, K } = this;
+    if (out === this.scratch) this.residualIn = undefined;
     return this.timed('adapter product', () =>
       matmulSubtract(w, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }, out),
     );
@@ -194,16 +209,39 @@ class SlimRun {
   /** (A·B)ᵀ products: `into` += LR. */
   plusAdapter(ad: Adapter, into: Float32Array): Promise<unknown> {
     const { N, K } = this;
+    if (into === this.scratch) this.residualIn = undefined;
     return this.timed('adapter product', () =>
       matmulAddInPlace(into, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }),
     );
   }
 
-  /** Errors need the candidate's effective weight W_C (+ LR); built (a fresh array) only when someone measures it. */
-  async errorOf(qm: QuantizedMatrix, ad?: Adapter): Promise<number | null> {
+  /** The residual E = W − W_C of `qm` in scratch (kept while scratch is not rewritten). */
+  residual(qm: QuantizedMatrix): Float32Array {
+    if (this.residualIn !== qm) {
+      dequantizeResidual(qm, this.w, this.scratch);
+      this.residualIn = qm;
+    }
+    return this.scratch;
+  }
+
+  /**
+   * Errors need the candidate's effective weight W_C (+ LR); built (a fresh array) only when someone measures it.
+   * With errorRows: from X·(W − W_C)ᵀ (one product per sparse part, its residual left in scratch for fit) and the
+   * adapter's thin X·A (math/row-errors.ts).
+   */
+  async errorOf(qm: QuantizedMatrix, ad?: Pick<Adapter, 'a' | 'b' | 'rank'>): Promise<number | null> {
+    const rows = this.o.errorRows;
+    if (rows) {
+      return this.timed('errors', async () => {
+        const { w, N, K } = this;
+        const errs = await (this.rowErrors ??= RowErrors.of(w, N, K, rows.x, rows.rows));
+        if (this.rowProduct?.q !== qm) this.rowProduct = { q: qm, p: await errs.residual(this.residual(qm)) };
+        return errs.relative(this.rowProduct.p, ad);
+      });
+    }
     if (!this.o.error) return null;
     const dense = dequantize(qm);
-    if (ad) await this.plusAdapter(ad, dense);
+    if (ad) await this.plusAdapter(ad as Adapter, dense);
     return this.timed('errors', () => this.o.error!(dense));
   }
 
@@ -220,6 +258,7 @@ class SlimRun {
     return this.timed('sparse part', async () => {
       const { o, N, K, scratch, stats } = this;
       o.signal?.throwIfAborted();
+      if (target === scratch || o.criterion === 'sparsegpt') this.residualIn = undefined;
       // SLiM-Quant's α is fitted on the dense target, before masking.
       const a = o.quant.scheme === 'slim' ? slimQuantAlpha(target, { bits: o.quant.bits }).alpha : undefined;
       if (!(o.criterion === 'sparsegpt' && (o.sparseGptRequant === 'reference' ? first : true))) {
@@ -252,8 +291,8 @@ class SlimRun {
   /** Adapter for E = W − W_C(q), E built in scratch. */
   fit(qm: QuantizedMatrix): Promise<Adapter> {
     return this.timed('adapter fit', async () => {
-      const { o, N, K, stats, scratch } = this;
-      dequantizeResidual(qm, this.w, scratch);
+      const { o, N, K, stats } = this;
+      const scratch = this.residual(qm);
       const whitened = o.saliency === 'whitened';
       const { randomized } = this;
       return lowRankAdapter(scratch, N, K, {
@@ -353,9 +392,11 @@ export async function slimLayer(
   }
   const { q, adapter: fitted, afterAdapter, afterFinalRequant, refits } = await fitAdapter(run, first);
   const { adapter, adapterQuantized, stored } = storeAdapter(run, fitted);
+  // errorRows: measured before scratch turns into the effective weight (it may hold q's residual).
+  const finalFromRows = o.errorRows ? await run.errorOf(q, stored) : null;
   const effective = dequantize(q, scratch);
   await run.plusAdapter(stored, effective);
-  const final = o.error ? await run.timed('errors', () => o.error!(effective)) : null;
+  const final = o.errorRows ? finalFromRows : o.error ? await run.timed('errors', () => o.error!(effective)) : null;
   return {
     quantized: q,
     mask: run.mask,

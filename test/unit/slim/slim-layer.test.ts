@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { slimLayer, type SlimLayerOptions } from '../../../packages/engine/quant/slim-layer.js';
-import { relativeOutputError } from '../../../packages/engine/math/relerr.js';
+import { relativeOutputError, relativeOutputErrorOnRows } from '../../../packages/engine/math/relerr.js';
 import { checkNM } from '../../../packages/engine/math/nm.js';
 import { dequantize } from '../../../packages/engine/quant/rtn.js';
 
@@ -139,4 +139,59 @@ test('slimLayer rejects what it cannot do, clearly', async () => {
     ),
     /asymmetric/,
   );
+});
+
+test('slimLayer errorRows: the stage errors from shared products equal one X(W − Ŵ)ᵀ per candidate', async () => {
+  const { w, xNorm } = setup();
+  // A row sample of X as the runner keeps it for a method without a Hessian.
+  const rows = 64;
+  const z = randn(rows * K, 9);
+  const x = Float32Array.from(z, (v, i) => v * ((i % K) % 16 === 3 ? 6 : 1));
+  const error = (wHat: Float32Array) => relativeOutputErrorOnRows(w, wHat, N, K, x, rows);
+  const variants: Partial<SlimLayerOptions>[] = [
+    {},
+    { adapterStorage: 'float16' },
+    { refitIterations: 2 },
+    { quantizeAdapters: true },
+    { stageErrors: false },
+    { finalRequantize: false },
+    { rankRatio: 0 },
+    { saliency: 'none', quant: { ...base.quant, scheme: 'slim' } },
+    { svd: { method: 'randomized' }, refitIterations: 1 },
+  ];
+  for (const v of variants) {
+    const o = { ...base, ...v, error };
+    const brute = await slimLayer(w, N, K, { xNorm }, o);
+    let calls = 0;
+    const shared = await slimLayer(
+      w,
+      N,
+      K,
+      { xNorm },
+      {
+        ...o,
+        error: (wHat) => (calls++, error(wHat)),
+        errorRows: { x, rows },
+      },
+    );
+    const label = JSON.stringify(v);
+    assert.equal(calls, 0, `${label}: error is not called with errorRows`);
+    // Same sparse part and adapter (the errors do not steer anything), same effective weight.
+    assert.deepEqual(shared.quantized.codes, brute.quantized.codes, label);
+    assert.deepEqual(shared.adapter?.a, brute.adapter?.a, label);
+    assert.deepEqual(shared.effective, brute.effective, label);
+    const flat = (e: typeof brute.errors) => [
+      e.beforeAdapter,
+      e.afterAdapter,
+      e.afterFinalRequant,
+      ...e.refits,
+      e.final,
+    ];
+    const [got, want] = [flat(shared.errors), flat(brute.errors)];
+    assert.equal(got.length, want.length, label);
+    for (let i = 0; i < got.length; i++) {
+      if (want[i] === null) assert.equal(got[i], null, `${label} #${i}`);
+      else assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5 * want[i]!, `${label} #${i}: ${got[i]} vs ${want[i]}`);
+    }
+  }
 });

@@ -1,0 +1,76 @@
+// Layer output errors of low-rank-compensated candidates on explicit rows X [rows][K] (the runner's row sample), from
+// shared products instead of one X·(W − Ŵ)ᵀ per candidate. For Ŵ = W_C + (A·B)ᵀ (A [K][r], B [r][N]):
+//   X·(W − Ŵ)ᵀ = X·(W − W_C)ᵀ − X·(A·B) = P − (X·A)·B,
+// so the reference ‖X·Wᵀ‖² is computed once per layer, P = X·(W − W_C)ᵀ once per sparse part W_C, and each adapter
+// enters through the thin X·A [rows][r] and one rows×r×N product — never through an N×K matrix. Same conventions
+// as math/relerr.ts relativeOutputErrorOnRows (whose numbers these equal up to fp32 rounding): squares summed in
+// float64, 0 for an exact match, Infinity when only the reference is 0.
+import { matmul, matmulSubtract } from './gemm.js';
+
+/** The adapter's factors as math/lowrank.ts stores them: a [K][r], b [r][N]. */
+export interface LowRankFactors {
+  rank: number;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+export class RowErrorsShapeError extends Error {
+  override readonly name = 'RowErrorsShapeError';
+}
+
+function sumSquares(y: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < y.length; i++) s += y[i] * y[i];
+  return s;
+}
+
+/** One layer W [N][K] measured on rows X [rows][K]: holds X and ‖X·Wᵀ‖². */
+export class RowErrors {
+  /** rows×N working buffer for P − (X·A)·B (reused by every measurement). */
+  private work: Float32Array | undefined;
+
+  private constructor(
+    readonly x: Float32Array,
+    readonly rows: number,
+    readonly N: number,
+    readonly K: number,
+    /** ‖X·Wᵀ‖², float64 sum of fp32 products. */
+    readonly reference: number,
+  ) {}
+
+  /** Measures ‖X·Wᵀ‖² (one rows×K×N product). */
+  static async of(w: Float32Array, N: number, K: number, x: Float32Array, rows: number): Promise<RowErrors> {
+    if (w.length !== N * K) throw new RowErrorsShapeError(`RowErrors: W must be ${N}×${K}, got ${w.length} values`);
+    if (x.length !== rows * K)
+      throw new RowErrorsShapeError(`RowErrors: X must be ${rows}×${K}, got ${x.length} values`);
+    return new RowErrors(x, rows, N, K, sumSquares(await matmul(x, w, rows, K, N, { transB: true })));
+  }
+
+  /** P = X·Eᵀ [rows][N] for a residual E = W − W_C [N][K]. */
+  async residual(e: Float32Array): Promise<Float32Array> {
+    if (e.length !== this.N * this.K)
+      throw new RowErrorsShapeError(`RowErrors: residual must be ${this.N}×${this.K}, got ${e.length} values`);
+    return matmul(this.x, e, this.rows, this.K, this.N, { transB: true });
+  }
+
+  /** ‖P − (X·A)·B‖² (‖P‖² without an adapter). */
+  async squared(p: Float32Array, ad?: LowRankFactors): Promise<number> {
+    const { x, rows, N, K } = this;
+    if (p.length !== rows * N) throw new RowErrorsShapeError(`RowErrors: P must be ${rows}×${N}, got ${p.length}`);
+    if (!ad || ad.rank === 0) return sumSquares(p);
+    const r = ad.rank;
+    if (ad.a.length !== K * r || ad.b.length !== r * N)
+      throw new RowErrorsShapeError(`RowErrors: adapter factors must be ${K}×${r} and ${r}×${N}`);
+    const xa = await matmul(x, ad.a, rows, K, r);
+    this.work ??= new Float32Array(rows * N);
+    return sumSquares(await matmulSubtract(p, xa, ad.b, rows, r, N, {}, this.work));
+  }
+
+  /** ‖X·(W − W_C − (A·B)ᵀ)ᵀ‖ / ‖X·Wᵀ‖ from P = X·(W − W_C)ᵀ. */
+  async relative(p: Float32Array, ad?: LowRankFactors): Promise<number> {
+    const num = await this.squared(p, ad);
+    if (num <= 0) return 0;
+    if (this.reference <= 0) return Infinity;
+    return Math.sqrt(num / this.reference);
+  }
+}

@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RowErrors } from '../../../packages/engine/math/row-errors.js';
+import { llmLikeActivations, outputErrorF64, randomF32, rng } from './rng.js';
+
+test('RowErrors: ‖P − (X·A)·B‖/‖XWᵀ‖ equals the float64 brute force ‖X(W − W_C − (AB)ᵀ)ᵀ‖/‖XWᵀ‖', async () => {
+  // Small (JS GEMM path) and large enough for ORT's products.
+  for (const [rows, N, K, r] of [
+    [6, 5, 8, 2],
+    [64, 96, 160, 12],
+  ]) {
+    const { normal } = rng(N + K);
+    const x = llmLikeActivations(rows, K, 7 + N);
+    const w = randomF32(N * K, normal);
+    const wC = w.map((v, i) => (i % 4 < 2 ? 0 : v + 0.05 * normal())); // 2:4 zeros + rounding noise
+    const a = randomF32(K * r, () => 0.1 * normal());
+    const b = randomF32(r * N, () => 0.1 * normal());
+    // Ŵ = W_C + (A·B)ᵀ in float64.
+    const wHat = new Float64Array(N * K);
+    for (let n = 0; n < N; n++)
+      for (let k = 0; k < K; k++) {
+        let s = 0;
+        for (let j = 0; j < r; j++) s += a[k * r + j] * b[j * N + n];
+        wHat[n * K + k] = wC[n * K + k] + s;
+      }
+    const errs = await RowErrors.of(w, N, K, x, rows);
+    const e = w.map((v, i) => v - wC[i]);
+    const p = await errs.residual(e);
+    const without = await errs.relative(p);
+    const withAdapter = await errs.relative(p, { rank: r, a, b });
+    const wantWithout = outputErrorF64(x, rows, w, wC, N, K);
+    const wantWith = outputErrorF64(x, rows, w, wHat, N, K);
+    assert.ok(Math.abs(without - wantWithout) < 1e-5 * wantWithout, `${N}×${K}: ${without} vs ${wantWithout}`);
+    assert.ok(Math.abs(withAdapter - wantWith) < 1e-5 * wantWith, `${N}×${K} r=${r}: ${withAdapter} vs ${wantWith}`);
+    // The work buffer is reused: a second adapter measured after the first gives its own number.
+    assert.equal(await errs.relative(p, { rank: r, a, b }), withAdapter);
+    assert.equal(await errs.relative(p, { rank: 0, a: new Float32Array(0), b: new Float32Array(0) }), without);
+  }
+});
+
+test('RowErrors: exact match is 0, a zero reference is Infinity, wrong shapes are typed errors', async () => {
+  const x = Float32Array.from([1, 2, 3, 4]);
+  const w = Float32Array.from([1, -1]);
+  const errs = await RowErrors.of(w, 1, 2, x, 2);
+  assert.equal(await errs.relative(await errs.residual(new Float32Array(2))), 0);
+  const zero = await RowErrors.of(new Float32Array(2), 1, 2, x, 2);
+  assert.equal(await zero.relative(await zero.residual(w)), Infinity);
+  await assert.rejects(RowErrors.of(w, 1, 3, x, 2), /W must be 1×3/);
+  await assert.rejects(errs.residual(new Float32Array(3)), /residual must be 1×2/);
+  await assert.rejects(
+    errs.relative(new Float32Array(2), { rank: 1, a: new Float32Array(3), b: new Float32Array(1) }),
+    /factors/,
+  );
+});
