@@ -66,6 +66,7 @@ async function closeRun(s: RunState): Promise<void> {
   s.clock.stop();
   await s.scorer?.close().catch(() => {});
   await s.plan?.collector?.close().catch(() => {}); // a capture session left open by a failed stage
+  await s.denseOutputs?.close().catch(() => {}); // recorded for an evaluation that did not run
   await s.sessions.releaseAll();
   if (s.model) closeModel(s.model);
   await rm(s.scratch, { recursive: true, force: true });

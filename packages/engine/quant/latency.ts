@@ -38,7 +38,10 @@ export interface LatencyOptions {
   batches?: number[];
   /** Timed runs per model and batch (fewer when the budget runs out). @defaultValue 50 */
   runs?: number;
-  /** Stop timing a batch size after this many seconds. @defaultValue 20 */
+  /**
+   * Stop timing a batch size after this many seconds, warm-up runs included (at least one timed run per model).
+   * @defaultValue 20
+   */
   budgetSeconds?: number;
   intraOpNumThreads?: number;
   /** Opens each session (the runner passes its session owner's, for one record of providers and fallbacks). */
@@ -138,9 +141,15 @@ export async function compareLatency(
   }
 }
 
+/** Warm-up runs per session and batch before timing, at most (the first always; see timeAll). */
+export const WARMUP_RUNS = 3;
+
 /**
  * Times each batch on one session, or on two sessions alternating run by run; `budgetShare` of budgetSeconds is
- * spent per batch. Returns per batch the first session's stats as `dense` and the second's as `compressed`.
+ * spent per batch, warm-up included. Each session first runs the batch once untimed (its first run allocates and
+ * plans memory for the shape); up to WARMUP_RUNS warm-ups while they take under a tenth of the budget, so a model
+ * whose run takes seconds is not run three times for nothing. At least one timed run per session, even past the
+ * budget. Returns per batch the first session's stats as `dense` and the second's as `compressed`.
  */
 async function timeAll(
   feeds: { batch: number; feeds: Record<string, ort.Tensor> }[],
@@ -150,10 +159,14 @@ async function timeAll(
 ): Promise<{ dense: LatencyStats; compressed: LatencyStats }[]> {
   const out: { dense: LatencyStats; compressed: LatencyStats }[] = [];
   for (const { feeds: f } of feeds) {
-    for (let i = 0; i < 3; i++) for (const s of sessions) await s.run(f);
+    const budget = (o.budgetSeconds ?? 20) * 1000 * budgetShare;
+    const start = performance.now();
+    const deadline = start + budget;
+    for (let i = 0; i < WARMUP_RUNS && (i === 0 || performance.now() - start < budget / 10); i++) {
+      for (const s of sessions) await s.run(f);
+    }
     const times: number[][] = sessions.map(() => []);
-    const deadline = performance.now() + (o.budgetSeconds ?? 20) * 1000 * budgetShare;
-    for (let i = 0; i < (o.runs ?? 50) && performance.now() < deadline; i++) {
+    for (let i = 0; i < (o.runs ?? 50) && (i === 0 || performance.now() < deadline); i++) {
       for (let k = 0; k < sessions.length; k++) {
         const t0 = performance.now();
         await sessions[k].run(f);

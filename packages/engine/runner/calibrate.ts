@@ -6,10 +6,14 @@
 // ONNX Runtime must be able to load the input: cycles, dangling inputs, type errors and unknown operators are only
 // found there, and a job must not "succeed" with a model nobody can run. The statistics session proves it; without
 // one a weight-free skeleton of the graph is checked (runtime/load-check.ts), which costs milliseconds instead of a
-// copy of the weights. Evaluation opens its own sessions later, one at a time (runner/evaluate.ts).
-import { fixedBatchSize, planBatches } from '../data/dataset.js';
+// copy of the weights. Evaluation opens its own sessions later, one at a time (runner/evaluate.ts) — except the dense
+// one when it evaluates on the calibration batches: the first pass, on the dense model as loaded, fetches the compared
+// output as well and records it (DenseOutputs).
+import { fixedBatchSize, planBatches, type Batch } from '../data/dataset.js';
 import { InputError } from '../job-parts.js';
 import type { WeightRef } from '../onnx/weights.js';
+import type * as ort from 'onnxruntime-node';
+import { DenseOutputs } from '../runtime/evaluate.js';
 import { statsRequestFor } from '../runtime/calibration.js';
 import { hessianBytes, StatsCollector, type StatsRequest } from '../runtime/stats.js';
 import {
@@ -17,9 +21,17 @@ import {
   ERROR_SAMPLE_ROWS,
   DEFAULT_MAX_HESSIAN_BYTES,
   DEFAULT_SAMPLES,
+  evaluationRanges,
   type CalibrationPlan,
   type RunState,
 } from './state.js';
+
+/**
+ * Dense outputs recorded in the calibration pass are held in memory up to this, the rest go to the job's scratch
+ * folder: they wait through the whole compress stage, whose peak they must not raise (LM logits: 131 MB at 8 × 128
+ * tokens and a 32 000-token vocabulary).
+ */
+const RECORDED_OUTPUTS_HELD_BYTES = 16 * 2 ** 20;
 
 export async function planCalibration(s: RunState): Promise<void> {
   await s.clock.stage(
@@ -89,6 +101,7 @@ function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
 
 async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequest[]): Promise<void> {
   const model = s.model!;
+  const dense = (s.denseOutputs = recordDenseOutputs(s, plan));
   s.progress.emit('calibrate', 0, { message: 'opening ONNX Runtime on the dense model' });
   const collector = new StatsCollector({
     dataset: s.calibration!,
@@ -99,6 +112,7 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
     // compressed so far) and releases it when the pass ends.
     open: (passReqs) => s.sessions.openCapture(model, passReqs, s.scratch),
     sequential: !!s.recipe.calibration?.sequential,
+    ...(dense ? { modelOutputs: modelOutputs(dense) } : {}),
     onPass: (p) =>
       s.progress.emit('calibrate', 0, {
         message: `calibration pass ${p.pass}: batch ${p.batch + 1}/${p.batches} (${p.activations} activations)`,
@@ -108,4 +122,38 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
   plan.collector = collector;
   // The first pass's session opens now: a model ONNX Runtime cannot load fails here, before the method starts.
   await collector.prepare();
+}
+
+/**
+ * Evaluation on the calibration data (no evaluation set) over exactly the calibration batches: the first calibration
+ * pass runs the dense model on them anyway, so it records the compared output for evaluation. Else undefined (an
+ * unknown evaluation.outputName is left for the evaluate stage to report).
+ */
+function recordDenseOutputs(s: RunState, plan: CalibrationPlan): DenseOutputs | undefined {
+  if (s.evalData || !s.calibration) return undefined;
+  const evalRanges = evaluationRanges(s, s.calibration).ranges;
+  const calRanges = plan.ranges!.ranges;
+  if (evalRanges.length !== calRanges.length) return undefined;
+  if (evalRanges.some(([a, b], i) => a !== calRanges[i][0] || b !== calRanges[i][1])) return undefined;
+  const dense = new DenseOutputs({
+    dataset: s.calibration,
+    outputName: s.recipe.evaluation?.outputName,
+    task: s.recipe.evaluation?.task,
+    scratchDir: s.scratch,
+    maxHeldOutputBytes: RECORDED_OUTPUTS_HELD_BYTES,
+  });
+  try {
+    dense.resolveOutput(s.model!.proto.graph!.output.map((o) => o.name));
+  } catch {
+    return undefined;
+  }
+  return dense;
+}
+
+function modelOutputs(dense: DenseOutputs) {
+  const name = dense.outputName!;
+  return {
+    names: [name],
+    record: (r: ort.InferenceSession.ReturnType, batch: Batch) => dense.add(r[name] as ort.Tensor, batch),
+  };
 }

@@ -1,9 +1,10 @@
 // Stage "evaluate": dense vs compressed on the evaluation data (else the calibration data), one model at a time
 // (runtime/evaluate.ts): the dense model's outputs first, its session released, then the compressed model. Dense
-// outputs over 256 MiB go to a scratch file in the job's scratch folder rather than memory.
-import { planBatches } from '../data/dataset.js';
+// outputs over 256 MiB go to a scratch file in the job's scratch folder rather than memory. Without evaluation data,
+// on the calibration batches, the dense outputs were recorded by the first calibration pass (runner/calibrate.ts) and
+// the dense model is not opened again.
 import { evaluateModels } from '../runtime/evaluate.js';
-import { heldOutData, type RunState } from './state.js';
+import { evaluationRanges, heldOutData, type RunState } from './state.js';
 
 export async function evaluate(s: RunState): Promise<void> {
   const evalSet = heldOutData(s);
@@ -17,16 +18,18 @@ export async function evaluate(s: RunState): Promise<void> {
       s.checkAbort();
       s.progress.emit('evaluate', 0, { message: 'evaluating dense vs compressed' });
       const { recipe } = s;
-      const plan = s.plan!;
-      const ranges = planBatches(evalSet.samples, plan.batchSize, recipe.evaluation?.samples, plan.fixedBatch);
+      const ranges = evaluationRanges(s, evalSet);
       const open = (path: string) => async () => {
         // No CPU arena: it would keep the run's high-water mark of intermediates next to the weights (one forward
         // pass per batch, so the arena saves little time here).
         const session = await s.sessions.open(path, { cpuMemArena: false });
         return { session, release: () => s.sessions.release(session) };
       };
+      const denseOutputs = s.denseOutputs;
+      s.denseOutputs = undefined; // evaluateModels takes it over (and runs the dense model if it is incomplete)
       const q = await evaluateModels({
         dense: open(s.inputs.modelPath),
+        ...(denseOutputs ? { denseOutputs } : {}),
         compressed: open(s.outPath!),
         dataset: evalSet,
         ranges: ranges.ranges,

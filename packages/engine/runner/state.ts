@@ -1,6 +1,7 @@
 // The one state a job's stages share (runner/*.ts): each stage reads what earlier stages put here and adds its own
 // part, so runRecipe (run.ts) is the list of stages and nothing else. Optional fields are filled in stage order
 // (the comments say by which stage); a stage reads only fields of the stages before it.
+import { planBatches } from '../data/dataset.js';
 import type { Dataset } from '../data/types.js';
 import type { ModelInputSpec } from '../data/inputs.js';
 import type { JobArtifact, JobInputs, JobOptions } from '../job.js';
@@ -9,6 +10,7 @@ import type { CompressionMethod, MethodResult, SkippedWeight } from '../methods/
 import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type { Recipe } from '../recipe.js';
+import type { DenseOutputs } from '../runtime/evaluate.js';
 import type { StatsCollector, StatsRequest } from '../runtime/stats.js';
 import type { HeldOutScorer } from '../soup/score.js';
 import type { Progress } from './progress.js';
@@ -70,6 +72,11 @@ export interface RunState {
   selectionPatterns?: PatternCount[];
   // calibrate
   plan?: CalibrationPlan;
+  /**
+   * The dense model's outputs for the evaluation, recorded by the first calibration pass when evaluation runs on the
+   * calibration batches (runner/calibrate.ts); complete once that pass ran, else evaluation runs the dense model.
+   */
+  denseOutputs?: DenseOutputs;
   /** Where the maths' GEMMs ran during "compress" (set by runner/compress.ts). */
   gemm?: { executionProvider: 'cpu' | 'cuda'; fallback?: string };
   // compress
@@ -90,6 +97,12 @@ export function describeRecipe(r: Recipe): string {
   return 'criterion' in r && r.criterion
     ? `method "${r.method}" with criterion "${r.criterion}"`
     : `method "${r.method}"`;
+}
+
+/** The batches evaluation runs over on `data` (the held-out data). */
+export function evaluationRanges(s: RunState, data: Dataset): { ranges: [number, number][]; used: number } {
+  const plan = s.plan!;
+  return planBatches(data.samples, plan.batchSize, s.recipe.evaluation?.samples, plan.fixedBatch);
 }
 
 /** The data held-out work runs on: evaluation data, else calibration data. */

@@ -2,7 +2,9 @@
 // for classifiers; perplexity / bits per token for next-token LMs). One model at a time: the dense model runs over
 // every batch first and only its compared output is kept (runtime/output-store.ts: in memory up to a cap, then a
 // scratch file), then the compressed model runs over the same batches and each is compared with the kept output.
-// The batch order and the accumulators are those of a side-by-side run, so the numbers are the same.
+// The batch order and the accumulators are those of a side-by-side run, so the numbers are the same. The dense half
+// may also have been recorded elsewhere (DenseOutputs, fed by the calibration pass when it ran the dense model over
+// the same batches, runner/calibrate.ts): the dense model is then not opened or run again.
 import { tmpdir } from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import { batches, type Batch } from '../data/dataset.js';
@@ -23,7 +25,13 @@ export type SessionSource =
   ort.InferenceSession | (() => Promise<{ session: ort.InferenceSession; release(): Promise<void> }>);
 
 export interface EvaluateOptions {
-  dense: SessionSource;
+  /** The dense model; not opened when `denseOutputs` holds every batch already. */
+  dense?: SessionSource;
+  /**
+   * The dense model's outputs over `dataset` and `ranges`, recorded by whoever already ran it on them (e.g. the
+   * calibration pass); evaluateModels takes it over and closes it. @defaultValue none: `dense` runs
+   */
+  denseOutputs?: DenseOutputs;
   compressed: SessionSource;
   dataset: Dataset;
   ranges: [number, number][];
@@ -103,18 +111,37 @@ interface Scoring {
 }
 
 export async function evaluateModels(opts: EvaluateOptions): Promise<QualityReport> {
-  const store = new OutputStore(opts.scratchDir ?? tmpdir(), opts.maxHeldOutputBytes);
+  let recorded = opts.denseOutputs;
+  if (recorded && recorded.batches !== opts.ranges.length) {
+    await recorded.close();
+    recorded = undefined;
+  }
+  const dense =
+    recorded ??
+    new DenseOutputs({
+      dataset: opts.dataset,
+      outputName: opts.outputName,
+      task: opts.task,
+      scratchDir: opts.scratchDir,
+      maxHeldOutputBytes: opts.maxHeldOutputBytes,
+    });
   try {
-    const dense = { probabilities: false, acc: new AccuracyAccumulator(), lm: new LmAccumulator() } as Scoring;
-    const { outputName, dims } = await withSession(opts.dense, (session) => denseHalf(opts, session, dense, store));
-    const compressed: Scoring = { ...dense, acc: new AccuracyAccumulator(), lm: new LmAccumulator() };
+    if (!recorded) {
+      if (!opts.dense) throw new Error('evaluateModels: neither a dense model nor its recorded outputs');
+      await withSession(opts.dense, (session) => denseHalf(opts, session, dense));
+    } else {
+      opts.onBatch?.(opts.ranges.length, 2 * opts.ranges.length);
+    }
+    const outputName = dense.outputName!;
+    const sc = dense.scoring;
+    const compressed: Scoring = { ...sc, acc: new AccuracyAccumulator(), lm: new LmAccumulator() };
     const fidelity = new FidelityAccumulator();
     await withSession(opts.compressed, (session) =>
-      compressedHalf(opts, session, outputName, dims, compressed, fidelity, store),
+      compressedHalf(opts, session, outputName, dense.dims, compressed, fidelity, dense.store),
     );
-    return qualityReport(outputName, dense, compressed, fidelity);
+    return qualityReport(outputName, sc, compressed, fidelity);
   } finally {
-    await store.close();
+    await dense.close();
   }
 }
 
@@ -128,39 +155,87 @@ async function withSession<T>(source: SessionSource, fn: (s: ort.InferenceSessio
   }
 }
 
-/** Runs the dense model over every batch: its label scores, and its outputs kept for the compressed half. */
-async function denseHalf(
-  opts: EvaluateOptions,
-  session: ort.InferenceSession,
-  sc: Scoring,
-  store: OutputStore,
-): Promise<{ outputName: string; dims: number[][] }> {
-  const outputName = opts.outputName ?? session.outputNames[0];
-  if (!session.outputNames.includes(outputName)) {
-    throw new InputError(
-      'unknown-output',
-      `evaluation.outputName "${outputName}" is not a model output (${session.outputNames.join(', ')})`,
-    );
+export interface DenseOutputsOptions {
+  dataset: Dataset;
+  /** @defaultValue the session's first output (DenseOutputs.add is told the session's output names) */
+  outputName?: string;
+  /** @defaultValue 'auto' */
+  task?: EvalTask;
+  /** @defaultValue os.tmpdir() */
+  scratchDir?: string;
+  /** @defaultValue 256 MiB (OutputStore) */
+  maxHeldOutputBytes?: number;
+}
+
+/**
+ * The dense half of an evaluation, batch by batch in range order: its label scores, and its compared output kept
+ * (runtime/output-store.ts) for the compressed half. Fed by the dense session here, or by any run of the dense model
+ * over the same batches that fetched the output too (the calibration pass).
+ */
+export class DenseOutputs {
+  readonly store: OutputStore;
+  readonly dims: number[][] = [];
+  readonly scoring: Scoring = { probabilities: false, acc: new AccuracyAccumulator(), lm: new LmAccumulator() };
+  outputName?: string;
+
+  constructor(private readonly opts: DenseOutputsOptions) {
+    this.outputName = opts.outputName;
+    this.store = new OutputStore(opts.scratchDir ?? tmpdir(), opts.maxHeldOutputBytes);
   }
-  const dims: number[][] = [];
+
+  /** Batches recorded so far. */
+  get batches(): number {
+    return this.dims.length;
+  }
+
+  /**
+   * Checks the compared output against the model's outputs (the first one when none was named) before any batch.
+   * @returns the output to fetch
+   */
+  resolveOutput(outputNames: readonly string[]): string {
+    const outputName = (this.outputName ??= outputNames[0]);
+    if (!outputNames.includes(outputName)) {
+      throw new InputError(
+        'unknown-output',
+        `evaluation.outputName "${outputName}" is not a model output (${outputNames.join(', ')})`,
+      );
+    }
+    return outputName;
+  }
+
+  /** Records the next batch's output (`y` = the dense model's output `outputName` on `batch`). */
+  async add(y: ort.Tensor, batch: Batch): Promise<void> {
+    const sc = this.scoring;
+    const i = this.dims.length;
+    const a = toFloat32(y);
+    const dims = [...y.dims];
+    this.dims.push(dims);
+    if (!sc.resolved) {
+      sc.resolved = resolveTask(this.opts.task ?? 'auto', this.opts.dataset, dims);
+      if (sc.resolved.task === 'lm') sc.probabilities = looksLikeProbabilities(a, dims[dims.length - 1]);
+    }
+    scoreLabels(sc, a, dims, batch);
+    await this.store.put(i, a);
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}
+
+/** Runs the dense model over every batch into `rec`. */
+async function denseHalf(opts: EvaluateOptions, session: ort.InferenceSession, rec: DenseOutputs): Promise<void> {
+  const outputName = rec.resolveOutput(session.outputNames);
   let i = 0;
   for (const batch of batches(opts.dataset, opts.ranges)) {
     opts.signal?.throwIfAborted();
     const y = (await runSession(session, feedsOf(batch.inputs), [outputName], 'running the dense model'))[
       outputName
     ] as ort.Tensor;
-    const a = toFloat32(y);
-    dims.push([...y.dims]);
-    if (!sc.resolved) {
-      sc.resolved = resolveTask(opts.task ?? 'auto', opts.dataset, dims[i]);
-      if (sc.resolved.task === 'lm') sc.probabilities = looksLikeProbabilities(a, dims[i][dims[i].length - 1]);
-    }
-    scoreLabels(sc, a, dims[i], batch);
-    await store.put(i, a);
+    await rec.add(y, batch);
     i++; // not inside the onBatch?.() call: optional chaining skips its arguments when there is no callback
     opts.onBatch?.(i, 2 * opts.ranges.length);
   }
-  return { outputName, dims };
 }
 
 /** Runs the compressed model over the same batches and compares each with the dense outputs kept. */

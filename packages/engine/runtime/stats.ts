@@ -9,7 +9,7 @@
 // first asks for one of its activations; its session is released when the pass ends. Several weights reading one
 // activation share one entry.
 import type * as ort from 'onnxruntime-node';
-import { batches } from '../data/dataset.js';
+import { batches, type Batch } from '../data/dataset.js';
 import type { Dataset } from '../data/types.js';
 import { InputError } from '../job-parts.js';
 import type { LayerStats } from '../methods/types.js';
@@ -46,6 +46,14 @@ export interface StatsCollectorOptions {
    */
   sequential?: boolean;
   signal?: AbortSignal;
+  /**
+   * Model outputs fetched as well in the pass that runs on the session prepare() opened — the model as it was before
+   * the method edited anything — and handed over batch by batch in range order: the dense outputs an evaluation on
+   * the same batches would otherwise compute again (runtime/evaluate.ts DenseOutputs). ONNX Runtime runs only the
+   * nodes a fetch needs, so this adds the model's tail past the last captured activation (e.g. an LM head) to the
+   * pass. @defaultValue none
+   */
+  modelOutputs?: { names: string[]; record(r: ort.InferenceSession.ReturnType, batch: Batch): Promise<void> };
   onPass?: (p: { pass: number; batch: number; batches: number; activations: number }) => void;
 }
 
@@ -68,7 +76,7 @@ export class StatsCollector {
   private readonly released = new Set<string>();
   private passes = 0;
   private runs = 0;
-  private opened?: { start: number; reqs: StatsRequest[]; capture: CaptureSession };
+  private opened?: { start: number; reqs: StatsRequest[]; capture: CaptureSession; prepared: boolean };
   /** Sum of samples streamed in the first pass, for the report. */
   tokens = 0;
 
@@ -111,7 +119,7 @@ export class StatsCollector {
     if (reqs.length === 0) return undefined;
     await this.closeOpened();
     const capture = await this.opts.open(reqs);
-    this.opened = { start: 0, reqs, capture };
+    this.opened = { start: 0, reqs, capture, prepared: true };
     return { executionProvider: capture.executionProvider, fallbacks: capture.fallbacks };
   }
 
@@ -162,8 +170,9 @@ export class StatsCollector {
   private async runPass(start: number): Promise<void> {
     let reqs: StatsRequest[];
     let capture: CaptureSession;
+    let prepared = false;
     if (this.opened && this.opened.start === start) {
-      ({ reqs, capture } = this.opened);
+      ({ reqs, capture, prepared } = this.opened);
       this.opened = undefined;
     } else {
       await this.closeOpened();
@@ -172,7 +181,8 @@ export class StatsCollector {
     }
     const pass = ++this.passes;
     const accs = reqs.map((req) => newAccumulator(req, capture.outputs.get(req.key)!));
-    const fetches = fetchNames(accs);
+    const record = prepared ? this.opts.modelOutputs : undefined;
+    const fetches = record ? [...new Set([...fetchNames(accs), ...record.names])] : fetchNames(accs);
     try {
       let i = 0;
       for (const batch of batches(this.opts.dataset, this.opts.ranges)) {
@@ -181,6 +191,7 @@ export class StatsCollector {
         const r = await runSession(capture.session, feedsOf(batch.inputs), fetches, 'computing calibration statistics');
         this.runs++;
         for (const acc of accs) accumulate(acc, r, i === 0);
+        await record?.record(r, batch);
         if (pass === 1) this.tokens += batch.count;
         i++;
       }

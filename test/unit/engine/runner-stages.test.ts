@@ -143,6 +143,49 @@ test('evaluation runs one model at a time and gives the numbers of a side-by-sid
   }
 });
 
+test('evaluation on the calibration data takes the dense outputs from the calibration pass: same quality as a dense session', async () => {
+  // Evaluation data = the calibration file runs the dense model in its own session (the two-session route); without
+  // evaluation data the first calibration pass records the dense outputs and the dense model is not opened again.
+  const lm = await writeCase(dir, 'lm-reuse', transformer(), { ids: tokenData(10) });
+  const opened: string[] = [];
+  const open = SessionOwner.prototype.open;
+  SessionOwner.prototype.open = function (this: SessionOwner, model, o) {
+    if (typeof model === 'string') opened.push(model);
+    return open.call(this, model, o);
+  };
+  try {
+    for (const [name, extra] of [
+      ['wanda', {}],
+      ['sparsegpt', {}],
+      ['wanda-sequential', { sequential: true }],
+    ] as const) {
+      const recipe = {
+        method: 'sparsity',
+        pattern: '2:4',
+        criterion: name.split('-')[0],
+        calibration: { batchSize: 4, ...extra },
+      };
+      opened.length = 0;
+      const reused = await run(recipe, lm.modelPath, join(dir, `out-reuse-${name}`), { calibrationPath: lm.dataPath });
+      assert.ok(!opened.includes(lm.modelPath), `${name}: the dense model was opened again`);
+      opened.length = 0;
+      const two = await run(recipe, lm.modelPath, join(dir, `out-two-${name}`), {
+        calibrationPath: lm.dataPath,
+        evalPath: lm.dataPath,
+      });
+      assert.ok(opened.includes(lm.modelPath), `${name}: the two-session route opens the dense model`);
+      const { data: d1, ...q1 } = reused.report.quality as Record<string, unknown>;
+      const { data: d2, ...q2 } = two.report.quality as Record<string, unknown>;
+      assert.deepEqual([d1, d2], ['calibration', 'evaluation']);
+      assert.deepEqual(q1, q2, name);
+      assert.equal(q1.samples, 10);
+      assert.ok((q1.relativeError as number) > 0, 'the models differ');
+    }
+  } finally {
+    SessionOwner.prototype.open = open;
+  }
+});
+
 test('latency past the interleaving limit times one model at a time; the EP fallback is warned once per job', async () => {
   const c = await writeCase(dir, 'mlp-lat', mlp(), {
     x: { dtype: 'float32', dims: [8, 16], data: new Float32Array(128).fill(0.5) },
