@@ -259,15 +259,7 @@ export async function choleskyInverse(a: Float64Array, n: number): Promise<Float
  */
 export async function inverseCholeskyUpper(a: Float64Array, n: number): Promise<Float64Array> {
   checkSquare(a, n, 'inverseCholeskyUpper');
-  const rev = a.slice().reverse(); // (J A J)[i][j] = A[n−1−i][n−1−j]: the flat array reversed
-  let li: Float64Array;
-  try {
-    li = (await cholInv(rev, n, 0, false)).li;
-  } catch (e) {
-    if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(n - 1 - e.pivot, e.value);
-    throw e;
-  }
-  return li.reverse(); // U = J·L'⁻¹·J
+  return (await reversedCholInv(a.slice().reverse(), n, false)).u;
 }
 
 /**
@@ -278,16 +270,39 @@ export async function inverseCholeskyUpper(a: Float64Array, n: number): Promise<
  */
 export async function inverseCholeskyUpperF32(a: Float64Array, n: number): Promise<Float32Array> {
   checkSquare(a, n, 'inverseCholeskyUpperF32');
-  const rev = Float32Array.from(a).reverse(); // (J A J) in fp32
-  let li: Float32Array;
+  return (await reversedCholInv(Float32Array.from(a).reverse(), n, false)).u;
+}
+
+/**
+ * U as inverseCholeskyUpperF32 (`f32`) or inverseCholeskyUpper (float64, then rounded), and V = U⁻¹ = J·L'·J: the
+ * upper factor with A = V·Vᵀ, which the same factorisation produces (no extra flops). Both returned in fp32.
+ */
+export async function inverseCholeskyUpperWithFactor(
+  a: Float64Array,
+  n: number,
+  f32: boolean,
+): Promise<{ u: Float32Array; v: Float32Array }> {
+  checkSquare(a, n, 'inverseCholeskyUpperWithFactor');
+  const { u, v } = f32
+    ? await reversedCholInv(Float32Array.from(a).reverse(), n, true)
+    : await reversedCholInv(a.slice().reverse(), n, true);
+  const f = (x: Vec) => (x instanceof Float32Array ? x : Float32Array.from(x));
+  return { u: f(u), v: f(v!) };
+}
+
+/** For rev = J·A·J: U = J·L'⁻¹·J and, with `wantV`, V = J·L'·J; pivots reported in A's order; fp32 checked finite. */
+async function reversedCholInv<T extends Vec>(rev: T, n: number, wantV: boolean): Promise<{ u: T; v: T | null }> {
+  let r: { l: T | null; li: T };
   try {
-    li = (await cholInv(rev, n, 0, false)).li;
+    r = await cholInv(rev, n, 0, wantV);
   } catch (e) {
     if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(n - 1 - e.pivot, e.value);
     throw e;
   }
-  for (let i = 0; i < li.length; i++) if (!Number.isFinite(li[i])) throw new NotPositiveDefiniteError(-1, li[i]);
-  return li.reverse();
+  const li = r.li;
+  if (li instanceof Float32Array)
+    for (let i = 0; i < li.length; i++) if (!Number.isFinite(li[i])) throw new NotPositiveDefiniteError(-1, li[i]);
+  return { u: li.reverse() as T, v: r.l ? (r.l.reverse() as T) : null };
 }
 
 export function transpose(a: Float64Array, n: number): Float64Array {

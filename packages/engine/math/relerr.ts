@@ -22,32 +22,45 @@ export async function relativeOutputError(
     throw new MaskInputError(`relativeOutputError: weights must both be ${rows}×${cols}`);
   if (hessian.length !== cols * cols)
     throw new MaskInputError(`relativeOutputError: Hessian must be ${cols}×${cols}, got ${hessian.length} values`);
-  const stacked = stackWithDelta(w, wHat);
-  if (2 * rows * cols * cols <= GEMM_FLOPS) {
+  const { num, den } = await quadraticTraces(stackWithDelta(w, wHat), 2 * rows, cols, hessian, rows);
+  return errorRatio(num, den);
+}
+
+/**
+ * Σ over rows r of v_r·H·v_rᵀ for V [rows][cols], the first `split` rows summed into den and the rest into num
+ * (relativeOutputError's two traces; with split = 0 everything is num). Small products in float64 JS; large ones
+ * through one fp32 GEMM V·H (MLAS), the row dot products reduced in float64.
+ */
+export async function quadraticTraces(
+  v: Float32Array,
+  rows: number,
+  cols: number,
+  hessian: Float64Array,
+  split = 0,
+): Promise<{ num: number; den: number }> {
+  if (rows * cols * cols <= GEMM_FLOPS) {
     // Row r's quadratic form v·H·vᵀ in float64.
-    const { num, den } = traces(rows, (r) => {
+    return traces(rows, split, (r) => {
       const base = r * cols;
       let q = 0;
       for (let i = 0; i < cols; i++) {
-        const vi = stacked[base + i];
+        const vi = v[base + i];
         if (vi === 0) continue;
         let s = 0;
-        for (let j = 0; j < cols; j++) s += hessian[i * cols + j] * stacked[base + j];
+        for (let j = 0; j < cols; j++) s += hessian[i * cols + j] * v[base + j];
         q += vi * s;
       }
       return q;
     });
-    return errorRatio(num, den);
   }
-  const p = await matmul(stacked, Float32Array.from(hessian), 2 * rows, cols, cols);
-  // Row r of [W;Δ]·H dotted with row r of [W;Δ].
-  const { num, den } = traces(rows, (r) => {
+  const p = await matmul(v, Float32Array.from(hessian), rows, cols, cols);
+  // Row r of V·H dotted with row r of V.
+  return traces(rows, split, (r) => {
     const base = r * cols;
     let q = 0;
-    for (let i = 0; i < cols; i++) q += p[base + i] * stacked[base + i];
+    for (let i = 0; i < cols; i++) q += p[base + i] * v[base + i];
     return q;
   });
-  return errorRatio(num, den);
 }
 
 /** [W; W − Ŵ] as 2·rows rows, so that one product serves both the reference and the error. */
@@ -58,19 +71,19 @@ function stackWithDelta(w: Float32Array, wHat: Float32Array): Float32Array {
   return stacked;
 }
 
-/** Sums a per-row quantity of the stacked rows: the first `rows` (W) into den, the next `rows` (Δ) into num. */
-function traces(rows: number, perRow: (r: number) => number): { num: number; den: number } {
+/** Sums a per-row quantity: rows below `split` into den, the rest into num. */
+function traces(rows: number, split: number, perRow: (r: number) => number): { num: number; den: number } {
   let num = 0;
   let den = 0;
-  for (let r = 0; r < 2 * rows; r++) {
-    if (r < rows) den += perRow(r);
+  for (let r = 0; r < rows; r++) {
+    if (r < split) den += perRow(r);
     else num += perRow(r);
   }
   return { num, den };
 }
 
 /** sqrt(num/den): 0 for an exact match (or round-off below zero on a PSD form), Infinity when only den is 0. */
-function errorRatio(num: number, den: number): number {
+export function errorRatio(num: number, den: number): number {
   if (num <= 0) return 0;
   if (den <= 0) return Infinity;
   return Math.sqrt(num / den);

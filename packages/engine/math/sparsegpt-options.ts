@@ -13,6 +13,11 @@ export interface SparseGptOptions {
   blockSize?: number;
   /** λ in H += λ·mean(diag H)·I. @defaultValue 0.01 */
   dampening?: number;
+  /**
+   * Also return the layer's output error terms tr(ΔHΔᵀ) and tr(WHWᵀ) (SparseGptResult.outputError), from the sweep's
+   * own quantities instead of a separate pass over H. @defaultValue false
+   */
+  outputError?: boolean;
   signal?: AbortSignal;
 }
 
@@ -75,7 +80,7 @@ function firstNonFinite(a: ArrayLike<number>): number {
 
 /**
  * Copy of H with dead inputs (H_kk = 0) set to H_kk = 1 and λ·mean(diag H) added to the diagonal (in that order,
- * as the reference does). Returns the dead columns, whose weights the caller zeroes.
+ * as the reference does). Returns the dead columns, whose weights the caller zeroes, and the λ·mean(diag H) added.
  */
 export function dampedHessian(hessian: Float64Array, cols: number, dampening: number) {
   const h = Float64Array.from(hessian);
@@ -90,5 +95,5 @@ export function dampedHessian(hessian: Float64Array, cols: number, dampening: nu
   }
   const damp = (dampening * diagSum) / cols;
   for (let k = 0; k < cols; k++) h[k * cols + k] += damp;
-  return { h, dead };
+  return { h, dead, damp };
 }

@@ -4,8 +4,14 @@
 // fp32, on the GPU); the factorisation falls back to float64 when fp32 loses definiteness (ill-conditioned H), where
 // the reference would raise. The small diagonal blocks of the factorisation and each OBS update's arithmetic run in
 // JS doubles and are rounded once on store.
-import { matmulSubtractInPlace } from './gemm.js';
-import { inverseCholeskyUpper, inverseCholeskyUpperF32, NotPositiveDefiniteError } from './linalg.js';
+import { matmulInto, matmulSubtractInPlace } from './gemm.js';
+import {
+  inverseCholeskyUpper,
+  inverseCholeskyUpperF32,
+  inverseCholeskyUpperWithFactor,
+  NotPositiveDefiniteError,
+} from './linalg.js';
+import { quadraticTraces } from './relerr.js';
 import { transposeInto } from './transpose.js';
 import { pruneLowest } from './nm.js';
 
@@ -31,6 +37,11 @@ export interface SparseGptResult {
   mask: Uint8Array;
   /** The OBS loss estimate ½·Σ (w − q)²/U_jj² over all pruned weights (the reference's `Losses` sum). */
   error: number;
+  /**
+   * With `outputError`: num = tr(ΔHΔᵀ) and den = tr(WHWᵀ) for Δ = W − Ŵ and the undamped H, so that
+   * ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖ = sqrt(num/den) (math/relerr.ts errorRatio; groups add their terms).
+   */
+  outputError?: { num: number; den: number };
 }
 
 /**
@@ -49,16 +60,20 @@ export async function sparseGpt(
   const N = rows;
   const K = cols;
   const mask = new Uint8Array(N * K);
-  if (N === 0) return { mask, error: 0 };
-  const { h, dead } = dampedHessian(hessian, K, o.dampening);
+  if (N === 0) return { mask, error: 0, ...(opts.outputError ? { outputError: { num: 0, den: 0 } } : {}) };
+  const { h, dead, damp } = dampedHessian(hessian, K, o.dampening);
   // U = chol(H⁻¹) upper, in fp32 like the reference (torch fp32 cholesky → cholesky_inverse → cholesky); where fp32
   // loses definiteness on an ill-conditioned H, redo it in float64 instead of failing as the reference would.
+  // For the output error also V = U⁻¹ (H_d = V·Vᵀ), which the same factorisation gives.
   let u: Float32Array;
+  let v: Float32Array | undefined;
   try {
-    u = await inverseCholeskyUpperF32(h, K);
+    if (opts.outputError) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, true));
+    else u = await inverseCholeskyUpperF32(h, K);
   } catch (e) {
     if (!(e instanceof NotPositiveDefiniteError)) throw e;
-    u = Float32Array.from(await inverseCholeskyUpper(h, K));
+    if (opts.outputError) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, false));
+    else u = Float32Array.from(await inverseCholeskyUpper(h, K));
   }
   opts.signal?.throwIfAborted();
 
@@ -66,6 +81,8 @@ export async function sparseGpt(
   const wt = new Float32Array(K * N);
   transposeInto(w, 0, K, N, K, wt, 0, N);
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
+  // tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖² before the sweep overwrites W₀ (W₀: W with dead columns zeroed).
+  const dense = v ? await denseTerms(wt, v, N, K) : undefined;
 
   // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
   // where they define the result: the unstructured mask is chosen per `blockSize` block, as in the reference.
@@ -78,22 +95,22 @@ export async function sparseGpt(
   const errT = new Float32Array(K * N); // Errᵀ [K][N]: each column's OBS error, read by the GEMMs above it
   const state = { loss: 0, keepBlock: null as null | { start: number; len: number; keep: Uint8Array } };
 
+  // Leaves are swept in place on Wᵀ, a group of columns at a time, all rows at once (rows are independent inside a
+  // block): the inner loops run over contiguous rows of Wᵀ, and no leaf is transposed or copied.
+  const gw = o.nm ? o.nm.m : UNSTRUCTURED_GROUP;
+  const sweep = { e: new Float64Array(gw * N), keep: new Uint8Array(gw * N), u: new Float64Array(gw) };
   const sweepLeaf = (c0: number, c1: number) => {
-    const c = c1 - c0;
-    // Leaf as [N][c] so each output row's sweep runs over contiguous memory.
-    const blk = new Float32Array(N * c);
-    transposeInto(wt, c0 * N, N, c, N, blk, 0, c);
-    const ub = copyRect(u, K, c0, c1, c0, c1);
-    const keep = new Uint8Array(N * c);
-    const kb = state.keepBlock;
-    if (kb)
-      for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) keep[r * c + j] = kb.keep[r * kb.len + c0 - kb.start + j];
-    const err = new Float32Array(N * c);
-    state.loss += sweepBlock(blk, ub, keep, err, N, c, o.nm);
-    transposeInto(blk, 0, c, N, c, wt, c0 * N, N);
-    transposeInto(err, 0, c, N, c, errT, c0 * N, N);
-    // Short per-row copies as plain loops: a subarray per row would allocate N objects per leaf.
-    for (let r = 0; r < N; r++) for (let j = 0; j < c; j++) mask[r * K + c0 + j] = keep[r * c + j];
+    for (let g = c0; g < c1; g += gw) {
+      const gm = Math.min(gw, c1 - g);
+      const kb = state.keepBlock;
+      if (o.nm) chooseGroupNM(wt, u, N, K, g, gm, o.nm.n, sweep.keep);
+      else if (kb)
+        for (let t = 0; t < gm; t++) {
+          const off = g + t - kb.start;
+          for (let r = 0; r < N; r++) sweep.keep[t * N + r] = kb.keep[r * kb.len + off];
+        }
+      state.loss += sweepGroup(wt, u, errT, mask, N, K, g, gm, c1, sweep);
+    }
   };
 
   const run = async (c0: number, c1: number, level: number): Promise<void> => {
@@ -124,8 +141,92 @@ export async function sparseGpt(
     }
   };
   await run(0, K, 0);
+  if (!dense) {
+    transposeInto(wt, 0, N, K, N, w, 0, K);
+    return { mask, error: state.loss / 2 };
+  }
+  const outputError = await outputErrorTerms(w, wt, N, K, hessian, dead, damp, state.loss, dense);
+  return { mask, error: state.loss / 2, outputError };
+}
+
+/**
+ * The output error terms without a pass over H. Numerator: the sweep leaves Ŵ = W₀ − E·U (row by row, E the OBS
+ * errors e = (w − q)/U_jj, 0 for kept weights), and U·H_d·Uᵀ = I, so tr(Δ₀·H_d·Δ₀ᵀ) = Σe² exactly (up to fp32
+ * rounding of U and of the updates); H_d = H + λI on the live columns and Δ₀ = W − Ŵ there, while H's dead rows
+ * and columns are zero, so tr(ΔHΔᵀ) = Σe² − λ‖Δ₀‖². Denominator: ‖W₀V‖² − λ‖W₀‖² likewise. When λ‖·‖² is most of
+ * the total, the difference would lose the digits the rounding left (cancellation: e.g. an error mostly in H's
+ * near-null space, where only the dampening weighs it); there the term is computed as a plain trace through H (one
+ * fp32 GEMM, as relativeOutputError does). Writes Ŵ back into w (transposing wt) along the way.
+ */
+async function outputErrorTerms(
+  w: Float32Array,
+  wt: Float32Array,
+  N: number,
+  K: number,
+  hessian: Float64Array,
+  dead: number[],
+  damp: number,
+  sumE2: number,
+  dense: { vNorm2: number; norm2: number },
+): Promise<{ num: number; den: number }> {
+  const live = new Uint8Array(K).fill(1);
+  for (const k of dead) live[k] = 0;
+  let num = sumE2 - damp * deltaNorm2(w, wt, N, K, live);
+  let den = dense.vNorm2 - damp * dense.norm2;
+  // w still holds W: the fallbacks read it before it is overwritten with Ŵ.
+  if (!(den >= dense.vNorm2 * SAFE_FRACTION)) den = (await quadraticTraces(w, N, K, hessian)).num;
+  if (!(num >= sumE2 * SAFE_FRACTION)) {
+    const delta = new Float32Array(N * K);
+    transposeInto(wt, 0, N, K, N, delta, 0, K);
+    for (let i = 0; i < delta.length; i++) delta[i] = w[i] - delta[i];
+    num = (await quadraticTraces(delta, N, K, hessian)).num;
+  }
   transposeInto(wt, 0, N, K, N, w, 0, K);
-  return { mask, error: state.loss / 2 };
+  return { num, den };
+}
+
+/**
+ * The identities above are used while the undamped part is at least this fraction of the damped total: their
+ * rounding error (~1e-6 of the total) is then amplified at most 16× in the difference.
+ */
+const SAFE_FRACTION = 1 / 16;
+
+/** Σ over live columns of (W − Ŵ)² with W [N][K] and Ŵᵀ [K][N], tiled like transposeInto. */
+function deltaNorm2(w: Float32Array, wt: Float32Array, N: number, K: number, live: Uint8Array): number {
+  let s = 0;
+  for (let k0 = 0; k0 < K; k0 += 32) {
+    const k1 = Math.min(k0 + 32, K);
+    for (let r = 0; r < N; r++) {
+      const base = r * K;
+      for (let k = k0; k < k1; k++) {
+        if (live[k] === 0) continue;
+        const d = w[base + k] - wt[k * N + r];
+        s += d * d;
+      }
+    }
+  }
+  return s;
+}
+
+/** Column panels of V for the blocked product W₀·V (V upper: panel j needs only rows 0..j1 of V). */
+const TRMM_PANEL = 256;
+
+/**
+ * ‖W₀·V‖² and ‖W₀‖² from W₀ᵀ [K][N]. V upper, so (W₀V)[:, j0:j1] = W₀[:, 0:j1]·V[0:j1, j0:j1]: one fp32 GEMM per
+ * panel over a contiguous head of W₀ᵀ's rows, ~N·K²·(1 + 1/p) flops for p panels (a full W·H product is 2·N·K²).
+ */
+async function denseTerms(wt: Float32Array, v: Float32Array, N: number, K: number) {
+  let norm2 = 0;
+  for (let i = 0; i < wt.length; i++) norm2 += wt[i] * wt[i];
+  let vNorm2 = 0;
+  const y = new Float32Array(Math.min(TRMM_PANEL, K) * N);
+  for (let j0 = 0; j0 < K; j0 += TRMM_PANEL) {
+    const j1 = Math.min(j0 + TRMM_PANEL, K);
+    const out = y.subarray(0, (j1 - j0) * N);
+    await matmulInto(out, copyRect(v, K, 0, j1, j0, j1), wt.subarray(0, j1 * N), j1 - j0, j1, N, { transA: true });
+    for (let i = 0; i < out.length; i++) vNorm2 += out[i] * out[i];
+  }
+  return { vNorm2, norm2 };
 }
 
 /** Column counts per blocking level, largest first: [K, macro, (blockSize), 128, leaf], multiples of M for N:M. */
@@ -177,6 +278,8 @@ function unstructuredBlockMask(
 /** Target columns per macro block and per JS-swept leaf (rounded to multiples of M). */
 const MACRO_BLOCK = 512;
 const LEAF_BLOCK = 16;
+/** Columns per group of the unstructured sweep (its mask is known up front; the group only batches updates). */
+const UNSTRUCTURED_GROUP = 4;
 
 /** Contiguous copy of rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns. */
 function copyRect(a: Float32Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float32Array {
@@ -187,75 +290,131 @@ function copyRect(a: Float32Array, ld: number, r0: number, r1: number, c0: numbe
 }
 
 /**
- * The in-block OBS sweep over a sub-block [N][c], row by row (rows are independent inside a block): for every pruned
- * column i, e = w_i/U_ii, w_i = 0, w_j −= e·U_ij for j > i in the sub-block. Kept columns have e = 0 and cost
- * nothing. With N:M, each group's mask is chosen when the sweep reaches it, from the weights as updated so far
- * (keep the n largest w²/U_jj², ties to the lower index). Returns Σ e². Weights and U are fp32 as in the reference;
- * the arithmetic of one update runs in double (JS numbers) and is rounded once on store.
+ * N:M mask of the group of columns [g, g+m) for every row, from the weights as updated so far: keep the n largest
+ * w²/U_jj² (as (w·(1/U_jj))², ranking as w²/U_jj² up to one rounding), ties to the lower index. Scores are finite and
+ * ≥ 0 here (inputs validated), so plain comparisons rank them. keep[t·N + r] for column g+t of row r.
  */
-function sweepBlock(
-  blk: Float32Array,
-  ub: Float32Array,
-  keep: Uint8Array,
-  err: Float32Array,
+function chooseGroupNM(
+  wt: Float32Array,
+  u: Float32Array,
   N: number,
-  c: number,
-  nm: { n: number; m: number } | null,
-): number {
-  const diag = new Float64Array(c);
-  const invDiag = new Float64Array(c); // scores as (w·(1/U_jj))²: a multiply in the hot loop (ranking as w²/U_jj² up to one rounding)
-  for (let j = 0; j < c; j++) {
-    diag[j] = ub[j * c + j];
-    invDiag[j] = 1 / diag[j];
+  K: number,
+  g: number,
+  m: number,
+  n: number,
+  keep: Uint8Array,
+): void {
+  if (m === 4) {
+    // 2:4 and friends with the group in locals (the common case, and the hot loop).
+    const i0 = 1 / u[g * K + g];
+    const i1 = 1 / u[(g + 1) * K + g + 1];
+    const i2 = 1 / u[(g + 2) * K + g + 2];
+    const i3 = 1 / u[(g + 3) * K + g + 3];
+    const b0 = g * N;
+    for (let r = 0; r < N; r++) {
+      let v = wt[b0 + r] * i0;
+      const a = v * v;
+      v = wt[b0 + N + r] * i1;
+      const b = v * v;
+      v = wt[b0 + 2 * N + r] * i2;
+      const d2 = v * v;
+      v = wt[b0 + 3 * N + r] * i3;
+      const e3 = v * v;
+      keep[r] = (b > a ? 1 : 0) + (d2 > a ? 1 : 0) + (e3 > a ? 1 : 0) < n ? 1 : 0;
+      keep[N + r] = (a >= b ? 1 : 0) + (d2 > b ? 1 : 0) + (e3 > b ? 1 : 0) < n ? 1 : 0;
+      keep[2 * N + r] = (a >= d2 ? 1 : 0) + (b >= d2 ? 1 : 0) + (e3 > d2 ? 1 : 0) < n ? 1 : 0;
+      keep[3 * N + r] = (a >= e3 ? 1 : 0) + (b >= e3 ? 1 : 0) + (d2 >= e3 ? 1 : 0) < n ? 1 : 0;
+    }
+    return;
   }
-  const m = nm ? nm.m : c;
-  const n = nm ? nm.n : 0;
+  const inv = new Float64Array(m);
+  for (let j = 0; j < m; j++) inv[j] = 1 / u[(g + j) * K + g + j];
   const sc = new Float64Array(m);
-  let loss = 0;
   for (let r = 0; r < N; r++) {
-    const rb = r * c;
-    for (let g = 0; g < c; g += m) {
-      if (m === 4 && nm) {
-        // 2:4 and friends with the group in locals (the common case, and the hot loop).
-        let v = blk[rb + g] * invDiag[g];
-        const a = v * v;
-        v = blk[rb + g + 1] * invDiag[g + 1];
-        const b = v * v;
-        v = blk[rb + g + 2] * invDiag[g + 2];
-        const d2 = v * v;
-        v = blk[rb + g + 3] * invDiag[g + 3];
-        const e3 = v * v;
-        keep[rb + g] = (b > a ? 1 : 0) + (d2 > a ? 1 : 0) + (e3 > a ? 1 : 0) < n ? 1 : 0;
-        keep[rb + g + 1] = (a >= b ? 1 : 0) + (d2 > b ? 1 : 0) + (e3 > b ? 1 : 0) < n ? 1 : 0;
-        keep[rb + g + 2] = (a >= d2 ? 1 : 0) + (b >= d2 ? 1 : 0) + (e3 > d2 ? 1 : 0) < n ? 1 : 0;
-        keep[rb + g + 3] = (a >= e3 ? 1 : 0) + (b >= e3 ? 1 : 0) + (d2 >= e3 ? 1 : 0) < n ? 1 : 0;
-      } else if (nm) {
-        // Scores are finite and ≥ 0 here (inputs validated), so plain comparisons rank them.
-        for (let j = 0; j < m; j++) {
-          const v = blk[rb + g + j] * invDiag[g + j];
-          sc[j] = v * v;
-        }
-        for (let j = 0; j < m; j++) {
-          const sj = sc[j];
-          let better = 0;
-          for (let i = 0; i < m; i++) {
-            const si = sc[i];
-            if (si > sj || (si === sj && i < j)) better++;
-          }
-          keep[rb + g + j] = better < n ? 1 : 0;
-        }
+    for (let j = 0; j < m; j++) {
+      const v = wt[(g + j) * N + r] * inv[j];
+      sc[j] = v * v;
+    }
+    for (let j = 0; j < m; j++) {
+      const sj = sc[j];
+      let better = 0;
+      for (let i = 0; i < m; i++) {
+        const si = sc[i];
+        if (si > sj || (si === sj && i < j)) better++;
       }
-      const gEnd = Math.min(g + m, c);
-      for (let i = g; i < gEnd; i++) {
-        if (keep[rb + i] === 1) continue;
-        const e = blk[rb + i] / diag[i];
-        if (e === 0) continue;
-        loss += e * e;
-        err[rb + i] = e;
-        blk[rb + i] = 0;
-        const ui = i * c;
-        for (let j = i + 1; j < c; j++) blk[rb + j] -= e * ub[ui + j];
+      keep[j * N + r] = better < n ? 1 : 0;
+    }
+  }
+}
+
+/**
+ * The OBS sweep of the group of columns [g, g+gm) of a leaf ending at c1, on Wᵀ in place, all rows at once: for
+ * every pruned column i, e = w_i/U_ii, w_i = 0, w_j −= e·U_ij for j > i up to c1. Kept weights have e = 0 (their
+ * updates subtract zero: the same values, and a −0 weight may become +0). Inside the group the columns go one by
+ * one (each e needs the updates of the columns before it); the rest of the leaf then takes the group's updates in
+ * one pass per column, each rounded to fp32 as it is applied, so every weight sees exactly the roundings of the
+ * one-column-at-a-time sweep (arithmetic of one update in double, rounded once on store, as in the reference).
+ * Writes e to errT (fp32) and the mask; returns Σ e².
+ */
+function sweepGroup(
+  wt: Float32Array,
+  u: Float32Array,
+  errT: Float32Array,
+  mask: Uint8Array,
+  N: number,
+  K: number,
+  g: number,
+  gm: number,
+  c1: number,
+  buf: { e: Float64Array; keep: Uint8Array; u: Float64Array },
+): number {
+  const { e, keep, u: us } = buf;
+  let loss = 0;
+  for (let t = 0; t < gm; t++) {
+    const i = g + t;
+    const d = u[i * K + i];
+    const row = i * N;
+    const eb = t * N;
+    for (let r = 0; r < N; r++) {
+      const k = keep[eb + r];
+      mask[r * K + i] = k;
+      if (k === 1) {
+        e[eb + r] = 0;
+        continue;
       }
+      const v = wt[row + r] / d;
+      e[eb + r] = v;
+      if (v === 0) continue;
+      loss += v * v;
+      errT[row + r] = v;
+      wt[row + r] = 0;
+    }
+    for (let j = i + 1; j < g + gm; j++) {
+      const uij = u[i * K + j];
+      const rj = j * N;
+      for (let r = 0; r < N; r++) wt[rj + r] -= e[eb + r] * uij;
+    }
+  }
+  for (let j = g + gm; j < c1; j++) {
+    const rj = j * N;
+    if (gm === 4) {
+      const u0 = u[g * K + j];
+      const u1 = u[(g + 1) * K + j];
+      const u2 = u[(g + 2) * K + j];
+      const u3 = u[(g + 3) * K + j];
+      for (let r = 0; r < N; r++) {
+        let x = Math.fround(wt[rj + r] - e[r] * u0);
+        x = Math.fround(x - e[N + r] * u1);
+        x = Math.fround(x - e[2 * N + r] * u2);
+        wt[rj + r] = x - e[3 * N + r] * u3;
+      }
+      continue;
+    }
+    for (let t = 0; t < gm; t++) us[t] = u[(g + t) * K + j];
+    for (let r = 0; r < N; r++) {
+      let x = wt[rj + r];
+      for (let t = 0; t < gm; t++) x = Math.fround(x - e[t * N + r] * us[t]);
+      wt[rj + r] = x;
     }
   }
   return loss;

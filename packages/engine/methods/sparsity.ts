@@ -7,6 +7,7 @@
 //   {"method": "sparsity", "pattern": "2:4", "criterion": "wanda", "exclude": ["*head*"], "calibration": {"samples": 128}}
 import { InputError, type LayerReport } from '../job-parts.js';
 import { applyMask, checkNM, nmMask, unstructuredMaskGlobal, unstructuredMaskPerRow } from '../math/nm.js';
+import { errorRatio } from '../math/relerr.js';
 import { sparseGpt } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
@@ -133,7 +134,8 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
         '(exclude the layer, or use magnitude/wanda)',
     );
   }
-  const before = ctx.hasCalibration ? weights.slice() : undefined;
+  // SparseGPT reports its layer error from the sweep (outputError below): no copy of the dense weights needed.
+  const before = ctx.hasCalibration && criterion !== 'sparsegpt' ? weights.slice() : undefined;
   const stats = criterion === 'magnitude' ? undefined : await ctx.stats(w);
   if (criterion !== 'magnitude' && !stats) {
     throw new InputError('calibration-required', `${criterion} needs calibration statistics for ${w.name}`);
@@ -141,6 +143,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
   const groups = stats?.groups ?? 1;
   const rowsPerGroup = N / groups;
   let obsLoss = 0;
+  const outputError = { num: 0, den: 0 };
   if (criterion === 'magnitude') {
     const scores = magnitudeScores(weights);
     const mask =
@@ -163,9 +166,12 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
           ...('n' in target ? { n: target.n, m: target.m } : { sparsity: target.sparsity }),
           blockSize: r.blockSize, // undefined: sparseGpt's default (128 rounded to a multiple of M)
           dampening: r.dampening ?? 0.01,
+          outputError: true,
           signal: ctx.signal,
         });
         obsLoss += res.error;
+        outputError.num += res.outputError!.num;
+        outputError.den += res.outputError!.den;
       }
     }
   }
@@ -173,7 +179,13 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
   for (let i = 0; i < weights.length; i++) if (weights[i] === 0) zeros++;
   const verified = 'n' in target ? checkNM(weights, N, K, target.n, target.m).ok : undefined;
   writeWeightMatrix(ctx.model, w, weights);
-  const relError = before ? await ctx.relativeError(w, before, weights) : null;
+  // SparseGPT: the same ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖ from the same Hessian as ctx.relativeError, without its K×K pass.
+  const relError =
+    criterion === 'sparsegpt'
+      ? errorRatio(outputError.num, outputError.den)
+      : before
+        ? await ctx.relativeError(w, before, weights)
+        : null;
   ctx.release(w);
   const row: LayerReport = {
     name: w.name,

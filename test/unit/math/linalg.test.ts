@@ -6,6 +6,7 @@ import {
   choleskyUpper,
   inverseCholeskyUpper,
   inverseCholeskyUpperF32,
+  inverseCholeskyUpperWithFactor,
   invSqrtmSPD,
   LinalgShapeError,
   NotPositiveDefiniteError,
@@ -55,6 +56,15 @@ test('choleskyInverse: A·A⁻¹ = I; inverseCholeskyUpper: upper U with UᵀU =
     for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(u[i * n + j], 0);
     for (let i = 0; i < n; i++) assert.ok(u[i * n + i] > 0);
     assert.ok(maxAbsDiff(await product(u, u, n, true, false), inv) < 1e-12 * maxAbs(inv) * n, `n=${n}`);
+    // With the factor: V = U⁻¹ upper and V·Vᵀ = A, in fp32 (fp32 or float64 factorisation).
+    for (const f32 of [true, false]) {
+      const r = await inverseCholeskyUpperWithFactor(a, n, f32);
+      const v = Float64Array.from(r.v);
+      for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) assert.equal(v[i * n + j], 0);
+      const tol = (f32 ? 1e-5 : 1e-6) * n;
+      assert.ok(maxAbsDiff(await product(v, v, n, false, true), a) < tol * maxAbs(a), `n=${n} f32=${f32}`);
+      assert.ok(identityError(await product(Float64Array.from(r.u), v, n), n) < tol, `n=${n} f32=${f32}`);
+    }
   }
 });
 

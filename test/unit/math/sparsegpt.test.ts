@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gramAccumulate } from '../../../packages/engine/math/gemm.js';
-import { NotPositiveDefiniteError } from '../../../packages/engine/math/linalg.js';
+import { inverseCholeskyUpperF32, NotPositiveDefiniteError } from '../../../packages/engine/math/linalg.js';
 import { applyMask, checkNM, MaskInputError, nmMask } from '../../../packages/engine/math/nm.js';
-import { relativeOutputError } from '../../../packages/engine/math/relerr.js';
+import { errorRatio, relativeOutputError } from '../../../packages/engine/math/relerr.js';
 import {
+  dampedHessian,
   sparseGpt,
   SparseGptInputError,
   sparseGptReference,
@@ -103,6 +104,72 @@ test('on LLM-like activations: sparsegpt < wanda < magnitude in ‖X(W−Ŵ)‖/
   assert.ok(e.sparsegpt < 0.9 * e.sparsegptMaskNoUpdate, JSON.stringify(e));
   // The Hessian-only error used in reports agrees with the activation-based one.
   assert.ok(Math.abs((await relativeOutputError(w, wSgpt, N, K, h)) - e.sparsegpt) < 1e-4 * e.sparsegpt);
+});
+
+test('outputError: tr(ΔHΔᵀ)/tr(WHWᵀ) from the sweep equals ‖X(W−Ŵ)ᵀ‖²/‖XWᵀ‖² from the activations (float64)', async () => {
+  // [N, K, tokens, options, every how many columns a dead input (0: none)]. tokens < K: rank-deficient H, where
+  // much of the error sits in H's null space; the last cases make the dampening dominate the error (the trace
+  // fallback) or make fp32 lose definiteness (the float64 factorisation).
+  const cases: [number, number, number, SparseGptOptions, number][] = [
+    [40, 128, 400, { n: 2, m: 4 }, 0],
+    [40, 128, 400, { n: 2, m: 4, blockSize: 32 }, 17],
+    [40, 256, 100, { n: 2, m: 4 }, 0],
+    [30, 256, 60, { sparsity: 0.5 }, 9],
+    [30, 304, 1000, { n: 4, m: 8 }, 0],
+    [64, 600, 300, { sparsity: 0.5, blockSize: 96 }, 0], // W₀·V over three panels, GEMM paths
+    [20, 64, 2, { n: 2, m: 4, dampening: 1 }, 0], // num: λ‖Δ‖² ≈ Σe², the trace fallback
+    [20, 64, 4, { sparsity: 0.5, dampening: 1 }, 7],
+    [30, 200, 30, { n: 2, m: 4, dampening: 1e-9 }, 0], // fp32 factorisation fails: float64
+  ];
+  for (const [N, K, tokens, opts, deadEvery] of cases) {
+    const x = llmLikeActivations(tokens, K, N + K + tokens);
+    if (deadEvery) for (let t = 0; t < tokens; t++) for (let k = 3; k < K; k += deadEvery) x[t * K + k] = 0;
+    const h = hessianF64(x, tokens, K);
+    const w = randomF32(N * K, rng(N * K).normal);
+    const got = w.slice();
+    const r = await sparseGpt(got, N, K, h, { ...opts, outputError: true });
+    const want = outputErrorF64(x, tokens, w, got, N, K);
+    const label = `${N}×${K} T=${tokens} ${JSON.stringify(opts)} dead/${deadEvery}`;
+    const { num, den } = r.outputError!;
+    assert.ok(Math.abs(errorRatio(num, den) - want) < 1e-5 * want, `${label}: ${errorRatio(num, den)} vs ${want}`);
+    // The weights and mask are those of a run without outputError.
+    const plain = w.slice();
+    assert.deepEqual((await sparseGpt(plain, N, K, h, opts)).mask, r.mask, label);
+    assert.deepEqual(plain, got, label);
+  }
+  // W almost orthogonal to the activations: tr(WHWᵀ) ≪ λ‖W‖², the denominator's trace fallback.
+  {
+    const [N, K, tokens] = [10, 64, 3];
+    const x = llmLikeActivations(tokens, K, 5);
+    const h = hessianF64(x, tokens, K);
+    const w = randomF32(N * K, rng(6).normal);
+    const q = Float64Array.from(x); // Gram–Schmidt on X's rows, then W −= 0.99·(projection of W onto them)
+    for (let t = 0; t < tokens; t++) {
+      for (let s2 = 0; s2 < t; s2++) {
+        let d = 0;
+        for (let k = 0; k < K; k++) d += q[t * K + k] * q[s2 * K + k];
+        for (let k = 0; k < K; k++) q[t * K + k] -= d * q[s2 * K + k];
+      }
+      let n2 = 0;
+      for (let k = 0; k < K; k++) n2 += q[t * K + k] ** 2;
+      for (let k = 0; k < K; k++) q[t * K + k] /= Math.sqrt(n2);
+    }
+    for (let r = 0; r < N; r++)
+      for (let t = 0; t < tokens; t++) {
+        let d = 0;
+        for (let k = 0; k < K; k++) d += w[r * K + k] * q[t * K + k];
+        for (let k = 0; k < K; k++) w[r * K + k] -= 0.99 * d * q[t * K + k];
+      }
+    const got = w.slice();
+    const { outputError } = await sparseGpt(got, N, K, h, { n: 2, m: 4, outputError: true });
+    const want = outputErrorF64(x, tokens, w, got, N, K);
+    const have = errorRatio(outputError!.num, outputError!.den);
+    assert.ok(Math.abs(have - want) < 1e-4 * want, `near-null W: ${have} vs ${want}`);
+  }
+  const ill = hessianF64(llmLikeActivations(30, 200, 260), 30, 200);
+  await assert.rejects(inverseCholeskyUpperF32(dampedHessian(ill, 200, 1e-9).h, 200), NotPositiveDefiniteError);
+  const empty = await sparseGpt(new Float32Array(0), 0, 4, new Float64Array(16), { n: 2, m: 4, outputError: true });
+  assert.deepEqual(empty.outputError, { num: 0, den: 0 });
 });
 
 test('bad inputs give typed errors; a singular Hessian without dampening is NotPositiveDefinite; abort works', async () => {
