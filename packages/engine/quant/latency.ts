@@ -1,7 +1,9 @@
 // Latency of the dense model against the compressed one on the job's execution provider, for the report: p50/p95
 // of session.run at batch 1 and at a larger batch, runs interleaved (dense, compressed, dense, …) so that load
-// changes on a shared machine hit both alike, with a time budget; a dense model over 512 MiB is timed before the
-// compressed one instead, one session at a time, so timing never holds both models in memory. Inputs are rows of
+// changes on a shared machine hit both alike, with a time budget (warm-ups included); a dense model over 512 MiB is
+// timed apart from the compressed one instead, one session at a time, so timing never holds both models in memory.
+// The caller may hand over a session already open on the compressed model (the runner: the one evaluation ran it in,
+// which saves a session and the warm-up of the batch size evaluation ran); the dense one is then opened alike. Inputs are rows of
 // the calibration/evaluation data when given (the batch is the first `batch` samples, repeated when there are fewer), random values of the
 // declared type otherwise; symbolic dimensions other than the batch axis must then be resolvable from the data.
 import type * as ort from 'onnxruntime-node';
@@ -50,6 +52,20 @@ export interface LatencyOptions {
   denseBytes?: number;
   /** @defaultValue DEFAULT_INTERLEAVE_MAX_BYTES (512 MiB) */
   interleaveMaxBytes?: number;
+  /** Options of every session opened here (the note says when the CPU arena is off). @defaultValue ORT's */
+  sessionOptions?: Pick<SessionOptions, 'cpuMemArena'>;
+  /**
+   * A session already open on the compressed model (the one evaluation ran it in), timed instead of opening
+   * `compressedPath`; the dense session is pinned to its provider. compareLatency calls `release` once done with it
+   * (timed one model at a time: before the dense model opens, so the compressed model is timed first). Batch sizes in
+   * `warm` have run in it already and get no warm-up. @defaultValue none: `compressedPath` is opened
+   */
+  compressed?: {
+    session: ort.InferenceSession;
+    executionProvider: ExecutionProvider;
+    release(): Promise<void>;
+    warm?: readonly number[];
+  };
 }
 
 /** `batch` rows of every array (cycling through the samples when there are fewer). */
@@ -85,11 +101,12 @@ function stats(times: number[]): LatencyStats {
 export const DEFAULT_INTERLEAVE_MAX_BYTES = 512 * 2 ** 20;
 
 type Opened = Awaited<ReturnType<typeof openSession>>;
+type Times = { dense: LatencyStats; compressed: LatencyStats }[];
 
 /**
  * Times dense vs compressed (model files) on the data's inputs. Interleaved (both sessions open, runs alternating)
  * while the dense model is at most `interleaveMaxBytes`; larger models are timed one after the other (dense, release,
- * compressed), so the job never holds both models at once.
+ * compressed; or compressed first when its session is given), so the job never holds both models at once.
  */
 export async function compareLatency(
   densePath: string,
@@ -98,47 +115,83 @@ export async function compareLatency(
   o: LatencyOptions = {},
 ): Promise<LatencyReport> {
   const open = o.openSession ?? openSession;
+  const given = o.compressed;
   const opts = {
-    executionProviders: o.executionProviders ?? ['cpu'],
+    executionProviders: given ? [given.executionProvider] : (o.executionProviders ?? ['cpu']),
     allowSpinning: false,
+    ...(o.sessionOptions ?? {}),
     ...(o.intraOpNumThreads ? { intraOpNumThreads: o.intraOpNumThreads } : {}),
   };
   const feeds = (o.batches ?? [1, 8]).map((batch) => ({ batch, feeds: feedsOf(batchOf(data, batch)) }));
   const interleave = (o.denseBytes ?? 0) <= (o.interleaveMaxBytes ?? DEFAULT_INTERLEAVE_MAX_BYTES);
-  const dense = await open(densePath, opts);
-  let comp: Opened | undefined;
+  const givenWarm = new Set(given?.warm ?? []);
+  let dense: Opened | undefined;
+  let comp: { session: ort.InferenceSession; release(): Promise<void> } | undefined = given;
+  const openCompressed = async (ep: ExecutionProvider) => {
+    const c = await open(compressedPath, { ...opts, executionProviders: [ep] });
+    return { session: c.session, release: () => c.session.release() };
+  };
   try {
-    const pin = { ...opts, executionProviders: [dense.executionProvider] };
-    let times: { dense: LatencyStats; compressed: LatencyStats }[];
+    let times: Times;
+    let order: 'interleaved' | 'dense-first' | 'compressed-first';
     if (interleave) {
-      comp = await open(compressedPath, pin);
-      times = await timeAll(feeds, [dense.session, comp.session], o);
-    } else {
+      order = 'interleaved';
+      dense = await open(densePath, opts);
+      comp ??= await openCompressed(dense.executionProvider);
+      times = await timeAll(feeds, [dense.session, comp.session], o, 1, [new Set(), givenWarm]);
+    } else if (given) {
+      order = 'compressed-first';
+      const c = await timeAll(feeds, [given.session], o, 0.5, [givenWarm]);
+      comp = undefined;
+      await given.release();
+      dense = await open(densePath, opts);
       const d = await timeAll(feeds, [dense.session], o, 0.5);
+      times = d.map((t, i) => ({ dense: t.dense, compressed: c[i].dense }));
+    } else {
+      order = 'dense-first';
+      dense = await open(densePath, opts);
+      const d = await timeAll(feeds, [dense.session], o, 0.5);
+      const ep = dense.executionProvider;
       await dense.session.release();
-      comp = await open(compressedPath, pin);
+      dense = undefined;
+      comp = await openCompressed(ep);
       const c = await timeAll(feeds, [comp.session], o, 0.5);
       times = d.map((t, i) => ({ dense: t.dense, compressed: c[i].dense }));
     }
     return {
-      executionProvider: dense.executionProvider,
+      executionProvider: (dense?.executionProvider ?? given?.executionProvider)!,
       mode: interleave ? 'interleaved' : 'sequential',
       rows: feeds.map(({ batch }, i) => {
         const { dense: d, compressed: c } = times[i];
         return { batch, dense: d, compressed: c, speedup: d.p50 / c.p50, slower: c.p50 > d.p50 };
       }),
-      note:
-        (interleave
-          ? 'milliseconds per session.run, dense and compressed interleaved'
-          : 'milliseconds per session.run, dense then compressed (one model in memory at a time: the dense model ' +
-            'is over the interleaving limit, so load changes between the two halves are not cancelled out)') +
-        '; p50/p95 over the runs; intra-op threads do not spin between runs (ORT session option ' +
-        'session.intra_op.allow_spinning = 0)',
+      note: latencyNote(order, o),
     };
   } finally {
-    if (interleave) await dense.session.release().catch(() => {});
-    await comp?.session.release().catch(() => {});
+    await dense?.session.release().catch(() => {});
+    await comp?.release().catch(() => {});
   }
+}
+
+function latencyNote(order: 'interleaved' | 'dense-first' | 'compressed-first', o: LatencyOptions): string {
+  const sequential =
+    ' (one model in memory at a time: the dense model is over the interleaving limit, so load changes between the ' +
+    'two halves are not cancelled out)';
+  const how = {
+    interleaved: 'milliseconds per session.run, dense and compressed interleaved',
+    'dense-first': `milliseconds per session.run, dense then compressed${sequential}`,
+    'compressed-first': `milliseconds per session.run, compressed then dense${sequential}`,
+  }[order];
+  return (
+    how +
+    '; p50/p95 over the runs, after one to three warm-up runs per model and batch (none for a batch the compressed ' +
+    "model's session had already run)" +
+    (o.compressed
+      ? '; the compressed model is timed in the session evaluation ran it in, the dense one in its own'
+      : '') +
+    (o.sessionOptions?.cpuMemArena === false ? "; sessions without ONNX Runtime's CPU memory arena" : '') +
+    '; intra-op threads do not spin between runs (ORT session option session.intra_op.allow_spinning = 0)'
+  );
 }
 
 /** Warm-up runs per session and batch before timing, at most (the first always; see timeAll). */
@@ -149,21 +202,26 @@ export const WARMUP_RUNS = 3;
  * spent per batch, warm-up included. Each session first runs the batch once untimed (its first run allocates and
  * plans memory for the shape); up to WARMUP_RUNS warm-ups while they take under a tenth of the budget, so a model
  * whose run takes seconds is not run three times for nothing. At least one timed run per session, even past the
- * budget. Returns per batch the first session's stats as `dense` and the second's as `compressed`.
+ * budget. Batch sizes in a session's `warm` set get no warm-up there. Returns per batch the first session's stats as
+ * `dense` and the second's as `compressed`.
  */
 async function timeAll(
   feeds: { batch: number; feeds: Record<string, ort.Tensor> }[],
   sessions: ort.InferenceSession[],
   o: LatencyOptions,
   budgetShare = 1,
-): Promise<{ dense: LatencyStats; compressed: LatencyStats }[]> {
-  const out: { dense: LatencyStats; compressed: LatencyStats }[] = [];
-  for (const { feeds: f } of feeds) {
+  warm: ReadonlySet<number>[] = [],
+): Promise<Times> {
+  const out: Times = [];
+  for (const { batch, feeds: f } of feeds) {
     const budget = (o.budgetSeconds ?? 20) * 1000 * budgetShare;
-    const start = performance.now();
-    const deadline = start + budget;
-    for (let i = 0; i < WARMUP_RUNS && (i === 0 || performance.now() - start < budget / 10); i++) {
-      for (const s of sessions) await s.run(f);
+    const deadline = performance.now() + budget;
+    for (let k = 0; k < sessions.length; k++) {
+      if (warm[k]?.has(batch)) continue;
+      const start = performance.now();
+      for (let i = 0; i < WARMUP_RUNS && (i === 0 || performance.now() - start < budget / 10 / sessions.length); i++) {
+        await sessions[k].run(f);
+      }
     }
     const times: number[][] = sessions.map(() => []);
     for (let i = 0; i < (o.runs ?? 50) && (i === 0 || performance.now() < deadline); i++) {

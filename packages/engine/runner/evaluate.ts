@@ -2,7 +2,8 @@
 // (runtime/evaluate.ts): the dense model's outputs first, its session released, then the compressed model. Dense
 // outputs over 256 MiB go to a scratch file in the job's scratch folder rather than memory. Without evaluation data,
 // on the calibration batches, the dense outputs were recorded by the first calibration pass (runner/calibrate.ts) and
-// the dense model is not opened again.
+// the dense model is not opened again. The compressed model's session is left open for the latency stage when the
+// method is timed (it then times the compressed model there).
 import { evaluateModels } from '../runtime/evaluate.js';
 import { evaluationRanges, heldOutData, type RunState } from './state.js';
 
@@ -19,18 +20,31 @@ export async function evaluate(s: RunState): Promise<void> {
       s.progress.emit('evaluate', 0, { message: 'evaluating dense vs compressed' });
       const { recipe } = s;
       const ranges = evaluationRanges(s, evalSet);
-      const open = (path: string) => async () => {
-        // No CPU arena: it would keep the run's high-water mark of intermediates next to the weights (one forward
-        // pass per batch, so the arena saves little time here).
-        const session = await s.sessions.open(path, { cpuMemArena: false });
-        return { session, release: () => s.sessions.release(session) };
-      };
+      // The compressed model's session is kept for the latency stage when the method is timed (runner/latency.ts), so
+      // it is opened as timing wants it: intra-op threads that do not spin.
+      const timed = !!s.method!.timesLatency?.(s.recipe);
+      const warm = [...new Set(ranges.ranges.map(([a, b]) => b - a))];
+      const open =
+        (path: string, keep = false) =>
+        async () => {
+          // No CPU arena: it would keep the run's high-water mark of intermediates next to the weights (one forward
+          // pass per batch, so the arena saves little time here).
+          const session = await s.sessions.open(path, {
+            cpuMemArena: false,
+            ...(keep ? { allowSpinning: false } : {}),
+          });
+          const release = async () => {
+            if (keep) s.evaluated = { session, batches: warm };
+            else await s.sessions.release(session);
+          };
+          return { session, release };
+        };
       const denseOutputs = s.denseOutputs;
       s.denseOutputs = undefined; // evaluateModels takes it over (and runs the dense model if it is incomplete)
       const q = await evaluateModels({
         dense: open(s.inputs.modelPath),
         ...(denseOutputs ? { denseOutputs } : {}),
-        compressed: open(s.outPath!),
+        compressed: open(s.outPath!, timed),
         dataset: evalSet,
         ranges: ranges.ranges,
         outputName: recipe.evaluation?.outputName,

@@ -1,7 +1,9 @@
 // Stage "latency": dense vs compressed p50/p95 at batch 1 and a larger batch, on the execution provider used, for
 // methods that declare they change which kernels run (CompressionMethod.timesLatency: quantize, slim). Sparsity
 // alone changes no kernel (ONNX Runtime has no sparse GEMM), so it is not timed. A compressed model slower than the
-// dense one is flagged.
+// dense one is flagged. The compressed model is timed in the session evaluation ran it in (runner/evaluate.ts), the
+// dense one in a session opened alike (without ONNX Runtime's CPU arena, threads not spinning; the report's note says
+// so): one session open and the warm-up of evaluation's batch size fewer.
 import { compareLatency } from '../quant/latency.js';
 import { heldOutData, type RunState } from './state.js';
 
@@ -15,6 +17,8 @@ export async function measureLatency(s: RunState): Promise<void> {
   await s.clock.stage(
     'latency',
     async () => {
+      const evaluated = s.evaluated;
+      s.evaluated = undefined;
       s.checkAbort();
       s.progress.emit('evaluate', 1, { message: 'timing dense vs compressed' });
       try {
@@ -24,6 +28,17 @@ export async function measureLatency(s: RunState): Promise<void> {
           batches: s.plan!.fixedBatch ? [s.plan!.fixedBatch] : [1, 8],
           budgetSeconds: 10,
           denseBytes: s.inputBytes,
+          sessionOptions: { cpuMemArena: false },
+          ...(evaluated
+            ? {
+                compressed: {
+                  session: evaluated.session,
+                  executionProvider: s.sessions.executionProvider,
+                  release: () => s.sessions.release(evaluated.session),
+                  warm: evaluated.batches,
+                },
+              }
+            : {}),
         });
         s.latency = latency as unknown as Record<string, unknown>;
         for (const row of latency.rows) {
@@ -35,6 +50,8 @@ export async function measureLatency(s: RunState): Promise<void> {
         }
       } catch (e) {
         s.latency = { measured: false, reason: `latency could not be measured: ${(e as Error).message}` };
+      } finally {
+        if (evaluated) await s.sessions.release(evaluated.session);
       }
     },
     () => s.sessions.executionProvider,

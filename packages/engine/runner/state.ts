@@ -1,6 +1,7 @@
 // The one state a job's stages share (runner/*.ts): each stage reads what earlier stages put here and adds its own
 // part, so runRecipe (run.ts) is the list of stages and nothing else. Optional fields are filled in stage order
 // (the comments say by which stage); a stage reads only fields of the stages before it.
+import type * as ort from 'onnxruntime-node';
 import { planBatches } from '../data/dataset.js';
 import type { Dataset } from '../data/types.js';
 import type { ModelInputSpec } from '../data/inputs.js';
@@ -90,6 +91,11 @@ export interface RunState {
   outputBytes?: number;
   // evaluate, latency
   quality?: Record<string, unknown>;
+  /**
+   * The session evaluation ran the compressed model in (arena off, no spinning) and the batch sizes it ran, left open
+   * for the latency stage when the method is timed; latency releases it.
+   */
+  evaluated?: { session: ort.InferenceSession; batches: number[] };
   latency?: Record<string, unknown>;
 }
 

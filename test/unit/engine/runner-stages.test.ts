@@ -68,7 +68,11 @@ test('report.stages: quantize declares latency timing and gets a latency stage; 
     ['load', 'compress', 'calibrate', 'write', 'evaluate', 'latency'],
   );
   for (const s of q.report.stages!) checkStage(s, q.report.seconds);
-  assert.equal((q.report.latency as { mode: string }).mode, 'interleaved');
+  const latency = q.report.latency as { mode: string; note: string; rows: { compressed: { runs: number } }[] };
+  assert.equal(latency.mode, 'interleaved');
+  // The compressed model is timed in the session evaluation ran it in.
+  assert.match(latency.note, /the compressed model is timed in the session evaluation ran it in/);
+  assert.ok(latency.rows.every((r) => r.compressed.runs >= 1));
   const m = await run({ method: 'sparsity', pattern: '2:4' }, c.modelPath, join(dir, 'out-m'));
   assert.deepEqual(
     m.report.stages!.map((s) => s.name),
@@ -223,6 +227,42 @@ test('latency past the interleaving limit times one model at a time; the EP fall
   assert.equal(most, 1, 'never two sessions at once');
   assert.equal(rep.rows.length, 1);
   assert.ok(rep.rows[0].dense.runs >= 1 && rep.rows[0].compressed.runs >= 1);
+  // A compressed session handed over (the one evaluation ran): timed first and released before the dense one opens.
+  const given = await owner.openUntracked(join(out, 'model.onnx'), { cpuMemArena: false });
+  live.add('given');
+  let released = 0;
+  const handed = await compareLatency(
+    c.modelPath,
+    '/nonexistent/never-opened.onnx',
+    new Map([['x', { dtype: 'float32', dims: [8, 16], data: new Float32Array(128) }]]),
+    {
+      openSession: async (path, o) => {
+        assert.equal(o.cpuMemArena, false, 'the dense session is opened like the handed-over one');
+        assert.equal(live.size, 0, 'the handed-over session was released first');
+        return owner.openUntracked(path, o);
+      },
+      compressed: {
+        session: given.session,
+        executionProvider: given.executionProvider,
+        release: async () => {
+          released++;
+          live.delete('given');
+          await given.session.release();
+        },
+        warm: [8],
+      },
+      sessionOptions: { cpuMemArena: false },
+      denseBytes: 2,
+      interleaveMaxBytes: 1,
+      runs: 3,
+      batches: [1, 8],
+    },
+  );
+  assert.equal(released, 1);
+  assert.equal(handed.mode, 'sequential');
+  assert.match(handed.note, /compressed then dense/);
+  assert.match(handed.note, /without ONNX Runtime's CPU memory arena/);
+  for (const row of handed.rows) assert.ok(row.dense.runs >= 1 && row.compressed.runs >= 1);
   // Several sessions of one job: a provider that failed is warned about once and not tried again.
   await owner.release(await owner.open(c.modelPath));
   const fallbacks = warnings.filter((w) => w.startsWith('execution provider fallback: '));
