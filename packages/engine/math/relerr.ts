@@ -1,6 +1,6 @@
 // Layer output error from the Hessian alone: with H = (2/n)·XᵀX (K×K) and canonical rows W[N][K] (Y = X·Wᵀ),
 // ‖X(W−Ŵ)ᵀ‖²_F / ‖XWᵀ‖²_F = tr(Δ·H·Δᵀ) / tr(W·H·Wᵀ) — the 2/n cancels.
-import { matmul } from './gemm.js';
+import { matmul, matmulInto } from './gemm.js';
 import { MaskInputError } from './nm.js';
 
 /** Above this many multiply-adds the quadratic forms go through the fp32 GEMM. */
@@ -128,4 +128,33 @@ export async function outputErrorOnRows(
     for (let j = n; j < 2 * n; j++) num += y[base + j] * y[base + j];
   }
   return { num, den };
+}
+
+/**
+ * ‖X·op(B)‖²_F on explicit rows X [rows][cols] with B as a weight is stored: [cols][n] (MatMul, Y = X·B) or, with
+ * transB, [n][cols] (Gemm transB = 1, canonical rows). One fp32 GEMM, squares summed in float64 — the same products
+ * as outputErrorOnRows without stacking [W;Δ]: the layer error is sqrt(outputSquaresOnRows(X, Δ) / (…X, W)),
+ * with the ratio's conventions in errorRatio.
+ */
+export async function outputSquaresOnRows(
+  x: Float32Array,
+  rows: number,
+  cols: number,
+  b: Float32Array,
+  n: number,
+  transB: boolean,
+  /** At least rows·n floats for the product (a reused buffer), else a fresh one. */
+  scratch?: Float32Array,
+): Promise<number> {
+  if (b.length !== n * cols) throw new MaskInputError(`outputSquaresOnRows: B must be ${cols}×${n} values`);
+  if (x.length !== rows * cols)
+    throw new MaskInputError(`outputSquaresOnRows: X must be ${rows}×${cols}, got ${x.length} values`);
+  if (scratch && scratch.length < rows * n)
+    throw new MaskInputError(`outputSquaresOnRows: scratch holds ${scratch.length} values, needs ${rows * n}`);
+  const y = scratch
+    ? await matmulInto(scratch.subarray(0, rows * n), x, b, rows, cols, n, { transB })
+    : await matmul(x, b, rows, cols, n, { transB });
+  let s = 0;
+  for (let i = 0; i < y.length; i++) s += y[i] * y[i];
+  return s;
 }

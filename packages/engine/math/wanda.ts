@@ -15,11 +15,7 @@ export function wandaScores(
 ): Float32Array {
   if (w.length !== rows * cols)
     throw new MaskInputError(`wandaScores: expected ${rows}×${cols} weights, got ${w.length}`);
-  if (xNorm.length !== cols)
-    throw new MaskInputError(`wandaScores: ${xNorm.length} channel norms for ${cols} input channels`);
-  for (let k = 0; k < cols; k++)
-    if (!(xNorm[k] >= 0 && xNorm[k] < Infinity))
-      throw new MaskInputError(`wandaScores: channel norm ${k} is ${xNorm[k]}, must be finite and ≥ 0`);
+  checkChannelNorms('wandaScores', xNorm, cols);
   if (out && out.length !== w.length)
     throw new MaskInputError(`wandaScores: output has ${out.length} values, expected ${w.length}`);
   const s = out ?? new Float32Array(w.length);
@@ -28,6 +24,15 @@ export function wandaScores(
     for (let k = 0; k < cols; k++) s[base + k] = Math.abs(w[base + k]) * xNorm[k];
   }
   return s;
+}
+
+/** Wanda's channel norms are one per input channel, finite and ≥ 0 (else MaskInputError naming `what`). */
+export function checkChannelNorms(what: string, xNorm: ArrayLike<number>, cols: number): void {
+  if (xNorm.length !== cols)
+    throw new MaskInputError(`${what}: ${xNorm.length} channel norms for ${cols} input channels`);
+  for (let k = 0; k < cols; k++)
+    if (!(xNorm[k] >= 0 && xNorm[k] < Infinity))
+      throw new MaskInputError(`${what}: channel norm ${k} is ${xNorm[k]}, must be finite and ≥ 0`);
 }
 
 /** Magnitude: score = |W|. */

@@ -7,7 +7,7 @@
 //   {"method": "sparsity", "pattern": "2:4", "criterion": "wanda", "exclude": ["*head*"], "calibration": {"samples": 128}}
 import { InputError, type LayerReport } from '../job-parts.js';
 import { applyMask, checkNM, nmMask, unstructuredMaskGlobal, unstructuredMaskPerRow } from '../math/nm.js';
-import { errorRatio } from '../math/relerr.js';
+import { errorRatio, outputSquaresOnRows } from '../math/relerr.js';
 import { sparseGpt } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
@@ -22,7 +22,14 @@ import {
   type RecipeIssue,
 } from '../recipe-parts.js';
 import { packWeights24 } from '../onnx/packed24.js';
-import { pruneStoredMagnitudeNM, storedFloat32Tensor, storedLayout } from '../math/sparsity-stored.js';
+import {
+  countNMViolationsStrided,
+  pruneStoredMagnitudeNM,
+  storedFloat32Tensor,
+  storedLayout,
+} from '../math/sparsity-stored.js';
+import { pruneNMScored } from '../math/nm-scored.js';
+import { readTensorBytesInto, storeRewrittenBytes } from '../onnx/tensor.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
 export const SparsityRecipeSchema = Type.Object(
@@ -97,7 +104,21 @@ function skipReason(w: WeightRef, r: SparsityRecipe): string | undefined {
   return undefined;
 }
 
-async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promise<LayerReport> {
+/**
+ * Float32 buffers reused from layer to layer within one run (grown to the largest layer, dropped with the run):
+ * paging in fresh memory for every layer cost more than the pruning and the error products together.
+ */
+class Buffers {
+  private readonly held = new Map<string, Float32Array>();
+
+  get(name: string, length: number): Float32Array {
+    let b = this.held.get(name);
+    if (!b || b.length < length) this.held.set(name, (b = new Float32Array(length)));
+    return b.subarray(0, length);
+  }
+}
+
+async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffers: Buffers): Promise<LayerReport> {
   const t0 = performance.now();
   const r = ctx.recipe;
   const target = sparsityTarget(r);
@@ -123,6 +144,10 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
         seconds: (performance.now() - t0) / 1000,
       };
     }
+  }
+  if ('n' in target && (criterion === 'wanda' || criterion === 'magnitude')) {
+    const row = await pruneStoredScored(ctx, w, target, criterion, t0, buffers);
+    if (row) return row;
   }
   const weights = readWeightMatrix(ctx.model, w);
   let nonFinite = 0;
@@ -204,15 +229,70 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef): Promi
   return row;
 }
 
+/**
+ * Wanda, and magnitude with calibration, N:M on a MatMul/Gemm weight stored as fp32 in its consumer's layout: scored,
+ * pruned and checked in the stored layout (math/nm-scored.ts; the same masks as the canonical path, without its
+ * copies and transposes), and the layer error from the row sample as ‖X·Δ‖/‖X·W‖ with ‖X·W‖ taken before pruning
+ * and Δ written by the pruning, so no copy of the dense weight is kept. Undefined when the weight has no such layout
+ * (Conv, Transposes in between, other dtypes, grouped statistics): the canonical path runs.
+ */
+async function pruneStoredScored(
+  ctx: MethodContext<SparsityRecipe>,
+  w: WeightRef,
+  target: { n: number; m: number },
+  criterion: 'wanda' | 'magnitude',
+  t0: number,
+  buffers: Buffers,
+): Promise<LayerReport | undefined> {
+  if (w.op === 'Conv') return undefined;
+  const layout = storedLayout(w, target.m);
+  const t = layout && storedFloat32Tensor(ctx.model, w);
+  if (!layout || !t) return undefined;
+  const stats = criterion === 'wanda' || ctx.hasCalibration ? await ctx.stats(w) : undefined;
+  if (criterion === 'wanda' && !stats) {
+    throw new InputError('calibration-required', `${criterion} needs calibration statistics for ${w.name}`);
+  }
+  if (stats && stats.groups !== 1) return undefined;
+  const { N, K } = w;
+  const transB = w.op === 'Gemm' && !!w.transB;
+  const v = buffers.get('weights', N * K);
+  const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  readTensorBytesInto(ctx.model, t, 0, bytes);
+  const sample = stats?.sample;
+  const y = sample && buffers.get('outputs', sample.rows * N);
+  const squares = (b: Float32Array) => outputSquaresOnRows(sample!.x[0], sample!.rows, K, b, N, transB, y);
+  const den = sample ? await squares(v) : 0;
+  const delta = sample && buffers.get('delta', N * K);
+  const c = pruneNMScored(v, layout, target.n, criterion === 'wanda' ? stats!.xNorm[0] : undefined, delta);
+  const violations = countNMViolationsStrided(v, layout, target.n);
+  storeRewrittenBytes(ctx.model, t, bytes, true);
+  const num = delta ? await squares(delta) : 0;
+  ctx.release(w);
+  return {
+    name: w.name,
+    node: w.node,
+    op: w.op,
+    shape: w.shape,
+    pattern: patternLabel(target),
+    criterion,
+    sparsity: c.zeros / v.length,
+    nonFinite: c.nonFinite,
+    relError: sample ? errorRatio(num, den) : null,
+    seconds: (performance.now() - t0) / 1000,
+    patternVerified: violations === 0,
+  };
+}
+
 async function run(ctx: MethodContext<SparsityRecipe>): Promise<MethodResult> {
   const target = sparsityTarget(ctx.recipe);
   const layers: LayerReport[] = [];
   const total = ctx.weights.length;
+  const buffers = new Buffers();
   for (let i = 0; i < total; i++) {
     ctx.checkAbort();
     const w = ctx.weights[i];
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
-    layers.push(await pruneOne(ctx, w));
+    layers.push(await pruneOne(ctx, w, buffers));
   }
   const unverified = layers.filter((l) => l.patternVerified === false).map((l) => l.name);
   if (unverified.length) throw new Error(`N:M check failed after pruning: ${unverified.join(', ')}`);

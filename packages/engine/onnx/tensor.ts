@@ -477,9 +477,10 @@ export function setTensorRawRange(t: TensorProto, raw: LazyRaw): void {
  * Sets a rewritten weight's bytes: large ones go to the model's spill file (the tensor reads them from there when
  * used, and the writer streams them out), so a method that rewrites every weight of a billion-parameter model does
  * not hold a second copy of the model in process memory until the write stage. Small ones, or any when the spill
- * file cannot be written, stay in memory. `raw` is not kept when spilled.
+ * file cannot be written, stay in memory. `raw` is not kept when spilled; a `borrowed` one (a caller's reused buffer)
+ * is copied when it stays in memory.
  */
-export function storeRewrittenBytes(model: LoadedModel, t: TensorProto, raw: Uint8Array): void {
+export function storeRewrittenBytes(model: LoadedModel, t: TensorProto, raw: Uint8Array, borrowed = false): void {
   if (raw.length >= LAZY_MIN_BYTES) {
     let spill: SpillFile | undefined;
     let offset = -1;
@@ -494,5 +495,5 @@ export function storeRewrittenBytes(model: LoadedModel, t: TensorProto, raw: Uin
       return;
     }
   }
-  setTensorRawData(t, raw);
+  setTensorRawData(t, borrowed ? raw.slice() : raw);
 }

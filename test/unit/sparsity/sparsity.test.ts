@@ -206,7 +206,8 @@ test('magnitude N:M without calibration (stored-layout fast path) writes exactly
       const fast = join(dir, `fast-${pattern.replace(':', '-')}-${names[0]}`);
       const slow = join(dir, `slow-${pattern.replace(':', '-')}-${names[0]}`);
       const rf = await run({ method: 'sparsity', pattern }, c.modelPath, fast);
-      // With calibration data the canonical path runs (it needs W and Ŵ for the layer error).
+      // With calibration data the scored stored-layout path (MatMul/Gemm) or the canonical one (Conv) runs: it
+      // reports the layer error.
       const rs = await run({ method: 'sparsity', pattern }, c.modelPath, slow, { calibrationPath: c.dataPath });
       assert.ok(rf.report.layers.filter((l) => !l.skipped).every((l) => l.relError === null));
       assert.ok(rs.report.layers.filter((l) => !l.skipped).every((l) => typeof l.relError === 'number'));
