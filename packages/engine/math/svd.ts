@@ -181,7 +181,17 @@ export interface RandomizedSvdOptions {
   seed?: number;
 }
 
+/** The last test matrix drawn: consecutive layers of one width draw the same Ω (callers get a copy they may scale). */
+let lastGaussian: { count: number; seed: number; values: Float32Array } | undefined;
+
 export function gaussian(count: number, seed: number): Float32Array {
+  if (lastGaussian?.count === count && lastGaussian.seed === seed) return lastGaussian.values.slice();
+  const values = drawGaussian(count, seed);
+  lastGaussian = { count, seed, values };
+  return values.slice();
+}
+
+function drawGaussian(count: number, seed: number): Float32Array {
   let s = seed >>> 0 || 1;
   const next = () => {
     // xorshift32: fast, deterministic; quality is ample for a random test matrix.

@@ -28,7 +28,7 @@ import {
 import type { TruncatedSvdOptions } from '../math/svd.js';
 import { RowErrors } from '../math/row-errors.js';
 import { dequantize, dequantizeResidual, quantizeMasked, quantizeRtn, quantizeWithClip } from './rtn.js';
-import { float16ToFloat32, float32ToFloat16 } from '../onnx/floats.js';
+import { floatToHalfBits, halfBitsToFloat } from '../onnx/floats.js';
 import { gptqLayer, type GptqSettings } from './gptq-layer.js';
 import { slimQuantAlpha } from './slim-quant.js';
 import { QuantError, resolveBlockSize, type QuantizedMatrix, type QuantSpec } from './types.js';
@@ -80,6 +80,11 @@ export interface SlimLayerOptions {
    * @defaultValue true
    */
   stageErrors?: boolean;
+  /**
+   * Build result.effective (one N×K pass and one N×K×r product). false: left empty (length 0) unless the `error`
+   * callback needs it for the final error. @defaultValue true
+   */
+  effective?: boolean;
   signal?: AbortSignal;
 }
 
@@ -96,7 +101,7 @@ export interface SlimLayerResult {
   adapter: Adapter | null;
   /** SLiM-LoRA^Q: A as canonical [r][K] and B as canonical [N][r], quantized. */
   adapterQuantized: { a: QuantizedMatrix; b: QuantizedMatrix } | null;
-  /** Effective dense weight W_C + (A·B)ᵀ (with quantized adapters when asked), canonical fp32. */
+  /** Effective dense weight W_C + (A·B)ᵀ (with quantized adapters when asked), canonical fp32; empty with effective false. */
   effective: Float32Array;
   /** Per-tensor clip α of the final sparse part (scheme 'slim'). */
   alpha?: number;
@@ -111,6 +116,61 @@ export interface SlimLayerResult {
   stages: string[];
   /** Seconds per step (sparse part, adapter fit, error measurement …), summed over repeats. */
   timings: Record<string, number>;
+}
+
+/**
+ * float16ToFloat32(float32ToFloat16(x)) (round to nearest even; overflow to ±Inf) without the per-element powers:
+ * in the half's normal range the float32 bits are rounded at bit 13 in place (a carry into the exponent is the
+ * correct rounding; into 2^16 it is the half's Inf); subnormal halves, NaN and ±0 take the scalar functions.
+ */
+export function roundToFloat16(x: Float32Array): Float32Array {
+  const out = x.slice();
+  const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < u.length; i++) {
+    const bits = u[i];
+    const e = (bits >>> 23) & 0xff;
+    if (e >= 113 && e <= 142) {
+      let r = (bits & 0xffffe000) >>> 0;
+      const rest = bits & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && bits & 0x2000)) r += 0x2000;
+      u[i] = ((r >>> 23) & 0xff) === 143 ? (bits & 0x80000000) | 0x7f800000 : r;
+    } else out[i] = halfBitsToFloat(floatToHalfBits(out[i]));
+  }
+  return out;
+}
+
+/**
+ * Zeros of the dequantized sparse part and whether every group of m along K keeps at most n non-zeros, read from
+ * the codes (an entry (code − zp)·s is 0 exactly when s = 0, or code = zp with s finite), with no N×K dequantized
+ * copy: the same answers as counting dequantize(q)'s zeros and math/nm.ts checkNM on it.
+ */
+export function sparsePartStats(q: QuantizedMatrix, n: number, m: number): { zeros: number; nmOk: boolean } {
+  const { rows, cols, blockSize, blocksPerRow, codes, scales, zeroPoints } = q;
+  let zeros = 0;
+  let nmOk = true;
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    let inGroup = 0;
+    let nonzeros = 0;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const s = scales[r * blocksPerRow + b];
+      const zp = zeroPoints[r * blocksPerRow + b];
+      const allZero = s === 0;
+      const finite = Number.isFinite(s);
+      const k1 = Math.min(cols, (b + 1) * blockSize);
+      for (let k = b * blockSize; k < k1; k++) {
+        if (allZero || (finite && codes[base + k] === zp)) zeros++;
+        else nonzeros++;
+        if (++inGroup === m) {
+          if (nonzeros > n) nmOk = false;
+          inGroup = 0;
+          nonzeros = 0;
+        }
+      }
+    }
+    if (nonzeros > n) nmOk = false; // a short last group
+  }
+  return { zeros, nmOk };
 }
 
 /** Transpose a rows×cols row-major matrix. */
@@ -345,11 +405,7 @@ async function fitAdapter(run: SlimRun, first: QuantizedMatrix) {
 function storeAdapter(run: SlimRun, fitted: Adapter) {
   const { o, N, K, rank } = run;
   if (!o.quantizeAdapters && o.adapterStorage === 'float16') {
-    const adapter = {
-      ...fitted,
-      a: float16ToFloat32(float32ToFloat16(fitted.a)),
-      b: float16ToFloat32(float32ToFloat16(fitted.b)),
-    };
+    const adapter = { ...fitted, a: roundToFloat16(fitted.a), b: roundToFloat16(fitted.b) };
     run.stages.push('adapters stored as float16');
     return { adapter, adapterQuantized: null, stored: adapter };
   }
@@ -383,7 +439,7 @@ export async function slimLayer(
       mask: run.mask,
       adapter: null,
       adapterQuantized: null,
-      effective: dequantize(first, scratch),
+      effective: o.effective === false ? new Float32Array(0) : dequantize(first, scratch),
       alpha: run.alpha,
       errors: { beforeAdapter, afterAdapter: null, afterFinalRequant: null, refits: [], final: beforeAdapter },
       stages,
@@ -394,9 +450,13 @@ export async function slimLayer(
   const { adapter, adapterQuantized, stored } = storeAdapter(run, fitted);
   // errorRows: measured before scratch turns into the effective weight (it may hold q's residual).
   const finalFromRows = o.errorRows ? await run.errorOf(q, stored) : null;
-  const effective = dequantize(q, scratch);
-  await run.plusAdapter(stored, effective);
-  const final = o.errorRows ? finalFromRows : o.error ? await run.timed('errors', () => o.error!(effective)) : null;
+  const callback = !o.errorRows && o.error;
+  let effective: Float32Array = new Float32Array(0);
+  if (o.effective !== false || callback) {
+    effective = dequantize(q, scratch);
+    await run.plusAdapter(stored, effective);
+  }
+  const final = o.errorRows ? finalFromRows : callback ? await run.timed('errors', () => callback(effective)) : null;
   return {
     quantized: q,
     mask: run.mask,

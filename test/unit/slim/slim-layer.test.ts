@@ -2,7 +2,14 @@
 // Prints the layer-error table that goes into the issue note; asserts the orderings ALGORITHMS.md reports.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { slimLayer, type SlimLayerOptions } from '../../../packages/engine/quant/slim-layer.js';
+import {
+  roundToFloat16,
+  slimLayer,
+  sparsePartStats,
+  type SlimLayerOptions,
+} from '../../../packages/engine/quant/slim-layer.js';
+import { float16ToFloat32, float32ToFloat16 } from '../../../packages/engine/onnx/floats.js';
+import { gaussian } from '../../../packages/engine/math/svd.js';
 import { relativeOutputError, relativeOutputErrorOnRows } from '../../../packages/engine/math/relerr.js';
 import { checkNM } from '../../../packages/engine/math/nm.js';
 import { dequantize } from '../../../packages/engine/quant/rtn.js';
@@ -194,4 +201,74 @@ test('slimLayer errorRows: the stage errors from shared products equal one X(W �
       else assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5 * want[i]!, `${label} #${i}: ${got[i]} vs ${want[i]}`);
     }
   }
+  // effective: false skips the effective weight, nothing else.
+  const full = await slimLayer(w, N, K, { xNorm }, { ...base, errorRows: { x, rows } });
+  const lean = await slimLayer(w, N, K, { xNorm }, { ...base, errorRows: { x, rows }, effective: false });
+  assert.equal(lean.effective.length, 0);
+  assert.deepEqual(lean.errors, full.errors);
+  assert.deepEqual(lean.quantized, full.quantized);
+});
+
+test('roundToFloat16 is bit for bit float16ToFloat32(float32ToFloat16(x))', () => {
+  const edges = [
+    0, -0, 1, -1, 65504, 65519.99, 65520, -65520, 1e6, 6.1e-5, 6.103515625e-5, 6.0e-5, 3e-8, 2.98e-8, 1e-10,
+  ];
+  const ties = [1 + 2 ** -11, 1 + 3 * 2 ** -11, 2048 + 1, 2048 + 3, 0.5 + 2 ** -12, -(1 + 2 ** -11)];
+  const special = [NaN, Infinity, -Infinity];
+  const r = randn(20000, 5);
+  const x = Float32Array.from([...edges, ...ties, ...special, ...Array.from(r, (v, i) => v * 10 ** ((i % 14) - 9))]);
+  const want = new Uint32Array(float16ToFloat32(float32ToFloat16(x)).buffer);
+  const got = new Uint32Array(roundToFloat16(x).buffer);
+  for (let i = 0; i < x.length; i++) assert.equal(got[i], want[i], `x = ${x[i]}`);
+});
+
+test('sparsePartStats reads the zeros and the N:M check from the codes as dequantize + checkNM do', () => {
+  const quant = (rows: number, cols: number, bs: number, seed: number) => {
+    const r = randn(rows * cols + rows * 8, seed);
+    const blocksPerRow = Math.ceil(cols / bs);
+    const zeroPoints = new Uint8Array(rows * blocksPerRow).fill(8);
+    const scales = Float32Array.from({ length: rows * blocksPerRow }, (_, i) => (i % 7 === 3 ? 0 : r[i] * 0.1));
+    // 2:4-ish codes: two of every four at the zero point, sometimes a third kept (a violation), sometimes all four.
+    const codes = Uint8Array.from({ length: rows * cols }, (_, i) =>
+      i % 4 < 2 || (i % 97 === 0 && seed % 2 === 0) ? (r[i] > 0 ? 9 : 3) : i % 5 === 0 ? 8 : 8,
+    );
+    return { rows, cols, bits: 4 as const, blockSize: bs, blocksPerRow, symmetric: true, codes, scales, zeroPoints };
+  };
+  for (const [rows, cols, bs, seed] of [
+    [5, 64, 32, 1],
+    [5, 64, 32, 2],
+    [7, 30, 6, 3], // groups straddle blocks, a short last group
+    [3, 40, 40, 4],
+  ]) {
+    const q = quant(rows, cols, bs, seed);
+    for (const [n, m] of [
+      [2, 4],
+      [1, 4],
+      [3, 4],
+    ]) {
+      const d = dequantize(q);
+      let zeros = 0;
+      for (const v of d) if (v === 0) zeros++;
+      const got = sparsePartStats(q, n, m);
+      assert.deepEqual(got, { zeros, nmOk: checkNM(d, rows, cols, n, m).ok }, `${rows}×${cols} g${bs} ${n}:${m}`);
+    }
+  }
+  // Non-finite scales: NaN values count as non-zeros, as checkNM counts them.
+  const q = quant(2, 8, 4, 1);
+  q.scales[0] = NaN;
+  const d = dequantize(q);
+  assert.deepEqual(sparsePartStats(q, 2, 4), {
+    zeros: d.filter((v) => v === 0).length,
+    nmOk: checkNM(d, 2, 8, 2, 4).ok,
+  });
+});
+
+test('gaussian: the same Ω for the same size and seed, a fresh copy each time', () => {
+  const a = gaussian(1000, 3);
+  a[0] = 123;
+  const b = gaussian(1000, 3);
+  assert.notEqual(b[0], 123);
+  assert.deepEqual(gaussian(1000, 3), b);
+  assert.notDeepEqual(gaussian(1000, 4), b);
+  assert.deepEqual(gaussian(1000, 3), b);
 });
