@@ -153,8 +153,9 @@ async function metricAdapter(
   let mc1: Float32Array; // (QᵀE)·M: l×K
   if (metric) mc1 = await matmul(c1, metric, l, K, K);
   else if (scaleRows) {
+    const sq = scaleRows.map((v) => v ** 2);
     mc1 = new Float32Array(l * K);
-    for (let j = 0; j < l; j++) for (let k = 0; k < K; k++) mc1[j * K + k] = c1[j * K + k] * scaleRows[k] ** 2;
+    for (let j = 0; j < l; j++) for (let k = 0; k < K; k++) mc1[j * K + k] = c1[j * K + k] * sq[k];
   } else mc1 = c1;
   const g = Float64Array.from(await matmul(mc1, c1, l, K, l, { transB: true }));
   const { values, vectors } = symmetricEigenRows(g, l); // ascending, eigenvectors as rows

@@ -114,7 +114,7 @@ export interface SlimLayerResult {
     final: number | null;
   };
   stages: string[];
-  /** Seconds per step (sparse part, adapter fit, error measurement …), summed over repeats. */
+  /** Seconds per step (mask, sparse part, adapter fit, error measurement …), summed over repeats. */
   timings: Record<string, number>;
 }
 
@@ -146,6 +146,7 @@ export function roundToFloat16(x: Float32Array): Float32Array {
  */
 export function sparsePartStats(q: QuantizedMatrix, n: number, m: number): { zeros: number; nmOk: boolean } {
   const { rows, cols, blockSize, blocksPerRow, codes, scales, zeroPoints } = q;
+  if (blockSize % m === 0) return groupedStats(q, n, m);
   let zeros = 0;
   let nmOk = true;
   for (let r = 0; r < rows; r++) {
@@ -171,6 +172,39 @@ export function sparsePartStats(q: QuantizedMatrix, n: number, m: number): { zer
     if (nonzeros > n) nmOk = false; // a short last group
   }
   return { zeros, nmOk };
+}
+
+/** sparsePartStats when the N:M groups lie inside the quantization blocks (blockSize a multiple of m). */
+function groupedStats(q: QuantizedMatrix, n: number, m: number): { zeros: number; nmOk: boolean } {
+  const { rows, cols, blockSize, blocksPerRow, codes, scales, zeroPoints } = q;
+  let zeros = 0;
+  let worst = 0;
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const s = scales[r * blocksPerRow + b];
+      const zp = zeroPoints[r * blocksPerRow + b];
+      const k0 = base + b * blockSize;
+      const k1 = base + Math.min(cols, (b + 1) * blockSize);
+      if (s === 0) {
+        zeros += k1 - k0;
+        continue;
+      }
+      if (!Number.isFinite(s)) {
+        // Every entry is NaN or ±Inf: no zeros, every group full.
+        if (Math.min(m, k1 - k0) > worst) worst = Math.min(m, k1 - k0);
+        continue;
+      }
+      for (let g = k0; g < k1; g += m) {
+        const e = Math.min(g + m, k1);
+        let nz = 0;
+        for (let i = g; i < e; i++) nz += codes[i] === zp ? 0 : 1;
+        zeros += e - g - nz;
+        if (nz > worst) worst = nz;
+      }
+    }
+  }
+  return { zeros, nmOk: worst <= n };
 }
 
 /** Transpose a rows×cols row-major matrix. */
@@ -234,6 +268,7 @@ class SlimRun {
     this.rank = o.rankRatio > 0 ? rankFor(o.rankRatio, N, K) : 0;
     this.randomized = usesRandomizedRoute(N, K, o.svd);
     // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
+    const t0 = performance.now();
     this.mask =
       o.criterion === 'sparsegpt'
         ? new Uint8Array(N * K)
@@ -246,6 +281,7 @@ class SlimRun {
             o.n,
             o.m,
           );
+    if (o.criterion !== 'sparsegpt') this.timings.mask = (performance.now() - t0) / 1000;
   }
 
   async timed<R>(key: string, fn: () => Promise<R> | R): Promise<R> {

@@ -239,12 +239,15 @@ test('sparsePartStats reads the zeros and the N:M check from the codes as dequan
     [5, 64, 32, 2],
     [7, 30, 6, 3], // groups straddle blocks, a short last group
     [3, 40, 40, 4],
+    [4, 26, 6, 5], // m = 3 inside blocks of 6, a short last block and group
   ]) {
     const q = quant(rows, cols, bs, seed);
     for (const [n, m] of [
       [2, 4],
       [1, 4],
       [3, 4],
+      [1, 3],
+      [2, 3],
     ]) {
       const d = dequantize(q);
       let zeros = 0;
