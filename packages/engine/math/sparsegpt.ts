@@ -27,7 +27,9 @@ export {
   dampedHessian,
   resolveSparseGptOptions,
   SparseGptInputError,
+  SparseGptWorkspace,
   type ResolvedSparseGptOptions,
+  type ScratchArrays,
   type SparseGptOptions,
 } from './sparsegpt-options.js';
 export { sparseGptReference } from './sparsegpt-reference.js';
@@ -78,22 +80,30 @@ export async function sparseGpt(
   opts.signal?.throwIfAborted();
 
   // Work on Wᵀ [K][N]: the columns W[:, rest] the lazy update touches are then one contiguous tail of rows.
-  const wt = new Float32Array(K * N);
+  const scratch = (name: string, n: number) =>
+    opts.workspace ? opts.workspace.get(`sparsegpt.${name}`, n) : new Float32Array(n);
+  const wt = scratch('wt', K * N);
   transposeInto(w, 0, K, N, K, wt, 0, N);
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
   // tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖² before the sweep overwrites W₀ (W₀: W with dead columns zeroed).
-  const dense = v ? await denseTerms(wt, v, N, K) : undefined;
+  const dense = v ? await denseTerms(wt, v, N, K, scratch('y', Math.min(TRMM_PANEL, K) * N)) : undefined;
 
   // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
   // where they define the result: the unstructured mask is chosen per `blockSize` block, as in the reference.
   // Levels, largest first: the whole matrix, then ~512-column macro blocks (their error reaches the rest of W
   // through one GEMM with k = 512: MLAS is ~2× faster there than at the reference's k = 128), then `blockSize`
-  // (unstructured) and/or 128, then ~32-column leaves swept row by row in JS. After each range finishes, its error
+  // (unstructured) and/or 128, then ~16-column leaves swept in JS. After each range finishes, its error
   // is pushed to the rest of its parent range. At the start of any range every column in it has received the
   // updates of all earlier columns, so masks chosen there see the same weights as the unblocked algorithm.
   const levels = blockLevels(K, o);
-  const errT = new Float32Array(K * N); // Errᵀ [K][N]: each column's OBS error, read by the GEMMs above it
-  const state = { loss: 0, keepBlock: null as null | { start: number; len: number; keep: Uint8Array } };
+  // Errᵀ: each column's OBS error, read by the GEMMs above it; only the current macro block's rows are ever read
+  // (the whole matrix's GEMMs take a finished macro block's), so it holds those: row i − errBase for column i.
+  const errT = scratch('errT', (levels.length > 1 ? levels[1] : K) * N);
+  const state = {
+    loss: 0,
+    errBase: 0,
+    keepBlock: null as null | { start: number; len: number; keep: Uint8Array },
+  };
 
   // Leaves are swept in place on Wᵀ, a group of columns at a time, all rows at once (rows are independent inside a
   // block): the inner loops run over contiguous rows of Wᵀ, and no leaf is transposed or copied.
@@ -109,7 +119,7 @@ export async function sparseGpt(
           const off = g + t - kb.start;
           for (let r = 0; r < N; r++) sweep.keep[t * N + r] = kb.keep[r * kb.len + off];
         }
-      state.loss += sweepGroup(wt, u, errT, mask, N, K, g, gm, c1, sweep);
+      state.loss += sweepGroup(wt, u, errT, state.errBase, mask, N, K, g, gm, c1, sweep);
     }
   };
 
@@ -117,6 +127,7 @@ export async function sparseGpt(
     // An unstructured mask block starts here: at the blockSize level, or the whole matrix when blockSize ≥ K.
     if (!o.nm && c0 % o.blockSize === 0 && (levels[level] === o.blockSize || (level === 0 && o.blockSize >= K)))
       state.keepBlock = unstructuredBlockMask(wt, u, N, K, c0, Math.min(c0 + o.blockSize, K), o.sparsity);
+    if (level === 1) state.errBase = c0;
     if (level === levels.length - 1) return sweepLeaf(c0, c1);
     const step = levels[level + 1];
     for (let s0 = c0; s0 < c1; s0 += step) {
@@ -128,7 +139,7 @@ export async function sparseGpt(
         await matmulSubtractInPlace(
           wt.subarray(s1 * N, c1 * N),
           uRest,
-          errT.subarray(s0 * N, s1 * N),
+          errT.subarray((s0 - state.errBase) * N, (s1 - state.errBase) * N),
           c1 - s1,
           s1 - s0,
           N,
@@ -215,11 +226,10 @@ const TRMM_PANEL = 256;
  * ‖W₀·V‖² and ‖W₀‖² from W₀ᵀ [K][N]. V upper, so (W₀V)[:, j0:j1] = W₀[:, 0:j1]·V[0:j1, j0:j1]: one fp32 GEMM per
  * panel over a contiguous head of W₀ᵀ's rows, ~N·K²·(1 + 1/p) flops for p panels (a full W·H product is 2·N·K²).
  */
-async function denseTerms(wt: Float32Array, v: Float32Array, N: number, K: number) {
+async function denseTerms(wt: Float32Array, v: Float32Array, N: number, K: number, y: Float32Array) {
   let norm2 = 0;
   for (let i = 0; i < wt.length; i++) norm2 += wt[i] * wt[i];
   let vNorm2 = 0;
-  const y = new Float32Array(Math.min(TRMM_PANEL, K) * N);
   for (let j0 = 0; j0 < K; j0 += TRMM_PANEL) {
     const j1 = Math.min(j0 + TRMM_PANEL, K);
     const out = y.subarray(0, (j1 - j0) * N);
@@ -354,12 +364,13 @@ function chooseGroupNM(
  * one (each e needs the updates of the columns before it); the rest of the leaf then takes the group's updates in
  * one pass per column, each rounded to fp32 as it is applied, so every weight sees exactly the roundings of the
  * one-column-at-a-time sweep (arithmetic of one update in double, rounded once on store, as in the reference).
- * Writes e to errT (fp32) and the mask; returns Σ e².
+ * Writes e to errT's row i − errBase (fp32; 0 for kept weights) and the mask; returns Σ e².
  */
 function sweepGroup(
   wt: Float32Array,
   u: Float32Array,
   errT: Float32Array,
+  errBase: number,
   mask: Uint8Array,
   N: number,
   K: number,
@@ -374,19 +385,21 @@ function sweepGroup(
     const i = g + t;
     const d = u[i * K + i];
     const row = i * N;
+    const er = (i - errBase) * N;
     const eb = t * N;
     for (let r = 0; r < N; r++) {
       const k = keep[eb + r];
       mask[r * K + i] = k;
       if (k === 1) {
         e[eb + r] = 0;
+        errT[er + r] = 0;
         continue;
       }
       const v = wt[row + r] / d;
       e[eb + r] = v;
+      errT[er + r] = v;
       if (v === 0) continue;
       loss += v * v;
-      errT[row + r] = v;
       wt[row + r] = 0;
     }
     for (let j = i + 1; j < g + gm; j++) {

@@ -192,6 +192,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
           blockSize: r.blockSize, // undefined: sparseGpt's default (128 rounded to a multiple of M)
           dampening: r.dampening ?? 0.01,
           outputError: true,
+          workspace: buffers,
           signal: ctx.signal,
         });
         obsLoss += res.error;

@@ -24,6 +24,7 @@ import {
 } from './tensor.js';
 import type { GraphVisit } from './walk.js';
 import { nodeKey } from './walk.js';
+import { transposeInto } from '../math/transpose.js';
 
 export interface WeightRef {
   /** Name of the stored value (initializer name, Constant output name, sparse initializer name). */
@@ -490,7 +491,7 @@ export function readWeightMatrix(model: LoadedModel, w: WeightRef): Float32Array
         for (let s = 0; s < S; s++) out[n * K + s * cg + ci] = v[src + s];
       }
   } else if (w.op === 'Gemm' && w.transB) out.set(v.subarray(0, N * K));
-  else for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) out[n * K + k] = v[k * N + n];
+  else transposeInto(v, 0, N, K, N, out, 0, K); // stored [K][N] → rows [N][K], tiled
   return out;
 }
 
@@ -522,7 +523,7 @@ export function writeWeightMatrix(model: LoadedModel, w: WeightRef, rows: Float3
         for (let s = 0; s < S; s++) v[dst + s] = rows[n * K + s * cg + ci];
       }
   } else if (w.op === 'Gemm' && w.transB) v.set(rows);
-  else for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) v[k * N + n] = rows[n * K + k];
+  else transposeInto(rows, 0, K, N, K, v, 0, N); // rows [N][K] → stored [K][N], tiled
   // Undo the Transposes, consumer side first.
   for (let i = w.transposes.length - 1; i >= 0; i--) {
     const { inShape, perm } = w.transposes[i];

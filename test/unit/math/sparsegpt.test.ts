@@ -9,6 +9,7 @@ import {
   sparseGpt,
   SparseGptInputError,
   sparseGptReference,
+  SparseGptWorkspace,
   type SparseGptOptions,
 } from '../../../packages/engine/math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../../../packages/engine/math/wanda.js';
@@ -45,11 +46,12 @@ test('blocked fp32 SparseGPT matches the unblocked float64 OBS reference (same m
     [3, 600, { n: 2, m: 4 }], // all levels: 600 → 512 → 128 → 32
     [3, 600, { sparsity: 0.5, blockSize: 96 }], // 600 → 480 → 96 → 32
   ];
+  const workspace = new SparseGptWorkspace(); // shared by all cases: stale scratch contents must not matter
   for (const [N, K, opts] of cases) {
     const { w, h } = await problem(N, K, Math.min(4 * K, 1200), N * K);
     const ref = sparseGptReference(w, N, K, h, opts);
     const got = w.slice();
-    const { mask, error } = await sparseGpt(got, N, K, h, opts);
+    const { mask, error } = await sparseGpt(got, N, K, h, { ...opts, workspace });
     const label = `${N}×${K} ${JSON.stringify(opts)}`;
     assert.deepEqual(mask, ref.mask, label);
     assert.ok(maxAbsDiff(got, ref.weights) < 1e-4 * maxAbs(ref.weights), label);
