@@ -19,6 +19,13 @@ export interface SparseGptOptions {
    */
   outputError?: boolean;
   /**
+   * `w` holds Wᵀ [cols][rows] — a MatMul weight as ONNX stores it — and is edited in place in that layout, saving
+   * the transposes in and out (the mask stays [rows][cols]). @defaultValue false
+   */
+  transposed?: boolean;
+  /** Return the mask; false returns an empty one and skips writing it. @defaultValue true */
+  mask?: boolean;
+  /**
    * Scratch arrays kept between calls (one per job, e.g. a SparseGptWorkspace): saves the page faults of fresh large
    * arrays. Names used start with `sparsegpt.`. @defaultValue fresh arrays per call
    */

@@ -61,7 +61,7 @@ export async function sparseGpt(
   opts.signal?.throwIfAborted();
   const N = rows;
   const K = cols;
-  const mask = new Uint8Array(N * K);
+  const mask = new Uint8Array(opts.mask === false ? 0 : N * K);
   if (N === 0) return { mask, error: 0, ...(opts.outputError ? { outputError: { num: 0, den: 0 } } : {}) };
   const { h, dead, damp } = dampedHessian(hessian, K, o.dampening);
   // U = chol(H⁻¹) upper, in fp32 like the reference (torch fp32 cholesky → cholesky_inverse → cholesky); where fp32
@@ -82,10 +82,12 @@ export async function sparseGpt(
   // Work on Wᵀ [K][N]: the columns W[:, rest] the lazy update touches are then one contiguous tail of rows.
   const scratch = (name: string, n: number) =>
     opts.workspace ? opts.workspace.get(`sparsegpt.${name}`, n) : new Float32Array(n);
-  const wt = scratch('wt', K * N);
-  transposeInto(w, 0, K, N, K, wt, 0, N);
+  const wt = opts.transposed ? w : scratch('wt', K * N);
+  if (!opts.transposed) transposeInto(w, 0, K, N, K, wt, 0, N);
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
-  // tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖² before the sweep overwrites W₀ (W₀: W with dead columns zeroed).
+  // For the error: W₀ᵀ kept (W₀: W with dead columns zeroed), and tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖², before the sweep.
+  const w0t = v ? scratch('w0t', K * N) : undefined;
+  w0t?.set(wt);
   const dense = v ? await denseTerms(wt, v, N, K, scratch('y', Math.min(TRMM_PANEL, K) * N)) : undefined;
 
   // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
@@ -152,11 +154,9 @@ export async function sparseGpt(
     }
   };
   await run(0, K, 0);
-  if (!dense) {
-    transposeInto(wt, 0, N, K, N, w, 0, K);
-    return { mask, error: state.loss / 2 };
-  }
-  const outputError = await outputErrorTerms(w, wt, N, K, hessian, dead, damp, state.loss, dense);
+  if (!opts.transposed) transposeInto(wt, 0, N, K, N, w, 0, K);
+  if (!dense) return { mask, error: state.loss / 2 };
+  const outputError = await outputErrorTerms(w0t!, wt, N, K, hessian, dead, damp, state.loss, dense);
   return { mask, error: state.loss / 2, outputError };
 }
 
@@ -167,10 +167,10 @@ export async function sparseGpt(
  * and columns are zero, so tr(ΔHΔᵀ) = Σe² − λ‖Δ₀‖². Denominator: ‖W₀V‖² − λ‖W₀‖² likewise. When λ‖·‖² is most of
  * the total, the difference would lose the digits the rounding left (cancellation: e.g. an error mostly in H's
  * near-null space, where only the dampening weighs it); there the term is computed as a plain trace through H (one
- * fp32 GEMM, as relativeOutputError does). Writes Ŵ back into w (transposing wt) along the way.
+ * fp32 GEMM, as relativeOutputError does) from W₀ᵀ and Ŵᵀ.
  */
 async function outputErrorTerms(
-  w: Float32Array,
+  w0t: Float32Array,
   wt: Float32Array,
   N: number,
   K: number,
@@ -182,17 +182,29 @@ async function outputErrorTerms(
 ): Promise<{ num: number; den: number }> {
   const live = new Uint8Array(K).fill(1);
   for (const k of dead) live[k] = 0;
-  let num = sumE2 - damp * deltaNorm2(w, wt, N, K, live);
+  let d2 = 0;
+  for (let k = 0; k < K; k++) {
+    if (live[k] === 0) continue;
+    for (let i = k * N; i < (k + 1) * N; i++) {
+      const d = w0t[i] - wt[i];
+      d2 += d * d;
+    }
+  }
+  let num = sumE2 - damp * d2;
   let den = dense.vNorm2 - damp * dense.norm2;
-  // w still holds W: the fallbacks read it before it is overwritten with Ŵ.
-  if (!(den >= dense.vNorm2 * SAFE_FRACTION)) den = (await quadraticTraces(w, N, K, hessian)).num;
+  // The traces take rows [N][K]; dead columns contribute nothing (H's rows and columns there are zero).
+  const rows = (t: Float32Array) => {
+    const r = new Float32Array(N * K);
+    transposeInto(t, 0, N, K, N, r, 0, K);
+    return r;
+  };
+  if (!(den >= dense.vNorm2 * SAFE_FRACTION)) den = (await quadraticTraces(rows(w0t), N, K, hessian)).num;
   if (!(num >= sumE2 * SAFE_FRACTION)) {
-    const delta = new Float32Array(N * K);
-    transposeInto(wt, 0, N, K, N, delta, 0, K);
-    for (let i = 0; i < delta.length; i++) delta[i] = w[i] - delta[i];
+    const delta = rows(wt);
+    const w0 = rows(w0t);
+    for (let i = 0; i < delta.length; i++) delta[i] = w0[i] - delta[i];
     num = (await quadraticTraces(delta, N, K, hessian)).num;
   }
-  transposeInto(wt, 0, N, K, N, w, 0, K);
   return { num, den };
 }
 
@@ -201,23 +213,6 @@ async function outputErrorTerms(
  * rounding error (~1e-6 of the total) is then amplified at most 16× in the difference.
  */
 const SAFE_FRACTION = 1 / 16;
-
-/** Σ over live columns of (W − Ŵ)² with W [N][K] and Ŵᵀ [K][N], tiled like transposeInto. */
-function deltaNorm2(w: Float32Array, wt: Float32Array, N: number, K: number, live: Uint8Array): number {
-  let s = 0;
-  for (let k0 = 0; k0 < K; k0 += 32) {
-    const k1 = Math.min(k0 + 32, K);
-    for (let r = 0; r < N; r++) {
-      const base = r * K;
-      for (let k = k0; k < k1; k++) {
-        if (live[k] === 0) continue;
-        const d = w[base + k] - wt[k * N + r];
-        s += d * d;
-      }
-    }
-  }
-  return s;
-}
 
 /** Column panels of V for the blocked product W₀·V (V upper: panel j needs only rows 0..j1 of V). */
 const TRMM_PANEL = 256;
@@ -387,10 +382,9 @@ function sweepGroup(
     const row = i * N;
     const er = (i - errBase) * N;
     const eb = t * N;
+    if (mask.length) for (let r = 0; r < N; r++) mask[r * K + i] = keep[eb + r];
     for (let r = 0; r < N; r++) {
-      const k = keep[eb + r];
-      mask[r * K + i] = k;
-      if (k === 1) {
+      if (keep[eb + r] === 1) {
         e[eb + r] = 0;
         errT[er + r] = 0;
         continue;

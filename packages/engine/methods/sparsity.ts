@@ -149,6 +149,10 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
     const row = await pruneStoredScored(ctx, w, target, criterion, t0, buffers);
     if (row) return row;
   }
+  if (criterion === 'sparsegpt') {
+    const row = await pruneStoredSparseGpt(ctx, w, target, t0, buffers);
+    if (row) return row;
+  }
   const weights = readWeightMatrix(ctx.model, w);
   let nonFinite = 0;
   for (let i = 0; i < weights.length; i++) if (!Number.isFinite(weights[i])) nonFinite++;
@@ -282,6 +286,76 @@ async function pruneStoredScored(
     seconds: (performance.now() - t0) / 1000,
     patternVerified: violations === 0,
   };
+}
+
+/**
+ * SparseGPT on a MatMul (or Gemm without transB) weight stored as fp32 [K][N]: that layout is the Wᵀ the kernel
+ * works on, so it runs on the stored values in place (sparseGpt `transposed`) — no canonical copy, no transposes in
+ * or out — and reports the layer error from the sweep. Undefined when the weight has no such layout (Conv,
+ * Transposes in between, other dtypes, grouped statistics): the canonical path runs.
+ */
+async function pruneStoredSparseGpt(
+  ctx: MethodContext<SparsityRecipe>,
+  w: WeightRef,
+  target: ReturnType<typeof sparsityTarget>,
+  t0: number,
+  buffers: Buffers,
+): Promise<LayerReport | undefined> {
+  if (w.op === 'Conv') return undefined;
+  const nm = 'n' in target ? target : undefined;
+  const layout = storedLayout(w, nm ? nm.m : 1);
+  if (!layout || layout.outer !== 1 || layout.inner !== w.N) return undefined;
+  const t = storedFloat32Tensor(ctx.model, w);
+  if (!t) return undefined;
+  const { N, K } = w;
+  const v = buffers.get('weights', N * K);
+  const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  readTensorBytesInto(ctx.model, t, 0, bytes);
+  let nonFinite = 0;
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) nonFinite++;
+  if (nonFinite) {
+    throw new InputError(
+      'non-finite-weights',
+      `${w.name}: ${nonFinite} weights are NaN or infinite; SparseGPT's weight update cannot handle them ` +
+        '(exclude the layer, or use magnitude/wanda)',
+    );
+  }
+  const stats = await ctx.stats(w);
+  if (!stats) throw new InputError('calibration-required', `sparsegpt needs calibration statistics for ${w.name}`);
+  if (stats.groups !== 1) return undefined;
+  const h = stats.hessian?.[0];
+  if (!h) throw new Error(`sparsegpt: no Hessian for ${w.name}`);
+  const r = ctx.recipe;
+  const res = await sparseGpt(v, N, K, h, {
+    ...(nm ? { n: nm.n, m: nm.m } : { sparsity: (target as { sparsity: number }).sparsity }),
+    blockSize: r.blockSize, // undefined: sparseGpt's default (128 rounded to a multiple of M)
+    dampening: r.dampening ?? 0.01,
+    outputError: true,
+    transposed: true,
+    mask: false,
+    workspace: buffers,
+    signal: ctx.signal,
+  });
+  let zeros = 0;
+  for (let i = 0; i < v.length; i++) if (v[i] === 0) zeros++;
+  const violations = nm ? countNMViolationsStrided(v, layout, nm.n) : 0;
+  storeRewrittenBytes(ctx.model, t, bytes, true);
+  ctx.release(w);
+  const row: LayerReport = {
+    name: w.name,
+    node: w.node,
+    op: w.op,
+    shape: w.shape,
+    pattern: patternLabel(target),
+    criterion: 'sparsegpt',
+    sparsity: zeros / v.length,
+    nonFinite: 0,
+    relError: errorRatio(res.outputError!.num, res.outputError!.den),
+    seconds: (performance.now() - t0) / 1000,
+  };
+  if (nm) row.patternVerified = violations === 0;
+  row.obsLoss = res.error;
+  return row;
 }
 
 async function run(ctx: MethodContext<SparsityRecipe>): Promise<MethodResult> {

@@ -138,6 +138,13 @@ test('outputError: tr(ΔHΔᵀ)/tr(WHWᵀ) from the sweep equals ‖X(W−Ŵ)ᵀ
     const plain = w.slice();
     assert.deepEqual((await sparseGpt(plain, N, K, h, opts)).mask, r.mask, label);
     assert.deepEqual(plain, got, label);
+    // Given Wᵀ (the MatMul layout) and edited in place there: the same weights and terms, no mask when not asked.
+    const wt = new Float32Array(N * K);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = w[n * K + k];
+    const rt = await sparseGpt(wt, N, K, h, { ...opts, outputError: true, transposed: true, mask: false });
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) assert.equal(wt[k * N + n], got[n * K + k], label);
+    assert.deepEqual(rt.outputError, r.outputError, label);
+    assert.equal(rt.mask.length, 0);
   }
   // W almost orthogonal to the activations: tr(WHWᵀ) ≪ λ‖W‖², the denominator's trace fallback.
   {

@@ -307,3 +307,47 @@ test('SparseGPT with an M that does not divide 128 (1:3, 2:6) runs with its defa
     assert.equal(r.report.layers.find((l) => l.name === 'w')?.patternVerified, true);
   }
 });
+
+test('sparsegpt on a MatMul weight in its stored layout: layer error equals ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖ of the written weights', async () => {
+  const [T, K, N] = [96, 64, 40];
+  const b = new GraphBuilder();
+  b.input('x', 'float32', ['batch', K]);
+  const w = randn(K * N, 11, 0.3); // stored [K][N]
+  b.initializer('w', 'float32', [K, N], w);
+  b.node('MatMul', ['x', 'w'], {}, { name: 'fc', output: 'y' });
+  b.output('y', 'float32', ['batch', N]);
+  const x = randn(T * K, 12);
+  for (let t = 0; t < T; t++) x[t * K + 5] = 0; // a dead input
+  const c = await writeCase(dir, 'sgpt-stored', b.build(), { x: { dtype: 'float32', dims: [T, K], data: x } });
+  for (const recipe of [
+    { method: 'sparsity' as const, pattern: '2:4', criterion: 'sparsegpt' as const },
+    { method: 'sparsity' as const, sparsity: 0.6, criterion: 'sparsegpt' as const, blockSize: 32 },
+  ]) {
+    const out = join(dir, `sgpt-stored-${recipe.pattern ? 'nm' : 'u'}`);
+    const r = await run(recipe, c.modelPath, out, { calibrationPath: c.dataPath });
+    const model = await loadModel(join(out, 'model.onnx'));
+    const wHat = tensorToFloat32(model, storedTensor(model, 'w')!);
+    let num = 0;
+    let den = 0;
+    for (let t = 0; t < T; t++)
+      for (let n = 0; n < N; n++) {
+        let y = 0;
+        let d = 0;
+        for (let k = 0; k < K; k++) {
+          y += x[t * K + k] * w[k * N + n];
+          d += x[t * K + k] * (w[k * N + n] - wHat[k * N + n]);
+        }
+        num += d * d;
+        den += y * y;
+      }
+    const layer = r.report.layers.find((l) => l.name === 'w')!;
+    const want = Math.sqrt(num / den);
+    assert.ok(
+      Math.abs(layer.relError! - want) < 1e-4 * want,
+      `${JSON.stringify(recipe)}: ${layer.relError} vs ${want}`,
+    );
+    for (let n = 0; n < N; n++) assert.equal(wHat[5 * N + n], 0);
+    if (recipe.pattern) assert.equal(layer.patternVerified, true);
+    assert.ok(Math.abs(layer.sparsity! - (recipe.pattern ? 0.5 : 0.6)) < 0.02, String(layer.sparsity));
+  }
+});
