@@ -171,12 +171,28 @@ function errorRowsOf(
   return { x: sample.x[0], rows: sample.rows };
 }
 
+/**
+ * One working buffer for a run's layers, grown to the largest N×K seen (fresh memory costs ~0.25 s per 64 MB to page
+ * in on the workers; the layers in turn would otherwise allocate the model's size again). One per run, never shared.
+ */
+function growingBuffer(): (size: number) => Float32Array {
+  let buf = new Float32Array(0);
+  return (size) => {
+    if (buf.length < size) {
+      buf = new Float32Array(0); // the old one may be collected before the new one is paged in
+      buf = new Float32Array(size);
+    }
+    return buf;
+  };
+}
+
 async function compressOne(
   ctx: MethodContext<SlimRecipe>,
   w: WeightRef,
   s: ReturnType<typeof settings>,
   plan: AccuracyPlan,
   pack: PackTargets,
+  workspace: (size: number) => Float32Array,
 ): Promise<LayerReport & { bytes: number }> {
   const t0 = performance.now();
   const { N, K } = w;
@@ -209,6 +225,7 @@ async function compressOne(
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,
       effective: false, // nothing here reads it (the codes are checked below)
+      scratch: workspace(N * K),
       signal: ctx.signal,
     },
   );
@@ -270,6 +287,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
   let params = 0;
   let bytes = 0;
   const total = ctx.weights.length;
+  const workspace = growingBuffer();
   const opset = settleQdqOpset(ctx.model, ctx.weights, s.format, qdqOpsetFor(s.quant), s.quant.groupSize === 'channel');
   for (let i = 0; i < total; i++) {
     ctx.checkAbort();
@@ -277,7 +295,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
     const route = layerRoute(opset, w, s.quant, s.format);
     const ls = { ...s, quant: route.spec, format: route.format };
-    const { bytes: b, ...row } = await compressOne(ctx, w, ls, plan, pack);
+    const { bytes: b, ...row } = await compressOne(ctx, w, ls, plan, pack, workspace);
     layers.push(row);
     if (!row.skipped) {
       params += w.N * w.K;

@@ -85,6 +85,11 @@ export interface SlimLayerOptions {
    * callback needs it for the final error. @defaultValue true
    */
   effective?: boolean;
+  /**
+   * A buffer of at least N·K floats to work in (contents overwritten; result.effective is then a view of it), so that
+   * a caller running many layers pages in its working memory once. @defaultValue a fresh N×K array
+   */
+  scratch?: Float32Array;
   signal?: AbortSignal;
 }
 
@@ -264,7 +269,9 @@ class SlimRun {
     readonly o: SlimLayerOptions,
   ) {
     this.blockSize = resolveBlockSize(o.quant, K);
-    this.scratch = new Float32Array(N * K);
+    if (o.scratch && o.scratch.length < N * K)
+      throw new QuantError(`slimLayer: scratch holds ${o.scratch.length} values, the layer needs ${N * K}`);
+    this.scratch = o.scratch ? o.scratch.subarray(0, N * K) : new Float32Array(N * K);
     this.rank = o.rankRatio > 0 ? rankFor(o.rankRatio, N, K) : 0;
     this.randomized = usesRandomizedRoute(N, K, o.svd);
     // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.

@@ -275,3 +275,24 @@ test('gaussian: the same Ω for the same size and seed, a fresh copy each time',
   assert.notDeepEqual(gaussian(1000, 4), b);
   assert.deepEqual(gaussian(1000, 3), b);
 });
+
+test('slimLayer scratch: a reused, dirty buffer gives the same layer as a fresh one', async () => {
+  const { w, h, xNorm } = setup();
+  const scratch = new Float32Array(N * K + 100).fill(NaN);
+  for (const v of [
+    {},
+    { criterion: 'sparsegpt' as const, saliency: 'whitened' as const },
+    { rankRatio: 0 },
+    { refitIterations: 1, quantizeAdapters: true },
+  ]) {
+    const o = { ...base, ...v, error: (x: Float32Array) => relativeOutputError(w, x, N, K, h) };
+    const fresh = await slimLayer(w, N, K, { xNorm, hessian: h }, o);
+    const reused = await slimLayer(w, N, K, { xNorm, hessian: h }, { ...o, scratch });
+    assert.deepEqual(reused.quantized, fresh.quantized);
+    assert.deepEqual(reused.adapter, fresh.adapter);
+    assert.deepEqual(reused.errors, fresh.errors);
+    assert.deepEqual(reused.effective, fresh.effective);
+    scratch.fill(NaN);
+  }
+  await assert.rejects(slimLayer(w, N, K, { xNorm }, { ...base, scratch: new Float32Array(N * K - 1) }), /scratch/);
+});
