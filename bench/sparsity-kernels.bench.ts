@@ -11,7 +11,8 @@ import { loadavg } from 'node:os';
 import { gramAccumulate, matmul, matmulF64, matmulJs, setGemmThreads } from '../packages/engine/math/gemm.js';
 import { inverseCholeskyUpper, inverseCholeskyUpperF32 } from '../packages/engine/math/linalg.js';
 import { applyMask, checkNM, nmMask } from '../packages/engine/math/nm.js';
-import { relativeOutputError } from '../packages/engine/math/relerr.js';
+import { errorRatio, outputSquaresOnRows, relativeOutputError } from '../packages/engine/math/relerr.js';
+import { pruneNMScored } from '../packages/engine/math/nm-scored.js';
 import { dampedHessian, sparseGpt } from '../packages/engine/math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../packages/engine/math/wanda.js';
 
@@ -156,6 +157,32 @@ const [wMag, tMag] = await time(
   },
 );
 row(`magnitude 2:4 on ${K}×${K}`, tMag, 0, `${(tMag / tPass).toFixed(1)}× a pass`);
+// The method's path for MatMul/Gemm weights: scored and pruned in the stored layout (here [N][K], Gemm transB),
+// writing Δ = W − Ŵ, then the layer error on 256 sample rows from ‖X_s·Wᵀ‖² and ‖X_s·Δᵀ‖² (two MLAS GEMMs).
+const delta = new Float32Array(K * K);
+const [wStored, tStored] = await time(
+  () => w.slice(),
+  (ww) => {
+    pruneNMScored(ww, { outer: K, groups: K / 4, m: 4, inner: 1 }, 2, xNorm, delta);
+    return ww;
+  },
+);
+row(`Wanda 2:4 in the stored layout, + Δ`, tStored, 0, `${(tStored / tPass).toFixed(1)}× a pass`);
+if (!checkNM(wStored, K, K, 2, 4).ok || wStored.some((v, i) => v !== wWanda[i]))
+  throw new Error('stored-layout Wanda differs from the canonical one');
+const sampleRows = Math.min(256, T);
+const y = new Float32Array(sampleRows * K);
+const [, tErr] = await time(none, async () => {
+  const xs = x.subarray(0, sampleRows * K);
+  const den = await outputSquaresOnRows(xs, sampleRows, K, w, K, true, y);
+  return errorRatio(await outputSquaresOnRows(xs, sampleRows, K, delta, K, true, y), den);
+});
+row(
+  `its layer error on ${sampleRows} sample rows`,
+  tErr,
+  2 * 2 * sampleRows * K * K,
+  `${(tErr / tPass).toFixed(1)}× a pass`,
+);
 
 // --- SparseGPT 2:4: the factorisation alone, then the whole call.
 const { h } = dampedHessian(H, K, 0.01);
