@@ -7,21 +7,22 @@
 // found there, and a job must not "succeed" with a model nobody can run. The statistics session proves it; without
 // one a weight-free skeleton of the graph is checked (runtime/load-check.ts), which costs milliseconds instead of a
 // copy of the weights. Evaluation opens its own sessions later, one at a time (runner/evaluate.ts) — except the dense
-// one when it evaluates on the calibration batches: the first pass, on the dense model as loaded, fetches the compared
-// output as well and records it (DenseOutputs).
+// one: the first pass's session, on the dense model as loaded, records the dense outputs evaluation compares against
+// (DenseOutputs; recordDenseOutputs below).
 import { fixedBatchSize, planBatches, type Batch } from '../data/dataset.js';
 import { InputError } from '../job-parts.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type * as ort from 'onnxruntime-node';
-import { DenseOutputs } from '../runtime/evaluate.js';
+import { DenseOutputs, runDense } from '../runtime/evaluate.js';
 import { statsRequestFor } from '../runtime/calibration.js';
-import { hessianBytes, StatsCollector, type StatsRequest } from '../runtime/stats.js';
+import { hessianBytes, StatsCollector, type StatsCollectorOptions, type StatsRequest } from '../runtime/stats.js';
 import {
   DEFAULT_BATCH,
   ERROR_SAMPLE_ROWS,
   DEFAULT_MAX_HESSIAN_BYTES,
   DEFAULT_SAMPLES,
   evaluationRanges,
+  heldOutData,
   type CalibrationPlan,
   type RunState,
 } from './state.js';
@@ -101,7 +102,8 @@ function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
 
 async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequest[]): Promise<void> {
   const model = s.model!;
-  const dense = (s.denseOutputs = recordDenseOutputs(s, plan));
+  const recorded = recordDenseOutputs(s, plan);
+  s.denseOutputs = recorded?.dense;
   s.progress.emit('calibrate', 0, { message: 'opening ONNX Runtime on the dense model' });
   const collector = new StatsCollector({
     dataset: s.calibration!,
@@ -112,7 +114,7 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
     // compressed so far) and releases it when the pass ends.
     open: (passReqs) => s.sessions.openCapture(model, passReqs, s.scratch),
     sequential: !!s.recipe.calibration?.sequential,
-    ...(dense ? { modelOutputs: modelOutputs(dense) } : {}),
+    ...(recorded ? { modelOutputs: recorded.modelOutputs } : {}),
     onPass: (p) =>
       s.progress.emit('calibrate', 0, {
         message: `calibration pass ${p.pass}: batch ${p.batch + 1}/${p.batches} (${p.activations} activations)`,
@@ -125,35 +127,61 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
 }
 
 /**
- * Evaluation on the calibration data (no evaluation set) over exactly the calibration batches: the first calibration
- * pass runs the dense model on them anyway, so it records the compared output for evaluation. Else undefined (an
- * unknown evaluation.outputName is left for the evaluate stage to report).
+ * The dense outputs evaluation needs, from the first calibration pass's session (the dense model as loaded), so that
+ * evaluation opens only the compressed model: without evaluation data, over exactly the calibration batches, the pass
+ * fetches the compared output as well (it runs the dense model on them anyway); with evaluation data, the session
+ * then runs the evaluation batches fetching only that output (ONNX Runtime skips the appended reductions), timed as
+ * stage "evaluate". Undefined when evaluation runs on other calibration batches, or its outputName is unknown (the
+ * evaluate stage reports it).
  */
-function recordDenseOutputs(s: RunState, plan: CalibrationPlan): DenseOutputs | undefined {
-  if (s.evalData || !s.calibration) return undefined;
-  const evalRanges = evaluationRanges(s, s.calibration).ranges;
+function recordDenseOutputs(
+  s: RunState,
+  plan: CalibrationPlan,
+): { dense: DenseOutputs; modelOutputs: NonNullable<StatsCollectorOptions['modelOutputs']> } | undefined {
+  const data = heldOutData(s);
+  if (!data) return undefined;
+  const evalRanges = evaluationRanges(s, data).ranges;
   const calRanges = plan.ranges!.ranges;
-  if (evalRanges.length !== calRanges.length) return undefined;
-  if (evalRanges.some(([a, b], i) => a !== calRanges[i][0] || b !== calRanges[i][1])) return undefined;
+  const sameBatches =
+    data === s.calibration &&
+    evalRanges.length === calRanges.length &&
+    evalRanges.every(([a, b], i) => a === calRanges[i][0] && b === calRanges[i][1]);
+  if (!s.evalData && !sameBatches) return undefined;
   const dense = new DenseOutputs({
-    dataset: s.calibration,
+    dataset: data,
     outputName: s.recipe.evaluation?.outputName,
     task: s.recipe.evaluation?.task,
     scratchDir: s.scratch,
     maxHeldOutputBytes: RECORDED_OUTPUTS_HELD_BYTES,
   });
+  let name: string;
   try {
-    dense.resolveOutput(s.model!.proto.graph!.output.map((o) => o.name));
+    name = dense.resolveOutput(s.model!.proto.graph!.output.map((o) => o.name));
   } catch {
     return undefined;
   }
-  return dense;
-}
-
-function modelOutputs(dense: DenseOutputs) {
-  const name = dense.outputName!;
+  if (sameBatches) {
+    return {
+      dense,
+      modelOutputs: {
+        names: [name],
+        record: (r: ort.InferenceSession.ReturnType, batch: Batch) => dense.add(r[name] as ort.Tensor, batch),
+      },
+    };
+  }
   return {
-    names: [name],
-    record: (r: ort.InferenceSession.ReturnType, batch: Batch) => dense.add(r[name] as ort.Tensor, batch),
+    dense,
+    modelOutputs: {
+      names: [name],
+      after: (session) =>
+        s.clock.stage(
+          'evaluate',
+          () => {
+            s.progress.emit('calibrate', 0, { message: 'running the dense model on the evaluation data' });
+            return runDense(session, dense, data, evalRanges, { signal: s.opts.signal });
+          },
+          () => s.sessions.executionProvider,
+        ),
+    },
   };
 }

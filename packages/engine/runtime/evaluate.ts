@@ -225,16 +225,34 @@ export class DenseOutputs {
 
 /** Runs the dense model over every batch into `rec`. */
 async function denseHalf(opts: EvaluateOptions, session: ort.InferenceSession, rec: DenseOutputs): Promise<void> {
+  await runDense(session, rec, opts.dataset, opts.ranges, {
+    signal: opts.signal,
+    onBatch: (i) => opts.onBatch?.(i, 2 * opts.ranges.length),
+  });
+}
+
+/**
+ * Runs the dense model's `session` over `ranges` of `dataset`, fetching only the compared output, into `rec`. Any
+ * session whose graph computes the dense model's outputs will do (also the calibration capture session: ONNX Runtime
+ * then runs only the nodes the output needs).
+ */
+export async function runDense(
+  session: ort.InferenceSession,
+  rec: DenseOutputs,
+  dataset: Dataset,
+  ranges: [number, number][],
+  o: { signal?: AbortSignal; onBatch?: (done: number) => void } = {},
+): Promise<void> {
   const outputName = rec.resolveOutput(session.outputNames);
   let i = 0;
-  for (const batch of batches(opts.dataset, opts.ranges)) {
-    opts.signal?.throwIfAborted();
+  for (const batch of batches(dataset, ranges)) {
+    o.signal?.throwIfAborted();
     const y = (await runSession(session, feedsOf(batch.inputs), [outputName], 'running the dense model'))[
       outputName
     ] as ort.Tensor;
     await rec.add(y, batch);
     i++; // not inside the onBatch?.() call: optional chaining skips its arguments when there is no callback
-    opts.onBatch?.(i, 2 * opts.ranges.length);
+    o.onBatch?.(i);
   }
 }
 

@@ -48,12 +48,17 @@ export interface StatsCollectorOptions {
   signal?: AbortSignal;
   /**
    * Model outputs fetched as well in the pass that runs on the session prepare() opened — the model as it was before
-   * the method edited anything — and handed over batch by batch in range order: the dense outputs an evaluation on
-   * the same batches would otherwise compute again (runtime/evaluate.ts DenseOutputs). ONNX Runtime runs only the
-   * nodes a fetch needs, so this adds the model's tail past the last captured activation (e.g. an LM head) to the
-   * pass. @defaultValue none
+   * the method edited anything — and handed over batch by batch in range order (`record`): the dense outputs an
+   * evaluation on the same batches would otherwise compute again (runtime/evaluate.ts DenseOutputs). ONNX Runtime runs
+   * only the nodes a fetch needs, so this adds the model's tail past the last captured activation (e.g. an LM head)
+   * to the pass. `after` gets that session once the pass's batches are done, before it is released (e.g. to run the
+   * dense model over an evaluation set, fetching only its outputs). @defaultValue none
    */
-  modelOutputs?: { names: string[]; record(r: ort.InferenceSession.ReturnType, batch: Batch): Promise<void> };
+  modelOutputs?: {
+    names: string[];
+    record?(r: ort.InferenceSession.ReturnType, batch: Batch): Promise<void>;
+    after?(session: ort.InferenceSession): Promise<void>;
+  };
   onPass?: (p: { pass: number; batch: number; batches: number; activations: number }) => void;
 }
 
@@ -181,7 +186,8 @@ export class StatsCollector {
     }
     const pass = ++this.passes;
     const accs = reqs.map((req) => newAccumulator(req, capture.outputs.get(req.key)!));
-    const record = prepared ? this.opts.modelOutputs : undefined;
+    const outputs = prepared ? this.opts.modelOutputs : undefined;
+    const record = outputs?.record ? outputs : undefined;
     const fetches = record ? [...new Set([...fetchNames(accs), ...record.names])] : fetchNames(accs);
     try {
       let i = 0;
@@ -191,10 +197,11 @@ export class StatsCollector {
         const r = await runSession(capture.session, feedsOf(batch.inputs), fetches, 'computing calibration statistics');
         this.runs++;
         for (const acc of accs) accumulate(acc, r, i === 0);
-        await record?.record(r, batch);
+        await record?.record!(r, batch);
         if (pass === 1) this.tokens += batch.count;
         i++;
       }
+      await outputs?.after?.(capture.session);
     } finally {
       await capture.session.release().catch(() => {});
     }

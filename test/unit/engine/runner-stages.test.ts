@@ -147,21 +147,40 @@ test('evaluation runs one model at a time and gives the numbers of a side-by-sid
   }
 });
 
-test('evaluation on the calibration data takes the dense outputs from the calibration pass: same quality as a dense session', async () => {
-  // Evaluation data = the calibration file runs the dense model in its own session (the two-session route); without
-  // evaluation data the first calibration pass records the dense outputs and the dense model is not opened again.
+test('evaluation takes the dense outputs from the first calibration pass: same quality as a dense session of its own', async () => {
+  // Without evaluation data the first calibration pass records the dense outputs on the calibration batches; with it,
+  // that pass's session runs the evaluation batches for them. Either way the dense model is not opened again, and the
+  // numbers equal evaluateModels with the dense model in its own session (the route evaluation took before).
   const lm = await writeCase(dir, 'lm-reuse', transformer(), { ids: tokenData(10) });
+  const held = await writeCase(dir, 'lm-held', transformer(), { ids: tokenData(7, undefined, 9) });
   const opened: string[] = [];
   const open = SessionOwner.prototype.open;
   SessionOwner.prototype.open = function (this: SessionOwner, model, o) {
     if (typeof model === 'string') opened.push(model);
     return open.call(this, model, o);
   };
+  const twoSessions = async (compressedPath: string, dataPath: string) => {
+    const model = await loadModel(lm.modelPath);
+    const data = await loadDataset(dataPath, modelInputSpecs(model.proto));
+    const opener = (path: string) => async () => {
+      const { session } = await openSession(path, { cpuMemArena: false });
+      return { session, release: () => session.release() };
+    };
+    return evaluateModels({
+      dense: opener(lm.modelPath),
+      compressed: opener(compressedPath),
+      dataset: data,
+      ranges: planBatches(data.samples, 4).ranges,
+      scratchDir: dir,
+    });
+  };
   try {
-    for (const [name, extra] of [
-      ['wanda', {}],
-      ['sparsegpt', {}],
-      ['wanda-sequential', { sequential: true }],
+    for (const [name, extra, evalPath] of [
+      ['wanda', {}, undefined],
+      ['sparsegpt', {}, undefined],
+      ['wanda-sequential', { sequential: true }, undefined],
+      ['wanda-eval-same-file', {}, lm.dataPath],
+      ['sparsegpt-eval-set', {}, held.dataPath],
     ] as const) {
       const recipe = {
         method: 'sparsity',
@@ -170,20 +189,23 @@ test('evaluation on the calibration data takes the dense outputs from the calibr
         calibration: { batchSize: 4, ...extra },
       };
       opened.length = 0;
-      const reused = await run(recipe, lm.modelPath, join(dir, `out-reuse-${name}`), { calibrationPath: lm.dataPath });
-      assert.ok(!opened.includes(lm.modelPath), `${name}: the dense model was opened again`);
-      opened.length = 0;
-      const two = await run(recipe, lm.modelPath, join(dir, `out-two-${name}`), {
+      const out = join(dir, `out-reuse-${name}`);
+      const r = await run(recipe, lm.modelPath, out, {
         calibrationPath: lm.dataPath,
-        evalPath: lm.dataPath,
+        ...(evalPath ? { evalPath } : {}),
       });
-      assert.ok(opened.includes(lm.modelPath), `${name}: the two-session route opens the dense model`);
-      const { data: d1, ...q1 } = reused.report.quality as Record<string, unknown>;
-      const { data: d2, ...q2 } = two.report.quality as Record<string, unknown>;
-      assert.deepEqual([d1, d2], ['calibration', 'evaluation']);
-      assert.deepEqual(q1, q2, name);
-      assert.equal(q1.samples, 10);
-      assert.ok((q1.relativeError as number) > 0, 'the models differ');
+      assert.ok(!opened.includes(lm.modelPath), `${name}: the dense model was opened again`);
+      const { evaluated, data, source, random, ...q } = r.report.quality as Record<string, unknown>;
+      assert.deepEqual(
+        [evaluated, data, source, random],
+        [true, evalPath ? 'evaluation' : 'calibration', evalPath ?? lm.dataPath, false],
+      );
+      assert.equal(q.samples, evalPath === held.dataPath ? 7 : 10);
+      const ref = await twoSessions(join(out, 'model.onnx'), evalPath ?? lm.dataPath);
+      assert.deepEqual(q, { ...ref }, name);
+      assert.ok((q.relativeError as number) > 0, 'the models differ');
+      const stages = r.report.stages!.map((s) => s.name);
+      assert.ok(stages.includes('evaluate'), stages.join());
     }
   } finally {
     SessionOwner.prototype.open = open;
