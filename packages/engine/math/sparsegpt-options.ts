@@ -30,6 +30,8 @@ export interface SparseGptOptions {
    * arrays. Names used start with `sparsegpt.`. @defaultValue fresh arrays per call
    */
   workspace?: ScratchArrays;
+  /** Reuse the previous call's factorisation when the Hessian and dampening are the same. @defaultValue none */
+  factors?: SparseGptFactorCache;
   signal?: AbortSignal;
 }
 
@@ -54,6 +56,35 @@ export class SparseGptWorkspace implements ScratchArrays {
     }
     return a.subarray(0, length);
   }
+}
+
+/**
+ * The last factorisation sparseGpt made (U, V, dead inputs, λ), reused by the next call on the same Hessian with
+ * the same dampening: q, k and v (or gate and up) read one activation, so one K³ factorisation serves them all.
+ * A Hessian is recognised by identity and a fingerprint of its values (trace and 16 entries), so one rewritten in
+ * place is factorised again. Holds one U and V (2·K² fp32) between calls; dropped before the next factorisation.
+ */
+export class SparseGptFactorCache {
+  /** @internal */
+  entry?: {
+    /** Weak: the cache must not keep a released Hessian alive. */
+    hessian: WeakRef<Float64Array>;
+    fingerprint: number[];
+    dampening: number;
+    u: Float32Array;
+    v?: Float32Array;
+    dead: number[];
+    damp: number;
+  };
+}
+
+/** Trace and 16 evenly spread entries of a K×K matrix. */
+export function hessianFingerprint(h: Float64Array, K: number): number[] {
+  let trace = 0;
+  for (let k = 0; k < K; k++) trace += h[k * K + k];
+  const f = [trace];
+  for (let i = 0; i < 16; i++) f.push(h[Math.floor((i * h.length) / 16)]);
+  return f;
 }
 
 export class SparseGptInputError extends MaskInputError {

@@ -17,7 +17,9 @@ import { pruneLowest } from './nm.js';
 
 import {
   dampedHessian,
+  hessianFingerprint,
   resolveSparseGptOptions,
+  SparseGptFactorCache,
   type ResolvedSparseGptOptions,
   type SparseGptOptions,
 } from './sparsegpt-options.js';
@@ -26,6 +28,7 @@ import {
 export {
   dampedHessian,
   resolveSparseGptOptions,
+  SparseGptFactorCache,
   SparseGptInputError,
   SparseGptWorkspace,
   type ResolvedSparseGptOptions,
@@ -63,20 +66,7 @@ export async function sparseGpt(
   const K = cols;
   const mask = new Uint8Array(opts.mask === false ? 0 : N * K);
   if (N === 0) return { mask, error: 0, ...(opts.outputError ? { outputError: { num: 0, den: 0 } } : {}) };
-  const { h, dead, damp } = dampedHessian(hessian, K, o.dampening);
-  // U = chol(H⁻¹) upper, in fp32 like the reference (torch fp32 cholesky → cholesky_inverse → cholesky); where fp32
-  // loses definiteness on an ill-conditioned H, redo it in float64 instead of failing as the reference would.
-  // For the output error also V = U⁻¹ (H_d = V·Vᵀ), which the same factorisation gives.
-  let u: Float32Array;
-  let v: Float32Array | undefined;
-  try {
-    if (opts.outputError) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, true));
-    else u = await inverseCholeskyUpperF32(h, K);
-  } catch (e) {
-    if (!(e instanceof NotPositiveDefiniteError)) throw e;
-    if (opts.outputError) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, false));
-    else u = Float32Array.from(await inverseCholeskyUpper(h, K));
-  }
+  const { u, v, dead, damp } = await factorise(hessian, K, o.dampening, !!opts.outputError, opts.factors);
   opts.signal?.throwIfAborted();
 
   // Work on Wᵀ [K][N]: the columns W[:, rest] the lazy update touches are then one contiguous tail of rows.
@@ -232,6 +222,45 @@ async function denseTerms(wt: Float32Array, v: Float32Array, N: number, K: numbe
     for (let i = 0; i < out.length; i++) vNorm2 += out[i] * out[i];
   }
   return { vNorm2, norm2 };
+}
+
+/**
+ * The damped Hessian's dead inputs, λ, U = chol(H_d⁻¹) upper and, for the output error, V = U⁻¹ (H_d = V·Vᵀ), which
+ * the same factorisation gives; from `cache` when it holds this Hessian's (same values, same dampening).
+ */
+async function factorise(
+  hessian: Float64Array,
+  K: number,
+  dampening: number,
+  withV: boolean,
+  cache: SparseGptFactorCache | undefined,
+): Promise<{ u: Float32Array; v?: Float32Array; dead: number[]; damp: number }> {
+  const e = cache?.entry;
+  const fingerprint = cache ? hessianFingerprint(hessian, K) : [];
+  if (
+    e &&
+    e.hessian.deref() === hessian &&
+    e.dampening === dampening &&
+    (e.v || !withV) &&
+    e.fingerprint.every((x, i) => Object.is(x, fingerprint[i]))
+  )
+    return e;
+  if (cache) cache.entry = undefined; // not two factorisations alive at once
+  const { h, dead, damp } = dampedHessian(hessian, K, dampening);
+  // U = chol(H⁻¹) upper, in fp32 like the reference (torch fp32 cholesky → cholesky_inverse → cholesky); where fp32
+  // loses definiteness on an ill-conditioned H, redo it in float64 instead of failing as the reference would.
+  let u: Float32Array;
+  let v: Float32Array | undefined;
+  try {
+    if (withV) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, true));
+    else u = await inverseCholeskyUpperF32(h, K);
+  } catch (err) {
+    if (!(err instanceof NotPositiveDefiniteError)) throw err;
+    if (withV) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, false));
+    else u = Float32Array.from(await inverseCholeskyUpper(h, K));
+  }
+  if (cache) cache.entry = { hessian: new WeakRef(hessian), fingerprint, dampening, u, v, dead, damp };
+  return { u, v, dead, damp };
 }
 
 /** Column counts per blocking level, largest first: [K, macro, (blockSize), 128, leaf], multiples of M for N:M. */

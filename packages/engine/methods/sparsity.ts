@@ -8,7 +8,7 @@
 import { InputError, type LayerReport } from '../job-parts.js';
 import { applyMask, checkNM, nmMask, unstructuredMaskGlobal, unstructuredMaskPerRow } from '../math/nm.js';
 import { errorRatio, outputSquaresOnRows } from '../math/relerr.js';
-import { sparseGpt } from '../math/sparsegpt.js';
+import { sparseGpt, SparseGptFactorCache } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import { Type, type Static } from 'typebox';
@@ -110,6 +110,8 @@ function skipReason(w: WeightRef, r: SparsityRecipe): string | undefined {
  */
 class Buffers {
   private readonly held = new Map<string, Float32Array>();
+  /** SparseGPT's last factorisation: q/k/v (gate/up) share one Hessian, so one K³ factorisation serves them. */
+  readonly sparseGptFactors = new SparseGptFactorCache();
 
   get(name: string, length: number): Float32Array {
     let b = this.held.get(name);
@@ -197,6 +199,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
           dampening: r.dampening ?? 0.01,
           outputError: true,
           workspace: buffers,
+          factors: buffers.sparseGptFactors,
           signal: ctx.signal,
         });
         obsLoss += res.error;
@@ -334,6 +337,7 @@ async function pruneStoredSparseGpt(
     transposed: true,
     mask: false,
     workspace: buffers,
+    factors: buffers.sparseGptFactors,
     signal: ctx.signal,
   });
   let zeros = 0;

@@ -7,6 +7,7 @@ import { errorRatio, relativeOutputError } from '../../../packages/engine/math/r
 import {
   dampedHessian,
   sparseGpt,
+  SparseGptFactorCache,
   SparseGptInputError,
   sparseGptReference,
   SparseGptWorkspace,
@@ -179,6 +180,35 @@ test('outputError: tr(ΔHΔᵀ)/tr(WHWᵀ) from the sweep equals ‖X(W−Ŵ)ᵀ
   await assert.rejects(inverseCholeskyUpperF32(dampedHessian(ill, 200, 1e-9).h, 200), NotPositiveDefiniteError);
   const empty = await sparseGpt(new Float32Array(0), 0, 4, new Float64Array(16), { n: 2, m: 4, outputError: true });
   assert.deepEqual(empty.outputError, { num: 0, den: 0 });
+});
+
+test('factor cache: a second layer on the same Hessian reuses the factorisation; a changed Hessian does not', async () => {
+  const [N, K] = [20, 96];
+  const { w, h } = await problem(N, K, 300, 77, true);
+  const factors = new SparseGptFactorCache();
+  const opts: SparseGptOptions = { n: 2, m: 4, outputError: true };
+  const fresh = async (hh: Float64Array) => {
+    const got = w.slice();
+    return { got, r: await sparseGpt(got, N, K, hh, opts) };
+  };
+  const want = await fresh(h);
+  for (let i = 0; i < 2; i++) {
+    const got = w.slice();
+    const r = await sparseGpt(got, N, K, h, { ...opts, factors });
+    assert.deepEqual(got, want.got);
+    assert.deepEqual(r, want.r);
+  }
+  const first = factors.entry!.u;
+  await sparseGpt(w.slice(), N, K, h, { ...opts, factors });
+  assert.equal(factors.entry!.u, first); // reused
+  for (let i = 0; i < h.length; i += K + 1) h[i] *= 1.5; // rewritten in place: factorised again
+  const want2 = await fresh(h);
+  const got = w.slice();
+  assert.deepEqual(await sparseGpt(got, N, K, h, { ...opts, factors }), want2.r);
+  assert.deepEqual(got, want2.got);
+  assert.notEqual(factors.entry!.u, first);
+  await sparseGpt(w.slice(), N, K, h, { ...opts, dampening: 0.05, factors });
+  assert.equal(factors.entry!.dampening, 0.05);
 });
 
 test('bad inputs give typed errors; a singular Hessian without dampening is NotPositiveDefinite; abort works', async () => {
