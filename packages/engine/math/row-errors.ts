@@ -74,3 +74,66 @@ export class RowErrors {
     return Math.sqrt(num / this.reference);
   }
 }
+
+/**
+ * The same shared products for the Hessian form of the error, tr(Δ·H·Δᵀ)/tr(W·H·Wᵀ) (math/relerr.ts
+ * relativeOutputError): with E = W − W_C and L = (A·B)ᵀ = Bᵀ·Aᵀ,
+ *   tr((E − L)·H·(E − L)ᵀ) = ⟨E·H, E⟩ − 2·⟨B·(E·H), Aᵀ⟩ + ⟨Aᵀ·H·A, B·Bᵀ⟩,
+ * so each sparse part costs one N×K×K product E·H and each adapter r×N×K + K×K×r + r×N×r. Sums in float64 over fp32
+ * products, as relativeOutputError's GEMM route.
+ */
+export class HessianErrors {
+  private constructor(
+    readonly h: Float32Array,
+    readonly N: number,
+    readonly K: number,
+    /** tr(W·H·Wᵀ). */
+    readonly reference: number,
+  ) {}
+
+  static async of(w: Float32Array, N: number, K: number, hessian: Float64Array): Promise<HessianErrors> {
+    if (w.length !== N * K) throw new RowErrorsShapeError(`HessianErrors: W must be ${N}×${K}, got ${w.length}`);
+    if (hessian.length !== K * K)
+      throw new RowErrorsShapeError(`HessianErrors: H must be ${K}×${K}, got ${hessian.length} values`);
+    const h = Float32Array.from(hessian);
+    return new HessianErrors(h, N, K, dot(await matmul(w, h, N, K, K), w));
+  }
+
+  /** E·H and ⟨E·H, E⟩ for a residual E = W − W_C [N][K] (E may be overwritten afterwards). */
+  async residual(e: Float32Array): Promise<{ eh: Float32Array; quad: number }> {
+    if (e.length !== this.N * this.K)
+      throw new RowErrorsShapeError(`HessianErrors: residual must be ${this.N}×${this.K}, got ${e.length} values`);
+    const eh = await matmul(e, this.h, this.N, this.K, this.K);
+    return { eh, quad: dot(eh, e) };
+  }
+
+  /** tr((E − L)·H·(E − L)ᵀ). */
+  async squared(p: { eh: Float32Array; quad: number }, ad?: LowRankFactors): Promise<number> {
+    const { h, N, K } = this;
+    if (!ad || ad.rank === 0) return p.quad;
+    const r = ad.rank;
+    if (ad.a.length !== K * r || ad.b.length !== r * N)
+      throw new RowErrorsShapeError(`HessianErrors: adapter factors must be ${K}×${r} and ${r}×${N}`);
+    const beh = await matmul(ad.b, p.eh, r, N, K); // B·(E·H): r×K
+    let cross = 0;
+    for (let j = 0; j < r; j++) for (let k = 0; k < K; k++) cross += beh[j * K + k] * ad.a[k * r + j];
+    const ha = await matmul(h, ad.a, K, K, r); // H·A: K×r
+    const aha = await matmul(ad.a, ha, r, K, r, { transA: true }); // Aᵀ·H·A: r×r
+    const bbt = await matmul(ad.b, ad.b, r, N, r, { transB: true }); // B·Bᵀ: r×r
+    return p.quad - 2 * cross + dot(aha, bbt);
+  }
+
+  /** sqrt(tr(Δ·H·Δᵀ)/tr(W·H·Wᵀ)) for Ŵ = W_C + (A·B)ᵀ, from residual(W − W_C). */
+  async relative(p: { eh: Float32Array; quad: number }, ad?: LowRankFactors): Promise<number> {
+    const num = await this.squared(p, ad);
+    if (num <= 0) return 0;
+    if (this.reference <= 0) return Infinity;
+    return Math.sqrt(num / this.reference);
+  }
+}
+
+function dot(x: Float32Array, y: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += x[i] * y[i];
+  return s;
+}

@@ -161,6 +161,7 @@ function skipReason(w: WeightRef, r: SlimRecipe): string | undefined {
 /**
  * The row sample ctx.relativeError measures on, when it measures on one (no Hessian: the runner's error for a method
  * without one is ‖X_s(W−Ŵ)ᵀ‖/‖X_s·Wᵀ‖ on LayerStats.sample); slimLayer then shares its products between the stages.
+ * With the declared Hessian the runner's error is tr(ΔHΔᵀ)/tr(WHWᵀ) on it, and errorHessian shares them likewise.
  */
 function errorRowsOf(
   ctx: MethodContext<SlimRecipe>,
@@ -222,6 +223,7 @@ async function compressOne(
       sparseGpt: { dampening: 0.01 }, // block: sparseGpt's default, 128 rounded to a multiple of M
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
       errorRows: errorRowsOf(ctx, stats),
+      errorHessian: ctx.hasCalibration && stats?.hessian?.length === 1 ? hessian : undefined,
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,
       effective: false, // nothing here reads it (the codes are checked below)

@@ -26,7 +26,7 @@ import {
   type Saliency,
 } from '../math/lowrank.js';
 import type { TruncatedSvdOptions } from '../math/svd.js';
-import { RowErrors } from '../math/row-errors.js';
+import { HessianErrors, RowErrors, type LowRankFactors } from '../math/row-errors.js';
 import { dequantize, dequantizeResidual, quantizeMasked, quantizeRtn, quantizeWithClip } from './rtn.js';
 import { floatToHalfBits, halfBitsToFloat } from '../onnx/floats.js';
 import { gptqLayer, type GptqSettings } from './gptq-layer.js';
@@ -73,6 +73,12 @@ export interface SlimLayerOptions {
    * thin X·A), equal to `error`'s up to fp32 rounding, and `error` is not called.
    */
   errorRows?: { x: Float32Array; rows: number };
+  /**
+   * The Hessian `error` measures with, when it is tr(ΔHΔᵀ)/tr(WHWᵀ) (math/relerr.ts relativeOutputError): the
+   * errors then come from shared products likewise (math/row-errors.ts HessianErrors: one N×K×K product per sparse
+   * part instead of one per candidate), and `error` is not called. errorRows wins when both are given.
+   */
+  errorHessian?: Float64Array;
   /**
    * Also measure the intermediate stages (after the first adapter, after the re-quantization, after each refit),
    * not only before the adapter and at the end. Each measurement is a K×K quadratic form per row (O(N·K²)); with
@@ -212,6 +218,21 @@ function groupedStats(q: QuantizedMatrix, n: number, m: number): { zeros: number
   return { zeros, nmOk: worst <= n };
 }
 
+/** The shared-product error terms (RowErrors or HessianErrors) behind one interface. */
+interface SharedErrors {
+  residual(e: Float32Array): Promise<unknown>;
+  relative(p: unknown, ad?: LowRankFactors): Promise<number>;
+}
+
+function sharesErrors(o: SlimLayerOptions): boolean {
+  return !!(o.errorRows || o.errorHessian);
+}
+
+async function sharedErrors(w: Float32Array, N: number, K: number, o: SlimLayerOptions): Promise<SharedErrors> {
+  if (o.errorRows) return (await RowErrors.of(w, N, K, o.errorRows.x, o.errorRows.rows)) as SharedErrors;
+  return (await HessianErrors.of(w, N, K, o.errorHessian!)) as unknown as SharedErrors;
+}
+
 /** Transpose a rows×cols row-major matrix. */
 export function transpose32(x: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);
@@ -256,8 +277,8 @@ class SlimRun {
   private metric: Float32Array | undefined;
   private readonly randomized: boolean;
   /** errorRows: ‖X·Wᵀ‖ (measured at the first error) and the latest sparse part's X·(W − W_C)ᵀ. */
-  private rowErrors: Promise<RowErrors> | undefined;
-  private rowProduct: { q: QuantizedMatrix; p: Float32Array } | undefined;
+  private shared: Promise<SharedErrors> | undefined;
+  private rowProduct: { q: QuantizedMatrix; p: unknown } | undefined;
   /** The sparse part whose residual W − W_C scratch holds now (fit reuses it); cleared when scratch is rewritten. */
   private residualIn: QuantizedMatrix | undefined;
 
@@ -333,11 +354,9 @@ class SlimRun {
    * adapter's thin X·A (math/row-errors.ts).
    */
   async errorOf(qm: QuantizedMatrix, ad?: Pick<Adapter, 'a' | 'b' | 'rank'>): Promise<number | null> {
-    const rows = this.o.errorRows;
-    if (rows) {
+    if (sharesErrors(this.o)) {
       return this.timed('errors', async () => {
-        const { w, N, K } = this;
-        const errs = await (this.rowErrors ??= RowErrors.of(w, N, K, rows.x, rows.rows));
+        const errs = await (this.shared ??= sharedErrors(this.w, this.N, this.K, this.o));
         if (this.rowProduct?.q !== qm) this.rowProduct = { q: qm, p: await errs.residual(this.residual(qm)) };
         return errs.relative(this.rowProduct.p, ad);
       });
@@ -491,15 +510,16 @@ export async function slimLayer(
   }
   const { q, adapter: fitted, afterAdapter, afterFinalRequant, refits } = await fitAdapter(run, first);
   const { adapter, adapterQuantized, stored } = storeAdapter(run, fitted);
-  // errorRows: measured before scratch turns into the effective weight (it may hold q's residual).
-  const finalFromRows = o.errorRows ? await run.errorOf(q, stored) : null;
-  const callback = !o.errorRows && o.error;
+  // Shared products: measured before scratch turns into the effective weight (it may hold q's residual).
+  const shared = sharesErrors(o);
+  const finalFromRows = shared ? await run.errorOf(q, stored) : null;
+  const callback = !shared && o.error;
   let effective: Float32Array = new Float32Array(0);
   if (o.effective !== false || callback) {
     effective = dequantize(q, scratch);
     await run.plusAdapter(stored, effective);
   }
-  const final = o.errorRows ? finalFromRows : callback ? await run.timed('errors', () => callback(effective)) : null;
+  const final = shared ? finalFromRows : callback ? await run.timed('errors', () => callback(effective)) : null;
   return {
     quantized: q,
     mask: run.mask,

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RowErrors } from '../../../packages/engine/math/row-errors.js';
-import { llmLikeActivations, outputErrorF64, randomF32, rng } from './rng.js';
+import { HessianErrors, RowErrors } from '../../../packages/engine/math/row-errors.js';
+import { hessianF64, llmLikeActivations, outputErrorF64, randomF32, rng } from './rng.js';
 
 test('RowErrors: ‖P − (X·A)·B‖/‖XWᵀ‖ equals the float64 brute force ‖X(W − W_C − (AB)ᵀ)ᵀ‖/‖XWᵀ‖', async () => {
   // Small (JS GEMM path) and large enough for ORT's products.
@@ -51,4 +51,35 @@ test('RowErrors: exact match is 0, a zero reference is Infinity, wrong shapes ar
     errs.relative(new Float32Array(2), { rank: 1, a: new Float32Array(3), b: new Float32Array(1) }),
     /factors/,
   );
+});
+
+test('HessianErrors: ⟨EH,E⟩ − 2⟨B·EH, Aᵀ⟩ + ⟨AᵀHA, BBᵀ⟩ over tr(WHWᵀ) equals the float64 ‖X(W − Ŵ)ᵀ‖/‖XWᵀ‖', async () => {
+  for (const [tokens, N, K, r] of [
+    [40, 5, 8, 2],
+    [300, 96, 160, 12],
+  ]) {
+    const { normal } = rng(3 * N + K);
+    const x = llmLikeActivations(tokens, K, 11 + K);
+    const h = hessianF64(x, tokens, K);
+    const w = randomF32(N * K, normal);
+    const wC = w.map((v, i) => (i % 4 < 2 ? 0 : v + 0.05 * normal()));
+    const a = randomF32(K * r, () => 0.1 * normal());
+    const b = randomF32(r * N, () => 0.1 * normal());
+    const wHat = new Float64Array(N * K);
+    for (let n = 0; n < N; n++)
+      for (let k = 0; k < K; k++) {
+        let s = 0;
+        for (let j = 0; j < r; j++) s += a[k * r + j] * b[j * N + n];
+        wHat[n * K + k] = wC[n * K + k] + s;
+      }
+    const errs = await HessianErrors.of(w, N, K, h);
+    const p = await errs.residual(w.map((v, i) => v - wC[i]));
+    const without = await errs.relative(p);
+    const withAdapter = await errs.relative(p, { rank: r, a, b });
+    const wantWithout = outputErrorF64(x, tokens, w, wC, N, K);
+    const wantWith = outputErrorF64(x, tokens, w, wHat, N, K);
+    assert.ok(Math.abs(without - wantWithout) < 1e-5 * wantWithout, `${N}×${K}: ${without} vs ${wantWithout}`);
+    assert.ok(Math.abs(withAdapter - wantWith) < 1e-5 * wantWith, `${N}×${K} r=${r}: ${withAdapter} vs ${wantWith}`);
+  }
+  await assert.rejects(HessianErrors.of(new Float32Array(2), 1, 2, new Float64Array(3)), /H must be 2×2/);
 });

@@ -296,3 +296,47 @@ test('slimLayer scratch: a reused, dirty buffer gives the same layer as a fresh 
   }
   await assert.rejects(slimLayer(w, N, K, { xNorm }, { ...base, scratch: new Float32Array(N * K - 1) }), /scratch/);
 });
+
+test('slimLayer errorHessian: the errors from shared products equal relativeOutputError per candidate', async () => {
+  const { w, h, xNorm } = setup();
+  const error = (wHat: Float32Array) => relativeOutputError(w, wHat, N, K, h);
+  for (const v of [
+    {},
+    { saliency: 'whitened' as const, refitIterations: 2 },
+    { criterion: 'sparsegpt' as const, saliency: 'whitened' as const, adapterStorage: 'float16' as const },
+    { quantizeAdapters: true, stageErrors: false },
+    { rankRatio: 0 },
+  ]) {
+    const o = { ...base, ...v, error };
+    const brute = await slimLayer(w, N, K, { xNorm, hessian: h }, o);
+    let calls = 0;
+    const shared = await slimLayer(
+      w,
+      N,
+      K,
+      { xNorm, hessian: h },
+      {
+        ...o,
+        error: (x) => (calls++, error(x)),
+        errorHessian: h,
+      },
+    );
+    const label = JSON.stringify(v);
+    assert.equal(calls, 0, label);
+    assert.deepEqual(shared.quantized.codes, brute.quantized.codes, label);
+    assert.deepEqual(shared.effective, brute.effective, label);
+    const flat = (e: typeof brute.errors) => [
+      e.beforeAdapter,
+      e.afterAdapter,
+      e.afterFinalRequant,
+      ...e.refits,
+      e.final,
+    ];
+    const [got, want] = [flat(shared.errors), flat(brute.errors)];
+    assert.equal(got.length, want.length, label);
+    for (let i = 0; i < got.length; i++) {
+      if (want[i] === null) assert.equal(got[i], null, `${label} #${i}`);
+      else assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5 * want[i]!, `${label} #${i}: ${got[i]} vs ${want[i]}`);
+    }
+  }
+});
