@@ -62,7 +62,8 @@ export function sparsegptFlops(s: LlmShape, tokens: number): number {
  *    4·l²·((2 + p)·N + p·K) for CholeskyQR (one pass per power step, two on the final basis) + 2·l²·K (Gram) +
  *    2·r·l·(N + K) (the factors A and B);
  *  - exact route (min(N, K) ≤ 512): 2·N·K·min(N, K) (Gram) + min(N, K)³ (eigensolver);
- *  - 2 × 2·N·K·r for the adapter products (W − A·B for the final re-quantization, and the effective weight).
+ *  - 2·N·K·r for the adapter product W − A·B of the final re-quantization (the job builds no effective weight
+ *    unless something reads it, so that second product is not counted).
  * Masks, quantization and the layer-error samples are O(N·K) or bounded and left out, like the Wanda floor's.
  */
 export function slimFlops(s: LlmShape, rankRatio = 0.1, power = 2, oversample = 10): number {
@@ -71,7 +72,7 @@ export function slimFlops(s: LlmShape, rankRatio = 0.1, power = 2, oversample = 
   const layer = (K: number, N: number) => {
     const small = Math.min(N, K);
     const r = Math.floor(rankRatio * small);
-    const adapter = 2 * 2 * N * K * r;
+    const adapter = 2 * N * K * r;
     if (small <= 512) return 2 * N * K * small + small ** 3 + adapter;
     const l = Math.min(r + oversample, N, K);
     return (
