@@ -120,6 +120,11 @@ class Buffers {
   }
 }
 
+/** The fields that name a layer's row: which weight, where, and what was asked of it. */
+function layerIdentity(w: WeightRef, target: ReturnType<typeof sparsityTarget>, criterion: string) {
+  return { name: w.name, node: w.node, op: w.op, shape: w.shape, pattern: patternLabel(target), criterion };
+}
+
 async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffers: Buffers): Promise<LayerReport> {
   const t0 = performance.now();
   const r = ctx.recipe;
@@ -133,12 +138,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
     if (layout && t) {
       const r = pruneStoredMagnitudeNM(ctx.model, t, layout, target.n);
       return {
-        name: w.name,
-        node: w.node,
-        op: w.op,
-        shape: w.shape,
-        pattern: patternLabel(target),
-        criterion,
+        ...layerIdentity(w, target, criterion),
         sparsity: r.sparsity,
         patternVerified: r.violations === 0,
         nonFinite: r.nonFinite,
@@ -221,12 +221,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
         : null;
   ctx.release(w);
   const row: LayerReport = {
-    name: w.name,
-    node: w.node,
-    op: w.op,
-    shape: w.shape,
-    pattern: patternLabel(target),
-    criterion,
+    ...layerIdentity(w, target, criterion),
     sparsity: zeros / weights.length,
     nonFinite,
     relError,
@@ -277,12 +272,7 @@ async function pruneStoredScored(
   const num = delta ? await squares(delta) : 0;
   ctx.release(w);
   return {
-    name: w.name,
-    node: w.node,
-    op: w.op,
-    shape: w.shape,
-    pattern: patternLabel(target),
-    criterion,
+    ...layerIdentity(w, target, criterion),
     sparsity: c.zeros / v.length,
     nonFinite: c.nonFinite,
     relError: sample ? errorRatio(num, den) : null,
@@ -347,12 +337,7 @@ async function pruneStoredSparseGpt(
   storeRewrittenBytes(ctx.model, t, bytes, true);
   ctx.release(w);
   const row: LayerReport = {
-    name: w.name,
-    node: w.node,
-    op: w.op,
-    shape: w.shape,
-    pattern: patternLabel(target),
-    criterion: 'sparsegpt',
+    ...layerIdentity(w, target, 'sparsegpt'),
     sparsity: zeros / v.length,
     nonFinite: 0,
     relError: errorRatio(res.outputError!.num, res.outputError!.den),
