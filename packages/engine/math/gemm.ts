@@ -341,6 +341,19 @@ export async function matmulSubtractInPlace(
   await runGemm('float32', a, b, c, m, k, n, opts, true);
 }
 
+/** C[m,n] = op(A)·op(B) written into `out`, float64 (matmulInto's double twin). */
+export function matmulIntoF64(
+  out: Float64Array,
+  a: Float64Array,
+  b: Float64Array,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<Float64Array> {
+  return runGemm('float64', a, b, undefined, m, k, n, opts, false, out);
+}
+
 /** C −= op(A)·op(B) in place, float64. */
 export async function matmulSubtractInPlaceF64(
   c: Float64Array,

@@ -2,7 +2,14 @@
 // numbers reach 1e6–1e8 after dampening, where fp32 Cholesky fails or loses every digit of the small pivots.
 // Large sizes are blocked recursively so that ~all flops land in ORT's double Gemm (MLAS dgemm, tens of GFLOP/s)
 // instead of a JS loop (~1 GFLOP/s): at n = 4096 an unblocked Cholesky would be 23 GFLOP of JS, tens of seconds.
-import { matmul, matmulF64, matmulSubtractInPlace, matmulSubtractInPlaceF64, type MatmulOptions } from './gemm.js';
+import {
+  matmulF64,
+  matmulInto,
+  matmulIntoF64,
+  matmulSubtractInPlace,
+  matmulSubtractInPlaceF64,
+  type MatmulOptions,
+} from './gemm.js';
 import { transposeInto } from './transpose.js';
 
 export class NotPositiveDefiniteError extends Error {
@@ -34,11 +41,54 @@ function alloc<T extends Vec>(like: T, n: number): T {
   return (like instanceof Float32Array ? new Float32Array(n) : new Float64Array(n)) as T;
 }
 
+/**
+ * Scratch arrays recycled inside the recursive factorisation. Every level used to take fresh blocks, products and
+ * assembled factors; first touches of fresh memory (page faults, ~3 ns/byte here) cost about as much as the GEMM
+ * flops at n ≈ 3000. Arrays go back with `give` once dead and come out again by exact length; only whole-buffer
+ * arrays are kept (never views), and the pool is dropped when the last factorisation in flight finishes.
+ */
+const pool = new Map<string, Vec[]>();
+let poolUsers = 0;
+const POOL_MIN = 1024;
+
+function poolKey(f32: boolean, n: number): string {
+  return (f32 ? 's' : 'd') + n;
+}
+
+/** An array of length n in `like`'s precision: recycled where one is free, zeroed unless `dirty` is allowed. */
+function take<T extends Vec>(like: T, n: number, dirty = false): T {
+  const x = pool.get(poolKey(like instanceof Float32Array, n))?.pop();
+  if (!x) return alloc(like, n);
+  if (!dirty) x.fill(0);
+  return x as T;
+}
+
+function give(...xs: (Vec | null | undefined)[]) {
+  for (const x of xs) {
+    if (!x || x.length < POOL_MIN || x.byteOffset !== 0 || x.buffer.byteLength !== x.byteLength) continue;
+    const key = poolKey(x instanceof Float32Array, x.length);
+    const list = pool.get(key);
+    if (!list) pool.set(key, [x]);
+    else if (!list.includes(x)) list.push(x);
+  }
+}
+
+async function withPool<R>(f: () => Promise<R>): Promise<R> {
+  poolUsers++;
+  try {
+    return await f();
+  } finally {
+    if (--poolUsers === 0) pool.clear();
+  }
+}
+
+/** op(A)·op(B) into a recycled output array. */
 function mul<T extends Vec>(a: T, b: T, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<T> {
+  const out = take(a, m * n, true);
   return (
     a instanceof Float32Array
-      ? matmul(a, b as Float32Array, m, k, n, opts)
-      : matmulF64(a as Float64Array, b as Float64Array, m, k, n, opts)
+      ? matmulInto(out as Float32Array, a, b as Float32Array, m, k, n, opts)
+      : matmulIntoF64(out as Float64Array, a as Float64Array, b as Float64Array, m, k, n, opts)
   ) as Promise<T>;
 }
 
@@ -52,6 +102,20 @@ function subIn<T extends Vec>(c: T, a: T, b: T, m: number, k: number, n: number,
 export function getBlock<T extends Vec>(a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
   const w = c1 - c0;
   const out = alloc(a, (r1 - r0) * w);
+  if (w === ld) out.set(a.subarray(r0 * ld, r1 * ld));
+  else if (w >= 32) for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
+  else
+    for (let r = r0, o = 0; r < r1; r++) {
+      const base = r * ld;
+      for (let c = c0; c < c1; c++, o++) out[o] = a[base + c];
+    }
+  return out;
+}
+
+/** getBlock into a recycled array (internal). */
+function block<T extends Vec>(a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
+  const w = c1 - c0;
+  const out = take(a, (r1 - r0) * w, true);
   if (w === ld) out.set(a.subarray(r0 * ld, r1 * ld));
   else if (w >= 32) for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
   else
@@ -77,7 +141,7 @@ export function setBlock<T extends Vec>(a: T, ld: number, r0: number, c0: number
 /** Unblocked lower Cholesky and the inverse of the factor, both in place of fresh arrays. */
 function cholInvSmall<T extends Vec>(a: T, n: number, pivotOffset: number): { l: T; li: T } {
   // Arithmetic in JS doubles; results stored in the working precision (a's array type).
-  const l = alloc(a, n * n);
+  const l = take(a, n * n);
   for (let j = 0; j < n; j++) {
     const rj = j * n;
     let d = a[rj + j];
@@ -93,7 +157,7 @@ function cholInvSmall<T extends Vec>(a: T, n: number, pivotOffset: number): { l:
     }
   }
   // L⁻¹ by forward substitution, column by column of the identity: li[i][j] for i ≥ j.
-  const li = alloc(a, n * n);
+  const li = take(a, n * n);
   for (let j = 0; j < n; j++) {
     li[j * n + j] = 1 / l[j * n + j];
     for (let i = j + 1; i < n; i++) {
@@ -124,12 +188,12 @@ async function mulRightLower<T extends Vec>(x: T, p: number, t: T, h: number, tr
   if (h <= TRI_BASE || p === 0) return mul(x, t, p, h, h, { transB: transT });
   const h1 = half(h);
   const h2 = h - h1;
-  const x1 = getBlock(x, h, 0, p, 0, h1);
-  const x2 = getBlock(x, h, 0, p, h1, h);
-  const t11 = getBlock(t, h, 0, h1, 0, h1);
-  const t21 = negate(getBlock(t, h, h1, h, 0, h1));
-  const t22 = getBlock(t, h, h1, h, h1, h);
-  const y = alloc(x, p * h);
+  const x1 = block(x, h, 0, p, 0, h1);
+  const x2 = block(x, h, 0, p, h1, h);
+  const t11 = block(t, h, 0, h1, 0, h1);
+  const t21 = negate(block(t, h, h1, h, 0, h1));
+  const t22 = block(t, h, h1, h, h1, h);
+  const y = take(x, p * h, true);
   if (transT) {
     // [X1 X2]·[[T11ᵀ T21ᵀ] [0 T22ᵀ]] = [X1·T11ᵀ | X1·T21ᵀ + X2·T22ᵀ]
     const y1 = await mulRightLower(x1, p, t11, h1, true);
@@ -137,6 +201,7 @@ async function mulRightLower<T extends Vec>(x: T, p: number, t: T, h: number, tr
     await subIn(y2, x1, t21, p, h1, h2, { transB: true });
     setBlock(y, h, 0, 0, y1, h1);
     setBlock(y, h, 0, h1, y2, h2);
+    give(y1, y2);
   } else {
     // [X1 X2]·[[T11 0] [T21 T22]] = [X1·T11 + X2·T21 | X2·T22]
     const y1 = await mulRightLower(x1, p, t11, h1, false);
@@ -144,7 +209,9 @@ async function mulRightLower<T extends Vec>(x: T, p: number, t: T, h: number, tr
     const y2 = await mulRightLower(x2, p, t22, h2, false);
     setBlock(y, h, 0, 0, y1, h1);
     setBlock(y, h, 0, h1, y2, h2);
+    give(y1, y2);
   }
+  give(x1, x2, t11, t21, t22);
   return y;
 }
 
@@ -156,12 +223,16 @@ async function mulLeftLower<T extends Vec>(t: T, r: number, y: T, q: number): Pr
   const y1 = y.subarray(0, r1 * q) as T;
   const y2 = y.subarray(r1 * q) as T;
   // [[T11 0] [T21 T22]]·[Y1; Y2] = [T11·Y1; T21·Y1 + T22·Y2]
-  const z1 = await mulLeftLower(getBlock(t, r, 0, r1, 0, r1), r1, y1, q);
-  const z2 = await mulLeftLower(getBlock(t, r, r1, r, r1, r), r2, y2, q);
-  await subIn(z2, negate(getBlock(t, r, r1, r, 0, r1)), y1, r2, r1, q);
-  const z = alloc(t, r * q);
+  const t11 = block(t, r, 0, r1, 0, r1);
+  const t22 = block(t, r, r1, r, r1, r);
+  const t21 = negate(block(t, r, r1, r, 0, r1));
+  const z1 = await mulLeftLower(t11, r1, y1, q);
+  const z2 = await mulLeftLower(t22, r2, y2, q);
+  await subIn(z2, t21, y1, r2, r1, q);
+  const z = take(t, r * q, true);
   z.set(z1, 0);
   z.set(z2, r1 * q);
+  give(t11, t22, t21, z1, z2);
   return z;
 }
 
@@ -171,15 +242,16 @@ async function syrkLowerSubtract<T extends Vec>(c: T, r: number, a: T, h: number
   const r1 = half(r);
   const a1 = a.subarray(0, r1 * h) as T;
   const a2 = a.subarray(r1 * h) as T;
-  const c11 = getBlock(c, r, 0, r1, 0, r1);
+  const c11 = block(c, r, 0, r1, 0, r1);
   await syrkLowerSubtract(c11, r1, a1, h);
   setBlock(c, r, 0, 0, c11, r1);
-  const c21 = getBlock(c, r, r1, r, 0, r1);
+  const c21 = block(c, r, r1, r, 0, r1);
   await subIn(c21, a2, a1, r - r1, h, r1, { transB: true });
   setBlock(c, r, r1, 0, c21, r1);
-  const c22 = getBlock(c, r, r1, r, r1, r);
+  const c22 = block(c, r, r1, r, r1, r);
   await syrkLowerSubtract(c22, r - r1, a2, h);
   setBlock(c, r, r1, r1, c22, r - r1);
+  give(c11, c21, c22);
 }
 
 /**
@@ -197,41 +269,46 @@ async function cholInv<T extends Vec>(
   if (n <= BASE) return cholInvSmall(a, n, pivotOffset);
   const h = half(n);
   const r = n - h;
-  const a11 = getBlock(a, n, 0, h, 0, h);
-  const a21 = getBlock(a, n, h, n, 0, h);
-  const a22 = getBlock(a, n, h, n, h, n);
+  const a11 = block(a, n, 0, h, 0, h);
+  const a21 = block(a, n, h, n, 0, h);
+  const a22 = block(a, n, h, n, h, n);
   const top = await cholInv(a11, h, pivotOffset, wantL);
+  give(a11);
   const l21 = await mulRightLower(a21, r, top.li, h, true);
+  give(a21);
   await syrkLowerSubtract(a22, r, l21, h);
   const bottom = await cholInv(a22, r, pivotOffset + h, wantL);
+  give(a22);
   const t = await mulRightLower(l21, r, top.li, h, false);
   const li21 = negate(await mulLeftLower(bottom.li, r, t, h));
+  give(t);
   // The recursion itself only needs L⁻¹; L is assembled only when the caller asked for it.
   let l: T | null = null;
   if (wantL) {
-    l = alloc(a, n * n);
+    l = take(a, n * n);
     setBlock(l, n, 0, 0, top.l!, h);
     setBlock(l, n, h, 0, l21, h);
     setBlock(l, n, h, h, bottom.l!, r);
   }
-  const li = alloc(a, n * n);
+  const li = take(a, n * n);
   setBlock(li, n, 0, 0, top.li, h);
   setBlock(li, n, h, 0, li21, h);
   setBlock(li, n, h, h, bottom.li, r);
+  give(top.l, top.li, bottom.l, bottom.li, l21, li21);
   return { l, li };
 }
 
 /** Lower-triangular L with A = L·Lᵀ and its inverse. Only the lower triangle of A is read. */
 export async function choleskyWithInverse(a: Float64Array, n: number): Promise<{ l: Float64Array; li: Float64Array }> {
   checkSquare(a, n, 'cholesky');
-  const { l, li } = await cholInv(a, n, 0, true);
+  const { l, li } = await withPool(() => cholInv(a, n, 0, true));
   return { l: l!, li };
 }
 
 /** L⁻¹ for A = L·Lᵀ, without assembling L. */
 export async function inverseCholeskyLower(a: Float64Array, n: number): Promise<Float64Array> {
   checkSquare(a, n, 'inverseCholeskyLower');
-  return (await cholInv(a, n, 0, false)).li;
+  return (await withPool(() => cholInv(a, n, 0, false))).li;
 }
 
 /** Lower L with A = L·Lᵀ. Throws NotPositiveDefiniteError on a non-positive pivot. */
@@ -294,7 +371,7 @@ export async function inverseCholeskyUpperWithFactor(
 async function reversedCholInv<T extends Vec>(rev: T, n: number, wantV: boolean): Promise<{ u: T; v: T | null }> {
   let r: { l: T | null; li: T };
   try {
-    r = await cholInv(rev, n, 0, wantV);
+    r = await withPool(() => cholInv(rev, n, 0, wantV));
   } catch (e) {
     if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(n - 1 - e.pivot, e.value);
     throw e;

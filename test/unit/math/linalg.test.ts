@@ -163,3 +163,27 @@ test('inverseCholeskyUpperF32: fp32 factor with UᵀU ≈ A⁻¹; an indefinite 
   bad[148 * 150 + 148] = -1e6;
   await assert.rejects(inverseCholeskyUpperF32(bad, 150), NotPositiveDefiniteError);
 });
+
+test('recycled scratch: concurrent and repeated factorisations (also after a failed one) give identical results', async () => {
+  const sizes = [300, 611, 300];
+  const as = sizes.map((n, i) => randomSpd(n, 500 + i));
+  const seq = [];
+  for (let i = 0; i < sizes.length; i++) seq.push(await inverseCholeskyUpperWithFactor(as[i], sizes[i], true));
+  const bad = randomSpd(300, 8);
+  bad[290 * 300 + 290] = -1e6;
+  const [, ...conc] = await Promise.allSettled([
+    inverseCholeskyUpperF32(bad, 300),
+    ...sizes.map((n, i) => inverseCholeskyUpperWithFactor(as[i], n, true)),
+  ]);
+  for (let i = 0; i < sizes.length; i++) {
+    const c = conc[i];
+    assert.equal(c.status, 'fulfilled');
+    if (c.status !== 'fulfilled') continue;
+    assert.deepEqual(c.value.u, seq[i].u);
+    assert.deepEqual(c.value.v, seq[i].v);
+  }
+  const again = await inverseCholeskyUpperF32(as[1], sizes[1]);
+  assert.deepEqual(again, seq[1].u);
+  const li = await choleskyInverse(as[0], sizes[0]);
+  assert.deepEqual(await choleskyInverse(as[0], sizes[0]), li);
+});
