@@ -118,6 +118,22 @@ class Buffers {
     if (!b || b.length < length) this.held.set(name, (b = new Float32Array(length)));
     return b.subarray(0, length);
   }
+
+  /** Lets go of every buffer and the cached factorisation (their next use allocates afresh). */
+  drop(): void {
+    this.held.clear();
+    this.sparseGptFactors.entry = undefined;
+  }
+}
+
+/**
+ * The weight's calibration statistics. When they are not ready, the call runs a calibration pass, which holds ONNX
+ * Runtime's copy of the model and up to maxHessianBytes of Hessians: the buffers (and the last layer's U and V,
+ * 2·K² fp32) are dropped first so that they do not sit on top of that peak.
+ */
+function statsFor(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffers: Buffers) {
+  if (ctx.statsReady?.(w) === false) buffers.drop();
+  return ctx.stats(w);
 }
 
 /** The fields that name a layer's row: which weight, where, and what was asked of it. */
@@ -167,7 +183,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
   }
   // SparseGPT reports its layer error from the sweep (outputError below): no copy of the dense weights needed.
   const before = ctx.hasCalibration && criterion !== 'sparsegpt' ? weights.slice() : undefined;
-  const stats = criterion === 'magnitude' ? undefined : await ctx.stats(w);
+  const stats = criterion === 'magnitude' ? undefined : await statsFor(ctx, w, buffers);
   if (criterion !== 'magnitude' && !stats) {
     throw new InputError('calibration-required', `${criterion} needs calibration statistics for ${w.name}`);
   }
@@ -251,7 +267,7 @@ async function pruneStoredScored(
   const layout = storedLayout(w, target.m);
   const t = layout && storedFloat32Tensor(ctx.model, w);
   if (!layout || !t) return undefined;
-  const stats = criterion === 'wanda' || ctx.hasCalibration ? await ctx.stats(w) : undefined;
+  const stats = criterion === 'wanda' || ctx.hasCalibration ? await statsFor(ctx, w, buffers) : undefined;
   if (criterion === 'wanda' && !stats) {
     throw new InputError('calibration-required', `${criterion} needs calibration statistics for ${w.name}`);
   }
@@ -301,12 +317,12 @@ async function pruneStoredSparseGpt(
   const t = storedFloat32Tensor(ctx.model, w);
   if (!t) return undefined;
   const { N, K } = w;
+  const stats = await statsFor(ctx, w, buffers);
+  if (!stats) throw new InputError('calibration-required', `sparsegpt needs calibration statistics for ${w.name}`);
+  if (stats.groups !== 1) return undefined;
   const v = buffers.get('weights', N * K);
   const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
   readTensorBytesInto(ctx.model, t, 0, bytes);
-  const stats = await ctx.stats(w);
-  if (!stats) throw new InputError('calibration-required', `sparsegpt needs calibration statistics for ${w.name}`);
-  if (stats.groups !== 1) return undefined;
   const h = stats.hessian?.[0];
   if (!h) throw new Error(`sparsegpt: no Hessian for ${w.name}`);
   const r = ctx.recipe;

@@ -101,6 +101,11 @@ export interface MethodContext<R extends RecipeBase = RecipeBase> {
    * 'hessian-too-large') when the method needs a Hessian larger than recipe.calibration.maxHessianBytes.
    */
   stats(weight: WeightRef): Promise<LayerStats | undefined>;
+  /**
+   * Whether stats(weight) would return at once (false: the call runs a calibration pass), so that a method can let
+   * go of its own large buffers before a pass. Optional: contexts without lazy statistics leave it out.
+   */
+  statsReady?(weight: WeightRef): boolean;
   /** Frees the statistics of a weight once done with it (bounded memory across many layers). */
   release(weight: WeightRef): void;
   /**

@@ -48,6 +48,10 @@ export function methodContext(s: RunState, warn: (m: string) => void, calls: Con
       // A method that did not declare a Hessian does not get one (it was computed for the report only).
       return s.method!.hessian(recipe) ? st : ({ ...st, hessian: undefined } as LayerStats);
     },
+    statsReady: (w) => {
+      const req = plan.requestOf.get(w);
+      return !collector || !req || s.method!.calibration(recipe) === 'none' || collector.has(req.key);
+    },
     release: releaser(s),
     relativeError: async (w, before, after) => {
       const req = plan.requestOf.get(w);

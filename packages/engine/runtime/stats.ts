@@ -140,6 +140,11 @@ export class StatsCollector {
     return this.done.get(key)!;
   }
 
+  /** Whether get(key) returns at once, without a calibration pass. */
+  has(key: string): boolean {
+    return this.done.has(key);
+  }
+
   release(key: string): void {
     if (this.done.delete(key)) this.released.add(key);
   }

@@ -241,11 +241,18 @@ test('Hessians beyond the budget stream in several passes with identical results
       big.add(r);
       small.add(r);
     }
+    // has(key) says whether get(key) runs a pass: false exactly where the pass count goes up.
+    const ready: boolean[] = [];
     for (const r of reqs) {
       const a = await big.get(r.key);
+      ready.push(small.has(r.key));
+      const passesBefore = small.passCount;
       const b = await small.get(r.key);
+      assert.equal(small.passCount > passesBefore, !ready[ready.length - 1], r.key);
+      assert.ok(small.has(r.key));
       assert.deepEqual([...a.hessian![0]], [...b.hessian![0]]);
     }
+    assert.deepEqual(ready, [false, false], 'each of the two Hessians needs its own pass');
     assert.equal(big.passCount, 1);
     assert.equal(small.passCount, 2);
     assert.throws(
