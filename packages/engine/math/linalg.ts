@@ -100,22 +100,16 @@ function subIn<T extends Vec>(c: T, a: T, b: T, m: number, k: number, n: number,
 
 /** Copy rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns into a new contiguous array. */
 export function getBlock<T extends Vec>(a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
-  const w = c1 - c0;
-  const out = alloc(a, (r1 - r0) * w);
-  if (w === ld) out.set(a.subarray(r0 * ld, r1 * ld));
-  else if (w >= 32) for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
-  else
-    for (let r = r0, o = 0; r < r1; r++) {
-      const base = r * ld;
-      for (let c = c0; c < c1; c++, o++) out[o] = a[base + c];
-    }
-  return out;
+  return copyBlockInto(alloc(a, (r1 - r0) * (c1 - c0)), a, ld, r0, r1, c0, c1);
 }
 
 /** getBlock into a recycled array (internal). */
 function block<T extends Vec>(a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
+  return copyBlockInto(take(a, (r1 - r0) * (c1 - c0), true), a, ld, r0, r1, c0, c1);
+}
+
+function copyBlockInto<T extends Vec>(out: T, a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
   const w = c1 - c0;
-  const out = take(a, (r1 - r0) * w, true);
   if (w === ld) out.set(a.subarray(r0 * ld, r1 * ld));
   else if (w >= 32) for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
   else
