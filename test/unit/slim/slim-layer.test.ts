@@ -187,19 +187,7 @@ test('slimLayer errorRows: the stage errors from shared products equal one X(W â
     assert.deepEqual(shared.quantized.codes, brute.quantized.codes, label);
     assert.deepEqual(shared.adapter?.a, brute.adapter?.a, label);
     assert.deepEqual(shared.effective, brute.effective, label);
-    const flat = (e: typeof brute.errors) => [
-      e.beforeAdapter,
-      e.afterAdapter,
-      e.afterFinalRequant,
-      ...e.refits,
-      e.final,
-    ];
-    const [got, want] = [flat(shared.errors), flat(brute.errors)];
-    assert.equal(got.length, want.length, label);
-    for (let i = 0; i < got.length; i++) {
-      if (want[i] === null) assert.equal(got[i], null, `${label} #${i}`);
-      else assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5 * want[i]!, `${label} #${i}: ${got[i]} vs ${want[i]}`);
-    }
+    assertStageErrorsClose(shared.errors, brute.errors, label);
   }
   // effective: false skips the effective weight, nothing else.
   const full = await slimLayer(w, N, K, { xNorm }, { ...base, errorRows: { x, rows } });
@@ -325,18 +313,19 @@ test('slimLayer errorHessian: the errors from shared products equal relativeOutp
     assert.equal(calls, 0, label);
     assert.deepEqual(shared.quantized.codes, brute.quantized.codes, label);
     assert.deepEqual(shared.effective, brute.effective, label);
-    const flat = (e: typeof brute.errors) => [
-      e.beforeAdapter,
-      e.afterAdapter,
-      e.afterFinalRequant,
-      ...e.refits,
-      e.final,
-    ];
-    const [got, want] = [flat(shared.errors), flat(brute.errors)];
-    assert.equal(got.length, want.length, label);
-    for (let i = 0; i < got.length; i++) {
-      if (want[i] === null) assert.equal(got[i], null, `${label} #${i}`);
-      else assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5 * want[i]!, `${label} #${i}: ${got[i]} vs ${want[i]}`);
-    }
+    assertStageErrorsClose(shared.errors, brute.errors, label);
   }
 });
+
+type StageErrors = Awaited<ReturnType<typeof slimLayer>>['errors'];
+
+/** Every stage error of `got` equals `want` to 1e-5 relative (null where want is null). */
+function assertStageErrorsClose(gotErrors: StageErrors, wantErrors: StageErrors, label: string): void {
+  const flat = (e: StageErrors) => [e.beforeAdapter, e.afterAdapter, e.afterFinalRequant, ...e.refits, e.final];
+  const [got, want] = [flat(gotErrors), flat(wantErrors)];
+  assert.equal(got.length, want.length, label);
+  for (let i = 0; i < got.length; i++) {
+    if (want[i] === null) assert.equal(got[i], null, `${label} #${i}`);
+    else assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5 * want[i]!, `${label} #${i}: ${got[i]} vs ${want[i]}`);
+  }
+}
