@@ -12,17 +12,7 @@ test('RowErrors: ‖P − (X·A)·B‖/‖XWᵀ‖ equals the float64 brute forc
     const { normal } = rng(N + K);
     const x = llmLikeActivations(rows, K, 7 + N);
     const w = randomF32(N * K, normal);
-    const wC = w.map((v, i) => (i % 4 < 2 ? 0 : v + 0.05 * normal())); // 2:4 zeros + rounding noise
-    const a = randomF32(K * r, () => 0.1 * normal());
-    const b = randomF32(r * N, () => 0.1 * normal());
-    // Ŵ = W_C + (A·B)ᵀ in float64.
-    const wHat = new Float64Array(N * K);
-    for (let n = 0; n < N; n++)
-      for (let k = 0; k < K; k++) {
-        let s = 0;
-        for (let j = 0; j < r; j++) s += a[k * r + j] * b[j * N + n];
-        wHat[n * K + k] = wC[n * K + k] + s;
-      }
+    const { wC, a, b, wHat } = adapterCase(w, N, K, r, normal);
     const errs = await RowErrors.of(w, N, K, x, rows);
     const e = w.map((v, i) => v - wC[i]);
     const p = await errs.residual(e);
@@ -62,16 +52,7 @@ test('HessianErrors: ⟨EH,E⟩ − 2⟨B·EH, Aᵀ⟩ + ⟨AᵀHA, BBᵀ⟩ ove
     const x = llmLikeActivations(tokens, K, 11 + K);
     const h = hessianF64(x, tokens, K);
     const w = randomF32(N * K, normal);
-    const wC = w.map((v, i) => (i % 4 < 2 ? 0 : v + 0.05 * normal()));
-    const a = randomF32(K * r, () => 0.1 * normal());
-    const b = randomF32(r * N, () => 0.1 * normal());
-    const wHat = new Float64Array(N * K);
-    for (let n = 0; n < N; n++)
-      for (let k = 0; k < K; k++) {
-        let s = 0;
-        for (let j = 0; j < r; j++) s += a[k * r + j] * b[j * N + n];
-        wHat[n * K + k] = wC[n * K + k] + s;
-      }
+    const { wC, a, b, wHat } = adapterCase(w, N, K, r, normal);
     const errs = await HessianErrors.of(w, N, K, h);
     const p = await errs.residual(w.map((v, i) => v - wC[i]));
     const without = await errs.relative(p);
@@ -83,3 +64,18 @@ test('HessianErrors: ⟨EH,E⟩ − 2⟨B·EH, Aᵀ⟩ + ⟨AᵀHA, BBᵀ⟩ ove
   }
   await assert.rejects(HessianErrors.of(new Float32Array(2), 1, 2, new Float64Array(3)), /H must be 2×2/);
 });
+
+/** A 2:4 sparse part W_C (zeros + rounding noise), an adapter A [K][r], B [r][N], and Ŵ = W_C + (A·B)ᵀ in float64. */
+function adapterCase(w: Float32Array, N: number, K: number, r: number, normal: () => number) {
+  const wC = w.map((v, i) => (i % 4 < 2 ? 0 : v + 0.05 * normal()));
+  const a = randomF32(K * r, () => 0.1 * normal());
+  const b = randomF32(r * N, () => 0.1 * normal());
+  const wHat = new Float64Array(N * K);
+  for (let n = 0; n < N; n++)
+    for (let k = 0; k < K; k++) {
+      let s = 0;
+      for (let j = 0; j < r; j++) s += a[k * r + j] * b[j * N + n];
+      wHat[n * K + k] = wC[n * K + k] + s;
+    }
+  return { wC, a, b, wHat };
+}
