@@ -3,9 +3,10 @@
 // (factor 1). It makes exactly the choice of nmMask(wandaScores(W, …)) on the canonical matrix — scores rounded to
 // fp32 as wandaScores stores them, NaN ranked lowest, ties to the lower index — without the canonical copy, its
 // transposes, or the score and mask arrays. It can also write Δ = W − Ŵ (the pruned-away part, in the same layout)
-// for the layer error, so that no copy of the weights before pruning is kept.
+// for the layer error, so that no copy of the weights before pruning is kept. nmMaskScored makes the same choice on
+// canonical rows as a mask (SLiM keeps its mask through the re-quantizations), without the score array.
 import type { StridedLayout } from './sparsity-stored.js';
-import { MaskInputError } from './nm.js';
+import { MaskInputError, validateNM } from './nm.js';
 import { checkChannelNorms } from './wanda.js';
 
 export interface ScoredPruneCounts {
@@ -192,4 +193,78 @@ function pruneM(
     }
   }
   return { zeros, nonFinite };
+}
+
+/**
+ * nmMask(wandaScores(w, rows, cols, factor), rows, cols, n, m) — or nmMask(magnitudeScores(w), …) without `factor` —
+ * over canonical rows [rows][cols], groups of m consecutive entries of a row, in one pass and without the score
+ * array: the same fp32 scores, NaN ranked lowest, ties to the lower index. Writes into `out` when given.
+ */
+export function nmMaskScored(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  n: number,
+  m: number,
+  factor?: ArrayLike<number>,
+  out?: Uint8Array,
+): Uint8Array {
+  if (!Number.isSafeInteger(rows) || rows < 0 || !Number.isSafeInteger(cols) || cols < 0 || w.length !== rows * cols)
+    throw new MaskInputError(`nmMaskScored: expected ${rows}×${cols} weights, got ${w.length}`);
+  validateNM(n, m, cols);
+  if (factor) checkChannelNorms('nmMaskScored', factor, cols);
+  if (out && out.length !== w.length)
+    throw new MaskInputError(`nmMaskScored: mask has ${out.length} entries, expected ${w.length}`);
+  const mask = out ?? new Uint8Array(w.length);
+  const f = factor ?? new Float64Array(cols).fill(1); // fround(|w|·1) = |w|: magnitudeScores' score
+  if (m === 4) mask4(w, rows, cols, n, f, mask);
+  else maskM(w, rows, cols, n, m, f, mask);
+  return mask;
+}
+
+/** M = 4: nmMask4's pairwise ranks on the scores in locals, the keep bytes set without a branch. */
+function mask4(w: Float32Array, rows: number, cols: number, n: number, f: ArrayLike<number>, mask: Uint8Array): void {
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let k = 0; k < cols; k += 4) {
+      const at = base + k;
+      const a = score(w[at], f[k]);
+      const b = score(w[at + 1], f[k + 1]);
+      const c = score(w[at + 2], f[k + 2]);
+      const d = score(w[at + 3], f[k + 3]);
+      mask[at] = (+(b > a) + +(c > a) + +(d > a) - n) >>> 31;
+      mask[at + 1] = (+(a >= b) + +(c > b) + +(d > b) - n) >>> 31;
+      mask[at + 2] = (+(a >= c) + +(b >= c) + +(d > c) - n) >>> 31;
+      mask[at + 3] = (+(a >= d) + +(b >= d) + +(c >= d) - n) >>> 31;
+    }
+  }
+}
+
+/** Any M: nmMask's ranking over local keys. */
+function maskM(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  n: number,
+  m: number,
+  f: ArrayLike<number>,
+  mask: Uint8Array,
+): void {
+  const key = new Float64Array(m);
+  const beaten = new Int32Array(m);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let k = 0; k < cols; k += m) {
+      for (let j = 0; j < m; j++) {
+        key[j] = score(w[base + k + j], f[k + j]);
+        beaten[j] = 0;
+      }
+      for (let i = 0; i < m - 1; i++)
+        for (let j = i + 1; j < m; j++) {
+          if (key[i] >= key[j]) beaten[j]++;
+          else beaten[i]++;
+        }
+      for (let j = 0; j < m; j++) mask[base + k + j] = beaten[j] < n ? 1 : 0;
+    }
+  }
 }

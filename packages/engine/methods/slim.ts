@@ -12,6 +12,9 @@
 //    "lowRank": {"rankRatio": 0.1, "saliency": "whitened", "quantize": false}, "format": "matmulnbits"}
 import { InputError, type LayerReport } from '../job-parts.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
+import { readTensorBytesInto, tensorByteLength } from '../onnx/tensor.js';
+import { storedFloat32Tensor, storedLayout } from '../math/sparsity-stored.js';
+import { transposeInto } from '../math/transpose.js';
 import { Type, type Static } from 'typebox';
 import {
   AccuracyLevelSchema,
@@ -173,18 +176,71 @@ function errorRowsOf(
 }
 
 /**
- * One working buffer for a run's layers, grown to the largest N×K seen (fresh memory costs ~0.25 s per 64 MB to page
- * in on the workers; the layers in turn would otherwise allocate the model's size again). One per run, never shared.
+ * A run's working buffers by name (the canonical weights, slimLayer's N×K scratch and its mask, the read chunk), each
+ * grown to the largest layer seen: fresh memory costs ~0.25 s per 64 MB to page in on the workers, and the layers in
+ * turn would otherwise allocate the model's size several times over. One per run, never shared.
  */
-function growingBuffer(): (size: number) => Float32Array {
-  let buf = new Float32Array(0);
-  return (size) => {
-    if (buf.length < size) {
-      buf = new Float32Array(0); // the old one may be collected before the new one is paged in
-      buf = new Float32Array(size);
+class Workspace {
+  private readonly floats = new Map<string, Float32Array>();
+  private readonly bytes = new Map<string, Uint8Array>();
+
+  f32(name: string, size: number): Float32Array {
+    let b = this.floats.get(name);
+    if (!b || b.length < size) {
+      this.floats.delete(name); // the old one may be collected before the new one is paged in
+      this.floats.set(name, (b = new Float32Array(size)));
     }
-    return buf;
-  };
+    return b.subarray(0, size);
+  }
+
+  u8(name: string, size: number): Uint8Array {
+    let b = this.bytes.get(name);
+    if (!b || b.length < size) {
+      this.bytes.delete(name);
+      this.bytes.set(name, (b = new Uint8Array(size)));
+    }
+    return b.subarray(0, size);
+  }
+
+  /** Lets go of every buffer (a calibration pass is about to hold ONNX Runtime's copy of the model). */
+  drop(): void {
+    this.floats.clear();
+    this.bytes.clear();
+  }
+}
+
+/** Rows of the stored [K][N] read per chunk by readCanonical (a few MB, whatever N is). */
+const READ_CHUNK_BYTES = 4 << 20;
+
+/**
+ * The canonical W [N][K] in the workspace: an fp32 MatMul/Gemm weight stored as it is consumed is read chunk by chunk
+ * and transposed into place (Gemm transB: read as it is), with no fresh N×K array; anything else goes through
+ * readWeightMatrix. The same values either way.
+ */
+function readCanonical(ctx: MethodContext<SlimRecipe>, w: WeightRef, ws: Workspace): Float32Array {
+  const { N, K } = w;
+  const t = w.op !== 'Conv' && storedLayout(w, 1) ? storedFloat32Tensor(ctx.model, w) : undefined;
+  if (!t || tensorByteLength(t) !== 4 * N * K) return readWeightMatrix(ctx.model, w);
+  const out = ws.f32('weights', N * K);
+  const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  if (w.op === 'Gemm' && w.transB) {
+    readTensorBytesInto(ctx.model, t, 0, bytesOf(out));
+    return out;
+  }
+  const rows = Math.max(1, Math.min(K, Math.floor(READ_CHUNK_BYTES / (4 * N))));
+  const chunk = ws.f32('read', rows * N);
+  for (let k0 = 0; k0 < K; k0 += rows) {
+    const part = chunk.subarray(0, Math.min(rows, K - k0) * N);
+    readTensorBytesInto(ctx.model, t, k0 * N * 4, bytesOf(part));
+    transposeInto(part, 0, N, part.length / N, N, out, k0, K); // stored rows k0.. → canonical columns k0..
+  }
+  return out;
+}
+
+/** The weight's statistics; the workspace is dropped first when they take a calibration pass (see Workspace.drop). */
+function statsFor(ctx: MethodContext<SlimRecipe>, w: WeightRef, ws: Workspace) {
+  if (ctx.statsReady?.(w) === false) ws.drop();
+  return ctx.stats(w);
 }
 
 async function compressOne(
@@ -193,14 +249,14 @@ async function compressOne(
   s: ReturnType<typeof settings>,
   plan: AccuracyPlan,
   pack: PackTargets,
-  workspace: (size: number) => Float32Array,
+  ws: Workspace,
 ): Promise<LayerReport & { bytes: number }> {
   const t0 = performance.now();
   const { N, K } = w;
   const blocker = replaceBlocker(ctx.model, w, s.format, qdqOpsetFor(s.quant), s.quant.groupSize === 'channel');
   if (blocker) return { name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0, bytes: 0 };
-  const weights = readWeightMatrix(ctx.model, w);
-  const stats = needsXNorm(s) || needsHessian(s) ? await ctx.stats(w) : undefined;
+  const stats = needsXNorm(s) || needsHessian(s) ? await statsFor(ctx, w, ws) : undefined;
+  const weights = readCanonical(ctx, w, ws);
   if ((needsXNorm(s) || needsHessian(s)) && !stats)
     throw new InputError('calibration-required', `slim with ${s.criterion}/${s.saliency} needs calibration data`);
   const hessian = stats?.hessian?.[0];
@@ -227,7 +283,8 @@ async function compressOne(
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,
       effective: false, // nothing here reads it (the codes are checked below)
-      scratch: workspace(N * K),
+      scratch: ws.f32('scratch', N * K),
+      maskScratch: ws.u8('mask', N * K),
       signal: ctx.signal,
     },
   );
@@ -289,7 +346,7 @@ async function run(ctx: MethodContext<SlimRecipe>): Promise<MethodResult> {
   let params = 0;
   let bytes = 0;
   const total = ctx.weights.length;
-  const workspace = growingBuffer();
+  const workspace = new Workspace();
   const opset = settleQdqOpset(ctx.model, ctx.weights, s.format, qdqOpsetFor(s.quant), s.quant.groupSize === 'channel');
   for (let i = 0; i < total; i++) {
     ctx.checkAbort();

@@ -132,7 +132,9 @@ export function quantizeRtn(w: Matrix, rows: number, cols: number, spec: QuantSp
  * access and the rounding done as ⌊x + half + 0.5⌋ by truncation of a positive number, as quantizeWithClip does —
  * 3× less CPU than the generic loop at 16.8M weights. Same codes as Math.round (half toward +∞) up to double
  * round-off at exact ties. With `mask`, pruned entries count as 0 (zero-point code, excluded from the extreme); with
- * `alpha`, every group uses the per-tensor clip s = α/qmax instead of its signed extreme / −half.
+ * `alpha`, every group uses the per-tensor clip s = α/qmax instead of its signed extreme / −half. With `residual`,
+ * residual.out[i] = residual.w[i] − (code − zp)·s is written in the same sweep (dequantizeResidual's numbers; out may
+ * be `w` itself, each entry is read before it is written).
  */
 function quantizeSymmetricF32(
   w: Float32Array,
@@ -142,48 +144,134 @@ function quantizeSymmetricF32(
   q: QuantizedMatrix,
   mask?: Uint8Array,
   alpha?: number,
+  residual?: Residual,
 ) {
   const { codes, scales, zeroPoints, blocksPerRow, blockSize: bs } = q;
   const half = 1 << (bits - 1);
-  const qmax = half - 1;
-  const lo = 0.5;
-  const hi = qmax + half + 0.5;
-  const shift = half + 0.5;
   zeroPoints.fill(half);
-  const clip = alpha === undefined ? 0 : Math.fround(alpha / qmax);
+  const clip = alpha === undefined ? 0 : Math.fround(alpha / (half - 1));
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
     for (let b = 0; b < blocksPerRow; b++) {
       const k0 = base + b * bs;
       const k1 = base + Math.min(cols, (b + 1) * bs);
+      // A masked group holding a non-finite weight (kept: an error; pruned: read as 0) takes the branchy loops: w·0
+      // is NaN for ±Inf and NaN, so a NaN extreme (or, with α, a NaN probe) sends the group there.
+      let plain = true;
       let s = clip;
       if (alpha === undefined) {
-        let mn = 0;
-        let mx = 0;
-        let bad = false;
-        for (let i = k0; i < k1; i++) {
-          const v = !mask || mask[i] ? w[i] : 0;
-          if (v < mn) mn = v;
-          else if (v > mx) mx = v;
-          bad ||= v !== v;
+        let m = signedExtreme(w, mask, k0, k1);
+        if (mask && m !== m) {
+          plain = false;
+          m = signedExtremeBranchy(w, mask, k0, k1);
         }
-        s = symmetricScale(-mn >= mx ? mn : mx, half);
-        if (bad || !Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
-      }
+        s = symmetricScale(m, half);
+        if (m !== m || !Number.isFinite(s))
+          throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+      } else if (mask) plain = maskedFinite(w, mask, k0, k1);
       scales[r * blocksPerRow + b] = s;
-      if (s === 0) {
-        codes.fill(half, k0, k1);
-        continue;
-      }
-      const inv = 1 / s;
-      for (let i = k0; i < k1; i++) {
-        let x = !mask || mask[i] ? w[i] * inv + shift : shift;
-        if (x < lo) x = lo;
-        else if (x > hi) x = hi;
-        codes[i] = x | 0;
-      }
+      if (s === 0) codes.fill(half, k0, k1);
+      else if (plain) roundGroup(w, mask, k0, k1, 1 / s, half, codes);
+      else roundGroupBranchy(w, mask!, k0, k1, 1 / s, half, codes);
+      if (residual) residualGroup(residual, codes, k0, k1, half, s);
     }
   }
+}
+
+/** Where quantizeSymmetricF32 writes W − dequantize(codes) as it goes. */
+interface Residual {
+  w: Float32Array;
+  out: Float32Array;
+}
+
+/** Whether w·mask is finite over [k0, k1). */
+function maskedFinite(w: Float32Array, mask: Uint8Array, k0: number, k1: number): boolean {
+  let acc = 0;
+  for (let i = k0; i < k1; i++) acc += w[i] * mask[i] * 0; // 0, or NaN once any product is non-finite
+  return acc === 0;
+}
+
+/**
+ * The group's value of largest magnitude (the negative one on a tie; 0 for an all-zero group; NaN when a value is
+ * NaN), over w·mask without a branch per entry (the 2:4 masks are unpredictable: a branch on them mispredicts half
+ * the time). ±0 never moves the extremes off 0 in a way symmetricScale sees.
+ */
+function signedExtreme(w: Float32Array, mask: Uint8Array | undefined, k0: number, k1: number): number {
+  let mn = 0;
+  let mx = 0;
+  if (mask) {
+    for (let i = k0; i < k1; i++) {
+      const v = w[i] * mask[i];
+      mn = Math.min(mn, v);
+      mx = Math.max(mx, v);
+    }
+  } else {
+    for (let i = k0; i < k1; i++) {
+      const v = w[i];
+      mn = Math.min(mn, v);
+      mx = Math.max(mx, v);
+    }
+  }
+  return -mn >= mx ? mn : mx;
+}
+
+/** signedExtreme reading pruned entries as 0 whatever they hold (NaN when a kept value is NaN). */
+function signedExtremeBranchy(w: Float32Array, mask: Uint8Array, k0: number, k1: number): number {
+  let mn = 0;
+  let mx = 0;
+  for (let i = k0; i < k1; i++) {
+    const v = mask[i] ? w[i] : 0;
+    if (v < mn) mn = v;
+    else if (v > mx) mx = v;
+    else if (v !== v) return NaN;
+  }
+  return -mn >= mx ? mn : mx;
+}
+
+/** codes = clamp(round(w·mask·inv), −half, half − 1) + half as ⌊x + half + 0.5⌋ (x shifted positive, |0 floors). */
+function roundGroup(
+  w: Float32Array,
+  mask: Uint8Array | undefined,
+  k0: number,
+  k1: number,
+  inv: number,
+  half: number,
+  codes: Uint8Array,
+): void {
+  const lo = 0.5;
+  const hi = 2 * half - 0.5;
+  const shift = half + 0.5;
+  if (mask) {
+    for (let i = k0; i < k1; i++) {
+      // w·1 is w exactly and w·0 is ±0 (finite groups only): the kept entries round as without a mask.
+      const x = Math.min(Math.max(w[i] * mask[i] * inv + shift, lo), hi);
+      codes[i] = x | 0;
+    }
+  } else {
+    for (let i = k0; i < k1; i++) codes[i] = Math.min(Math.max(w[i] * inv + shift, lo), hi) | 0;
+  }
+}
+
+/** roundGroup reading pruned entries as 0 whatever they hold. */
+function roundGroupBranchy(
+  w: Float32Array,
+  mask: Uint8Array,
+  k0: number,
+  k1: number,
+  inv: number,
+  half: number,
+  codes: Uint8Array,
+): void {
+  const shift = half + 0.5;
+  for (let i = k0; i < k1; i++) {
+    const x = mask[i] ? w[i] * inv + shift : shift;
+    codes[i] = Math.min(Math.max(x, 0.5), 2 * half - 0.5) | 0;
+  }
+}
+
+function residualGroup(res: Residual, codes: Uint8Array, k0: number, k1: number, zp: number, s: number): void {
+  const { w, out } = res;
+  for (let i = k0; i < k1; i++) out[i] = w[i] - (codes[i] - zp) * s;
 }
 
 /**
@@ -201,15 +289,23 @@ export function quantizeMasked(
   blockSize: number,
   alpha?: number,
   clip: 'none' | 'mse' = 'none',
+  /** Also write residual.out = residual.w − dequantize(q) (out may be `w` itself: it is consumed). */
+  residual?: { w: Float32Array; out: Float32Array },
 ): QuantizedMatrix {
   checkMatrix('quantizeMasked', w, rows, cols);
   checkMatrix('quantizeMasked', mask, rows, cols);
   checkBits(bits);
   if (alpha !== undefined && (!(alpha >= 0) || !Number.isFinite(alpha)))
     throw new QuantError(`clip α must be finite and ≥ 0 (got ${alpha})`);
+  if (residual) {
+    checkMatrix('quantizeMasked residual', residual.w, rows, cols);
+    checkMatrix('quantizeMasked residual', residual.out, rows, cols);
+  }
   const q = emptyMatrix(rows, cols, bits, blockSize, true);
-  if (alpha === undefined && clip === 'mse') quantizeRtnMse(w, q, mask);
-  else quantizeSymmetricF32(w, rows, cols, bits, q, mask, alpha);
+  if (alpha === undefined && clip === 'mse') {
+    quantizeRtnMse(w, q, mask);
+    if (residual) dequantizeResidual(q, residual.w, residual.out);
+  } else quantizeSymmetricF32(w, rows, cols, bits, q, mask, alpha, residual);
   return q;
 }
 

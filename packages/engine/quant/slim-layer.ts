@@ -12,8 +12,7 @@
 // on the new target (W − LR) with the same Hessian, so the OBS compensation is recomputed for the target instead of
 // discarded (the mask may move; it stays N:M). Quantization itself is RTN/SLiM-Quant after the OBS step, not a
 // joint OBS quantizer (GPTQ), and the layer report says so.
-import { nmMask } from '../math/nm.js';
-import { wandaScores, magnitudeScores } from '../math/wanda.js';
+import { nmMaskScored } from '../math/nm-scored.js';
 import { sparseGpt } from '../math/sparsegpt.js';
 import { matmulAddInPlace, matmulSubtract } from '../math/gemm.js';
 import {
@@ -96,6 +95,8 @@ export interface SlimLayerOptions {
    * a caller running many layers pages in its working memory once. @defaultValue a fresh N×K array
    */
   scratch?: Float32Array;
+  /** A buffer of at least N·K bytes for the magnitude/Wanda mask (result.mask is then a view of it). */
+  maskScratch?: Uint8Array;
   signal?: AbortSignal;
 }
 
@@ -297,17 +298,19 @@ class SlimRun {
     this.randomized = usesRandomizedRoute(N, K, o.svd);
     // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
     const t0 = performance.now();
+    if (o.maskScratch && o.maskScratch.length < N * K)
+      throw new QuantError(`slimLayer: maskScratch holds ${o.maskScratch.length} bytes, the layer needs ${N * K}`);
     this.mask =
       o.criterion === 'sparsegpt'
         ? new Uint8Array(N * K)
-        : nmMask(
-            o.criterion === 'wanda'
-              ? wandaScores(w, N, K, stats.xNorm!, this.scratch)
-              : magnitudeScores(w, this.scratch),
+        : nmMaskScored(
+            w,
             N,
             K,
             o.n,
             o.m,
+            o.criterion === 'wanda' ? stats.xNorm! : undefined,
+            o.maskScratch?.subarray(0, N * K),
           );
     if (o.criterion !== 'sparsegpt') this.timings.mask = (performance.now() - t0) / 1000;
   }
@@ -389,7 +392,13 @@ class SlimRun {
           return (await gptqLayer(target, N, K, [stats.hessian!], o.quant, o.quant.gptq ?? {}, this.gptqRun())).q;
         }
         if (a !== undefined) this.alpha = a;
-        return quantizeMasked(target, this.mask, N, K, o.quant.bits, this.blockSize, a, o.quant.clip); // no masked copy
+        // No masked copy; the residual W − W_C (what the errors and the adapter fit read next) in the same sweep.
+        const q = quantizeMasked(target, this.mask, N, K, o.quant.bits, this.blockSize, a, o.quant.clip, {
+          w: this.w,
+          out: scratch,
+        });
+        this.residualIn = q;
+        return q;
       }
       if (target !== scratch) scratch.set(target);
       const r = await sparseGpt(scratch, N, K, stats.hessian!, { n: o.n, m: o.m, ...o.sparseGpt, signal: o.signal });

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { applyMask, MaskInputError, nmMask } from '../../../packages/engine/math/nm.js';
 import { magnitudeScores, wandaScores } from '../../../packages/engine/math/wanda.js';
-import { pruneNMScored } from '../../../packages/engine/math/nm-scored.js';
+import { nmMaskScored, pruneNMScored } from '../../../packages/engine/math/nm-scored.js';
 import { errorRatio, outputErrorOnRows, outputSquaresOnRows } from '../../../packages/engine/math/relerr.js';
 import { countNMViolationsStrided, type StridedLayout } from '../../../packages/engine/math/sparsity-stored.js';
 import { llmLikeActivations, outputErrorF64, randomF32, rng } from './rng.js';
@@ -75,6 +75,37 @@ test('pruneNMScored keeps exactly what nmMask(wandaScores | |W|) keeps, in MatMu
           assert.equal(c.nonFinite, w.filter((a) => !Number.isFinite(a)).length, what);
           assert.equal(countNMViolationsStrided(got, l, n), 0, what);
         }
+});
+
+test('nmMaskScored is nmMask(wandaScores | magnitudeScores) on canonical rows, written into a reused mask', () => {
+  let cases = 0;
+  const reused = new Uint8Array(12 * 32).fill(9);
+  for (const [n, m] of [
+    [2, 4],
+    [1, 4],
+    [3, 4],
+    [2, 8],
+    [5, 8],
+  ])
+    for (const nonFinite of [false, true])
+      for (const criterion of ['wanda', 'magnitude'] as const) {
+        const N = 12;
+        const K = 32;
+        const seed = 300 + cases++;
+        const w = weights(N * K, seed, nonFinite);
+        const { uniform } = rng(seed + 7);
+        const x = Float64Array.from({ length: K }, (_, k) => (k % 9 === 4 ? 0 : k % 7 === 3 ? 1e30 : uniform() * 3));
+        const scores = criterion === 'wanda' ? wandaScores(w, N, K, x) : magnitudeScores(w);
+        const want = nmMask(scores, N, K, n, m);
+        const f = criterion === 'wanda' ? x : undefined;
+        const what = `${criterion} ${n}:${m} nonFinite=${nonFinite}`;
+        assert.deepEqual(nmMaskScored(w, N, K, n, m, f), want, what);
+        assert.equal(nmMaskScored(w, N, K, n, m, f, reused), reused, what);
+        assert.deepEqual(reused, want, `into a reused mask: ${what}`);
+      }
+  assert.throws(() => nmMaskScored(new Float32Array(12), 3, 4, 2, 4, [1, 2, 3]), MaskInputError);
+  assert.throws(() => nmMaskScored(new Float32Array(12), 2, 6, 2, 4), MaskInputError);
+  assert.throws(() => nmMaskScored(new Float32Array(12), 3, 4, 2, 4, undefined, new Uint8Array(8)), MaskInputError);
 });
 
 test('pruneNMScored checks its inputs', () => {
