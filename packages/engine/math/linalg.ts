@@ -45,46 +45,61 @@ function alloc<T extends Vec>(like: T, n: number): T {
  * Scratch arrays recycled inside the recursive factorisation. Every level used to take fresh blocks, products and
  * assembled factors; first touches of fresh memory (page faults, ~3 ns/byte here) cost about as much as the GEMM
  * flops at n ≈ 3000. Arrays go back with `give` once dead and come out again by exact length; only whole-buffer
- * arrays are kept (never views), and the pool is dropped when the last factorisation in flight finishes.
+ * arrays are kept (never views). Each factorisation uses a fresh one unless its caller passes one to keep between
+ * calls (SparseGPT, layer after layer: the next factorisation of the same size then pages in nothing); such a
+ * caller runs its factorisations one at a time and drops the object (or calls `clear`) when done.
  */
-const pool = new Map<string, Vec[]>();
-let poolUsers = 0;
+export class FactorScratch {
+  private readonly free = new Map<string, Vec[]>();
+
+  /** An array of length n in `like`'s precision: recycled where one is free, zeroed unless `dirty` is allowed. */
+  take<T extends Vec>(like: T, n: number, dirty = false): T {
+    const x = this.free.get(poolKey(like instanceof Float32Array, n))?.pop();
+    if (!x) return alloc(like, n);
+    if (!dirty) x.fill(0);
+    return x as T;
+  }
+
+  /** Hands arrays back for reuse (views and small arrays are ignored); the caller no longer reads or writes them. */
+  give(...xs: (Vec | null | undefined)[]): void {
+    for (const x of xs) {
+      if (!x || x.length < POOL_MIN || x.byteOffset !== 0 || x.buffer.byteLength !== x.byteLength) continue;
+      const key = poolKey(x instanceof Float32Array, x.length);
+      const list = this.free.get(key);
+      if (!list) this.free.set(key, [x]);
+      else if (!list.includes(x)) list.push(x);
+    }
+  }
+
+  /** Bytes of the arrays held for reuse. */
+  get bytes(): number {
+    let b = 0;
+    for (const list of this.free.values()) for (const x of list) b += x.byteLength;
+    return b;
+  }
+
+  clear(): void {
+    this.free.clear();
+  }
+}
+
 const POOL_MIN = 1024;
 
 function poolKey(f32: boolean, n: number): string {
   return (f32 ? 's' : 'd') + n;
 }
 
-/** An array of length n in `like`'s precision: recycled where one is free, zeroed unless `dirty` is allowed. */
-function take<T extends Vec>(like: T, n: number, dirty = false): T {
-  const x = pool.get(poolKey(like instanceof Float32Array, n))?.pop();
-  if (!x) return alloc(like, n);
-  if (!dirty) x.fill(0);
-  return x as T;
-}
-
-function give(...xs: (Vec | null | undefined)[]) {
-  for (const x of xs) {
-    if (!x || x.length < POOL_MIN || x.byteOffset !== 0 || x.buffer.byteLength !== x.byteLength) continue;
-    const key = poolKey(x instanceof Float32Array, x.length);
-    const list = pool.get(key);
-    if (!list) pool.set(key, [x]);
-    else if (!list.includes(x)) list.push(x);
-  }
-}
-
-async function withPool<R>(f: () => Promise<R>): Promise<R> {
-  poolUsers++;
-  try {
-    return await f();
-  } finally {
-    if (--poolUsers === 0) pool.clear();
-  }
-}
-
 /** op(A)·op(B) into a recycled output array. */
-function mul<T extends Vec>(a: T, b: T, m: number, k: number, n: number, opts: MatmulOptions = {}): Promise<T> {
-  const out = take(a, m * n, true);
+function mul<T extends Vec>(
+  ps: FactorScratch,
+  a: T,
+  b: T,
+  m: number,
+  k: number,
+  n: number,
+  opts: MatmulOptions = {},
+): Promise<T> {
+  const out = ps.take(a, m * n, true);
   return (
     a instanceof Float32Array
       ? matmulInto(out as Float32Array, a, b as Float32Array, m, k, n, opts)
@@ -104,8 +119,8 @@ export function getBlock<T extends Vec>(a: T, ld: number, r0: number, r1: number
 }
 
 /** getBlock into a recycled array (internal). */
-function block<T extends Vec>(a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
-  return copyBlockInto(take(a, (r1 - r0) * (c1 - c0), true), a, ld, r0, r1, c0, c1);
+function block<T extends Vec>(ps: FactorScratch, a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
+  return copyBlockInto(ps.take(a, (r1 - r0) * (c1 - c0), true), a, ld, r0, r1, c0, c1);
 }
 
 function copyBlockInto<T extends Vec>(out: T, a: T, ld: number, r0: number, r1: number, c0: number, c1: number): T {
@@ -133,9 +148,9 @@ export function setBlock<T extends Vec>(a: T, ld: number, r0: number, c0: number
 }
 
 /** Unblocked lower Cholesky and the inverse of the factor, both in place of fresh arrays. */
-function cholInvSmall<T extends Vec>(a: T, n: number, pivotOffset: number): { l: T; li: T } {
+function cholInvSmall<T extends Vec>(ps: FactorScratch, a: T, n: number, pivotOffset: number): { l: T; li: T } {
   // Arithmetic in JS doubles; results stored in the working precision (a's array type).
-  const l = take(a, n * n);
+  const l = ps.take(a, n * n);
   for (let j = 0; j < n; j++) {
     const rj = j * n;
     let d = a[rj + j];
@@ -151,7 +166,7 @@ function cholInvSmall<T extends Vec>(a: T, n: number, pivotOffset: number): { l:
     }
   }
   // L⁻¹ by forward substitution, column by column of the identity: li[i][j] for i ≥ j.
-  const li = take(a, n * n);
+  const li = ps.take(a, n * n);
   for (let j = 0; j < n; j++) {
     li[j * n + j] = 1 / l[j * n + j];
     for (let i = j + 1; i < n; i++) {
@@ -178,74 +193,81 @@ function half(n: number): number {
 }
 
 /** X·Tᵀ (or X·T with `transT` false) for X p×h and lower-triangular T h×h; skips T's zero half recursively. */
-async function mulRightLower<T extends Vec>(x: T, p: number, t: T, h: number, transT: boolean): Promise<T> {
-  if (h <= TRI_BASE || p === 0) return mul(x, t, p, h, h, { transB: transT });
+async function mulRightLower<T extends Vec>(
+  ps: FactorScratch,
+  x: T,
+  p: number,
+  t: T,
+  h: number,
+  transT: boolean,
+): Promise<T> {
+  if (h <= TRI_BASE || p === 0) return mul(ps, x, t, p, h, h, { transB: transT });
   const h1 = half(h);
   const h2 = h - h1;
-  const x1 = block(x, h, 0, p, 0, h1);
-  const x2 = block(x, h, 0, p, h1, h);
-  const t11 = block(t, h, 0, h1, 0, h1);
-  const t21 = negate(block(t, h, h1, h, 0, h1));
-  const t22 = block(t, h, h1, h, h1, h);
-  const y = take(x, p * h, true);
+  const x1 = block(ps, x, h, 0, p, 0, h1);
+  const x2 = block(ps, x, h, 0, p, h1, h);
+  const t11 = block(ps, t, h, 0, h1, 0, h1);
+  const t21 = negate(block(ps, t, h, h1, h, 0, h1));
+  const t22 = block(ps, t, h, h1, h, h1, h);
+  const y = ps.take(x, p * h, true);
   if (transT) {
     // [X1 X2]·[[T11ᵀ T21ᵀ] [0 T22ᵀ]] = [X1·T11ᵀ | X1·T21ᵀ + X2·T22ᵀ]
-    const y1 = await mulRightLower(x1, p, t11, h1, true);
-    const y2 = await mulRightLower(x2, p, t22, h2, true);
+    const y1 = await mulRightLower(ps, x1, p, t11, h1, true);
+    const y2 = await mulRightLower(ps, x2, p, t22, h2, true);
     await subIn(y2, x1, t21, p, h1, h2, { transB: true });
     setBlock(y, h, 0, 0, y1, h1);
     setBlock(y, h, 0, h1, y2, h2);
-    give(y1, y2);
+    ps.give(y1, y2);
   } else {
     // [X1 X2]·[[T11 0] [T21 T22]] = [X1·T11 + X2·T21 | X2·T22]
-    const y1 = await mulRightLower(x1, p, t11, h1, false);
+    const y1 = await mulRightLower(ps, x1, p, t11, h1, false);
     await subIn(y1, x2, t21, p, h2, h1);
-    const y2 = await mulRightLower(x2, p, t22, h2, false);
+    const y2 = await mulRightLower(ps, x2, p, t22, h2, false);
     setBlock(y, h, 0, 0, y1, h1);
     setBlock(y, h, 0, h1, y2, h2);
-    give(y1, y2);
+    ps.give(y1, y2);
   }
-  give(x1, x2, t11, t21, t22);
+  ps.give(x1, x2, t11, t21, t22);
   return y;
 }
 
 /** T·Y for lower-triangular T r×r and Y r×q (row blocks of Y are contiguous, so no copies of Y). */
-async function mulLeftLower<T extends Vec>(t: T, r: number, y: T, q: number): Promise<T> {
-  if (r <= TRI_BASE || q === 0) return mul(t, y, r, r, q);
+async function mulLeftLower<T extends Vec>(ps: FactorScratch, t: T, r: number, y: T, q: number): Promise<T> {
+  if (r <= TRI_BASE || q === 0) return mul(ps, t, y, r, r, q);
   const r1 = half(r);
   const r2 = r - r1;
   const y1 = y.subarray(0, r1 * q) as T;
   const y2 = y.subarray(r1 * q) as T;
   // [[T11 0] [T21 T22]]·[Y1; Y2] = [T11·Y1; T21·Y1 + T22·Y2]
-  const t11 = block(t, r, 0, r1, 0, r1);
-  const t22 = block(t, r, r1, r, r1, r);
-  const t21 = negate(block(t, r, r1, r, 0, r1));
-  const z1 = await mulLeftLower(t11, r1, y1, q);
-  const z2 = await mulLeftLower(t22, r2, y2, q);
+  const t11 = block(ps, t, r, 0, r1, 0, r1);
+  const t22 = block(ps, t, r, r1, r, r1, r);
+  const t21 = negate(block(ps, t, r, r1, r, 0, r1));
+  const z1 = await mulLeftLower(ps, t11, r1, y1, q);
+  const z2 = await mulLeftLower(ps, t22, r2, y2, q);
   await subIn(z2, t21, y1, r2, r1, q);
-  const z = take(t, r * q, true);
+  const z = ps.take(t, r * q, true);
   z.set(z1, 0);
   z.set(z2, r1 * q);
-  give(t11, t22, t21, z1, z2);
+  ps.give(t11, t22, t21, z1, z2);
   return z;
 }
 
 /** Lower triangle (with diagonal) of C r×r −= A·Aᵀ for A r×h; C's strict upper triangle is left stale. */
-async function syrkLowerSubtract<T extends Vec>(c: T, r: number, a: T, h: number): Promise<void> {
+async function syrkLowerSubtract<T extends Vec>(ps: FactorScratch, c: T, r: number, a: T, h: number): Promise<void> {
   if (r <= TRI_BASE) return subIn(c, a, a, r, h, r, { transB: true });
   const r1 = half(r);
   const a1 = a.subarray(0, r1 * h) as T;
   const a2 = a.subarray(r1 * h) as T;
-  const c11 = block(c, r, 0, r1, 0, r1);
-  await syrkLowerSubtract(c11, r1, a1, h);
+  const c11 = block(ps, c, r, 0, r1, 0, r1);
+  await syrkLowerSubtract(ps, c11, r1, a1, h);
   setBlock(c, r, 0, 0, c11, r1);
-  const c21 = block(c, r, r1, r, 0, r1);
+  const c21 = block(ps, c, r, r1, r, 0, r1);
   await subIn(c21, a2, a1, r - r1, h, r1, { transB: true });
   setBlock(c, r, r1, 0, c21, r1);
-  const c22 = block(c, r, r1, r, r1, r);
-  await syrkLowerSubtract(c22, r - r1, a2, h);
+  const c22 = block(ps, c, r, r1, r, r1, r);
+  await syrkLowerSubtract(ps, c22, r - r1, a2, h);
   setBlock(c, r, r1, r1, c22, r - r1);
-  give(c11, c21, c22);
+  ps.give(c11, c21, c22);
 }
 
 /**
@@ -255,54 +277,55 @@ async function syrkLowerSubtract<T extends Vec>(c: T, r: number, a: T, h: number
  * Cholesky plus a triangular inverse), all but O(n·BASE²) of them in GEMM. Only A's lower triangle is read.
  */
 async function cholInv<T extends Vec>(
+  ps: FactorScratch,
   a: T,
   n: number,
   pivotOffset: number,
   wantL: boolean,
 ): Promise<{ l: T | null; li: T }> {
-  if (n <= BASE) return cholInvSmall(a, n, pivotOffset);
+  if (n <= BASE) return cholInvSmall(ps, a, n, pivotOffset);
   const h = half(n);
   const r = n - h;
-  const a11 = block(a, n, 0, h, 0, h);
-  const a21 = block(a, n, h, n, 0, h);
-  const a22 = block(a, n, h, n, h, n);
-  const top = await cholInv(a11, h, pivotOffset, wantL);
-  give(a11);
-  const l21 = await mulRightLower(a21, r, top.li, h, true);
-  give(a21);
-  await syrkLowerSubtract(a22, r, l21, h);
-  const bottom = await cholInv(a22, r, pivotOffset + h, wantL);
-  give(a22);
-  const t = await mulRightLower(l21, r, top.li, h, false);
-  const li21 = negate(await mulLeftLower(bottom.li, r, t, h));
-  give(t);
+  const a11 = block(ps, a, n, 0, h, 0, h);
+  const a21 = block(ps, a, n, h, n, 0, h);
+  const a22 = block(ps, a, n, h, n, h, n);
+  const top = await cholInv(ps, a11, h, pivotOffset, wantL);
+  ps.give(a11);
+  const l21 = await mulRightLower(ps, a21, r, top.li, h, true);
+  ps.give(a21);
+  await syrkLowerSubtract(ps, a22, r, l21, h);
+  const bottom = await cholInv(ps, a22, r, pivotOffset + h, wantL);
+  ps.give(a22);
+  const t = await mulRightLower(ps, l21, r, top.li, h, false);
+  const li21 = negate(await mulLeftLower(ps, bottom.li, r, t, h));
+  ps.give(t);
   // The recursion itself only needs L⁻¹; L is assembled only when the caller asked for it.
   let l: T | null = null;
   if (wantL) {
-    l = take(a, n * n);
+    l = ps.take(a, n * n);
     setBlock(l, n, 0, 0, top.l!, h);
     setBlock(l, n, h, 0, l21, h);
     setBlock(l, n, h, h, bottom.l!, r);
   }
-  const li = take(a, n * n);
+  const li = ps.take(a, n * n);
   setBlock(li, n, 0, 0, top.li, h);
   setBlock(li, n, h, 0, li21, h);
   setBlock(li, n, h, h, bottom.li, r);
-  give(top.l, top.li, bottom.l, bottom.li, l21, li21);
+  ps.give(top.l, top.li, bottom.l, bottom.li, l21, li21);
   return { l, li };
 }
 
 /** Lower-triangular L with A = L·Lᵀ and its inverse. Only the lower triangle of A is read. */
 export async function choleskyWithInverse(a: Float64Array, n: number): Promise<{ l: Float64Array; li: Float64Array }> {
   checkSquare(a, n, 'cholesky');
-  const { l, li } = await withPool(() => cholInv(a, n, 0, true));
+  const { l, li } = await cholInv(new FactorScratch(), a, n, 0, true);
   return { l: l!, li };
 }
 
 /** L⁻¹ for A = L·Lᵀ, without assembling L. */
 export async function inverseCholeskyLower(a: Float64Array, n: number): Promise<Float64Array> {
   checkSquare(a, n, 'inverseCholeskyLower');
-  return (await withPool(() => cholInv(a, n, 0, false))).li;
+  return (await cholInv(new FactorScratch(), a, n, 0, false)).li;
 }
 
 /** Lower L with A = L·Lᵀ. Throws NotPositiveDefiniteError on a non-positive pivot. */
@@ -330,7 +353,7 @@ export async function choleskyInverse(a: Float64Array, n: number): Promise<Float
  */
 export async function inverseCholeskyUpper(a: Float64Array, n: number): Promise<Float64Array> {
   checkSquare(a, n, 'inverseCholeskyUpper');
-  return (await reversedCholInv(a.slice().reverse(), n, false)).u;
+  return (await reversedCholInv(new FactorScratch(), a.slice().reverse(), n, false)).u;
 }
 
 /**
@@ -341,7 +364,7 @@ export async function inverseCholeskyUpper(a: Float64Array, n: number): Promise<
  */
 export async function inverseCholeskyUpperF32(a: Float64Array, n: number): Promise<Float32Array> {
   checkSquare(a, n, 'inverseCholeskyUpperF32');
-  return (await reversedCholInv(Float32Array.from(a).reverse(), n, false)).u;
+  return (await reversedCholInv(new FactorScratch(), Float32Array.from(a).reverse(), n, false)).u;
 }
 
 /**
@@ -354,25 +377,55 @@ export async function inverseCholeskyUpperWithFactor(
   f32: boolean,
 ): Promise<{ u: Float32Array; v: Float32Array }> {
   checkSquare(a, n, 'inverseCholeskyUpperWithFactor');
+  const ps = new FactorScratch();
   const { u, v } = f32
-    ? await reversedCholInv(Float32Array.from(a).reverse(), n, true)
-    : await reversedCholInv(a.slice().reverse(), n, true);
+    ? await reversedCholInv(ps, Float32Array.from(a).reverse(), n, true)
+    : await reversedCholInv(ps, a.slice().reverse(), n, true);
   const f = (x: Vec) => (x instanceof Float32Array ? x : Float32Array.from(x));
   return { u: f(u), v: f(v!) };
 }
 
+/**
+ * The fp32 factorisation of inverseCholeskyUpperF32 (`wantV` false) or inverseCholeskyUpperWithFactor (`wantV`)
+ * from J·A·J as the caller built it in fp32 (rev[i·n + j] = A[n−1−i][n−1−j], i.e. Float32Array.from(A).reverse():
+ * the same values, so the same U and V), with every array taken from and handed back to `ps`: `rev` is consumed, and
+ * U and V come from it (give them back once dead, and the next call of this size allocates nothing).
+ */
+export async function inverseCholeskyUpperF32Reversed(
+  rev: Float32Array,
+  n: number,
+  wantV: boolean,
+  ps: FactorScratch,
+): Promise<{ u: Float32Array; v: Float32Array | null }> {
+  if (rev.length !== n * n) throw new LinalgShapeError(`inverseCholeskyUpperF32Reversed: expected ${n}×${n} values`);
+  try {
+    return await reversedCholInv(ps, rev, n, wantV);
+  } finally {
+    ps.give(rev);
+  }
+}
+
 /** For rev = J·A·J: U = J·L'⁻¹·J and, with `wantV`, V = J·L'·J; pivots reported in A's order; fp32 checked finite. */
-async function reversedCholInv<T extends Vec>(rev: T, n: number, wantV: boolean): Promise<{ u: T; v: T | null }> {
+async function reversedCholInv<T extends Vec>(
+  ps: FactorScratch,
+  rev: T,
+  n: number,
+  wantV: boolean,
+): Promise<{ u: T; v: T | null }> {
   let r: { l: T | null; li: T };
   try {
-    r = await withPool(() => cholInv(rev, n, 0, wantV));
+    r = await cholInv(ps, rev, n, 0, wantV);
   } catch (e) {
     if (e instanceof NotPositiveDefiniteError) throw new NotPositiveDefiniteError(n - 1 - e.pivot, e.value);
     throw e;
   }
   const li = r.li;
   if (li instanceof Float32Array)
-    for (let i = 0; i < li.length; i++) if (!Number.isFinite(li[i])) throw new NotPositiveDefiniteError(-1, li[i]);
+    for (let i = 0; i < li.length; i++)
+      if (!Number.isFinite(li[i])) {
+        ps.give(r.l, li);
+        throw new NotPositiveDefiniteError(-1, li[i]);
+      }
   return { u: li.reverse() as T, v: r.l ? (r.l.reverse() as T) : null };
 }
 

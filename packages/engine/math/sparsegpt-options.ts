@@ -1,6 +1,7 @@
 // SparseGPT's options, their validation and the damped Hessian: shared by the blocked kernel (sparsegpt.ts), its
 // float64 oracle (sparsegpt-reference.ts) and GPTQ, so all read options identically. A file of its own so that
 // the oracle does not import the kernel it checks (which re-exports the oracle: an import circle).
+import { FactorScratch } from './linalg.js';
 import { MaskInputError, validateNM } from './nm.js';
 
 export interface SparseGptOptions {
@@ -38,6 +39,11 @@ export interface SparseGptOptions {
 /** Named Float32Array scratch: `get` returns a view of `length` elements whose contents are unspecified. */
 export interface ScratchArrays {
   get(name: string, length: number): Float32Array;
+  /**
+   * Arrays of the K³ factorisation, kept between calls; the factor cache's previous U and V are handed back to it
+   * when they are replaced (calls sharing a workspace and a cache run one at a time). @defaultValue fresh per call
+   */
+  readonly factorScratch?: FactorScratch;
 }
 
 /**
@@ -46,6 +52,7 @@ export interface ScratchArrays {
  */
 export class SparseGptWorkspace implements ScratchArrays {
   private readonly f32s = new Map<string, Float32Array>();
+  readonly factorScratch = new FactorScratch();
 
   /** A view of `length` elements of the array named `name`; contents are whatever the last user left. */
   get(name: string, length: number): Float32Array {
@@ -145,21 +152,47 @@ function firstNonFinite(a: ArrayLike<number>): number {
 }
 
 /**
+ * The damping of H: its dead inputs (H_kk = 0), λ·mean(diag H) over the diagonal with those set to 1 (as the
+ * reference does), and the damped diagonal (H_kk, or 1 where dead, + λ·mean), without copying H.
+ */
+export function dampedDiagonal(hessian: Float64Array, cols: number, dampening: number) {
+  const diag = new Float64Array(cols);
+  const dead: number[] = [];
+  let diagSum = 0;
+  for (let k = 0; k < cols; k++) {
+    diag[k] = hessian[k * cols + k];
+    if (diag[k] === 0) {
+      diag[k] = 1;
+      dead.push(k);
+    }
+    diagSum += diag[k];
+  }
+  const damp = (dampening * diagSum) / cols;
+  for (let k = 0; k < cols; k++) diag[k] += damp;
+  return { diag, dead, damp };
+}
+
+/**
  * Copy of H with dead inputs (H_kk = 0) set to H_kk = 1 and λ·mean(diag H) added to the diagonal (in that order,
  * as the reference does). Returns the dead columns, whose weights the caller zeroes, and the λ·mean(diag H) added.
  */
 export function dampedHessian(hessian: Float64Array, cols: number, dampening: number) {
   const h = Float64Array.from(hessian);
-  const dead: number[] = [];
-  let diagSum = 0;
-  for (let k = 0; k < cols; k++) {
-    if (h[k * cols + k] === 0) {
-      h[k * cols + k] = 1;
-      dead.push(k);
-    }
-    diagSum += h[k * cols + k];
-  }
-  const damp = (dampening * diagSum) / cols;
-  for (let k = 0; k < cols; k++) h[k * cols + k] += damp;
+  const { diag, dead, damp } = dampedDiagonal(hessian, cols, dampening);
+  for (let k = 0; k < cols; k++) h[k * cols + k] = diag[k];
   return { h, dead, damp };
+}
+
+/**
+ * J·H_d·J in fp32 into `out` (out[i·K + j] = H_d[K−1−i][K−1−j], H_d the damped Hessian with the damped diagonal
+ * `diag`): the same values as Float32Array.from(dampedHessian(…).h).reverse(), without the float64 copy.
+ */
+export function dampedReversedF32(hessian: Float64Array, K: number, diag: Float64Array, out: Float32Array) {
+  for (let i = 0; i < K; i++) {
+    const src = (K - 1 - i) * K + K - 1;
+    const row = i * K;
+    for (let j = 0; j < K; j++) out[row + j] = hessian[src - j];
+    out[row + i] = diag[K - 1 - i];
+  }
+  return out;
 }

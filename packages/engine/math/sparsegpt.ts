@@ -6,8 +6,9 @@
 // JS doubles and are rounded once on store.
 import { matmulInto, matmulSubtractInPlace } from './gemm.js';
 import {
+  FactorScratch,
   inverseCholeskyUpper,
-  inverseCholeskyUpperF32,
+  inverseCholeskyUpperF32Reversed,
   inverseCholeskyUpperWithFactor,
   NotPositiveDefiniteError,
 } from './linalg.js';
@@ -16,7 +17,9 @@ import { transposeInto } from './transpose.js';
 import { pruneLowest } from './nm.js';
 
 import {
+  dampedDiagonal,
   dampedHessian,
+  dampedReversedF32,
   hessianFingerprint,
   resolveSparseGptOptions,
   SparseGptFactorCache,
@@ -66,7 +69,14 @@ export async function sparseGpt(
   const K = cols;
   const mask = new Uint8Array(opts.mask === false ? 0 : N * K);
   if (N === 0) return { mask, error: 0, ...(opts.outputError ? { outputError: { num: 0, den: 0 } } : {}) };
-  const { u, v, dead, damp } = await factorise(hessian, K, o.dampening, !!opts.outputError, opts.factors);
+  const { u, v, dead, damp } = await factorise(
+    hessian,
+    K,
+    o.dampening,
+    !!opts.outputError,
+    opts.factors,
+    opts.workspace?.factorScratch,
+  );
   opts.signal?.throwIfAborted();
 
   // Work on Wᵀ [K][N]: the columns W[:, rest] the lazy update touches are then one contiguous tail of rows.
@@ -78,7 +88,7 @@ export async function sparseGpt(
   // For the error: W₀ᵀ kept (W₀: W with dead columns zeroed), and tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖², before the sweep.
   const w0t = v ? scratch('w0t', K * N) : undefined;
   w0t?.set(wt);
-  const dense = v ? await denseTerms(wt, v, N, K, scratch('y', Math.min(TRMM_PANEL, K) * N)) : undefined;
+  const dense = v ? await denseTerms(wt, v, N, K, scratch) : undefined;
 
   // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
   // where they define the result: the unstructured mask is chosen per `blockSize` block, as in the reference.
@@ -127,7 +137,7 @@ export async function sparseGpt(
       await run(s0, s1, level + 1);
       if (s1 < c1) {
         // Rest of the parent range: W[:, s1:c1] −= Err[:, s0:s1]·U[s0:s1, s1:c1], i.e. on Wᵀ rows, one fp32 GEMM.
-        const uRest = copyRect(u, K, s0, s1, s1, c1);
+        const uRest = copyRect(u, K, s0, s1, s1, c1, scratch('uRest', (s1 - s0) * (c1 - s1)));
         await matmulSubtractInPlace(
           wt.subarray(s1 * N, c1 * N),
           uRest,
@@ -211,14 +221,22 @@ const TRMM_PANEL = 256;
  * ‖W₀·V‖² and ‖W₀‖² from W₀ᵀ [K][N]. V upper, so (W₀V)[:, j0:j1] = W₀[:, 0:j1]·V[0:j1, j0:j1]: one fp32 GEMM per
  * panel over a contiguous head of W₀ᵀ's rows, ~N·K²·(1 + 1/p) flops for p panels (a full W·H product is 2·N·K²).
  */
-async function denseTerms(wt: Float32Array, v: Float32Array, N: number, K: number, y: Float32Array) {
+async function denseTerms(
+  wt: Float32Array,
+  v: Float32Array,
+  N: number,
+  K: number,
+  scratch: (name: string, n: number) => Float32Array,
+) {
+  const y = scratch('y', Math.min(TRMM_PANEL, K) * N);
   let norm2 = 0;
   for (let i = 0; i < wt.length; i++) norm2 += wt[i] * wt[i];
   let vNorm2 = 0;
   for (let j0 = 0; j0 < K; j0 += TRMM_PANEL) {
     const j1 = Math.min(j0 + TRMM_PANEL, K);
     const out = y.subarray(0, (j1 - j0) * N);
-    await matmulInto(out, copyRect(v, K, 0, j1, j0, j1), wt.subarray(0, j1 * N), j1 - j0, j1, N, { transA: true });
+    const panel = copyRect(v, K, 0, j1, j0, j1, scratch('vPanel', j1 * (j1 - j0)));
+    await matmulInto(out, panel, wt.subarray(0, j1 * N), j1 - j0, j1, N, { transA: true });
     for (let i = 0; i < out.length; i++) vNorm2 += out[i] * out[i];
   }
   return { vNorm2, norm2 };
@@ -226,7 +244,8 @@ async function denseTerms(wt: Float32Array, v: Float32Array, N: number, K: numbe
 
 /**
  * The damped Hessian's dead inputs, λ, U = chol(H_d⁻¹) upper and, for the output error, V = U⁻¹ (H_d = V·Vᵀ), which
- * the same factorisation gives; from `cache` when it holds this Hessian's (same values, same dampening).
+ * the same factorisation gives; from `cache` when it holds this Hessian's (same values, same dampening). With `ps`
+ * (kept by the caller between calls) the factorisation's arrays, and the cache's previous U and V, are recycled.
  */
 async function factorise(
   hessian: Float64Array,
@@ -234,6 +253,7 @@ async function factorise(
   dampening: number,
   withV: boolean,
   cache: SparseGptFactorCache | undefined,
+  ps: FactorScratch | undefined,
 ): Promise<{ u: Float32Array; v?: Float32Array; dead: number[]; damp: number }> {
   const e = cache?.entry;
   const fingerprint = cache ? hessianFingerprint(hessian, K) : [];
@@ -246,16 +266,21 @@ async function factorise(
   )
     return e;
   if (cache) cache.entry = undefined; // not two factorisations alive at once
-  const { h, dead, damp } = dampedHessian(hessian, K, dampening);
+  if (e && ps) ps.give(e.u, e.v);
+  const { diag, dead, damp } = dampedDiagonal(hessian, K, dampening);
   // U = chol(H⁻¹) upper, in fp32 like the reference (torch fp32 cholesky → cholesky_inverse → cholesky); where fp32
   // loses definiteness on an ill-conditioned H, redo it in float64 instead of failing as the reference would.
   let u: Float32Array;
   let v: Float32Array | undefined;
   try {
-    if (withV) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, true));
-    else u = await inverseCholeskyUpperF32(h, K);
+    const scratch = ps ?? new FactorScratch();
+    const rev = dampedReversedF32(hessian, K, diag, scratch.take(new Float32Array(0), K * K, true));
+    const r = await inverseCholeskyUpperF32Reversed(rev, K, withV, scratch);
+    u = r.u;
+    v = r.v ?? undefined;
   } catch (err) {
     if (!(err instanceof NotPositiveDefiniteError)) throw err;
+    const { h } = dampedHessian(hessian, K, dampening);
     if (withV) ({ u, v } = await inverseCholeskyUpperWithFactor(h, K, false));
     else u = Float32Array.from(await inverseCholeskyUpper(h, K));
   }
@@ -315,10 +340,17 @@ const LEAF_BLOCK = 16;
 /** Columns per group of the unstructured sweep (its mask is known up front; the group only batches updates). */
 const UNSTRUCTURED_GROUP = 4;
 
-/** Contiguous copy of rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns. */
-function copyRect(a: Float32Array, ld: number, r0: number, r1: number, c0: number, c1: number): Float32Array {
+/** Contiguous copy of rows r0..r1, cols c0..c1 of a row-major matrix with `ld` columns, into `out` (that size). */
+function copyRect(
+  a: Float32Array,
+  ld: number,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+  out: Float32Array,
+): Float32Array {
   const w = c1 - c0;
-  const out = new Float32Array((r1 - r0) * w);
   for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
   return out;
 }

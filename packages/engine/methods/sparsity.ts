@@ -8,6 +8,7 @@
 import { InputError, type LayerReport } from '../job-parts.js';
 import { applyMask, checkNM, nmMask, unstructuredMaskGlobal, unstructuredMaskPerRow } from '../math/nm.js';
 import { errorRatio, outputSquaresOnRows } from '../math/relerr.js';
+import { FactorScratch } from '../math/linalg.js';
 import { sparseGpt, SparseGptFactorCache } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
@@ -112,6 +113,8 @@ class Buffers {
   private readonly held = new Map<string, Float32Array>();
   /** SparseGPT's last factorisation: q/k/v (gate/up) share one Hessian, so one K³ factorisation serves them. */
   readonly sparseGptFactors = new SparseGptFactorCache();
+  /** The arrays of SparseGPT's factorisations, recycled from one to the next (~4·K² fp32 at the largest K). */
+  readonly factorScratch = new FactorScratch();
 
   get(name: string, length: number): Float32Array {
     let b = this.held.get(name);
@@ -123,6 +126,7 @@ class Buffers {
   drop(): void {
     this.held.clear();
     this.sparseGptFactors.entry = undefined;
+    this.factorScratch.clear();
   }
 }
 

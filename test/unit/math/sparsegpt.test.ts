@@ -211,6 +211,28 @@ test('factor cache: a second layer on the same Hessian reuses the factorisation;
   assert.equal(factors.entry!.dampening, 0.05);
 });
 
+test('workspace and factor cache over layers of alternating sizes (recycled factorisation arrays): exactly the fresh results', async () => {
+  const workspace = new SparseGptWorkspace();
+  const factors = new SparseGptFactorCache();
+  const layers = [
+    [24, 200, 1],
+    [16, 200, 1],
+    [12, 320, 2],
+    [24, 200, 3], // the first size again: its arrays come back from the workspace
+    [12, 320, 4],
+  ];
+  for (const [N, K, seed] of layers) {
+    const { w, h } = await problem(N, K, 2 * K, 500 + seed, true);
+    const opts: SparseGptOptions = { n: 2, m: 4, outputError: true };
+    const want = w.slice();
+    const r0 = await sparseGpt(want, N, K, h, opts);
+    const got = w.slice();
+    assert.deepEqual(await sparseGpt(got, N, K, h, { ...opts, workspace, factors }), r0, `${N}×${K}`);
+    assert.deepEqual(got, want, `${N}×${K}`);
+  }
+  assert.ok(workspace.factorScratch.bytes > 0);
+});
+
 test('bad inputs give typed errors; a singular Hessian without dampening is NotPositiveDefinite; abort works', async () => {
   const w = new Float32Array(8);
   const h = new Float64Array(16);
