@@ -15,6 +15,7 @@ import {
 import { quadraticTraces } from './relerr.js';
 import { transposeInto } from './transpose.js';
 import { pruneLowest } from './nm.js';
+import { chooseGroupNM, sweepGroup, sweepGroupNM4 } from './sparsegpt-sweep.js';
 
 import {
   dampedDiagonal,
@@ -115,6 +116,10 @@ export async function sparseGpt(
     for (let g = c0; g < c1; g += gw) {
       const gm = Math.min(gw, c1 - g);
       const kb = state.keepBlock;
+      if (o.nm && gm === 4) {
+        state.loss += sweepGroupNM4(wt, u, errT, state.errBase, mask, N, K, g, c1, o.nm.n, sweep.e);
+        continue;
+      }
       if (o.nm) chooseGroupNM(wt, u, N, K, g, gm, o.nm.n, sweep.keep);
       else if (kb)
         for (let t = 0; t < gm; t++) {
@@ -353,137 +358,4 @@ function copyRect(
   const w = c1 - c0;
   for (let r = r0; r < r1; r++) out.set(a.subarray(r * ld + c0, r * ld + c1), (r - r0) * w);
   return out;
-}
-
-/**
- * N:M mask of the group of columns [g, g+m) for every row, from the weights as updated so far: keep the n largest
- * w²/U_jj² (as (w·(1/U_jj))², ranking as w²/U_jj² up to one rounding), ties to the lower index. Scores are finite and
- * ≥ 0 here (inputs validated), so plain comparisons rank them. keep[t·N + r] for column g+t of row r.
- */
-function chooseGroupNM(
-  wt: Float32Array,
-  u: Float32Array,
-  N: number,
-  K: number,
-  g: number,
-  m: number,
-  n: number,
-  keep: Uint8Array,
-): void {
-  if (m === 4) {
-    // 2:4 and friends with the group in locals (the common case, and the hot loop).
-    const i0 = 1 / u[g * K + g];
-    const i1 = 1 / u[(g + 1) * K + g + 1];
-    const i2 = 1 / u[(g + 2) * K + g + 2];
-    const i3 = 1 / u[(g + 3) * K + g + 3];
-    const b0 = g * N;
-    for (let r = 0; r < N; r++) {
-      let v = wt[b0 + r] * i0;
-      const a = v * v;
-      v = wt[b0 + N + r] * i1;
-      const b = v * v;
-      v = wt[b0 + 2 * N + r] * i2;
-      const d2 = v * v;
-      v = wt[b0 + 3 * N + r] * i3;
-      const e3 = v * v;
-      keep[r] = (b > a ? 1 : 0) + (d2 > a ? 1 : 0) + (e3 > a ? 1 : 0) < n ? 1 : 0;
-      keep[N + r] = (a >= b ? 1 : 0) + (d2 > b ? 1 : 0) + (e3 > b ? 1 : 0) < n ? 1 : 0;
-      keep[2 * N + r] = (a >= d2 ? 1 : 0) + (b >= d2 ? 1 : 0) + (e3 > d2 ? 1 : 0) < n ? 1 : 0;
-      keep[3 * N + r] = (a >= e3 ? 1 : 0) + (b >= e3 ? 1 : 0) + (d2 >= e3 ? 1 : 0) < n ? 1 : 0;
-    }
-    return;
-  }
-  const inv = new Float64Array(m);
-  for (let j = 0; j < m; j++) inv[j] = 1 / u[(g + j) * K + g + j];
-  const sc = new Float64Array(m);
-  for (let r = 0; r < N; r++) {
-    for (let j = 0; j < m; j++) {
-      const v = wt[(g + j) * N + r] * inv[j];
-      sc[j] = v * v;
-    }
-    for (let j = 0; j < m; j++) {
-      const sj = sc[j];
-      let better = 0;
-      for (let i = 0; i < m; i++) {
-        const si = sc[i];
-        if (si > sj || (si === sj && i < j)) better++;
-      }
-      keep[j * N + r] = better < n ? 1 : 0;
-    }
-  }
-}
-
-/**
- * The OBS sweep of the group of columns [g, g+gm) of a leaf ending at c1, on Wᵀ in place, all rows at once: for
- * every pruned column i, e = w_i/U_ii, w_i = 0, w_j −= e·U_ij for j > i up to c1. Kept weights have e = 0 (their
- * updates subtract zero: the same values, and a −0 weight may become +0). Inside the group the columns go one by
- * one (each e needs the updates of the columns before it); the rest of the leaf then takes the group's updates in
- * one pass per column, each rounded to fp32 as it is applied, so every weight sees exactly the roundings of the
- * one-column-at-a-time sweep (arithmetic of one update in double, rounded once on store, as in the reference).
- * Writes e to errT's row i − errBase (fp32; 0 for kept weights) and the mask; returns Σ e².
- */
-function sweepGroup(
-  wt: Float32Array,
-  u: Float32Array,
-  errT: Float32Array,
-  errBase: number,
-  mask: Uint8Array,
-  N: number,
-  K: number,
-  g: number,
-  gm: number,
-  c1: number,
-  buf: { e: Float64Array; keep: Uint8Array; u: Float64Array },
-): number {
-  const { e, keep, u: us } = buf;
-  let loss = 0;
-  for (let t = 0; t < gm; t++) {
-    const i = g + t;
-    const d = u[i * K + i];
-    const row = i * N;
-    const er = (i - errBase) * N;
-    const eb = t * N;
-    if (mask.length) for (let r = 0; r < N; r++) mask[r * K + i] = keep[eb + r];
-    for (let r = 0; r < N; r++) {
-      if (keep[eb + r] === 1) {
-        e[eb + r] = 0;
-        errT[er + r] = 0;
-        continue;
-      }
-      const v = wt[row + r] / d;
-      e[eb + r] = v;
-      errT[er + r] = v;
-      if (v === 0) continue;
-      loss += v * v;
-      wt[row + r] = 0;
-    }
-    for (let j = i + 1; j < g + gm; j++) {
-      const uij = u[i * K + j];
-      const rj = j * N;
-      for (let r = 0; r < N; r++) wt[rj + r] -= e[eb + r] * uij;
-    }
-  }
-  for (let j = g + gm; j < c1; j++) {
-    const rj = j * N;
-    if (gm === 4) {
-      const u0 = u[g * K + j];
-      const u1 = u[(g + 1) * K + j];
-      const u2 = u[(g + 2) * K + j];
-      const u3 = u[(g + 3) * K + j];
-      for (let r = 0; r < N; r++) {
-        let x = Math.fround(wt[rj + r] - e[r] * u0);
-        x = Math.fround(x - e[N + r] * u1);
-        x = Math.fround(x - e[2 * N + r] * u2);
-        wt[rj + r] = x - e[3 * N + r] * u3;
-      }
-      continue;
-    }
-    for (let t = 0; t < gm; t++) us[t] = u[(g + t) * K + j];
-    for (let r = 0; r < N; r++) {
-      let x = wt[rj + r];
-      for (let t = 0; t < gm; t++) x = Math.fround(x - e[t * N + r] * us[t]);
-      wt[rj + r] = x;
-    }
-  }
-  return loss;
 }
