@@ -285,6 +285,7 @@ async function compressOne(
       effective: false, // nothing here reads it (the codes are checked below)
       scratch: ws.f32('scratch', N * K),
       maskScratch: ws.u8('mask', N * K),
+      codesScratch: ws.u8('codes', N * K), // read into the stored form below, before the next layer reuses it
       signal: ctx.signal,
     },
   );

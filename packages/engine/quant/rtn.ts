@@ -23,7 +23,15 @@ function checkBits(bits: number): asserts bits is QuantBits {
   if (bits !== 4 && bits !== 8) throw new QuantError(`bits must be 4 or 8 (got ${bits})`);
 }
 
-function emptyMatrix(rows: number, cols: number, bits: QuantBits, blockSize: number, symmetric: boolean) {
+/** A matrix to quantize into; `codes` (every entry is overwritten) instead of a fresh array when given. */
+function emptyMatrix(
+  rows: number,
+  cols: number,
+  bits: QuantBits,
+  blockSize: number,
+  symmetric: boolean,
+  codes?: Uint8Array,
+) {
   const blocksPerRow = cols === 0 ? 0 : Math.ceil(cols / blockSize);
   const q: QuantizedMatrix = {
     rows,
@@ -32,7 +40,7 @@ function emptyMatrix(rows: number, cols: number, bits: QuantBits, blockSize: num
     blockSize,
     blocksPerRow,
     symmetric,
-    codes: new Uint8Array(rows * cols),
+    codes: codes ?? new Uint8Array(rows * cols),
     scales: new Float32Array(rows * blocksPerRow),
     zeroPoints: new Uint8Array(rows * blocksPerRow),
   };
@@ -289,9 +297,14 @@ export function quantizeMasked(
   blockSize: number,
   alpha?: number,
   clip: 'none' | 'mse' = 'none',
-  /** Also write residual.out = residual.w − dequantize(q) (out may be `w` itself: it is consumed). */
-  residual?: { w: Float32Array; out: Float32Array },
+  into: {
+    /** Also write residual.out = residual.w − dequantize(q) (out may be `w` itself: it is consumed). */
+    residual?: { w: Float32Array; out: Float32Array };
+    /** rows·cols bytes to hold the codes (q.codes is then this array) instead of a fresh one. */
+    codes?: Uint8Array;
+  } = {},
 ): QuantizedMatrix {
+  const { residual, codes } = into;
   checkMatrix('quantizeMasked', w, rows, cols);
   checkMatrix('quantizeMasked', mask, rows, cols);
   checkBits(bits);
@@ -301,7 +314,8 @@ export function quantizeMasked(
     checkMatrix('quantizeMasked residual', residual.w, rows, cols);
     checkMatrix('quantizeMasked residual', residual.out, rows, cols);
   }
-  const q = emptyMatrix(rows, cols, bits, blockSize, true);
+  if (codes) checkMatrix('quantizeMasked codes', codes, rows, cols);
+  const q = emptyMatrix(rows, cols, bits, blockSize, true, codes);
   if (alpha === undefined && clip === 'mse') {
     quantizeRtnMse(w, q, mask);
     if (residual) dequantizeResidual(q, residual.w, residual.out);

@@ -97,6 +97,11 @@ export interface SlimLayerOptions {
   scratch?: Float32Array;
   /** A buffer of at least N·K bytes for the magnitude/Wanda mask (result.mask is then a view of it). */
   maskScratch?: Uint8Array;
+  /**
+   * A buffer of at least N·K bytes for the magnitude/Wanda sparse part's codes (result.quantized.codes is then a view
+   * of it). Without it one fresh array serves the layer: each re-quantization overwrites the previous sparse part's.
+   */
+  codesScratch?: Uint8Array;
   signal?: AbortSignal;
 }
 
@@ -210,7 +215,7 @@ function groupedStats(q: QuantizedMatrix, n: number, m: number): { zeros: number
       for (let g = k0; g < k1; g += m) {
         const e = Math.min(g + m, k1);
         let nz = 0;
-        for (let i = g; i < e; i++) nz += codes[i] === zp ? 0 : 1;
+        for (let i = g; i < e; i++) nz += +(codes[i] !== zp); // no branch: zeros sit at random in the groups
         zeros += e - g - nz;
         if (nz > worst) worst = nz;
       }
@@ -280,6 +285,8 @@ class SlimRun {
   /** errorRows: ‖X·Wᵀ‖ (measured at the first error) and the latest sparse part's X·(W − W_C)ᵀ. */
   private shared: Promise<SharedErrors> | undefined;
   private rowProduct: { q: QuantizedMatrix; p: unknown } | undefined;
+  /** The masked sparse part's codes (the latest one's: nothing reads an earlier sparse part once it is replaced). */
+  private codes: Uint8Array | undefined;
   /** The sparse part whose residual W − W_C scratch holds now (fit reuses it); cleared when scratch is rewritten. */
   private residualIn: QuantizedMatrix | undefined;
 
@@ -294,6 +301,8 @@ class SlimRun {
     if (o.scratch && o.scratch.length < N * K)
       throw new QuantError(`slimLayer: scratch holds ${o.scratch.length} values, the layer needs ${N * K}`);
     this.scratch = o.scratch ? o.scratch.subarray(0, N * K) : new Float32Array(N * K);
+    if (o.codesScratch && o.codesScratch.length < N * K)
+      throw new QuantError(`slimLayer: codesScratch holds ${o.codesScratch.length} bytes, the layer needs ${N * K}`);
     this.rank = o.rankRatio > 0 ? rankFor(o.rankRatio, N, K) : 0;
     this.randomized = usesRandomizedRoute(N, K, o.svd);
     // The mask of magnitude/Wanda is chosen once on the dense W and kept through the refits.
@@ -394,8 +403,8 @@ class SlimRun {
         if (a !== undefined) this.alpha = a;
         // No masked copy; the residual W − W_C (what the errors and the adapter fit read next) in the same sweep.
         const q = quantizeMasked(target, this.mask, N, K, o.quant.bits, this.blockSize, a, o.quant.clip, {
-          w: this.w,
-          out: scratch,
+          residual: { w: this.w, out: scratch },
+          codes: (this.codes ??= o.codesScratch?.subarray(0, N * K) ?? new Uint8Array(N * K)),
         });
         this.residualIn = q;
         return q;

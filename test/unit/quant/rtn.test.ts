@@ -127,6 +127,45 @@ test('quantizeMasked equals quantizeRtn / quantizeWithClip on the masked copy (p
     }
 });
 
+test('quantizeMasked into reused codes with the residual in the same sweep: the fresh codes and dequantizeResidual', () => {
+  const rows = 5;
+  const cols = 96;
+  const w = Float32Array.from(randn(rows * cols, 11));
+  const mask = Uint8Array.from({ length: rows * cols }, (_, i) => ((i * 7919) % 4 < 2 ? 1 : 0));
+  // Pruned ±Inf and NaN are read as 0 (their groups take the branchy loops); one all-pruned group.
+  for (let i = 0; i < mask.length; i += 13) if (!mask[i]) w[i] = [NaN, Infinity, -Infinity][i % 3];
+  mask.fill(0, 32, 64);
+  const masked = Float32Array.from(w, (v, i) => (mask[i] ? v : 0));
+  for (const [alpha, clip] of [
+    [undefined, 'none'],
+    [0.9, 'none'],
+    [undefined, 'mse'],
+  ] as const) {
+    const spec: QuantSpec = { bits: 4, symmetric: true, groupSize: 32, clip };
+    const want =
+      alpha === undefined ? quantizeRtn(masked, rows, cols, spec) : quantizeWithClip(masked, rows, cols, 4, alpha, 32);
+    const wantRes = dequantizeResidual(want, w, new Float32Array(w.length));
+    const codes = new Uint8Array(w.length).fill(0xab);
+    const out = new Float32Array(w.length).fill(7);
+    const got = quantizeMasked(w, mask, rows, cols, 4, 32, alpha, clip, { codes, residual: { w, out } });
+    assert.equal(got.codes, codes);
+    assert.deepEqual(got.codes, want.codes);
+    assert.deepEqual(got.scales, want.scales);
+    assert.deepEqual(new Int32Array(out.buffer), new Int32Array(wantRes.buffer), `residual α=${alpha} ${clip}`);
+    // In place: the target consumed, W − W_C left in it.
+    const target = w.map((v) => v * 0.5);
+    const wantHalf = dequantizeResidual(quantizeMasked(target, mask, rows, cols, 4, 32, alpha, clip), w, out);
+    quantizeMasked(target, mask, rows, cols, 4, 32, alpha, clip, { residual: { w, out: target } });
+    assert.deepEqual(new Int32Array(target.buffer), new Int32Array(wantHalf.buffer), `in place α=${alpha} ${clip}`);
+  }
+  const kept = w.slice();
+  kept[0] = Infinity;
+  mask[0] = 1;
+  assert.throws(() => quantizeMasked(kept, mask, rows, cols, 4, 32), /non-finite/);
+  kept[0] = NaN;
+  assert.throws(() => quantizeMasked(kept, mask, rows, cols, 4, 32), /non-finite/);
+});
+
 test('zeros stay exactly zero (2:4 zeros survive quantization) in every scheme', () => {
   const rows = 4;
   const cols = 64;
