@@ -157,6 +157,7 @@ function quantizeSymmetricF32(
   const { codes, scales, zeroPoints, blocksPerRow, blockSize: bs } = q;
   const half = 1 << (bits - 1);
   zeroPoints.fill(half);
+  if (mask && alpha === undefined && residual) return maskedWithResidual(w, rows, cols, bits, q, mask, residual);
   const clip = alpha === undefined ? 0 : Math.fround(alpha / (half - 1));
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
@@ -182,6 +183,64 @@ function quantizeSymmetricF32(
       else if (plain) roundGroup(w, mask, k0, k1, 1 / s, half, codes);
       else roundGroupBranchy(w, mask!, k0, k1, 1 / s, half, codes);
       if (residual) residualGroup(residual, codes, k0, k1, half, s);
+    }
+  }
+}
+
+/**
+ * quantizeSymmetricF32 with a mask, the groups' own extremes and the residual (every SLiM sparse part): the loops of
+ * signedExtreme, roundGroup and residualGroup inline (three calls per group of 32 cost as much as the arithmetic).
+ * A group whose w·mask is not finite goes through quantizeSymmetricF32's general steps.
+ */
+function maskedWithResidual(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  bits: QuantBits,
+  q: QuantizedMatrix,
+  mask: Uint8Array,
+  residual: Residual,
+): void {
+  const { codes, scales, blocksPerRow, blockSize: bs } = q;
+  const { w: w0, out } = residual;
+  const half = 1 << (bits - 1);
+  const lo = 0.5;
+  const hi = 2 * half - 0.5;
+  const shift = half + 0.5;
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let b = 0; b < blocksPerRow; b++) {
+      const k0 = base + b * bs;
+      const k1 = base + Math.min(cols, (b + 1) * bs);
+      let mn = 0;
+      let mx = 0;
+      for (let i = k0; i < k1; i++) {
+        const v = w[i] * mask[i];
+        mn = Math.min(mn, v);
+        mx = Math.max(mx, v);
+      }
+      const m = -mn >= mx ? mn : mx;
+      if (m !== m) {
+        // A non-finite weight: pruned ones read as 0, a kept one is an error.
+        const e = signedExtremeBranchy(w, mask, k0, k1);
+        const s = symmetricScale(e, half);
+        if (e !== e || !Number.isFinite(s))
+          throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+        scales[r * blocksPerRow + b] = s;
+        if (s === 0) codes.fill(half, k0, k1);
+        else roundGroupBranchy(w, mask, k0, k1, 1 / s, half, codes);
+        residualGroup(residual, codes, k0, k1, half, s);
+        continue;
+      }
+      const s = symmetricScale(m, half);
+      if (!Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
+      scales[r * blocksPerRow + b] = s;
+      const inv = s === 0 ? 0 : 1 / s; // s = 0: every kept entry is 0, every code the zero point
+      for (let i = k0; i < k1; i++) {
+        const c = Math.min(Math.max(w[i] * mask[i] * inv + shift, lo), hi) | 0;
+        codes[i] = c;
+        out[i] = w0[i] - (c - half) * s;
+      }
     }
   }
 }
