@@ -84,6 +84,41 @@ export const EvaluationSchema = Type.Object(
         description: 'How labels are scored: argmax accuracy, or next-token perplexity (lm). Default auto.',
       }),
     ),
+    latency: Type.Optional(
+      Type.Object(
+        {
+          tolerance: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              maximum: 1,
+              description:
+                "A batch size is timed until the 95% interval of each model's median is within ± this fraction of " +
+                'it (default 0.05), within budgetSeconds.',
+            }),
+          ),
+          budgetSeconds: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              maximum: 3600,
+              description: 'Most seconds spent timing one batch size, both models and warm-ups (default 10).',
+            }),
+          ),
+          maxRuns: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 10000,
+              description: 'Most timed runs per model and batch size (default 50).',
+            }),
+          ),
+        },
+        {
+          ...strict,
+          description:
+            'Latency timing (quantize, slim): ask for a tighter or longer measurement than the default ±5% within 10 s ' +
+            'per batch size.',
+        },
+      ),
+    ),
   },
   strict,
 );

@@ -1,11 +1,16 @@
 // Latency of the dense model against the compressed one on the job's execution provider, for the report: p50/p95
 // of session.run at batch 1 and at a larger batch, runs interleaved (dense, compressed, dense, …) so that load
-// changes on a shared machine hit both alike, with a time budget (warm-ups included); a dense model over 512 MiB is
-// timed apart from the compressed one instead, one session at a time, so timing never holds both models in memory.
+// changes on a shared machine hit both alike; a dense model over 512 MiB is timed apart from the compressed one
+// instead, one session at a time, so timing never holds both models in memory. Timing a batch stops as soon as the
+// measurement is sound, not after a fixed time: once every model's median is known to within `tolerance` (its 95%
+// order-statistic interval, reported as ci95) after `minRuns` runs, or when the next run would end past the batch's
+// budget (warm-ups included; at least one run per model). A session is warmed once, at its first batch; without the
+// CPU arena a run at a new batch size allocates as every later run does, so it gets no warm-up of its own.
 // The caller may hand over a session already open on the compressed model (the runner: the one evaluation ran it in,
-// which saves a session and the warm-up of the batch size evaluation ran); the dense one is then opened alike. Inputs are rows of
-// the calibration/evaluation data when given (the batch is the first `batch` samples, repeated when there are fewer), random values of the
-// declared type otherwise; symbolic dimensions other than the batch axis must then be resolvable from the data.
+// which saves a session and its warm-up); the dense one is then opened alike. Inputs are rows of the
+// calibration/evaluation data when given (the batch is the first `batch` samples, repeated when there are fewer),
+// random values of the declared type otherwise; symbolic dimensions other than the batch axis must then be resolvable
+// from the data.
 import type * as ort from 'onnxruntime-node';
 import type { DataArray } from '../data/types.js';
 import { feedsOf, openSession, type ExecutionProvider, type SessionOptions } from '../runtime/session.js';
@@ -14,6 +19,11 @@ export interface LatencyStats {
   p50: number;
   p95: number;
   runs: number;
+  /**
+   * 95% confidence interval of the median [low, high] from the runs' order statistics (distribution-free); absent
+   * below 6 runs, too few for one.
+   */
+  ci95?: [number, number];
 }
 
 export interface LatencyRow {
@@ -41,10 +51,18 @@ export interface LatencyOptions {
   /** Timed runs per model and batch (fewer when the budget runs out). @defaultValue 50 */
   runs?: number;
   /**
-   * Stop timing a batch size after this many seconds, warm-up runs included (at least one timed run per model).
+   * Time a batch size for at most this many seconds, warm-up runs included: no run starts that would end past it
+   * (at least one timed run per model).
    * @defaultValue 20
    */
   budgetSeconds?: number;
+  /**
+   * Stop timing a batch size once every model has `minRuns` runs and the 95% interval of its median lies within
+   * ± tolerance × p50. @defaultValue none: runs until `runs` or the budget
+   */
+  tolerance?: number;
+  /** Runs per model before `tolerance` may stop a batch. @defaultValue MIN_CI_RUNS (6) */
+  minRuns?: number;
   intraOpNumThreads?: number;
   /** Opens each session (the runner passes its session owner's, for one record of providers and fallbacks). */
   openSession?: (model: string, opts: SessionOptions) => Promise<Opened>;
@@ -88,13 +106,45 @@ export function batchOf(inputs: Map<string, DataArray>, batch: number): Map<stri
   return out;
 }
 
-function stats(times: number[]): LatencyStats {
+/** The fewest runs whose extremes bound the median with 95% confidence (1 − 2 · 2⁻⁶ = 96.9%). */
+export const MIN_CI_RUNS = 6;
+
+/**
+ * 0-based ranks [k, n − 1 − k] of the sorted runs that bound the median with at least `confidence`: the number of
+ * runs below the true median is Binomial(n, ½) whatever the distribution, so [x₍ₖ₎, x₍ₙ₋₁₋ₖ₎] misses it with
+ * probability 2·P(B ≤ k); k is the largest with P(B ≤ k) ≤ (1 − confidence) / 2. Undefined when even the extremes
+ * do not reach the confidence (under 6 runs at 95%).
+ */
+export function medianCiRanks(n: number, confidence = 0.95): [number, number] | undefined {
+  const tail = (1 - confidence) / 2;
+  let p = 0.5 ** n; // P(B = j), from j = 0
+  let cum = p;
+  let k = -1;
+  for (let j = 0; j < n && cum <= tail; j++) {
+    k = j;
+    p = (p * (n - j)) / (j + 1);
+    cum += p;
+  }
+  return k < 0 ? undefined : [k, n - 1 - k];
+}
+
+export function latencyStats(times: readonly number[]): LatencyStats {
   const s = [...times].sort((a, b) => a - b);
-  return {
+  const out: LatencyStats = {
     p50: s[Math.floor(s.length * 0.5)] ?? NaN,
     p95: s[Math.min(s.length - 1, Math.floor(s.length * 0.95))] ?? NaN,
     runs: s.length,
   };
+  const ranks = medianCiRanks(s.length);
+  if (ranks) out.ci95 = [s[ranks[0]], s[ranks[1]]];
+  return out;
+}
+
+/** Whether the median's 95% interval lies within ± tolerance × p50, from at least minRuns runs. */
+function settled(times: readonly number[], tolerance: number, minRuns: number): boolean {
+  if (times.length < Math.max(minRuns, 1)) return false;
+  const { p50, ci95 } = latencyStats(times);
+  return !!ci95 && ci95[1] - p50 <= tolerance * p50 && p50 - ci95[0] <= tolerance * p50;
 }
 
 /** Dense models up to this size are timed interleaved with the compressed one (both sessions open). */
@@ -182,28 +232,49 @@ function latencyNote(order: 'interleaved' | 'dense-first' | 'compressed-first', 
     'dense-first': `milliseconds per session.run, dense then compressed${sequential}`,
     'compressed-first': `milliseconds per session.run, compressed then dense${sequential}`,
   }[order];
+  const arenaOff = o.sessionOptions?.cpuMemArena === false;
   return (
     how +
-    '; p50/p95 over the runs, after one to three warm-up runs per model and batch (none for a batch the compressed ' +
-    "model's session had already run)" +
+    `; p50/p95 over each row's runs (ci95: the median's 95% interval from the runs' order statistics, from ` +
+    `${MIN_CI_RUNS} runs)` +
+    stopNote(order, o) +
+    '; one warm-up run per session (up to three while cheap) at its first batch size' +
+    (arenaOff
+      ? ', none at a later one (without the CPU arena every run allocates afresh, the first at a size as the next)'
+      : ' and at each later one') +
     (o.compressed
-      ? '; the compressed model is timed in the session evaluation ran it in, the dense one in its own'
+      ? "; none for a batch size the compressed model's session had run in evaluation; the compressed model is timed " +
+        'in the session evaluation ran it in, the dense one in its own'
       : '') +
-    (o.sessionOptions?.cpuMemArena === false ? "; sessions without ONNX Runtime's CPU memory arena" : '') +
+    (arenaOff ? "; sessions without ONNX Runtime's CPU memory arena" : '') +
     '; intra-op threads do not spin between runs (ORT session option session.intra_op.allow_spinning = 0)'
   );
 }
 
-/** Warm-up runs per session and batch before timing, at most (the first always; see timeAll). */
+/** When the timing of a batch stopped, for the note. */
+function stopNote(order: 'interleaved' | 'dense-first' | 'compressed-first', o: LatencyOptions): string {
+  const budget = (o.budgetSeconds ?? 20) * (order === 'interleaved' ? 1 : 0.5);
+  const settled =
+    o.tolerance !== undefined
+      ? `once every model's ci95 was within ±${+(o.tolerance * 100).toFixed(2)}% of its p50 after at least ` +
+        `${Math.max(o.minRuns ?? MIN_CI_RUNS, 1)} runs, `
+      : '';
+  return (
+    `; a batch size was timed until ${settled}${o.runs ?? 50} runs, or the last run that fit its budget of ` +
+    `${+budget.toFixed(2)} s ${order === 'interleaved' ? 'for both models' : 'per model'} (warm-ups included; at ` +
+    'least one run per model)'
+  );
+}
+
+/** Warm-up runs per session before timing, at most (the first always; see warmUp). */
 export const WARMUP_RUNS = 3;
 
 /**
  * Times each batch on one session, or on two sessions alternating run by run; `budgetShare` of budgetSeconds is
- * spent per batch, warm-up included. Each session first runs the batch once untimed (its first run allocates and
- * plans memory for the shape); up to WARMUP_RUNS warm-ups while they take under a tenth of the budget, so a model
- * whose run takes seconds is not run three times for nothing. At least one timed run per session, even past the
- * budget. Batch sizes in a session's `warm` set get no warm-up there. Returns per batch the first session's stats as
- * `dense` and the second's as `compressed`.
+ * spent per batch, warm-up included. Each session is warmed up (warmUp) and then timed in rounds until `runs`, until
+ * every session's median is settled to `tolerance`, or until the next round would end past the budget (at least one
+ * timed run per session). `warm[k]` lists batch sizes session k has run already (evaluation's). Returns per batch
+ * the first session's stats as `dense` and the second's as `compressed`.
  */
 async function timeAll(
   feeds: { batch: number; feeds: Record<string, ort.Tensor> }[],
@@ -212,26 +283,63 @@ async function timeAll(
   budgetShare = 1,
   warm: ReadonlySet<number>[] = [],
 ): Promise<Times> {
+  const ran = sessions.map((_, k) => new Set(warm[k]));
+  const arena = o.sessionOptions?.cpuMemArena !== false;
   const out: Times = [];
   for (const { batch, feeds: f } of feeds) {
     const budget = (o.budgetSeconds ?? 20) * 1000 * budgetShare;
     const deadline = performance.now() + budget;
     for (let k = 0; k < sessions.length; k++) {
-      if (warm[k]?.has(batch)) continue;
-      const start = performance.now();
-      for (let i = 0; i < WARMUP_RUNS && (i === 0 || performance.now() - start < budget / 10 / sessions.length); i++) {
-        await sessions[k].run(f);
-      }
+      await warmUp(sessions[k], f, ran[k], batch, arena, budget / 10 / sessions.length);
     }
-    const times: number[][] = sessions.map(() => []);
-    for (let i = 0; i < (o.runs ?? 50) && (i === 0 || performance.now() < deadline); i++) {
-      for (let k = 0; k < sessions.length; k++) {
-        const t0 = performance.now();
-        await sessions[k].run(f);
-        times[k].push(performance.now() - t0);
-      }
-    }
-    out.push({ dense: stats(times[0]), compressed: stats(times[times.length - 1]) });
+    const times = await timedRounds(sessions, f, deadline, o);
+    out.push({ dense: latencyStats(times[0]), compressed: latencyStats(times[times.length - 1]) });
   }
   return out;
+}
+
+/**
+ * Runs `session` on `batch` untimed as far as timing it needs: a session's first run (it initialises the session and
+ * plans memory for the shape), up to WARMUP_RUNS while they take under `cheapMs`, so a model whose run takes seconds
+ * is not run three times for nothing; nothing for a batch it has run; and with the CPU arena off nothing for a new
+ * batch in a session that has run, since each run then allocates its memory afresh, the first at a shape as any
+ * later one (measured at 250 M parameters: a first batch-8 run took 4.07 s of CPU against 4.2–4.5 s for the next
+ * ones). With the arena on, a new batch grows the arena, so it gets its warm-up.
+ */
+async function warmUp(
+  session: ort.InferenceSession,
+  f: Record<string, ort.Tensor>,
+  ran: Set<number>,
+  batch: number,
+  arena: boolean,
+  cheapMs: number,
+): Promise<void> {
+  const needed = !ran.has(batch) && (ran.size === 0 || arena);
+  ran.add(batch);
+  if (!needed) return;
+  const start = performance.now();
+  for (let i = 0; i < WARMUP_RUNS && (i === 0 || performance.now() - start < cheapMs); i++) await session.run(f);
+}
+
+/** Timed rounds (one run per session) of one batch; see timeAll for when they stop. */
+async function timedRounds(
+  sessions: ort.InferenceSession[],
+  f: Record<string, ort.Tensor>,
+  deadline: number,
+  o: LatencyOptions,
+): Promise<number[][]> {
+  const times: number[][] = sessions.map(() => []);
+  const done = () =>
+    o.tolerance !== undefined && times.every((t) => settled(t, o.tolerance!, o.minRuns ?? MIN_CI_RUNS));
+  let round = 0;
+  for (let i = 0; i < (o.runs ?? 50) && (i === 0 || (performance.now() + round <= deadline && !done())); i++) {
+    const r0 = performance.now();
+    for (let k = 0; k < sessions.length; k++) {
+      const t0 = performance.now();
+      await sessions[k].run(f);
+      times[k].push(performance.now() - t0);
+    }
+    round = performance.now() - r0;
+  }
+  return times;
 }

@@ -1,11 +1,21 @@
 // Stage "latency": dense vs compressed p50/p95 at batch 1 and a larger batch, on the execution provider used, for
 // methods that declare they change which kernels run (CompressionMethod.timesLatency: quantize, slim). Sparsity
 // alone changes no kernel (ONNX Runtime has no sparse GEMM), so it is not timed. A compressed model slower than the
-// dense one is flagged. The compressed model is timed in the session evaluation ran it in (runner/evaluate.ts), the
-// dense one in a session opened alike (without ONNX Runtime's CPU arena, threads not spinning; the report's note says
-// so): one session open and the warm-up of evaluation's batch size fewer.
+// dense one is flagged. A batch is timed until both medians are known to ±LATENCY_TOLERANCE (quant/latency.ts),
+// within LATENCY_BUDGET_SECONDS: a small model settles in a fraction of a second, a large one whose run takes
+// seconds gets the runs that fit (at least one per model) instead of a fixed time; the recipe's evaluation.latency
+// asks for a tighter or longer measurement. The compressed model is timed in the session evaluation ran it in
+// (runner/evaluate.ts), the dense one in a session opened alike (without ONNX Runtime's CPU arena, threads not
+// spinning; the report's note says so): one session open and the warm-up of evaluation's batch size fewer.
 import { compareLatency } from '../quant/latency.js';
 import { heldOutData, type RunState } from './state.js';
+
+/** Half-width of the medians' 95% intervals, relative, at which a batch is timed enough. */
+export const LATENCY_TOLERANCE = 0.05;
+/** Most seconds spent timing one batch size, both models and warm-ups together. */
+export const LATENCY_BUDGET_SECONDS = 10;
+/** Most timed runs per model and batch size. */
+export const LATENCY_MAX_RUNS = 50;
 
 export async function measureLatency(s: RunState): Promise<void> {
   if (!s.method!.timesLatency?.(s.recipe)) return;
@@ -14,6 +24,7 @@ export async function measureLatency(s: RunState): Promise<void> {
     s.latency = { measured: false, reason: 'no evaluation or calibration data to time the models on' };
     return;
   }
+  const asked = s.recipe.evaluation?.latency;
   await s.clock.stage(
     'latency',
     async () => {
@@ -26,7 +37,9 @@ export async function measureLatency(s: RunState): Promise<void> {
           executionProviders: [s.sessions.executionProvider],
           openSession: s.sessions.openUntracked,
           batches: s.plan!.fixedBatch ? [s.plan!.fixedBatch] : [1, 8],
-          budgetSeconds: 10,
+          budgetSeconds: asked?.budgetSeconds ?? LATENCY_BUDGET_SECONDS,
+          tolerance: asked?.tolerance ?? LATENCY_TOLERANCE,
+          runs: asked?.maxRuns ?? LATENCY_MAX_RUNS,
           denseBytes: s.inputBytes,
           sessionOptions: { cpuMemArena: false },
           ...(evaluated

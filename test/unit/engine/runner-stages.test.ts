@@ -73,6 +73,20 @@ test('report.stages: quantize declares latency timing and gets a latency stage; 
   // The compressed model is timed in the session evaluation ran it in.
   assert.match(latency.note, /the compressed model is timed in the session evaluation ran it in/);
   assert.ok(latency.rows.every((r) => r.compressed.runs >= 1));
+  // By default a batch is timed until both medians are within ±5% (or 10 s); the recipe may ask otherwise.
+  assert.match(latency.note, /within ±5% of its p50 after at least 6 runs, 50 runs, .* budget of 10 s for both models/);
+  const asked = await run(
+    { method: 'quantize', quant: { bits: 4, groupSize: 16 }, evaluation: { latency: { tolerance: 0.2, maxRuns: 7 } } },
+    c.modelPath,
+    join(dir, 'out-q-asked'),
+    { calibrationPath: c.dataPath },
+  );
+  const l2 = asked.report.latency as {
+    note: string;
+    rows: { dense: { runs: number }; compressed: { runs: number } }[];
+  };
+  assert.match(l2.note, /within ±20% of its p50 after at least 6 runs, 7 runs/);
+  assert.ok(l2.rows.every((r) => r.dense.runs <= 7 && r.compressed.runs <= 7));
   const m = await run({ method: 'sparsity', pattern: '2:4' }, c.modelPath, join(dir, 'out-m'));
   assert.deepEqual(
     m.report.stages!.map((s) => s.name),
