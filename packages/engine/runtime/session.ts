@@ -125,11 +125,14 @@ export function toFloat32(t: { type?: string; dtype?: string; data: unknown }): 
   throw new SessionError(`tensor of type ${type} cannot be read as numbers`);
 }
 
-/** Runs a session, turning ORT's untyped failures into SessionErrors that say which run failed. */
+/**
+ * Runs a session, turning ORT's untyped failures into SessionErrors that say which run failed. `fetches` is a list of
+ * output names, or names mapped to null or to a tensor ORT writes that output into (pre-allocated).
+ */
 export async function runSession(
   session: ort.InferenceSession,
   feeds: Record<string, ort.Tensor>,
-  fetches: string[],
+  fetches: string[] | Record<string, ort.Tensor | null>,
   what: string,
 ): Promise<ort.InferenceSession.ReturnType> {
   try {

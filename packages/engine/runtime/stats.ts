@@ -15,6 +15,7 @@ import { InputError } from '../job-parts.js';
 import type { LayerStats } from '../methods/types.js';
 import type { CaptureOutputs, StatsRequest } from './capture.js';
 import { outputSize } from './conv.js';
+import { ort as loadOrt } from './ort.js';
 import { feedsOf, runSession, toFloat32, type ExecutionProvider } from './session.js';
 
 // A request is what the capture graph computes, so it is declared in capture.ts (which stats.ts reads, not back).
@@ -49,10 +50,10 @@ export interface StatsCollectorOptions {
   /**
    * Model outputs fetched as well in the pass that runs on the session prepare() opened — the model as it was before
    * the method edited anything — and handed over batch by batch in range order (`record`): the dense outputs an
-   * evaluation on the same batches would otherwise compute again (runtime/evaluate.ts DenseOutputs). ONNX Runtime runs
-   * only the nodes a fetch needs, so this adds the model's tail past the last captured activation (e.g. an LM head)
-   * to the pass. `after` gets that session once the pass's batches are done, before it is released (e.g. to run the
-   * dense model over an evaluation set, fetching only its outputs). @defaultValue none
+   * evaluation on the same batches would otherwise compute again (runtime/evaluate.ts DenseOutputs). ONNX Runtime
+   * (1.29) runs every node of the graph whatever is fetched, so this costs the pass only the outputs' copies. `after`
+   * gets that session once the pass's batches are done, before it is released (e.g. to run the dense model over an
+   * evaluation set, fetching only its outputs — each such run still computes every reduction). @defaultValue none
    */
   modelOutputs?: {
     names: string[];
@@ -73,6 +74,8 @@ interface Accumulator {
   rows: number;
   /** The Hessian already holds 2/rows · Σ XᵀX (scaled while the last batch was folded in). */
   scaled?: boolean;
+  /** Where ORT writes the next batch's fp32 XᵀX (fetchesFor): the copy of the previous one, already paged in. */
+  gramOut?: Float32Array;
   sample?: { rows: number; x: Float32Array[] };
 }
 
@@ -195,13 +198,14 @@ export class StatsCollector {
     const accs = reqs.map((req) => newAccumulator(req, capture.outputs.get(req.key)!));
     const outputs = prepared ? this.opts.modelOutputs : undefined;
     const record = outputs?.record ? outputs : undefined;
-    const fetches = record ? [...new Set([...fetchNames(accs), ...record.names])] : fetchNames(accs);
+    const names = record ? [...new Set([...fetchNames(accs), ...record.names])] : fetchNames(accs);
     try {
       let i = 0;
       const n = this.opts.ranges.length;
       for (const batch of batches(this.opts.dataset, this.opts.ranges)) {
         this.opts.signal?.throwIfAborted();
         this.opts.onPass?.({ pass, batch: i, batches: this.opts.ranges.length, activations: reqs.length });
+        const fetches = fetchesFor(accs, names, i === 0);
         const r = await runSession(capture.session, feedsOf(batch.inputs), fetches, 'computing calibration statistics');
         this.runs++;
         for (const acc of accs) accumulate(acc, r, i === 0, i === n - 1);
@@ -244,6 +248,25 @@ function fetchNames(accs: Accumulator[]): string[] {
 }
 
 /**
+ * The fetches of one run, with each Hessian's output pre-allocated: ORT writes the first batch's fp32 XᵀX into the
+ * float64 Hessian's own (not yet used) bytes and later ones into the previous batch's copy, instead of into fresh
+ * buffers of its own. Memory ORT or the binding touches for the first time is what this stage spends most on (on the
+ * 2-core bench VM a fresh 4 KiB page costs ~13 µs, ~3 s per GB); the binding still returns a copy of each output,
+ * which accumulate() folds from.
+ */
+function fetchesFor(accs: Accumulator[], names: string[], first: boolean): Record<string, ort.Tensor | null> {
+  const fetches: Record<string, ort.Tensor | null> = {};
+  for (const n of names) fetches[n] = null;
+  for (const { req, out, hessian, gramOut } of accs) {
+    if (!hessian) continue;
+    const into = first ? new Float32Array(hessian.buffer, hessian.byteOffset, hessian.length) : gramOut;
+    const dims = req.conv ? [req.groups, req.K, req.K] : [req.K, req.K];
+    if (into) fetches[out.hessian!] = new (loadOrt().Tensor)('float32', into, dims);
+  }
+  return fetches;
+}
+
+/**
  * Folds one batch's reductions into `acc`. On the `last` batch the Hessian's 2/rows scale is applied in the same loop
  * (fl(fl(h + x) · s), the operations finish() would do in a second pass over the K×K float64 matrices — on the 245 M
  * LLM 1.25 GB of memory-bound traffic).
@@ -280,11 +303,14 @@ function accumulate(acc: Accumulator, r: ort.InferenceSession.ReturnType, first:
   }
   if (acc.hessian) {
     const x = toFloat32(r[out.hessian!]);
-    if (!last) addInto(acc.hessian, x, `Hessian of "${req.activation}"`);
+    const what = `Hessian of "${req.activation}"`;
+    // The first batch's output was written over the Hessian's bytes (fetchesFor): set, not add.
+    if (!last) (first ? setInto : addInto)(acc.hessian, x, what);
     else {
-      addScaledInto(acc.hessian, x, hessianScale(acc.rows), `Hessian of "${req.activation}"`);
+      (first ? setScaledInto : addScaledInto)(acc.hessian, x, hessianScale(acc.rows), what);
       acc.scaled = true;
     }
+    acc.gramOut = last ? undefined : x;
   }
   if (first && out.sample) {
     const t = r[out.sample];
@@ -298,13 +324,29 @@ function accumulate(acc: Accumulator, r: ort.InferenceSession.ReturnType, first:
 }
 
 function addInto(acc: Float64Array, x: Float32Array, what: string): void {
-  if (x.length !== acc.length) throw new Error(`${what}: ${x.length} values from ONNX Runtime, expected ${acc.length}`);
+  checkLength(acc, x, what);
   for (let i = 0; i < x.length; i++) acc[i] += x[i];
+}
+
+/** acc[i] = 0 + x[i]: what addInto gives on a zeroed acc (−0 included). */
+function setInto(acc: Float64Array, x: Float32Array, what: string): void {
+  checkLength(acc, x, what);
+  for (let i = 0; i < x.length; i++) acc[i] = 0 + x[i];
+}
+
+/** acc[i] = (0 + x[i]) · s: what addScaledInto gives on a zeroed acc. */
+function setScaledInto(acc: Float64Array, x: Float32Array, s: number, what: string): void {
+  checkLength(acc, x, what);
+  for (let i = 0; i < x.length; i++) acc[i] = (0 + x[i]) * s;
+}
+
+function checkLength(acc: Float64Array, x: Float32Array, what: string): void {
+  if (x.length !== acc.length) throw new Error(`${what}: ${x.length} values from ONNX Runtime, expected ${acc.length}`);
 }
 
 /** acc[i] = (acc[i] + x[i]) · s, rounded after each step as two separate passes would. */
 function addScaledInto(acc: Float64Array, x: Float32Array, s: number, what: string): void {
-  if (x.length !== acc.length) throw new Error(`${what}: ${x.length} values from ONNX Runtime, expected ${acc.length}`);
+  checkLength(acc, x, what);
   for (let i = 0; i < x.length; i++) acc[i] = (acc[i] + x[i]) * s;
 }
 

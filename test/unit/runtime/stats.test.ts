@@ -108,6 +108,58 @@ test('MatMul input: x_k and H match float64 brute force; 3 batches give what 1 b
   }
 });
 
+/** Σ over batches of ORT's fp32 XᵀX (a plain Transpose + MatMul graph, ORT's own outputs) in float64, × 2/rows. */
+async function ortGramFold(dir: string, x: Float32Array, K: number, ranges: [number, number][]): Promise<Float64Array> {
+  const b = new GraphBuilder({ opset: 17 });
+  b.input('x', 'float32', ['t', K]);
+  b.node('MatMul', [b.node('Transpose', ['x'], { perm: [1, 0] }), 'x'], {}, { output: 'h' });
+  b.output('h', 'float32', [K, K]);
+  const path = join(dir, `gram-${K}.onnx`);
+  await saveModel(b.build(), path);
+  const { session } = await openSession(path);
+  const h = new Float64Array(K * K);
+  let rows = 0;
+  try {
+    for (const [start, count] of ranges) {
+      const t = new ort.Tensor('float32', x.subarray(start * K, (start + count) * K), [count, K]);
+      const y = (await session.run({ x: t })).h.data as Float32Array;
+      for (let i = 0; i < h.length; i++) h[i] += y[i];
+      rows += count;
+    }
+  } finally {
+    await session.release();
+  }
+  return h.map((v) => v * (2 / rows));
+}
+
+test('H is, bit for bit, the float64 sum of ORT fp32 XᵀX per batch (1 and 3 batches; outputs written in place)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    const K = 96;
+    const b = new GraphBuilder({ opset: 17 });
+    b.input('x', 'float32', ['batch', K]);
+    b.initializer('w', 'float32', [K, 8], randn(K * 8, 81));
+    b.node('MatMul', ['x', 'w'], {}, { name: 'mm', output: 'y' });
+    b.output('y', 'float32', ['batch', 8]);
+    const model = b.build();
+    const x = randn(300 * K, 82);
+    const req = statsRequestFor(model, discoverWeights(model)[0], true);
+    for (const batch of [300, 100]) {
+      const ranges = planBatches(300, batch).ranges;
+      const { c } = collector(model, dir, {
+        dataset: dataset('x', { dtype: 'float32', dims: [300, K], data: x }),
+        ranges,
+        maxHessianBytes: 1 << 20,
+      });
+      c.add(req);
+      const s = await c.get(req.key);
+      assert.deepEqual(s.hessian![0], await ortGramFold(dir, x, K, ranges), `${ranges.length} batch(es)`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('an intermediate activation (Gemm input after Relu) is captured as a graph output', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'stats-'));
   try {
