@@ -147,9 +147,9 @@ export function roundToFloat16(x: Float32Array): Float32Array {
     const bits = u[i];
     const e = (bits >>> 23) & 0xff;
     if (e >= 113 && e <= 142) {
-      let r = (bits & 0xffffe000) >>> 0;
-      const rest = bits & 0x1fff;
-      if (rest > 0x1000 || (rest === 0x1000 && bits & 0x2000)) r += 0x2000;
+      // Round half to even without a branch (the round-up decision is a coin flip per value): adding 0xfff plus the
+      // kept part's lowest bit carries out of the 13 dropped bits exactly when they exceed half, or equal it on odd.
+      const r = ((bits + 0xfff + ((bits >>> 13) & 1)) & 0xffffe000) >>> 0;
       u[i] = ((r >>> 23) & 0xff) === 143 ? (bits & 0x80000000) | 0x7f800000 : r;
     } else out[i] = halfBitsToFloat(floatToHalfBits(out[i]));
   }
