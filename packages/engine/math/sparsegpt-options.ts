@@ -24,6 +24,12 @@ export interface SparseGptOptions {
    * the transposes in and out (the mask stays [rows][cols]). @defaultValue false
    */
   transposed?: boolean;
+  /**
+   * With `transposed` and `outputError`: writes rows [k0, k1) of Wᵀ as it was given (the caller's untouched source,
+   * e.g. the model's stored weight) into `out` ((k1 − k0)·rows values). The output error then re-reads them in small
+   * chunks instead of keeping a K×N copy. @defaultValue a copy is kept
+   */
+  original?: (k0: number, k1: number, out: Float32Array) => void;
   /** Return the mask; false returns an empty one and skips writing it. @defaultValue true */
   mask?: boolean;
   /**

@@ -86,9 +86,8 @@ export async function sparseGpt(
   const wt = opts.transposed ? w : scratch('wt', K * N);
   if (!opts.transposed) transposeInto(w, 0, K, N, K, wt, 0, N);
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
-  // For the error: W₀ᵀ kept (W₀: W with dead columns zeroed), and tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖², before the sweep.
-  const w0t = v ? scratch('w0t', K * N) : undefined;
-  w0t?.set(wt);
+  // For the error: W₀ᵀ (W₀: W with dead columns zeroed), copied or re-read later, and tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖².
+  const w0t = v ? originalRows(wt, N, K, dead, opts, scratch) : undefined;
   const dense = v ? await denseTerms(wt, v, N, K, scratch) : undefined;
 
   // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
@@ -175,7 +174,7 @@ export async function sparseGpt(
  * fp32 GEMM, as relativeOutputError does) from W₀ᵀ and Ŵᵀ.
  */
 async function outputErrorTerms(
-  w0t: Float32Array,
+  w0t: OriginalRows,
   wt: Float32Array,
   N: number,
   K: number,
@@ -188,11 +187,15 @@ async function outputErrorTerms(
   const live = new Uint8Array(K).fill(1);
   for (const k of dead) live[k] = 0;
   let d2 = 0;
-  for (let k = 0; k < K; k++) {
-    if (live[k] === 0) continue;
-    for (let i = k * N; i < (k + 1) * N; i++) {
-      const d = w0t[i] - wt[i];
-      d2 += d * d;
+  for (let k0 = 0; k0 < K; k0 += w0t.step) {
+    const k1 = Math.min(k0 + w0t.step, K);
+    const w0 = w0t.read(k0, k1);
+    for (let k = k0; k < k1; k++) {
+      if (live[k] === 0) continue;
+      for (let i = k * N, o = (k - k0) * N; i < (k + 1) * N; i++, o++) {
+        const d = w0[o] - wt[i];
+        d2 += d * d;
+      }
     }
   }
   let num = sumE2 - damp * d2;
@@ -203,14 +206,56 @@ async function outputErrorTerms(
     transposeInto(t, 0, N, K, N, r, 0, K);
     return r;
   };
-  if (!(den >= dense.vNorm2 * SAFE_FRACTION)) den = (await quadraticTraces(rows(w0t), N, K, hessian)).num;
+  if (!(den >= dense.vNorm2 * SAFE_FRACTION)) den = (await quadraticTraces(rows(w0t.read(0, K)), N, K, hessian)).num;
   if (!(num >= sumE2 * SAFE_FRACTION)) {
     const delta = rows(wt);
-    const w0 = rows(w0t);
+    const w0 = rows(w0t.read(0, K));
     for (let i = 0; i < delta.length; i++) delta[i] = w0[i] - delta[i];
     num = (await quadraticTraces(delta, N, K, hessian)).num;
   }
   return { num, den };
+}
+
+/** Rows [k0, k1) of W₀ᵀ, `step` rows at a time (read(0, K) for all of them, in a fresh array where re-read). */
+interface OriginalRows {
+  step: number;
+  read(k0: number, k1: number): Float32Array;
+}
+
+/** Values per re-read of the original weights (1 MB: stays in cache, costs no fresh pages). */
+const ORIGINAL_CHUNK = 1 << 18;
+
+/**
+ * W₀ᵀ for the output error: a copy of Wᵀ taken now (K×N scratch), or, with `transposed` and `original`, the rows
+ * re-read from the caller's untouched source when needed, in small chunks, dead rows zeroed as in Wᵀ.
+ */
+function originalRows(
+  wt: Float32Array,
+  N: number,
+  K: number,
+  dead: number[],
+  opts: SparseGptOptions,
+  scratch: (name: string, n: number) => Float32Array,
+): OriginalRows {
+  const read = opts.transposed ? opts.original : undefined;
+  if (!read) {
+    const copy = scratch('w0t', K * N);
+    copy.set(wt);
+    return { step: K, read: (k0, k1) => copy.subarray(k0 * N, k1 * N) };
+  }
+  const isDead = new Uint8Array(K);
+  for (const k of dead) isDead[k] = 1;
+  const step = Math.max(1, Math.floor(ORIGINAL_CHUNK / Math.max(1, N)));
+  return {
+    step,
+    read: (k0, k1) => {
+      const n = (k1 - k0) * N;
+      const out = k1 - k0 <= step ? scratch('w0chunk', n) : new Float32Array(n);
+      read(k0, k1, out);
+      for (let k = k0; k < k1; k++) if (isDead[k]) out.fill(0, (k - k0) * N, (k - k0 + 1) * N);
+      return out;
+    },
+  };
 }
 
 /**

@@ -337,6 +337,9 @@ async function pruneStoredSparseGpt(
     dampening: r.dampening ?? 0.01,
     outputError: true,
     transposed: true,
+    // The model keeps the dense weight until storeRewrittenBytes below: the error re-reads it instead of a copy.
+    original: (k0, k1, out) =>
+      readTensorBytesInto(ctx.model, t, k0 * N * 4, new Uint8Array(out.buffer, out.byteOffset, (k1 - k0) * N * 4)),
     mask: false,
     workspace: buffers,
     factors: buffers.sparseGptFactors,

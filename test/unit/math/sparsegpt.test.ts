@@ -233,6 +233,26 @@ test('workspace and factor cache over layers of alternating sizes (recycled fact
   assert.ok(workspace.factorScratch.bytes > 0);
 });
 
+test('transposed with `original` (W₀ re-read in chunks, no copy): the same weights, errors and output error terms', async () => {
+  const [N, K] = [600, 512]; // N·K > one re-read chunk: several chunks
+  const { w, h } = await problem(N, K, 700, 91, true);
+  for (let k = 0; k < K; k++) h[k * K + 37] = h[37 * K + k] = 0; // a dead input: its row of W₀ᵀ reads as zeros
+  const wt = new Float32Array(K * N);
+  for (let r = 0; r < N; r++) for (let k = 0; k < K; k++) wt[k * N + r] = w[r * K + k];
+  const opts: SparseGptOptions = { n: 2, m: 4, outputError: true, transposed: true };
+  const want = wt.slice();
+  const r0 = await sparseGpt(want, N, K, h, opts);
+  const got = wt.slice();
+  const reads: number[] = [];
+  const original = (k0: number, k1: number, out: Float32Array) => {
+    reads.push(k1 - k0);
+    out.set(wt.subarray(k0 * N, k1 * N));
+  };
+  assert.deepEqual(await sparseGpt(got, N, K, h, { ...opts, original }), r0);
+  assert.deepEqual(got, want);
+  assert.ok(reads.length > 1 && reads.reduce((a, b) => a + b, 0) === K);
+});
+
 test('bad inputs give typed errors; a singular Hessian without dampening is NotPositiveDefinite; abort works', async () => {
   const w = new Float32Array(8);
   const h = new Float64Array(16);
