@@ -1,12 +1,13 @@
 // Streaming calibration statistics, reduced inside ONNX Runtime. Each pass opens a capture session on the model with
-// the reductions of its requests appended (capture.ts: per-channel Σx², XᵀX, a row sample), streams the calibration
-// batches through it once — one ORT run per batch for every layer of the pass — and folds each batch's fp32
-// reductions into float64 accumulators here (fp32 within a batch, like one MLAS GEMM; float64 across batches so that
-// many batches do not drift). Only K-vectors, K×K matrices and the bounded sample leave ORT; activations never do.
-// Hessians are bounded: `maxHessianBytes` is the total of float64 Hessians held at once, and a second pass runs only
-// for requests whose Hessians did not fit next to the first pass's (each batch's fp32 XᵀX outputs, copied out of ORT
-// and folded in at once, add up to half of that while a batch is being folded). Requests without a Hessian always join the current pass. A pass runs when a method
-// first asks for one of its activations; its session is released when the pass ends. Several weights reading one
+// the reductions of its requests appended (capture.ts: per-channel Σx², XᵀX as the tiles on and above its block
+// diagonal, a row sample), streams the calibration batches through it once — one ORT run per batch for every layer of
+// the pass — and folds each batch's fp32 reductions into float64 accumulators here (gram.ts for the tiles; fp32 within
+// a batch, like one MLAS GEMM; float64 across batches so that many batches do not drift). Only K-vectors, K×K tiles
+// and the bounded sample leave ORT; activations never do. Hessians are bounded: `maxHessianBytes` is the total of
+// float64 Hessians held at once, and a second pass runs only for requests whose Hessians did not fit next to the first
+// pass's (each batch's fp32 XᵀX tiles, copied out of ORT and folded in at once, add up to at most half of that while a
+// batch is being folded). Requests without a Hessian always join the current pass. A pass runs when a method first
+// asks for one of its activations; its session is released when the pass ends. Several weights reading one
 // activation share one entry.
 import type * as ort from 'onnxruntime-node';
 import { batches, type Batch } from '../data/dataset.js';
@@ -15,6 +16,7 @@ import { InputError } from '../job-parts.js';
 import type { LayerStats } from '../methods/types.js';
 import type { CaptureOutputs, StatsRequest } from './capture.js';
 import { outputSize } from './conv.js';
+import { foldTile, mirrorTiles, tileOffsets } from './gram.js';
 import { ort as loadOrt } from './ort.js';
 import { feedsOf, runSession, toFloat32, type ExecutionProvider } from './session.js';
 
@@ -74,8 +76,8 @@ interface Accumulator {
   rows: number;
   /** The Hessian already holds 2/rows · Σ XᵀX (scaled while the last batch was folded in). */
   scaled?: boolean;
-  /** Where ORT writes the next batch's fp32 XᵀX (fetchesFor): the copy of the previous one, already paged in. */
-  gramOut?: Float32Array;
+  /** Where ORT writes the next batch's fp32 XᵀX tiles (fetchesFor): the copies of the previous ones, paged in. */
+  gramOut?: Float32Array[];
   sample?: { rows: number; x: Float32Array[] };
 }
 
@@ -241,16 +243,16 @@ function fetchNames(accs: Accumulator[]): string[] {
   for (const a of accs) {
     names.add(a.out.shape);
     names.add(a.out.sumSq);
-    if (a.out.hessian) names.add(a.out.hessian);
+    for (const t of a.out.hessian ?? []) names.add(t.name);
     if (a.out.sample) names.add(a.out.sample);
   }
   return [...names];
 }
 
 /**
- * The fetches of one run, with each Hessian's output pre-allocated: ORT writes the first batch's fp32 XᵀX into the
- * float64 Hessian's own (not yet used) bytes and later ones into the previous batch's copy, instead of into fresh
- * buffers of its own. Memory ORT or the binding touches for the first time is what this stage spends most on (on the
+ * The fetches of one run, with each Hessian's outputs pre-allocated: ORT writes the first batch's fp32 XᵀX tiles into
+ * the float64 Hessian's own (not yet used) bytes and later ones into the previous batch's copies, instead of into
+ * fresh buffers of its own. Memory ORT or the binding touches for the first time is what this stage spends most on (on the
  * 2-core bench VM a fresh 4 KiB page costs ~13 µs, ~3 s per GB); the binding still returns a copy of each output,
  * which accumulate() folds from.
  */
@@ -259,9 +261,14 @@ function fetchesFor(accs: Accumulator[], names: string[], first: boolean): Recor
   for (const n of names) fetches[n] = null;
   for (const { req, out, hessian, gramOut } of accs) {
     if (!hessian) continue;
-    const into = first ? new Float32Array(hessian.buffer, hessian.byteOffset, hessian.length) : gramOut;
-    const dims = req.conv ? [req.groups, req.K, req.K] : [req.K, req.K];
-    if (into) fetches[out.hessian!] = new (loadOrt().Tensor)('float32', into, dims);
+    const tiles = out.hessian!;
+    const offsets = tileOffsets(tiles, req.groups);
+    tiles.forEach((t, k) => {
+      const n = req.groups * t.rows * t.cols;
+      const into = first ? new Float32Array(hessian.buffer, hessian.byteOffset + 4 * offsets[k], n) : gramOut?.[k];
+      const dims = req.conv ? [req.groups, t.rows, t.cols] : [t.rows, t.cols];
+      if (into) fetches[t.name] = new (loadOrt().Tensor)('float32', into, dims);
+    });
   }
   return fetches;
 }
@@ -302,15 +309,17 @@ function accumulate(acc: Accumulator, r: ort.InferenceSession.ReturnType, first:
     acc.rows += dims[0] * o.oh * o.ow;
   }
   if (acc.hessian) {
-    const x = toFloat32(r[out.hessian!]);
+    // The first batch's tiles were written over the Hessian's bytes (fetchesFor): foldTile sets instead of adding.
+    const h = acc.hessian;
+    const scale = last ? hessianScale(acc.rows) : undefined;
     const what = `Hessian of "${req.activation}"`;
-    // The first batch's output was written over the Hessian's bytes (fetchesFor): set, not add.
-    if (!last) (first ? setInto : addInto)(acc.hessian, x, what);
-    else {
-      (first ? setScaledInto : addScaledInto)(acc.hessian, x, hessianScale(acc.rows), what);
-      acc.scaled = true;
-    }
-    acc.gramOut = last ? undefined : x;
+    const copies = out.hessian!.map((t) => {
+      const x = toFloat32(r[t.name]);
+      foldTile(h, x, t, req.K, req.groups, first, scale, what);
+      return x;
+    });
+    acc.gramOut = last ? undefined : copies;
+    acc.scaled = last;
   }
   if (first && out.sample) {
     const t = r[out.sample];
@@ -324,30 +333,8 @@ function accumulate(acc: Accumulator, r: ort.InferenceSession.ReturnType, first:
 }
 
 function addInto(acc: Float64Array, x: Float32Array, what: string): void {
-  checkLength(acc, x, what);
-  for (let i = 0; i < x.length; i++) acc[i] += x[i];
-}
-
-/** acc[i] = 0 + x[i]: what addInto gives on a zeroed acc (−0 included). */
-function setInto(acc: Float64Array, x: Float32Array, what: string): void {
-  checkLength(acc, x, what);
-  for (let i = 0; i < x.length; i++) acc[i] = 0 + x[i];
-}
-
-/** acc[i] = (0 + x[i]) · s: what addScaledInto gives on a zeroed acc. */
-function setScaledInto(acc: Float64Array, x: Float32Array, s: number, what: string): void {
-  checkLength(acc, x, what);
-  for (let i = 0; i < x.length; i++) acc[i] = (0 + x[i]) * s;
-}
-
-function checkLength(acc: Float64Array, x: Float32Array, what: string): void {
   if (x.length !== acc.length) throw new Error(`${what}: ${x.length} values from ONNX Runtime, expected ${acc.length}`);
-}
-
-/** acc[i] = (acc[i] + x[i]) · s, rounded after each step as two separate passes would. */
-function addScaledInto(acc: Float64Array, x: Float32Array, s: number, what: string): void {
-  checkLength(acc, x, what);
-  for (let i = 0; i < x.length; i++) acc[i] = (acc[i] + x[i]) * s;
+  for (let i = 0; i < x.length; i++) acc[i] += x[i];
 }
 
 function hessianScale(rows: number): number {
@@ -377,6 +364,7 @@ function finish(acc: Accumulator): LayerStats {
       if (!acc.scaled) for (let i = 0; i < kk; i++) hm[i] *= scale;
       return hm;
     });
+    mirrorTiles(acc.hessian, acc.out.hessian!, req.K, req.groups);
   }
   if (acc.sample) stats.sample = acc.sample;
   return stats;

@@ -132,10 +132,18 @@ async function ortGramFold(dir: string, x: Float32Array, K: number, ranges: [num
   return h.map((v) => v * (2 / rows));
 }
 
-test('H is, bit for bit, the float64 sum of ORT fp32 XᵀX per batch (1 and 3 batches; outputs written in place)', async () => {
+test('H is, bit for bit, the float64 sum of ORT fp32 XᵀX per batch (1 and 3 batches; 1, 2 and 3 tiles a side)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'stats-'));
   try {
-    const K = 96;
+    // K > GRAM_BLOCK: XᵀX is computed as the tiles above the block diagonal and mirrored (uneven blocks at 1600).
+    for (const K of [96, 1000, 1600]) await gramMatchesOrt(dir, K);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function gramMatchesOrt(dir: string, K: number): Promise<void> {
+  {
     const b = new GraphBuilder({ opset: 17 });
     b.input('x', 'float32', ['batch', K]);
     b.initializer('w', 'float32', [K, 8], randn(K * 8, 81));
@@ -149,16 +157,14 @@ test('H is, bit for bit, the float64 sum of ORT fp32 XᵀX per batch (1 and 3 ba
       const { c } = collector(model, dir, {
         dataset: dataset('x', { dtype: 'float32', dims: [300, K], data: x }),
         ranges,
-        maxHessianBytes: 1 << 20,
+        maxHessianBytes: 1 << 25,
       });
       c.add(req);
       const s = await c.get(req.key);
-      assert.deepEqual(s.hessian![0], await ortGramFold(dir, x, K, ranges), `${ranges.length} batch(es)`);
+      assert.deepEqual(s.hessian![0], await ortGramFold(dir, x, K, ranges), `K ${K}, ${ranges.length} batch(es)`);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
-});
+}
 
 test('an intermediate activation (Gemm input after Relu) is captured as a graph output', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'stats-'));
@@ -441,6 +447,8 @@ test('Conv (grouped + SAME_UPPER, dilation, Conv1d): in-graph patches equal the 
       },
       { spatial: 2, dims: [2, 4, 8, 9], w: [4, 4, 2, 3], attrs: { dilations: [2, 1], pads: [1, 0, 2, 1] } },
       { spatial: 1, dims: [3, 4, 13], w: [6, 4, 3], attrs: { strides: [2], pads: [2, 1] } },
+      // K = 3·3·88 = 792 > GRAM_BLOCK: two tiles a side per group.
+      { spatial: 2, dims: [2, 176, 5, 5], w: [4, 88, 3, 3], attrs: { group: 2, pads: [1, 1, 1, 1] } },
     ];
     for (const k of cases) {
       const b = new GraphBuilder({ opset: 17 });
@@ -464,7 +472,7 @@ test('Conv (grouped + SAME_UPPER, dilation, Conv1d): in-graph patches equal the 
       const { c } = collector(model, dir, {
         dataset: dataset('x', { dtype: 'float32', dims: k.dims, data: x }),
         ranges: planBatches(k.dims[0], 1).ranges,
-        maxHessianBytes: 1 << 20,
+        maxHessianBytes: 1 << 25,
       });
       c.add({ ...req, sampleRows: 5 });
       const s = await c.get(req.key);
