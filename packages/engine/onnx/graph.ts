@@ -87,21 +87,50 @@ function nameInUse(model: LoadedModel, name: string): boolean {
   return used;
 }
 
+/**
+ * Every name the model uses (what nameInUse scans for), in one walk: for a caller that asks about many names while
+ * only adding names itself (one layer's replacement), instead of one full scan per name. The caller owns it; it is
+ * exact until the graph is changed by anything that does not add to it (see uniqueName, addInitializer).
+ */
+export function usedNames(model: LoadedModel): Set<string> {
+  const used = new Set<string>();
+  walkGraphs(model.proto, (v) => {
+    const g = v.graph;
+    for (const i of g.input) used.add(i.name);
+    for (const o of g.output) used.add(o.name);
+    for (const i of g.valueInfo) used.add(i.name);
+    for (const t of g.initializer) used.add(t.name);
+    for (const s of g.sparseInitializer) if (s.values) used.add(s.values.name);
+    for (const n of g.node) {
+      used.add(n.name);
+      for (const x of n.output) used.add(x);
+      for (const x of n.input) used.add(x);
+    }
+  });
+  return used;
+}
+
 interface NameState {
   handed: Set<string>;
   nextSuffix: Map<string, number>;
 }
 const reserved = new WeakMap<LoadedModel, NameState>();
 
-/** A name not used anywhere in the model (nor handed out before by this function): `base`, `base_1`, `base_2`, … */
-export function uniqueName(model: LoadedModel, base: string): string {
+/**
+ * A name not used anywhere in the model (nor handed out before by this function): `base`, `base_1`, `base_2`, …
+ * `used` (from usedNames, kept current by the caller) replaces the scan of the model per candidate; the name
+ * returned is added to it.
+ */
+export function uniqueName(model: LoadedModel, base: string, used?: Set<string>): string {
   let st = reserved.get(model);
   if (!st) reserved.set(model, (st = { handed: new Set(), nextSuffix: new Map() }));
   let i = st.nextSuffix.get(base) ?? 0;
   let name = i ? `${base}_${i}` : base;
-  while (st.handed.has(name) || nameInUse(model, name)) name = `${base}_${++i}`;
+  const inUse = used ? (x: string) => used.has(x) : (x: string) => nameInUse(model, x);
+  while (st.handed.has(name) || inUse(name)) name = `${base}_${++i}`;
   st.nextSuffix.set(base, i + 1);
   st.handed.add(name);
+  used?.add(name);
   return name;
 }
 
@@ -191,12 +220,16 @@ export function insertNodesBefore(model: LoadedModel, consumer: NodeProto, nodes
   v.graph.node.splice(v.graph.node.indexOf(consumer), 0, ...nodes);
 }
 
-/** Adds an initializer to the main graph (or `graph`); its name must be unused. */
-export function addInitializer(model: LoadedModel, tensor: TensorProto, graph?: GraphProto): void {
+/**
+ * Adds an initializer to the main graph (or `graph`); its name must be unused. `used` (see usedNames) replaces
+ * the scan of the model and gets the name.
+ */
+export function addInitializer(model: LoadedModel, tensor: TensorProto, graph?: GraphProto, used?: Set<string>): void {
   if (!tensor.name) throw new OnnxError('invalid-argument', 'an initializer needs a name');
-  if (nameInUse(model, tensor.name))
+  if (used ? used.has(tensor.name) : nameInUse(model, tensor.name))
     throw new OnnxError('invalid-argument', `name '${tensor.name}' is already used in the model`);
   (graph ?? model.proto.graph!).initializer.push(tensor);
+  used?.add(tensor.name);
 }
 
 /** Removes an initializer / sparse initializer / Constant node named `name` when nothing reads it. */

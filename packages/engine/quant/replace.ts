@@ -11,7 +11,9 @@ import {
   findNode,
   removeInitializerIfUnused,
   uniqueName,
+  usedNames,
   valueElemType,
+  type FoundNode,
 } from '../onnx/graph.js';
 import type { LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
@@ -78,30 +80,56 @@ export function replaceBlocker(
   /** One group per output row: ORT's contrib DequantizeLinear can then stand in when the opset cannot be raised. */
   perChannel = false,
 ): string | undefined {
+  return inspectConsumer(model, w, format, qdqOpset, perChannel).blocker;
+}
+
+interface ConsumerCheck {
+  blocker?: string;
+  found?: FoundNode;
+  /** The activation's dtype, when the check had to resolve it (resolving walks the whole model). */
+  dtype?: { value: FloatDtype | undefined };
+}
+
+/** replaceBlocker, keeping the consumer and activation dtype it looked up so a replacement need not redo them. */
+function inspectConsumer(
+  model: LoadedModel,
+  w: WeightRef,
+  format: Format,
+  qdqOpset: number,
+  perChannel: boolean,
+): ConsumerCheck {
   if ((format === 'qdq' || w.op === 'Conv') && !perChannel) {
     try {
       checkOpset(model, qdqOpset);
     } catch (e) {
-      return (
-        `DequantizeLinear with block-wise scales needs opset ${qdqOpset}: ${(e as Error).message} ` +
-        '(groupSize "channel" works at any opset through com.microsoft DequantizeLinear)'
-      );
+      return {
+        blocker:
+          `DequantizeLinear with block-wise scales needs opset ${qdqOpset}: ${(e as Error).message} ` +
+          '(groupSize "channel" works at any opset through com.microsoft DequantizeLinear)',
+      };
     }
   }
   const found = findNode(model, w.node, w.graphPath);
-  if (!found) return `consumer node '${w.node}' not found`;
+  if (!found) return { blocker: `consumer node '${w.node}' not found` };
   const n = found.node;
   if (w.op === 'Gemm') {
     const attr = (name: string, d: number) => {
       const a = n.attribute.find((x) => x.name === name);
       return a ? (a.type === 1 ? a.f : Number(a.i)) : d;
     };
-    if (attr('transA', 0) !== 0) return 'Gemm with transA=1';
-    if (attr('alpha', 1) !== 1) return 'Gemm with alpha ≠ 1';
-    if (n.input[2] && attr('beta', 1) !== 1) return 'Gemm with a bias scaled by beta ≠ 1';
+    const gemm =
+      attr('transA', 0) !== 0
+        ? 'Gemm with transA=1'
+        : attr('alpha', 1) !== 1
+          ? 'Gemm with alpha ≠ 1'
+          : n.input[2] && attr('beta', 1) !== 1
+            ? 'Gemm with a bias scaled by beta ≠ 1'
+            : undefined;
+    if (gemm) return { blocker: gemm, found };
   }
-  if (w.op === 'Conv' && format === 'matmulnbits') return undefined; // Conv goes QDQ; checked there
-  return activationDtype(model, w) ? undefined : 'activation is neither float32 nor float16';
+  if (w.op === 'Conv' && format === 'matmulnbits') return { found }; // Conv goes QDQ; checked there
+  const dtype = { value: activationDtype(model, w) };
+  return { blocker: dtype.value ? undefined : 'activation is neither float32 nor float16', found, dtype };
 }
 
 function activationDtype(model: LoadedModel, w: WeightRef): FloatDtype | undefined {
@@ -166,22 +194,25 @@ export function replaceWithQuantized(
 ): ReplaceResult {
   if (!q && !(o.packed && o.format === 'matmulnbits' && w.op !== 'Conv'))
     throw new QuantError(`${w.name}: nothing to write (no quantized matrix)`);
-  const blocker = replaceBlocker(
+  const check = inspectConsumer(
     model,
     w,
     o.format,
     q && (q.bits === 4 || q.blocksPerRow > 1) ? 21 : 13,
     !!q && q.blocksPerRow === 1,
   );
-  if (blocker) throw new QuantError(`${w.name}: ${blocker}`);
-  const found = findNode(model, w.node, w.graphPath)!;
+  if (check.blocker) throw new QuantError(`${w.name}: ${check.blocker}`);
+  const found = check.found!;
   const consumer = found.node;
   const graph = found.graph;
-  const dtype = activationDtype(model, w) ?? 'float32';
+  const dtype = (check.dtype ? check.dtype.value : activationDtype(model, w)) ?? 'float32';
   const x = consumer.input[0];
   const weightValue = consumer.input[1];
   const out = consumer.output[0];
-  const base = uniqueName(model, w.node.replace(/[^A-Za-z0-9_.-]/g, '_') || 'layer');
+  // One walk for every name this replacement checks: until the commit below only uniqueName and addInitializer
+  // change the graph, and both add what they take to `used`.
+  const used = usedNames(model);
+  const base = uniqueName(model, w.node.replace(/[^A-Za-z0-9_.-]/g, '_') || 'layer', used);
   const useNBits = o.format === 'matmulnbits' && w.op !== 'Conv';
   // Check what the new nodes need before touching anything.
   const dqOpset = useNBits ? 0 : q!.bits === 4 || q!.blocksPerRow > 1 ? 21 : 13;
@@ -199,11 +230,11 @@ export function replaceWithQuantized(
   const quantAdapters = o.adapter?.quantized;
   const newNodes: NodeProto[] = [];
   const inits: TensorProto[] = [];
-  const coreOut = o.adapter && o.adapter.rank > 0 ? uniqueName(model, `${base}_core`) : out;
+  const coreOut = o.adapter && o.adapter.rank > 0 ? uniqueName(model, `${base}_core`, used) : out;
   let route: string;
   const bias = w.op === 'Gemm' && consumer.input[2] ? consumer.input[2] : undefined;
   if (useNBits) {
-    const mmOut = bias ? uniqueName(model, `${base}_nobias`) : coreOut;
+    const mmOut = bias ? uniqueName(model, `${base}_nobias`, used) : coreOut;
     const r = matMulNBitsNode({
       name: `${base}_MatMulNBits`,
       input: x,
@@ -271,7 +302,7 @@ export function replaceWithQuantized(
     else ensureOpset(model, '', dqOpset);
     if (dqOpset >= 21) bumpIr(model); // int4 tensors need IR 10 whichever domain reads them
   }
-  for (const t of inits) addInitializer(model, t);
+  for (const t of inits) addInitializer(model, t, undefined, used);
   const idx = graph.node.indexOf(consumer);
   graph.node.splice(idx, 1, ...newNodes);
   removeDeadWeight(model, graph, weightValue, w.name);
