@@ -15,6 +15,7 @@ import {
   renameProducerOutput,
   replaceAllUses,
   uniqueName,
+  usedNames,
 } from '../../../packages/engine/onnx/graph.js';
 import { makeTensor } from '../../../packages/engine/onnx/tensor.js';
 import { discoverWeights } from '../../../packages/engine/onnx/weights.js';
@@ -77,6 +78,26 @@ test('uniqueName never repeats and avoids every existing name', () => {
   assert.notEqual(a, 'W1');
   assert.notEqual(a, b);
   assert.equal(uniqueName(m, 'fresh'), 'fresh');
+});
+
+test('uniqueName/addInitializer with a usedNames set pick the same names as the full scan, subgraphs included', () => {
+  for (const make of [mlpModel, ifModel]) {
+    const scan = make();
+    const indexed = make();
+    const used = usedNames(indexed);
+    const bases = [...used].filter((n) => n).slice(0, 12);
+    for (const b of [...bases, ...bases, 'fresh', 'fresh'])
+      assert.equal(uniqueName(indexed, b, used), uniqueName(scan, b), b);
+    const t = makeTensor(uniqueName(scan, 'init'), 'float32', [], [1]);
+    assert.ok(!used.has(t.name));
+    addInitializer(indexed, t, undefined, used);
+    assert.ok(used.has(t.name));
+    assert.throws(() => addInitializer(indexed, t, undefined, used), /already used/);
+    assert.throws(
+      () => addInitializer(indexed, makeTensor(bases[0], 'float32', [], [1]), undefined, used),
+      /already used/,
+    );
+  }
 });
 
 test('insert a node before a consumer, rewire, and drop what became unused: ORT matches the algebra', async () => {
