@@ -70,8 +70,8 @@ export interface LatencyOptions {
   denseBytes?: number;
   /** @defaultValue DEFAULT_INTERLEAVE_MAX_BYTES (512 MiB) */
   interleaveMaxBytes?: number;
-  /** Options of every session opened here (the note says when the CPU arena is off). @defaultValue ORT's */
-  sessionOptions?: Pick<SessionOptions, 'cpuMemArena'>;
+  /** Options of every session opened here (the note says whether the CPU arena is on). @defaultValue ORT's */
+  sessionOptions?: Pick<SessionOptions, 'cpuMemArena' | 'memPattern'>;
   /**
    * A session already open on the compressed model (the one evaluation ran it in), timed instead of opening
    * `compressedPath`; the dense session is pinned to its provider. compareLatency calls `release` once done with it
@@ -246,7 +246,10 @@ function latencyNote(order: 'interleaved' | 'dense-first' | 'compressed-first', 
       ? "; none for a batch size the compressed model's session had run in evaluation; the compressed model is timed " +
         'in the session evaluation ran it in, the dense one in its own'
       : '') +
-    (arenaOff ? "; sessions without ONNX Runtime's CPU memory arena" : '') +
+    (arenaOff
+      ? "; sessions without ONNX Runtime's CPU memory arena"
+      : "; sessions with ONNX Runtime's CPU memory arena (its default, as a deployment runs the model)") +
+    (o.sessionOptions?.memPattern === false ? ' and without its memory pattern (the same time, less memory)' : '') +
     '; intra-op threads do not spin between runs (ORT session option session.intra_op.allow_spinning = 0)'
   );
 }

@@ -6,6 +6,7 @@
 // again; else (or if that pass never ran) it is opened here. The compressed model's session is left open for the latency stage when the
 // method is timed (it then times the compressed model there).
 import { evaluateModels } from '../runtime/evaluate.js';
+import { TIMED_SESSION_OPTIONS } from './latency.js';
 import { evaluationRanges, heldOutData, type RunState } from './state.js';
 
 export async function evaluate(s: RunState): Promise<void> {
@@ -22,18 +23,19 @@ export async function evaluate(s: RunState): Promise<void> {
       const { recipe } = s;
       const ranges = evaluationRanges(s, evalSet);
       // The compressed model's session is kept for the latency stage when the method is timed (runner/latency.ts), so
-      // it is opened as timing wants it: intra-op threads that do not spin.
+      // it is opened as timing wants it (TIMED_SESSION_OPTIONS: ONNX Runtime's CPU arena on, as a deployment runs it)
+      // and with intra-op threads that do not spin. The arena changes no output, only where a run's buffers come from.
       const timed = !!s.method!.timesLatency?.(s.recipe);
       const warm = [...new Set(ranges.ranges.map(([a, b]) => b - a))];
       const open =
         (path: string, keep = false) =>
         async () => {
-          // No CPU arena: it would keep the run's high-water mark of intermediates next to the weights (one forward
-          // pass per batch, so the arena saves little time here).
-          const session = await s.sessions.open(path, {
-            cpuMemArena: false,
-            ...(keep ? { allowSpinning: false } : {}),
-          });
+          // Else no CPU arena: it would keep the run's high-water mark of intermediates next to the weights (one
+          // forward pass per batch, so the arena saves little time here; Wanda's memory target counts on it).
+          const session = await s.sessions.open(
+            path,
+            keep ? { ...TIMED_SESSION_OPTIONS, allowSpinning: false } : { cpuMemArena: false },
+          );
           const release = async () => {
             if (keep) s.evaluated = { session, batches: warm };
             else await s.sessions.release(session);

@@ -92,7 +92,7 @@ export interface RunState {
   // evaluate, latency
   quality?: Record<string, unknown>;
   /**
-   * The session evaluation ran the compressed model in (arena off, no spinning) and the batch sizes it ran, left open
+   * The session evaluation ran the compressed model in (CPU arena on, no spinning) and the batch sizes it ran, left open
    * for the latency stage when the method is timed; latency releases it.
    */
   evaluated?: { session: ort.InferenceSession; batches: number[] };

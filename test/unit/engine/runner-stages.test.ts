@@ -86,6 +86,8 @@ test('report.stages: quantize declares latency timing and gets a latency stage; 
     rows: { dense: { runs: number }; compressed: { runs: number } }[];
   };
   assert.match(l2.note, /within ±20% of its p50 after at least 6 runs, 7 runs/);
+  // Timed as a deployment runs the models: with ONNX Runtime's CPU arena (evaluation's session included).
+  assert.match(l2.note, /sessions with ONNX Runtime's CPU memory arena \(its default.* without its memory pattern/);
   assert.ok(l2.rows.every((r) => r.dense.runs <= 7 && r.compressed.runs <= 7));
   const m = await run({ method: 'sparsity', pattern: '2:4' }, c.modelPath, join(dir, 'out-m'));
   assert.deepEqual(
@@ -95,13 +97,35 @@ test('report.stages: quantize declares latency timing and gets a latency stage; 
   assert.equal(m.report.latency, undefined);
 });
 
+test("a timed method's evaluation runs the compressed model with the CPU arena: same numbers as without", async () => {
+  const lm = await writeCase(dir, 'lm-arena', transformer(), { ids: tokenData(10) });
+  const out = join(dir, 'out-arena');
+  const r = await run(
+    { method: 'quantize', quant: { bits: 4, groupSize: 16 }, calibration: { batchSize: 3 } },
+    lm.modelPath,
+    out,
+    { calibrationPath: lm.dataPath },
+  );
+  assert.ok(r.report.latency, 'quantize is timed, so evaluation kept its session for latency');
+  const q = r.report.quality as { relativeError: number; compressed: { nll: number }; dense: { nll: number } };
+  // The arena changes where a run's buffers come from, not its outputs: bit for bit the arena-off route's numbers.
+  for (const arena of [false, true]) {
+    const ref = await sideBySide(lm.modelPath, join(out, 'model.onnx'), lm.dataPath, arena);
+    assert.equal(q.relativeError, ref.fidelity.relativeError, `arena ${arena}`);
+    assert.equal(q.dense.nll, ref.dense.nll);
+    assert.equal(q.compressed.nll, ref.compressed.nll);
+  }
+  assert.ok(q.relativeError > 0, 'the models differ');
+});
+
 /** A side-by-side reference: both sessions open, fidelity and LM scores accumulated batch by batch. */
-async function sideBySide(densePath: string, compressedPath: string, dataPath: string) {
+async function sideBySide(densePath: string, compressedPath: string, dataPath: string, cpuMemArena?: boolean) {
   const model = await loadModel(densePath);
   const data = await loadDataset(dataPath, modelInputSpecs(model.proto));
   const ranges = planBatches(data.samples, 3).ranges;
-  const a = await openSession(densePath);
-  const b = await openSession(compressedPath);
+  const so = cpuMemArena === undefined ? {} : { cpuMemArena };
+  const a = await openSession(densePath, so);
+  const b = await openSession(compressedPath, so);
   const fid = new FidelityAccumulator();
   const lmD = new LmAccumulator();
   const lmC = new LmAccumulator();
