@@ -286,14 +286,14 @@ export function removeInitializerIfUnused(model: LoadedModel, name: string): boo
 
 /** Element type of a value, from declarations or a short walk over producers; undefined when unknown. */
 export function valueElemType(model: LoadedModel, name: string): number | undefined {
-  return elemTypeResolver(model)(name);
+  return elemTypeResolver(model, name)(name);
 }
 
 /**
  * Builds the lookup once, for many names: declared types (inputs, outputs, value_info, initializers), then one
  * forward pass over the nodes in graph order (ONNX requires topological order), so long chains cost no recursion.
  */
-function elemTypeResolver(model: LoadedModel): (name: string) => number | undefined {
+function elemTypeResolver(model: LoadedModel, only?: string): (name: string) => number | undefined {
   const types = new Map<string, number>();
   walkGraphs(model.proto, (v) => {
     for (const vi of [...v.graph.input, ...v.graph.output, ...v.graph.valueInfo])
@@ -302,13 +302,17 @@ function elemTypeResolver(model: LoadedModel): (name: string) => number | undefi
     for (const t of v.graph.initializer) types.set(t.name, t.dataType);
     for (const s of v.graph.sparseInitializer) if (s.values) types.set(s.values.name, s.values.dataType);
   });
+  // A typed name is never retyped, so a caller after one name can stop once it has a type (or a declared one).
+  const done = () => only !== undefined && types.has(only);
   walkGraphs(model.proto, (v) => {
-    for (const n of v.graph.node)
+    for (const n of v.graph.node) {
+      if (done()) return;
       n.output.forEach((o, i) => {
         if (!o || types.has(o)) return;
         const t = inferFromNode(n, i, (x) => types.get(x));
         if (t) types.set(o, t);
       });
+    }
   });
   return (name) => types.get(name);
 }
