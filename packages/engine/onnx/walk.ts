@@ -43,7 +43,8 @@ export function walkFrom(root: GraphVisit, visit: (v: GraphVisit) => void): void
     visit(v);
     const children: GraphVisit[] = [];
     v.graph.node.forEach((node, i) => {
-      for (const a of node.attribute)
+      for (const a of node.attribute) {
+        if (!a.g && !a.graphs.length) continue; // most attributes hold no graph: skip the list built per attribute
         for (const { graph, label } of subgraphsOf(a)) {
           const key = nodeKey(node, i);
           children.push({
@@ -54,6 +55,7 @@ export function walkFrom(root: GraphVisit, visit: (v: GraphVisit) => void): void
             owner: { node, attribute: label },
           });
         }
+      }
     });
     for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
   }
