@@ -64,6 +64,11 @@ export interface LatencyOptions {
   /** Runs per model before `tolerance` may stop a batch. @defaultValue MIN_CI_RUNS (6) */
   minRuns?: number;
   intraOpNumThreads?: number;
+  /**
+   * The clock runs are timed with, in milliseconds (tests pass a simulated one, so that when timing stops does not
+   * depend on how busy the machine is). @defaultValue performance.now
+   */
+  now?: () => number;
   /** Opens each session (the runner passes its session owner's, for one record of providers and fallbacks). */
   openSession?: (model: string, opts: SessionOptions) => Promise<Opened>;
   /** Bytes of the dense model (file + external data), to choose interleaved or sequential timing. */
@@ -291,9 +296,9 @@ async function timeAll(
   const out: Times = [];
   for (const { batch, feeds: f } of feeds) {
     const budget = (o.budgetSeconds ?? 20) * 1000 * budgetShare;
-    const deadline = performance.now() + budget;
+    const deadline = clockOf(o)() + budget;
     for (let k = 0; k < sessions.length; k++) {
-      await warmUp(sessions[k], f, ran[k], batch, arena, budget / 10 / sessions.length);
+      await warmUp(sessions[k], f, ran[k], batch, arena, budget / 10 / sessions.length, clockOf(o));
     }
     const times = await timedRounds(sessions, f, deadline, o);
     out.push({ dense: latencyStats(times[0]), compressed: latencyStats(times[times.length - 1]) });
@@ -316,12 +321,13 @@ async function warmUp(
   batch: number,
   arena: boolean,
   cheapMs: number,
+  now: () => number,
 ): Promise<void> {
   const needed = !ran.has(batch) && (ran.size === 0 || arena);
   ran.add(batch);
   if (!needed) return;
-  const start = performance.now();
-  for (let i = 0; i < WARMUP_RUNS && (i === 0 || performance.now() - start < cheapMs); i++) await session.run(f);
+  const start = now();
+  for (let i = 0; i < WARMUP_RUNS && (i === 0 || now() - start < cheapMs); i++) await session.run(f);
 }
 
 /** Timed rounds (one run per session) of one batch; see timeAll for when they stop. */
@@ -334,15 +340,20 @@ async function timedRounds(
   const times: number[][] = sessions.map(() => []);
   const done = () =>
     o.tolerance !== undefined && times.every((t) => settled(t, o.tolerance!, o.minRuns ?? MIN_CI_RUNS));
+  const now = clockOf(o);
   let round = 0;
-  for (let i = 0; i < (o.runs ?? 50) && (i === 0 || (performance.now() + round <= deadline && !done())); i++) {
-    const r0 = performance.now();
+  for (let i = 0; i < (o.runs ?? 50) && (i === 0 || (now() + round <= deadline && !done())); i++) {
+    const r0 = now();
     for (let k = 0; k < sessions.length; k++) {
-      const t0 = performance.now();
+      const t0 = now();
       await sessions[k].run(f);
-      times[k].push(performance.now() - t0);
+      times[k].push(now() - t0);
     }
-    round = performance.now() - r0;
+    round = now() - r0;
   }
   return times;
+}
+
+function clockOf(o: LatencyOptions): () => number {
+  return o.now ?? (() => performance.now());
 }
