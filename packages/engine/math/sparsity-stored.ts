@@ -5,7 +5,8 @@
 // largest |w| of each group, ties to the lower index, NaN ranked lowest. The check that follows is a separate,
 // independent count over the same view.
 import type { LoadedModel } from '../onnx/model.js';
-import { buildScopeIndex } from '../onnx/scopes.js';
+import { constantTensor } from '../onnx/scopes.js';
+import { walkGraphs } from '../onnx/walk.js';
 import {
   readTensorBytesInto,
   setTensorRawData,
@@ -17,7 +18,7 @@ import {
 } from '../onnx/tensor.js';
 import { isExternal } from '../onnx/external.js';
 import { lazyRawOf } from '../onnx/lazy.js';
-import type { TensorProto } from '../onnx/gen/onnx_pb.js';
+import type { GraphProto, TensorProto } from '../onnx/gen/onnx_pb.js';
 import type { WeightRef } from '../onnx/weights.js';
 
 export interface StridedLayout {
@@ -170,11 +171,27 @@ function scratchBytes(length: number): Uint8Array {
 /** The stored fp32 tensor of a weight (initializer or Constant), or undefined (sparse, other dtypes). */
 export function storedFloat32Tensor(model: LoadedModel, w: WeightRef): TensorProto | undefined {
   if (w.location === 'sparse-initializer' || w.dtype !== 'float32') return undefined;
-  const index = buildScopeIndex(model);
-  const visit = index.visits.find((x) => x.path === w.storeGraphPath);
-  const def = visit ? index.scopes.get(visit)?.get(w.name) : undefined;
-  const t = def?.tensor;
+  let graph: GraphProto | undefined;
+  walkGraphs(model.proto, (v) => {
+    if (!graph && v.path === w.storeGraphPath) graph = v.graph;
+  });
+  const t = graph && definedTensor(graph, w.name);
   return t && tensorDtype(t) === 'float32' ? t : undefined;
+}
+
+/**
+ * The tensor `graph` itself defines as `name` (initializer or Constant), as buildScopeIndex's scope of that graph
+ * resolves it (the last of inputs, initializers, sparse initializers, node outputs wins; inputs come first, so they
+ * never win over a tensor), without building the index of the whole model once per layer.
+ */
+function definedTensor(graph: GraphProto, name: string): TensorProto | undefined {
+  let t: TensorProto | undefined;
+  for (const x of graph.initializer) if (x.name === name) t = x;
+  for (const s of graph.sparseInitializer) if (s.values?.name === name) t = undefined;
+  for (const n of graph.node)
+    if (n.output.includes(name))
+      t = n.opType === 'Constant' && (n.domain === '' || n.domain === 'ai.onnx') ? constantTensor(n) : undefined;
+  return t;
 }
 
 export interface StoredPruneResult {
