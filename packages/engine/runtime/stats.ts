@@ -252,9 +252,9 @@ function fetchNames(accs: Accumulator[]): string[] {
 /**
  * The fetches of one run, with each Hessian's outputs pre-allocated: ORT writes the first batch's fp32 XᵀX tiles into
  * the float64 Hessian's own (not yet used) bytes and later ones into the previous batch's copies, instead of into
- * fresh buffers of its own. Memory ORT or the binding touches for the first time is what this stage spends most on (on the
- * 2-core bench VM a fresh 4 KiB page costs ~13 µs, ~3 s per GB); the binding still returns a copy of each output,
- * which accumulate() folds from.
+ * fresh buffers of its own. Memory touched for the first time is what this stage spends most on (on the 2-core bench
+ * VM a fresh 4 KiB page costs ~13 µs, ~3 s per GB); the binding still returns a copy of each output (onnxruntime-node
+ * 1.29 copies pre-allocated outputs too), which accumulate() folds from.
  */
 function fetchesFor(accs: Accumulator[], names: string[], first: boolean): Record<string, ort.Tensor | null> {
   const fetches: Record<string, ort.Tensor | null> = {};
