@@ -130,8 +130,10 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
  * The dense outputs evaluation needs, from the first calibration pass's session (the dense model as loaded), so that
  * evaluation opens only the compressed model: without evaluation data, over exactly the calibration batches, the pass
  * fetches the compared output as well (it runs the dense model on them anyway); with evaluation data, the session
- * then runs the evaluation batches fetching only that output (ONNX Runtime skips the appended reductions), timed as
- * stage "evaluate". Undefined when evaluation runs on other calibration batches, or its outputName is unknown (the
+ * then runs the evaluation batches fetching only that output, timed as stage "evaluate". ONNX Runtime 1.29 still runs
+ * every node of the plan whatever is fetched (measured: fetching a cheap branch costs as much as the whole graph), so
+ * those batches also recompute the appended reductions — cheap for row samples and sums of squares, a Hessian's
+ * 2·T·K² for Hessian methods; a plain dense session would avoid that at the cost of a second session open (not done). Undefined when evaluation runs on other calibration batches, or its outputName is unknown (the
  * evaluate stage reports it).
  */
 function recordDenseOutputs(

@@ -233,8 +233,8 @@ async function denseHalf(opts: EvaluateOptions, session: ort.InferenceSession, r
 
 /**
  * Runs the dense model's `session` over `ranges` of `dataset`, fetching only the compared output, into `rec`. Any
- * session whose graph computes the dense model's outputs will do (also the calibration capture session: ONNX Runtime
- * then runs only the nodes the output needs).
+ * session whose graph computes the dense model's outputs will do (also the calibration capture session, though ONNX
+ * Runtime then still runs its appended reductions: it runs the whole plan whatever is fetched).
  */
 export async function runDense(
   session: ort.InferenceSession,
