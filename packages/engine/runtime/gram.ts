@@ -3,6 +3,7 @@
 // across batches, the 2/rows scale with the last one); once the last batch is in, the tiles below the diagonal are
 // written as the mirror image of those above (XᵀX is symmetric; ORT's full GEMM gives exactly that too).
 import type { GramTile } from './capture.js';
+import { transposeInto } from '../math/transpose.js';
 
 /** Where ORT writes each tile of the first batch: fp32 offsets packed from the start of the float64 Hessian. */
 export function tileOffsets(tiles: GramTile[], groups: number): number[] {
@@ -52,29 +53,14 @@ function foldRow(
   else for (let c = 0; c < n; c++) h[hb + c] = (h[hb + c] + x[xb + c]) * s;
 }
 
-/** Side of the square blocks the mirror copies at a time, so that both its reads and its writes stay in cache. */
-const MIRROR_BLOCK = 32;
-
 /** H[c][r] = H[r][c] for every tile right of the block diagonal (the diagonal tiles are whole already). */
 export function mirrorTiles(h: Float64Array, tiles: GramTile[], K: number, groups: number): void {
   for (const t of tiles) {
     if (t.col === t.row) continue;
-    for (let g = 0; g < groups; g++)
-      for (let r0 = 0; r0 < t.rows; r0 += MIRROR_BLOCK)
-        for (let c0 = 0; c0 < t.cols; c0 += MIRROR_BLOCK) {
-          mirrorBlock(
-            h,
-            g * K * K,
-            K,
-            t.row + r0,
-            t.row + Math.min(t.rows, r0 + MIRROR_BLOCK),
-            t.col + c0,
-            t.col + Math.min(t.cols, c0 + MIRROR_BLOCK),
-          );
-        }
+    // The tile above the diagonal copied transposed into its mirror below it (the two never overlap).
+    for (let g = 0; g < groups; g++) {
+      const base = g * K * K;
+      transposeInto(h, base + t.row * K + t.col, K, t.rows, t.cols, h, base + t.col * K + t.row, K);
+    }
   }
-}
-
-function mirrorBlock(h: Float64Array, base: number, K: number, r0: number, r1: number, c0: number, c1: number): void {
-  for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) h[base + c * K + r] = h[base + r * K + c];
 }
