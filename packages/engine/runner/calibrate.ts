@@ -105,6 +105,11 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
   const recorded = recordDenseOutputs(s, plan);
   s.denseOutputs = recorded?.dense;
   s.progress.emit('calibrate', 0, { message: 'opening ONNX Runtime on the dense model' });
+  // Each pass runs the calibration batches; the first also the evaluation batches when it records their dense outputs
+  // (`after`). The count decides whether ONNX Runtime prepacks the weights (runtime/open-model.ts).
+  const calibrationRuns = plan.ranges!.ranges.length;
+  let firstPassRuns =
+    calibrationRuns + (recorded?.modelOutputs.after ? evaluationRanges(s, heldOutData(s)!).ranges.length : 0);
   const collector = new StatsCollector({
     dataset: s.calibration!,
     ranges: plan.ranges!.ranges,
@@ -112,7 +117,11 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
     signal: s.opts.signal,
     // Each pass opens its own capture session on the model as it stands (sequential calibration: the model as
     // compressed so far) and releases it when the pass ends.
-    open: (passReqs) => s.sessions.openCapture(model, passReqs, s.scratch),
+    open: (passReqs) => {
+      const runs = firstPassRuns;
+      firstPassRuns = calibrationRuns;
+      return s.sessions.openCapture(model, passReqs, s.scratch, runs);
+    },
     sequential: !!s.recipe.calibration?.sequential,
     ...(recorded ? { modelOutputs: recorded.modelOutputs } : {}),
     onPass: (p) =>

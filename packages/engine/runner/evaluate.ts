@@ -31,10 +31,14 @@ export async function evaluate(s: RunState): Promise<void> {
         (path: string, keep = false) =>
         async () => {
           // Else no CPU arena: it would keep the run's high-water mark of intermediates next to the weights (one
-          // forward pass per batch, so the arena saves little time here; Wanda's memory target counts on it).
+          // forward pass per batch, so the arena saves little time here; Wanda's memory target counts on it), and
+          // the batch count decides whether ONNX Runtime prepacks the weights (runtime/open-model.ts); a timed
+          // session is prepacked, as a deployment runs it.
           const session = await s.sessions.open(
             path,
-            keep ? { ...TIMED_SESSION_OPTIONS, allowSpinning: false } : { cpuMemArena: false },
+            keep
+              ? { ...TIMED_SESSION_OPTIONS, allowSpinning: false }
+              : { cpuMemArena: false, runs: ranges.ranges.length },
           );
           const release = async () => {
             if (keep) s.evaluated = { session, batches: warm };

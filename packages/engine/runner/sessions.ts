@@ -10,8 +10,8 @@ import type { LoadedModel } from '../onnx/model.js';
 import { openCaptureSession } from '../runtime/calibration.js';
 import { checkLoadable } from '../runtime/load-check.js';
 import type { CaptureSession, StatsRequest } from '../runtime/stats.js';
-import { openModelFile } from '../runtime/open-model.js';
-import { openSession, type ExecutionProvider, type OpenedSession, type SessionOptions } from '../runtime/session.js';
+import { openModelFile, withoutRuns, type LoadedSessionOptions } from '../runtime/open-model.js';
+import { openSession, type ExecutionProvider, type OpenedSession } from '../runtime/session.js';
 
 export class SessionOwner {
   private readonly providers: ExecutionProvider[];
@@ -40,7 +40,7 @@ export class SessionOwner {
   /** Opens a model file (or bytes) and keeps the session until release/releaseAll. */
   async open(
     model: string | Uint8Array,
-    opts: Omit<SessionOptions, 'executionProviders'> = {},
+    opts: Omit<LoadedSessionOptions, 'executionProviders'> = {},
   ): Promise<ort.InferenceSession> {
     return this.keep(await this.openUntracked(model, opts));
   }
@@ -50,12 +50,12 @@ export class SessionOwner {
    * caller pins providers) and warnings. Shaped like runtime/session.ts's openSession, so it can be handed to code
    * that opens its own sessions.
    */
-  openUntracked = async (model: string | Uint8Array, opts: SessionOptions = {}): Promise<OpenedSession> => {
+  openUntracked = async (model: string | Uint8Array, opts: LoadedSessionOptions = {}): Promise<OpenedSession> => {
     const o = { ...opts, executionProviders: opts.executionProviders ?? this.candidates };
     // Model files go through openModelFile: ONNX Runtime then reads each weight from the file instead of parsing the
     // whole file into one protobuf first (for a large inline model, over half its size again at peak).
     return this.record(
-      await (typeof model === 'string' ? openModelFile(model, this.scratchDir, o) : openSession(model, o)),
+      await (typeof model === 'string' ? openModelFile(model, this.scratchDir, o) : openSession(model, withoutRuns(o))),
     );
   };
 
@@ -63,8 +63,13 @@ export class SessionOwner {
    * A session on the model as it stands with the statistics of `reqs` reduced in the graph (calibration). The
    * StatsCollector releases it when its pass ends (one per pass), so it is not tracked here.
    */
-  openCapture = async (model: LoadedModel, reqs: StatsRequest[], dir: string): Promise<CaptureSession> => {
-    return this.record(await openCaptureSession(model, reqs, dir, this.candidates));
+  openCapture = async (
+    model: LoadedModel,
+    reqs: StatsRequest[],
+    dir: string,
+    runs?: number,
+  ): Promise<CaptureSession> => {
+    return this.record(await openCaptureSession(model, reqs, dir, this.candidates, runs));
   };
 
   /** "Can ONNX Runtime load this model?" on a weight-free skeleton (runtime/load-check.ts); holds no session. */

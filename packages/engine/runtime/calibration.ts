@@ -80,7 +80,7 @@ export async function openStatsSession(
 }
 
 /**
- * A session on the model with the in-graph reductions of `reqs` appended (capture.ts); the caller's model is left
+ * A session on the model with the in-graph reductions of `reqs` appended (capture.ts), for `runs` runs if known; the caller's model is left
  * exactly as it was. One run of this session per calibration batch gives every request's statistics for that batch.
  * The weights are not copied where they already lie in page-aligned external data (open-model.ts): ONNX Runtime maps
  * them from the input's own files, and nothing writes or holds a second copy of the model while it builds its own.
@@ -90,12 +90,14 @@ export async function openCaptureSession(
   reqs: StatsRequest[],
   dir: string,
   executionProviders: readonly ExecutionProvider[],
+  runs?: number,
 ): Promise<CaptureSession> {
   const appended = appendStatistics(model, reqs);
   try {
     // No CPU arena: a capture run is one forward pass per batch, and the arena would keep its high-water mark of
-    // intermediates (+350 MB on the 245 M LLM at 8 × 128 tokens) next to the weights for the rest of the pass.
-    const s = await openLoadedModel(model, dir, { executionProviders, cpuMemArena: false });
+    // intermediates (+350 MB on the 245 M LLM at 8 × 128 tokens) next to the weights for the rest of the pass. `runs`
+    // (the pass's batches) decides prepacking (open-model.ts): a one-batch pass on the 1 B LLM opens in 0.1 s, not 15.
+    const s = await openLoadedModel(model, dir, { executionProviders, cpuMemArena: false, runs });
     return {
       session: s.session,
       executionProvider: s.executionProvider,

@@ -38,6 +38,12 @@ export interface SessionOptions {
   cpuMemArena?: boolean;
   /** ONNX Runtime's memory pattern (one planned block for a run's intermediates). @defaultValue true */
   memPattern?: boolean;
+  /**
+   * Whether the CPU EP copies constant MatMul/Gemm weights into its packed GEMM layout when the session opens
+   * (`session.disable_prepacking` when false). runtime/open-model.ts turns it off for sessions that run a few batches
+   * over float weights, where the copy costs more than it saves. @defaultValue true
+   */
+  prepack?: boolean;
 }
 
 /** ONNX Runtime's version, as reported by the binding. */
@@ -51,20 +57,7 @@ export async function openSession(model: string | Uint8Array, opts: SessionOptio
   const fallbacks: string[] = [];
   let lastError: unknown;
   for (const ep of providers) {
-    const so: ort.InferenceSession.SessionOptions = {
-      executionProviders: [ep],
-      graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
-      logSeverityLevel: 3,
-    };
-    if (opts.cpuMemArena === false) so.enableCpuMemArena = false;
-    if (opts.memPattern === false) so.enableMemPattern = false;
-    if (opts.intraOpNumThreads !== undefined) so.intraOpNumThreads = opts.intraOpNumThreads;
-    const config: Record<string, unknown> = {};
-    if (opts.allowSpinning === false) config.intra_op = { allow_spinning: '0' };
-    if (opts.externalDataFolder !== undefined && typeof model !== 'string') {
-      config.model_external_initializers_file_folder_path = opts.externalDataFolder;
-    }
-    if (Object.keys(config).length) so.extra = { session: config };
+    const so = ortSessionOptions(ep, opts, typeof model !== 'string');
     try {
       const session =
         typeof model === 'string'
@@ -80,6 +73,30 @@ export async function openSession(model: string | Uint8Array, opts: SessionOptio
     `ONNX Runtime could not open the model with ${providers.join(', ')}: ${fallbacks.join('; ')}`,
     lastError,
   );
+}
+
+/** ONNX Runtime's options for one provider's attempt (`bytes`: the model is given as bytes, not a path). */
+export function ortSessionOptions(
+  ep: ExecutionProvider,
+  opts: SessionOptions,
+  bytes: boolean,
+): ort.InferenceSession.SessionOptions {
+  const so: ort.InferenceSession.SessionOptions = {
+    executionProviders: [ep],
+    graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+    logSeverityLevel: 3,
+  };
+  if (opts.cpuMemArena === false) so.enableCpuMemArena = false;
+  if (opts.memPattern === false) so.enableMemPattern = false;
+  if (opts.intraOpNumThreads !== undefined) so.intraOpNumThreads = opts.intraOpNumThreads;
+  const config: Record<string, unknown> = {};
+  if (opts.allowSpinning === false) config.intra_op = { allow_spinning: '0' };
+  if (opts.prepack === false) config.disable_prepacking = '1';
+  if (opts.externalDataFolder !== undefined && bytes) {
+    config.model_external_initializers_file_folder_path = opts.externalDataFolder;
+  }
+  if (Object.keys(config).length) so.extra = { session: config };
+  return so;
 }
 
 /** ONNX Runtime refused the model or a run failed: usually a bad model, so reported as input error. */

@@ -13,8 +13,13 @@ import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
 import { SpillFile, lazyRawOf } from '../../../packages/engine/onnx/lazy.js';
 import { closeModel, loadModel, modelBytesReferencing, saveModel } from '../../../packages/engine/onnx/model.js';
 import { discoverWeights, readWeightMatrix, writeWeightMatrix } from '../../../packages/engine/onnx/weights.js';
-import { openLoadedModel, openModelFile } from '../../../packages/engine/runtime/open-model.js';
-import { openSession } from '../../../packages/engine/runtime/session.js';
+import {
+  openLoadedModel,
+  openModelFile,
+  prepackFor,
+  PREPACK_MIN_RUNS,
+} from '../../../packages/engine/runtime/open-model.js';
+import { openSession, ortSessionOptions } from '../../../packages/engine/runtime/session.js';
 import { randn } from '../sparsity/models.js';
 
 /** x [n, 256] → MatMul w1 (256 KiB) → Relu → MatMul w2 (8 KiB) → y [n, 8]. */
@@ -132,6 +137,45 @@ test('rewritten weights go to the spill file (large) or stay in memory (small), 
       const back = await loadModel(out);
       for (const w of discoverWeights(back)) assert.deepEqual(readWeightMatrix(back, w), edited.get(w.name));
       closeModel(back);
+    } finally {
+      closeModel(m);
+    }
+  }));
+
+test('prepacking: skipped for a few runs over float weights, kept for many runs, unknown counts and quantized kernels', () => {
+  const float = model();
+  assert.equal(prepackFor(float, { runs: 1 }), false);
+  assert.equal(prepackFor(float, { runs: PREPACK_MIN_RUNS }), false);
+  assert.equal(prepackFor(float, { runs: PREPACK_MIN_RUNS + 1 }), true);
+  assert.equal(prepackFor(float, {}), true, 'a caller that does not say how many runs gets ONNX Runtime’s default');
+  assert.equal(prepackFor(float, { runs: 1, prepack: true }), true, 'an explicit choice wins');
+  const b = new GraphBuilder({ opset: 17, domains: { 'com.microsoft': 1 } });
+  b.input('x', 'float32', ['n', 64]);
+  b.initializer('q', 'uint8', [8, 2, 16], new Uint8Array(256));
+  b.initializer('s', 'float32', [16], new Float32Array(16).fill(1));
+  b.node(
+    'MatMulNBits',
+    ['x', 'q', 's'],
+    { K: 64, N: 8, bits: 4, block_size: 32 },
+    { domain: 'com.microsoft', output: 'y' },
+  );
+  b.output('y', 'float32', ['n', 8]);
+  assert.equal(prepackFor(b.build(), { runs: 1 }), true, 'MatMulNBits unpacked runs 2–3 × slower');
+  // What ONNX Runtime is given: its session config key, only when asked.
+  assert.deepEqual(ortSessionOptions('cpu', { prepack: false }, false).extra, { session: { disable_prepacking: '1' } });
+  assert.equal(ortSessionOptions('cpu', {}, false).extra, undefined);
+});
+
+test('a session opened without prepacking computes what the file does (ONNX Runtime accepts the option)', () =>
+  withDir(async (dir) => {
+    const file = join(dir, 'ext.onnx');
+    await saveModel(model(), file, { externalData: true });
+    const want = await outputOf((await openSession(file)).session);
+    const m = await loadModel(file);
+    try {
+      const got = await outputOf((await openLoadedModel(m, dir, { runs: 1 })).session);
+      assert.equal(got.length, want.length);
+      for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])));
     } finally {
       closeModel(m);
     }
