@@ -86,6 +86,13 @@ export class StatsCollector {
   private readonly byKey = new Map<string, StatsRequest>();
   private readonly done = new Map<string, LayerStats>();
   private readonly released = new Set<string>();
+  /**
+   * Float64 Hessian buffers of released statistics, by byte length, for the next pass's accumulators: fresh memory
+   * costs a page fault per 4 KiB (≈ 3 s per GB on the 2-core bench VM; the 1 B LLM's 3 passes allocate 5.7 GB), and
+   * every entry of a Hessian is written on its first batch (foldTile sets, mirrorTiles copies), so old values never
+   * show. What a pass does not take is dropped before it allocates, so held + new stays within its budget.
+   */
+  private spare = new Map<number, ArrayBuffer[]>();
   private passes = 0;
   private runs = 0;
   private opened?: { start: number; reqs: StatsRequest[]; capture: CaptureSession; prepared: boolean };
@@ -150,8 +157,29 @@ export class StatsCollector {
     return this.done.has(key);
   }
 
+  /** The statistics of `key` are no longer read by anyone: their Hessian's memory goes to the next pass. */
   release(key: string): void {
-    if (this.done.delete(key)) this.released.add(key);
+    const st = this.done.get(key);
+    if (!st) return;
+    this.done.delete(key);
+    this.released.add(key);
+    const buffer = st.hessian?.[0]?.buffer;
+    if (!(buffer instanceof ArrayBuffer)) return;
+    // Kept only while a pass yet to run needs a Hessian of its size, so evaluation never holds spare ones.
+    const size = buffer.byteLength;
+    const list = this.spare.get(size) ?? [];
+    if (this.pendingHessians(size) <= list.length) return;
+    list.push(buffer);
+    this.spare.set(size, list);
+  }
+
+  /** Requests whose Hessian of `bytes` no pass has computed yet. */
+  private pendingHessians(bytes: number): number {
+    let n = 0;
+    for (const r of this.order) {
+      if (r.hessian && hessianBytes(r) === bytes && !this.done.has(r.key) && !this.released.has(r.key)) n++;
+    }
+    return n;
   }
 
   /** Releases a prepared session that no pass used. */
@@ -197,7 +225,7 @@ export class StatsCollector {
       capture = await this.opts.open(reqs);
     }
     const pass = ++this.passes;
-    const accs = reqs.map((req) => newAccumulator(req, capture.outputs.get(req.key)!));
+    const accs = this.accumulators(reqs, capture);
     const outputs = prepared ? this.opts.modelOutputs : undefined;
     const record = outputs?.record ? outputs : undefined;
     const names = record ? [...new Set([...fetchNames(accs), ...record.names])] : fetchNames(accs);
@@ -221,20 +249,23 @@ export class StatsCollector {
     }
     for (const acc of accs) this.done.set(acc.req.key, finish(acc));
   }
-}
 
-function newAccumulator(req: StatsRequest, out: CaptureOutputs): Accumulator {
-  const acc: Accumulator = {
-    req,
-    out,
-    sumSq: new Float64Array(req.conv ? req.groups * req.conv.cg : req.K),
-    sqCount: 0,
-    rows: 0,
-  };
-  if (req.hessian) {
-    acc.hessian = new Float64Array(req.groups * req.K * req.K);
+  /** A pass's accumulators, Hessians in released buffers of their size where there are any (`spare`). */
+  private accumulators(reqs: StatsRequest[], capture: CaptureSession): Accumulator[] {
+    const reused = reqs.map((req) => (req.hessian ? this.spare.get(hessianBytes(req))?.pop() : undefined));
+    this.spare = new Map();
+    return reqs.map((req, i) => {
+      const acc: Accumulator = {
+        req,
+        out: capture.outputs.get(req.key)!,
+        sumSq: new Float64Array(req.conv ? req.groups * req.conv.cg : req.K),
+        sqCount: 0,
+        rows: 0,
+      };
+      if (req.hessian) acc.hessian = reused[i] ? new Float64Array(reused[i]) : new Float64Array(hessianBytes(req) / 8);
+      return acc;
+    });
   }
-  return acc;
 }
 
 /** Every output of the pass, once (requests on one activation share its shape output). */

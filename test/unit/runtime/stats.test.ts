@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder, type AttrValue } from '../../../packages/engine/onnx/builder.js';
-import { saveModel } from '../../../packages/engine/onnx/model.js';
+import { closeModel, loadModel, saveModel } from '../../../packages/engine/onnx/model.js';
 import { discoverWeights, readWeightMatrix, writeWeightMatrix } from '../../../packages/engine/onnx/weights.js';
 import {
   openCaptureSession,
@@ -569,4 +569,52 @@ test('the reductions are appended latest activation first, so that ORT reduces e
   assert.ok(firstUse('y2') < firstUse('h') && firstUse('h') < firstUse('x'), 'appended latest activation first');
   appended.undo();
   assert.equal(model.proto.graph!.node.length, before);
+});
+
+test('a released Hessian’s buffer is reused by the next pass, whatever it holds, with results bit-identical to one pass', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    // x [n, 32] → three MatMuls 32×32 (Tanh between): three Hessians of one size.
+    const b = new GraphBuilder({ opset: 17 });
+    b.input('x', 'float32', ['n', 32]);
+    let h = 'x';
+    for (let l = 0; l < 3; l++) {
+      b.initializer(`w${l}`, 'float32', [32, 32], randn(32 * 32, 11 + l, 0.3));
+      h = b.node('MatMul', [h, `w${l}`], {}, { name: `fc${l}` });
+      if (l < 2) h = b.node('Tanh', [h]);
+    }
+    b.output(h, 'float32', ['n', 32]);
+    const file = join(dir, 'chain.onnx');
+    await saveModel(b.build(), file);
+    const model = await loadModel(file);
+    const ws = discoverWeights(model).filter((w) => w.compressible);
+    assert.equal(ws.length, 3);
+    const make = (budget: number) =>
+      collector(model, dir, {
+        dataset: dataset('x', { dtype: 'float32', dims: [24, 32], data: randn(24 * 32, 3) }),
+        ranges: planBatches(24, 8).ranges,
+        maxHessianBytes: budget,
+      }).c;
+    const one = make(1 << 20);
+    const each = make(32 * 32 * 8); // one Hessian per pass
+    const reqs = ws.map((w) => statsRequestFor(model, w, true));
+    for (const r of reqs) {
+      one.add(r);
+      each.add(r);
+    }
+    let previous: ArrayBufferLike | undefined;
+    for (const r of reqs) {
+      const want = (await one.get(r.key)).hessian![0];
+      const got = (await each.get(r.key)).hessian![0];
+      if (previous) assert.equal(got.buffer, previous, `${r.key}: the released Hessian's buffer is reused`);
+      assert.deepEqual([...got], [...want], r.key);
+      got.fill(Number.NaN); // what a reused buffer may hold: none of it may show in the next pass's Hessian
+      previous = got.buffer;
+      each.release(r.key);
+    }
+    assert.equal(each.passCount, 3);
+    closeModel(model);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
