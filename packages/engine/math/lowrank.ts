@@ -13,6 +13,8 @@
 // B = U_rᵀ, A = Eᵀ·U_r (= C⁻ᵀ V_r Σ_r, the same factors). U_r is range-found on S·Sᵀ = E·M·Eᵀ with the metric
 // M = C·Cᵀ: diag(x²) for 'slim', the damped H itself for 'whitened' — no Cholesky, no K×K·K product, no inverse.
 import { matmul } from './gemm.js';
+import { subtractByRows } from './row-chunks.js';
+import { transposeInto } from './transpose.js';
 import { choleskyWithInverse, symmetricEigenRows } from './linalg.js';
 import { EXACT_MAX, gaussian, orthonormalize, truncatedSvd, type TruncatedSvdOptions } from './svd.js';
 
@@ -230,4 +232,29 @@ export async function lowRankAdapter(e: Float32Array, N: number, K: number, o: L
 export async function adapterMatrix(ad: Pick<Adapter, 'a' | 'b' | 'rank' | 'K' | 'N'>): Promise<Float32Array> {
   if (ad.rank === 0) return new Float32Array(ad.N * ad.K);
   return matmul(ad.b, ad.a, ad.N, ad.rank, ad.K, { transA: true, transB: true });
+}
+
+/**
+ * out = W − (A·B)ᵀ [N][K] (out may be W): the product Bᵀ·Aᵀ in row blocks (math/row-chunks.ts) from Bᵀ [N][r], so
+ * that no N×K output comes back from ONNX Runtime in one fresh buffer; the same values as one
+ * matmulSubtract(W, B, A, N, r, K, {transA, transB}).
+ */
+export async function subtractAdapter(
+  w: Float32Array,
+  ad: Pick<Adapter, 'a' | 'b' | 'rank' | 'K' | 'N'>,
+  out: Float32Array,
+): Promise<Float32Array> {
+  const { N, K, rank: r } = ad;
+  if (w.length !== N * K || out.length !== N * K)
+    throw new LowRankError(`subtractAdapter: W and out must be ${N}×${K} (got ${w.length} and ${out.length} values)`);
+  if (r === 0) {
+    if (out !== w) out.set(w);
+    return out;
+  }
+  if (ad.a.length !== K * r || ad.b.length !== r * N)
+    throw new LowRankError(`subtractAdapter: factors must be ${K}×${r} and ${r}×${N}`);
+  const bt = new Float32Array(N * r);
+  transposeInto(ad.b, 0, N, r, N, bt, 0, r);
+  await subtractByRows(w, bt, ad.a, N, r, K, { transB: true }, out);
+  return out;
 }

@@ -5,7 +5,8 @@
 // enters through the thin X·A [rows][r] and one rows×r×N product — never through an N×K matrix. Same conventions
 // as math/relerr.ts relativeOutputErrorOnRows (whose numbers these equal up to fp32 rounding): squares summed in
 // float64, 0 for an exact match, Infinity when only the reference is 0.
-import { matmul, matmulSubtract } from './gemm.js';
+import { matmul } from './gemm.js';
+import { maxBlockRows, subtractByRows } from './row-chunks.js';
 
 /** The adapter's factors as math/lowrank.ts stores them: a [K][r], b [r][N]. */
 export interface LowRankFactors {
@@ -19,14 +20,18 @@ export class RowErrorsShapeError extends Error {
 }
 
 function sumSquares(y: Float32Array): number {
-  let s = 0;
+  return addSquares(0, y);
+}
+
+/** s + Σ y_i², summed in order (a sum over consecutive blocks equals the sum over their concatenation). */
+function addSquares(s: number, y: Float32Array): number {
   for (let i = 0; i < y.length; i++) s += y[i] * y[i];
   return s;
 }
 
 /** One layer W [N][K] measured on rows X [rows][K]: holds X and ‖X·Wᵀ‖². */
 export class RowErrors {
-  /** rows×N working buffer for P − (X·A)·B (reused by every measurement). */
+  /** One row block of P − (X·A)·B (reused by every measurement). */
   private work: Float32Array | undefined;
 
   private constructor(
@@ -62,8 +67,14 @@ export class RowErrors {
     if (ad.a.length !== K * r || ad.b.length !== r * N)
       throw new RowErrorsShapeError(`RowErrors: adapter factors must be ${K}×${r} and ${r}×${N}`);
     const xa = await matmul(x, ad.a, rows, K, r);
-    this.work ??= new Float32Array(rows * N);
-    return sumSquares(await matmulSubtract(p, xa, ad.b, rows, r, N, {}, this.work));
+    // In row blocks (math/row-chunks.ts): no rows×N output through a fresh buffer; the squares are summed in the
+    // same order as over the whole P − (X·A)·B.
+    this.work ??= new Float32Array(maxBlockRows(rows, N) * N);
+    let sum = 0;
+    await subtractByRows(p, xa, ad.b, rows, r, N, {}, { work: this.work }, (part) => {
+      sum = addSquares(sum, part);
+    });
+    return sum;
   }
 
   /** ‖X·(W − W_C − (A·B)ᵀ)ᵀ‖ / ‖X·Wᵀ‖ from P = X·(W − W_C)ᵀ. */

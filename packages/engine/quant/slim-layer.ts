@@ -14,10 +14,11 @@
 // joint OBS quantizer (GPTQ), and the layer report says so.
 import { nmMaskScored } from '../math/nm-scored.js';
 import { sparseGpt } from '../math/sparsegpt.js';
-import { matmulAddInPlace, matmulSubtract } from '../math/gemm.js';
+import { matmulAddInPlace } from '../math/gemm.js';
 import {
   lowRankAdapter,
   rankFor,
+  subtractAdapter,
   usesRandomizedRoute,
   whiteningFactor,
   whiteningMetric,
@@ -333,13 +334,10 @@ class SlimRun {
     }
   }
 
-  /** (A·B)ᵀ products: W − LR into `out`. */
+  /** (A·B)ᵀ products: W − LR into `out` (math/lowrank.ts subtractAdapter: row blocks, no fresh N×K output). */
   minusAdapter(ad: Adapter, out: Float32Array): Promise<Float32Array> {
-    const { w, N, K } = this;
     if (out === this.scratch) this.residualIn = undefined;
-    return this.timed('adapter product', () =>
-      matmulSubtract(w, ad.b, ad.a, N, ad.rank, K, { transA: true, transB: true }, out),
-    );
+    return this.timed('adapter product', () => subtractAdapter(this.w, ad, out));
   }
 
   /** (A·B)ᵀ products: `into` += LR. */
