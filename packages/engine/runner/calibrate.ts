@@ -11,6 +11,7 @@
 // (DenseOutputs; recordDenseOutputs below).
 import { fixedBatchSize, planBatches, type Batch } from '../data/dataset.js';
 import { InputError } from '../job-parts.js';
+import { closeModel, loadModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type * as ort from 'onnxruntime-node';
 import { DenseOutputs, runDense } from '../runtime/evaluate.js';
@@ -101,27 +102,15 @@ function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
 }
 
 async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequest[]): Promise<void> {
-  const model = s.model!;
   const recorded = recordDenseOutputs(s, plan);
   s.denseOutputs = recorded?.dense;
   s.progress.emit('calibrate', 0, { message: 'opening ONNX Runtime on the dense model' });
-  // Each pass runs the calibration batches; the first also the evaluation batches when it records their dense outputs
-  // (`after`). The count decides whether ONNX Runtime prepacks the weights (runtime/open-model.ts).
-  const calibrationRuns = plan.ranges!.ranges.length;
-  let firstPassRuns =
-    calibrationRuns + (recorded?.modelOutputs.after ? evaluationRanges(s, heldOutData(s)!).ranges.length : 0);
   const collector = new StatsCollector({
     dataset: s.calibration!,
     ranges: plan.ranges!.ranges,
     maxHessianBytes: plan.maxHessianBytes,
     signal: s.opts.signal,
-    // Each pass opens its own capture session on the model as it stands (sequential calibration: the model as
-    // compressed so far) and releases it when the pass ends.
-    open: (passReqs) => {
-      const runs = firstPassRuns;
-      firstPassRuns = calibrationRuns;
-      return s.sessions.openCapture(model, passReqs, s.scratch, runs);
-    },
+    open: passOpener(s, plan, recorded),
     sequential: !!s.recipe.calibration?.sequential,
     ...(recorded ? { modelOutputs: recorded.modelOutputs } : {}),
     onPass: (p) =>
@@ -133,6 +122,41 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
   plan.collector = collector;
   // The first pass's session opens now: a model ONNX Runtime cannot load fails here, before the method starts.
   await collector.prepare();
+}
+
+/**
+ * Opens each pass's capture session. The first (opened now, before the method edits anything) is on the model as
+ * loaded and also fetches the model's outputs when they are recorded (recordDenseOutputs); it runs the calibration
+ * batches and, with evaluation data, the evaluation batches too — the count decides prepacking (open-model.ts). Later
+ * passes fetch only their statistics (the graph cut to what they need) and open on the dense model read again from the
+ * input file — the statistics of every pass describe the dense model, as `sequential: false` promises, however many
+ * passes the Hessian cap makes — or, with `sequential: true`, on the model as compressed so far.
+ */
+function passOpener(
+  s: RunState,
+  plan: CalibrationPlan,
+  recorded: ReturnType<typeof recordDenseOutputs>,
+): StatsCollectorOptions['open'] {
+  const calibrationRuns = plan.ranges!.ranges.length;
+  const evaluationRuns = recorded?.modelOutputs.after ? evaluationRanges(s, heldOutData(s)!).ranges.length : 0;
+  let opened = 0;
+  return async (reqs) => {
+    if (opened++ === 0) {
+      return s.sessions.openCapture(s.model!, reqs, s.scratch, {
+        runs: calibrationRuns + evaluationRuns,
+        modelOutputs: !!recorded,
+      });
+    }
+    if (s.recipe.calibration?.sequential) {
+      return s.sessions.openCapture(s.model!, reqs, s.scratch, { runs: calibrationRuns });
+    }
+    const dense = await loadModel(s.inputs.modelPath);
+    try {
+      return await s.sessions.openCapture(dense, reqs, s.scratch, { runs: calibrationRuns });
+    } finally {
+      closeModel(dense);
+    }
+  };
 }
 
 /**

@@ -67,9 +67,9 @@ export class SessionOwner {
     model: LoadedModel,
     reqs: StatsRequest[],
     dir: string,
-    runs?: number,
+    opts: { runs?: number; modelOutputs?: boolean } = {},
   ): Promise<CaptureSession> => {
-    return this.record(await openCaptureSession(model, reqs, dir, this.candidates, runs));
+    return this.record(await openCaptureSession(model, reqs, dir, this.candidates, opts));
   };
 
   /** "Can ONNX Runtime load this model?" on a weight-free skeleton (runtime/load-check.ts); holds no session. */

@@ -11,6 +11,7 @@ import {
   ensureOpset,
   findNode,
   insertNodesBefore,
+  liveNodes,
   removeInitializerIfUnused,
   renameProducerOutput,
   replaceAllUses,
@@ -18,6 +19,7 @@ import {
   usedNames,
 } from '../../../packages/engine/onnx/graph.js';
 import { makeTensor } from '../../../packages/engine/onnx/tensor.js';
+import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
 import { discoverWeights } from '../../../packages/engine/onnx/weights.js';
 import { PPOCR_REC, ifModel, mlpModel, randomFloats } from '../../helpers/onnx-fixtures.js';
 import { runOrt } from '../../helpers/ort.js';
@@ -146,4 +148,40 @@ test('replaceAllUses reaches readers inside subgraphs', () => {
   assert.deepEqual(findNode(m, 'mm_then')!.node.input, ['x', 'Wouter2']);
   assert.equal(findNode(m, 'mm_then')!.graphPath, 'If_0/then_branch');
   assert.equal(removeInitializerIfUnused(m, 'Wouter'), true);
+});
+
+test('liveNodes: what the named values depend on, in graph order, outer-scope reads of subgraphs included', () => {
+  const then = new GraphBuilder({ name: 'then' });
+  then.output(then.node('Neg', ['relu_x'], {}, { name: 'neg_then', output: 'then_out' }), 'float32', [1, 8]);
+  const other = new GraphBuilder({ name: 'else' });
+  other.output(other.node('Identity', ['x'], {}, { name: 'id_else', output: 'else_out' }), 'float32', [1, 8]);
+  const b = new GraphBuilder({ opset: 17 });
+  b.input('x', 'float32', [1, 8]);
+  b.input('cond', 'bool', []);
+  b.node('Relu', ['x'], {}, { name: 'relu', output: 'relu_x' }); // read only inside the then-branch
+  b.node('Sigmoid', ['x'], {}, { name: 'unused', output: 'sig' });
+  b.node('Tanh', ['x'], {}, { name: 'tanh', output: 't' });
+  b.node(
+    'If',
+    ['cond'],
+    { then_branch: then.buildGraph(), else_branch: other.buildGraph() },
+    { name: 'if', output: 'y' },
+  );
+  b.node('Abs', ['t'], {}, { name: 'abs', output: 'z' });
+  b.output('y', 'float32', [1, 8]);
+  b.output('z', 'float32', [1, 8]);
+  const g = b.build().proto.graph!;
+  assert.deepEqual(
+    liveNodes(g, ['y']).map((n) => n.name),
+    ['relu', 'if'],
+  );
+  assert.deepEqual(
+    liveNodes(g, ['z']).map((n) => n.name),
+    ['tanh', 'abs'],
+  );
+  assert.deepEqual(
+    liveNodes(g, ['y', 'z']).map((n) => n.name),
+    ['relu', 'tanh', 'if', 'abs'],
+  );
+  assert.deepEqual(liveNodes(g, ['x']), [], 'a graph input needs no node');
 });

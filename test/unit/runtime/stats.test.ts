@@ -613,6 +613,17 @@ test('a released Hessian’s buffer is reused by the next pass, whatever it hold
       each.release(r.key);
     }
     assert.equal(each.passCount, 3);
+    // A capture session fetches the model's own output only when asked; else its graph is cut to the reductions.
+    const first = [statsRequestFor(model, ws[0], true)];
+    for (const [modelOutputs, want] of [
+      [false, false],
+      [true, true],
+    ] as const) {
+      const cs = await openCaptureSession(model, first, dir, ['cpu'], { modelOutputs });
+      assert.equal(cs.session.outputNames.includes(h), want, `modelOutputs: ${modelOutputs}`);
+      await cs.session.release();
+    }
+    assert.equal(model.proto.graph!.node.length, 5, 'the caller’s model is left as it was');
     closeModel(model);
   } finally {
     rmSync(dir, { recursive: true, force: true });
