@@ -1,6 +1,7 @@
 // SparseGPT's options, their validation and the damped Hessian: shared by the blocked kernel (sparsegpt.ts), its
 // float64 oracle (sparsegpt-reference.ts) and GPTQ, so all read options identically. A file of its own so that
 // the oracle does not import the kernel it checks (which re-exports the oracle: an import circle).
+import { firstNonFinite32, firstNonFinite64, firstNonFiniteAny } from './float-passes.js';
 import { FactorScratch } from './linalg.js';
 import { MaskInputError, validateNM } from './nm.js';
 
@@ -144,17 +145,11 @@ export function resolveSparseGptOptions(
   const dampening = opts.dampening ?? 0.01;
   if (!(dampening >= 0 && dampening < Infinity))
     throw new SparseGptInputError(`sparseGpt: dampening must be finite and ≥ 0, got ${dampening}`);
-  const hBad = firstNonFinite(hessian);
+  const hBad = firstNonFinite64(hessian);
   if (hBad >= 0) throw new SparseGptInputError(`sparseGpt: Hessian entry ${hBad} is ${hessian[hBad]}`);
-  const wBad = firstNonFinite(w as ArrayLike<number>);
+  const wBad = w instanceof Float32Array ? firstNonFinite32(w) : firstNonFiniteAny(w as ArrayLike<number>);
   if (wBad >= 0) throw new SparseGptInputError(`sparseGpt: weight ${wBad} is not finite`);
   return { nm, sparsity: opts.sparsity ?? 0, blockSize, dampening };
-}
-
-/** Index of the first NaN/±Infinity, or −1 (x − x is NaN exactly for those). */
-function firstNonFinite(a: ArrayLike<number>): number {
-  for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
-  return -1;
 }
 
 /**

@@ -4,6 +4,7 @@
 // fp32, on the GPU); the factorisation falls back to float64 when fp32 loses definiteness (ill-conditioned H), where
 // the reference would raise. The small diagonal blocks of the factorisation and each OBS update's arithmetic run in
 // JS doubles and are rounded once on store.
+import { addDiffSquares32, addSquares32 } from './float-passes.js';
 import { matmulInto, matmulSubtractInPlace } from './gemm.js';
 import {
   FactorScratch,
@@ -190,13 +191,7 @@ async function outputErrorTerms(
   for (let k0 = 0; k0 < K; k0 += w0t.step) {
     const k1 = Math.min(k0 + w0t.step, K);
     const w0 = w0t.read(k0, k1);
-    for (let k = k0; k < k1; k++) {
-      if (live[k] === 0) continue;
-      for (let i = k * N, o = (k - k0) * N; i < (k + 1) * N; i++, o++) {
-        const d = w0[o] - wt[i];
-        d2 += d * d;
-      }
-    }
+    for (let k = k0; k < k1; k++) if (live[k] !== 0) d2 = addDiffSquares32(d2, w0, (k - k0) * N, wt, k * N, N);
   }
   let num = sumE2 - damp * d2;
   let den = dense.vNorm2 - damp * dense.norm2;
@@ -279,15 +274,14 @@ async function denseTerms(
   scratch: (name: string, n: number) => Float32Array,
 ) {
   const y = scratch('y', Math.min(TRMM_PANEL, K) * N);
-  let norm2 = 0;
-  for (let i = 0; i < wt.length; i++) norm2 += wt[i] * wt[i];
+  const norm2 = addSquares32(0, wt);
   let vNorm2 = 0;
   for (let j0 = 0; j0 < K; j0 += TRMM_PANEL) {
     const j1 = Math.min(j0 + TRMM_PANEL, K);
     const out = y.subarray(0, (j1 - j0) * N);
     const panel = copyRect(v, K, 0, j1, j0, j1, scratch('vPanel', j1 * (j1 - j0)));
     await matmulInto(out, panel, wt.subarray(0, j1 * N), j1 - j0, j1, N, { transA: true });
-    for (let i = 0; i < out.length; i++) vNorm2 += out[i] * out[i];
+    vNorm2 = addSquares32(vNorm2, out);
   }
   return { vNorm2, norm2 };
 }

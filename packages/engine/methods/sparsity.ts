@@ -8,6 +8,7 @@
 import { InputError, type LayerReport } from '../job-parts.js';
 import { applyMask, checkNM, nmMask, unstructuredMaskGlobal, unstructuredMaskPerRow } from '../math/nm.js';
 import { errorRatio, outputSquaresOnRows } from '../math/relerr.js';
+import { countZeros32 } from '../math/float-passes.js';
 import { FactorScratch } from '../math/linalg.js';
 import { sparseGpt, SparseGptFactorCache } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';
@@ -228,8 +229,7 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
       }
     }
   }
-  let zeros = 0;
-  for (let i = 0; i < weights.length; i++) if (weights[i] === 0) zeros++;
+  const zeros = countZeros32(weights);
   const verified = 'n' in target ? checkNM(weights, N, K, target.n, target.m).ok : undefined;
   writeWeightMatrix(ctx.model, w, weights);
   // SparseGPT: the same ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖ from the same Hessian as ctx.relativeError, without its K×K pass.
@@ -354,8 +354,7 @@ async function pruneStoredSparseGpt(
         '(exclude the layer, or use magnitude/wanda)',
     );
   });
-  let zeros = 0;
-  for (let i = 0; i < v.length; i++) if (v[i] === 0) zeros++;
+  const zeros = countZeros32(v);
   const violations = nm ? countNMViolationsStrided(v, layout, nm.n) : 0;
   storeRewrittenBytes(ctx.model, t, bytes, true);
   ctx.release(w);
