@@ -6,7 +6,7 @@
 // as math/relerr.ts relativeOutputErrorOnRows (whose numbers these equal up to fp32 rounding): squares summed in
 // float64, 0 for an exact match, Infinity when only the reference is 0.
 import { matmul } from './gemm.js';
-import { maxBlockRows, subtractByRows } from './row-chunks.js';
+import { maxBlockRows, rowBlocks, subtractByRows } from './row-chunks.js';
 
 /** The adapter's factors as math/lowrank.ts stores them: a [K][r], b [r][N]. */
 export interface LowRankFactors {
@@ -29,10 +29,36 @@ function addSquares(s: number, y: Float32Array): number {
   return s;
 }
 
+/**
+ * out = X·Mᵀ [rows][N] for M [N][K], in blocks of M's rows (math/row-chunks.ts rowBlocks: ≥ 128 of them at 256 rows,
+ * ~256 KB of output per call) scattered into out: no rows×N output through a fresh buffer per product. Every entry is
+ * the same dot product over K as in one call (MLAS blocks K by K and N alone, and the same way for ≥ 128 columns).
+ */
+async function productInto(
+  out: Float32Array,
+  x: Float32Array,
+  m: Float32Array,
+  rows: number,
+  K: number,
+  N: number,
+): Promise<Float32Array> {
+  const starts = rowBlocks(N, rows);
+  for (let j = 0; j + 1 < starts.length; j++) {
+    const n0 = starts[j];
+    const nb = starts[j + 1] - n0;
+    const y = await matmul(x, m.subarray(n0 * K, (n0 + nb) * K), rows, K, nb, { transB: true });
+    if (nb === N) out.set(y);
+    else for (let i = 0; i < rows; i++) out.set(y.subarray(i * nb, (i + 1) * nb), i * N + n0);
+  }
+  return out;
+}
+
 /** One layer W [N][K] measured on rows X [rows][K]: holds X and ‖X·Wᵀ‖². */
 export class RowErrors {
   /** One row block of P − (X·A)·B (reused by every measurement). */
   private work: Float32Array | undefined;
+  /** The rows×N buffer every product X·Mᵀ is written to. */
+  private p = new Float32Array(0);
 
   private constructor(
     readonly x: Float32Array,
@@ -48,14 +74,20 @@ export class RowErrors {
     if (w.length !== N * K) throw new RowErrorsShapeError(`RowErrors: W must be ${N}×${K}, got ${w.length} values`);
     if (x.length !== rows * K)
       throw new RowErrorsShapeError(`RowErrors: X must be ${rows}×${K}, got ${x.length} values`);
-    return new RowErrors(x, rows, N, K, sumSquares(await matmul(x, w, rows, K, N, { transB: true })));
+    const p = new Float32Array(rows * N);
+    const errs = new RowErrors(x, rows, N, K, sumSquares(await productInto(p, x, w, rows, K, N)));
+    errs.p = p;
+    return errs;
   }
 
-  /** P = X·Eᵀ [rows][N] for a residual E = W − W_C [N][K]. */
+  /**
+   * P = X·Eᵀ [rows][N] for a residual E = W − W_C [N][K], in the one rows×N buffer this object keeps (the reference
+   * product's): the next call overwrites it.
+   */
   async residual(e: Float32Array): Promise<Float32Array> {
     if (e.length !== this.N * this.K)
       throw new RowErrorsShapeError(`RowErrors: residual must be ${this.N}×${this.K}, got ${e.length} values`);
-    return matmul(this.x, e, this.rows, this.K, this.N, { transB: true });
+    return productInto(this.p, this.x, e, this.rows, this.K, this.N);
   }
 
   /** ‖P − (X·A)·B‖² (‖P‖² without an adapter). */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { matmulSubtract } from '../../../packages/engine/math/gemm.js';
+import { matmul, matmulSubtract } from '../../../packages/engine/math/gemm.js';
 import { maxBlockRows, ROW_CHUNK_FLOATS, rowBlocks, subtractByRows } from '../../../packages/engine/math/row-chunks.js';
 import { subtractAdapter } from '../../../packages/engine/math/lowrank.js';
 import { RowErrors } from '../../../packages/engine/math/row-errors.js';
@@ -100,9 +100,32 @@ test('RowErrors: the squared error summed over row blocks equals the sum over on
   const b = randomF32(r * N, normal);
   const errs = await RowErrors.of(w, N, K, x, rows);
   const p = await errs.residual(e);
-  const { matmul } = await import('../../../packages/engine/math/gemm.js');
   const d = await matmulSubtract(p, await matmul(x, a, rows, K, r), b, rows, r, N);
   let want = 0;
   for (let i = 0; i < d.length; i++) want += d[i] * d[i];
   assert.equal(await errs.squared(p, { rank: r, a, b }), want);
+});
+
+test('RowErrors: X·Wᵀ and X·Eᵀ in blocks of W rows, into one kept buffer, equal one Gemm call bit for bit', async () => {
+  const { normal } = rng(44);
+  for (const [rows, N, K] of [
+    [256, 600, 96], // 2 blocks
+    [256, 1100, 130], // 4 blocks, uneven
+    [5, 7, 3], // one block, JS path
+  ]) {
+    const x = randomF32(rows * K, normal);
+    const w = randomF32(N * K, normal);
+    const errs = await RowErrors.of(w, N, K, x, rows);
+    const ref = await matmul(x, w, rows, K, N, { transB: true });
+    let want = 0;
+    for (let i = 0; i < ref.length; i++) want += ref[i] * ref[i];
+    assert.equal(errs.reference, want, `${rows}×${N}×${K} reference`);
+    const e1 = randomF32(N * K, normal);
+    const p1 = await errs.residual(e1);
+    sameBits(p1, await matmul(x, e1, rows, K, N, { transB: true }), `${rows}×${N}×${K} P`);
+    const e2 = randomF32(N * K, normal);
+    const p2 = await errs.residual(e2);
+    assert.equal(p2, p1, 'the same buffer, overwritten');
+    sameBits(p2, await matmul(x, e2, rows, K, N, { transB: true }), `${rows}×${N}×${K} second P`);
+  }
 });
