@@ -13,6 +13,7 @@ import {
   SparseGptWorkspace,
   type SparseGptOptions,
 } from '../../../packages/engine/math/sparsegpt.js';
+import { chooseGroupNM, sweepGroup, sweepGroupNM4 } from '../../../packages/engine/math/sparsegpt-sweep.js';
 import { magnitudeScores, wandaScores } from '../../../packages/engine/math/wanda.js';
 import { hessianF64, llmLikeActivations, maxAbs, maxAbsDiff, outputErrorF64, randomF32, rng } from './rng.js';
 
@@ -282,4 +283,45 @@ test('bad inputs give typed errors; a singular Hessian without dampening is NotP
   const ac = new AbortController();
   ac.abort(new Error('stop'));
   await assert.rejects(sparseGpt(w, 2, 4, h, { n: 2, m: 4, signal: ac.signal }), /stop/);
+});
+
+test('sweepGroupNM4 (branch-free mask selects) gives the bits of chooseGroupNM + sweepGroup: ties, ±0 weights, n = 1..3', () => {
+  const { normal, uniform } = rng(77);
+  const N = 301;
+  const K = 48;
+  const w0 = randomF32(K * N, normal);
+  // Ties inside groups (equal scores when U_jj are equal), and exact ±0 weights, kept and pruned.
+  for (let i = 0; i < w0.length; i += 7) w0[i] = w0[i + 1 < w0.length ? i + 1 : i];
+  for (let i = 3; i < w0.length; i += 11) w0[i] = uniform() < 0.5 ? 0 : -0;
+  const u = new Float32Array(K * K);
+  for (let i = 0; i < K; i++) {
+    u[i * K + i] = i % 8 < 4 ? 1 : 0.5 + uniform();
+    for (let j = i + 1; j < K; j++) u[i * K + j] = 0.1 * normal();
+  }
+  const bits = (a: ArrayLike<number>) => Array.from(a, (x) => (Object.is(x, -0) ? '-0' : String(x))).join(',');
+  for (const n of [1, 2, 3]) {
+    const run = (fused: boolean) => {
+      const wt = w0.slice();
+      const errT = new Float32Array(K * N).fill(NaN);
+      const mask = new Uint8Array(N * K).fill(9);
+      const buf = { e: new Float64Array(4 * N), keep: new Uint8Array(4 * N), u: new Float64Array(4) };
+      let loss = 0;
+      for (let c0 = 0; c0 < K; c0 += 16)
+        for (let g = c0; g < c0 + 16; g += 4) {
+          if (fused) loss += sweepGroupNM4(wt, u, errT, 0, mask, N, K, g, c0 + 16, n, buf.e);
+          else {
+            chooseGroupNM(wt, u, N, K, g, 4, n, buf.keep);
+            loss += sweepGroup(wt, u, errT, 0, mask, N, K, g, 4, c0 + 16, buf);
+          }
+        }
+      return { wt: bits(wt), errT: bits(errT), mask: bits(mask), loss };
+    };
+    const a = run(true);
+    const b = run(false);
+    assert.equal(a.wt, b.wt, `n=${n}: weights`);
+    assert.equal(a.errT, b.errT, `n=${n}: errors`);
+    assert.equal(a.mask, b.mask, `n=${n}: mask`);
+    assert.ok(Object.is(a.loss, b.loss), `n=${n}: loss ${a.loss} vs ${b.loss}`);
+    assert.ok(a.wt.includes('-0') && a.mask.includes('0'), 'the case has −0 weights and pruned ones');
+  }
 });
