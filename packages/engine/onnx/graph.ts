@@ -410,18 +410,15 @@ export function liveNodes(graph: GraphProto, outputs: Iterable<string>): NodePro
     const n = producer.get(stack.pop()!);
     if (!n || live.has(n)) continue;
     live.add(n);
-    for (const i of n.input) if (i) stack.push(i);
-    for (const a of n.attribute) for (const { graph: g } of subgraphsOf(a)) stack.push(...namesReadIn(g));
+    stack.push(...namesReadBy(n));
   }
   return graph.node.filter((n) => live.has(n));
 }
 
-/** Every name read by a node of `graph` or of its nested subgraphs. */
-function namesReadIn(graph: GraphProto): string[] {
-  const names: string[] = [];
-  for (const n of graph.node) {
-    for (const i of n.input) if (i) names.push(i);
-    for (const a of n.attribute) for (const { graph: g } of subgraphsOf(a)) names.push(...namesReadIn(g));
-  }
+/** Every name `node` reads: its inputs, and every name read inside its subgraphs (see liveNodes). */
+export function namesReadBy(node: NodeProto): string[] {
+  const names = node.input.filter((i) => i);
+  for (const a of node.attribute)
+    for (const { graph } of subgraphsOf(a)) for (const n of graph.node) names.push(...namesReadBy(n));
   return names;
 }

@@ -15,7 +15,7 @@ import { closeModel, loadModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type * as ort from 'onnxruntime-node';
 import { DenseOutputs, runDense } from '../runtime/evaluate.js';
-import { statsRequestFor } from '../runtime/calibration.js';
+import { passCut, statsRequestFor } from '../runtime/calibration.js';
 import { hessianBytes, StatsCollector, type StatsCollectorOptions, type StatsRequest } from '../runtime/stats.js';
 import {
   DEFAULT_BATCH,
@@ -111,6 +111,8 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
     maxHessianBytes: plan.maxHessianBytes,
     signal: s.opts.signal,
     open: passOpener(s, plan, recorded),
+    // Cuts are planned on the model as loaded, before the method edits it (prepare below).
+    cutFor: (passReqs) => passCut(s.model!, [...new Set(passReqs.map((r) => r.activation))]),
     sequential: !!s.recipe.calibration?.sequential,
     ...(recorded ? { modelOutputs: recorded.modelOutputs } : {}),
     onPass: (p) =>
@@ -126,11 +128,12 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
 
 /**
  * Opens each pass's capture session. The first (opened now, before the method edits anything) is on the model as
- * loaded and also fetches the model's outputs when they are recorded (recordDenseOutputs); it runs the calibration
- * batches and, with evaluation data, the evaluation batches too — the count decides prepacking (open-model.ts). Later
- * passes fetch only their statistics (the graph cut to what they need) and open on the dense model read again from the
- * input file — the statistics of every pass describe the dense model, as `sequential: false` promises, however many
- * passes the Hessian cap makes — or, with `sequential: true`, on the model as compressed so far.
+ * loaded and also fetches the model's outputs when they are recorded (recordDenseOutputs) and the later passes'
+ * frontiers (stats.ts cuts); it runs the calibration batches and, with evaluation data, the evaluation batches too —
+ * the count decides prepacking (open-model.ts). Later passes fetch only their statistics (the graph cut to what they
+ * need, from their cut on where there is one) and open on the dense model read again from the input file — the
+ * statistics of every pass describe the dense model, as `sequential: false` promises, however many passes the
+ * Hessian cap makes — or, with `sequential: true`, on the model as compressed so far.
  */
 function passOpener(
   s: RunState,
@@ -140,11 +143,12 @@ function passOpener(
   const calibrationRuns = plan.ranges!.ranges.length;
   const evaluationRuns = recorded?.modelOutputs.after ? evaluationRanges(s, heldOutData(s)!).ranges.length : 0;
   let opened = 0;
-  return async (reqs) => {
+  return async (reqs, extra) => {
     if (opened++ === 0) {
       return s.sessions.openCapture(s.model!, reqs, s.scratch, {
         runs: calibrationRuns + evaluationRuns,
         modelOutputs: !!recorded,
+        ...(extra?.fetch ? { fetch: extra.fetch } : {}),
       });
     }
     if (s.recipe.calibration?.sequential) {
@@ -152,7 +156,10 @@ function passOpener(
     }
     const dense = await loadModel(s.inputs.modelPath);
     try {
-      return await s.sessions.openCapture(dense, reqs, s.scratch, { runs: calibrationRuns });
+      return await s.sessions.openCapture(dense, reqs, s.scratch, {
+        runs: calibrationRuns,
+        ...(extra?.cut ? { cut: extra.cut } : {}),
+      });
     } finally {
       closeModel(dense);
     }

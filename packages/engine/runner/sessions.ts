@@ -7,7 +7,7 @@
 import { tmpdir } from 'node:os';
 import type * as ort from 'onnxruntime-node';
 import type { LoadedModel } from '../onnx/model.js';
-import { openCaptureSession } from '../runtime/calibration.js';
+import { openCaptureSession, type CaptureSessionOptions } from '../runtime/calibration.js';
 import { checkLoadable } from '../runtime/load-check.js';
 import type { CaptureSession, StatsRequest } from '../runtime/stats.js';
 import { openModelFile, withoutRuns, type LoadedSessionOptions } from '../runtime/open-model.js';
@@ -67,7 +67,7 @@ export class SessionOwner {
     model: LoadedModel,
     reqs: StatsRequest[],
     dir: string,
-    opts: { runs?: number; modelOutputs?: boolean } = {},
+    opts: CaptureSessionOptions = {},
   ): Promise<CaptureSession> => {
     return this.record(await openCaptureSession(model, reqs, dir, this.candidates, opts));
   };

@@ -3,8 +3,8 @@
 // before the method edits anything, so statistics always describe the dense model), and the per-layer output error.
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
-import { ValueInfoProtoSchema, type NodeProto } from '../onnx/gen/onnx_pb.js';
-import { addGraphOutputs, liveNodes } from '../onnx/graph.js';
+import { ValueInfoProtoSchema, type GraphProto, type NodeProto, type ValueInfoProto } from '../onnx/gen/onnx_pb.js';
+import { addGraphOutputs, liveNodes, namesReadBy, tensorValueInfo, valueElemType } from '../onnx/graph.js';
 import { saveModel, type LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { findGraph, nodeKey } from '../onnx/walk.js';
@@ -13,7 +13,9 @@ import type { LayerStats } from '../methods/types.js';
 import { convGeometry, geometryKey } from './conv.js';
 import { openSession, type ExecutionProvider, type OpenedSession } from './session.js';
 import { openLoadedModel } from './open-model.js';
-import { appendStatistics, type CaptureOutputs } from './capture.js';
+import { appendStatistics, type CaptureOutputs, type PassCut } from './capture.js';
+
+export type { PassCut };
 import { hessianBytes, type CaptureSession, type StatsRequest } from './stats.js';
 
 /** Finds a node by the key discoverWeights reports (name, or `<op>#<index>`) in the graph at `graphPath`. */
@@ -59,14 +61,7 @@ export async function openStatsSession(
   const existing = new Set(graph.output.map((o) => o.name));
   const added = activations.filter((a) => !existing.has(a));
   const before = graph.output.length;
-  for (const name of added) {
-    try {
-      addGraphOutputs(model, [name]);
-    } catch {
-      // Type not inferable statically: ONNX Runtime infers the type of an untyped graph output itself.
-      graph.output.push(create(ValueInfoProtoSchema, { name }));
-    }
-  }
+  addOutputsTyped(model, added);
   // A fresh file per call: a session may still map an earlier one (external data), and sequential calibration
   // writes the partly compressed model once per pass.
   const path = join(dir, `with-activations-${++statsFiles}.onnx`);
@@ -94,17 +89,20 @@ export async function openCaptureSession(
   reqs: StatsRequest[],
   dir: string,
   executionProviders: readonly ExecutionProvider[],
-  opts: { runs?: number; modelOutputs?: boolean } = {},
+  opts: CaptureSessionOptions = {},
 ): Promise<CaptureSession> {
   const appended = appendStatistics(model, reqs);
   const graph = model.proto.graph!;
-  const nodes = graph.node.slice();
-  const outputs = graph.output.slice();
+  const saved = { node: graph.node.slice(), output: graph.output.slice(), input: graph.input.slice() };
   try {
+    if (opts.fetch?.length) addOutputsTyped(model, opts.fetch);
     if (!opts.modelOutputs) {
-      const reductions = new Set([...appended.outputs.values()].flatMap(outputNames));
-      graph.output.splice(0, graph.output.length, ...outputs.filter((o) => reductions.has(o.name)));
-      graph.node.splice(0, graph.node.length, ...liveNodes(graph, reductions));
+      const reductions = [...appended.outputs.values()].flatMap(outputNames);
+      const wanted = new Set([...reductions, ...(opts.fetch ?? [])]);
+      graph.output.splice(0, graph.output.length, ...graph.output.filter((o) => wanted.has(o.name)));
+      const live = liveNodes(graph, wanted);
+      graph.node.splice(0, graph.node.length, ...(opts.cut ? startingAt(saved.node, live, opts.cut) : live));
+      if (opts.cut) readFrontier(graph, saved.input, opts.cut);
     }
     // No CPU arena: a capture run is one forward pass per batch, and the arena would keep its high-water mark of
     // intermediates (+350 MB on the 245 M LLM at 8 × 128 tokens) next to the weights for the rest of the pass.
@@ -116,9 +114,75 @@ export async function openCaptureSession(
       outputs: appended.outputs,
     };
   } finally {
-    graph.node.splice(0, graph.node.length, ...nodes);
-    graph.output.splice(0, graph.output.length, ...outputs);
+    graph.node.splice(0, graph.node.length, ...saved.node);
+    graph.output.splice(0, graph.output.length, ...saved.output);
+    graph.input.splice(0, graph.input.length, ...saved.input);
     appended.undo();
+  }
+}
+
+export interface CaptureSessionOptions {
+  /** Calibration batches the session will run (decides prepacking, open-model.ts). */
+  runs?: number;
+  /** Fetch the model's own outputs too (else the graph is cut to what the reductions need). */
+  modelOutputs?: boolean;
+  /** Values to fetch as well (the first pass fetches the later passes' frontiers). */
+  fetch?: string[];
+  /** Run only from this cut on, its frontier fed as inputs (a later pass; passCut). */
+  cut?: PassCut;
+}
+
+/**
+ * The cut for a pass over `activations` (main-graph values) of the model as loaded, or undefined where there is
+ * nothing to skip or a crossing value's type is unknown.
+ */
+export function passCut(model: LoadedModel, activations: string[]): PassCut | undefined {
+  const graph = model.proto.graph!;
+  const producer = new Map<string, number>();
+  graph.node.forEach((n, i) => n.output.forEach((o) => o && producer.set(o, i)));
+  let start = Infinity;
+  for (const a of activations) start = Math.min(start, producer.get(a) ?? -1);
+  if (start <= 0) return undefined;
+  const at = new Map(graph.node.map((n, i) => [n, i] as const));
+  const crossing = new Set<string>();
+  for (const n of liveNodes(graph, activations)) {
+    if (at.get(n)! < start) continue;
+    for (const name of namesReadBy(n)) if ((producer.get(name) ?? start) < start) crossing.add(name);
+  }
+  const frontier: PassCut['frontier'] = [];
+  for (const name of crossing) {
+    const elemType = valueElemType(model, name);
+    if (elemType === undefined) return undefined;
+    frontier.push({ name, elemType });
+  }
+  return { start, frontier };
+}
+
+/** The live nodes at or after the cut (appended reductions come after every original node). */
+function startingAt(original: NodeProto[], live: NodeProto[], cut: PassCut): NodeProto[] {
+  const skipped = new Set(original.slice(0, cut.start));
+  return live.filter((n) => !skipped.has(n));
+}
+
+/** The cut graph reads the model inputs its nodes still read, and the frontier. */
+function readFrontier(graph: GraphProto, inputs: ValueInfoProto[], cut: PassCut): void {
+  const read = new Set(graph.node.flatMap(namesReadBy));
+  graph.input.splice(
+    0,
+    graph.input.length,
+    ...inputs.filter((i) => read.has(i.name)),
+    ...cut.frontier.map((f) => tensorValueInfo(f.name, f.elemType)),
+  );
+}
+
+function addOutputsTyped(model: LoadedModel, names: string[]): void {
+  for (const name of names) {
+    try {
+      addGraphOutputs(model, [name]);
+    } catch {
+      // Type not inferable statically: ONNX Runtime infers the type of an untyped graph output itself.
+      model.proto.graph!.output.push(create(ValueInfoProtoSchema, { name }));
+    }
   }
 }
 

@@ -50,6 +50,20 @@ export interface GramTile {
   cols: number;
 }
 
+/**
+ * Where a later calibration pass starts. Every pass runs the model from its inputs to its last activation, so with
+ * several passes (Hessians over the cap) the early layers ran once per pass: 3 full forward passes for the 1 B LLM's
+ * 2 GiB cap, and one per ~1.4 GB of Hessians for a 7 B one. The first pass also fetches the values that cross the
+ * cut in front of each later pass (the residual stream and masks of a transformer: a few MB per batch); a later pass
+ * then runs only the nodes from its cut on, those values fed as inputs.
+ */
+export interface PassCut {
+  /** Index in the main graph's node list of the earliest node producing one of the pass's activations. */
+  start: number;
+  /** Values read by the pass's nodes from `start` on but produced before it, with their ONNX element types. */
+  frontier: { name: string; elemType: number }[];
+}
+
 /** Graph output names of one request's reductions. */
 export interface CaptureOutputs {
   shape: string;

@@ -14,7 +14,7 @@ import { batches, type Batch } from '../data/dataset.js';
 import type { Dataset } from '../data/types.js';
 import { InputError } from '../job-parts.js';
 import type { LayerStats } from '../methods/types.js';
-import type { CaptureOutputs, StatsRequest } from './capture.js';
+import type { CaptureOutputs, PassCut, StatsRequest } from './capture.js';
 import { outputSize } from './conv.js';
 import { foldTile, mirrorTiles, tileOffsets } from './gram.js';
 import { ort as loadOrt } from './ort.js';
@@ -41,8 +41,16 @@ export interface StatsCollectorOptions {
   ranges: [number, number][];
   /** Total bytes of float64 Hessians held at once (one pass). */
   maxHessianBytes: number;
-  /** Opens a capture session for the requests of one pass (on the model as it stands when called). */
-  open: (reqs: StatsRequest[]) => Promise<CaptureSession>;
+  /**
+   * Opens a capture session for the requests of one pass (on the model as it stands when called); `extra.fetch`: values
+   * the first pass fetches as well (later passes' frontiers), `extra.cut`: the later pass runs from that cut on.
+   */
+  open: (reqs: StatsRequest[], extra?: { fetch?: string[]; cut?: PassCut }) => Promise<CaptureSession>;
+  /**
+   * Where a later pass over `reqs` may start (calibration.ts passCut on the model as loaded); without it every pass
+   * runs the model from its inputs. Not used with `sequential` (each pass must see the model as compressed so far).
+   */
+  cutFor?: (reqs: StatsRequest[]) => PassCut | undefined;
   /**
    * Sequential calibration: each pass covers one activation only and opens its session on the model as it stands
    * (earlier layers already compressed).
@@ -93,6 +101,10 @@ export class StatsCollector {
    * show. What a pass does not take is dropped before it allocates, so held + new stays within its budget.
    */
   private spare = new Map<number, ArrayBuffer[]>();
+  /** The later passes' cuts (cutFor), planned when the first pass is prepared; a pass's entry goes once it ran. */
+  private cuts: { keys: string; cut: PassCut }[] = [];
+  /** Per calibration batch, the frontier values the first pass fetched for the later passes' cuts. */
+  private frontier: Map<string, ort.Tensor>[] = [];
   private passes = 0;
   private runs = 0;
   private opened?: { start: number; reqs: StatsRequest[]; capture: CaptureSession; prepared: boolean };
@@ -137,7 +149,9 @@ export class StatsCollector {
     const reqs = this.plan(0);
     if (reqs.length === 0) return undefined;
     await this.closeOpened();
-    const capture = await this.opts.open(reqs);
+    this.cuts = this.planCuts(reqs);
+    const fetch = frontierNames(this.cuts);
+    const capture = await this.opts.open(reqs, fetch.length ? { fetch } : undefined);
     this.opened = { start: 0, reqs, capture, prepared: true };
     return { executionProvider: capture.executionProvider, fallbacks: capture.fallbacks };
   }
@@ -191,19 +205,60 @@ export class StatsCollector {
    * The requests of the pass starting at `start`: it and the following pending ones while their Hessians fit the
    * budget; Hessian-free requests always join (sequential calibration: only the one at `start`).
    */
-  private plan(start: number): StatsRequest[] {
+  private plan(start: number, taken?: Set<string>): StatsRequest[] {
     const pass: StatsRequest[] = [];
     let bytes = 0;
     const end = this.opts.sequential ? Math.min(start + 1, this.order.length) : this.order.length;
     for (let i = start; i < end; i++) {
       const r = this.order[i];
-      if (this.done.has(r.key) || this.released.has(r.key)) continue;
+      if (this.done.has(r.key) || this.released.has(r.key) || taken?.has(r.key)) continue;
       const b = r.hessian ? hessianBytes(r) : 0;
       if (pass.length > 0 && b > 0 && bytes + b > this.opts.maxHessianBytes) continue;
       pass.push(r);
       bytes += b;
     }
     return pass;
+  }
+
+  /**
+   * The cuts of the passes that follow `first` when the method asks for statistics in request order (a pass that
+   * turns out different runs uncut). None for sequential calibration.
+   */
+  private planCuts(first: StatsRequest[]): { keys: string; cut: PassCut }[] {
+    if (this.opts.sequential || !this.opts.cutFor) return [];
+    const taken = new Set(first.map((r) => r.key));
+    const cuts: { keys: string; cut: PassCut }[] = [];
+    for (let i = 0; i < this.order.length; i++) {
+      if (taken.has(this.order[i].key)) continue;
+      const pass = this.plan(i, taken);
+      for (const r of pass) taken.add(r.key);
+      const cut = this.opts.cutFor(pass);
+      if (cut) cuts.push({ keys: keysOf(pass), cut });
+    }
+    return cuts;
+  }
+
+  /** Keeps batch `i`'s frontier values, or drops every cut once they pass MAX_FRONTIER_BYTES. */
+  private keepFrontier(r: ort.InferenceSession.ReturnType, i: number, names: string[]): void {
+    const kept = (this.frontier[i] = new Map());
+    for (const n of names) kept.set(n, r[n] as ort.Tensor);
+    let bytes = 0;
+    for (const batch of this.frontier)
+      for (const t of batch.values()) bytes += ArrayBuffer.isView(t.data) ? t.data.byteLength : Infinity;
+    if (bytes > MAX_FRONTIER_BYTES) {
+      this.cuts = [];
+      this.frontier = [];
+    }
+  }
+
+  /** A batch's feeds: the model inputs the session reads, plus the cut's frontier values from the first pass. */
+  private feedsFor(session: ort.InferenceSession, batch: Batch, i: number, cut: PassCut | undefined) {
+    const feeds = feedsOf(batch.inputs);
+    if (!cut) return feeds;
+    const read = new Set(session.inputNames);
+    for (const name of Object.keys(feeds)) if (!read.has(name)) delete feeds[name];
+    for (const f of cut.frontier) feeds[f.name] = this.frontier[i].get(f.name)!;
+    return feeds;
   }
 
   private async closeOpened(): Promise<void> {
@@ -216,19 +271,25 @@ export class StatsCollector {
     let reqs: StatsRequest[];
     let capture: CaptureSession;
     let prepared = false;
+    let cut: PassCut | undefined;
     if (this.opened && this.opened.start === start) {
       ({ reqs, capture, prepared } = this.opened);
       this.opened = undefined;
     } else {
       await this.closeOpened();
       reqs = this.plan(start);
-      capture = await this.opts.open(reqs);
+      const at = this.cuts.findIndex((c) => c.keys === keysOf(reqs));
+      cut = at >= 0 && this.frontier.length === this.opts.ranges.length ? this.cuts[at].cut : undefined;
+      if (at >= 0) this.cuts.splice(at, 1);
+      capture = await this.opts.open(reqs, cut ? { cut } : undefined);
     }
+    // Frontier values are fetched by the first (prepared) pass only.
+    const fetch = prepared ? frontierNames(this.cuts) : [];
     const pass = ++this.passes;
     const accs = this.accumulators(reqs, capture);
     const outputs = prepared ? this.opts.modelOutputs : undefined;
     const record = outputs?.record ? outputs : undefined;
-    const names = record ? [...new Set([...fetchNames(accs), ...record.names])] : fetchNames(accs);
+    const names = [...new Set([...fetchNames(accs), ...(record?.names ?? []), ...fetch])];
     try {
       let i = 0;
       const n = this.opts.ranges.length;
@@ -236,8 +297,10 @@ export class StatsCollector {
         this.opts.signal?.throwIfAborted();
         this.opts.onPass?.({ pass, batch: i, batches: this.opts.ranges.length, activations: reqs.length });
         const fetches = fetchesFor(accs, names, i === 0);
-        const r = await runSession(capture.session, feedsOf(batch.inputs), fetches, 'computing calibration statistics');
+        const feeds = this.feedsFor(capture.session, batch, i, cut);
+        const r = await runSession(capture.session, feeds, fetches, 'computing calibration statistics');
         this.runs++;
+        if (fetch.length && this.cuts.length) this.keepFrontier(r, i, fetch);
         for (const acc of accs) accumulate(acc, r, i === 0, i === n - 1);
         await record?.record!(r, batch);
         if (pass === 1) this.tokens += batch.count;
@@ -248,6 +311,7 @@ export class StatsCollector {
       await capture.session.release().catch(() => {});
     }
     for (const acc of accs) this.done.set(acc.req.key, finish(acc));
+    if (!this.cuts.length) this.frontier = []; // no later pass needs them
   }
 
   /** A pass's accumulators, Hessians in released buffers of their size where there are any (`spare`). */
@@ -266,6 +330,20 @@ export class StatsCollector {
       return acc;
     });
   }
+}
+
+/**
+ * Most bytes of frontier values kept for the later passes (all batches): a transformer's is its residual stream and
+ * masks, 8 MB per 8 × 128-token batch at hidden 2048; a graph whose cuts cross more runs its later passes uncut.
+ */
+const MAX_FRONTIER_BYTES = 256 * 2 ** 20;
+
+function keysOf(reqs: StatsRequest[]): string {
+  return reqs.map((r) => r.key).join('\n');
+}
+
+function frontierNames(cuts: { cut: PassCut }[]): string[] {
+  return [...new Set(cuts.flatMap((c) => c.cut.frontier.map((f) => f.name)))];
 }
 
 /** Every output of the pass, once (requests on one activation share its shape output). */

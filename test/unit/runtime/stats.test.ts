@@ -15,6 +15,7 @@ import { discoverWeights, readWeightMatrix, writeWeightMatrix } from '../../../p
 import {
   openCaptureSession,
   openStatsSession,
+  passCut,
   statsRequestFor,
   layerRelativeError,
 } from '../../../packages/engine/runtime/calibration.js';
@@ -44,9 +45,9 @@ function collector(
   let opened = 0;
   const c = new StatsCollector({
     ...opts,
-    open: async (reqs) => {
+    open: async (reqs, extra) => {
       opened++;
-      const s = await openCaptureSession(model, reqs, dir, ['cpu']);
+      const s = await openCaptureSession(model, reqs, dir, ['cpu'], extra);
       const run = s.session.run.bind(s.session);
       s.session.run = ((...args: Parameters<typeof run>) => {
         runs++;
@@ -624,6 +625,68 @@ test('a released Hessian’s buffer is reused by the next pass, whatever it hold
       await cs.session.release();
     }
     assert.equal(model.proto.graph!.node.length, 5, 'the caller’s model is left as it was');
+    closeModel(model);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('later passes start from their cut, fed what the first pass fetched there: the same Hessians, fewer nodes run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    // x [n, 32] → four MatMuls 32×32 with Tanh between (plus a Relu side branch the last one reads).
+    const b = new GraphBuilder({ opset: 17 });
+    b.input('x', 'float32', ['n', 32]);
+    const side = b.node('Relu', ['x'], {}, { name: 'side', output: 'side' });
+    let h = 'x';
+    for (let l = 0; l < 4; l++) {
+      b.initializer(`w${l}`, 'float32', [32, 32], randn(32 * 32, 21 + l, 0.3));
+      if (l === 3) h = b.node('Add', [h, side], {}, { name: 'skip' });
+      h = b.node('MatMul', [h, `w${l}`], {}, { name: `fc${l}` });
+      if (l < 3) h = b.node('Tanh', [h], {}, { name: `tanh${l}` });
+    }
+    b.output(h, 'float32', ['n', 32]);
+    const file = join(dir, 'chain4.onnx');
+    await saveModel(b.build(), file);
+    const model = await loadModel(file);
+    const ws = discoverWeights(model).filter((w) => w.compressible);
+    const reqs = ws.map((w) => statsRequestFor(model, w, true));
+    const opts = {
+      dataset: dataset('x', { dtype: 'float32', dims: [20, 32], data: randn(20 * 32, 4) }),
+      ranges: planBatches(20, 8).ranges,
+      maxHessianBytes: 2 * 32 * 32 * 8, // two Hessians per pass
+    };
+    const plain = collector(model, dir, opts).c;
+    const inputs: string[][] = [];
+    const cut = new StatsCollector({
+      ...opts,
+      cutFor: (passReqs) =>
+        passCut(
+          model,
+          passReqs.map((r) => r.activation),
+        ),
+      open: async (passReqs, extra) => {
+        const s = await openCaptureSession(model, passReqs, dir, ['cpu'], extra);
+        inputs.push([...s.session.inputNames]);
+        return s;
+      },
+    });
+    assert.equal(reqs.length, 4);
+    for (const r of reqs) {
+      plain.add(r);
+      cut.add(r);
+    }
+    await cut.prepare();
+    for (const r of reqs) {
+      const want = (await plain.get(r.key)).hessian![0];
+      const got = (await cut.get(r.key)).hessian![0];
+      assert.deepEqual([...got], [...want], r.key);
+    }
+    assert.equal(cut.passCount, 2);
+    // The second pass (fc2, fc3) starts at tanh1, which produces fc2's input: it is fed fc1's output and the side
+    // branch, not x.
+    assert.deepEqual(inputs[0], ['x']);
+    assert.deepEqual(inputs[1].sort(), ['fc1_out0', 'side']);
     closeModel(model);
   } finally {
     rmSync(dir, { recursive: true, force: true });
