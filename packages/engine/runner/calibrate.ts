@@ -7,8 +7,8 @@
 // found there, and a job must not "succeed" with a model nobody can run. The statistics session proves it; without
 // one a weight-free skeleton of the graph is checked (runtime/load-check.ts), which costs milliseconds instead of a
 // copy of the weights. Evaluation opens its own sessions later, one at a time (runner/evaluate.ts) — except the dense
-// one: the first pass's session, on the dense model as loaded, records the dense outputs evaluation compares against
-// (DenseOutputs; recordDenseOutputs below).
+// one: the dense outputs evaluation compares against are recorded during the first pass (DenseOutputs;
+// recordDenseOutputs below).
 import { fixedBatchSize, planBatches, type Batch } from '../data/dataset.js';
 import { InputError } from '../job-parts.js';
 import { closeModel, loadModel } from '../onnx/model.js';
@@ -128,9 +128,8 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
 
 /**
  * Opens each pass's capture session. The first (opened now, before the method edits anything) is on the model as
- * loaded and also fetches the model's outputs when they are recorded (recordDenseOutputs) and the later passes'
- * frontiers (stats.ts cuts); it runs the calibration batches and, with evaluation data, the evaluation batches too —
- * the count decides prepacking (open-model.ts). Later passes fetch only their statistics (the graph cut to what they
+ * loaded and also fetches the model's outputs when they are recorded on the calibration batches (recordDenseOutputs)
+ * and the later passes' frontiers (stats.ts cuts); the batch count decides prepacking (open-model.ts). Later passes fetch only their statistics (the graph cut to what they
  * need, from their cut on where there is one) and open on the dense model read again from the input file — the
  * statistics of every pass describe the dense model, as `sequential: false` promises, however many passes the
  * Hessian cap makes — or, with `sequential: true`, on the model as compressed so far.
@@ -141,13 +140,12 @@ function passOpener(
   recorded: ReturnType<typeof recordDenseOutputs>,
 ): StatsCollectorOptions['open'] {
   const calibrationRuns = plan.ranges!.ranges.length;
-  const evaluationRuns = recorded?.modelOutputs.after ? evaluationRanges(s, heldOutData(s)!).ranges.length : 0;
   let opened = 0;
   return async (reqs, extra) => {
     if (opened++ === 0) {
       return s.sessions.openCapture(s.model!, reqs, s.scratch, {
-        runs: calibrationRuns + evaluationRuns,
-        modelOutputs: !!recorded,
+        runs: calibrationRuns,
+        modelOutputs: !!recorded?.modelOutputs.record,
         ...(extra?.fetch ? { fetch: extra.fetch } : {}),
       });
     }
@@ -167,14 +165,13 @@ function passOpener(
 }
 
 /**
- * The dense outputs evaluation needs, from the first calibration pass's session (the dense model as loaded), so that
- * evaluation opens only the compressed model: without evaluation data, over exactly the calibration batches, the pass
- * fetches the compared output as well (it runs the dense model on them anyway); with evaluation data, the session
- * then runs the evaluation batches fetching only that output, timed as stage "evaluate". ONNX Runtime 1.29 still runs
- * every node of the plan whatever is fetched (measured: fetching a cheap branch costs as much as the whole graph), so
- * those batches also recompute the appended reductions — cheap for row samples and sums of squares, a Hessian's
- * 2·T·K² for Hessian methods; a plain dense session would avoid that at the cost of a second session open (not done). Undefined when evaluation runs on other calibration batches, or its outputName is unknown (the
- * evaluate stage reports it).
+ * The dense outputs evaluation needs, recorded during the first calibration pass, so that evaluation opens only the
+ * compressed model: without evaluation data, over exactly the calibration batches, the pass's session fetches the
+ * compared output as well (it runs the dense model on them anyway); with evaluation data, once that pass is done and
+ * its session released, a plain session on the input runs the evaluation batches, timed as stage "evaluate" (on the
+ * capture session each would recompute every reduction — ONNX Runtime 1.29 runs every node whatever is fetched, a
+ * Hessian's 2·T·K² per batch — and unprepacked it opens in a fraction of a second, open-model.ts). Undefined when
+ * evaluation runs on other calibration batches, or its outputName is unknown (the evaluate stage reports it).
  */
 function recordDenseOutputs(
   s: RunState,
@@ -215,12 +212,19 @@ function recordDenseOutputs(
     dense,
     modelOutputs: {
       names: [name],
-      after: (session) =>
+      // A plain session on the input (the dense model whatever the method edited since), opened once the capture
+      // session is released: one copy of the weights at a time, and no reductions run on the evaluation batches.
+      after: () =>
         s.clock.stage(
           'evaluate',
-          () => {
+          async () => {
             s.progress.emit('calibrate', 0, { message: 'running the dense model on the evaluation data' });
-            return runDense(session, dense, data, evalRanges, { signal: s.opts.signal });
+            const session = await s.sessions.open(s.inputs.modelPath, { cpuMemArena: false, runs: evalRanges.length });
+            try {
+              await runDense(session, dense, data, evalRanges, { signal: s.opts.signal });
+            } finally {
+              await s.sessions.release(session);
+            }
           },
           () => s.sessions.executionProvider,
         ),

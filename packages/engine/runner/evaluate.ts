@@ -1,10 +1,10 @@
 // Stage "evaluate": dense vs compressed on the evaluation data (else the calibration data), one model at a time
 // (runtime/evaluate.ts): the dense model's outputs first, its session released, then the compressed model. Dense
 // outputs over 256 MiB go to a scratch file in the job's scratch folder rather than memory. When the job calibrated,
-// the dense outputs were recorded by the first calibration pass's session (runner/calibrate.ts: fetched along the
-// calibration batches, or the evaluation batches run there, timed as this stage) and the dense model is not opened
-// again; else (or if that pass never ran) it is opened here. The compressed model's session is left open for the latency stage when the
-// method is timed (it then times the compressed model there).
+// the dense outputs were recorded during the first calibration pass (runner/calibrate.ts: fetched along the
+// calibration batches by its session, or, with evaluation data, by a plain dense session opened once that pass is
+// done, timed as this stage); else (or if that pass never ran) the dense model is opened here. The compressed model's
+// session is left open for the latency stage when the method is timed (it then times the compressed model there).
 import { evaluateModels } from '../runtime/evaluate.js';
 import { TIMED_SESSION_OPTIONS } from './latency.js';
 import { evaluationRanges, heldOutData, type RunState } from './state.js';

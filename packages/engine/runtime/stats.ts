@@ -62,13 +62,14 @@ export interface StatsCollectorOptions {
    * the method edited anything — and handed over batch by batch in range order (`record`): the dense outputs an
    * evaluation on the same batches would otherwise compute again (runtime/evaluate.ts DenseOutputs). ONNX Runtime
    * (1.29) runs every node of the graph whatever is fetched, so this costs the pass only the outputs' copies. `after`
-   * gets that session once the pass's batches are done, before it is released (e.g. to run the dense model over an
-   * evaluation set, fetching only its outputs — each such run still computes every reduction). @defaultValue none
+   * runs once that pass is done and its session released (the runner runs the dense model over an evaluation set
+   * there, in a plain session: on the capture session each of those runs would recompute every reduction, since ONNX
+   * Runtime runs the whole graph whatever is fetched). @defaultValue none
    */
   modelOutputs?: {
     names: string[];
     record?(r: ort.InferenceSession.ReturnType, batch: Batch): Promise<void>;
-    after?(session: ort.InferenceSession): Promise<void>;
+    after?(): Promise<void>;
   };
   onPass?: (p: { pass: number; batch: number; batches: number; activations: number }) => void;
 }
@@ -306,11 +307,11 @@ export class StatsCollector {
         if (pass === 1) this.tokens += batch.count;
         i++;
       }
-      await outputs?.after?.(capture.session);
     } finally {
       await capture.session.release().catch(() => {});
     }
     for (const acc of accs) this.done.set(acc.req.key, finish(acc));
+    await outputs?.after?.();
     if (!this.cuts.length) this.frontier = []; // no later pass needs them
   }
 
