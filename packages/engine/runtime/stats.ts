@@ -239,6 +239,24 @@ export class StatsCollector {
     return cuts;
   }
 
+  /**
+   * Opens a later pass from its cut; should ONNX Runtime refuse the cut graph (a crossing value whose type the graph
+   * does not pin down, say), the pass runs uncut instead of failing the job.
+   */
+  private async openCut(
+    reqs: StatsRequest[],
+    cut: PassCut | undefined,
+  ): Promise<{ capture: CaptureSession; cut: PassCut | undefined }> {
+    if (cut) {
+      try {
+        return { capture: await this.opts.open(reqs, { cut }), cut };
+      } catch {
+        // the uncut pass below gives the same statistics
+      }
+    }
+    return { capture: await this.opts.open(reqs), cut: undefined };
+  }
+
   /** Keeps batch `i`'s frontier values, or drops every cut once they pass MAX_FRONTIER_BYTES. */
   private keepFrontier(r: ort.InferenceSession.ReturnType, i: number, names: string[]): void {
     const kept = (this.frontier[i] = new Map());
@@ -282,7 +300,7 @@ export class StatsCollector {
       const at = this.cuts.findIndex((c) => c.keys === keysOf(reqs));
       cut = at >= 0 && this.frontier.length === this.opts.ranges.length ? this.cuts[at].cut : undefined;
       if (at >= 0) this.cuts.splice(at, 1);
-      capture = await this.opts.open(reqs, cut ? { cut } : undefined);
+      ({ capture, cut } = await this.openCut(reqs, cut));
     }
     // Frontier values are fetched by the first (prepared) pass only.
     const fetch = prepared ? frontierNames(this.cuts) : [];

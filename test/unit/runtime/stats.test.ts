@@ -683,6 +683,23 @@ test('later passes start from their cut, fed what the first pass fetched there: 
       assert.deepEqual([...got], [...want], r.key);
     }
     assert.equal(cut.passCount, 2);
+    // A cut ONNX Runtime refuses (here a crossing value declared int64) runs uncut, with the same Hessians.
+    const refused = new StatsCollector({
+      ...opts,
+      cutFor: (passReqs) => {
+        const c = passCut(
+          model,
+          passReqs.map((r) => r.activation),
+        );
+        return c && { ...c, frontier: c.frontier.map((f) => ({ ...f, elemType: 7 })) };
+      },
+      open: (passReqs, extra) => openCaptureSession(model, passReqs, dir, ['cpu'], extra),
+    });
+    for (const r of reqs) refused.add(r);
+    await refused.prepare();
+    for (const r of reqs) {
+      assert.deepEqual([...(await refused.get(r.key)).hessian![0]], [...(await plain.get(r.key)).hessian![0]], r.key);
+    }
     // The second pass (fc2, fc3) starts at tanh1, which produces fc2's input: it is fed fc1's output and the side
     // branch, not x.
     assert.deepEqual(inputs[0], ['x']);
