@@ -129,10 +129,11 @@ async function openCollector(s: RunState, plan: CalibrationPlan, reqs: StatsRequ
 /**
  * Opens each pass's capture session. The first (opened now, before the method edits anything) is on the model as
  * loaded and also fetches the model's outputs when they are recorded on the calibration batches (recordDenseOutputs)
- * and the later passes' frontiers (stats.ts cuts); the batch count decides prepacking (open-model.ts). Later passes fetch only their statistics (the graph cut to what they
- * need, from their cut on where there is one) and open on the dense model read again from the input file — the
- * statistics of every pass describe the dense model, as `sequential: false` promises, however many passes the
- * Hessian cap makes — or, with `sequential: true`, on the model as compressed so far.
+ * and the later passes' frontiers (stats.ts cuts); the batch count decides prepacking (open-model.ts). Later passes
+ * fetch only their statistics (the graph cut to what they need, from their cut on where there is one) and open on the
+ * dense model read again from the input file — the statistics of every pass describe the dense model, as
+ * `sequential: false` promises, however many passes the Hessian cap makes — or, with `sequential: true`, on the model
+ * as compressed so far.
  */
 function passOpener(
   s: RunState,

@@ -15,7 +15,8 @@
 // of the weights, paged in (1 B LLM: 15.4 s to open, about 1.4 dense forward passes of 8 × 128 tokens) — and each run
 // is then ~9 % faster on float weights (11.2 vs 12.2 s per pass). A session that runs at most PREPACK_MIN_RUNS batches
 // (a calibration pass, an evaluation) opens float models without it (0.09 s). Quantized kernels (MatMulNBits, …) keep
-// it: unpacked they run 2–3 × slower (250M 4-bit model, 8 × 128 tokens: 3.1 → 4.1–4.6 s per run) and open little faster.
+// it: unpacked they run 2–3 × slower (250M 4-bit model, 8 × 128 tokens: 3.1 → 4.1–4.6 s per run) and open little
+// faster.
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closeModel, loadModel, modelBytesReferencing, saveModel, type LoadedModel } from '../onnx/model.js';

@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
 import { SpillFile, lazyRawOf } from '../../../packages/engine/onnx/lazy.js';
-import { closeModel, loadModel, modelBytesReferencing, saveModel } from '../../../packages/engine/onnx/model.js';
+import {
+  closeModel,
+  loadModel,
+  modelBytesReferencing,
+  saveModel,
+  type LoadedModel,
+} from '../../../packages/engine/onnx/model.js';
 import { discoverWeights, readWeightMatrix, writeWeightMatrix } from '../../../packages/engine/onnx/weights.js';
 import {
   openLoadedModel,
@@ -47,26 +53,33 @@ function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   return fn(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
-test('aligned external data is referenced in place: a skeleton of a few KB, the same outputs as the file', () =>
-  withDir(async (dir) => {
+/** model() saved with external data in a fresh folder, loaded, and its outputs from ONNX Runtime given the path. */
+function withExternalModel(fn: (dir: string, m: LoadedModel, want: Float32Array) => Promise<void>): Promise<void> {
+  return withDir(async (dir) => {
     const file = join(dir, 'ext.onnx');
     await saveModel(model(), file, { externalData: true });
     const want = await outputOf((await openSession(file)).session);
     const m = await loadModel(file);
     try {
-      const bytes = modelBytesReferencing(m, m.dir, 0, 4096)!;
-      assert.ok(bytes && bytes.length < 4096, `skeleton of ${bytes?.length} bytes`);
-      const got = await outputOf((await openSession(bytes, { externalDataFolder: m.dir })).session);
-      assert.deepEqual(got, want);
-      const opened = await openLoadedModel(m, dir);
-      assert.equal(opened.via, 'references');
-      assert.deepEqual(await outputOf(opened.session), want);
-      // A folder other than the files' own is never referenced: everything is copied in.
-      assert.equal(modelBytesReferencing(m, join(dir, 'elsewhere'), 0, 4096), undefined);
-      assert.ok(modelBytesReferencing(m, join(dir, 'elsewhere'), 1 << 20, 4096)!.length > 256 * 1024);
+      await fn(dir, m, want);
     } finally {
       closeModel(m);
     }
+  });
+}
+
+test('aligned external data is referenced in place: a skeleton of a few KB, the same outputs as the file', () =>
+  withExternalModel(async (dir, m, want) => {
+    const bytes = modelBytesReferencing(m, m.dir, 0, 4096)!;
+    assert.ok(bytes && bytes.length < 4096, `skeleton of ${bytes?.length} bytes`);
+    const got = await outputOf((await openSession(bytes, { externalDataFolder: m.dir })).session);
+    assert.deepEqual(got, want);
+    const opened = await openLoadedModel(m, dir);
+    assert.equal(opened.via, 'references');
+    assert.deepEqual(await outputOf(opened.session), want);
+    // A folder other than the files' own is never referenced: everything is copied in.
+    assert.equal(modelBytesReferencing(m, join(dir, 'elsewhere'), 0, 4096), undefined);
+    assert.ok(modelBytesReferencing(m, join(dir, 'elsewhere'), 1 << 20, 4096)!.length > 256 * 1024);
   }));
 
 test('inline weights: unaligned ranges are copied (or referenced when any alignment will do); a large model goes through a scratch file that is removed', () =>
@@ -167,16 +180,8 @@ test('prepacking: skipped for a few runs over float weights, kept for many runs,
 });
 
 test('a session opened without prepacking computes what the file does (ONNX Runtime accepts the option)', () =>
-  withDir(async (dir) => {
-    const file = join(dir, 'ext.onnx');
-    await saveModel(model(), file, { externalData: true });
-    const want = await outputOf((await openSession(file)).session);
-    const m = await loadModel(file);
-    try {
-      const got = await outputOf((await openLoadedModel(m, dir, { runs: 1 })).session);
-      assert.equal(got.length, want.length);
-      for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])));
-    } finally {
-      closeModel(m);
-    }
+  withExternalModel(async (dir, m, want) => {
+    const got = await outputOf((await openLoadedModel(m, dir, { runs: 1 })).session);
+    assert.equal(got.length, want.length);
+    for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])));
   }));
