@@ -255,8 +255,9 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
 /**
  * Wanda, and magnitude with calibration, N:M on a MatMul/Gemm weight stored as fp32 in its consumer's layout: scored,
  * pruned and checked in the stored layout (math/nm-scored.ts; the same masks as the canonical path, without its
- * copies and transposes), and the layer error from the row sample as ‖X·Δ‖/‖X·W‖ with ‖X·W‖ taken before pruning
- * and Δ written by the pruning, so no copy of the dense weight is kept. Undefined when the weight has no such layout
+ * copies and transposes), and the layer error from the row sample as ‖X·Δ‖/‖X·W‖ with ‖X·W‖ reduced by the
+ * calibration pass from the layer's own output where it could (LayerStats.sample.outputSquares; else one product
+ * taken before pruning) and Δ written by the pruning, so no copy of the dense weight is kept. Undefined when the weight has no such layout
  * (Conv, Transposes in between, other dtypes, grouped statistics): the canonical path runs.
  */
 async function pruneStoredScored(
@@ -284,7 +285,7 @@ async function pruneStoredScored(
   const sample = stats?.sample;
   const y = sample && buffers.get('outputs', sample.rows * N);
   const squares = (b: Float32Array) => outputSquaresOnRows(sample!.x[0], sample!.rows, K, b, N, transB, y);
-  const den = sample ? await squares(v) : 0;
+  const den = sample ? (sample.outputSquares?.get(w.name) ?? (await squares(v))) : 0;
   const delta = sample && buffers.get('delta', N * K);
   const c = pruneNMScored(v, layout, target.n, criterion === 'wanda' ? stats!.xNorm[0] : undefined, delta);
   const violations = countNMViolationsStrided(v, layout, target.n);

@@ -45,7 +45,16 @@ export interface LayerStats {
    * patch rows). Present when the runner asked for it to report the layer error of a method that needs no Hessian
    * (‖X_s(W−Ŵ)ᵀ‖/‖X_s·Wᵀ‖ on these rows, math/relerr.ts relativeOutputErrorOnRows).
    */
-  sample?: { rows: number; x: Float32Array[] };
+  sample?: {
+    rows: number;
+    x: Float32Array[];
+    /**
+     * Per weight reading this activation through a plain MatMul (X·W): ‖X_s·W‖² over these rows, reduced in the
+     * calibration pass from the layer's own output (runtime/capture.ts outSq), so the method needs no product for
+     * the layer error's reference. Weights missing here compute it from `x`.
+     */
+    outputSquares?: Map<string, number>;
+  };
 }
 
 /** A weight that the runner did not hand to the method, and why (goes to the report as a skipped row). */

@@ -15,7 +15,7 @@ import { closeModel, loadModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import type * as ort from 'onnxruntime-node';
 import { DenseOutputs, runDense } from '../runtime/evaluate.js';
-import { passCut, statsRequestFor } from '../runtime/calibration.js';
+import { consumerOutput, passCut, statsRequestFor } from '../runtime/calibration.js';
 import { hessianBytes, StatsCollector, type StatsCollectorOptions, type StatsRequest } from '../runtime/stats.js';
 import {
   DEFAULT_BATCH,
@@ -87,8 +87,11 @@ function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
       s.warnings.push(`${w.name}: no calibration statistics (${(e as Error).message})`);
       continue;
     }
-    if (!wantsHessian) req.sampleRows = ERROR_SAMPLE_ROWS;
-    else if (hessianBytes(req) > maxHessianBytes) {
+    if (!wantsHessian) {
+      req.sampleRows = ERROR_SAMPLE_ROWS;
+      const output = consumerOutput(s.model!, w);
+      if (output) req.outputs = [output];
+    } else if (hessianBytes(req) > maxHessianBytes) {
       throw new InputError(
         'hessian-too-large',
         `layer ${w.name}: its Hessian needs ${hessianBytes(req)} bytes (${req.groups}×${req.K}² float64), over ` +

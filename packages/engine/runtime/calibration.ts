@@ -43,6 +43,20 @@ export function statsRequestFor(model: LoadedModel, w: WeightRef, hessian: boole
   };
 }
 
+/**
+ * The weight's MatMul as a StatsRequest output (its ‖X_s·W‖² comes from the capture pass), when it reads the
+ * activation as its first input and the weight itself as its second in the main graph: then its output is X·W.
+ */
+export function consumerOutput(
+  model: LoadedModel,
+  w: WeightRef,
+): NonNullable<StatsRequest['outputs']>[number] | undefined {
+  if (w.op !== 'MatMul' || w.graphPath !== '' || !w.activation) return undefined;
+  const node = findNodeByKey(model, w.node);
+  if (!node || node.opType !== 'MatMul' || node.input[0] !== w.activation || node.input[1] !== w.name) return undefined;
+  return { weight: w.name, value: node.output[0], N: w.N };
+}
+
 export { hessianBytes };
 
 let statsFiles = 0;
@@ -99,6 +113,7 @@ export async function openCaptureSession(
     if (!opts.modelOutputs) {
       const reductions = [...appended.outputs.values()].flatMap(outputNames);
       const wanted = new Set([...reductions, ...(opts.fetch ?? [])]);
+      for (const name of outputSquaresOfLiveLayers(graph, wanted, appended.outputs)) wanted.add(name);
       graph.output.splice(0, graph.output.length, ...graph.output.filter((o) => wanted.has(o.name)));
       const live = liveNodes(graph, wanted);
       graph.node.splice(0, graph.node.length, ...(opts.cut ? startingAt(saved.node, live, opts.cut) : live));
@@ -184,6 +199,22 @@ function addOutputsTyped(model: LoadedModel, names: string[]): void {
       model.proto.graph!.output.push(create(ValueInfoProtoSchema, { name }));
     }
   }
+}
+
+/**
+ * The ‖X_s·W‖² outputs (capture.ts outSq) whose MatMul runs for the rest of the pass anyway; the others are dropped
+ * from `outputs`: a layer past the pass's last activation (the LM head, in a pass that does not fetch the model's
+ * outputs) would otherwise run over every calibration row for a reference its method gets from the row sample.
+ */
+function outputSquaresOfLiveLayers(graph: GraphProto, wanted: Set<string>, outputs: Map<string, CaptureOutputs>) {
+  const produced = new Set(liveNodes(graph, wanted).flatMap((n) => n.output));
+  const kept: string[] = [];
+  for (const o of outputs.values()) {
+    if (!o.outputSq) continue;
+    o.outputSq = o.outputSq.filter((q) => produced.has(q.value));
+    kept.push(...o.outputSq.map((q) => q.name));
+  }
+  return kept;
 }
 
 function outputNames(o: CaptureOutputs): string[] {

@@ -87,7 +87,7 @@ interface Accumulator {
   scaled?: boolean;
   /** Where ORT writes the next batch's fp32 XᵀX tiles (fetchesFor): the copies of the previous ones, paged in. */
   gramOut?: Float32Array[];
-  sample?: { rows: number; x: Float32Array[] };
+  sample?: NonNullable<LayerStats['sample']>;
 }
 
 export class StatsCollector {
@@ -120,6 +120,7 @@ export class StatsCollector {
     if (prev) {
       prev.hessian ||= req.hessian;
       if (req.sampleRows) prev.sampleRows = Math.max(prev.sampleRows ?? 0, req.sampleRows);
+      if (req.outputs?.length) prev.outputs = [...(prev.outputs ?? []), ...req.outputs];
       return;
     }
     if (req.hessian && hessianBytes(req) > this.opts.maxHessianBytes) {
@@ -373,6 +374,7 @@ function fetchNames(accs: Accumulator[]): string[] {
     names.add(a.out.sumSq);
     for (const t of a.out.hessian ?? []) names.add(t.name);
     if (a.out.sample) names.add(a.out.sample);
+    for (const q of a.out.outputSq ?? []) names.add(q.name);
   }
   return [...names];
 }
@@ -457,6 +459,9 @@ function accumulate(acc: Accumulator, r: ort.InferenceSession.ReturnType, first:
       rows: per / req.K,
       x: Array.from({ length: req.groups }, (_, g) => x.slice(g * per, (g + 1) * per)),
     };
+    if (out.outputSq?.length) {
+      acc.sample.outputSquares = new Map(out.outputSq.map((q) => [q.weight, toFloat32(r[q.name])[0]]));
+    }
   }
 }
 

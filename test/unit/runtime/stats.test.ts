@@ -17,6 +17,7 @@ import {
   openStatsSession,
   passCut,
   statsRequestFor,
+  consumerOutput,
   layerRelativeError,
 } from '../../../packages/engine/runtime/calibration.js';
 import { StatsCollector, type StatsCollectorOptions } from '../../../packages/engine/runtime/stats.js';
@@ -546,6 +547,65 @@ test('Hessian-free requests: a row sample of the first batch, and the layer erro
         den += y * y;
       }
     assert.ok(Math.abs(err! - Math.sqrt(num / den)) < 1e-5 * err!, `${err} vs ${Math.sqrt(num / den)}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Hessian-free requests on plain MatMuls: ‖X_s·W‖² of each reader comes from the pass, over the sampled rows; none for Gemm or a layer the pass does not run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    const model = blockModel(false);
+    const ws = discoverWeights(model);
+    const byName = (n: string) => ws.find((w) => w.name === n)!;
+    const [B, S] = [3, 10]; // 30 rows in the batch; 8 sampled: every 4th
+    const x = randn(B * S * 16, 91);
+    const request = (n: string) => {
+      const w = byName(n);
+      const output = consumerOutput(model, w);
+      return { ...statsRequestFor(model, w, false), sampleRows: 8, ...(output ? { outputs: [output] } : {}) };
+    };
+    assert.equal(consumerOutput(model, byName('g')), undefined); // Gemm: α·X·Wᵀ + βC is not X·W
+    const run = async (names: string[]) => {
+      const { c } = collector(model, dir, {
+        dataset: dataset('x', { dtype: 'float32', dims: [B, S, 16], data: x }),
+        ranges: planBatches(B, B).ranges,
+        maxHessianBytes: 0,
+      });
+      for (const n of names) c.add(request(n));
+      return c;
+    };
+    // q, k, v share x; o reads h, which the pass computes from q, k and v; g's reductions run o_mm.
+    const all = await run(['q', 'k', 'v', 'o', 'g']);
+    const sx = await all.get('x');
+    const sh = await all.get('h');
+    assert.equal((await all.get('y2')).sample!.outputSquares, undefined);
+    assert.equal(sx.sample!.rows, 8);
+    for (const [n, s, K, N] of [
+      ['q', sx, 16, 24],
+      ['k', sx, 16, 24],
+      ['v', sx, 16, 24],
+      ['o', sh, 24, 16],
+    ] as const) {
+      const w = readWeightMatrix(model, byName(n)); // canonical [N][K]
+      let want = 0;
+      for (let r = 0; r < 8; r++)
+        for (let j = 0; j < N; j++) {
+          let y = 0;
+          for (let k = 0; k < K; k++) y += s.sample!.x[0][r * K + k] * w[j * K + k];
+          want += y * y;
+        }
+      const got = s.sample!.outputSquares?.get(n);
+      assert.ok(got !== undefined && Math.abs(got - want) < 1e-5 * want, `${n}: ${got} vs ${want}`);
+    }
+    assert.equal(sh.sample!.outputSquares?.has('q'), false);
+    // A pass over x alone runs no MatMul (its reductions need none): q, k and v get no reference from it.
+    const alone = await (await run(['q', 'k', 'v'])).get('x');
+    assert.equal(alone.sample!.outputSquares, undefined);
+    // h's reductions need q, k and v, so they run; o_mm does not (nothing after h is fetched), like an LM head.
+    const last = await run(['q', 'o']);
+    assert.ok((await last.get('x')).sample!.outputSquares?.has('q'));
+    assert.equal((await last.get('h')).sample!.outputSquares, undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -353,6 +353,65 @@ test('sparsegpt on a MatMul weight in its stored layout: layer error equals ‖X
   }
 });
 
+test('wanda in the stored layout: each layer error equals ‖X_s(W−Ŵ)‖/‖X_s·W‖ on the sampled rows (every 3rd of 600), its reference reduced in the calibration pass', async () => {
+  const [T, K, H, N] = [600, 48, 64, 32];
+  const b = new GraphBuilder();
+  b.input('x', 'float32', ['batch', K]);
+  const w1 = randn(K * H, 21, 0.3); // stored [K][H]
+  const w2 = randn(H * N, 22, 0.3); // stored [H][N]
+  b.initializer('/model/layers.0/mlp/up_proj/MatMul_W', 'float32', [K, H], w1);
+  b.initializer('onnx::MatMul_123', 'float32', [H, N], w2);
+  const h = b.node(
+    'MatMul',
+    ['x', '/model/layers.0/mlp/up_proj/MatMul_W'],
+    {},
+    { name: '/model/layers.0/mlp/up_proj/MatMul' },
+  );
+  const r = b.node('Relu', [h]);
+  b.node('MatMul', [r, 'onnx::MatMul_123'], {}, { name: '/model/layers.0/mlp/down_proj/MatMul', output: 'y' });
+  b.output('y', 'float32', ['batch', N]);
+  const x = randn(T * K, 23);
+  const c = await writeCase(dir, 'wanda-rows', b.build(), { x: { dtype: 'float32', dims: [T, K], data: x } });
+  const out = join(dir, 'wanda-rows-out');
+  const recipe = { method: 'sparsity', pattern: '2:4', criterion: 'wanda', calibration: { samples: T, batchSize: T } };
+  const res = await run(recipe, c.modelPath, out, { calibrationPath: c.dataPath });
+  const model = await loadModel(join(out, 'model.onnx'));
+  // Rows 0, 3, …, 597 of the one batch (ERROR_SAMPLE_ROWS = 256: every ⌈600/256⌉-th), through each layer in float64.
+  const rows = Array.from({ length: T / 3 }, (_, i) => 3 * i);
+  const hidden = rows.map((t) =>
+    Array.from({ length: H }, (_, j) => {
+      let v = 0;
+      for (let k = 0; k < K; k++) v += x[t * K + k] * w1[k * H + j];
+      return Math.max(0, v);
+    }),
+  );
+  const expected = (name: string, w: Float32Array, inputs: ArrayLike<number>[], k: number, n: number) => {
+    const wHat = tensorToFloat32(model, storedTensor(model, name)!);
+    let num = 0;
+    let den = 0;
+    for (const xr of inputs)
+      for (let j = 0; j < n; j++) {
+        let y = 0;
+        let d = 0;
+        for (let i = 0; i < k; i++) {
+          y += xr[i] * w[i * n + j];
+          d += xr[i] * (w[i * n + j] - wHat[i * n + j]);
+        }
+        num += d * d;
+        den += y * y;
+      }
+    return Math.sqrt(num / den);
+  };
+  const xRows = rows.map((t) => x.subarray(t * K, (t + 1) * K));
+  for (const [name, want] of [
+    ['/model/layers.0/mlp/up_proj/MatMul_W', expected('/model/layers.0/mlp/up_proj/MatMul_W', w1, xRows, K, H)],
+    ['onnx::MatMul_123', expected('onnx::MatMul_123', w2, hidden, H, N)],
+  ] as const) {
+    const layer = res.report.layers.find((l) => l.name === name)!;
+    assert.ok(Math.abs(layer.relError! - want) < 1e-4 * want, `${name}: ${layer.relError} vs ${want}`);
+  }
+});
+
 test('sparsegpt without `sequential`: every calibration pass describes the dense model, so the Hessian cap changes how many passes run and nothing else', async () => {
   const model = transformer();
   const c = await writeCase(dir, 'passes-lm', model, { ids: tokenData(8) });
