@@ -69,13 +69,23 @@ export class RowErrors {
     readonly reference: number,
   ) {}
 
-  /** Measures ‖X·Wᵀ‖² (one rows×K×N product). */
-  static async of(w: Float32Array, N: number, K: number, x: Float32Array, rows: number): Promise<RowErrors> {
+  /**
+   * Measures ‖X·Wᵀ‖² (one rows×K×N product), unless the caller already has it (`reference`: the calibration pass
+   * reduced it from the layer's own output, LayerStats.sample.outputSquares).
+   */
+  static async of(
+    w: Float32Array,
+    N: number,
+    K: number,
+    x: Float32Array,
+    rows: number,
+    reference?: number,
+  ): Promise<RowErrors> {
     if (w.length !== N * K) throw new RowErrorsShapeError(`RowErrors: W must be ${N}×${K}, got ${w.length} values`);
     if (x.length !== rows * K)
       throw new RowErrorsShapeError(`RowErrors: X must be ${rows}×${K}, got ${x.length} values`);
     const p = new Float32Array(rows * N);
-    const errs = new RowErrors(x, rows, N, K, sumSquares(await productInto(p, x, w, rows, K, N)));
+    const errs = new RowErrors(x, rows, N, K, reference ?? sumSquares(await productInto(p, x, w, rows, K, N)));
     errs.p = p;
     return errs;
   }

@@ -169,10 +169,12 @@ function skipReason(w: WeightRef, r: SlimRecipe): string | undefined {
 function errorRowsOf(
   ctx: MethodContext<SlimRecipe>,
   stats: LayerStats | undefined,
-): { x: Float32Array; rows: number } | undefined {
+  w: WeightRef,
+): { x: Float32Array; rows: number; reference?: number } | undefined {
   const sample = stats?.sample;
   if (!ctx.hasCalibration || stats?.hessian || !sample || sample.x.length !== 1) return undefined;
-  return { x: sample.x[0], rows: sample.rows };
+  const reference = sample.outputSquares?.get(w.name);
+  return { x: sample.x[0], rows: sample.rows, ...(reference !== undefined ? { reference } : {}) };
 }
 
 /**
@@ -278,7 +280,7 @@ async function compressOne(
       adapterStorage: 'float16',
       sparseGpt: { dampening: 0.01 }, // block: sparseGpt's default, 128 rounded to a multiple of M
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
-      errorRows: errorRowsOf(ctx, stats),
+      errorRows: errorRowsOf(ctx, stats, w),
       errorHessian: ctx.hasCalibration && stats?.hessian?.length === 1 ? hessian : undefined,
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,

@@ -72,7 +72,12 @@ export interface SlimLayerOptions {
    * products instead (math/row-errors.ts: ‖XWᵀ‖ once, X·(W − W_C)ᵀ once per sparse part, each adapter through the
    * thin X·A), equal to `error`'s up to fp32 rounding, and `error` is not called.
    */
-  errorRows?: { x: Float32Array; rows: number };
+  errorRows?: {
+    x: Float32Array;
+    rows: number;
+    /** ‖X·Wᵀ‖² when the calibration pass already reduced it (LayerStats.sample.outputSquares). */
+    reference?: number;
+  };
   /**
    * The Hessian `error` measures with, when it is tr(ΔHΔᵀ)/tr(WHWᵀ) (math/relerr.ts relativeOutputError): the
    * errors then come from shared products likewise (math/row-errors.ts HessianErrors: one N×K×K product per sparse
@@ -236,7 +241,10 @@ function sharesErrors(o: SlimLayerOptions): boolean {
 }
 
 async function sharedErrors(w: Float32Array, N: number, K: number, o: SlimLayerOptions): Promise<SharedErrors> {
-  if (o.errorRows) return (await RowErrors.of(w, N, K, o.errorRows.x, o.errorRows.rows)) as SharedErrors;
+  if (o.errorRows) {
+    const { x, rows, reference } = o.errorRows;
+    return (await RowErrors.of(w, N, K, x, rows, reference)) as SharedErrors;
+  }
   return (await HessianErrors.of(w, N, K, o.errorHessian!)) as unknown as SharedErrors;
 }
 

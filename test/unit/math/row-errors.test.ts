@@ -25,6 +25,11 @@ test('RowErrors: ‖P − (X·A)·B‖/‖XWᵀ‖ equals the float64 brute forc
     // The work buffer is reused: a second adapter measured after the first gives its own number.
     assert.equal(await errs.relative(p, { rank: r, a, b }), withAdapter);
     assert.equal(await errs.relative(p, { rank: 0, a: new Float32Array(0), b: new Float32Array(0) }), without);
+    // A reference the caller already has (the calibration pass's ‖X·Wᵀ‖²) is used as given: no product for it.
+    const given = await RowErrors.of(w, N, K, x, rows, errs.reference * 4);
+    assert.equal(given.reference, errs.reference * 4);
+    const half = await given.relative(await given.residual(e));
+    assert.ok(Math.abs(half - without / 2) < 1e-6 * without, `${half} vs ${without / 2}`);
   }
 });
 
