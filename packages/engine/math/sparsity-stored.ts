@@ -245,7 +245,7 @@ function pruneToSpill(
       readTensorBytesInto(model, t, g0 * groupSpan * 4, chunk);
       zeros += pruneChunk(new Float32Array(chunk.buffer, chunk.byteOffset, count * groupSpan), layout, count, n, acc);
       try {
-        const at = spill.append(chunk);
+        const at = spill.append(chunk, offset < 0); // only the tensor's start is aligned
         if (offset < 0) offset = at;
       } catch (e) {
         throw new SpillFailed((e as Error).message);

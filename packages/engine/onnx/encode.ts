@@ -59,12 +59,19 @@ export interface ExternalPlan {
   sizeThreshold: number;
   /** Offsets are multiples of this. */
   alignment: number;
+  /**
+   * The side file will be this spill file (renamed): tensors whose bytes are a range of it at an aligned offset are
+   * referenced there, and `data` holds what goes after its first `base` bytes (`base` a multiple of `alignment`).
+   */
+  adopt?: { spill: SpillFile; base: number };
 }
 
 export interface EncodedModel {
   model: PieceList;
-  /** Side-file content (padding included) when an ExternalPlan was given. */
+  /** Side-file content (padding included) when an ExternalPlan was given; with `adopt`, what follows `base`. */
   data: PieceList;
+  /** With `adopt`: bytes of the spill file that tensors reference (each range counted once). */
+  adoptedBytes: number;
 }
 
 /** Raw bytes at least this long are referenced rather than copied into the encoded output. */
@@ -124,7 +131,8 @@ export function encodeModel(model: LoadedModel, external?: ExternalPlan, opts: E
     ? { dir: path.resolve(opts.referenceIn), alignment: opts.referenceAlignment ?? 1 }
     : undefined;
   const enc = new Encoder(model, external, data, reference);
-  return { model: enc.model(model.proto), data };
+  const encoded = enc.model(model.proto);
+  return { model: encoded, data, adoptedBytes: enc.adoptedBytes };
 }
 
 /** Where a tensor's bytes can be referenced in place: a file name inside the reference folder and a range. */
@@ -138,6 +146,7 @@ type Emit = (out: PieceList) => void;
 
 class Encoder {
   private inlineDepth = 0;
+  private readonly adoptedRanges = new Map<number, number>();
   constructor(
     private readonly loaded: LoadedModel,
     private readonly plan: ExternalPlan | undefined,
@@ -334,12 +343,25 @@ class Encoder {
     return out;
   }
 
+  get adoptedBytes(): number {
+    let sum = 0;
+    for (const length of this.adoptedRanges.values()) sum += length;
+    return sum;
+  }
+
   private toSideFile(t: TensorProto, bytes: number, storage: string, plan: ExternalPlan): PieceList {
-    const pad = (plan.alignment - (this.data.size % plan.alignment)) % plan.alignment;
+    const lazy = lazyRawOf(t);
+    const adopt = plan.adopt;
+    if (adopt && lazy && lazy.source === adopt.spill && lazy.length === bytes && lazy.offset % plan.alignment === 0) {
+      // Already in the file that becomes the side file: referenced where it is.
+      this.adoptedRanges.set(lazy.offset, Math.max(bytes, this.adoptedRanges.get(lazy.offset) ?? 0));
+      return externalEntry(t, { location: plan.location, offset: lazy.offset, length: bytes });
+    }
+    const base = adopt?.base ?? 0;
+    const pad = (plan.alignment - ((base + this.data.size) % plan.alignment)) % plan.alignment;
     for (let left = pad; left > 0; left -= ZEROS.length)
       this.data.push(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
-    const offset = this.data.size;
-    const lazy = lazyRawOf(t);
+    const offset = base + this.data.size;
     if (storage === 'external') this.data.push({ ref: externalRef(t), length: bytes });
     else if (lazy && lazy.length === bytes) this.data.push({ lazy, length: bytes });
     else this.data.push(tensorBytes(this.loaded, t));

@@ -74,13 +74,44 @@ export class LazySource {
   }
 }
 
+/** Spilled tensors start at multiples of this (ONNX Runtime maps external data at page-aligned offsets). */
+export const SPILL_ALIGNMENT = 4096;
+
+/** Removes a named spill file nobody can reach any more and that was never adopted (its descriptor is closed by
+ * sourceFinalizer). */
+const spillFinalizer = new FinalizationRegistry<{ path: string; adopted: boolean }>((named) => {
+  if (named.adopted) return;
+  try {
+    fs.unlinkSync(named.path);
+  } catch {
+    // already gone
+  }
+});
+
 /**
- * A private scratch file, unlinked as soon as it is opened (nothing is left behind, whatever happens), that holds
- * tensor bytes a method rewrote until the model is saved: pages of the kernel's file cache instead of fresh process
- * memory, which on this kind of machine costs several times more to touch than to write through a file.
+ * A scratch file that holds tensor bytes a method rewrote until the model is saved: pages of the kernel's file cache
+ * instead of fresh process memory, which on this kind of machine costs several times more to touch than to write
+ * through a file. Each tensor starts at a multiple of SPILL_ALIGNMENT (the gap is a hole that reads as zeros).
+ *
+ * By default it is unlinked as soon as it is opened (nothing is left behind, whatever happens). A *named* one
+ * (createNamed: a hidden file in a job's output folder) stays visible so that saveModel can rename it into the
+ * output's external-data file (`adopt`) instead of copying its bytes out; closing it without that removes it.
  */
 export class SpillFile extends LazySource {
   private end = 0;
+  private gaps = 0;
+  private sealed = false;
+  private readonly named: { path: string; adopted: boolean } | undefined;
+  private readonly scratchPath: string;
+
+  private constructor(file: string, fd: number, named: boolean) {
+    super(file, fd);
+    this.scratchPath = file;
+    if (named) {
+      this.named = { path: file, adopted: false };
+      spillFinalizer.register(this, this.named, this);
+    }
+  }
 
   static create(dir = os.tmpdir()): SpillFile {
     const file = path.join(dir, `onnx-spill-${process.pid}-${Math.random().toString(36).slice(2, 10)}`);
@@ -91,7 +122,14 @@ export class SpillFile extends LazySource {
       fs.closeSync(fd);
       throw e;
     }
-    return new SpillFile(file, fd);
+    return new SpillFile(file, fd, false);
+  }
+
+  /** A spill file that keeps its (hidden, temporary) name in `dir` until it is adopted or closed. */
+  static createNamed(dir: string): SpillFile {
+    const file = path.join(dir, `.onnx-spill-${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
+    const fd = fs.openSync(file, 'wx+', 0o644);
+    return new SpillFile(file, fd, true);
   }
 
   /** Only this process writes the file: nothing to compare but whether it is still open. */
@@ -100,13 +138,86 @@ export class SpillFile extends LazySource {
     return this.fd;
   }
 
-  /** Appends `bytes`; returns the offset they were written at. */
-  append(bytes: Uint8Array): number {
+  /** Bytes written so far, alignment gaps included (the file's size). */
+  get size(): number {
+    return this.end;
+  }
+
+  /** Bytes of alignment gaps before tensors. */
+  get gapBytes(): number {
+    return this.gaps;
+  }
+
+  /** The file's current name while it has one that can be adopted (named, open, not yet adopted). */
+  get adoptablePath(): string | undefined {
+    return this.named && !this.named.adopted && this.fd !== undefined && !this.sealed ? this.named.path : undefined;
+  }
+
+  /**
+   * Appends `bytes`; returns the offset they were written at. `startsTensor`: the first bytes of a tensor, written at
+   * the next multiple of SPILL_ALIGNMENT (a tensor written in several chunks passes false for the later ones).
+   */
+  append(bytes: Uint8Array, startsTensor = true): number {
     const fd = this.check();
-    const at = this.end;
+    if (this.sealed)
+      throw new OnnxError('io-error', 'the scratch file of rewritten weights became the output; it is read-only');
+    const at = startsTensor ? Math.ceil(this.end / SPILL_ALIGNMENT) * SPILL_ALIGNMENT : this.end;
     for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done, bytes.length - done, at + done);
-    this.end += bytes.length;
+    this.gaps += at - this.end;
+    this.end = at + bytes.length;
     return at;
+  }
+
+  /** Cuts off anything written past the last append (a tail an unfinished save wrote). */
+  truncateToSize(): void {
+    fs.ftruncateSync(this.check(), this.end);
+  }
+
+  /** No more appends (saveModel is writing the file into an output, or has). */
+  seal(): void {
+    this.sealed = true;
+  }
+
+  /** Undoes seal() after an adoption that failed before the rename. */
+  unseal(): void {
+    if (!this.named?.adopted) this.sealed = false;
+  }
+
+  /**
+   * Renames the file to `to` (its new owner's name): it is no longer removed on close, and stays sealed. Throws
+   * what rename throws (EXDEV across filesystems) and leaves the file as it was.
+   */
+  adopt(to: string): void {
+    const named = this.named;
+    if (!named || named.adopted) throw new OnnxError('invalid-argument', 'this scratch file cannot be adopted');
+    fs.renameSync(named.path, to);
+    named.adopted = true;
+    named.path = to;
+    this.sealed = true;
+  }
+
+  /** Takes an adoption back (the output it became was not completed): the file gets its scratch name again. */
+  unadopt(): void {
+    const named = this.named;
+    if (!named?.adopted) return;
+    fs.renameSync(named.path, this.scratchPath);
+    named.adopted = false;
+    named.path = this.scratchPath;
+    this.sealed = false;
+  }
+
+  override close(): void {
+    super.close();
+    const named = this.named;
+    if (!named) return;
+    spillFinalizer.unregister(this);
+    if (!named.adopted) {
+      try {
+        fs.unlinkSync(named.path);
+      } catch {
+        // already gone
+      }
+    }
   }
 }
 

@@ -15,6 +15,11 @@ export interface LoadedModel {
   source?: LazySource;
   /** @internal Scratch file of tensor bytes rewritten by methods, kept until the model is saved (onnx/lazy.ts). */
   spill?: SpillFile;
+  /**
+   * @internal Where the spill file is created, as a named hidden file that saveModel's `adoptSpill` can turn into the
+   * output's external data (the runner passes the job's output folder). Unset: an unlinked file in os.tmpdir().
+   */
+  spillDir?: string;
 }
 
 const finalizer = new FinalizationRegistry<ExternalStore>((store) => store.close());

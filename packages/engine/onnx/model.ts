@@ -39,7 +39,25 @@ export interface SaveOptions {
         /** @defaultValue 1024 */
         sizeThreshold?: number;
       };
+  /**
+   * @internal With external data, the model's named spill file (made in the output's folder: LoadedModel.spillDir)
+   * becomes the side file instead of being copied out: tensors it holds are referenced where they lie, the other
+   * external tensors are appended after it, and it is renamed to the side file's name (then sealed: nothing is
+   * appended to it again, and closing the model keeps it). Falls back to copying when there is no such spill, it
+   * sits in another folder or filesystem, or less than ADOPT_MIN_LIVE of it is still referenced. For a caller that
+   * closes the model right after saving (runner/write.ts).
+   * @defaultValue false
+   */
+  adoptSpill?: boolean;
 }
+
+/**
+ * A spill file is adopted only when at least this fraction of its bytes (alignment gaps aside) is referenced by the
+ * saved model. The rest — tensors rewritten twice, or replaced since (quantize swaps weights for new initializers) —
+ * would be dead bytes every download of the output carries, in exchange for a copy that costs about as much as
+ * writing them; at 10 % the output is at most ~11 % larger than a copy, and the copy saved is the whole spill.
+ */
+export const ADOPT_MIN_LIVE = 0.9;
 
 export interface LoadOptions {
   /**
@@ -213,6 +231,10 @@ export async function saveModel(
     );
   const target = path.resolve(file);
   const suffix = `.tmp-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  if (plan && opts.adoptSpill) {
+    const adopted = await saveAdoptingSpill(model, target, plan, suffix);
+    if (adopted) return adopted;
+  }
   const dataPath = plan ? path.join(path.dirname(target), plan.location) : undefined;
   const written: string[] = [];
   try {
@@ -229,6 +251,67 @@ export async function saveModel(
     throw new OnnxError('io-error', `cannot write '${file}': ${(e as Error).message}`);
   }
   return { modelBytes: encoded.model.size, externalBytes: dataPath ? encoded.data.size : 0 };
+}
+
+/**
+ * saveModel with the model's spill file as the side file (SaveOptions.adoptSpill). Undefined, with nothing written
+ * and the spill as it was, when adoption does not apply (the caller then copies); throws what saveModel throws.
+ */
+async function saveAdoptingSpill(
+  model: LoadedModel,
+  target: string,
+  plan: ExternalPlan,
+  suffix: string,
+): Promise<{ modelBytes: number; externalBytes: number } | undefined> {
+  const spill = model.spill;
+  const scratch = spill?.adoptablePath;
+  if (!spill || !scratch || path.dirname(path.resolve(scratch)) !== path.dirname(target)) return undefined;
+  const base = Math.ceil(spill.size / plan.alignment) * plan.alignment;
+  const encoded = encodeModel(model, { ...plan, adopt: { spill, base } });
+  const live = encoded.adoptedBytes;
+  if (live === 0 || live < ADOPT_MIN_LIVE * (spill.size - spill.gapBytes)) return undefined;
+  if (encoded.model.size > PROTOBUF_LIMIT) return undefined; // the copying path says why
+  const dataPath = path.join(path.dirname(target), plan.location);
+  const modelTmp = target + suffix;
+  const undo = async () => {
+    await fsp.rm(modelTmp, { force: true });
+    try {
+      spill.truncateToSize();
+    } catch {
+      // closed: nothing left to keep consistent
+    }
+    spill.unseal();
+  };
+  spill.seal();
+  try {
+    if (encoded.data.size > 0) await writePieces(scratch, encoded.data.pieces, model, base);
+    await writePieces(modelTmp, encoded.model.pieces, model);
+  } catch (e) {
+    await undo();
+    if (isOnnxError(e)) throw e;
+    throw new OnnxError('io-error', `cannot write '${target}': ${(e as Error).message}`);
+  }
+  try {
+    spill.adopt(dataPath);
+  } catch {
+    await undo(); // e.g. EXDEV: the spill's folder is on another filesystem
+    return undefined;
+  }
+  try {
+    await fsp.rename(modelTmp, target);
+  } catch (e) {
+    try {
+      spill.unadopt();
+    } catch {
+      // the side file stays under its final name, as when the copying path fails at the same step
+    }
+    await undo();
+    throw new OnnxError('io-error', `cannot write '${target}': ${(e as Error).message}`);
+  }
+  return {
+    modelBytes: encoded.model.size,
+    externalBytes: encoded.data.size > 0 ? base + encoded.data.size : spill.size,
+  };
 }
 
 /**
@@ -269,13 +352,16 @@ const STAGING = 4 * 1024 * 1024;
  * large: every byte of it is fresh memory once per save, which costs more here than the extra system calls. */
 const COPY_CHUNK = 4 * 1024 * 1024;
 
-/** Writes pieces in order: small ones gathered in a staging buffer, large ones written straight from where they are. */
-async function writePieces(file: string, pieces: Piece[], model: LoadedModel): Promise<void> {
-  const fh = await fsp.open(file, 'w');
+/**
+ * Writes pieces in order: small ones gathered in a staging buffer, large ones written straight from where they are.
+ * A new file, or with `start`: over an existing file from that offset on, cut where the pieces end.
+ */
+async function writePieces(file: string, pieces: Piece[], model: LoadedModel, start?: number): Promise<void> {
+  const fh = await fsp.open(file, start === undefined ? 'w' : 'r+');
   try {
     const staging = Buffer.allocUnsafe(STAGING);
     let used = 0;
-    let pos = 0;
+    let pos = start ?? 0;
     const writeAll = async (buf: Uint8Array) => {
       let off = 0;
       while (off < buf.length) {
@@ -324,6 +410,7 @@ async function writePieces(file: string, pieces: Piece[], model: LoadedModel): P
       }
     }
     await flush();
+    if (start !== undefined) await fh.truncate(pos);
   } finally {
     await fh.close();
   }

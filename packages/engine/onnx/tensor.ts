@@ -461,9 +461,22 @@ export function setTensorRawData(t: TensorProto, raw: Uint8Array): void {
   delete (t as Partial<TensorProto>).dataLocation;
 }
 
-/** The model's scratch file for rewritten tensor bytes (created on first use, closed by closeModel). */
+/**
+ * The model's scratch file for rewritten tensor bytes (created on first use, closed by closeModel): named in
+ * `model.spillDir` when it is set and writable, else unlinked in os.tmpdir().
+ */
 export function spillFileOf(model: LoadedModel): SpillFile {
-  if (!model.spill) model.spill = SpillFile.create();
+  if (!model.spill) {
+    let named: SpillFile | undefined;
+    if (model.spillDir !== undefined) {
+      try {
+        named = SpillFile.createNamed(model.spillDir);
+      } catch {
+        named = undefined; // the unlinked kind still keeps the weights out of process memory
+      }
+    }
+    model.spill = named ?? SpillFile.create();
+  }
   return model.spill;
 }
 

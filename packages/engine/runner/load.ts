@@ -1,6 +1,7 @@
 // Stage "load": the method, the model, the calibration and evaluation data, and the layers the recipe selects.
 // Everything a job can be refused for before any heavy work is checked here (no layer to compress, then missing
 // calibration data or labels), so that a bad job fails in seconds with a reason.
+import { resolve } from 'node:path';
 import { loadDataset } from '../data/dataset.js';
 import { modelInputSpecs } from '../data/inputs.js';
 import { randomDataset } from '../data/random.js';
@@ -18,6 +19,9 @@ export async function loadInputs(s: RunState): Promise<void> {
     s.progress.emit('load', 0, { message: `loading ${s.inputs.modelPath}` });
     s.method = await methodFor(s.recipe);
     s.model = await loadModel(s.inputs.modelPath);
+    // Rewritten weights spill into the output folder, so that the write stage can make that file the output's
+    // external data instead of copying it (onnx/model.ts SaveOptions.adoptSpill).
+    s.model.spillDir = resolve(s.inputs.outputDir);
     s.inputBytes = await modelDiskBytes(s.model, s.inputs.modelPath);
     s.checkAbort();
     // Layers first: a model with nothing to compress is refused for that, not sent off to find calibration data.

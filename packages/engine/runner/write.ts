@@ -1,6 +1,7 @@
-// Stage "write": the compressed model goes to outputDir (external data when large or asked for), and the weight
-// counts after compression are taken. Once written, the in-memory model is closed: evaluation and latency read the
-// file, so the job does not hold the JS copy of the weights while ONNX Runtime holds its own.
+// Stage "write": the compressed model goes to outputDir (external data when large or asked for; then the model's
+// spill file of rewritten weights, made in outputDir, becomes that external data rather than being copied into it),
+// and the weight counts after compression are taken. Once written, the in-memory model is closed: evaluation and
+// latency read the file, so the job does not hold the JS copy of the weights while ONNX Runtime holds its own.
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InputError, type JobArtifact } from '../job-parts.js';
@@ -19,7 +20,11 @@ export async function writeOutput(s: RunState): Promise<void> {
       throw new InputError('bad-output-name', `outputName "${outName}" must be a plain file name`);
     }
     const outPath = (s.outPath = join(inputs.outputDir, outName));
-    const saveOpts = recipe.externalData === undefined ? {} : { externalData: recipe.externalData };
+    // The model is closed right below: its spill file, in outputDir, may become the output's external data.
+    const saveOpts = {
+      adoptSpill: true,
+      ...(recipe.externalData === undefined ? {} : { externalData: recipe.externalData }),
+    };
     const saved = await saveModel(s.model!, outPath, saveOpts);
     const artifacts: JobArtifact[] = [{ name: outName, path: outPath, sizeBytes: saved.modelBytes }];
     if (saved.externalBytes > 0) {
