@@ -77,15 +77,28 @@ export class LazySource {
 /** Spilled tensors start at multiples of this (ONNX Runtime maps external data at page-aligned offsets). */
 export const SPILL_ALIGNMENT = 4096;
 
+/** A named spill file's name and the identity of the file it was created as. */
+interface SpillName {
+  path: string;
+  adopted: boolean;
+  dev: number;
+  ino: number;
+}
+
+/** Whether `name.path` still leads to the file it was created as (nothing renamed another file over it). */
+function stillNamed(name: SpillName): boolean {
+  try {
+    const st = fs.statSync(name.path);
+    return st.ino === name.ino && st.dev === name.dev;
+  } catch {
+    return false;
+  }
+}
+
 /** Removes a named spill file nobody can reach any more and that was never adopted (its descriptor is closed by
  * sourceFinalizer). */
-const spillFinalizer = new FinalizationRegistry<{ path: string; adopted: boolean }>((named) => {
-  if (named.adopted) return;
-  try {
-    fs.unlinkSync(named.path);
-  } catch {
-    // already gone
-  }
+const spillFinalizer = new FinalizationRegistry<SpillName>((name) => {
+  if (!name.adopted && stillNamed(name)) fs.rmSync(name.path, { force: true });
 });
 
 /**
@@ -101,14 +114,15 @@ export class SpillFile extends LazySource {
   private end = 0;
   private gaps = 0;
   private sealed = false;
-  private readonly named: { path: string; adopted: boolean } | undefined;
+  private readonly named: SpillName | undefined;
   private readonly scratchPath: string;
 
   private constructor(file: string, fd: number, named: boolean) {
     super(file, fd);
     this.scratchPath = file;
     if (named) {
-      this.named = { path: file, adopted: false };
+      const st = fs.fstatSync(fd);
+      this.named = { path: file, adopted: false, dev: st.dev, ino: st.ino };
       spillFinalizer.register(this, this.named, this);
     }
   }
@@ -148,9 +162,14 @@ export class SpillFile extends LazySource {
     return this.gaps;
   }
 
-  /** The file's current name while it has one that can be adopted (named, open, not yet adopted). */
+  /**
+   * The file's scratch name while it can be adopted: named, open, not sealed or adopted, and the name still leads to
+   * this very file (nothing replaced it).
+   */
   get adoptablePath(): string | undefined {
-    return this.named && !this.named.adopted && this.fd !== undefined && !this.sealed ? this.named.path : undefined;
+    const named = this.named;
+    if (!named || named.adopted || this.sealed || this.fd === undefined || !stillNamed(named)) return undefined;
+    return named.path;
   }
 
   /**
@@ -207,17 +226,12 @@ export class SpillFile extends LazySource {
   }
 
   override close(): void {
-    super.close();
     const named = this.named;
-    if (!named) return;
-    spillFinalizer.unregister(this);
-    if (!named.adopted) {
-      try {
-        fs.unlinkSync(named.path);
-      } catch {
-        // already gone
-      }
+    if (named) {
+      spillFinalizer.unregister(this);
+      if (!named.adopted && stillNamed(named)) fs.rmSync(named.path, { force: true });
     }
+    super.close();
   }
 }
 

@@ -223,3 +223,25 @@ test('a failed adopting save leaves nothing under the final names, and the spill
     removeDir(dir);
   }
 });
+
+test('a spill whose name now leads to another file is neither adopted nor removed by name', async () => {
+  const dir = tempDir('adopt-');
+  try {
+    const out = path.join(dir, 'out');
+    fs.mkdirSync(out);
+    const m = await loaded(dir, out);
+    prune(m);
+    const scratch = m.spill!.adoptablePath!;
+    const other = path.join(out, 'other');
+    fs.writeFileSync(other, 'not the spill');
+    fs.renameSync(other, scratch);
+    assert.equal(m.spill!.adoptablePath, undefined);
+    const file = path.join(out, 'model.onnx');
+    await saveModel(m, file, { externalData: true, adoptSpill: true });
+    closeModel(m);
+    assert.equal(fs.readFileSync(scratch, 'utf8'), 'not the spill', 'left alone');
+    assert.equal((await weightsOf(file)).get('w1')!.length, 256 * 128 * 4, 'copied from the spill it still holds open');
+  } finally {
+    removeDir(dir);
+  }
+});
