@@ -114,6 +114,30 @@ test('a pruning job with external data output: the spill file becomes model.onnx
   assert.deepEqual(await output(join(out, 'model.onnx')), await output(join(inline, 'model.onnx')), 'same outputs');
 });
 
+test('Wanda (weights rewritten in memory, then spilled) gets its spill file adopted too', async () => {
+  const src = await source();
+  const out = join(dir, 'out-wanda');
+  fs.mkdirSync(out);
+  let spillIno: number | undefined;
+  const recipe = { ...RECIPE, criterion: 'wanda', calibration: { random: true, samples: 4 }, externalData: true };
+  await run(
+    recipe,
+    src,
+    out,
+    {},
+    {
+      onProgress: (p) => {
+        if (p.stage !== 'write' || spillIno !== undefined) return;
+        const spill = fs.readdirSync(out).find((f) => f.startsWith('.onnx-spill-'));
+        spillIno = spill && fs.statSync(join(out, spill)).ino;
+      },
+    },
+  );
+  assert.ok(spillIno !== undefined, 'spilled into the output folder');
+  assert.equal(fs.statSync(join(out, 'model.onnx.data')).ino, spillIno);
+  assert.deepEqual(leftovers(out), []);
+});
+
 test('a job that fails after spilling leaves no scratch file in the output folder', async () => {
   const src = await source();
   const out = join(dir, 'out-failed');
