@@ -129,7 +129,7 @@ test('Wanda (weights rewritten in memory, then spilled) gets its spill file adop
       onProgress: (p) => {
         if (p.stage !== 'write' || spillIno !== undefined) return;
         const spill = fs.readdirSync(out).find((f) => f.startsWith('.onnx-spill-'));
-        spillIno = spill && fs.statSync(join(out, spill)).ino;
+        if (spill) spillIno = fs.statSync(join(out, spill)).ino;
       },
     },
   );
