@@ -100,7 +100,9 @@ export const EvaluationSchema = Type.Object(
             Type.Number({
               exclusiveMinimum: 0,
               maximum: 3600,
-              description: 'Most seconds spent timing one batch size, both models and warm-ups (default 10).',
+              description:
+                'Most seconds spent timing one batch size, both models and warm-ups (default 10). A larger batch ' +
+                "size whose runs alone would exceed it is not timed (listed in the report's latency.skipped).",
             }),
           ),
           maxRuns: Type.Optional(

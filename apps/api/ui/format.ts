@@ -137,7 +137,13 @@ export function latencyView(latency: any): LatencyView | null {
   const ms = (x: any) => (x ? fmtNum(x.p50, 3) + ' / ' + fmtNum(x.p95, 3) + ' ms' : '—');
   return {
     measured: true,
-    note: 'p50 / p95 on ' + String(latency.executionProvider ?? '?') + (latency.note ? '. ' + latency.note : ''),
+    note:
+      'p50 / p95 on ' +
+      String(latency.executionProvider ?? '?') +
+      (latency.note ? '. ' + latency.note : '') +
+      (Array.isArray(latency.skipped)
+        ? latency.skipped.map((k: any) => '. Batch ' + String(k.batch) + ': ' + String(k.reason)).join('')
+        : ''),
     rows: latency.rows.map((r: any) => ({
       batch: r.batch,
       dense: ms(r.dense),

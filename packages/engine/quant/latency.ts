@@ -4,7 +4,11 @@
 // instead, one session at a time, so timing never holds both models in memory. Timing a batch stops as soon as the
 // measurement is sound, not after a fixed time: once every model's median is known to within `tolerance` (its 95%
 // order-statistic interval, reported as ci95) after `minRuns` runs, or when the next run would end past the batch's
-// budget (warm-ups included; at least one run per model). A session is warmed once, at its first batch; without the
+// budget (warm-ups included; at least one run per model). A larger batch size whose runs alone would overrun its budget
+// — one run per model, and the warm-up it needs, estimated from the previous batch size's medians scaled by the batch
+// — is not timed at all and is listed in `skipped` with the estimate (a 1 B LLM at 8 × 128 tokens: ~10 s a run, three
+// runs and a prepacked session against a 10 s budget; raise evaluation.latency.budgetSeconds to time it).
+// A session is warmed once, at its first batch; without the
 // CPU arena a run at a new batch size allocates as every later run does, so it gets no warm-up of its own.
 // The caller may hand over a session already open on the compressed model (the runner: the one evaluation ran it in,
 // which saves a session and its warm-up); the dense one is then opened alike. Inputs are rows of the
@@ -41,6 +45,8 @@ export interface LatencyReport {
   /** Runs alternating between the two models, or one model after the other (large models). */
   mode: 'interleaved' | 'sequential';
   rows: LatencyRow[];
+  /** Batch sizes left untimed because their runs alone would overrun the budget (file comment); absent when none. */
+  skipped?: { batch: number; estimatedSeconds: number; budgetSeconds: number; reason: string }[];
   note: string;
 }
 
@@ -156,7 +162,12 @@ function settled(times: readonly number[], tolerance: number, minRuns: number): 
 export const DEFAULT_INTERLEAVE_MAX_BYTES = 512 * 2 ** 20;
 
 type Opened = Awaited<ReturnType<typeof openSession>>;
-type Times = { dense: LatencyStats; compressed: LatencyStats }[];
+/** Per batch size asked for: its stats, or why it was not timed. */
+type Times = ({ dense: LatencyStats; compressed: LatencyStats } | Skipped)[];
+type Skipped = { skipped: true; estimatedMs: number; budgetMs: number };
+type Feed = { batch: number; feeds: Record<string, ort.Tensor> };
+
+const isSkipped = (t: Times[number]): t is Skipped => 'skipped' in t;
 
 /**
  * Times dense vs compressed (model files) on the data's inputs. Interleaved (both sessions open, runs alternating)
@@ -200,8 +211,8 @@ export async function compareLatency(
       comp = undefined;
       await given.release();
       dense = await open(densePath, opts);
-      const d = await timeAll(feeds, [dense.session], o, 0.5);
-      times = d.map((t, i) => ({ dense: t.dense, compressed: c[i].dense }));
+      const d = await timeAll(feeds, [dense.session], o, 0.5, [], c.map(isSkipped));
+      times = pairUp(c, d, 'compressed-first');
     } else {
       order = 'dense-first';
       dense = await open(densePath, opts);
@@ -210,22 +221,52 @@ export async function compareLatency(
       await dense.session.release();
       dense = undefined;
       comp = await openCompressed(ep);
-      const c = await timeAll(feeds, [comp.session], o, 0.5);
-      times = d.map((t, i) => ({ dense: t.dense, compressed: c[i].dense }));
+      const c = await timeAll(feeds, [comp.session], o, 0.5, [], d.map(isSkipped));
+      times = pairUp(d, c, 'dense-first');
     }
+    const skipped = feeds.flatMap(({ batch }, i) => {
+      const t = times[i];
+      return isSkipped(t) ? [skippedRow(batch, t)] : [];
+    });
     return {
       executionProvider: (dense?.executionProvider ?? given?.executionProvider)!,
       mode: interleave ? 'interleaved' : 'sequential',
-      rows: feeds.map(({ batch }, i) => {
-        const { dense: d, compressed: c } = times[i];
-        return { batch, dense: d, compressed: c, speedup: d.p50 / c.p50, slower: c.p50 > d.p50 };
+      rows: feeds.flatMap(({ batch }, i) => {
+        const t = times[i];
+        if (isSkipped(t)) return [];
+        const { dense: d, compressed: c } = t;
+        return [{ batch, dense: d, compressed: c, speedup: d.p50 / c.p50, slower: c.p50 > d.p50 }];
       }),
+      ...(skipped.length ? { skipped } : {}),
       note: latencyNote(order, o),
     };
   } finally {
     await dense?.session.release().catch(() => {});
     await comp?.release().catch(() => {});
   }
+}
+
+/** One model's times after the other's (each timeAll on one session reports it as `dense`), batch by batch. */
+function pairUp(first: Times, second: Times, order: 'dense-first' | 'compressed-first'): Times {
+  return first.map((a, i) => {
+    const b = second[i];
+    if (isSkipped(a)) return a;
+    if (isSkipped(b)) return b;
+    return order === 'dense-first' ? { dense: a.dense, compressed: b.dense } : { dense: b.dense, compressed: a.dense };
+  });
+}
+
+function skippedRow(batch: number, t: Skipped): NonNullable<LatencyReport['skipped']>[number] {
+  const estimatedSeconds = +(t.estimatedMs / 1000).toFixed(2);
+  const budgetSeconds = +(t.budgetMs / 1000).toFixed(2);
+  return {
+    batch,
+    estimatedSeconds,
+    budgetSeconds,
+    reason:
+      `not timed: its runs would take about ${estimatedSeconds} s (from the previous batch size, scaled), over ` +
+      `the ${budgetSeconds} s budget; raise evaluation.latency.budgetSeconds to time it`,
+  };
 }
 
 function latencyNote(order: 'interleaved' | 'dense-first' | 'compressed-first', o: LatencyOptions): string {
@@ -270,7 +311,8 @@ function stopNote(order: 'interleaved' | 'dense-first' | 'compressed-first', o: 
   return (
     `; a batch size was timed until ${settled}${o.runs ?? 50} runs, or the last run that fit its budget of ` +
     `${+budget.toFixed(2)} s ${order === 'interleaved' ? 'for both models' : 'per model'} (warm-ups included; at ` +
-    'least one run per model)'
+    'least one run per model); a larger batch size whose runs alone would overrun its budget (estimated from the ' +
+    'previous batch size, scaled) was not timed (skipped)'
   );
 }
 
@@ -285,25 +327,58 @@ export const WARMUP_RUNS = 3;
  * the first session's stats as `dense` and the second's as `compressed`.
  */
 async function timeAll(
-  feeds: { batch: number; feeds: Record<string, ort.Tensor> }[],
+  feeds: Feed[],
   sessions: ort.InferenceSession[],
   o: LatencyOptions,
   budgetShare = 1,
-  warm: ReadonlySet<number>[] = [],
+  warm: readonly (readonly number[] | ReadonlySet<number>)[] = [],
+  /**
+   * Per feed, whether to leave it out, as the other model's half decided (one model timed after the other: a row needs
+   * both, so the second follows the first). @defaultValue decided here, from the estimate
+   */
+  leaveOut?: readonly boolean[],
 ): Promise<Times> {
   const ran = sessions.map((_, k) => new Set(warm[k]));
   const arena = o.sessionOptions?.cpuMemArena !== false;
   const out: Times = [];
-  for (const { batch, feeds: f } of feeds) {
+  let prev: { batch: number; p50: number[] } | undefined;
+  for (const [i, { batch, feeds: f }] of feeds.entries()) {
     const budget = (o.budgetSeconds ?? 20) * 1000 * budgetShare;
+    const estimatedMs = prev && !leaveOut ? estimateMs(prev, batch, sessions, ran, arena) : 0;
+    if (leaveOut ? leaveOut[i] : estimatedMs > budget) {
+      out.push({ skipped: true, estimatedMs, budgetMs: budget });
+      continue;
+    }
     const deadline = clockOf(o)() + budget;
     for (let k = 0; k < sessions.length; k++) {
       await warmUp(sessions[k], f, ran[k], batch, arena, budget / 10 / sessions.length, clockOf(o));
     }
     const times = await timedRounds(sessions, f, deadline, o);
-    out.push({ dense: latencyStats(times[0]), compressed: latencyStats(times[times.length - 1]) });
+    const stats = times.map(latencyStats);
+    prev = { batch, p50: stats.map((t) => t.p50) };
+    out.push({ dense: stats[0], compressed: stats[stats.length - 1] });
   }
   return out;
+}
+
+/**
+ * What timing `batch` costs at the least: one timed run per session plus the warm-up each would need, every run
+ * estimated as the previous batch size's median scaled by batch / previous batch (how a run's work grows).
+ */
+function estimateMs(
+  prev: { batch: number; p50: number[] },
+  batch: number,
+  sessions: ort.InferenceSession[],
+  ran: Set<number>[],
+  arena: boolean,
+): number {
+  let ms = 0;
+  sessions.forEach((_, k) => {
+    const run = (prev.p50[k] * batch) / prev.batch;
+    const warmUp = !ran[k].has(batch) && (ran[k].size === 0 || arena);
+    ms += run * (warmUp ? 2 : 1);
+  });
+  return ms;
 }
 
 /**

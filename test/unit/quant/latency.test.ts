@@ -54,12 +54,16 @@ test('latencyStats: p50, p95, runs, and ci95 from six runs on', () => {
  * A session stand-in whose run advances the simulated `clock` by `ms` and counts its calls per batch size (from the
  * feed's first dim): the counts then follow from the rules alone, however busy the machine running the test is.
  */
-function fakeSession(ms: number, clock: { t: number }): ort.InferenceSession & { calls: Map<number, number> } {
+function fakeSession(
+  ms: number,
+  clock: { t: number },
+  perSample = false,
+): ort.InferenceSession & { calls: Map<number, number> } {
   const calls = new Map<number, number>();
   const run = async (feeds: Record<string, ort.Tensor>) => {
     const b = feeds.x.dims[0];
     calls.set(b, (calls.get(b) ?? 0) + 1);
-    clock.t += ms;
+    clock.t += perSample ? ms * b : ms;
     return {};
   };
   return { run, release: async () => {}, calls } as unknown as ort.InferenceSession & { calls: Map<number, number> };
@@ -67,10 +71,12 @@ function fakeSession(ms: number, clock: { t: number }): ort.InferenceSession & {
 
 const data = new Map([['x', { dtype: 'float32' as const, dims: [4, 3], data: new Float32Array(12) }]]);
 
-async function timeFakes(o: LatencyOptions & { denseMs?: number; compressedMs?: number; warm?: number[] }) {
+async function timeFakes(
+  o: LatencyOptions & { denseMs?: number; compressedMs?: number; warm?: number[]; perSample?: boolean },
+) {
   const clock = { t: 0 };
-  const dense = fakeSession(o.denseMs ?? 1, clock);
-  const compressed = fakeSession(o.compressedMs ?? 1, clock);
+  const dense = fakeSession(o.denseMs ?? 1, clock, o.perSample);
+  const compressed = fakeSession(o.compressedMs ?? 1, clock, o.perSample);
   const rep = await compareLatency('dense.onnx', 'never-opened.onnx', data, {
     ...o,
     now: () => clock.t,
@@ -125,4 +131,36 @@ test('warm-ups: once per session without the CPU arena, per batch size with it; 
   const cOn = warmups(on.compressed, runsOf(on.rep, 'compressed'));
   assert.ok(cOn[0] >= 1 && cOn[1] === 0, `compressed: warm-up at batch 1 only (2 ran in evaluation): ${cOn.join()}`);
   assert.match(on.rep.note, /and at each later one/);
+});
+
+test('a larger batch size whose runs alone would overrun the budget is not timed, for either model, and says why', async () => {
+  // One model at a time (over the interleaving limit), 250 ms per model per batch size. Runs cost 20 / 30 ms per
+  // sample: batch 8 would take 160 ms + its warm-up for the compressed model, over 250 ms → left out for both.
+  const big = { denseBytes: 2 ** 40, budgetSeconds: 0.5, perSample: true, denseMs: 30, compressedMs: 20 };
+  const { rep, dense, compressed } = await timeFakes({ ...big, batches: [1, 8] });
+  assert.deepEqual(
+    rep.rows.map((r) => r.batch),
+    [1],
+  );
+  assert.equal(rep.skipped?.length, 1);
+  const [skip] = rep.skipped!;
+  assert.equal(skip.batch, 8);
+  assert.equal(skip.budgetSeconds, 0.25);
+  assert.ok(Math.abs(skip.estimatedSeconds - 0.32) < 1e-9, String(skip.estimatedSeconds)); // 2 × 8 × 20 ms
+  assert.match(skip.reason, /raise evaluation\.latency\.budgetSeconds/);
+  assert.equal(dense.get(8), undefined);
+  assert.equal(compressed.get(8), undefined);
+  // Where evaluation already ran batch 8 in the compressed session (no warm-up), 160 ms fits: both are timed.
+  const warm = await timeFakes({ ...big, batches: [1, 8], warm: [8] });
+  assert.deepEqual(
+    warm.rep.rows.map((r) => r.batch),
+    [1, 8],
+  );
+  assert.equal(warm.rep.skipped, undefined);
+  // Small models interleave; a budget that holds batch 8 times it.
+  const small = await timeFakes({ batches: [1, 8], perSample: true, budgetSeconds: 30, runs: 5 });
+  assert.deepEqual(
+    small.rep.rows.map((r) => r.batch),
+    [1, 8],
+  );
 });
