@@ -12,6 +12,7 @@ export default tseslint.config(
     ignores: [
       'node_modules/',
       'dist/',
+      'dist-bench/', // bench/gpu.sh --build's bundle (git-ignored too)
       'packages/engine/onnx/gen/',
       'prisma/generated/',
       'bench/out/',
