@@ -95,9 +95,10 @@ export async function sparseGpt(
   // where they define the result: the unstructured mask is chosen per `blockSize` block, as in the reference.
   // Levels, largest first: the whole matrix, then ~512-column macro blocks (their error reaches the rest of W
   // through one GEMM with k = 512: MLAS is ~2× faster there than at the reference's k = 128), then `blockSize`
-  // (unstructured) and/or 128, then ~16-column leaves swept in JS. After each range finishes, its error
-  // is pushed to the rest of its parent range. At the start of any range every column in it has received the
-  // updates of all earlier columns, so masks chosen there see the same weights as the unblocked algorithm.
+  // (unstructured) and/or 128, then ~16-column leaves swept in JS. After each macro block finishes, its error
+  // is pushed to the rest of W; inside a macro block, each range first takes its earlier siblings' errors (below).
+  // At the start of any range every column in it has received the updates of all earlier columns, so masks
+  // chosen there see the same weights as the unblocked algorithm.
   const levels = blockLevels(K, o);
   // Errᵀ: each column's OBS error, read by the GEMMs above it; only the current macro block's rows are ever read
   // (the whole matrix's GEMMs take a finished macro block's), so it holds those: row i − errBase for column i.
@@ -137,10 +138,31 @@ export async function sparseGpt(
     if (level === 1) state.errBase = c0;
     if (level === levels.length - 1) return sweepLeaf(c0, c1);
     const step = levels[level + 1];
+    // Inside a macro block (Errᵀ holds its rows) the updates are left-looking: before each sub-range, one GEMM
+    // gives its columns the errors of all the range's earlier sub-ranges, W[:, s0:s1] −= Err[:, c0:s0]·U[c0:s0,
+    // s0:s1] (m = sub-range width, k grows). Right-looking, each finished sub-range updated the whole rest of the
+    // range instead (m up to 112, k = 16 under the leaves): the same flops and as many calls, but MLAS ran those
+    // shapes several times slower (1-column-wide A panels, C read and written per call), and a weight took one
+    // fp32 rounding per earlier sub-range where it now takes one per level. Either way every column has received
+    // the updates of all earlier columns when its sub-range starts (masks are chosen there). The whole matrix
+    // stays right-looking: Errᵀ holds one macro block, and the macro blocks' GEMMs have k = 512 already.
+    const leftLooking = level >= 1;
     for (let s0 = c0; s0 < c1; s0 += step) {
       const s1 = Math.min(s0 + step, c1);
+      if (leftLooking && s0 > c0) {
+        const uLeft = copyRect(u, K, c0, s0, s0, s1, scratch('uRest', (s0 - c0) * (s1 - s0)));
+        await matmulSubtractInPlace(
+          wt.subarray(s0 * N, s1 * N),
+          uLeft,
+          errT.subarray((c0 - state.errBase) * N, (s0 - state.errBase) * N),
+          s1 - s0,
+          s0 - c0,
+          N,
+          { transA: true },
+        );
+      }
       await run(s0, s1, level + 1);
-      if (s1 < c1) {
+      if (!leftLooking && s1 < c1) {
         // Rest of the parent range: W[:, s1:c1] −= Err[:, s0:s1]·U[s0:s1, s1:c1], i.e. on Wᵀ rows, one fp32 GEMM.
         const uRest = copyRect(u, K, s0, s1, s1, c1, scratch('uRest', (s1 - s0) * (c1 - s1)));
         await matmulSubtractInPlace(
