@@ -45,8 +45,8 @@ test('blocked fp32 SparseGPT matches the unblocked float64 OBS reference (same m
     [5, 390, { n: 1, m: 3 }], // default block rounds to 129
     [5, 150, { sparsity: 0.6, blockSize: 100 }],
     [6, 80, { sparsity: 0.5 }], // default block 128 ≥ K: one mask block
-    [3, 600, { n: 2, m: 4 }], // all levels: 600 → 512 → 128 → 32
-    [3, 600, { sparsity: 0.5, blockSize: 96 }], // 600 → 480 → 96 → 32
+    [3, 600, { n: 2, m: 4 }], // all levels: 600 → 512 → 128 → 16
+    [3, 600, { sparsity: 0.5, blockSize: 96 }], // 600 → 480 → 96 → 16
   ];
   const workspace = new SparseGptWorkspace(); // shared by all cases: stale scratch contents must not matter
   for (const [N, K, opts] of cases) {
