@@ -181,14 +181,29 @@ export interface RandomizedSvdOptions {
   seed?: number;
 }
 
-/** The last test matrix drawn: consecutive layers of one width draw the same Ω (callers get a copy they may scale). */
-let lastGaussian: { count: number; seed: number; values: Float32Array } | undefined;
+/**
+ * The last few test matrices drawn, most recent first: the layers of a model cycle through a few widths (an LLM block
+ * is K = hidden for q/k/v/o/gate/up, K = mlp for down), and each width draws the same Ω every time (callers get a copy
+ * they may scale). The newest is always kept; older ones while there are at most RECENT_GAUSSIANS and they hold at
+ * most RECENT_GAUSSIAN_VALUES values together besides it (16 MB).
+ */
+const recentGaussians: { count: number; seed: number; values: Float32Array }[] = [];
+const RECENT_GAUSSIANS = 4;
+const RECENT_GAUSSIAN_VALUES = 1 << 22;
 
 export function gaussian(count: number, seed: number): Float32Array {
-  if (lastGaussian?.count === count && lastGaussian.seed === seed) return lastGaussian.values.slice();
-  const values = drawGaussian(count, seed);
-  lastGaussian = { count, seed, values };
-  return values.slice();
+  const at = recentGaussians.findIndex((g) => g.count === count && g.seed === seed);
+  const hit = at >= 0 ? recentGaussians.splice(at, 1)[0] : { count, seed, values: drawGaussian(count, seed) };
+  recentGaussians.unshift(hit);
+  let held = 0;
+  let keep = 1;
+  while (
+    keep < Math.min(recentGaussians.length, RECENT_GAUSSIANS) &&
+    (held += recentGaussians[keep].count) <= RECENT_GAUSSIAN_VALUES
+  )
+    keep++;
+  recentGaussians.length = keep;
+  return hit.values.slice();
 }
 
 function drawGaussian(count: number, seed: number): Float32Array {

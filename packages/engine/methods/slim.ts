@@ -170,17 +170,24 @@ function errorRowsOf(
   ctx: MethodContext<SlimRecipe>,
   stats: LayerStats | undefined,
   w: WeightRef,
-): { x: Float32Array; rows: number; reference?: number } | undefined {
+  ws: Workspace,
+): { x: Float32Array; rows: number; reference?: number; buffer: Float32Array } | undefined {
   const sample = stats?.sample;
   if (!ctx.hasCalibration || stats?.hessian || !sample || sample.x.length !== 1) return undefined;
   const reference = sample.outputSquares?.get(w.name);
-  return { x: sample.x[0], rows: sample.rows, ...(reference !== undefined ? { reference } : {}) };
+  return {
+    x: sample.x[0],
+    rows: sample.rows,
+    ...(reference !== undefined ? { reference } : {}),
+    buffer: ws.f32('row products', sample.rows * w.N),
+  };
 }
 
 /**
- * A run's working buffers by name (the canonical weights, slimLayer's N×K scratch and its mask, the read chunk), each
- * grown to the largest layer seen: fresh memory costs ~0.25 s per 64 MB to page in on the workers, and the layers in
- * turn would otherwise allocate the model's size several times over. One per run, never shared.
+ * A run's working buffers by name (the canonical weights, slimLayer's N×K scratch and its mask, the read chunk, the
+ * layer errors' rows×N products), each grown to the largest layer seen: fresh memory costs ~0.25 s per 64 MB to page
+ * in on the workers, and the layers in turn would otherwise allocate the model's size several times over. One per
+ * run, never shared.
  */
 class Workspace {
   private readonly floats = new Map<string, Float32Array>();
@@ -280,7 +287,7 @@ async function compressOne(
       adapterStorage: 'float16',
       sparseGpt: { dampening: 0.01 }, // block: sparseGpt's default, 128 rounded to a multiple of M
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
-      errorRows: errorRowsOf(ctx, stats, w),
+      errorRows: errorRowsOf(ctx, stats, w, ws),
       errorHessian: ctx.hasCalibration && stats?.hessian?.length === 1 ? hessian : undefined,
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,

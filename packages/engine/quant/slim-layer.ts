@@ -77,6 +77,8 @@ export interface SlimLayerOptions {
     rows: number;
     /** ‖X·Wᵀ‖² when the calibration pass already reduced it (LayerStats.sample.outputSquares). */
     reference?: number;
+    /** At least rows·N floats for the products X·(W − W_C)ᵀ (contents overwritten) instead of a fresh array. */
+    buffer?: Float32Array;
   };
   /**
    * The Hessian `error` measures with, when it is tr(ΔHΔᵀ)/tr(WHWᵀ) (math/relerr.ts relativeOutputError): the
@@ -242,8 +244,8 @@ function sharesErrors(o: SlimLayerOptions): boolean {
 
 async function sharedErrors(w: Float32Array, N: number, K: number, o: SlimLayerOptions): Promise<SharedErrors> {
   if (o.errorRows) {
-    const { x, rows, reference } = o.errorRows;
-    return (await RowErrors.of(w, N, K, x, rows, reference)) as SharedErrors;
+    const { x, rows, reference, buffer } = o.errorRows;
+    return (await RowErrors.of(w, N, K, x, rows, reference, buffer)) as SharedErrors;
   }
   return (await HessianErrors.of(w, N, K, o.errorHessian!)) as unknown as SharedErrors;
 }

@@ -329,3 +329,16 @@ function assertStageErrorsClose(gotErrors: StageErrors, wantErrors: StageErrors,
     else assert.ok(Math.abs(got[i]! - want[i]!) < 1e-5 * want[i]!, `${label} #${i}: ${got[i]} vs ${want[i]}`);
   }
 }
+
+test('gaussian: sizes drawn in turn (the widths of a block) keep their own Ω', () => {
+  const a = gaussian(1000, 3);
+  const b = gaussian(2000, 3);
+  const c = gaussian(300, 5);
+  for (let round = 0; round < 3; round++) {
+    assert.deepEqual(gaussian(1000, 3), a);
+    assert.deepEqual(gaussian(2000, 3), b);
+    assert.deepEqual(gaussian(300, 5), c);
+  }
+  assert.equal(b.length, 2000);
+  assert.deepEqual(b.subarray(0, 1000), gaussian(2000, 3).subarray(0, 1000));
+});
