@@ -8,6 +8,7 @@
 // exactly and dequantizes to exactly 0: N:M zeros survive quantization. `clip: "mse"` (quant/clip-search.ts) shrinks
 // each group's range where that lowers the group's squared error.
 import { quantizeRtnMse } from './clip-search.js';
+import { maskedSweepSimd } from './masked-sweep.js';
 import {
   checkMatrix,
   QuantError,
@@ -204,6 +205,13 @@ function maskedWithResidual(
   const { codes, scales, blocksPerRow, blockSize: bs } = q;
   const { w: w0, out } = residual;
   const half = 1 << (bits - 1);
+  const simd = maskedSweepSimd(w, mask, w0, out, codes, scales, rows, cols, bits, bs, (g) =>
+    maskedGroup(g.w, g.mask, { w: g.w0, out: g.out }, g.codes, g.scales, g.scaleIndex, g.k0, g.k1, half, {
+      row: Math.floor(g.group / blocksPerRow),
+      group: g.group % blocksPerRow,
+    }),
+  );
+  if (simd) return;
   const lo = 0.5;
   const hi = 2 * half - 0.5;
   const shift = half + 0.5;
@@ -242,6 +250,54 @@ function maskedWithResidual(
         out[i] = w0[i] - (c - half) * s;
       }
     }
+  }
+}
+
+/**
+ * One group [k0, k1) of maskedWithResidual (the same steps, scale at scales[si]): the SIMD kernel's groups it hands
+ * back (a non-finite extreme, a mask byte other than 0 or 1), with `at` naming the group in errors.
+ */
+function maskedGroup(
+  w: Float32Array,
+  mask: Uint8Array,
+  residual: Residual,
+  codes: Uint8Array,
+  scales: Float32Array,
+  si: number,
+  k0: number,
+  k1: number,
+  half: number,
+  at: { row: number; group: number },
+): void {
+  let mn = 0;
+  let mx = 0;
+  for (let i = k0; i < k1; i++) {
+    const v = w[i] * mask[i];
+    mn = Math.min(mn, v);
+    mx = Math.max(mx, v);
+  }
+  const m = -mn >= mx ? mn : mx;
+  if (m !== m) {
+    const e = signedExtremeBranchy(w, mask, k0, k1);
+    const s = symmetricScale(e, half);
+    if (e !== e || !Number.isFinite(s))
+      throw new QuantError(`quantizeRtn: non-finite weight in row ${at.row}, group ${at.group}`);
+    scales[si] = s;
+    if (s === 0) codes.fill(half, k0, k1);
+    else roundGroupBranchy(w, mask, k0, k1, 1 / s, half, codes);
+    residualGroup(residual, codes, k0, k1, half, s);
+    return;
+  }
+  const s = symmetricScale(m, half);
+  if (!Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${at.row}, group ${at.group}`);
+  scales[si] = s;
+  const inv = s === 0 ? 0 : 1 / s;
+  const { w: w0, out } = residual;
+  const shift = half + 0.5;
+  for (let i = k0; i < k1; i++) {
+    const c = Math.min(Math.max(w[i] * mask[i] * inv + shift, 0.5), 2 * half - 0.5) | 0;
+    codes[i] = c;
+    out[i] = w0[i] - (c - half) * s;
   }
 }
 

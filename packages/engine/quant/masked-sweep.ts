@@ -1,0 +1,446 @@
+// The masked symmetric 4/8-bit sweep of every SLiM sparse part (quant/rtn.ts maskedWithResidual: per group of
+// blockSize along K the signed extreme of w·mask, the scale, the codes and the residual w0 − dequantized) as a
+// WebAssembly SIMD kernel. Scalar JavaScript spends ~8 ns per weight on it (two passes of float64 arithmetic with a
+// bounds check per access; unrolling does not help), ~5.5 s of a 245 M-parameter model's compress stage.
+//
+// Same values bit for bit as the JavaScript loop: the extremes are f32x4 min/max over the exact products w·mask (min
+// and max are commutative and associative, with −0 < +0 and NaN propagating, as Math.min/Math.max); the scale is
+// fround(m / −half) and the inverse 1/s in float64; each code is trunc(min(max(w·mask·inv + half + ½, ½), 2·half − ½))
+// in float64 lanes (the same two roundings as the scalar expression), and the residual w0 − (code − half)·s is formed
+// in float64 and rounded to fp32 once, as a store into a Float32Array does. Groups the kernel does not take (a
+// non-finite extreme, a mask byte other than 0 or 1) are flagged and handed back to the scalar code, which then also
+// raises its errors with their row and group.
+//
+// The data goes through the kernel's own memory in chunks of CHUNK weights (copies in and out: ~14 bytes per weight
+// of memcpy). One instance per thread (module state), made on first use; where WebAssembly SIMD is unavailable the
+// caller keeps its scalar loop.
+
+/** Weights per chunk copied through the kernel's memory (whole groups; ~0.9 MB of memory in all). */
+const CHUNK = 1 << 16;
+
+/** One group of the chunk the kernel flagged, for the scalar code: indices into the chunk's staging arrays. */
+export interface StagedGroup {
+  w: Float32Array;
+  w0: Float32Array;
+  mask: Uint8Array;
+  codes: Uint8Array;
+  out: Float32Array;
+  scales: Float32Array;
+  /** The group's first weight in the staging arrays, its scale's index there, and its index in the whole matrix. */
+  k0: number;
+  k1: number;
+  scaleIndex: number;
+  group: number;
+}
+
+// ---- a minimal WebAssembly encoder (one function, imported memory) ----
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
+  return out;
+}
+
+function f64le(x: number): number[] {
+  return [...new Uint8Array(Float64Array.of(x).buffer)];
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+function name(s: string): number[] {
+  return [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
+}
+
+const I32 = 0x7f;
+const F32 = 0x7d;
+const F64 = 0x7c;
+const V128 = 0x7b;
+
+// Opcodes (core and SIMD).
+const simd = (op: number) => [0xfd, ...uleb(op)];
+const get = (i: number) => [0x20, ...uleb(i)];
+const set = (i: number) => [0x21, ...uleb(i)];
+const tee = (i: number) => [0x22, ...uleb(i)];
+const i32c = (v: number) => [0x41, ...sleb(v)];
+const f64c = (v: number) => [0x44, ...f64le(v)];
+const memarg = (align: number) => [...uleb(align), 0];
+const v128load = [...simd(0x00), ...memarg(4)];
+const v128store = [...simd(0x0b), ...memarg(4)];
+const load32zero = [...simd(0x5c), ...memarg(0)];
+const store32lane0 = [...simd(0x5a), ...memarg(0), 0];
+const shuffle = (lanes: number[]) => [...simd(0x0d), ...lanes];
+const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+const LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const f32x4splat = simd(0x13);
+const f64x2splat = simd(0x14);
+const i32x4splat = simd(0x11);
+const f32x4extract = (lane: number) => [...simd(0x1f), lane];
+const f32x4mul = simd(0xe6);
+const f32x4min = simd(0xe8);
+const f32x4max = simd(0xe9);
+const f64x2add = simd(0xf0);
+const f64x2sub = simd(0xf1);
+const f64x2mul = simd(0xf2);
+const f64x2min = simd(0xf4);
+const f64x2max = simd(0xf5);
+const i16x8extendLowU8 = simd(0x89);
+const i32x4extendLowU16 = simd(0xa9);
+const f32x4convertU32 = simd(0xfb);
+const truncSatF64toI32Zero = simd(0xfc);
+const f64x2convertLowI32 = simd(0xfe);
+const demoteF64toF32Zero = simd(0x5e);
+const promoteLowF32toF64 = simd(0x5f);
+const i8x16narrowU16 = simd(0x66);
+const i16x8narrowU32 = simd(0x86);
+const i32x4sub = simd(0xb1);
+const v128or = simd(0x50);
+const v128and = simd(0x4e);
+const v128anyTrue = simd(0x53);
+
+function sleb(v: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = v & 0x7f;
+    v >>= 7;
+    if ((v === 0 && !(b & 0x40)) || (v === -1 && b & 0x40)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+// Parameters of sweep(groups, bs, half, shift, lo, hi, halfInt, w, mask, w0, codes, out, scales, flags); byte
+// addresses, bs a multiple of 4.
+const P = { groups: 0, bs: 1, half: 2, shift: 3, lo: 4, hi: 5, halfInt: 6, w: 7, mask: 8, w0: 9, codes: 10, out: 11 };
+const PS = { scales: 12, flags: 13 };
+// Locals after the 14 parameters.
+const L = { g: 14, j: 15, end: 16, maskOr: 17, mn: 18, mx: 19, v: 20, m: 21, s: 22, inv: 23, a: 24, b: 25, c: 26 };
+
+/** Concatenates opcode fragments. */
+function c(...parts: (number | number[])[]): number[] {
+  return parts.flat();
+}
+
+// Core opcodes.
+const I32_ADD = 0x6a;
+const I32_MUL = 0x6c;
+const I32_SHL = 0x74;
+const I32_OR = 0x72;
+const I32_LT_U = 0x49;
+const I32_GE_U = 0x4f;
+const F32_ZERO = [0x43, 0, 0, 0, 0];
+const F32_EQ = 0x5b;
+const F32_NE = 0x5c;
+const F32_GE = 0x60;
+const F32_NEG = 0x8c;
+const F32_SUB = 0x93;
+const F32_MIN = 0x96;
+const F32_MAX = 0x97;
+const F64_NEG = 0x9a;
+const F64_DIV = 0xa3;
+const F32_DEMOTE = 0xb6;
+const F64_PROMOTE = 0xbb;
+const SELECT = 0x1b;
+const BLOCK = [0x02, 0x40];
+const LOOP = [0x03, 0x40];
+const IF = [0x04, 0x40];
+const END = 0x0b;
+const br = (depth: number) => [0x0c, depth];
+const brIf = (depth: number) => [0x0d, depth];
+const V128_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+
+/** Byte address of element j of the fp32 array at parameter `base`. */
+const f32At = (base: number) => c(get(base), get(L.j), i32c(2), I32_SHL, I32_ADD);
+/** j = g·bs, end = j + bs. */
+const groupRange = c(get(L.g), get(P.bs), I32_MUL, tee(L.j), get(P.bs), I32_ADD, set(L.end));
+/** j += 4; loop while j < end (closes the loop). */
+const nextFour = c(get(L.j), i32c(4), I32_ADD, tee(L.j), get(L.end), I32_LT_U, brIf(0), END);
+/** g += 1. */
+const nextGroup = c(get(L.g), i32c(1), I32_ADD, set(L.g));
+
+/** w·mask for the 4 weights at element j (v128 on the stack); the mask's i32 lanes are or-ed into maskOr. */
+const maskedAt = c(
+  f32At(P.w),
+  v128load,
+  get(P.mask),
+  get(L.j),
+  I32_ADD,
+  load32zero,
+  i16x8extendLowU8,
+  i32x4extendLowU16,
+  tee(L.c),
+  get(L.maskOr),
+  v128or,
+  set(L.maskOr),
+  get(L.c),
+  f32x4convertU32,
+  f32x4mul,
+);
+
+/** Pass 1: mn, mx = the lane-wise extremes of w·mask over the group (from 0). */
+const pass1 = c(
+  F32_ZERO,
+  f32x4splat,
+  tee(L.mn),
+  set(L.mx),
+  V128_ZERO,
+  set(L.maskOr),
+  LOOP,
+  maskedAt,
+  tee(L.v),
+  get(L.mn),
+  f32x4min,
+  set(L.mn),
+  get(L.v),
+  get(L.mx),
+  f32x4max,
+  set(L.mx),
+  nextFour,
+);
+
+/** The lanes of a v128 local reduced by a scalar f32 op (min/max: any order gives the same value). */
+const reduce = (v: number, op: number) =>
+  c(get(v), f32x4extract(0), get(v), f32x4extract(1), op, get(v), f32x4extract(2), get(v), f32x4extract(3), op, op);
+
+/** m = −mn ≥ mx ? mn : mx (mn, mx reduced; s holds mx for the moment). */
+const extreme = c(
+  reduce(L.mn, F32_MIN),
+  reduce(L.mx, F32_MAX),
+  set(L.s),
+  tee(L.m),
+  get(L.s),
+  get(L.m),
+  F32_NEG,
+  get(L.s),
+  F32_GE,
+  SELECT,
+  set(L.m),
+);
+
+/** flags[g] = m not finite (m − m ≠ 0) or a mask byte above 1; such a group skips to the next (end holds the flag). */
+const flagOrSkip = c(
+  c(get(PS.flags), get(L.g), I32_ADD, get(L.m), get(L.m), F32_SUB, F32_ZERO, F32_NE),
+  c(get(L.maskOr), i32c(-2), i32x4splat, v128and, v128anyTrue, I32_OR, tee(L.end), 0x3a, 0, 0),
+  c(get(L.end), IF, nextGroup, br(1), END),
+);
+
+/** s = m == 0 ? 0 : fround(m / −half); scales[g] = s; inv = s == 0 ? 0 : 1/s. */
+const scale = c(
+  c(F32_ZERO, get(L.m), F64_PROMOTE, get(P.half), F64_NEG, F64_DIV, F32_DEMOTE, get(L.m), F32_ZERO, F32_EQ, SELECT),
+  c(set(L.s), get(PS.scales), get(L.g), i32c(2), I32_SHL, I32_ADD, get(L.s), 0x38, 2, 0),
+  c(f64c(0), f64c(1), get(L.s), F64_PROMOTE, F64_DIV, get(L.s), F32_ZERO, F32_EQ, SELECT, set(L.inv)),
+);
+
+/** The codes of the two float64 lanes (promoted w·mask) in local `src`: i32x4 [c, c, 0, 0]. */
+const codeOf = (src: number) =>
+  c(
+    c(get(src), get(L.inv), f64x2splat, f64x2mul, get(P.shift), f64x2splat, f64x2add),
+    c(get(P.lo), f64x2splat, f64x2max, get(P.hi), f64x2splat, f64x2min, truncSatF64toI32Zero),
+  );
+
+/** w0 − (c − half)·s for the two lanes of w0 (v128 f32 local v, lanes from `hi`) in float64, rounded to fp32. */
+const residualOf = (hi: boolean) =>
+  c(
+    get(L.v),
+    hi ? c(get(L.v), shuffle(HIGH_HALF)) : [],
+    promoteLowF32toF64,
+    get(L.c),
+    hi ? c(get(L.c), shuffle(HIGH_HALF)) : [],
+    f64x2convertLowI32,
+    c(get(L.s), F64_PROMOTE, f64x2splat, f64x2mul, f64x2sub, demoteF64toF32Zero),
+  );
+
+/** Pass 2: the codes (4 bytes per step) and the residual (4 fp32 per step). */
+const pass2 = c(
+  groupRange,
+  LOOP,
+  c(maskedAt, tee(L.v), promoteLowF32toF64, set(L.a)),
+  c(get(L.v), get(L.v), shuffle(HIGH_HALF), promoteLowF32toF64, set(L.b)),
+  c(codeOf(L.a), codeOf(L.b), shuffle(LOW_HALVES), tee(L.c)),
+  c(get(L.c), i16x8narrowU32, get(L.c), i8x16narrowU16, set(L.v)),
+  c(get(P.codes), get(L.j), I32_ADD, get(L.v), store32lane0),
+  c(get(L.c), get(P.halfInt), i32x4splat, i32x4sub, set(L.c)),
+  c(f32At(P.w0), v128load, set(L.v), f32At(P.out)),
+  c(residualOf(false), residualOf(true), shuffle(LOW_HALVES), v128store),
+  nextFour,
+);
+
+function kernelBytes(): Uint8Array {
+  const params = [I32, I32, F64, F64, F64, F64, I32, I32, I32, I32, I32, I32, I32, I32];
+  const type = section(1, [1, 0x60, ...uleb(params.length), ...params, 0]);
+  const imp = section(2, [1, ...name('e'), ...name('m'), 0x02, 0x00, 0x01]);
+  const func = section(3, [1, 0]);
+  const exp = section(7, [1, ...name('sweep'), 0x00, 0]);
+  // Locals: g j end (i32), maskOr mn mx v (v128), m s (f32), inv (f64), a b c (v128).
+  const locals = [5, 3, I32, 4, V128, 2, F32, 1, F64, 3, V128];
+  const body = c(
+    c(i32c(0), set(L.g), BLOCK, LOOP, get(L.g), get(P.groups), I32_GE_U, brIf(1)),
+    groupRange,
+    pass1,
+    extreme,
+    flagOrSkip,
+    scale,
+    pass2,
+    c(nextGroup, br(0), END, END, END),
+  );
+  const fn = [...locals, ...body];
+  const code = section(10, [1, ...uleb(fn.length), ...fn]);
+  return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imp, ...func, ...exp, ...code]);
+}
+
+type Sweep = (
+  groups: number,
+  bs: number,
+  half: number,
+  shift: number,
+  lo: number,
+  hi: number,
+  halfInt: number,
+  w: number,
+  mask: number,
+  w0: number,
+  codes: number,
+  out: number,
+  scales: number,
+  flags: number,
+) => void;
+
+/** The slice of the WebAssembly API used here (the project's TypeScript libs do not declare it). */
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmApi {
+  Memory: new (d: { initial: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
+}
+
+interface Kernel {
+  memory: WasmMemory;
+  sweep: Sweep;
+}
+
+let kernel: Kernel | null | undefined;
+let enabled = true;
+
+/** Turns the kernel off (the scalar loop runs) or back on, for this thread: tests compare the two. */
+export function useMaskedSweepSimd(on: boolean): void {
+  enabled = on;
+}
+
+/** Whether the kernel runs on this thread (WebAssembly SIMD available and not turned off). */
+export function maskedSweepSimdActive(): boolean {
+  return instance() !== null;
+}
+
+function instance(): Kernel | null {
+  if (!enabled) return null;
+  if (kernel !== undefined) return kernel;
+  try {
+    const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+    const memory = new wasm.Memory({ initial: 1 });
+    const inst = new wasm.Instance(new wasm.Module(kernelBytes()), { e: { m: memory } });
+    kernel = { memory, sweep: inst.exports.sweep as Sweep };
+  } catch {
+    kernel = null; // no WebAssembly SIMD here: the scalar loop runs
+  }
+  return kernel;
+}
+
+/**
+ * quant/rtn.ts maskedWithResidual's sweep through the kernel: fills codes, scales and residual.out for a rows×cols
+ * matrix whose groups of blockSize (a multiple of 4 dividing cols) tile each row. `general` redoes one flagged group
+ * in the staging arrays with the scalar code. Returns false (nothing written) where the kernel does not apply.
+ */
+export function maskedSweepSimd(
+  w: Float32Array,
+  mask: Uint8Array,
+  w0: Float32Array,
+  out: Float32Array,
+  codes: Uint8Array,
+  scales: Float32Array,
+  rows: number,
+  cols: number,
+  bits: number,
+  blockSize: number,
+  general: (g: StagedGroup) => void,
+): boolean {
+  const bs = blockSize;
+  if (bs < 4 || bs % 4 !== 0 || cols % bs !== 0 || rows * cols === 0) return false;
+  const k = instance();
+  if (!k) return false;
+  const total = rows * cols;
+  const per = Math.max(bs, Math.floor(CHUNK / bs) * bs); // weights per chunk, whole groups
+  const gPer = per / bs;
+  // Layout: w, w0, out (fp32), mask, codes (bytes), scales (fp32), flags (bytes).
+  const offW = 0;
+  const offW0 = 4 * per;
+  const offOut = 8 * per;
+  const offMask = 12 * per;
+  const offCodes = 13 * per;
+  const offScales = 14 * per;
+  const offFlags = offScales + 4 * gPer;
+  const need = offFlags + gPer;
+  if (k.memory.buffer.byteLength < need) k.memory.grow(Math.ceil((need - k.memory.buffer.byteLength) / 65536));
+  const buf = k.memory.buffer;
+  const sw = new Float32Array(buf, offW, per);
+  const sw0 = new Float32Array(buf, offW0, per);
+  const sOut = new Float32Array(buf, offOut, per);
+  const sMask = new Uint8Array(buf, offMask, per);
+  const sCodes = new Uint8Array(buf, offCodes, per);
+  const sScales = new Float32Array(buf, offScales, gPer);
+  const sFlags = new Uint8Array(buf, offFlags, gPer);
+  const half = 1 << (bits - 1);
+  for (let e0 = 0; e0 < total; e0 += per) {
+    const n = Math.min(per, total - e0);
+    const groups = n / bs;
+    const g0 = e0 / bs;
+    sw.set(w.subarray(e0, e0 + n));
+    sw0.set(w0.subarray(e0, e0 + n));
+    sMask.set(mask.subarray(e0, e0 + n));
+    k.sweep(
+      groups,
+      bs,
+      half,
+      half + 0.5,
+      0.5,
+      2 * half - 0.5,
+      half,
+      offW,
+      offMask,
+      offW0,
+      offCodes,
+      offOut,
+      offScales,
+      offFlags,
+    );
+    for (let g = 0; g < groups; g++) {
+      if (sFlags[g] === 0) continue;
+      general({
+        w: sw,
+        w0: sw0,
+        mask: sMask,
+        codes: sCodes,
+        out: sOut,
+        scales: sScales,
+        k0: g * bs,
+        k1: (g + 1) * bs,
+        scaleIndex: g,
+        group: g0 + g,
+      });
+    }
+    codes.set(sCodes.subarray(0, n), e0);
+    out.set(sOut.subarray(0, n), e0);
+    scales.set(sScales.subarray(0, groups), g0);
+  }
+  return true;
+}
