@@ -3,13 +3,14 @@
 // WebAssembly SIMD kernel. Scalar JavaScript spends ~8 ns per weight on it (two passes of float64 arithmetic with a
 // bounds check per access; unrolling does not help), ~5.5 s of a 245 M-parameter model's compress stage.
 //
-// Same values bit for bit as the JavaScript loop: the extremes are f32x4 min/max over the exact products w·mask (min
-// and max are commutative and associative, with −0 < +0 and NaN propagating, as Math.min/Math.max); the scale is
-// fround(m / −half) and the inverse 1/s in float64; each code is trunc(min(max(w·mask·inv + half + ½, ½), 2·half − ½))
-// in float64 lanes (the same two roundings as the scalar expression), and the residual w0 − (code − half)·s is formed
-// in float64 and rounded to fp32 once, as a store into a Float32Array does. Groups the kernel does not take (a
-// non-finite extreme, a mask byte other than 0 or 1) are flagged and handed back to the scalar code, which then also
-// raises its errors with their row and group.
+// Same values bit for bit as the JavaScript loop: the extremes are f32x4 pmin/pmax over the exact products w·mask
+// (the extremes of Math.min/Math.max but for the sign of a zero one, whose scale is 0 either way; a NaN lane is
+// flagged); the scale is fround(m / −half) and the inverse 1/s in float64; each code is
+// trunc(min(max(w·mask·inv + half + ½, ½), 2·half − ½)) in float64 lanes (the same two roundings as the scalar
+// expression; pmin/pmax clamp as min/max do, nothing there being NaN or a zero), and the residual w0 − (code − half)·s
+// is formed in float64 and rounded to fp32 once, as a store into a Float32Array does. Groups the kernel does not take
+// (a non-finite extreme, a mask byte other than 0 or 1) are flagged and handed back to the scalar code, which then
+// also raises its errors with their row and group.
 //
 // The data goes through the kernel's own memory in chunks of CHUNK weights (copies in and out: ~14 bytes per weight
 // of memcpy). One instance per thread (module state), made on first use; where WebAssembly SIMD is unavailable the
@@ -83,16 +84,17 @@ const f64x2splat = simd(0x14);
 const i32x4splat = simd(0x11);
 const f32x4extract = (lane: number) => [...simd(0x1f), lane];
 const f32x4mul = simd(0xe6);
-const f32x4min = simd(0xe8);
-const f32x4max = simd(0xe9);
+const f32x4pmin = simd(0xea);
+const f32x4pmax = simd(0xeb);
+const f32x4ne = simd(0x42);
 const f64x2add = simd(0xf0);
 const f64x2sub = simd(0xf1);
 const f64x2mul = simd(0xf2);
-const f64x2min = simd(0xf4);
-const f64x2max = simd(0xf5);
+const f64x2pmin = simd(0xf6);
+const f64x2pmax = simd(0xf7);
 const i16x8extendLowU8 = simd(0x89);
 const i32x4extendLowU16 = simd(0xa9);
-const f32x4convertU32 = simd(0xfb);
+const f32x4convertS32 = simd(0xfa);
 const truncSatF64toI32Zero = simd(0xfc);
 const f64x2convertLowI32 = simd(0xfe);
 const demoteF64toF32Zero = simd(0x5e);
@@ -123,6 +125,8 @@ const P = { groups: 0, bs: 1, half: 2, shift: 3, lo: 4, hi: 5, halfInt: 6, w: 7,
 const PS = { scales: 12, flags: 13 };
 // Locals after the 14 parameters.
 const L = { g: 14, j: 15, end: 16, maskOr: 17, mn: 18, mx: 19, v: 20, m: 21, s: 22, inv: 23, a: 24, b: 25, c: 26 };
+// v128 locals holding the splats of pass 2, set once per group.
+const V = { inv: 27, shift: 28, lo: 29, hi: 30, s: 31 };
 
 /** Concatenates opcode fragments. */
 function c(...parts: (number | number[])[]): number[] {
@@ -181,28 +185,18 @@ const maskedAt = c(
   v128or,
   set(L.maskOr),
   get(L.c),
-  f32x4convertU32,
+  f32x4convertS32,
   f32x4mul,
 );
 
-/** Pass 1: mn, mx = the lane-wise extremes of w·mask over the group (from 0). */
+/**
+ * Pass 1: mn, mx = the lane-wise extremes of w·mask over the group (from 0), by pmin/pmax (one instruction each; they
+ * differ from min/max only in the sign of a zero extreme, which gives the same scale 0, and in NaN, flagged here).
+ */
 const pass1 = c(
-  F32_ZERO,
-  f32x4splat,
-  tee(L.mn),
-  set(L.mx),
-  V128_ZERO,
-  set(L.maskOr),
-  LOOP,
-  maskedAt,
-  tee(L.v),
-  get(L.mn),
-  f32x4min,
-  set(L.mn),
-  get(L.v),
-  get(L.mx),
-  f32x4max,
-  set(L.mx),
+  c(F32_ZERO, f32x4splat, tee(L.mn), set(L.mx), V128_ZERO, set(L.maskOr), LOOP, maskedAt, set(L.v)),
+  c(get(L.mn), get(L.v), f32x4pmin, set(L.mn), get(L.mx), get(L.v), f32x4pmax, set(L.mx)),
+  c(get(L.v), get(L.v), f32x4ne, get(L.maskOr), v128or, set(L.maskOr)), // a NaN lane: all ones → flagged
   nextFour,
 );
 
@@ -242,8 +236,16 @@ const scale = c(
 /** The codes of the two float64 lanes (promoted w·mask) in local `src`: i32x4 [c, c, 0, 0]. */
 const codeOf = (src: number) =>
   c(
-    c(get(src), get(L.inv), f64x2splat, f64x2mul, get(P.shift), f64x2splat, f64x2add),
-    c(get(P.lo), f64x2splat, f64x2max, get(P.hi), f64x2splat, f64x2min, truncSatF64toI32Zero),
+    get(src),
+    get(V.inv),
+    f64x2mul,
+    get(V.shift),
+    f64x2add,
+    get(V.lo),
+    f64x2pmax,
+    get(V.hi),
+    f64x2pmin,
+    truncSatF64toI32Zero,
   );
 
 /** w0 − (c − half)·s for the two lanes of w0 (v128 f32 local v, lanes from `hi`) in float64, rounded to fp32. */
@@ -255,11 +257,13 @@ const residualOf = (hi: boolean) =>
     get(L.c),
     hi ? c(get(L.c), shuffle(HIGH_HALF)) : [],
     f64x2convertLowI32,
-    c(get(L.s), F64_PROMOTE, f64x2splat, f64x2mul, f64x2sub, demoteF64toF32Zero),
+    c(get(V.s), f64x2mul, f64x2sub, demoteF64toF32Zero),
   );
 
 /** Pass 2: the codes (4 bytes per step) and the residual (4 fp32 per step). */
 const pass2 = c(
+  c(get(L.inv), f64x2splat, set(V.inv), get(P.shift), f64x2splat, set(V.shift), get(P.lo), f64x2splat, set(V.lo)),
+  c(get(P.hi), f64x2splat, set(V.hi), get(L.s), F64_PROMOTE, f64x2splat, set(V.s)),
   groupRange,
   LOOP,
   c(maskedAt, tee(L.v), promoteLowF32toF64, set(L.a)),
@@ -279,8 +283,8 @@ function kernelBytes(): Uint8Array {
   const imp = section(2, [1, ...name('e'), ...name('m'), 0x02, 0x00, 0x01]);
   const func = section(3, [1, 0]);
   const exp = section(7, [1, ...name('sweep'), 0x00, 0]);
-  // Locals: g j end (i32), maskOr mn mx v (v128), m s (f32), inv (f64), a b c (v128).
-  const locals = [5, 3, I32, 4, V128, 2, F32, 1, F64, 3, V128];
+  // Locals: g j end (i32), maskOr mn mx v (v128), m s (f32), inv (f64), a b c and the splats (v128).
+  const locals = [5, 3, I32, 4, V128, 2, F32, 1, F64, 8, V128];
   const body = c(
     c(i32c(0), set(L.g), BLOCK, LOOP, get(L.g), get(P.groups), I32_GE_U, brIf(1)),
     groupRange,
