@@ -189,11 +189,11 @@ function quantizeSymmetricF32(
 }
 
 /**
- * quantizeSymmetricF32 with a mask, the groups' own extremes and the residual (every SLiM sparse part): the loops of
- * signedExtreme, roundGroup and residualGroup inline (three calls per group of 32 cost as much as the arithmetic).
- * A group whose w·mask is not finite goes through quantizeSymmetricF32's general steps. Where WebAssembly SIMD runs
- * (quant/masked-sweep.ts) the kernel does the sweep instead, with the same values bit for bit (~2.5× faster), and
- * hands the groups it does not take to maskedGroup; the loop here is the reference it is tested against.
+ * quantizeSymmetricF32 with a mask, the groups' own extremes and the residual (every SLiM sparse part), group by group
+ * in maskedGroup: the loops of signedExtreme, roundGroup and residualGroup inline (three calls per group of 32 cost as
+ * much as the arithmetic). Where WebAssembly SIMD runs (quant/masked-sweep.ts) the kernel does the sweep instead, with
+ * the same values bit for bit (~2.5× faster), and hands the groups it does not take to maskedGroup; the per-group loop
+ * here is the reference it is tested against.
  */
 function maskedWithResidual(
   w: Float32Array,
@@ -208,56 +208,34 @@ function maskedWithResidual(
   const { w: w0, out } = residual;
   const half = 1 << (bits - 1);
   const simd = maskedSweepSimd(w, mask, w0, out, codes, scales, rows, cols, bits, bs, (g) =>
-    maskedGroup(g.w, g.mask, { w: g.w0, out: g.out }, g.codes, g.scales, g.scaleIndex, g.k0, g.k1, half, {
-      row: Math.floor(g.group / blocksPerRow),
-      group: g.group % blocksPerRow,
-    }),
+    maskedGroup(
+      g.w,
+      g.mask,
+      { w: g.w0, out: g.out },
+      g.codes,
+      g.scales,
+      g.scaleIndex,
+      g.k0,
+      g.k1,
+      half,
+      Math.floor(g.group / blocksPerRow),
+      g.group % blocksPerRow,
+    ),
   );
   if (simd) return;
-  const lo = 0.5;
-  const hi = 2 * half - 0.5;
-  const shift = half + 0.5;
   for (let r = 0; r < rows; r++) {
-    const base = r * cols;
     for (let b = 0; b < blocksPerRow; b++) {
-      const k0 = base + b * bs;
-      const k1 = base + Math.min(cols, (b + 1) * bs);
-      let mn = 0;
-      let mx = 0;
-      for (let i = k0; i < k1; i++) {
-        const v = w[i] * mask[i];
-        mn = Math.min(mn, v);
-        mx = Math.max(mx, v);
-      }
-      const m = -mn >= mx ? mn : mx;
-      if (m !== m) {
-        // A non-finite weight: pruned ones read as 0, a kept one is an error.
-        const e = signedExtremeBranchy(w, mask, k0, k1);
-        const s = symmetricScale(e, half);
-        if (e !== e || !Number.isFinite(s))
-          throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
-        scales[r * blocksPerRow + b] = s;
-        if (s === 0) codes.fill(half, k0, k1);
-        else roundGroupBranchy(w, mask, k0, k1, 1 / s, half, codes);
-        residualGroup(residual, codes, k0, k1, half, s);
-        continue;
-      }
-      const s = symmetricScale(m, half);
-      if (!Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${r}, group ${b}`);
-      scales[r * blocksPerRow + b] = s;
-      const inv = s === 0 ? 0 : 1 / s; // s = 0: every kept entry is 0, every code the zero point
-      for (let i = k0; i < k1; i++) {
-        const c = Math.min(Math.max(w[i] * mask[i] * inv + shift, lo), hi) | 0;
-        codes[i] = c;
-        out[i] = w0[i] - (c - half) * s;
-      }
+      const k0 = r * cols + b * bs;
+      const k1 = r * cols + Math.min(cols, (b + 1) * bs);
+      maskedGroup(w, mask, residual, codes, scales, r * blocksPerRow + b, k0, k1, half, r, b);
     }
   }
 }
 
 /**
- * One group [k0, k1) of maskedWithResidual (the same steps, scale at scales[si]): the SIMD kernel's groups it hands
- * back (a non-finite extreme, a mask byte other than 0 or 1), with `at` naming the group in errors.
+ * One group [k0, k1) of maskedWithResidual (scale at scales[si]; row and group name it in errors): the loop where
+ * WebAssembly SIMD does not run, and the groups the kernel hands back (a non-finite extreme, a mask byte other than 0
+ * or 1).
  */
 function maskedGroup(
   w: Float32Array,
@@ -269,7 +247,8 @@ function maskedGroup(
   k0: number,
   k1: number,
   half: number,
-  at: { row: number; group: number },
+  row: number,
+  group: number,
 ): void {
   let mn = 0;
   let mx = 0;
@@ -283,7 +262,7 @@ function maskedGroup(
     const e = signedExtremeBranchy(w, mask, k0, k1);
     const s = symmetricScale(e, half);
     if (e !== e || !Number.isFinite(s))
-      throw new QuantError(`quantizeRtn: non-finite weight in row ${at.row}, group ${at.group}`);
+      throw new QuantError(`quantizeRtn: non-finite weight in row ${row}, group ${group}`);
     scales[si] = s;
     if (s === 0) codes.fill(half, k0, k1);
     else roundGroupBranchy(w, mask, k0, k1, 1 / s, half, codes);
@@ -291,7 +270,7 @@ function maskedGroup(
     return;
   }
   const s = symmetricScale(m, half);
-  if (!Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${at.row}, group ${at.group}`);
+  if (!Number.isFinite(s)) throw new QuantError(`quantizeRtn: non-finite weight in row ${row}, group ${group}`);
   scales[si] = s;
   const inv = s === 0 ? 0 : 1 / s;
   const { w: w0, out } = residual;
