@@ -5,8 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { GraphBuilder, float } from '../../packages/engine/onnx/builder.js';
-import type { LoadedModel } from '../../packages/engine/onnx/model.js';
-import { makeTensor } from '../../packages/engine/onnx/tensor.js';
+import { closeModel, loadModel, type LoadedModel } from '../../packages/engine/onnx/model.js';
+import { makeTensor, tensorBytes } from '../../packages/engine/onnx/tensor.js';
 import {
   FunctionProtoSchema,
   OperatorSetIdProtoSchema,
@@ -209,4 +209,14 @@ export function functionModel(): LoadedModel {
     }),
   );
   return model;
+}
+
+/** Every initializer's bytes in a saved model, read whole (external data included): for comparing written models. */
+export async function initializerBytes(file: string): Promise<Map<string, Buffer>> {
+  const m = await loadModel(file, { lazyMinBytes: Infinity });
+  try {
+    return new Map(m.proto.graph!.initializer.map((t) => [t.name, Buffer.from(tensorBytes(m, t))]));
+  } finally {
+    closeModel(m);
+  }
 }

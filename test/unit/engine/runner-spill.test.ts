@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { GraphBuilder } from '../../../packages/engine/onnx/builder.js';
 import { closeModel, loadModel, saveModel, type LoadedModel } from '../../../packages/engine/onnx/model.js';
-import { tensorBytes } from '../../../packages/engine/onnx/tensor.js';
 import type { Recipe } from '../../../packages/engine/recipe.js';
 import { runRecipe } from '../../../packages/engine/run.js';
 import { randn } from '../sparsity/models.js';
 import { run, tempDir } from '../sparsity/helpers.js';
+import { initializerBytes as weightsOf } from '../../helpers/onnx-fixtures.js';
 
 /** x [batch, 256] → MatMul 256×256 → Add bias → Relu → MatMul 256×128 → MatMul head 128×160 (weights ≥ 64 KiB). */
 function model(): LoadedModel {
@@ -44,15 +44,6 @@ async function source(): Promise<string> {
     await saveModel(model(), file, { externalData: true });
   }
   return file;
-}
-
-async function weightsOf(file: string): Promise<Map<string, Buffer>> {
-  const m = await loadModel(file, { lazyMinBytes: Infinity });
-  try {
-    return new Map(m.proto.graph!.initializer.map((t) => [t.name, Buffer.from(tensorBytes(m, t))]));
-  } finally {
-    closeModel(m);
-  }
 }
 
 async function output(file: string): Promise<Float32Array> {

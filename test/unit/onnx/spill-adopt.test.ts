@@ -18,7 +18,7 @@ import {
   storedFloat32Tensor,
   storedLayout,
 } from '../../../packages/engine/math/sparsity-stored.js';
-import { randomFloats, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
+import { initializerBytes as weightsOf, randomFloats, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
 
 /** x [1, 256] → MatMul w0 256×256 (256 KiB) → Add bias (1 KiB) → MatMul w1 256×128 (128 KiB) → MatMul head 128×40. */
 function build(): LoadedModel {
@@ -73,16 +73,6 @@ async function output(file: string): Promise<Float32Array> {
     return r.y.data as Float32Array;
   } finally {
     await session.release();
-  }
-}
-
-/** Every initializer's bytes, read whole. */
-async function weightsOf(file: string): Promise<Map<string, Buffer>> {
-  const m = await loadModel(file, { lazyMinBytes: Infinity });
-  try {
-    return new Map(m.proto.graph!.initializer.map((t) => [t.name, Buffer.from(tensorBytes(m, t))]));
-  } finally {
-    closeModel(m);
   }
 }
 
