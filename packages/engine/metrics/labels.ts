@@ -4,6 +4,7 @@
 // logits (log-softmax) or from probabilities when the output is already a softmax. Perplexity = e^NLL, bits per
 // token = NLL / ln 2.
 import { argmax } from './fidelity.js';
+import { logSumExpRows } from './lse-simd.js';
 
 export class AccuracyAccumulator {
   private correct = 0;
@@ -41,22 +42,25 @@ export class LmAccumulator {
     if (targets.length !== positions) {
       throw new Error(`LM scoring: ${targets.length} targets for ${positions} output positions`);
     }
+    // The scored positions and their targets first, then log Σ e^logit over those rows (metrics/lse-simd.ts).
+    const rows = new Int32Array(positions);
+    const ts = new Int32Array(positions);
+    let n = 0;
     for (let p = 0; p < positions; p++) {
       const t = Number(targets[p]);
       if (t < 0) continue;
       if (t >= V) throw new Error(`LM scoring: target id ${t} is outside the vocabulary (${V})`);
-      const base = p * V;
-      if (probabilities) {
-        this.nll -= Math.log(Math.max(out[base + t], 1e-30));
-      } else {
-        let mx = -Infinity;
-        for (let v = 0; v < V; v++) if (out[base + v] > mx) mx = out[base + v];
-        let sum = 0;
-        for (let v = 0; v < V; v++) sum += Math.exp(out[base + v] - mx);
-        this.nll += mx + Math.log(sum) - out[base + t];
-      }
-      this.tokens++;
+      rows[n] = p;
+      ts[n++] = t;
     }
+    if (probabilities) {
+      for (let i = 0; i < n; i++) this.nll -= Math.log(Math.max(out[rows[i] * V + ts[i]], 1e-30));
+    } else {
+      const lse = new Float64Array(n);
+      logSumExpRows(out, V, rows, n, lse);
+      for (let i = 0; i < n; i++) this.nll += lse[i] - out[rows[i] * V + ts[i]];
+    }
+    this.tokens += n;
   }
 
   result(): { nll: number; perplexity: number; bitsPerToken: number; tokens: number } {
