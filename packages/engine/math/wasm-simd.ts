@@ -89,6 +89,8 @@ export const v128load = [...simd(0x00), ...memarg(4)];
 /** v128.load at the address on the stack + `offset` bytes. */
 export const v128loadAt = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
 export const v128store = [...simd(0x0b), ...memarg(4)];
+/** v128.store at the address under the value + `offset` bytes. */
+export const v128storeAt = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
 /** v128.const with two f64 lanes = x. */
 export const f64x2const = (x: number) => [...simd(0x0c), ...f64le(x), ...f64le(x)];
 /** v128.const with two i64 lanes = v (a small non-negative integer). */
@@ -103,6 +105,9 @@ export const f32x4gt = simd(0x44);
 export const f32x4ge = simd(0x46);
 export const f64x2ge = simd(0x4c);
 export const v128and = simd(0x4e);
+export const v128bitselect = simd(0x52);
+/** v128.const with four i32 lanes. */
+export const i32x4const = (l: number[]) => [...simd(0x0c), ...new Uint8Array(Int32Array.from(l).buffer)];
 export const v128andnot = simd(0x4f);
 export const v128or = simd(0x50);
 export const v128anyTrue = simd(0x53);
