@@ -15,6 +15,7 @@ import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import { readTensorBytesInto, tensorByteLength } from '../onnx/tensor.js';
 import { storedFloat32Tensor, storedLayout } from '../math/sparsity-stored.js';
 import { transposeInto } from '../math/transpose.js';
+import { nonFiniteCount } from '../report/sizes.js';
 import { Type, type Static } from 'typebox';
 import {
   AccuracyLevelSchema,
@@ -221,29 +222,47 @@ class Workspace {
 /** Rows of the stored [K][N] read per chunk by readCanonical (a few MB, whatever N is). */
 const READ_CHUNK_BYTES = 4 << 20;
 
+/** NaN and ±Inf values (exponent bits all ones) of an fp32 array, read as bits. */
+function nonFiniteIn(a: Float32Array): number {
+  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  let bad = 0;
+  for (let i = 0; i < u.length; i++) bad += +((u[i] & 0x7f800000) === 0x7f800000);
+  return bad;
+}
+
 /**
- * The canonical W [N][K] in the workspace: an fp32 MatMul/Gemm weight stored as it is consumed is read chunk by chunk
- * and transposed into place (Gemm transB: read as it is), with no fresh N×K array; anything else goes through
- * readWeightMatrix. The same values either way.
+ * The canonical W [N][K] in the workspace and how many of its values are NaN or ±Inf (reportsNonFinite: counted here,
+ * on each chunk while it is in cache, instead of the runner's separate scan of every stored weight): an fp32
+ * MatMul/Gemm weight stored as it is consumed is read chunk by chunk and transposed into place (Gemm transB: read as
+ * it is), with no fresh N×K array; anything else goes through readWeightMatrix. The same values either way.
  */
-function readCanonical(ctx: MethodContext<SlimRecipe>, w: WeightRef, ws: Workspace): Float32Array {
+function readCanonical(
+  ctx: MethodContext<SlimRecipe>,
+  w: WeightRef,
+  ws: Workspace,
+): { weights: Float32Array; nonFinite: number } {
   const { N, K } = w;
   const t = w.op !== 'Conv' && storedLayout(w, 1) ? storedFloat32Tensor(ctx.model, w) : undefined;
-  if (!t || tensorByteLength(t) !== 4 * N * K) return readWeightMatrix(ctx.model, w);
+  if (!t || tensorByteLength(t) !== 4 * N * K) {
+    const weights = readWeightMatrix(ctx.model, w);
+    return { weights, nonFinite: nonFiniteIn(weights) };
+  }
   const out = ws.f32('weights', N * K);
   const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   if (w.op === 'Gemm' && w.transB) {
     readTensorBytesInto(ctx.model, t, 0, bytesOf(out));
-    return out;
+    return { weights: out, nonFinite: nonFiniteIn(out) };
   }
   const rows = Math.max(1, Math.min(K, Math.floor(READ_CHUNK_BYTES / (4 * N))));
   const chunk = ws.f32('read', rows * N);
+  let nonFinite = 0;
   for (let k0 = 0; k0 < K; k0 += rows) {
     const part = chunk.subarray(0, Math.min(rows, K - k0) * N);
     readTensorBytesInto(ctx.model, t, k0 * N * 4, bytesOf(part));
+    nonFinite += nonFiniteIn(part);
     transposeInto(part, 0, N, part.length / N, N, out, k0, K); // stored rows k0.. → canonical columns k0..
   }
-  return out;
+  return { weights: out, nonFinite };
 }
 
 /** The weight's statistics; the workspace is dropped first when they take a calibration pass (see Workspace.drop). */
@@ -263,9 +282,12 @@ async function compressOne(
   const t0 = performance.now();
   const { N, K } = w;
   const blocker = replaceBlocker(ctx.model, w, s.format, qdqOpsetFor(s.quant), s.quant.groupSize === 'channel');
-  if (blocker) return { name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0, bytes: 0 };
+  if (blocker) {
+    const nonFinite = nonFiniteCount(ctx.model, w); // reportsNonFinite: skipped layers are counted too
+    return { name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0, bytes: 0, nonFinite };
+  }
   const stats = needsXNorm(s) || needsHessian(s) ? await statsFor(ctx, w, ws) : undefined;
-  const weights = readCanonical(ctx, w, ws);
+  const { weights, nonFinite } = readCanonical(ctx, w, ws);
   if ((needsXNorm(s) || needsHessian(s)) && !stats)
     throw new InputError('calibration-required', `slim with ${s.criterion}/${s.saliency} needs calibration data`);
   const hessian = stats?.hessian?.[0];
@@ -297,7 +319,14 @@ async function compressOne(
       codesScratch: ws.u8('codes', N * K), // read into the stored form below, before the next layer reuses it
       signal: ctx.signal,
     },
-  );
+  ).catch((e: unknown) => {
+    // The quantizers and the adapter fit refuse NaN/±Inf (kept or pruned: the residual carries them): name the cause.
+    if (!nonFinite || ctx.signal?.aborted) throw e;
+    throw new InputError(
+      'non-finite-weights',
+      `${w.name}: ${nonFinite} of ${N * K} weights are NaN or infinite; SLiM cannot compress them (exclude the layer)`,
+    );
+  });
   ctx.release(w);
   // Read from the codes: the same answers as checkNM and a zero count on the dequantized sparse part.
   const { zeros, nmOk: verified } = sparsePartStats(res.quantized, s.n, s.m);
@@ -323,6 +352,7 @@ async function compressOne(
     criterion: s.criterion,
     route: rep.route,
     sparsity: zeros / (N * K),
+    nonFinite,
     patternVerified: verified,
     relErrorBeforeAdapter: res.errors.beforeAdapter,
     relErrorAfterAdapter: res.errors.afterAdapter,
@@ -440,6 +470,7 @@ export const method: CompressionMethod<SlimRecipe> = {
   ingredients: () => false,
   changesGraph: () => true,
   timesLatency: () => true,
+  reportsNonFinite: true,
   skipReason,
   run,
 };

@@ -7,8 +7,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../../packages/engine/onnx/model.js';
 import { convNet, randn, tokenData, transformer } from '../sparsity/models.js';
-import { run, tempDir, writeCase } from '../sparsity/helpers.js';
+import { run, storedTensor, tempDir, writeCase } from '../sparsity/helpers.js';
 import { InputError } from '../../../packages/engine/job.js';
+import { tensorToFloat32 } from '../../../packages/engine/onnx/tensor.js';
+import { method as slimMethod } from '../../../packages/engine/methods/slim.js';
 
 const dir = tempDir();
 test.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -114,4 +116,31 @@ test('SLiM on Conv: QDQ weights + Conv(k×k, r) → Conv(1×1) adapter, written 
   assert.equal(ops.filter((o) => o === 'Conv').length, 5); // 3 layers + the adapter's two
   const q = r.report.quality as { evaluated: boolean; relativeError: number };
   assert.ok(q.evaluated && q.relativeError < 0.5, JSON.stringify(q));
+});
+
+test('NaN/Inf weights: slim counts them as it reads each weight and names them when they stop the layer', async () => {
+  // reportsNonFinite: the runner skips its own pre-scan of every weight (report/sizes.ts nonFiniteCount); slim counts
+  // them in its read of the weight. Its quantizers and adapter fit cannot take them, so the job fails naming the layer
+  // and the count (it used to fail with the quantizer's "non-finite weight in row 13, group 0").
+  assert.equal(slimMethod.reportsNonFinite, true);
+  const model = transformer();
+  const t = storedTensor(model, 'l0.attn.q')!;
+  const v = tensorToFloat32(model, t);
+  v[5] = NaN;
+  v[77] = Infinity;
+  v[300] = -Infinity;
+  t.rawData = new Uint8Array(v.buffer.slice(0));
+  const c = await writeCase(dir, 'lm-nan', model, { ids: tokenData(16) });
+  await assert.rejects(
+    run(
+      { method: 'slim', pattern: '2:4', quant: { bits: 4, scheme: 'rtn', groupSize: 32 }, exclude: ['lm_head'] },
+      c.modelPath,
+      join(dir, 'nan-out'),
+      { calibrationPath: c.dataPath },
+    ),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.code === 'non-finite-weights' &&
+      /^l0\.attn\.q: 3 of 4096 weights are NaN or infinite/.test(e.message),
+  );
 });
