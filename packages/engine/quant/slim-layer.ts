@@ -202,6 +202,11 @@ export function sparsePartStats(q: QuantizedMatrix, n: number, m: number): { zer
 /** sparsePartStats when the N:M groups lie inside the quantization blocks (blockSize a multiple of m). */
 function groupedStats(q: QuantizedMatrix, n: number, m: number): { zeros: number; nmOk: boolean } {
   const { rows, cols, blockSize, blocksPerRow, codes, scales, zeroPoints } = q;
+  // N:4 groups a word each (every group starts at a multiple of 4 when K is one): read the codes 4 at a time.
+  const words =
+    m === 4 && cols % 4 === 0 && codes.byteOffset % 4 === 0 && codes.length >= rows * cols
+      ? new Uint32Array(codes.buffer, codes.byteOffset, (rows * cols) >> 2)
+      : null;
   let zeros = 0;
   let worst = 0;
   for (let r = 0; r < rows; r++) {
@@ -218,6 +223,19 @@ function groupedStats(q: QuantizedMatrix, n: number, m: number): { zeros: number
       if (!Number.isFinite(s)) {
         // Every entry is NaN or ±Inf: no zeros, every group full.
         if (Math.min(m, k1 - k0) > worst) worst = Math.min(m, k1 - k0);
+        continue;
+      }
+      if (words) {
+        // Four codes per 32-bit word, one N:4 group each: x = codes ^ zp has a non-zero byte per kept code; bit 7 of
+        // ((x & 0x7f…) + 0x7f…) | x marks each such byte, and multiplying the four marks by 0x01010101 sums them
+        // into the top byte.
+        const zw = Math.imul(zp, 0x01010101);
+        for (let i = k0 >> 2, e = k1 >> 2; i < e; i++) {
+          const x = words[i] ^ zw;
+          const nz = Math.imul(((((x & 0x7f7f7f7f) + 0x7f7f7f7f) | x) >>> 7) & 0x01010101, 0x01010101) >>> 24;
+          zeros += 4 - nz;
+          if (nz > worst) worst = nz;
+        }
         continue;
       }
       for (let g = k0; g < k1; g += m) {

@@ -254,6 +254,32 @@ test('sparsePartStats reads the zeros and the N:M check from the codes as dequan
   });
 });
 
+test('sparsePartStats: the word-at-a-time N:4 count equals the per-code one for every code and zero point', () => {
+  // Random codes over all 16 values and random zero points (every byte pattern of x = codes ^ zp), some zero and
+  // non-finite scales; the same matrix with its codes at an odd byte offset takes the per-code loop.
+  const rows = 9;
+  const cols = 96;
+  const bs = 32;
+  const blocksPerRow = cols / bs;
+  const r = randn(rows * cols + 2 * rows * blocksPerRow, 17);
+  const codes = Uint8Array.from({ length: rows * cols }, (_, i) => Math.floor(((r[i] * 1e4) % 16) + 16) % 16);
+  const zeroPoints = Uint8Array.from({ length: rows * blocksPerRow }, (_, i) => (i % 3 ? 8 : i % 16));
+  const scales = Float32Array.from({ length: rows * blocksPerRow }, (_, i) =>
+    i === 4 ? 0 : i === 7 ? Infinity : 0.1 + Math.abs(r[rows * cols + i]),
+  );
+  // Runs of zero-point codes so that some groups hold 0, 1 or 2 kept codes.
+  for (let i = 0; i < codes.length; i++) if (i % 13 < 5) codes[i] = zeroPoints[Math.floor(i / bs)];
+  const q = { rows, cols, bits: 4 as const, blockSize: bs, blocksPerRow, symmetric: true, codes, scales, zeroPoints };
+  const odd = new Uint8Array(codes.length + 1).subarray(1);
+  odd.set(codes);
+  const d = dequantize(q);
+  for (const n of [1, 2, 3, 4]) {
+    const want = { zeros: d.filter((v) => v === 0).length, nmOk: checkNM(d, rows, cols, n, 4).ok };
+    assert.deepEqual(sparsePartStats(q, n, 4), want, `${n}:4`);
+    assert.deepEqual(sparsePartStats({ ...q, codes: odd }, n, 4), want, `${n}:4 unaligned`);
+  }
+});
+
 test('gaussian: the same Ω for the same size and seed, a fresh copy each time', () => {
   const a = gaussian(1000, 3);
   a[0] = 123;
