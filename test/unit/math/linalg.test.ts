@@ -17,6 +17,7 @@ import {
 } from '../../../packages/engine/math/linalg.js';
 import { matmulF64 } from '../../../packages/engine/math/gemm.js';
 import { matmulRef, maxAbs, maxAbsDiff, randomSpd, rng } from './rng.js';
+import { symmetricEigenRowsReference } from './eigen-reference.js';
 
 /** Checks use the triple loop; the largest size uses ORT's GEMM (itself tested against the triple loop) for time. */
 function product(a: Float64Array, b: Float64Array, n: number, transA = false, transB = false) {
@@ -131,6 +132,34 @@ test('symmetricEigenRows is symmetricEigen with the eigenvectors as rows', () =>
     assert.deepEqual(rows.values, cols.values);
     for (let i = 0; i < n; i++)
       for (let j = 0; j < n; j++) assert.equal(rows.vectors[j * n + i], cols.vectors[i * n + j]);
+  }
+});
+
+test('symmetricEigenRows: the same bits as the row-by-row, rotation-by-rotation JAMA loops', () => {
+  // Odd and even sizes (the paired / four-row loops and their tails), random symmetric, PSD Gram matrices as the
+  // Rayleigh–Ritz step makes them, diagonal and partly zero ones (tred2's scale-0 branch).
+  const r = rng(5).uniform;
+  for (const n of [1, 2, 3, 4, 5, 6, 7, 8, 9, 31, 64, 97, 112, 214]) {
+    const cases: Float64Array[] = [randomSpd(n, 400 + n, 0.01)];
+    const sym = new Float64Array(n * n);
+    const diag = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      diag[i * n + i] = i % 3;
+      for (let j = 0; j <= i; j++) sym[i * n + j] = sym[j * n + i] = r() - 0.5;
+    }
+    cases.push(sym, diag);
+    for (const a of cases) {
+      const got = symmetricEigenRows(a, n);
+      const want = symmetricEigenRowsReference(a, n);
+      assert.ok(
+        got.values.every((v, i) => Object.is(v, want.values[i])),
+        `values n=${n}`,
+      );
+      assert.ok(
+        got.vectors.every((v, i) => Object.is(v, want.vectors[i])),
+        `vectors n=${n}`,
+      );
+    }
   }
 });
 
