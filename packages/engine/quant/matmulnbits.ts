@@ -35,6 +35,9 @@ export function matMulNBitsBlockSize(q: Pick<QuantizedMatrix, 'blockSize' | 'blo
   throw new QuantError(`MatMulNBits needs a power-of-two group size ≥ 16 (got ${q.blockSize}); use qdq instead`);
 }
 
+/** Whether typed-array words hold their bytes lowest first (packRow4's byte positions). */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
 export function packMatMulNBits(q: QuantizedMatrix): MatMulNBitsWeights {
   const { rows: N, cols: K, bits, codes } = q;
   const bs = matMulNBitsBlockSize(q);
@@ -45,6 +48,11 @@ export function packMatMulNBits(q: QuantizedMatrix): MatMulNBitsWeights {
   const def = 1 << (bits - 1);
   let allDefault = true;
   for (let i = 0; i < q.zeroPoints.length; i++) if (q.zeroPoints[i] !== def) allDefault = false;
+  const words =
+    bits === 4 && LITTLE_ENDIAN && codes.byteOffset % 4 === 0
+      ? new Uint32Array(codes.buffer, codes.byteOffset, codes.length >> 2)
+      : null;
+  const out32 = words ? new Uint32Array(B.buffer, B.byteOffset, B.length >> 2) : null;
   for (let n = 0; n < N; n++) {
     const src = n * K;
     const dst = n * rowBytes;
@@ -54,7 +62,8 @@ export function packMatMulNBits(q: QuantizedMatrix): MatMulNBitsWeights {
       if (K < rowBytes) B.fill(zp, dst + K, dst + rowBytes);
     } else {
       const pairs = K >> 1;
-      for (let p = 0; p < pairs; p++) B[dst + p] = codes[src + 2 * p] | (codes[src + 2 * p + 1] << 4);
+      let p = words && (src & 3) === 0 && (dst & 3) === 0 ? packRow4(words, src >> 2, out32!, dst >> 2, K >> 3) : 0;
+      for (; p < pairs; p++) B[dst + p] = codes[src + 2 * p] | (codes[src + 2 * p + 1] << 4);
       if (K & 1) B[dst + pairs] = codes[src + K - 1] | (zp << 4);
       const padFrom = dst + ((K + 1) >> 1);
       if (padFrom < dst + rowBytes) B.fill(zp | (zp << 4), padFrom, dst + rowBytes);
@@ -77,6 +86,24 @@ export function packMatMulNBits(q: QuantizedMatrix): MatMulNBitsWeights {
     }
   }
   return { K, N, bits, blockSize: bs, blocks, B, scales: q.scales.slice(), zeroPoints };
+}
+
+/**
+ * 4-bit pairs of `count`·8 codes from words[from..] into out[to..] a word at a time: of x = w | w >>> 4 (codes
+ * c0..c3 in the bytes of w), bytes 0 and 2 are c0 | c1 << 4 and c2 | c3 << 4. Returns the pairs done: all of them, or
+ * 0 when a code is ≥ 16 (the bytes would then differ from the per-pair loop's; the caller redoes the row).
+ */
+function packRow4(words: Uint32Array, from: number, out: Uint32Array, to: number, count: number): number {
+  let high = 0;
+  for (let i = 0; i < count; i++) {
+    const w0 = words[from + 2 * i];
+    const w1 = words[from + 2 * i + 1];
+    high |= w0 | w1;
+    const x0 = w0 | (w0 >>> 4);
+    const x1 = w1 | (w1 >>> 4);
+    out[to + i] = (x0 & 0xff) | ((x0 >>> 8) & 0xff00) | ((x1 & 0xff) << 16) | ((x1 << 8) & 0xff000000);
+  }
+  return high & 0xf0f0f0f0 ? 0 : count * 4;
 }
 
 /** Reads codes [N][K] and per-block zero points back out of MatMulNBits bytes (the inverse of packMatMulNBits). */
