@@ -12,11 +12,11 @@
 // subspace U_r of S, and the optimum is then (AB)ᵀ = U_r·U_rᵀ·E (U_r U_rᵀ S = U_r Σ_r V_rᵀ, times C⁻¹), i.e.
 // B = U_rᵀ, A = Eᵀ·U_r (= C⁻ᵀ V_r Σ_r, the same factors). U_r is range-found on S·Sᵀ = E·M·Eᵀ with the metric
 // M = C·Cᵀ: diag(x²) for 'slim', the damped H itself for 'whitened' — no Cholesky, no K×K·K product, no inverse.
-import { matmul } from './gemm.js';
+import { matmul, matmulInto } from './gemm.js';
 import { subtractByRows } from './row-chunks.js';
 import { transposeInto } from './transpose.js';
 import { choleskyWithInverse, symmetricEigenRows } from './linalg.js';
-import { EXACT_MAX, gaussian, orthonormalize, truncatedSvd, type TruncatedSvdOptions } from './svd.js';
+import { EXACT_MAX, gaussianInto, orthonormalize, truncatedSvd, type TruncatedSvdOptions } from './svd.js';
 
 export type Saliency = 'slim' | 'whitened' | 'none';
 
@@ -52,7 +52,21 @@ export interface LowRankOptions {
   /** The damped Hessian in fp32 from whiteningMetric (the randomized route's 'whitened' metric; reused likewise). */
   whiteningMetric?: Float32Array;
   svd?: TruncatedSvdOptions;
+  /**
+   * Named working buffers for the randomized route (its four N×l / K×l products), grown and reused across calls by a
+   * caller that fits many adapters: each call otherwise takes four fresh ones (they were ~14 before, one per GEMM and
+   * per orthonormalisation pass, each paged in afresh). The returned factors never live in them.
+   */
+  scratch?: LowRankScratch;
 }
+
+/** Where the randomized route takes its working buffers (contents overwritten; at least `size` values). */
+export interface LowRankScratch {
+  f32(name: string, size: number): Float32Array;
+}
+
+/** Fresh buffers: a call without a scratch of its own. */
+const freshScratch: LowRankScratch = { f32: (_name, size) => new Float32Array(size) };
 
 /** r = ⌊ρ·min(K, N)⌋. */
 export function rankFor(rankRatio: number, rows: number, cols: number): number {
@@ -133,30 +147,40 @@ async function metricAdapter(
   scaleRows: Float64Array | null,
   metric: Float32Array | null,
   o: TruncatedSvdOptions,
+  scratch: LowRankScratch,
 ): Promise<Adapter> {
   const l = Math.min(r + (o.oversample ?? 10), N, K);
   const power = o.power ?? 2;
-  // M·Z for Z [K][l] (in place for the diagonal metrics).
+  // Two N×l and two K×l buffers carry every product in turn (each GEMM writes where nothing live is): the range
+  // Y/Q ping-pongs between y1 and y2, Ω, EᵀQ and M·Z between z1 and z2, then QᵀE and (QᵀE)·M take z1 and z2.
+  const y1 = scratch.f32('lowrank y1', N * l);
+  const y2 = scratch.f32('lowrank y2', N * l);
+  const z1 = scratch.f32('lowrank z1', K * l);
+  const z2 = scratch.f32('lowrank z2', K * l);
+  const other = (x: Float32Array, a: Float32Array, b: Float32Array) => (x === a ? b : a);
+  // M·Z for Z [K][l] (in place for the diagonal metrics, else into the other K×l buffer).
   const applyMetric = async (z: Float32Array): Promise<Float32Array> => {
-    if (metric) return matmul(metric, z, K, K, l);
+    if (metric) return matmulInto(other(z, z1, z2), metric, z, K, K, l);
     if (scaleRows) for (let k = 0; k < K; k++) for (let j = 0, s = scaleRows[k] ** 2; j < l; j++) z[k * l + j] *= s;
     return z;
   };
-  const omega = gaussian(K * l, o.seed ?? 1);
+  const omega = gaussianInto(z2, o.seed ?? 1);
   let start: Float32Array = omega;
   if (metric) start = await applyMetric(omega);
   else if (scaleRows) for (let k = 0; k < K; k++) for (let j = 0, s = scaleRows[k]; j < l; j++) omega[k * l + j] *= s;
-  let q = await orthonormalize(await matmul(e, start, N, K, l), N, l, power === 0 ? 2 : 1); // N×l
+  let q = await orthonormalize(await matmulInto(y1, e, start, N, K, l), N, l, power === 0 ? 2 : 1, y2); // N×l
   for (let it = 0; it < power; it++) {
-    const z = await orthonormalize(await matmul(e, q, K, N, l, { transA: true }), K, l, 1); // Eᵀ·Q: K×l
-    q = await orthonormalize(await matmul(e, await applyMetric(z), N, K, l), N, l, it === power - 1 ? 2 : 1);
+    const ez = await matmulInto(z1, e, q, K, N, l, { transA: true }); // Eᵀ·Q: K×l
+    const z = await orthonormalize(ez, K, l, 1, z2);
+    const y = other(q, y1, y2);
+    q = await orthonormalize(await matmulInto(y, e, await applyMetric(z), N, K, l), N, l, it === power - 1 ? 2 : 1, q);
   }
-  const c1 = await matmul(q, e, l, N, K, { transA: true }); // QᵀE: l×K
+  const c1 = await matmulInto(z1, q, e, l, N, K, { transA: true }); // QᵀE: l×K
   let mc1: Float32Array; // (QᵀE)·M: l×K
-  if (metric) mc1 = await matmul(c1, metric, l, K, K);
+  if (metric) mc1 = await matmulInto(z2, c1, metric, l, K, K);
   else if (scaleRows) {
     const sq = scaleRows.map((v) => v ** 2);
-    mc1 = new Float32Array(l * K);
+    mc1 = z2;
     for (let j = 0; j < l; j++) for (let k = 0; k < K; k++) mc1[j * K + k] = c1[j * K + k] * sq[k];
   } else mc1 = c1;
   const g = Float64Array.from(await matmul(mc1, c1, l, K, l, { transB: true }));
@@ -190,15 +214,15 @@ export async function lowRankAdapter(e: Float32Array, N: number, K: number, o: L
   });
   if (r === 0) return empty();
   if (usesRandomizedRoute(N, K, o.svd)) {
-    if (o.saliency === 'none') return metricAdapter(e, N, K, r, null, null, o.svd ?? {});
+    if (o.saliency === 'none') return metricAdapter(e, N, K, r, null, null, o.svd ?? {}, o.scratch ?? freshScratch);
     if (o.saliency === 'slim') {
       if (!o.xNorm || o.xNorm.length !== K) throw new LowRankError(`saliency 'slim' needs ${K} input norms`);
-      return metricAdapter(e, N, K, r, slimSaliency(o.xNorm), null, o.svd ?? {});
+      return metricAdapter(e, N, K, r, slimSaliency(o.xNorm), null, o.svd ?? {}, o.scratch ?? freshScratch);
     }
     if (o.saliency === 'whitened') {
       if (!o.hessian && !o.whiteningMetric) throw new LowRankError(`saliency 'whitened' needs the ${K}×${K} Hessian`);
       const metric = o.whiteningMetric ?? whiteningMetric(o.hessian!, K, o.dampening);
-      return metricAdapter(e, N, K, r, null, metric, o.svd ?? {});
+      return metricAdapter(e, N, K, r, null, metric, o.svd ?? {}, o.scratch ?? freshScratch);
     }
     throw new LowRankError(`unknown saliency ${String(o.saliency)}`);
   }

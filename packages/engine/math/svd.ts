@@ -10,7 +10,7 @@
 //    m·n·l products are fp32 GEMMs in ORT (MLAS); orthonormalisation is CholeskyQR2 (Gram in fp32, its Cholesky and
 //    inverse in float64, a tiny diagonal shift when Y is rank-deficient). Error against the exact SVD is measured in
 //    test/unit/slim/svd.test.ts.
-import { matmul, matmulF64, type MatmulOptions } from './gemm.js';
+import { matmul, matmulF64, matmulInto, type MatmulOptions } from './gemm.js';
 import { choleskyWithInverse, symmetricEigen, NotPositiveDefiniteError } from './linalg.js';
 
 export interface Svd {
@@ -192,6 +192,16 @@ const RECENT_GAUSSIANS = 4;
 const RECENT_GAUSSIAN_VALUES = 1 << 22;
 
 export function gaussian(count: number, seed: number): Float32Array {
+  return recentGaussian(count, seed).slice();
+}
+
+/** gaussian(out.length, seed) copied into `out` (no fresh array). */
+export function gaussianInto(out: Float32Array, seed: number): Float32Array {
+  out.set(recentGaussian(out.length, seed));
+  return out;
+}
+
+function recentGaussian(count: number, seed: number): Float32Array {
   const at = recentGaussians.findIndex((g) => g.count === count && g.seed === seed);
   const hit = at >= 0 ? recentGaussians.splice(at, 1)[0] : { count, seed, values: drawGaussian(count, seed) };
   recentGaussians.unshift(hit);
@@ -203,7 +213,7 @@ export function gaussian(count: number, seed: number): Float32Array {
   )
     keep++;
   recentGaussians.length = keep;
-  return hit.values.slice();
+  return hit.values;
 }
 
 function drawGaussian(count: number, seed: number): Float32Array {
@@ -227,8 +237,18 @@ function drawGaussian(count: number, seed: number): Float32Array {
   return out;
 }
 
-/** Orthonormal basis of the columns of Y (rows×l, fp32) by CholeskyQR2: Q = Y·R⁻¹ with RᵀR = YᵀY, twice. */
-export async function orthonormalize(y: Float32Array, rows: number, l: number, passes = 2): Promise<Float32Array> {
+/**
+ * Orthonormal basis of the columns of Y (rows×l, fp32) by CholeskyQR2: Q = Y·R⁻¹ with RᵀR = YᵀY, twice. With
+ * `spare` (rows×l) the passes write alternately into spare and y (y is then overwritten by an even pass) and the
+ * result is one of the two, instead of a fresh array per pass; the same values either way.
+ */
+export async function orthonormalize(
+  y: Float32Array,
+  rows: number,
+  l: number,
+  passes = 2,
+  spare?: Float32Array,
+): Promise<Float32Array> {
   let q = y;
   for (let pass = 0; pass < passes; pass++) {
     const g32 = await matmul(q, q, l, rows, l, { transA: true });
@@ -250,7 +270,10 @@ export async function orthonormalize(y: Float32Array, rows: number, l: number, p
     }
     if (!li) throw new SvdError('randomized SVD: could not orthonormalise the range (matrix of NaNs?)');
     // Y = Q·R with R = Lᵀ → Q = Y·L⁻ᵀ.
-    q = await matmul(q, Float32Array.from(li), rows, l, l, { transB: true });
+    const into = spare && (q === spare ? y : spare);
+    q = into
+      ? await matmulInto(into, q, Float32Array.from(li), rows, l, l, { transB: true })
+      : await matmul(q, Float32Array.from(li), rows, l, l, { transB: true });
   }
   return q;
 }

@@ -317,6 +317,7 @@ async function compressOne(
       scratch: ws.f32('scratch', N * K),
       maskScratch: ws.u8('mask', N * K),
       codesScratch: ws.u8('codes', N * K), // read into the stored form below, before the next layer reuses it
+      adapterScratch: ws,
       signal: ctx.signal,
     },
   ).catch((e: unknown) => {

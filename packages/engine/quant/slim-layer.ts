@@ -23,6 +23,7 @@ import {
   whiteningFactor,
   whiteningMetric,
   type Adapter,
+  type LowRankScratch,
   type Saliency,
 } from '../math/lowrank.js';
 import type { TruncatedSvdOptions } from '../math/svd.js';
@@ -110,6 +111,8 @@ export interface SlimLayerOptions {
    * of it). Without it one fresh array serves the layer: each re-quantization overwrites the previous sparse part's.
    */
   codesScratch?: Uint8Array;
+  /** Working buffers for the randomized adapter fits (math/lowrank.ts LowRankOptions.scratch). */
+  adapterScratch?: LowRankScratch;
   signal?: AbortSignal;
 }
 
@@ -476,6 +479,7 @@ class SlimRun {
             ? (this.metric ??= whiteningMetric(stats.hessian!, K, o.whiteningDampening))
             : undefined,
         svd: o.svd,
+        scratch: o.adapterScratch,
       });
     });
   }

@@ -151,6 +151,39 @@ test('randomized route (metric form, no C, no C⁻¹): within 3% of the optimum 
   console.log(rows.join('; '));
 });
 
+test('randomized route: a reused, dirty scratch gives the same adapters as fresh buffers', async () => {
+  // The scratch's buffers come back NaN-filled and longer than asked (views of bigger ones), shapes alternate
+  // (tall, wide) and the power steps vary, so that every product's buffer is written before it is read.
+  const bufs = new Map<string, Float32Array>();
+  const scratch = {
+    f32(name: string, size: number) {
+      let b = bufs.get(name);
+      if (!b || b.length < size) bufs.set(name, (b = new Float32Array(size + 7)));
+      b.fill(NaN);
+      return b.subarray(0, size);
+    },
+  };
+  const k = 96;
+  const xs = activations(300, k, 31);
+  const h = gram(xs, 300, k);
+  const xNorm = rms(xs, 300, k);
+  for (const [n, power] of [
+    [80, 2],
+    [120, 1],
+    [80, 0],
+  ]) {
+    const e = Float32Array.from(randn(n * k, 32 + n));
+    for (const saliency of ['none', 'slim', 'whitened'] as const) {
+      const o = { saliency, rank: 12, xNorm, hessian: h, svd: { method: 'randomized' as const, power } };
+      const fresh = await lowRankAdapter(e, n, k, o);
+      const reused = await lowRankAdapter(e, n, k, { ...o, scratch });
+      assert.deepEqual(reused.a, fresh.a, `${saliency} ${n}×${k} power ${power}`);
+      assert.deepEqual(reused.b, fresh.b);
+      assert.deepEqual(reused.singularValues, fresh.singularValues);
+    }
+  }
+});
+
 test('rank from ratio; SLiM saliency shift; bad inputs are typed errors', async () => {
   assert.equal(rankFor(0.1, 4096, 11008), 409);
   assert.equal(rankFor(0.1, 5, 100), 0);
