@@ -14,7 +14,7 @@ import { InputError, type LayerReport } from '../job-parts.js';
 import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import { readTensorBytesInto, tensorByteLength } from '../onnx/tensor.js';
 import { storedFloat32Tensor, storedLayout } from '../math/sparsity-stored.js';
-import { transposeInto } from '../math/transpose.js';
+import { transposeCountNonFinite } from '../math/transpose.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { Type, type Static } from 'typebox';
 import {
@@ -232,7 +232,7 @@ function nonFiniteIn(a: Float32Array): number {
 
 /**
  * The canonical W [N][K] in the workspace and how many of its values are NaN or ±Inf (reportsNonFinite: counted here,
- * on each chunk while it is in cache, instead of the runner's separate scan of every stored weight): an fp32
+ * by the transpose as it moves them, instead of the runner's separate scan of every stored weight): an fp32
  * MatMul/Gemm weight stored as it is consumed is read chunk by chunk and transposed into place (Gemm transB: read as
  * it is), with no fresh N×K array; anything else goes through readWeightMatrix. The same values either way.
  */
@@ -259,8 +259,8 @@ function readCanonical(
   for (let k0 = 0; k0 < K; k0 += rows) {
     const part = chunk.subarray(0, Math.min(rows, K - k0) * N);
     readTensorBytesInto(ctx.model, t, k0 * N * 4, bytesOf(part));
-    nonFinite += nonFiniteIn(part);
-    transposeInto(part, 0, N, part.length / N, N, out, k0, K); // stored rows k0.. → canonical columns k0..
+    // Stored rows k0.. → canonical columns k0.., counted on the way.
+    nonFinite += transposeCountNonFinite(part, 0, N, part.length / N, N, out, k0, K);
   }
   return { weights: out, nonFinite };
 }
