@@ -1,6 +1,6 @@
 // A minimal WebAssembly encoder for small hand-written SIMD kernels (one exported function over an imported memory),
 // so that a kernel needs no toolchain: its body is a list of opcode fragments built by the helpers here. Used by
-// metrics/lse-simd.ts and math/nm-scored-simd.ts; quant/masked-sweep.ts carries its own copy of the same helpers.
+// metrics/lse-simd.ts, metrics/fidelity-simd.ts and quant/masked-sweep.ts.
 
 export function uleb(n: number): number[] {
   const out: number[] = [];
@@ -57,6 +57,7 @@ export const get = (i: number) => [0x20, ...uleb(i)];
 export const set = (i: number) => [0x21, ...uleb(i)];
 export const tee = (i: number) => [0x22, ...uleb(i)];
 export const i32c = (v: number) => [0x41, ...sleb(v)];
+export const f64c = (v: number) => [0x44, ...f64le(v)];
 export const BLOCK = [0x02, 0x40];
 export const LOOP = [0x03, 0x40];
 export const IF = [0x04, 0x40];
@@ -70,9 +71,16 @@ export const I32_ADD = 0x6a;
 export const I32_SUB = 0x6b;
 export const I32_MUL = 0x6c;
 export const I32_SHL = 0x74;
+export const I32_OR = 0x72;
+export const SELECT = 0x1b;
 export const F32_NE = 0x5c;
 export const F32_SUB = 0x93;
 export const F32_MAX = 0x97;
+export const F32_GE = 0x60;
+export const F32_NEG = 0x8c;
+export const F32_MIN = 0x96;
+export const F64_NEG = 0x9a;
+export const F64_DIV = 0xa3;
 export const F64_ADD = 0xa0;
 export const F32_DEMOTE = 0xb6;
 export const F64_PROMOTE = 0xbb;
@@ -97,6 +105,11 @@ export const f64x2const = (x: number) => [...simd(0x0c), ...f64le(x), ...f64le(x
 export const i64x2const = (v: number) => [...simd(0x0c), ...i64le(v), ...i64le(v)];
 export const shuffle = (lanes: number[]) => [...simd(0x0d), ...lanes];
 export const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
+export const LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+export const V128_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+/** v128.load32_zero / v128.store32_lane 0 at the address on the stack. */
+export const load32zero = [...simd(0x5c), ...memarg(0)];
+export const store32lane0 = [...simd(0x5a), ...memarg(0), 0];
 export const f32x4splat = simd(0x13);
 export const f64x2splat = simd(0x14);
 export const f32x4extract = (lane: number) => [...simd(0x1f), lane];
@@ -120,6 +133,18 @@ export const i32x4splat = simd(0x11);
 export const i64x2shl = simd(0xcb);
 export const i64x2add = simd(0xce);
 export const f32x4abs = simd(0xe0);
+export const f32x4mul = simd(0xe6);
+export const f32x4pmin = simd(0xea);
+export const f32x4pmax = simd(0xeb);
+export const f32x4ne = simd(0x42);
+export const f64x2pmin = simd(0xf6);
+export const i16x8extendLowU8 = simd(0x89);
+export const i32x4extendLowU16 = simd(0xa9);
+export const f32x4convertS32 = simd(0xfa);
+export const truncSatF64toI32Zero = simd(0xfc);
+export const f64x2convertLowI32 = simd(0xfe);
+export const i8x16narrowU16 = simd(0x66);
+export const i16x8narrowU32 = simd(0x86);
 export const f32x4max = simd(0xe9);
 export const f64x2add = simd(0xf0);
 export const f64x2sub = simd(0xf1);

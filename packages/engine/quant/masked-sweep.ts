@@ -16,6 +16,82 @@
 // of memcpy). One instance per thread (module state), made on first use; where WebAssembly SIMD is unavailable the
 // caller keeps its scalar loop.
 
+import {
+  BLOCK,
+  br,
+  brIf,
+  c,
+  demoteF64toF32Zero,
+  END,
+  ensureBytes,
+  F32,
+  F32_DEMOTE,
+  F32_EQ,
+  F32_GE,
+  F32_MAX,
+  F32_MIN,
+  F32_NE,
+  F32_NEG,
+  F32_SUB,
+  F32_ZERO,
+  f32x4convertS32,
+  f32x4extract,
+  f32x4mul,
+  f32x4ne,
+  f32x4pmax,
+  f32x4pmin,
+  f32x4splat,
+  F64,
+  F64_DIV,
+  F64_NEG,
+  F64_PROMOTE,
+  f64c,
+  f64x2add,
+  f64x2convertLowI32,
+  f64x2mul,
+  f64x2pmax,
+  f64x2pmin,
+  f64x2splat,
+  f64x2sub,
+  get,
+  HIGH_HALF,
+  i16x8extendLowU8,
+  i16x8narrowU32,
+  I32,
+  I32_ADD,
+  I32_GE_U,
+  I32_LT_U,
+  I32_MUL,
+  I32_OR,
+  I32_SHL,
+  i32c,
+  i32x4extendLowU16,
+  i32x4splat,
+  i32x4sub,
+  i8x16narrowU16,
+  IF,
+  instantiate,
+  load32zero,
+  LOOP,
+  LOW_HALVES,
+  moduleBytes,
+  promoteLowF32toF64,
+  SELECT,
+  set,
+  shuffle,
+  store32lane0,
+  tee,
+  truncSatF64toI32Zero,
+  V128,
+  V128_ZERO,
+  v128and,
+  v128anyTrue,
+  v128load,
+  v128or,
+  v128store,
+  type WasmKernel,
+} from '../math/wasm-simd.js';
+
 /** Weights per chunk copied through the kernel's memory (whole groups; ~0.9 MB of memory in all). */
 const CHUNK = 1 << 16;
 
@@ -34,91 +110,6 @@ export interface StagedGroup {
   group: number;
 }
 
-// ---- a minimal WebAssembly encoder (one function, imported memory) ----
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-function f64le(x: number): number[] {
-  return [...new Uint8Array(Float64Array.of(x).buffer)];
-}
-
-function section(id: number, body: number[]): number[] {
-  return [id, ...uleb(body.length), ...body];
-}
-
-function name(s: string): number[] {
-  return [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
-}
-
-const I32 = 0x7f;
-const F32 = 0x7d;
-const F64 = 0x7c;
-const V128 = 0x7b;
-
-// Opcodes (core and SIMD).
-const simd = (op: number) => [0xfd, ...uleb(op)];
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const tee = (i: number) => [0x22, ...uleb(i)];
-const i32c = (v: number) => [0x41, ...sleb(v)];
-const f64c = (v: number) => [0x44, ...f64le(v)];
-const memarg = (align: number) => [...uleb(align), 0];
-const v128load = [...simd(0x00), ...memarg(4)];
-const v128store = [...simd(0x0b), ...memarg(4)];
-const load32zero = [...simd(0x5c), ...memarg(0)];
-const store32lane0 = [...simd(0x5a), ...memarg(0), 0];
-const shuffle = (lanes: number[]) => [...simd(0x0d), ...lanes];
-const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
-const LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
-const f32x4splat = simd(0x13);
-const f64x2splat = simd(0x14);
-const i32x4splat = simd(0x11);
-const f32x4extract = (lane: number) => [...simd(0x1f), lane];
-const f32x4mul = simd(0xe6);
-const f32x4pmin = simd(0xea);
-const f32x4pmax = simd(0xeb);
-const f32x4ne = simd(0x42);
-const f64x2add = simd(0xf0);
-const f64x2sub = simd(0xf1);
-const f64x2mul = simd(0xf2);
-const f64x2pmin = simd(0xf6);
-const f64x2pmax = simd(0xf7);
-const i16x8extendLowU8 = simd(0x89);
-const i32x4extendLowU16 = simd(0xa9);
-const f32x4convertS32 = simd(0xfa);
-const truncSatF64toI32Zero = simd(0xfc);
-const f64x2convertLowI32 = simd(0xfe);
-const demoteF64toF32Zero = simd(0x5e);
-const promoteLowF32toF64 = simd(0x5f);
-const i8x16narrowU16 = simd(0x66);
-const i16x8narrowU32 = simd(0x86);
-const i32x4sub = simd(0xb1);
-const v128or = simd(0x50);
-const v128and = simd(0x4e);
-const v128anyTrue = simd(0x53);
-
-function sleb(v: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && !(b & 0x40)) || (v === -1 && b & 0x40)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
 // Parameters of sweep(groups, bs, half, shift, lo, hi, halfInt, w, mask, w0, codes, out, scales, flags); byte
 // addresses, bs a multiple of 4.
 const P = { groups: 0, bs: 1, half: 2, shift: 3, lo: 4, hi: 5, halfInt: 6, w: 7, mask: 8, w0: 9, codes: 10, out: 11 };
@@ -127,39 +118,6 @@ const PS = { scales: 12, flags: 13 };
 const L = { g: 14, j: 15, end: 16, maskOr: 17, mn: 18, mx: 19, v: 20, m: 21, s: 22, inv: 23, a: 24, b: 25, c: 26 };
 // v128 locals holding the splats of pass 2, set once per group.
 const V = { inv: 27, shift: 28, lo: 29, hi: 30, s: 31 };
-
-/** Concatenates opcode fragments. */
-function c(...parts: (number | number[])[]): number[] {
-  return parts.flat();
-}
-
-// Core opcodes.
-const I32_ADD = 0x6a;
-const I32_MUL = 0x6c;
-const I32_SHL = 0x74;
-const I32_OR = 0x72;
-const I32_LT_U = 0x49;
-const I32_GE_U = 0x4f;
-const F32_ZERO = [0x43, 0, 0, 0, 0];
-const F32_EQ = 0x5b;
-const F32_NE = 0x5c;
-const F32_GE = 0x60;
-const F32_NEG = 0x8c;
-const F32_SUB = 0x93;
-const F32_MIN = 0x96;
-const F32_MAX = 0x97;
-const F64_NEG = 0x9a;
-const F64_DIV = 0xa3;
-const F32_DEMOTE = 0xb6;
-const F64_PROMOTE = 0xbb;
-const SELECT = 0x1b;
-const BLOCK = [0x02, 0x40];
-const LOOP = [0x03, 0x40];
-const IF = [0x04, 0x40];
-const END = 0x0b;
-const br = (depth: number) => [0x0c, depth];
-const brIf = (depth: number) => [0x0d, depth];
-const V128_ZERO = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
 
 /** Byte address of element j of the fp32 array at parameter `base`. */
 const f32At = (base: number) => c(get(base), get(L.j), i32c(2), I32_SHL, I32_ADD);
@@ -279,12 +237,6 @@ const pass2 = c(
 
 function kernelBytes(): Uint8Array {
   const params = [I32, I32, F64, F64, F64, F64, I32, I32, I32, I32, I32, I32, I32, I32];
-  const type = section(1, [1, 0x60, ...uleb(params.length), ...params, 0]);
-  const imp = section(2, [1, ...name('e'), ...name('m'), 0x02, 0x00, 0x01]);
-  const func = section(3, [1, 0]);
-  const exp = section(7, [1, ...name('sweep'), 0x00, 0]);
-  // Locals: g j end (i32), maskOr mn mx v (v128), m s (f32), inv (f64), a b c and the splats (v128).
-  const locals = [5, 3, I32, 4, V128, 2, F32, 1, F64, 8, V128];
   const body = c(
     c(i32c(0), set(L.g), BLOCK, LOOP, get(L.g), get(P.groups), I32_GE_U, brIf(1)),
     groupRange,
@@ -295,9 +247,15 @@ function kernelBytes(): Uint8Array {
     pass2,
     c(nextGroup, br(0), END, END, END),
   );
-  const fn = [...locals, ...body];
-  const code = section(10, [1, ...uleb(fn.length), ...fn]);
-  return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...type, ...imp, ...func, ...exp, ...code]);
+  // Locals: g j end (i32), maskOr mn mx v (v128), m s (f32), inv (f64), a b c and the splats (v128).
+  const locals: [number, number][] = [
+    [3, I32],
+    [4, V128],
+    [2, F32],
+    [1, F64],
+    [8, V128],
+  ];
+  return moduleBytes('sweep', params, [], locals, body);
 }
 
 type Sweep = (
@@ -317,21 +275,7 @@ type Sweep = (
   flags: number,
 ) => void;
 
-/** The slice of the WebAssembly API used here (the project's TypeScript libs do not declare it). */
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Memory: new (d: { initial: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (m: object, imports: object) => { exports: Record<string, unknown> };
-}
-
-interface Kernel {
-  memory: WasmMemory;
-  sweep: Sweep;
-}
+type Kernel = WasmKernel<Sweep>;
 
 let kernel: Kernel | null | undefined;
 let enabled = true;
@@ -348,15 +292,7 @@ export function maskedSweepSimdActive(): boolean {
 
 function instance(): Kernel | null {
   if (!enabled) return null;
-  if (kernel !== undefined) return kernel;
-  try {
-    const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
-    const memory = new wasm.Memory({ initial: 1 });
-    const inst = new wasm.Instance(new wasm.Module(kernelBytes()), { e: { m: memory } });
-    kernel = { memory, sweep: inst.exports.sweep as Sweep };
-  } catch {
-    kernel = null; // no WebAssembly SIMD here: the scalar loop runs
-  }
+  if (kernel === undefined) kernel = instantiate<Sweep>(kernelBytes(), 'sweep'); // null: no WebAssembly SIMD here
   return kernel;
 }
 
@@ -394,8 +330,7 @@ export function maskedSweepSimd(
   const offScales = 14 * per;
   const offFlags = offScales + 4 * gPer;
   const need = offFlags + gPer;
-  if (k.memory.buffer.byteLength < need) k.memory.grow(Math.ceil((need - k.memory.buffer.byteLength) / 65536));
-  const buf = k.memory.buffer;
+  const buf = ensureBytes(k, need);
   const sw = new Float32Array(buf, offW, per);
   const sw0 = new Float32Array(buf, offW0, per);
   const sOut = new Float32Array(buf, offOut, per);
@@ -411,7 +346,7 @@ export function maskedSweepSimd(
     sw.set(w.subarray(e0, e0 + n));
     sw0.set(w0.subarray(e0, e0 + n));
     sMask.set(mask.subarray(e0, e0 + n));
-    k.sweep(
+    k.fn(
       groups,
       bs,
       half,
