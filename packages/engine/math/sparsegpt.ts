@@ -4,7 +4,7 @@
 // fp32, on the GPU); the factorisation falls back to float64 when fp32 loses definiteness (ill-conditioned H), where
 // the reference would raise. The small diagonal blocks of the factorisation and each OBS update's arithmetic run in
 // JS doubles and are rounded once on store.
-import { addDiffSquares32, addSquares32 } from './float-passes.js';
+import { addDiffSquares32, addSquares32, firstNonFinite32, firstNonFinite64 } from './float-passes.js';
 import { matmulInto, matmulSubtractInPlace } from './gemm.js';
 import {
   FactorScratch,
@@ -19,6 +19,8 @@ import { pruneLowest } from './nm.js';
 import { chooseGroupNM, sweepGroup, sweepGroupNM4 } from './sparsegpt-sweep.js';
 
 import {
+  checkHessianValues,
+  checkWeightValues,
   dampedDiagonal,
   dampedHessian,
   dampedReversedF32,
@@ -65,12 +67,16 @@ export async function sparseGpt(
   hessian: Float64Array,
   opts: SparseGptOptions,
 ): Promise<SparseGptResult> {
-  const o = resolveSparseGptOptions(w, rows, cols, hessian, opts);
+  // Values are checked below, inside passes that read them anyway (factorise's copy of H, the weights' norm).
+  const o = resolveSparseGptOptions(w, rows, cols, hessian, opts, false);
   opts.signal?.throwIfAborted();
   const N = rows;
   const K = cols;
   const mask = new Uint8Array(opts.mask === false ? 0 : N * K);
-  if (N === 0) return { mask, error: 0, ...(opts.outputError ? { outputError: { num: 0, den: 0 } } : {}) };
+  if (N === 0) {
+    checkHessianValues(hessian, firstNonFinite64(hessian));
+    return { mask, error: 0, ...(opts.outputError ? { outputError: { num: 0, den: 0 } } : {}) };
+  }
   const { u, v, dead, damp } = await factorise(
     hessian,
     K,
@@ -86,10 +92,15 @@ export async function sparseGpt(
     opts.workspace ? opts.workspace.get(`sparsegpt.${name}`, n) : new Float32Array(n);
   const wt = opts.transposed ? w : scratch('wt', K * N);
   if (!opts.transposed) transposeInto(w, 0, K, N, K, wt, 0, N);
+  // Every weight finite (else SparseGptInputError, before any is changed): ‖W₀‖² over the live rows, which the
+  // output error needs anyway, is finite exactly when theirs are (fp32 squares cannot overflow a float64 sum).
+  const norm2 = v ? liveSquares(wt, N, K, dead) : 0;
+  if (!v || !Number.isFinite(norm2) || dead.some((k) => firstNonFinite32(wt.subarray(k * N, (k + 1) * N)) >= 0))
+    checkWeightValues(firstNonFinite32(w));
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
   // For the error: W₀ᵀ (W₀: W with dead columns zeroed), copied or re-read later, and tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖².
   const w0t = v ? originalRows(wt, N, K, dead, opts, scratch) : undefined;
-  const dense = v ? await denseTerms(wt, v, N, K, scratch) : undefined;
+  const dense = v ? await denseTerms(wt, v, N, K, norm2, scratch) : undefined;
 
   // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
   // where they define the result: the unstructured mask is chosen per `blockSize` block, as in the reference.
@@ -282,6 +293,20 @@ function originalRows(
  */
 const SAFE_FRACTION = 1 / 16;
 
+/**
+ * ‖W₀‖² from Wᵀ before its dead rows are zeroed: the rows in order, dead ones skipped (the same sum as over W₀ᵀ,
+ * whose dead rows add +0 to a sum ≥ 0).
+ */
+function liveSquares(wt: Float32Array, N: number, K: number, dead: number[]): number {
+  let acc = 0;
+  let from = 0;
+  for (const k of dead) {
+    acc = addSquares32(acc, wt, from * N, k * N);
+    from = k + 1;
+  }
+  return addSquares32(acc, wt, from * N, K * N);
+}
+
 /** Column panels of V for the blocked product W₀·V (V upper: panel j needs only rows 0..j1 of V). */
 const TRMM_PANEL = 256;
 
@@ -294,10 +319,10 @@ async function denseTerms(
   v: Float32Array,
   N: number,
   K: number,
+  norm2: number,
   scratch: (name: string, n: number) => Float32Array,
 ) {
   const y = scratch('y', Math.min(TRMM_PANEL, K) * N);
-  const norm2 = addSquares32(0, wt);
   let vNorm2 = 0;
   for (let j0 = 0; j0 < K; j0 += TRMM_PANEL) {
     const j1 = Math.min(j0 + TRMM_PANEL, K);
@@ -313,6 +338,8 @@ async function denseTerms(
  * The damped Hessian's dead inputs, λ, U = chol(H_d⁻¹) upper and, for the output error, V = U⁻¹ (H_d = V·Vᵀ), which
  * the same factorisation gives; from `cache` when it holds this Hessian's (same values, same dampening). With `ps`
  * (kept by the caller between calls) the factorisation's arrays, and the cache's previous U and V, are recycled.
+ * H's values are checked (finite) by the copy the factorisation starts from; a cached entry's Hessian passed that
+ * check when it was factorised (q/k/v: one pass over H instead of four).
  */
 async function factorise(
   hessian: Float64Array,

@@ -285,6 +285,50 @@ test('bad inputs give typed errors; a singular Hessian without dampening is NotP
   await assert.rejects(sparseGpt(w, 2, 4, h, { n: 2, m: 4, signal: ac.signal }), /stop/);
 });
 
+test('non-finite values are found inside the passes that read them: same errors and index, weights untouched', async () => {
+  const { normal } = rng(5);
+  const N = 24;
+  const K = 32;
+  const w0 = randomF32(N * K, normal);
+  const h0 = hessianF64(randomF32(64 * K, normal), 64, K);
+  for (let k = 0; k < K; k++) h0[3 * K + k] = h0[k * K + 3] = 0; // a dead input: its weights are zeroed after the check
+  for (const at of [0, 3, 3 * N + 2, 5 * K + 3, 7 * K + 9, N * K - 1])
+    for (const bad of [NaN, Infinity, -Infinity])
+      for (const transposed of [false, true])
+        for (const outputError of [false, true]) {
+          const w = w0.slice();
+          w[at] = bad;
+          const before = w.slice();
+          const opts = { n: 2, m: 4, transposed, outputError };
+          await assert.rejects(sparseGpt(w, N, K, h0, opts), (e: unknown) => {
+            assert.ok(e instanceof SparseGptInputError, String(e));
+            assert.match(String(e), new RegExp(`weight ${at} is not finite`));
+            return true;
+          });
+          assert.deepEqual(w, before);
+        }
+  for (const at of [0, 5, K * K - 1]) {
+    const h = h0.slice();
+    h[at] = NaN;
+    await assert.rejects(sparseGpt(w0.slice(), N, K, h, { n: 2, m: 4 }), new RegExp(`Hessian entry ${at} is NaN`));
+    await assert.rejects(sparseGpt(new Float32Array(0), 0, K, h, { n: 2, m: 4 }), /Hessian entry/);
+  }
+  // Finite entries whose row sum overflows are not rejected as non-finite (the exact search finds none).
+  const huge = h0.slice();
+  huge[1] = huge[2] = 1.5e308;
+  await assert.rejects(sparseGpt(w0.slice(), N, K, huge, { n: 2, m: 4 }), NotPositiveDefiniteError);
+  // The factor cache reuses a checked Hessian's factorisation; the results are those of a fresh call.
+  const factors = new SparseGptFactorCache();
+  const first = w0.slice();
+  await sparseGpt(first, N, K, h0, { n: 2, m: 4, factors, outputError: true });
+  const again = w0.slice();
+  const r = await sparseGpt(again, N, K, h0, { n: 2, m: 4, factors, outputError: true });
+  const fresh = w0.slice();
+  const rf = await sparseGpt(fresh, N, K, h0, { n: 2, m: 4, outputError: true });
+  assert.deepEqual(again, fresh);
+  assert.deepEqual(r, rf);
+});
+
 test('sweepGroupNM4 (branch-free mask selects) gives the bits of chooseGroupNM + sweepGroup: ties, ±0 weights, n = 1..3', () => {
   const { normal, uniform } = rng(77);
   const N = 301;
