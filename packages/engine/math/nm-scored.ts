@@ -8,6 +8,7 @@
 import type { StridedLayout } from './sparsity-stored.js';
 import { MaskInputError, validateNM } from './nm.js';
 import { checkChannelNorms } from './wanda.js';
+import { mask4Simd, prune4Simd } from './nm-scored-simd.js';
 
 export interface ScoredPruneCounts {
   /** Zeros after pruning (±0). */
@@ -58,14 +59,28 @@ function prune4(
   delta: Float32Array | undefined,
 ): ScoredPruneCounts {
   const { outer, groups, inner } = l;
+  let zeros = 0;
+  let nonFinite = 0;
+  // The WebAssembly kernel (math/nm-scored-simd.ts) where it applies; its blocks holding NaN/±Inf come back here.
+  const simdZeros = prune4Simd(v, outer, groups, inner, n, factor, delta, (at, g) => {
+    const x0 = factor ? factor[4 * g] : 1;
+    const x1 = factor ? factor[4 * g + 1] : 1;
+    const x2 = factor ? factor[4 * g + 2] : 1;
+    const x3 = factor ? factor[4 * g + 3] : 1;
+    // nonFiniteGroup makes the fast path's choice and bits on finite columns as well.
+    for (let col = at; col < at + 4; col++) {
+      const r = nonFiniteGroup(v, delta, col, inner, n, x0, x1, x2, x3);
+      zeros += r.zeros;
+      nonFinite += r.nonFinite;
+    }
+  });
+  if (simdZeros >= 0) return { zeros: zeros + simdZeros, nonFinite };
   const bits = new Int32Array(v.buffer, v.byteOffset, v.length);
   const dbits = delta && new Int32Array(delta.buffer, delta.byteOffset, delta.length);
   const i1 = inner;
   const i2 = 2 * inner;
   const i3 = 3 * inner;
   const EXP = 0x7f800000;
-  let zeros = 0;
-  let nonFinite = 0;
   let base = 0;
   for (let o = 0; o < outer; o++) {
     for (let g = 0; g < groups; g++, base += 4 * inner) {
@@ -217,8 +232,9 @@ export function nmMaskScored(
     throw new MaskInputError(`nmMaskScored: mask has ${out.length} entries, expected ${w.length}`);
   const mask = out ?? new Uint8Array(w.length);
   const f = factor ?? new Float64Array(cols).fill(1); // fround(|w|·1) = |w|: magnitudeScores' score
-  if (m === 4) mask4(w, rows, cols, n, f, mask);
-  else maskM(w, rows, cols, n, m, f, mask);
+  if (m === 4) {
+    if (!mask4Simd(w, rows, cols, n, f, mask)) mask4(w, rows, cols, n, f, mask);
+  } else maskM(w, rows, cols, n, m, f, mask);
   return mask;
 }
 

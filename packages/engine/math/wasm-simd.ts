@@ -1,6 +1,6 @@
 // A minimal WebAssembly encoder for small hand-written SIMD kernels (one exported function over an imported memory),
 // so that a kernel needs no toolchain: its body is a list of opcode fragments built by the helpers here. Used by
-// metrics/lse-simd.ts, metrics/fidelity-simd.ts and quant/masked-sweep.ts.
+// metrics/lse-simd.ts, metrics/fidelity-simd.ts, quant/masked-sweep.ts and math/nm-scored-simd.ts.
 
 export function uleb(n: number): number[] {
   const out: number[] = [];
@@ -150,6 +150,16 @@ export const f64x2add = simd(0xf0);
 export const f64x2sub = simd(0xf1);
 export const f64x2mul = simd(0xf2);
 export const f64x2pmax = simd(0xf7);
+export const I32_GE_S = 0x4e;
+export const I32_STORE8 = [0x3a, 0, 0];
+/** v128.load64_splat at the address on the stack + `offset` bytes (an f64 into both lanes). */
+export const load64splatAt = (offset: number) => [...simd(0x0a), 3, ...uleb(offset)];
+export const i32x4extract = (lane: number) => [...simd(0x1b), lane];
+export const i32x4eq = simd(0x37);
+export const i32x4gtS = simd(0x3b);
+export const f32x4eq = simd(0x41);
+export const i8x16narrowS16 = simd(0x65);
+export const i16x8narrowS32 = simd(0x85);
 
 /**
  * The bytes of a module importing memory e.m and exporting one function `name` with these parameter and result types
