@@ -55,9 +55,27 @@ export function floatToBfloatBits(value: number): number {
   return ((x + 0x7fff + lsb) >>> 16) & 0xffff;
 }
 
+/**
+ * floatToHalfBits over an array. A Float32Array's values in the half's normal range (float32 exponents 113–142) are
+ * rounded on their bits in place, without a branch on the rounding: adding 0xfff plus the kept part's lowest bit
+ * carries out of the 13 dropped bits exactly when they exceed half, or equal it on odd (a carry into the exponent is
+ * the correct rounding, into exponent 143 the half's Inf); the rest take floatToHalfBits. The same bits either way.
+ */
 export function float32ToFloat16(values: Float32Array | ArrayLike<number>): Uint16Array {
   const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = floatToHalfBits(values[i]);
+  if (!(values instanceof Float32Array)) {
+    for (let i = 0; i < values.length; i++) out[i] = floatToHalfBits(values[i]);
+    return out;
+  }
+  const u = new Int32Array(values.buffer, values.byteOffset, values.length); // int32: no uint32 heap numbers
+  for (let i = 0; i < u.length; i++) {
+    const bits = u[i];
+    const e = (bits >>> 23) & 0xff;
+    if (e >= 113 && e <= 142) {
+      const r = (bits & 0x7fffffff) + 0xfff + ((bits >>> 13) & 1);
+      out[i] = ((bits >>> 16) & 0x8000) | ((r >>> 13) - (112 << 10));
+    } else out[i] = floatToHalfBits(values[i]);
+  }
   return out;
 }
 
