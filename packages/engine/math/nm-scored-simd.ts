@@ -29,12 +29,12 @@ import {
   f64x2mul,
   get,
   HIGH_HALF,
+  i16x8narrowS32,
   I32,
   I32_ADD,
   I32_EQZ,
   I32_GE_S,
   I32_STORE8,
-  i16x8narrowS32,
   i32c,
   i32x4add,
   i32x4const,
@@ -45,7 +45,7 @@ import {
   i32x4sub,
   i8x16narrowS16,
   IF,
-  instantiate,
+  LazyKernel,
   load64splatAt,
   LOOP,
   LOW_HALVES,
@@ -72,13 +72,13 @@ const CHUNK = 1 << 15;
 type MaskFn = (rows: number, cols: number, n: number, offF: number, offW: number, offM: number) => void;
 type PruneFn = (slabs: number, innerBytes: number, n: number, offD: number, offFlags: number, offX: number) => number;
 
-let maskKernel: WasmKernel<MaskFn> | null | undefined;
-let pruneKernel: WasmKernel<PruneFn> | null | undefined;
-let enabled = true;
+const maskKernel = new LazyKernel<MaskFn>(maskBytes, 'mask4');
+const pruneKernel = new LazyKernel<PruneFn>(pruneBytes, 'prune4');
 
 /** Turns the kernels off (the JavaScript runs) or back on, for this thread: tests compare the two. */
 export function useNMScoredSimd(on: boolean): void {
-  enabled = on;
+  maskKernel.use(on);
+  pruneKernel.use(on);
 }
 
 /** Whether the kernels run on this thread (WebAssembly SIMD available and not turned off). */
@@ -87,15 +87,11 @@ export function nmScoredSimdActive(): boolean {
 }
 
 function maskInstance(): WasmKernel<MaskFn> | null {
-  if (!enabled) return null;
-  if (maskKernel === undefined) maskKernel = instantiate<MaskFn>(maskBytes(), 'mask4');
-  return maskKernel;
+  return maskKernel.get();
 }
 
 function pruneInstance(): WasmKernel<PruneFn> | null {
-  if (!enabled) return null;
-  if (pruneKernel === undefined) pruneKernel = instantiate<PruneFn>(pruneBytes(), 'prune4');
-  return pruneKernel;
+  return pruneKernel.get();
 }
 
 /** f32 lane indices → the byte lanes of i8x16.shuffle. */

@@ -210,6 +210,31 @@ export function instantiate<F>(bytes: Uint8Array, fnName: string): WasmKernel<F>
   }
 }
 
+/**
+ * A kernel made on first use, once per thread (module state), that `use(false)` turns off for this thread (tests
+ * compare a kernel with its scalar twin): `get()` is null while it is off or where WebAssembly SIMD is unavailable,
+ * and the caller then runs its JavaScript.
+ */
+export class LazyKernel<F> {
+  private kernel: WasmKernel<F> | null | undefined;
+  private enabled = true;
+
+  constructor(
+    private readonly bytes: () => Uint8Array,
+    private readonly fnName: string,
+  ) {}
+
+  use(on: boolean): void {
+    this.enabled = on;
+  }
+
+  get(): WasmKernel<F> | null {
+    if (!this.enabled) return null;
+    if (this.kernel === undefined) this.kernel = instantiate<F>(this.bytes(), this.fnName);
+    return this.kernel;
+  }
+}
+
 /** Grows `k`'s memory to at least `bytes`; returns its buffer (a new one after growing). */
 export function ensureBytes(k: WasmKernel<unknown>, bytes: number): ArrayBuffer {
   const have = k.memory.buffer.byteLength;

@@ -12,8 +12,19 @@
 // use; where WebAssembly SIMD is unavailable the scalar loop runs.
 import {
   BLOCK,
+  br,
+  brIf,
   c,
   END,
+  ensureBytes,
+  F32_MINUS_INF,
+  f32x4gt,
+  f32x4splat,
+  f64x2add,
+  f64x2const,
+  f64x2mul,
+  f64x2sub,
+  get,
   HIGH_HALF,
   I32,
   I32_ADD,
@@ -22,29 +33,18 @@ import {
   I32_LT_U,
   I32_MUL,
   I32_SHL,
-  LOOP,
-  V128,
-  br,
-  brIf,
-  ensureBytes,
-  f32x4gt,
-  f32x4splat,
-  F32_MINUS_INF,
-  f64x2add,
-  f64x2const,
-  f64x2mul,
-  f64x2sub,
-  get,
   i32c,
   i32x4add,
   i32x4const,
   i32x4splat,
-  instantiate,
+  LazyKernel,
+  LOOP,
   moduleBytes,
   promoteLowF32toF64,
   set,
   shuffle,
   tee,
+  V128,
   v128bitselect,
   v128loadAt,
   v128storeAt,
@@ -159,18 +159,15 @@ function kernelBytes(): Uint8Array {
 
 type Fid = (y: number, yh: number, rows: number, classes: number, body: number, dst: number) => void;
 
-let kernel: WasmKernel<Fid> | null | undefined;
-let enabled = true;
+const kernel = new LazyKernel<Fid>(kernelBytes, 'fid');
 
 /** Turns the kernel off (the scalar loop runs) or back on, for this thread: tests compare the two. */
 export function useFidelitySimd(on: boolean): void {
-  enabled = on;
+  kernel.use(on);
 }
 
 function instance(): WasmKernel<Fid> | null {
-  if (!enabled) return null;
-  if (kernel === undefined) kernel = instantiate<Fid>(kernelBytes(), 'fid');
-  return kernel;
+  return kernel.get();
 }
 
 /** Whether the kernel runs on this thread (WebAssembly SIMD available and not turned off). */

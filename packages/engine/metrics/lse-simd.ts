@@ -15,33 +15,23 @@
 // instance per thread (module state), made on first use; where WebAssembly SIMD is unavailable the scalar loop runs.
 import {
   BLOCK,
+  br,
+  brIf,
   c,
   END,
+  ensureBytes,
   F32,
   F32_EQ,
   F32_MAX,
   F32_MINUS_INF,
   F32_SUB,
   F32_ZERO,
-  F64_ADD,
-  F64_PROMOTE,
-  F64_STORE,
-  HIGH_HALF,
-  I32,
-  I32_ADD,
-  I32_GE_U,
-  I32_LT_U,
-  I32_MUL,
-  I32_SHL,
-  IF,
-  LOOP,
-  V128,
-  br,
-  brIf,
-  ensureBytes,
   f32x4extract,
   f32x4max,
   f32x4splat,
+  F64_ADD,
+  F64_PROMOTE,
+  F64_STORE,
   f64x2add,
   f64x2const,
   f64x2extract,
@@ -51,16 +41,26 @@ import {
   f64x2splat,
   f64x2sub,
   get,
+  HIGH_HALF,
+  I32,
+  I32_ADD,
+  I32_GE_U,
+  I32_LT_U,
+  I32_MUL,
+  I32_SHL,
   i32c,
   i64x2add,
   i64x2const,
   i64x2shl,
-  instantiate,
+  IF,
+  LazyKernel,
+  LOOP,
   moduleBytes,
   promoteLowF32toF64,
   set,
   shuffle,
   tee,
+  V128,
   v128and,
   v128loadAt,
   type WasmKernel,
@@ -167,18 +167,15 @@ function kernelBytes(): Uint8Array {
 
 type Lse = (src: number, rows: number, stride: number, dst: number) => void;
 
-let kernel: WasmKernel<Lse> | null | undefined;
-let enabled = true;
+const kernel = new LazyKernel<Lse>(kernelBytes, 'lse');
 
 /** Turns the kernel off (the scalar loop runs) or back on, for this thread: tests compare the two. */
 export function useLseSimd(on: boolean): void {
-  enabled = on;
+  kernel.use(on);
 }
 
 function instance(): WasmKernel<Lse> | null {
-  if (!enabled) return null;
-  if (kernel === undefined) kernel = instantiate<Lse>(kernelBytes(), 'lse');
-  return kernel;
+  return kernel.get();
 }
 
 /** Whether the kernel runs on this thread (WebAssembly SIMD available and not turned off). */

@@ -70,7 +70,7 @@ import {
   i32x4sub,
   i8x16narrowU16,
   IF,
-  instantiate,
+  LazyKernel,
   load32zero,
   LOOP,
   LOW_HALVES,
@@ -277,12 +277,12 @@ type Sweep = (
 
 type Kernel = WasmKernel<Sweep>;
 
-let kernel: Kernel | null | undefined;
-let enabled = true;
+// null where WebAssembly SIMD is unavailable: the scalar loop runs.
+const kernel = new LazyKernel<Sweep>(kernelBytes, 'sweep');
 
 /** Turns the kernel off (the scalar loop runs) or back on, for this thread: tests compare the two. */
 export function useMaskedSweepSimd(on: boolean): void {
-  enabled = on;
+  kernel.use(on);
 }
 
 /** Whether the kernel runs on this thread (WebAssembly SIMD available and not turned off). */
@@ -291,9 +291,7 @@ export function maskedSweepSimdActive(): boolean {
 }
 
 function instance(): Kernel | null {
-  if (!enabled) return null;
-  if (kernel === undefined) kernel = instantiate<Sweep>(kernelBytes(), 'sweep'); // null: no WebAssembly SIMD here
-  return kernel;
+  return kernel.get();
 }
 
 /**
