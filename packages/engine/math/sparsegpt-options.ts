@@ -21,6 +21,12 @@ export interface SparseGptOptions {
    */
   outputError?: boolean;
   /**
+   * With `outputError`: the denominator tr(W·H·Wᵀ) for the weights as given and the undamped H, computed by the
+   * caller (e.g. the calibration pass's LayerStats.outputTraces); returned as `outputError.den`, and V = U⁻¹ and the
+   * ~N·K² flops of ‖W·V‖² are skipped. @defaultValue computed from the factorisation
+   */
+  referenceTrace?: number;
+  /**
    * `w` holds Wᵀ [cols][rows] — a MatMul weight as ONNX stores it — and is edited in place in that layout, saving
    * the transposes in and out (the mask stays [rows][cols]). @defaultValue false
    */

@@ -77,11 +77,13 @@ export async function sparseGpt(
     checkHessianValues(hessian, firstNonFinite64(hessian));
     return { mask, error: 0, ...(opts.outputError ? { outputError: { num: 0, den: 0 } } : {}) };
   }
+  // With the denominator given (opts.referenceTrace), V = U⁻¹ is not needed: only the numerator comes from the sweep.
+  const given = opts.outputError && Number.isFinite(opts.referenceTrace) ? opts.referenceTrace : undefined;
   const { u, v, dead, damp } = await factorise(
     hessian,
     K,
     o.dampening,
-    !!opts.outputError,
+    !!opts.outputError && given === undefined,
     opts.factors,
     opts.workspace?.factorScratch,
   );
@@ -93,14 +95,19 @@ export async function sparseGpt(
   const wt = opts.transposed ? w : scratch('wt', K * N);
   if (!opts.transposed) transposeInto(w, 0, K, N, K, wt, 0, N);
   // Every weight finite (else SparseGptInputError, before any is changed): ‖W₀‖² over the live rows, which the
-  // output error needs anyway, is finite exactly when theirs are (fp32 squares cannot overflow a float64 sum).
-  const norm2 = v ? liveSquares(wt, N, K, dead) : 0;
-  if (!v || !Number.isFinite(norm2) || dead.some((k) => firstNonFinite32(wt.subarray(k * N, (k + 1) * N)) >= 0))
+  // output error needs anyway (without V, as the finiteness check), is finite exactly when theirs are (fp32 squares
+  // cannot overflow a float64 sum).
+  const withError = !!opts.outputError;
+  const norm2 = withError ? liveSquares(wt, N, K, dead) : 0;
+  if (!withError || !Number.isFinite(norm2) || dead.some((k) => firstNonFinite32(wt.subarray(k * N, (k + 1) * N)) >= 0))
     checkWeightValues(firstNonFinite32(w));
   for (const k of dead) wt.fill(0, k * N, (k + 1) * N);
-  // For the error: W₀ᵀ (W₀: W with dead columns zeroed), copied or re-read later, and tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖².
-  const w0t = v ? originalRows(wt, N, K, dead, opts, scratch) : undefined;
-  const dense = v ? await denseTerms(wt, v, N, K, norm2, scratch) : undefined;
+  // For the error: W₀ᵀ (W₀: W with dead columns zeroed), copied or re-read later, and, unless given,
+  // tr(W₀·H_d·W₀ᵀ) = ‖W₀·V‖².
+  const w0t = withError ? originalRows(wt, N, K, dead, opts, scratch) : undefined;
+  // (A small factorisation returns V whether asked or not: a given trace still wins.)
+  const dense =
+    given !== undefined ? { given } : v && withError ? await denseTerms(wt, v, N, K, norm2, scratch) : undefined;
 
   // Blocking is exact (OBS updates to later columns commute into GEMMs), so the block sizes are free choices except
   // where they define the result: the unstructured mask is chosen per `blockSize` block, as in the reference.
@@ -217,7 +224,7 @@ async function outputErrorTerms(
   dead: number[],
   damp: number,
   sumE2: number,
-  dense: { vNorm2: number; norm2: number },
+  dense: { vNorm2: number; norm2: number } | { given: number },
 ): Promise<{ num: number; den: number }> {
   const live = new Uint8Array(K).fill(1);
   for (const k of dead) live[k] = 0;
@@ -228,14 +235,15 @@ async function outputErrorTerms(
     for (let k = k0; k < k1; k++) if (live[k] !== 0) d2 = addDiffSquares32(d2, w0, (k - k0) * N, wt, k * N, N);
   }
   let num = sumE2 - damp * d2;
-  let den = dense.vNorm2 - damp * dense.norm2;
+  let den = 'given' in dense ? dense.given : dense.vNorm2 - damp * dense.norm2;
   // The traces take rows [N][K]; dead columns contribute nothing (H's rows and columns there are zero).
   const rows = (t: Float32Array) => {
     const r = new Float32Array(N * K);
     transposeInto(t, 0, N, K, N, r, 0, K);
     return r;
   };
-  if (!(den >= dense.vNorm2 * SAFE_FRACTION)) den = (await quadraticTraces(rows(w0t.read(0, K)), N, K, hessian)).num;
+  if ('vNorm2' in dense && !(den >= dense.vNorm2 * SAFE_FRACTION))
+    den = (await quadraticTraces(rows(w0t.read(0, K)), N, K, hessian)).num;
   if (!(num >= sumE2 * SAFE_FRACTION)) {
     const delta = rows(wt);
     const w0 = rows(w0t.read(0, K));

@@ -337,6 +337,9 @@ async function pruneStoredSparseGpt(
     blockSize: r.blockSize, // undefined: sparseGpt's default (128 rounded to a multiple of M)
     dampening: r.dampening ?? 0.01,
     outputError: true,
+    // tr(W·H·Wᵀ) from the calibration pass's own output of this MatMul (LayerStats.outputTraces), where it ran one:
+    // no V = U⁻¹ and no ‖W·V‖² product; missing (e.g. an LM head past the pass), sparseGpt computes it.
+    referenceTrace: stats.outputTraces?.get(w.name),
     transposed: true,
     // The model keeps the dense weight until storeRewrittenBytes below: the error re-reads it instead of a copy.
     original: (k0, k1, out) =>

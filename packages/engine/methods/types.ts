@@ -55,6 +55,13 @@ export interface LayerStats {
      */
     outputSquares?: Map<string, number>;
   };
+  /**
+   * With `hessian`, per weight reading this activation through a plain MatMul (X·W) that the calibration pass runs
+   * anyway: tr(W·H·Wᵀ) = (2/n)·‖X·W‖² over the same rows as H (W canonical [N][K]), reduced from the layer's own
+   * output (runtime/capture.ts outTr) — the denominator of the layer error ‖X(W−Ŵ)ᵀ‖/‖XWᵀ‖. Weights missing here
+   * (Conv, Gemm, grouped, a layer past the pass's last activation, fp16 activations) compute it from H.
+   */
+  outputTraces?: Map<string, number>;
 }
 
 /** A weight that the runner did not hand to the method, and why (goes to the report as a skipped row). */

@@ -87,10 +87,11 @@ function requests(s: RunState, plan: CalibrationPlan): StatsRequest[] {
       s.warnings.push(`${w.name}: no calibration statistics (${(e as Error).message})`);
       continue;
     }
+    // The layer's own output reduced in the pass: ‖X_s·W‖² over the sample, or with a Hessian tr(W·H·Wᵀ).
+    const output = consumerOutput(s.model!, w);
+    if (output) req.outputs = [output];
     if (!wantsHessian) {
       req.sampleRows = ERROR_SAMPLE_ROWS;
-      const output = consumerOutput(s.model!, w);
-      if (output) req.outputs = [output];
     } else if (hessianBytes(req) > maxHessianBytes) {
       throw new InputError(
         'hessian-too-large',

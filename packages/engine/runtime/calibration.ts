@@ -44,8 +44,9 @@ export function statsRequestFor(model: LoadedModel, w: WeightRef, hessian: boole
 }
 
 /**
- * The weight's MatMul as a StatsRequest output (its ‖X_s·W‖² comes from the capture pass), when it reads the
- * activation as its first input and the weight itself as its second in the main graph: then its output is X·W.
+ * The weight's MatMul as a StatsRequest output (its ‖X_s·W‖², or with a Hessian ‖X·W‖², comes from the capture
+ * pass), when it reads the activation as its first input and the weight itself as its second in the main graph: then
+ * its output is X·W.
  */
 export function consumerOutput(
   model: LoadedModel,
@@ -202,17 +203,23 @@ function addOutputsTyped(model: LoadedModel, names: string[]): void {
 }
 
 /**
- * The ‖X_s·W‖² outputs (capture.ts outSq) whose MatMul runs for the rest of the pass anyway; the others are dropped
- * from `outputs`: a layer past the pass's last activation (the LM head, in a pass that does not fetch the model's
- * outputs) would otherwise run over every calibration row for a reference its method gets from the row sample.
+ * The ‖X_s·W‖² and ‖Y‖² outputs (capture.ts outSq, outTr) whose MatMul runs for the rest of the pass anyway; the
+ * others are dropped from `outputs`: a layer past the pass's last activation (the LM head, in a pass that does not
+ * fetch the model's outputs) would otherwise run over every calibration row for a reference its method gets from the
+ * row sample or its Hessian.
  */
 function outputSquaresOfLiveLayers(graph: GraphProto, wanted: Set<string>, outputs: Map<string, CaptureOutputs>) {
   const produced = new Set(liveNodes(graph, wanted).flatMap((n) => n.output));
   const kept: string[] = [];
   for (const o of outputs.values()) {
-    if (!o.outputSq) continue;
-    o.outputSq = o.outputSq.filter((q) => produced.has(q.value));
-    kept.push(...o.outputSq.map((q) => q.name));
+    if (o.outputSq) {
+      o.outputSq = o.outputSq.filter((q) => produced.has(q.value));
+      kept.push(...o.outputSq.map((q) => q.name));
+    }
+    if (o.outputTrace) {
+      o.outputTrace = o.outputTrace.filter((q) => produced.has(q.value));
+      kept.push(...o.outputTrace.map((q) => q.name));
+    }
   }
   return kept;
 }

@@ -12,6 +12,10 @@
 //   outSq    ‖X_s·W‖² per consumer MatMul of the sampled activation: the squares of the layer's own output over
 //            the same sampled rows (a scalar each) — the layer error's reference, which the method would otherwise
 //            recompute as one rows × K × N GEMM per layer
+//   outTr    per consumer MatMul of an activation with a Hessian: ‖Y‖² of its output Y = X·W over ALL rows of the
+//            batch, as per-row sums [T] (ReduceSumSquare over the contiguous last axis; JS adds the rows in float64):
+//            (2/n)·Σ‖Y‖² = tr(W·H·Wᵀ), the layer error's denominator, which SparseGPT would otherwise compute as
+//            ‖W·V‖² with V = U⁻¹ (~N·K² GEMM flops per layer); a few flops per output of a MatMul the pass runs anyway
 // Activations that are not float32 (fp16, bf16, fp64) are Cast to float32 first, so every reduction runs and
 // accumulates in fp32 on the session's execution provider; the runner then sums batches in float64.
 // Conv patches are built in the graph too: a depthwise Conv with one-hot filters (group = C, C·kh·kw outputs, the
@@ -47,8 +51,9 @@ export interface StatsRequest {
   sampleRows?: number;
   /**
    * MatMuls Y = X·W reading this activation as their first input and a weight as their second, whose ‖Y‖² over the
-   * sampled rows the capture graph returns (LayerStats.sample.outputSquares). Only with sampleRows; only where the
-   * activation is float32 and the MatMul runs in the pass anyway (calibration.ts drops the others). @defaultValue none
+   * sampled rows the capture graph returns (LayerStats.sample.outputSquares), and with `hessian` also over every row
+   * (LayerStats.outputTraces). Only with sampleRows or hessian; only where the activation is float32 and the MatMul
+   * runs in the pass anyway (calibration.ts drops the others). @defaultValue none
    */
   outputs?: { weight: string; value: string; N: number }[];
 }
@@ -85,6 +90,11 @@ export interface CaptureOutputs {
   sample?: string;
   /** Per weight (StatsRequest.outputs): the graph output holding ‖X_s·W‖² (a scalar) and the MatMul output it reads. */
   outputSq?: { weight: string; name: string; value: string }[];
+  /**
+   * Per weight (StatsRequest.outputs, requests with a Hessian): the graph output holding the row sums of Y² over all
+   * rows of the batch ([T], Y = X·W reshaped [T, N]) and the MatMul output it reads.
+   */
+  outputTrace?: { weight: string; name: string; value: string }[];
 }
 
 /**
@@ -132,6 +142,7 @@ export function appendStatistics(model: LoadedModel, reqs: StatsRequest[]): Appe
       if (req.hessian) out.hessian = gramTiles(e, rows!, req);
       if (req.sampleRows) out.sample = e.output(e.sampleRows(rows!, req.conv ? 1 : 0, req.sampleRows), 1);
       if (req.sampleRows && req.outputs?.length && x === req.activation) out.outputSq = outputSquares(e, req);
+      if (req.hessian && !req.conv && req.outputs?.length && x === req.activation) out.outputTrace = outputRows(e, req);
       outputs.set(req.key, out);
     }
   } catch (err) {
@@ -173,6 +184,21 @@ function outputSquares(e: Emitter, req: StatsRequest): NonNullable<CaptureOutput
     return {
       weight: o.weight,
       name: e.output(e.reduceSumSquare(rows, []), TensorProto_DataType.FLOAT),
+      value: o.value,
+    };
+  });
+}
+
+/**
+ * Σ_j Y[t, j]² per row t of each consumer MatMul's output Y = X·W (reshaped [T, N]) over the whole batch: reduced
+ * along the contiguous last axis (ORT's fast path), N terms per fp32 sum; the T row sums are added in float64.
+ */
+function outputRows(e: Emitter, req: StatsRequest): NonNullable<CaptureOutputs['outputTrace']> {
+  return req.outputs!.map((o) => {
+    const rows = e.node('Reshape', [o.value, e.int64([-1, o.N])]);
+    return {
+      weight: o.weight,
+      name: e.output(e.reduceSumSquare(rows, [1]), TensorProto_DataType.FLOAT),
       value: o.value,
     };
   });

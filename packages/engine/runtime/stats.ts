@@ -88,6 +88,8 @@ interface Accumulator {
   /** Where ORT writes the next batch's fp32 XᵀX tiles (fetchesFor): the copies of the previous ones, paged in. */
   gramOut?: Float32Array[];
   sample?: NonNullable<LayerStats['sample']>;
+  /** Per weight (out.outputTrace): Σ‖Y‖² over every row of the batches so far, in float64. */
+  traces?: Map<string, number>;
 }
 
 export class StatsCollector {
@@ -375,6 +377,7 @@ function fetchNames(accs: Accumulator[]): string[] {
     for (const t of a.out.hessian ?? []) names.add(t.name);
     if (a.out.sample) names.add(a.out.sample);
     for (const q of a.out.outputSq ?? []) names.add(q.name);
+    for (const q of a.out.outputTrace ?? []) names.add(q.name);
   }
   return [...names];
 }
@@ -451,6 +454,15 @@ function accumulate(acc: Accumulator, r: ort.InferenceSession.ReturnType, first:
     acc.gramOut = last ? undefined : copies;
     acc.scaled = last;
   }
+  if (out.outputTrace?.length) {
+    const traces = (acc.traces ??= new Map());
+    for (const q of out.outputTrace) {
+      const y = toFloat32(r[q.name]);
+      let sum = traces.get(q.weight) ?? 0;
+      for (let i = 0; i < y.length; i++) sum += y[i];
+      traces.set(q.weight, sum);
+    }
+  }
   if (first && out.sample) {
     const t = r[out.sample];
     const x = toFloat32(t);
@@ -500,5 +512,10 @@ function finish(acc: Accumulator): LayerStats {
     mirrorTiles(acc.hessian, acc.out.hessian!, req.K, req.groups);
   }
   if (acc.sample) stats.sample = acc.sample;
+  if (acc.traces) {
+    // The Hessian's own scale: (2/n)·Σ‖Y‖² = tr(W·(2/n)XᵀX·Wᵀ).
+    const scale = hessianScale(acc.rows);
+    stats.outputTraces = new Map([...acc.traces].map(([w, t]) => [w, t * scale]));
+  }
   return stats;
 }

@@ -369,3 +369,64 @@ test('sweepGroupNM4 (branch-free mask selects) gives the bits of chooseGroupNM +
     assert.ok(a.wt.includes('-0') && a.mask.includes('0'), 'the case has −0 weights and pruned ones');
   }
 });
+
+test('referenceTrace: the denominator as given, no V = U⁻¹ factorised; num, masks and weights bit-identical to the computed route', async () => {
+  const cases: [number, number, number, SparseGptOptions, number][] = [
+    [40, 128, 400, { n: 2, m: 4 }, 0],
+    [40, 128, 400, { n: 2, m: 4, blockSize: 32 }, 17], // dead inputs
+    [30, 256, 60, { sparsity: 0.5 }, 9], // rank-deficient H
+    [64, 600, 300, { sparsity: 0.5, blockSize: 96 }, 0], // W₀·V over three panels on the computed route
+    [20, 64, 2, { n: 2, m: 4, dampening: 1 }, 0], // the numerator's trace fallback
+    [30, 200, 30, { n: 2, m: 4, dampening: 1e-9 }, 0], // fp32 factorisation fails: float64
+  ];
+  for (const [N, K, tokens, opts, deadEvery] of cases) {
+    const x = llmLikeActivations(tokens, K, N + K + tokens);
+    if (deadEvery) for (let t = 0; t < tokens; t++) for (let k = 3; k < K; k += deadEvery) x[t * K + k] = 0;
+    const h = hessianF64(x, tokens, K);
+    const w = randomF32(N * K, rng(N * K).normal);
+    // tr(W·H·Wᵀ) in float64, what the calibration pass reduces from the layer's output (LayerStats.outputTraces).
+    let trace = 0;
+    for (let n = 0; n < N; n++)
+      for (let i = 0; i < K; i++) {
+        let s = 0;
+        for (let j = 0; j < K; j++) s += h[i * K + j] * w[n * K + j];
+        trace += w[n * K + i] * s;
+      }
+    const label = `${N}×${K} T=${tokens} ${JSON.stringify(opts)} dead/${deadEvery}`;
+    const want = w.slice();
+    const r0 = await sparseGpt(want, N, K, h, { ...opts, outputError: true });
+    for (const transposed of [false, true]) {
+      const factors = new SparseGptFactorCache();
+      const got = transposed ? new Float32Array(N * K) : w.slice();
+      if (transposed) for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) got[k * N + n] = w[n * K + k];
+      const src = got.slice();
+      const r = await sparseGpt(got, N, K, h, {
+        ...opts,
+        outputError: true,
+        referenceTrace: trace,
+        factors,
+        ...(transposed
+          ? {
+              transposed,
+              original: (k0: number, k1: number, out: Float32Array) => out.set(src.subarray(k0 * N, k1 * N)),
+            }
+          : {}),
+      });
+      // (Below 97 columns the unblocked factorisation has V at hand anyway.)
+      if (K > 96) assert.equal(factors.entry!.v, undefined, `${label}: V was factorised`);
+      if (transposed) {
+        for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) assert.equal(got[k * N + n], want[n * K + k], label);
+      } else assert.deepEqual(got, want, label);
+      assert.deepEqual(r.mask, r0.mask, label);
+      assert.equal(r.error, r0.error, `${label} error`);
+      assert.equal(r.outputError!.num, r0.outputError!.num, `${label} num transposed=${transposed}`);
+      assert.equal(r.outputError!.den, trace, label);
+      const rel = Math.abs(trace - r0.outputError!.den) / r0.outputError!.den;
+      assert.ok(rel < 1e-5, `${label}: den ${trace} vs ${r0.outputError!.den}`);
+    }
+    // Not finite (or absent): the computed route, the same result.
+    const again = w.slice();
+    assert.deepEqual(await sparseGpt(again, N, K, h, { ...opts, outputError: true, referenceTrace: NaN }), r0);
+    assert.deepEqual(again, want);
+  }
+});

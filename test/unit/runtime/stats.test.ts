@@ -769,3 +769,103 @@ test('later passes start from their cut, fed what the first pass fetched there: 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** A PyTorch-exported-like block: q/k/v on one input, o_proj, an MLP and an LM head last (weights `onnx::MatMul_*`). */
+function torchNamedModel(): LoadedModel {
+  const b = new GraphBuilder({ opset: 17 });
+  b.input('input', 'float32', ['batch', 'seq', 16]);
+  let id = 101;
+  const mm = (x: string, path: string, K: number, N: number) => {
+    const w = `onnx::MatMul_${id}`;
+    b.initializer(w, 'float32', [K, N], randn(K * N, id++, 0.3));
+    return b.node('MatMul', [x, w], {}, { name: `${path}/MatMul`, output: `${path}/MatMul_output_0` });
+  };
+  const [q, k, v] = ['q', 'k', 'v'].map((p) => mm('input', `/model/layers.0/self_attn/${p}_proj`, 16, 24));
+  const h = b.node(
+    'Relu',
+    [b.node('Add', [b.node('Add', [q, k]), v])],
+    {},
+    { output: '/model/layers.0/Relu_output_0' },
+  );
+  const o = b.node('Tanh', [mm(h, '/model/layers.0/self_attn/o_proj', 24, 16)], {}, { output: '/model/Tanh_output_0' });
+  const u = b.node('Relu', [mm(o, '/model/layers.0/mlp/up_proj', 16, 32)], {}, { output: '/model/Relu_1_output_0' });
+  const d = b.node('Tanh', [mm(u, '/model/layers.0/mlp/down_proj', 32, 16)], {}, { output: '/model/norm/output_0' });
+  b.node('MatMul', [d, `onnx::MatMul_${id}`], {}, { name: '/lm_head/MatMul', output: 'logits' });
+  b.initializer(`onnx::MatMul_${id}`, 'float32', [16, 40], randn(16 * 40, id, 0.3));
+  b.output('logits', 'float32', ['batch', 'seq', 40]);
+  return b.build();
+}
+
+test('Hessian requests on plain MatMuls: tr(W·H·Wᵀ) of each reader from its own output over every row of every batch, for the passes that run it; none for an LM head past the pass', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    const model = torchNamedModel();
+    const ws = discoverWeights(model).filter((w) => w.op === 'MatMul');
+    assert.equal(ws.length, 7);
+    const [B, S] = [7, 5]; // batches of 3, 3 and 1 samples: 15, 15 and 5 rows
+    const opts = {
+      dataset: dataset('input', { dtype: 'float32', dims: [B, S, 16], data: randn(B * S * 16, 93) }),
+      ranges: planBatches(B, 3).ranges,
+    };
+    const requests = () =>
+      ws.map((w) => {
+        const output = consumerOutput(model, w);
+        assert.ok(output, w.name);
+        return { ...statsRequestFor(model, w, true), outputs: [output] };
+      });
+    /** float64 tr(W·H·Wᵀ) from the pass's Hessian and the canonical weight [N][K]. */
+    const traceOf = (name: string, h: Float64Array) => {
+      const w = ws.find((x) => x.name === name)!;
+      const m = readWeightMatrix(model, w);
+      let t = 0;
+      for (let n = 0; n < w.N; n++)
+        for (let i = 0; i < w.K; i++) {
+          let s = 0;
+          for (let j = 0; j < w.K; j++) s += h[i * w.K + j] * m[n * w.K + j];
+          t += m[n * w.K + i] * s;
+        }
+      return t;
+    };
+    const run = async (extra: Partial<StatsCollectorOptions>) => {
+      const { c } = collector(model, dir, { ...opts, maxHessianBytes: 1 << 20, ...extra });
+      for (const r of requests()) c.add(r);
+      const got = new Map<string, number | undefined>();
+      for (const w of ws) {
+        const s = await c.get(w.activation!);
+        assert.ok(s.tokens === B * S && s.hessian, w.name);
+        const t = s.outputTraces?.get(w.name);
+        got.set(w.name, t);
+        if (t === undefined) continue;
+        const want = traceOf(w.name, s.hessian[0]);
+        assert.ok(Math.abs(t - want) < 1e-5 * want, `${w.name}: ${t} vs ${want}`);
+      }
+      return { c, got };
+    };
+    const traced = (got: Map<string, number | undefined>) =>
+      [...got].filter(([, t]) => t !== undefined).map(([n]) => n);
+    // One pass: every MatMul runs for a later activation's reductions except the LM head.
+    const one = await run({});
+    assert.equal(one.c.passCount, 1);
+    assert.deepEqual(
+      traced(one.got),
+      ws.slice(0, 6).map((w) => w.name),
+    );
+    // Hessians capped at 8 KiB: passes {input, Relu}, {Tanh, norm} (from its cut), {Relu_1}. A reader's trace comes
+    // with its activation's pass, where its MatMul runs anyway: q/k/v (for Relu's) and up_proj (for norm's); o_proj
+    // and down_proj would run only for their trace, like the LM head. Equal to fp32 rounding where present.
+    const capped = await run({
+      maxHessianBytes: 32 * 32 * 8,
+      cutFor: (passReqs) => passCut(model, [...new Set(passReqs.map((r) => r.activation))]),
+    });
+    assert.equal(capped.c.passCount, 3);
+    const names = ws.map((w) => w.name);
+    assert.deepEqual(traced(capped.got), [...names.slice(0, 3), names[4]]);
+    for (const [n, t] of capped.got) if (t !== undefined) assert.ok(Math.abs(t - one.got.get(n)!) < 1e-5 * t, n);
+    // Sequential: one activation per pass, whose readers do not run in it; every Hessian as before.
+    const seq = await run({ sequential: true });
+    assert.equal(seq.c.passCount, 5);
+    assert.deepEqual(traced(seq.got), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -353,6 +353,72 @@ test('sparsegpt on a MatMul weight in its stored layout: layer error equals ‖X
   }
 });
 
+test('sparsegpt over 3 calibration batches with the denominator from the pass (PyTorch-style names): each layer error equals ‖X(W−Ŵ)‖/‖X·W‖ over every row; the LM head past the pass gets its own', async () => {
+  const [T, K, H, V] = [96, 48, 64, 80];
+  const b = new GraphBuilder();
+  b.input('input', 'float32', ['batch', K]);
+  const w1 = randn(K * H, 31, 0.3); // stored [K][H]
+  const w2 = randn(H * K, 32, 0.3);
+  const w3 = randn(K * V, 33, 0.3);
+  b.initializer('onnx::MatMul_201', 'float32', [K, H], w1);
+  b.initializer('onnx::MatMul_202', 'float32', [H, K], w2);
+  b.initializer('onnx::MatMul_203', 'float32', [K, V], w3);
+  const mm = (x: string, w: string, path: string) =>
+    b.node('MatMul', [x, w], {}, { name: `${path}/MatMul`, output: `${path}/MatMul_output_0` });
+  const u = b.node('Relu', [mm('input', 'onnx::MatMul_201', '/model/layers.0/mlp/up_proj')]);
+  const d = b.node('Tanh', [mm(u, 'onnx::MatMul_202', '/model/layers.0/mlp/down_proj')]);
+  b.node('MatMul', [d, 'onnx::MatMul_203'], {}, { name: '/lm_head/MatMul', output: 'logits' });
+  b.output('logits', 'float32', ['batch', V]);
+  const x = randn(T * K, 34);
+  const c = await writeCase(dir, 'sgpt-trace', b.build(), { input: { dtype: 'float32', dims: [T, K], data: x } });
+  const out = join(dir, 'sgpt-trace-out');
+  // One pass (which may fetch the model's output, running the head anyway), and two under a Hessian cap: the head's
+  // input alone in the second, cut to what its reductions need, so the head's MatMul does not run there.
+  for (const maxHessianBytes of [1 << 24, (K * K + H * H) * 8]) {
+    const recipe = {
+      method: 'sparsity',
+      pattern: '2:4',
+      criterion: 'sparsegpt',
+      calibration: { samples: T, batchSize: 32, maxHessianBytes },
+    };
+    const res = await run(recipe, c.modelPath, `${out}-${maxHessianBytes}`, { calibrationPath: c.dataPath });
+    assert.equal((res.report.calibration as { passes?: number }).passes, maxHessianBytes === 1 << 24 ? 1 : 2);
+    const model = await loadModel(join(`${out}-${maxHessianBytes}`, 'model.onnx'));
+    // The dense activations in float64: up's input x, down's input relu(x·W1), the head's input tanh(·W2).
+    const layer = (inputs: Float64Array[], w: Float32Array, k: number, n: number) =>
+      inputs.map((xr) =>
+        Float64Array.from({ length: n }, (_, j) => {
+          let y = 0;
+          for (let i = 0; i < k; i++) y += xr[i] * w[i * n + j];
+          return y;
+        }),
+      );
+    const xs = Array.from({ length: T }, (_, t) => Float64Array.from(x.subarray(t * K, (t + 1) * K)));
+    const hs = layer(xs, w1, K, H).map((r) => r.map((v) => Math.max(0, v)));
+    const ds = layer(hs, w2, H, K).map((r) => r.map(Math.tanh));
+    for (const [name, w, inputs, k, n] of [
+      ['onnx::MatMul_201', w1, xs, K, H],
+      ['onnx::MatMul_202', w2, hs, H, K],
+      ['onnx::MatMul_203', w3, ds, K, V],
+    ] as const) {
+      const wHat = tensorToFloat32(model, storedTensor(model, name)!);
+      const delta = w.map((v, i) => v - wHat[i]);
+      let num = 0;
+      let den = 0;
+      const ys = layer(inputs, w, k, n);
+      const es = layer(inputs, delta, k, n);
+      for (let t = 0; t < T; t++)
+        for (let j = 0; j < n; j++) {
+          den += ys[t][j] ** 2;
+          num += es[t][j] ** 2;
+        }
+      const want = Math.sqrt(num / den);
+      const row = res.report.layers.find((l) => l.name === name)!;
+      assert.ok(row && Math.abs(row.relError! - want) < 1e-4 * want, `${name}: ${row?.relError} vs ${want}`);
+    }
+  }
+});
+
 test('wanda in the stored layout: each layer error equals ‖X_s(W−Ŵ)‖/‖X_s·W‖ on the sampled rows (every 3rd of 600), its reference reduced in the calibration pass', async () => {
   const [T, K, H, N] = [600, 48, 64, 32];
   const b = new GraphBuilder();
