@@ -149,12 +149,23 @@ export class HessianErrors {
     readonly reference: number,
   ) {}
 
-  static async of(w: Float32Array, N: number, K: number, hessian: Float64Array): Promise<HessianErrors> {
+  /**
+   * `reference`: tr(W·H·Wᵀ) when the caller already has it (the calibration pass reduced it from the layer's own output,
+   * LayerStats.outputTraces); else measured here, one N×K×K product.
+   */
+  static async of(
+    w: Float32Array,
+    N: number,
+    K: number,
+    hessian: Float64Array,
+    reference?: number,
+  ): Promise<HessianErrors> {
     if (w.length !== N * K) throw new RowErrorsShapeError(`HessianErrors: W must be ${N}×${K}, got ${w.length}`);
     if (hessian.length !== K * K)
       throw new RowErrorsShapeError(`HessianErrors: H must be ${K}×${K}, got ${hessian.length} values`);
     const h = Float32Array.from(hessian);
-    return new HessianErrors(h, N, K, dot(await matmul(w, h, N, K, K), w));
+    const given = reference !== undefined && Number.isFinite(reference);
+    return new HessianErrors(h, N, K, given ? reference : dot(await matmul(w, h, N, K, K), w));
   }
 
   /** E·H and ⟨E·H, E⟩ for a residual E = W − W_C [N][K] (E may be overwritten afterwards). */

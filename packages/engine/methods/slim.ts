@@ -311,6 +311,7 @@ async function compressOne(
       error: ctx.hasCalibration ? (x) => ctx.relativeError(w, weights, x) : undefined,
       errorRows: errorRowsOf(ctx, stats, w, ws),
       errorHessian: ctx.hasCalibration && stats?.hessian?.length === 1 ? hessian : undefined,
+      errorHessianReference: stats?.outputTraces?.get(w.name),
       // Each error is an O(N·K²) GEMM: big layers get it before the adapter and at the end only.
       stageErrors: N * K * K <= STAGE_ERROR_FLOPS,
       effective: false, // nothing here reads it (the codes are checked below)

@@ -87,6 +87,8 @@ export interface SlimLayerOptions {
    * part instead of one per candidate), and `error` is not called. errorRows wins when both are given.
    */
   errorHessian?: Float64Array;
+  /** tr(W·H·Wᵀ) for errorHessian when the calibration pass already reduced it (LayerStats.outputTraces). */
+  errorHessianReference?: number;
   /**
    * Also measure the intermediate stages (after the first adapter, after the re-quantization, after each refit),
    * not only before the adapter and at the end. Each measurement is a K×K quadratic form per row (O(N·K²)); with
@@ -268,7 +270,7 @@ async function sharedErrors(w: Float32Array, N: number, K: number, o: SlimLayerO
     const { x, rows, reference, buffer } = o.errorRows;
     return (await RowErrors.of(w, N, K, x, rows, reference, buffer)) as SharedErrors;
   }
-  return (await HessianErrors.of(w, N, K, o.errorHessian!)) as unknown as SharedErrors;
+  return (await HessianErrors.of(w, N, K, o.errorHessian!, o.errorHessianReference)) as unknown as SharedErrors;
 }
 
 /** Transpose a rows×cols row-major matrix. */

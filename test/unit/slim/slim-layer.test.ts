@@ -343,6 +343,36 @@ test('slimLayer errorHessian: the errors from shared products equal relativeOutp
   }
 });
 
+test('slimLayer errorHessianReference: a given tr(W·H·Wᵀ) from the calibration pass is the denominator of the errors', async () => {
+  const { w, h, xNorm } = setup();
+  // tr(W·H·Wᵀ) in float64: what LayerStats.outputTraces carries for a plain MatMul.
+  let trace = 0;
+  for (let n = 0; n < N; n++)
+    for (let i = 0; i < K; i++) {
+      let hw = 0;
+      for (let j = 0; j < K; j++) hw += h[i * K + j] * w[n * K + j];
+      trace += w[n * K + i] * hw;
+    }
+  const o = { ...base, saliency: 'whitened' as const, errorHessian: h };
+  const measured = await slimLayer(w, N, K, { xNorm, hessian: h }, o);
+  const given = await slimLayer(w, N, K, { xNorm, hessian: h }, { ...o, errorHessianReference: trace });
+  assertStageErrorsClose(given.errors, measured.errors, 'exact trace');
+  assert.deepEqual(given.quantized.codes, measured.quantized.codes);
+  // Four times the trace halves every error: the given value is used, not re-measured.
+  const scaled = await slimLayer(w, N, K, { xNorm, hessian: h }, { ...o, errorHessianReference: 4 * trace });
+  const halve = (e: StageErrors): StageErrors => ({
+    beforeAdapter: e.beforeAdapter! / 2,
+    afterAdapter: e.afterAdapter === null ? null : e.afterAdapter / 2,
+    afterFinalRequant: e.afterFinalRequant === null ? null : e.afterFinalRequant / 2,
+    refits: e.refits.map((x) => (x === null ? null : x / 2)),
+    final: e.final! / 2,
+  });
+  assertStageErrorsClose(scaled.errors, halve(measured.errors), '4 × trace');
+  // A non-finite trace is ignored (measured as before).
+  const nan = await slimLayer(w, N, K, { xNorm, hessian: h }, { ...o, errorHessianReference: NaN });
+  assert.deepEqual(nan.errors, measured.errors);
+});
+
 type StageErrors = Awaited<ReturnType<typeof slimLayer>>['errors'];
 
 /** Every stage error of `got` equals `want` to 1e-5 relative (null where want is null). */
