@@ -8,7 +8,7 @@ import { addGraphOutputs, liveNodes, namesReadBy, tensorValueInfo, valueElemType
 import { saveModel, type LoadedModel } from '../onnx/model.js';
 import type { WeightRef } from '../onnx/weights.js';
 import { findGraph, nodeKey } from '../onnx/walk.js';
-import { outputErrorOnRows, relativeOutputError } from '../math/relerr.js';
+import { errorRatio, outputErrorOnRows, quadraticTraces, relativeOutputError } from '../math/relerr.js';
 import type { LayerStats } from '../methods/types.js';
 import { convGeometry, geometryKey } from './conv.js';
 import { openSession, type ExecutionProvider, type OpenedSession } from './session.js';
@@ -231,7 +231,8 @@ function outputNames(o: CaptureOutputs): string[] {
 /**
  * ‖X(W−Ŵ)‖/‖XW‖ from the calibration Hessian(s), else from the row sample (LayerStats.sample); grouped Conv sums
  * numerator and denominator over groups (output rows of group g see only group g's inputs). null when there is
- * neither.
+ * neither. With one Hessian and the pass's tr(W·H·Wᵀ) for this weight (LayerStats.outputTraces) only the numerator
+ * tr(ΔHΔᵀ) is computed: N·K² flops instead of the 2·N·K² of both traces.
  */
 export async function layerRelativeError(
   w: WeightRef,
@@ -242,7 +243,13 @@ export async function layerRelativeError(
   const hs = stats?.hessian;
   if (!hs) return stats?.sample ? sampleRelativeError(w, stats.sample, before, after) : null;
   const { N, K } = w;
-  if (hs.length === 1) return relativeOutputError(before, after, N, K, hs[0]);
+  if (hs.length === 1) {
+    const den = stats.outputTraces?.get(w.name);
+    if (den === undefined || !Number.isFinite(den)) return relativeOutputError(before, after, N, K, hs[0]);
+    const delta = new Float32Array(N * K);
+    for (let i = 0; i < delta.length; i++) delta[i] = before[i] - after[i];
+    return errorRatio((await quadraticTraces(delta, N, K, hs[0])).num, den);
+  }
   const per = N / hs.length;
   let num = 0;
   let den = 0;

@@ -869,3 +869,43 @@ test('Hessian requests on plain MatMuls: tr(W·H·Wᵀ) of each reader from its 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('layerRelativeError with the pass’s tr(W·H·Wᵀ) (LayerStats.outputTraces) computes only tr(ΔHΔᵀ): the same error', async () => {
+  const [T, N, K] = [50, 24, 96]; // N·K·K over the JS route's limit at 2N rows and under it at N: both routes met
+  const x = randn(T * K, 3);
+  const w = randn(N * K, 4);
+  const h = new Float64Array(K * K);
+  for (let t = 0; t < T; t++)
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) h[i * K + j] += (2 / T) * x[t * K + i] * x[t * K + j];
+  let trace = 0; // tr(W·H·Wᵀ) in float64
+  for (let n = 0; n < N; n++)
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) trace += w[n * K + i] * h[i * K + j] * w[n * K + j];
+  const after = w.map((v, i) => (i % 4 < 2 ? 0 : v));
+  let num = 0; // ‖X(W − Ŵ)ᵀ‖² and ‖XWᵀ‖² in float64
+  let den = 0;
+  for (let t = 0; t < T; t++)
+    for (let n = 0; n < N; n++) {
+      let y = 0;
+      let d = 0;
+      for (let k = 0; k < K; k++) {
+        y += x[t * K + k] * w[n * K + k];
+        d += x[t * K + k] * (w[n * K + k] - after[n * K + k]);
+      }
+      num += d * d;
+      den += y * y;
+    }
+  const want = Math.sqrt(num / den);
+  const ref = { name: 'onnx::MatMul_123', N, K } as unknown as Parameters<typeof layerRelativeError>[0];
+  const stats = (traces?: Map<string, number>) =>
+    ({ hessian: [h], ...(traces ? { outputTraces: traces } : {}) }) as unknown as Parameters<
+      typeof layerRelativeError
+    >[1];
+  const measured = (await layerRelativeError(ref, stats(), w, after))!;
+  const given = (await layerRelativeError(ref, stats(new Map([[ref.name, trace]])), w, after))!;
+  assert.ok(Math.abs(measured - want) < 1e-5 * want, `${measured} vs ${want}`);
+  assert.ok(Math.abs(given - want) < 1e-5 * want, `${given} vs ${want}`);
+  // The given trace is the denominator (not re-measured): four times it halves the error; another weight's is not read.
+  const quarter = (await layerRelativeError(ref, stats(new Map([[ref.name, 4 * trace]])), w, after))!;
+  assert.ok(Math.abs(quarter - want / 2) < 1e-5 * want, `${quarter} vs ${want / 2}`);
+  assert.equal(await layerRelativeError(ref, stats(new Map([['other', 4 * trace]])), w, after), measured);
+});
