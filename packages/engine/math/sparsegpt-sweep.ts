@@ -1,5 +1,8 @@
 // The in-block OBS sweep of SparseGPT (math/sparsegpt.ts): JS loops over groups of columns of Wᵀ, all rows at once.
 // Arithmetic of each update in double, rounded to fp32 on store, in the order of the one-column-at-a-time sweep.
+// N:4 leaves run as a WebAssembly SIMD kernel where available (math/sparsegpt-sweep-simd.ts, same bits).
+
+import { sweepLeafNM4Simd } from './sparsegpt-sweep-simd.js';
 
 /**
  * N:M mask of the group of columns [g, g+m) for every row, from the weights as updated so far: keep the n largest
@@ -221,6 +224,32 @@ export function sweepGroupNM4(
   let loss = 0;
   for (let i = 0; i < 4 * N; i++) loss += e[i] * e[i];
   restOfLeaf4(wt, u, e, N, K, g, c1);
+  return loss;
+}
+
+/**
+ * The groups of four columns of the leaf [c0, c1) (c1 − c0 a multiple of 4) swept by sweepGroupNM4 one after the
+ * other, each group's loss added to `loss` in turn; returns the new loss. Runs the SIMD kernel where available (the
+ * same bits: rows are independent, so it takes all of a leaf's groups for a chunk of rows at a time), else the
+ * JavaScript. `e` holds 4·N float64.
+ */
+export function sweepLeafNM4(
+  wt: Float32Array,
+  u: Float32Array,
+  errT: Float32Array,
+  errBase: number,
+  mask: Uint8Array,
+  N: number,
+  K: number,
+  c0: number,
+  c1: number,
+  n: number,
+  e: Float64Array,
+  loss: number,
+): number {
+  const simd = sweepLeafNM4Simd(wt, u, errT, errBase, mask, N, K, c0, c1, n, loss);
+  if (simd !== null) return simd;
+  for (let g = c0; g < c1; g += 4) loss += sweepGroupNM4(wt, u, errT, errBase, mask, N, K, g, c1, n, e);
   return loss;
 }
 

@@ -16,7 +16,7 @@ import {
 import { quadraticTraces } from './relerr.js';
 import { transposeInto } from './transpose.js';
 import { pruneLowest } from './nm.js';
-import { chooseGroupNM, sweepGroup, sweepGroupNM4 } from './sparsegpt-sweep.js';
+import { chooseGroupNM, sweepGroup, sweepGroupNM4, sweepLeafNM4 } from './sparsegpt-sweep.js';
 
 import {
   checkHessianValues,
@@ -132,6 +132,11 @@ export async function sparseGpt(
   const gw = o.nm ? o.nm.m : UNSTRUCTURED_GROUP;
   const sweep = { e: new Float64Array(gw * N), keep: new Uint8Array(gw * N), u: new Float64Array(gw) };
   const sweepLeaf = (c0: number, c1: number) => {
+    if (o.nm && gw === 4 && (c1 - c0) % 4 === 0) {
+      // N:4 (the hot case): the whole leaf at once, a SIMD kernel where available.
+      state.loss = sweepLeafNM4(wt, u, errT, state.errBase, mask, N, K, c0, c1, o.nm.n, sweep.e, state.loss);
+      return;
+    }
     for (let g = c0; g < c1; g += gw) {
       const gm = Math.min(gw, c1 - g);
       const kb = state.keepBlock;

@@ -241,3 +241,17 @@ export function ensureBytes(k: WasmKernel<unknown>, bytes: number): ArrayBuffer 
   if (have < bytes) k.memory.grow(Math.ceil((bytes - have) / 65536));
   return k.memory.buffer;
 }
+
+// Used by math/sparsegpt-sweep-simd.ts.
+/** v128.load64_zero at the address on the stack + `offset` bytes (two floats into the low half). */
+export const load64zeroAt = (offset: number) => [...simd(0x5d), 3, ...uleb(offset)];
+/** v128.store64_lane `lane` at the address under the value + `offset` bytes. */
+export const store64laneAt = (offset: number, lane: number) => [...simd(0x5b), 3, ...uleb(offset), lane];
+/** v128.store32_lane `lane` at the address under the value + `offset` bytes (unaligned). */
+export const store32laneAt = (offset: number, lane: number) => [...simd(0x5a), 0, ...uleb(offset), lane];
+export const f64x2ne = simd(0x48);
+export const f64x2gt = simd(0x4a);
+export const f64x2div = simd(0xf3);
+export const i64x2gtS = simd(0xd9);
+export const i64x2splat = simd(0x12);
+export const I64_EXTEND_I32_S = 0xac;
