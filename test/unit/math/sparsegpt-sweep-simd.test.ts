@@ -11,7 +11,9 @@ const bits = (a: ArrayLike<number>) => Array.from(a, (x) => (Object.is(x, -0) ? 
 function leafProblem(N: number, K: number, seed: number) {
   const { normal, uniform } = rng(seed);
   const w0 = randomF32(K * N, normal);
-  for (let i = 0; i < w0.length; i += 7) w0[i] = w0[i + 1 < w0.length ? i + 1 : i];
+  // Ties across a group's columns (equal U_jj, equal |w|) on every third row.
+  for (let col = 0; col < K; col++)
+    for (let r = 0; r < N; r += 3) w0[col * N + r] = (col % 2 ? -1 : 1) * w0[(col - (col % 4)) * N + r];
   for (let i = 3; i < w0.length; i += 11) w0[i] = uniform() < 0.5 ? 0 : -0;
   for (let i = 5; i < w0.length; i += 13) w0[i] = (uniform() < 0.5 ? -1 : 1) * 1e-40 * (1 + uniform());
   for (let i = 9; i < w0.length; i += 17) w0[i] = (uniform() < 0.5 ? -1 : 1) * 1.4e-45;
