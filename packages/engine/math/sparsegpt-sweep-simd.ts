@@ -56,8 +56,8 @@ import {
   v128storeAt,
 } from './wasm-simd.js';
 
-/** Rows per chunk staged through the kernel's memory (a 16-column leaf: ~13 bytes per weight, ~420 KB). */
-const CHUNK_ROWS = 2048;
+/** Rows per chunk staged through the kernel's memory (a 16-column leaf: 17 bytes per weight, ~140 KB; 2048 ran ~25 % slower). */
+const CHUNK_ROWS = 512;
 
 /** Per group: d0..d3, 1/d0..1/d3, u01 u02 u03 u12 u13 u23, then four U entries per later column of the leaf. */
 const GROUP_HEAD = 14;
@@ -71,6 +71,7 @@ type LeafFn = (
   offW: number,
   offE: number,
   offM: number,
+  offE32: number,
 ) => void;
 
 const kernel = new LazyKernel<LeafFn>(leafBytes, 'leaf4');
@@ -116,7 +117,8 @@ export function sweepLeafNM4Simd(
   const offP = 0;
   const offW = align16(G * stride * 8);
   const offE = align16(offW + L * maxRows * 4);
-  const offM = align16(offE + L * maxRows * 8);
+  const offE32 = align16(offE + L * maxRows * 8);
+  const offM = align16(offE32 + L * maxRows * 4);
   const buf = ensureBytes(k, offM + L * maxRows + 16);
   const params = new Float64Array(buf, offP, G * stride);
   for (let gi = 0; gi < G; gi++) {
@@ -147,10 +149,12 @@ export function sweepLeafNM4Simd(
       w32.set(wt.subarray(src, src + R), j * Rp);
       if (Rp > R) w32[j * Rp + R] = 0;
     }
-    k.fn(Rp, L, G, n, offP, offW, offE, offM);
+    k.fn(Rp, L, G, n, offP, offW, offE, offM, offE32);
     for (let j = 0; j < L; j++) wt.set(w32.subarray(j * Rp, j * Rp + R), (c0 + j) * N + r0);
     const e64 = new Float64Array(buf, offE, L * Rp);
     for (let j = 0; j < L; j++) e.set(e64.subarray(j * Rp, j * Rp + R), j * N + r0);
+    const e32 = new Float32Array(buf, offE32, L * Rp);
+    for (let j = 0; j < L; j++) errT.set(e32.subarray(j * Rp, j * Rp + R), (c0 + j - errBase) * N + r0);
     if (mask.length) {
       const m8 = new Uint8Array(buf, offM, L * Rp);
       for (let r = 0; r < R; r++) {
@@ -160,12 +164,30 @@ export function sweepLeafNM4Simd(
       }
     }
   }
+  // Each group's loss is its own sequential sum (sweepGroupNM4's order); a 16-column leaf runs its four at once.
+  if (G === 4) {
+    const M = 4 * N;
+    let l0 = 0;
+    let l1 = 0;
+    let l2 = 0;
+    let l3 = 0;
+    for (let i = 0; i < M; i++) {
+      const a = e[i];
+      const b = e[M + i];
+      const d = e[2 * M + i];
+      const f = e[3 * M + i];
+      l0 += a * a;
+      l1 += b * b;
+      l2 += d * d;
+      l3 += f * f;
+    }
+    return loss + l0 + l1 + l2 + l3;
+  }
   for (let gi = 0; gi < G; gi++) {
     let l = 0;
     for (let i = 4 * gi * N, end = i + 4 * N; i < end; i++) l += e[i] * e[i];
     loss += l;
   }
-  for (let j = 0; j < L; j++) errT.set(e.subarray(j * N, (j + 1) * N), (c0 + j - errBase) * N);
   return loss;
 }
 
@@ -174,20 +196,22 @@ function align16(x: number): number {
 }
 
 /**
- * leaf4(rows, cols, groups, n, offP, offW, offE, offM): `cols` fp32 columns of `rows` (even) rows at offW (column j
- * at offW + 4·j·rows), swept in place group by group; float64 errors to offE (same layout, 8 bytes a row), the keep
- * bytes row-major (`cols` a row) to offM; the per-group constants at offP (GROUP_HEAD + 4·cols float64 each).
+ * leaf4(rows, cols, groups, n, offP, offW, offE, offM, offE32): `cols` fp32 columns of `rows` (even) rows at offW
+ * (column j at offW + 4·j·rows), swept in place group by group; float64 errors to offE (same layout, 8 bytes a row)
+ * and rounded to fp32 at offE32 (the layout of the weights), the keep bytes row-major (`cols` a row) to offM; the per-group constants at offP (GROUP_HEAD + 4·cols float64 each).
  */
 function leafBytes(): Uint8Array {
-  const [ROWS, COLS, GROUPS, NN, OFF_P, OFF_W, OFF_E, OFF_M] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const [ROWS, COLS, GROUPS, NN, OFF_P, OFF_W, OFF_E, OFF_M, OFF_E32] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   // i32 locals
-  const [GI, P, R, CS, A, J, EA, JA, PJ, NREST, WG, EG, MA] = [8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
+  const [GI, P, R, CS, A, J, EA, JA, PJ, NREST, WG, EG, MA, E32G] = [
+    9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+  ];
   // v128 locals
-  const W = [21, 22, 23, 24];
-  const E = [25, 26, 27, 28];
-  const KP = [29, 30, 31, 32];
-  const S = [33, 34, 35, 36];
-  const [Q, NEGN, X, ONES] = [37, 38, 39, 40];
+  const W = [23, 24, 25, 26];
+  const E = [27, 28, 29, 30];
+  const KP = [31, 32, 33, 34];
+  const S = [35, 36, 37, 38];
+  const [Q, NEGN, ONES] = [39, 40, 41];
 
   const param = (i: number) => c(get(P), load64splatAt(8 * i));
   const round = c(demoteF64toF32Zero, promoteLowF32toF64);
@@ -262,6 +286,14 @@ function leafBytes(): Uint8Array {
     I32_MUL,
     I32_ADD,
     set(EG),
+    get(OFF_E32),
+    get(GI),
+    get(CS),
+    I32_MUL,
+    i32c(4),
+    I32_MUL,
+    I32_ADD,
+    set(E32G),
     get(COLS),
     get(GI),
     i32c(4),
@@ -327,6 +359,23 @@ function leafBytes(): Uint8Array {
     prune(3),
     ...[0, 1, 2, 3].flatMap((t) => c(col(t), get(W[t]), demoteF64toF32Zero, store64laneAt(0, 0))),
     ...[0, 1, 2, 3].flatMap((t) => c(get(EA), get(CS), i32c(2 * t), I32_MUL, I32_ADD, get(E[t]), v128storeAt(0))),
+    // The errors rounded to fp32 (Errᵀ's values).
+    ...[0, 1, 2, 3].flatMap((t) =>
+      c(
+        get(E32G),
+        get(R),
+        i32c(4),
+        I32_MUL,
+        I32_ADD,
+        get(CS),
+        i32c(t),
+        I32_MUL,
+        I32_ADD,
+        get(E[t]),
+        demoteF64toF32Zero,
+        store64laneAt(0, 0),
+      ),
+    ),
     // Keep bytes (0/1) of rows r and r + 1.
     get(MA),
     get(R),
@@ -422,11 +471,11 @@ function leafBytes(): Uint8Array {
   );
   return moduleBytes(
     'leaf4',
-    [I32, I32, I32, I32, I32, I32, I32, I32],
+    [I32, I32, I32, I32, I32, I32, I32, I32, I32],
     [],
     [
-      [13, I32],
-      [20, V128],
+      [14, I32],
+      [19, V128],
     ],
     body,
   );
