@@ -195,57 +195,188 @@ function align16(x: number): number {
   return (x + 15) & ~15;
 }
 
+// leaf4's parameters and locals (i32, then v128).
+const [ROWS, COLS, GROUPS, NN, OFF_P, OFF_W, OFF_E, OFF_M, OFF_E32] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+// i32 locals
+const [GI, P, R, CS, A, J, EA, JA, PJ, NREST, WG, EG, MA, E32G] = [
+  9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+];
+// v128 locals
+const W = [23, 24, 25, 26];
+const E = [27, 28, 29, 30];
+const KP = [31, 32, 33, 34];
+const S = [35, 36, 37, 38];
+const [Q, NEGN, ONES] = [39, 40, 41];
+
+const param = (i: number) => c(get(P), load64splatAt(8 * i));
+const round = c(demoteF64toF32Zero, promoteLowF32toF64);
+const col = (t: number) => c(get(A), get(CS), i32c(t), I32_MUL, I32_ADD);
+const cmp = (x: number, y: number, op: number[]) => c(get(x), get(y), op); // x op y: all ones where true
+// keep = (count of the others ranking above) < n, with each true comparison −1: −count > −n.
+const keep = (a: number[], b: number[], d: number[], k: number) =>
+  c(a, b, i64x2add, d, i64x2add, get(NEGN), i64x2gtS, set(k));
+// w_t −= e_s · U_st, rounded to fp32.
+const upd = (t: number, s: number, pi: number) =>
+  c(get(W[t]), get(E[s]), param(pi), f64x2mul, f64x2sub, round, set(W[t]));
+// Column t's error and its pruning: q = w/d; e = q & ~keep; w cleared where pruned and q ≠ 0.
+const prune = (t: number) =>
+  c(
+    get(W[t]),
+    param(t),
+    f64x2div,
+    tee(Q),
+    get(KP[t]),
+    v128andnot,
+    set(E[t]),
+    get(W[t]),
+    get(Q),
+    V128_ZERO,
+    f64x2ne,
+    get(KP[t]),
+    v128andnot,
+    v128andnot,
+    set(W[t]),
+  );
+// Bytes 0 and 8 of the four keep masks (rows r, r+1) → [k0 k1 k2 k3](r) [k0 k1 k2 k3](r+1) in bytes 0..7.
+const pairLanes = [0, 16, 8, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+const quadLanes = [0, 1, 16, 17, 2, 3, 18, 19, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/** One group (locals W, E, KP) on the row pair at A: mask, errors, in-group updates, stores of weights, errors, keep bytes. */
+function groupRowPair(): number[] {
+  return c(
+    // The group's weights, and their scores (w·(1/d))².
+    ...[0, 1, 2, 3].flatMap((t) =>
+      c(
+        col(t),
+        load64zeroAt(0),
+        promoteLowF32toF64,
+        tee(W[t]),
+        param(4 + t),
+        f64x2mul,
+        tee(Q),
+        get(Q),
+        f64x2mul,
+        set(S[t]),
+      ),
+    ),
+    keep(cmp(S[1], S[0], f64x2gt), cmp(S[2], S[0], f64x2gt), cmp(S[3], S[0], f64x2gt), KP[0]),
+    keep(cmp(S[0], S[1], f64x2ge), cmp(S[2], S[1], f64x2gt), cmp(S[3], S[1], f64x2gt), KP[1]),
+    keep(cmp(S[0], S[2], f64x2ge), cmp(S[1], S[2], f64x2ge), cmp(S[3], S[2], f64x2gt), KP[2]),
+    keep(cmp(S[0], S[3], f64x2ge), cmp(S[1], S[3], f64x2ge), cmp(S[2], S[3], f64x2ge), KP[3]),
+    prune(0),
+    upd(1, 0, 8),
+    upd(2, 0, 9),
+    upd(3, 0, 10),
+    prune(1),
+    upd(2, 1, 11),
+    upd(3, 1, 12),
+    prune(2),
+    upd(3, 2, 13),
+    prune(3),
+    ...[0, 1, 2, 3].flatMap((t) => c(col(t), get(W[t]), demoteF64toF32Zero, store64laneAt(0, 0))),
+    ...[0, 1, 2, 3].flatMap((t) => c(get(EA), get(CS), i32c(2 * t), I32_MUL, I32_ADD, get(E[t]), v128storeAt(0))),
+    // The errors rounded to fp32 (Errᵀ's values).
+    ...[0, 1, 2, 3].flatMap((t) =>
+      c(
+        get(E32G),
+        get(R),
+        i32c(4),
+        I32_MUL,
+        I32_ADD,
+        get(CS),
+        i32c(t),
+        I32_MUL,
+        I32_ADD,
+        get(E[t]),
+        demoteF64toF32Zero,
+        store64laneAt(0, 0),
+      ),
+    ),
+    // Keep bytes (0/1) of rows r and r + 1.
+    get(MA),
+    get(R),
+    get(COLS),
+    I32_MUL,
+    I32_ADD,
+    tee(J),
+    get(KP[0]),
+    get(KP[1]),
+    shuffle(pairLanes),
+    get(KP[2]),
+    get(KP[3]),
+    shuffle(pairLanes),
+    shuffle(quadLanes),
+    get(ONES),
+    v128and,
+    tee(Q),
+    store32laneAt(0, 0),
+    get(J),
+    get(COLS),
+    I32_ADD,
+    get(Q),
+    store32laneAt(0, 1),
+  );
+}
+
+/** The rest of the leaf after the group, for the row pair at A: per column the group's four updates. */
+function restColumns(): number[] {
+  return c(
+    // The rest of the leaf: per column the four updates in order, each rounded to fp32.
+    col(4),
+    set(JA),
+    get(P),
+    i32c(8 * GROUP_HEAD),
+    I32_ADD,
+    set(PJ),
+    i32c(0),
+    set(J),
+    BLOCK,
+    LOOP,
+    get(J),
+    get(NREST),
+    I32_GE_S,
+    brIf(1),
+    get(JA),
+    get(JA),
+    load64zeroAt(0),
+    promoteLowF32toF64,
+    ...[0, 1, 2, 3].flatMap((t) =>
+      c(
+        get(E[t]),
+        get(PJ),
+        load64splatAt(8 * t),
+        f64x2mul,
+        f64x2sub,
+        demoteF64toF32Zero,
+        t < 3 ? promoteLowF32toF64 : [],
+      ),
+    ),
+    store64laneAt(0, 0),
+    get(JA),
+    get(CS),
+    I32_ADD,
+    set(JA),
+    get(PJ),
+    i32c(32),
+    I32_ADD,
+    set(PJ),
+    get(J),
+    i32c(1),
+    I32_ADD,
+    set(J),
+    br(0),
+    END,
+    END,
+  );
+}
+
 /**
  * leaf4(rows, cols, groups, n, offP, offW, offE, offM, offE32): `cols` fp32 columns of `rows` (even) rows at offW
  * (column j at offW + 4·j·rows), swept in place group by group; float64 errors to offE (same layout, 8 bytes a row)
- * and rounded to fp32 at offE32 (the layout of the weights), the keep bytes row-major (`cols` a row) to offM; the per-group constants at offP (GROUP_HEAD + 4·cols float64 each).
+ * and rounded to fp32 at offE32 (the layout of the weights), the keep bytes row-major (`cols` a row) to offM; the
+ * per-group constants at offP (GROUP_HEAD + 4·cols float64 each).
  */
 function leafBytes(): Uint8Array {
-  const [ROWS, COLS, GROUPS, NN, OFF_P, OFF_W, OFF_E, OFF_M, OFF_E32] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
-  // i32 locals
-  const [GI, P, R, CS, A, J, EA, JA, PJ, NREST, WG, EG, MA, E32G] = [
-    9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
-  ];
-  // v128 locals
-  const W = [23, 24, 25, 26];
-  const E = [27, 28, 29, 30];
-  const KP = [31, 32, 33, 34];
-  const S = [35, 36, 37, 38];
-  const [Q, NEGN, ONES] = [39, 40, 41];
-
-  const param = (i: number) => c(get(P), load64splatAt(8 * i));
-  const round = c(demoteF64toF32Zero, promoteLowF32toF64);
-  const col = (t: number) => c(get(A), get(CS), i32c(t), I32_MUL, I32_ADD);
-  const cmp = (x: number, y: number, op: number[]) => c(get(x), get(y), op); // x op y: all ones where true
-  // keep = (count of the others ranking above) < n, with each true comparison −1: −count > −n.
-  const keep = (a: number[], b: number[], d: number[], k: number) =>
-    c(a, b, i64x2add, d, i64x2add, get(NEGN), i64x2gtS, set(k));
-  // w_t −= e_s · U_st, rounded to fp32.
-  const upd = (t: number, s: number, pi: number) =>
-    c(get(W[t]), get(E[s]), param(pi), f64x2mul, f64x2sub, round, set(W[t]));
-  // Column t's error and its pruning: q = w/d; e = q & ~keep; w cleared where pruned and q ≠ 0.
-  const prune = (t: number) =>
-    c(
-      get(W[t]),
-      param(t),
-      f64x2div,
-      tee(Q),
-      get(KP[t]),
-      v128andnot,
-      set(E[t]),
-      get(W[t]),
-      get(Q),
-      V128_ZERO,
-      f64x2ne,
-      get(KP[t]),
-      v128andnot,
-      v128andnot,
-      set(W[t]),
-    );
-  // Bytes 0 and 8 of the four keep masks (rows r, r+1) → [k0 k1 k2 k3](r) [k0 k1 k2 k3](r+1) in bytes 0..7.
-  const pairLanes = [0, 16, 8, 24, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-  const quadLanes = [0, 1, 16, 17, 2, 3, 18, 19, 0, 0, 0, 0, 0, 0, 0, 0];
-
   const body = c(
     get(ROWS),
     i32c(4),
@@ -328,123 +459,8 @@ function leafBytes(): Uint8Array {
     I32_MUL,
     I32_ADD,
     set(EA),
-    // The group's weights, and their scores (w·(1/d))².
-    ...[0, 1, 2, 3].flatMap((t) =>
-      c(
-        col(t),
-        load64zeroAt(0),
-        promoteLowF32toF64,
-        tee(W[t]),
-        param(4 + t),
-        f64x2mul,
-        tee(Q),
-        get(Q),
-        f64x2mul,
-        set(S[t]),
-      ),
-    ),
-    keep(cmp(S[1], S[0], f64x2gt), cmp(S[2], S[0], f64x2gt), cmp(S[3], S[0], f64x2gt), KP[0]),
-    keep(cmp(S[0], S[1], f64x2ge), cmp(S[2], S[1], f64x2gt), cmp(S[3], S[1], f64x2gt), KP[1]),
-    keep(cmp(S[0], S[2], f64x2ge), cmp(S[1], S[2], f64x2ge), cmp(S[3], S[2], f64x2gt), KP[2]),
-    keep(cmp(S[0], S[3], f64x2ge), cmp(S[1], S[3], f64x2ge), cmp(S[2], S[3], f64x2ge), KP[3]),
-    prune(0),
-    upd(1, 0, 8),
-    upd(2, 0, 9),
-    upd(3, 0, 10),
-    prune(1),
-    upd(2, 1, 11),
-    upd(3, 1, 12),
-    prune(2),
-    upd(3, 2, 13),
-    prune(3),
-    ...[0, 1, 2, 3].flatMap((t) => c(col(t), get(W[t]), demoteF64toF32Zero, store64laneAt(0, 0))),
-    ...[0, 1, 2, 3].flatMap((t) => c(get(EA), get(CS), i32c(2 * t), I32_MUL, I32_ADD, get(E[t]), v128storeAt(0))),
-    // The errors rounded to fp32 (Errᵀ's values).
-    ...[0, 1, 2, 3].flatMap((t) =>
-      c(
-        get(E32G),
-        get(R),
-        i32c(4),
-        I32_MUL,
-        I32_ADD,
-        get(CS),
-        i32c(t),
-        I32_MUL,
-        I32_ADD,
-        get(E[t]),
-        demoteF64toF32Zero,
-        store64laneAt(0, 0),
-      ),
-    ),
-    // Keep bytes (0/1) of rows r and r + 1.
-    get(MA),
-    get(R),
-    get(COLS),
-    I32_MUL,
-    I32_ADD,
-    tee(J),
-    get(KP[0]),
-    get(KP[1]),
-    shuffle(pairLanes),
-    get(KP[2]),
-    get(KP[3]),
-    shuffle(pairLanes),
-    shuffle(quadLanes),
-    get(ONES),
-    v128and,
-    tee(Q),
-    store32laneAt(0, 0),
-    get(J),
-    get(COLS),
-    I32_ADD,
-    get(Q),
-    store32laneAt(0, 1),
-    // The rest of the leaf: per column the four updates in order, each rounded to fp32.
-    col(4),
-    set(JA),
-    get(P),
-    i32c(8 * GROUP_HEAD),
-    I32_ADD,
-    set(PJ),
-    i32c(0),
-    set(J),
-    BLOCK,
-    LOOP,
-    get(J),
-    get(NREST),
-    I32_GE_S,
-    brIf(1),
-    get(JA),
-    get(JA),
-    load64zeroAt(0),
-    promoteLowF32toF64,
-    ...[0, 1, 2, 3].flatMap((t) =>
-      c(
-        get(E[t]),
-        get(PJ),
-        load64splatAt(8 * t),
-        f64x2mul,
-        f64x2sub,
-        demoteF64toF32Zero,
-        t < 3 ? promoteLowF32toF64 : [],
-      ),
-    ),
-    store64laneAt(0, 0),
-    get(JA),
-    get(CS),
-    I32_ADD,
-    set(JA),
-    get(PJ),
-    i32c(32),
-    I32_ADD,
-    set(PJ),
-    get(J),
-    i32c(1),
-    I32_ADD,
-    set(J),
-    br(0),
-    END,
-    END,
+    groupRowPair(),
+    restColumns(),
     get(R),
     i32c(2),
     I32_ADD,
