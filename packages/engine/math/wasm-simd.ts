@@ -1,6 +1,7 @@
 // A minimal WebAssembly encoder for small hand-written SIMD kernels (one exported function over an imported memory),
 // so that a kernel needs no toolchain: its body is a list of opcode fragments built by the helpers here. Used by
-// metrics/lse-simd.ts, metrics/fidelity-simd.ts, quant/masked-sweep.ts and math/nm-scored-simd.ts.
+// metrics/lse-simd.ts, metrics/fidelity-simd.ts, quant/masked-sweep.ts, math/nm-scored-simd.ts and
+// math/sparsegpt-sweep-simd.ts.
 
 export function uleb(n: number): number[] {
   const out: number[] = [];
