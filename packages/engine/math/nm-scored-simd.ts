@@ -63,7 +63,6 @@ import {
   v128loadAt,
   v128or,
   v128storeAt,
-  type WasmKernel,
 } from './wasm-simd.js';
 
 /** Weights per chunk copied through the kernel's memory (whole rows or group rows, at least one). */
@@ -83,15 +82,7 @@ export function useNMScoredSimd(on: boolean): void {
 
 /** Whether the kernels run on this thread (WebAssembly SIMD available and not turned off). */
 export function nmScoredSimdActive(): boolean {
-  return maskInstance() !== null;
-}
-
-function maskInstance(): WasmKernel<MaskFn> | null {
-  return maskKernel.get();
-}
-
-function pruneInstance(): WasmKernel<PruneFn> | null {
-  return pruneKernel.get();
+  return maskKernel.get() !== null;
 }
 
 /** f32 lane indices → the byte lanes of i8x16.shuffle. */
@@ -433,7 +424,7 @@ export function mask4Simd(
   mask: Uint8Array,
 ): boolean {
   if (cols % 16 !== 0 || rows * cols === 0) return false;
-  const k = maskInstance();
+  const k = maskKernel.get();
   if (!k) return false;
   const rowsPer = Math.max(1, Math.floor(CHUNK / cols));
   const per = rowsPer * cols;
@@ -473,7 +464,7 @@ export function prune4Simd(
   redo: RedoBlock,
 ): number {
   if (inner % 4 !== 0 || inner === 0 || outer * groups === 0) return -1;
-  const k = pruneInstance();
+  const k = pruneKernel.get();
   if (!k) return -1;
   const slab = 4 * inner;
   const slabsPer = Math.max(1, Math.floor(CHUNK / slab));

@@ -48,7 +48,6 @@ import {
   v128bitselect,
   v128loadAt,
   v128storeAt,
-  type WasmKernel,
 } from '../math/wasm-simd.js';
 
 /** Outputs per chunk of each of y and ŷ copied through the kernel's memory (whole rows; at least one row). */
@@ -166,13 +165,9 @@ export function useFidelitySimd(on: boolean): void {
   kernel.use(on);
 }
 
-function instance(): WasmKernel<Fid> | null {
-  return kernel.get();
-}
-
 /** Whether the kernel runs on this thread (WebAssembly SIMD available and not turned off). */
 export function fidelitySimdActive(): boolean {
-  return instance() !== null;
+  return kernel.get() !== null;
 }
 
 /** Per-row results of fidelityRows, filled for rows [0, rows). */
@@ -188,7 +183,7 @@ export interface FidelityRows {
  * the kernel; false (nothing written) where the kernel does not run or classes < 4.
  */
 export function fidelityRows(y: Float32Array, yHat: Float32Array, classes: number, into: FidelityRows): boolean {
-  const k = classes >= 4 ? instance() : null;
+  const k = classes >= 4 ? kernel.get() : null;
   if (!k) return false;
   const rows = y.length / classes;
   const body = classes & ~3;

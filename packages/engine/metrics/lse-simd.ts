@@ -63,7 +63,6 @@ import {
   V128,
   v128and,
   v128loadAt,
-  type WasmKernel,
 } from '../math/wasm-simd.js';
 
 /** Logits per chunk copied through the kernel's memory (whole rows; at least one row). */
@@ -174,13 +173,9 @@ export function useLseSimd(on: boolean): void {
   kernel.use(on);
 }
 
-function instance(): WasmKernel<Lse> | null {
-  return kernel.get();
-}
-
 /** Whether the kernel runs on this thread (WebAssembly SIMD available and not turned off). */
 export function lseSimdActive(): boolean {
-  return instance() !== null;
+  return kernel.get() !== null;
 }
 
 /** The scalar loop: max + log Σ e^{x − max} over out[base .. base+V) in float64 (NaN/±Inf as they fall). */
@@ -197,7 +192,7 @@ export function logSumExpScalar(out: Float32Array, base: number, V: number): num
  * its sum up to float64 rounding through the kernel).
  */
 export function logSumExpRows(out: Float32Array, V: number, rows: Int32Array, n: number, lse: Float64Array): void {
-  const k = V > 0 ? instance() : null;
+  const k = V > 0 ? kernel.get() : null;
   if (!k) {
     for (let i = 0; i < n; i++) lse[i] = logSumExpScalar(out, rows[i] * V, V);
     return;

@@ -89,7 +89,6 @@ import {
   v128load,
   v128or,
   v128store,
-  type WasmKernel,
 } from '../math/wasm-simd.js';
 
 /** Weights per chunk copied through the kernel's memory (whole groups; ~0.9 MB of memory in all). */
@@ -275,8 +274,6 @@ type Sweep = (
   flags: number,
 ) => void;
 
-type Kernel = WasmKernel<Sweep>;
-
 // null where WebAssembly SIMD is unavailable: the scalar loop runs.
 const kernel = new LazyKernel<Sweep>(kernelBytes, 'sweep');
 
@@ -287,11 +284,7 @@ export function useMaskedSweepSimd(on: boolean): void {
 
 /** Whether the kernel runs on this thread (WebAssembly SIMD available and not turned off). */
 export function maskedSweepSimdActive(): boolean {
-  return instance() !== null;
-}
-
-function instance(): Kernel | null {
-  return kernel.get();
+  return kernel.get() !== null;
 }
 
 /**
@@ -314,7 +307,7 @@ export function maskedSweepSimd(
 ): boolean {
   const bs = blockSize;
   if (bs < 4 || bs % 4 !== 0 || cols % bs !== 0 || rows * cols === 0) return false;
-  const k = instance();
+  const k = kernel.get();
   if (!k) return false;
   const total = rows * cols;
   const per = Math.max(bs, Math.floor(CHUNK / bs) * bs); // weights per chunk, whole groups
