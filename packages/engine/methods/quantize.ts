@@ -32,7 +32,7 @@ import {
 } from '../quant/matmulnbits.js';
 import { quantizePackKN4Rows } from '../quant/fast-kn.js';
 import { readTensorBytesInto, residentRawData, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
-import { halfBitsToFloat } from '../onnx/floats.js';
+import { halfTable } from '../onnx/floats.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { replaceBlocker, replaceWithQuantized, setAccuracyLevel, type Format } from '../quant/replace.js';
 import { layerRoute, settleQdqOpset } from '../quant/opset-route.js';
@@ -224,16 +224,6 @@ function storedKNRows(ctx: MethodContext, w: WeightRef, block: number, scratch: 
 interface KNScratch {
   rows?: Float32Array;
   half?: Uint16Array;
-}
-
-let HALF_TABLE: Float32Array | undefined;
-/** Every IEEE half value as float32 (exact), indexed by its bits. */
-function halfTable(): Float32Array {
-  if (!HALF_TABLE) {
-    HALF_TABLE = new Float32Array(65536);
-    for (let b = 0; b < 65536; b++) HALF_TABLE[b] = halfBitsToFloat(b);
-  }
-  return HALF_TABLE;
 }
 
 /** Whether the fused [K][N] → MatMulNBits kernel implements this spec. */

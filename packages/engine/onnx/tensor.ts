@@ -10,7 +10,14 @@ import { externalRef, isExternal } from './external.js';
 import type { LazyRaw } from './lazy.js';
 import { LAZY_MIN_BYTES, SpillFile, attachLazy, lazyRawOf, rawDataLength, readLazyInto } from './lazy.js';
 import type { LoadedModel } from './loaded.js';
-import { bfloatBitsToFloat, floatToBfloatBits, floatToHalfBits, halfBitsToFloat, narrowFloatTable } from './floats.js';
+import {
+  bfloatBitsToFloat,
+  float32ToFloat16,
+  floatToBfloatBits,
+  floatToHalfBits,
+  halfTable,
+  narrowFloatTable,
+} from './floats.js';
 
 export type { DType } from './dtypes.js';
 export { dtypeFromOnnx, onnxFromDtype, rawByteLength } from './dtypes.js';
@@ -24,6 +31,9 @@ export {
   bfloatBitsToFloat,
   floatToBfloatBits,
 } from './floats.js';
+
+/** Typed-array views read and write the host's byte order; ONNX stores little-endian. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Largest tensor this engine materialises: one Node buffer. Larger claims are rejected as 'dims-too-large'. */
 export const MAX_TENSOR_BYTES = 2 ** 32 - 1;
@@ -163,6 +173,63 @@ export function readTensorBytesInto(
   into.set(tensorBytes(model, t).subarray(at, at + into.length));
 }
 
+/** The float dtypes a weight can be read as float32 from and written back to without loss of what it stored. */
+export type StoredFloat = 'float32' | 'float16' | 'bfloat16';
+
+export function isStoredFloat(dtype: DType): dtype is StoredFloat {
+  return dtype === 'float32' || dtype === 'float16' || dtype === 'bfloat16';
+}
+
+/**
+ * Decodes `out.length` elements of a float32/float16/bfloat16 tensor, from element `at`, into `out` without a copy of
+ * the tensor: fp32 bytes land in `out` itself; 2-byte floats are read into `scratch` (the caller's reused buffer, at
+ * least 2·out.length bytes) and widened exactly. The narrow-float path is what lets fp16 checkpoints take the
+ * engine's stored-layout fast paths (sparsity-stored.ts, methods/slim.ts) instead of a canonical copy per layer.
+ */
+export function readFloatsInto(
+  model: LoadedModel | undefined,
+  t: TensorProto,
+  at: number,
+  out: Float32Array,
+  scratch?: Uint8Array,
+): void {
+  const dtype = tensorDtype(t);
+  if (dtype === 'float32') {
+    readTensorBytesInto(model, t, at * 4, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+    return;
+  }
+  if (dtype !== 'float16' && dtype !== 'bfloat16')
+    throw new OnnxError('unsupported-dtype', `tensor '${t.name}' is ${dtype}, not a float32/float16/bfloat16 weight`);
+  const bytes = 2 * out.length;
+  if (!scratch || scratch.length < bytes)
+    throw new OnnxError('invalid-argument', `readFloatsInto: ${dtype} needs ${bytes} bytes of scratch`);
+  const raw = scratch.subarray(0, bytes);
+  readTensorBytesInto(model, t, at * 2, raw);
+  decodeInto(dtype, raw, out.length, out, t.name);
+}
+
+/**
+ * The stored bytes of float32 values in `dtype`: fp32 as a view of `values` (no copy), fp16/bf16 rounded to nearest
+ * even into `into` (at least 2·values.length bytes; a fresh buffer without it). Bit-identical to encodeFloats.
+ */
+export function encodeFloatsInto(dtype: StoredFloat, values: Float32Array, into?: Uint8Array): Uint8Array {
+  if (dtype === 'float32') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const bytes = 2 * values.length;
+  if (into && into.length < bytes)
+    throw new OnnxError('invalid-argument', `encodeFloatsInto: ${dtype} needs ${bytes} bytes, got ${into.length}`);
+  if (!into || !LITTLE_ENDIAN || into.byteOffset % 2 !== 0) {
+    const enc = encodeFloats(dtype, values);
+    if (!into) return enc;
+    into.set(enc);
+    return into.subarray(0, bytes);
+  }
+  const out = into.subarray(0, bytes);
+  const h = new Uint16Array(out.buffer, out.byteOffset, values.length);
+  if (dtype === 'float16') float32ToFloat16(values, h);
+  else for (let i = 0; i < values.length; i++) h[i] = floatToBfloatBits(values[i]);
+  return out;
+}
+
 /** In-memory raw_data of a tensor as it is (no read, no copy), or undefined when its bytes live elsewhere. */
 export function residentRawData(t: TensorProto): Uint8Array | undefined {
   return !isExternal(t) && !lazyRawOf(t) && t.rawData.length > 0 ? t.rawData : undefined;
@@ -256,11 +323,21 @@ function decodeInto(dtype: DType, raw: Uint8Array, n: number, out: Float32Array 
     case 'float64':
       for (let i = 0; i < n; i++) out[i] = dv.getFloat64(i * 8, true);
       return;
-    case 'float16':
-      for (let i = 0; i < n; i++) out[i] = halfBitsToFloat(dv.getUint16(i * 2, true));
+    case 'float16': {
+      const t = halfTable();
+      if (LITTLE_ENDIAN && raw.byteOffset % 2 === 0) {
+        const h = new Uint16Array(raw.buffer, raw.byteOffset, n);
+        for (let i = 0; i < n; i++) out[i] = t[h[i]];
+      } else for (let i = 0; i < n; i++) out[i] = t[dv.getUint16(i * 2, true)];
       return;
+    }
     case 'bfloat16':
-      for (let i = 0; i < n; i++) out[i] = bfloatBitsToFloat(dv.getUint16(i * 2, true));
+      if (LITTLE_ENDIAN && raw.byteOffset % 2 === 0 && out instanceof Float32Array) {
+        // bf16 is the top half of a float32: the bits shift into place (NaN payloads kept).
+        const h = new Uint16Array(raw.buffer, raw.byteOffset, n);
+        const o = new Int32Array(out.buffer, out.byteOffset, n);
+        for (let i = 0; i < n; i++) o[i] = h[i] << 16;
+      } else for (let i = 0; i < n; i++) out[i] = bfloatBitsToFloat(dv.getUint16(i * 2, true));
       return;
     case 'int8':
       for (let i = 0; i < n; i++) out[i] = dv.getInt8(i);
@@ -350,7 +427,10 @@ export function encodeFloats(dtype: DType, values: ArrayLike<number>): Uint8Arra
       new Float64Array(out.buffer).set(values);
       break;
     case 'float16':
-      for (let i = 0; i < n; i++) dv.setUint16(i * 2, floatToHalfBits(values[i]), true);
+      // A Float32Array takes float32ToFloat16's branch-free rounding on its bits; other arrays (float64 values) keep
+      // the scalar conversion. The same bits either way.
+      if (LITTLE_ENDIAN && values instanceof Float32Array) float32ToFloat16(values, new Uint16Array(out.buffer));
+      else for (let i = 0; i < n; i++) dv.setUint16(i * 2, floatToHalfBits(values[i]), true);
       break;
     case 'bfloat16':
       for (let i = 0; i < n; i++) dv.setUint16(i * 2, floatToBfloatBits(values[i]), true);

@@ -8,6 +8,8 @@ import {
   bfloatBitsToFloat,
   checkTensorData,
   dtypeFromOnnx,
+  encodeFloats,
+  encodeFloatsInto,
   float16ToFloat32,
   float32ToBfloat16,
   float32ToFloat16,
@@ -16,12 +18,14 @@ import {
   halfBitsToFloat,
   makeTensor,
   onnxFromDtype,
+  readFloatsInto,
   tensorBytes,
   tensorToFloat32,
   tensorToFloat64,
 } from '../../../packages/engine/onnx/tensor.js';
 import type { DType } from '../../../packages/engine/onnx/tensor.js';
 import { narrowFloatTable } from '../../../packages/engine/onnx/floats.js';
+import { rng } from '../math/rng.js';
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -172,4 +176,82 @@ test('typed-field storage (float_data, int32_data for fp16/int8/int4, int64_data
     code: 'raw-data-size-mismatch',
   });
   checkTensorData(undefined, mk(1, [0, 5], {}));
+});
+
+/** raw_data of `bits` (2-byte patterns) at byte offset `shift` into its buffer (protobuf puts raw_data anywhere). */
+function narrowTensor(dtype: 'float16' | 'bfloat16', bits: Uint16Array, shift: number) {
+  const t = makeTensor('w', dtype, [bits.length], bits);
+  const buf = new Uint8Array(bits.byteLength + shift);
+  buf.set(new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength), shift);
+  t.rawData = buf.subarray(shift);
+  return t;
+}
+
+test('fp16/bf16 tensors decode through the lookup table and the bit shift like the scalar decoders, aligned or not', () => {
+  const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+  const cases = [
+    ['float16', halfBitsToFloat],
+    ['bfloat16', bfloatBitsToFloat],
+  ] as const;
+  for (const [dtype, scalar] of cases)
+    for (const shift of [0, 1]) {
+      const t = narrowTensor(dtype, all, shift);
+      const got32 = tensorToFloat32(undefined, t);
+      const got64 = tensorToFloat64(undefined, t);
+      for (let h = 0; h < 65536; h++) {
+        const want = Math.fround(scalar(h));
+        if (Number.isNaN(want))
+          assert.ok(Number.isNaN(got32[h]) && Number.isNaN(got64[h]), `${dtype} 0x${h.toString(16)}`);
+        else
+          assert.ok(Object.is(got32[h], want) && Object.is(got64[h], want), `${dtype} 0x${h.toString(16)} +${shift}`);
+      }
+      // The shift keeps a bf16 NaN's payload (the scalar path goes through a float and may not).
+      if (dtype === 'bfloat16' && shift === 0) {
+        const u = new Uint32Array(got32.buffer);
+        for (let h = 0; h < 65536; h++) assert.equal(u[h], (h << 16) >>> 0);
+      }
+    }
+});
+
+test('readFloatsInto: fp32 into the output itself, fp16/bf16 through scratch, any element range; bad calls rejected', () => {
+  const { uniform } = rng(12);
+  const values = Float32Array.from({ length: 1000 }, () => (uniform() - 0.5) * 8);
+  for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
+    const t = makeTensor('w', dtype, [values.length], encodeFloats(dtype, values));
+    const want = tensorToFloat32(undefined, t);
+    const out = new Float32Array(300);
+    readFloatsInto(undefined, t, 123, out, new Uint8Array(700));
+    assert.deepEqual(out, want.subarray(123, 423), dtype);
+    if (dtype !== 'float32')
+      assert.throws(() => readFloatsInto(undefined, t, 0, out, new Uint8Array(10)), /needs 600 bytes of scratch/);
+  }
+  const ints = makeTensor('i', 'int8', [4], Int8Array.of(1, 2, 3, 4));
+  assert.throws(() => readFloatsInto(undefined, ints, 0, new Float32Array(4)), /not a float32\/float16\/bfloat16/);
+});
+
+test('encodeFloatsInto equals encodeFloats byte for byte (fp32 as a view, fp16 on the bits, bf16), into any buffer', () => {
+  const { uniform, normal } = rng(13);
+  const values = Float32Array.from({ length: 4099 }, (_, i) =>
+    i % 4 < 2
+      ? i % 8 === 1
+        ? -0
+        : 0
+      : i % 97 === 0
+        ? [NaN, Infinity, -Infinity, 1e-8, 65520][i % 5]
+        : normal() * 10 ** (uniform() * 6 - 4),
+  );
+  for (const dtype of ['float32', 'float16', 'bfloat16'] as const) {
+    const want = encodeFloats(dtype, values);
+    assert.deepEqual(encodeFloatsInto(dtype, values), want, `${dtype} fresh`);
+    if (dtype === 'float32') {
+      assert.equal(encodeFloatsInto(dtype, values).buffer, values.buffer, 'a view, no copy');
+      continue;
+    }
+    for (const shift of [0, 1]) {
+      const room = new Uint8Array(want.length + 8);
+      const got = encodeFloatsInto(dtype, values, room.subarray(shift));
+      assert.deepEqual(got, want, `${dtype} into +${shift}`);
+    }
+    assert.throws(() => encodeFloatsInto(dtype, values, new Uint8Array(10)), /needs 8198 bytes/);
+  }
 });
