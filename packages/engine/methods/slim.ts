@@ -11,9 +11,10 @@
 //   {"method": "slim", "pattern": "2:4", "criterion": "wanda", "quant": {"bits": 4, "scheme": "rtn", "groupSize": 32},
 //    "lowRank": {"rankRatio": 0.1, "saliency": "whitened", "quantize": false}, "format": "matmulnbits"}
 import { InputError, type LayerReport } from '../job-parts.js';
-import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
-import { readTensorBytesInto, tensorByteLength } from '../onnx/tensor.js';
-import { storedFloat32Tensor, storedLayout } from '../math/sparsity-stored.js';
+import type { LoadedModel } from '../onnx/loaded.js';
+import { readWeightMatrix, storedTensorOf, type WeightRef } from '../onnx/weights.js';
+import { isStoredFloat, readFloatsInto, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
+import { storedLayout } from '../math/sparsity-stored.js';
 import { transposeCountNonFinite } from '../math/transpose.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { Type, type Static } from 'typebox';
@@ -190,7 +191,7 @@ function errorRowsOf(
  * in on the workers, and the layers in turn would otherwise allocate the model's size several times over. One per
  * run, never shared.
  */
-class Workspace {
+export class Workspace {
   private readonly floats = new Map<string, Float32Array>();
   private readonly bytes = new Map<string, Uint8Array>();
 
@@ -232,33 +233,35 @@ function nonFiniteIn(a: Float32Array): number {
 
 /**
  * The canonical W [N][K] in the workspace and how many of its values are NaN or ±Inf (reportsNonFinite: counted here,
- * by the transpose as it moves them, instead of the runner's separate scan of every stored weight): an fp32
- * MatMul/Gemm weight stored as it is consumed is read chunk by chunk and transposed into place (Gemm transB: read as
- * it is), with no fresh N×K array; anything else goes through readWeightMatrix. The same values either way.
+ * by the transpose as it moves them, instead of the runner's separate scan of every stored weight): a float32,
+ * float16 or bfloat16 MatMul/Gemm weight stored as it is consumed is read chunk by chunk (2-byte floats widened
+ * exactly through a reused byte buffer) and transposed into place (Gemm transB: read as it is), with no fresh N×K
+ * array; anything else goes through readWeightMatrix. The same values either way.
  */
-function readCanonical(
-  ctx: MethodContext<SlimRecipe>,
+export function readCanonical(
+  model: LoadedModel,
   w: WeightRef,
   ws: Workspace,
 ): { weights: Float32Array; nonFinite: number } {
   const { N, K } = w;
-  const t = w.op !== 'Conv' && storedLayout(w, 1) ? storedFloat32Tensor(ctx.model, w) : undefined;
-  if (!t || tensorByteLength(t) !== 4 * N * K) {
-    const weights = readWeightMatrix(ctx.model, w);
+  const t = w.op !== 'Conv' && storedLayout(w, 1) ? storedTensorOf(model, w) : undefined;
+  const dtype = t && tensorDtype(t);
+  if (!t || !dtype || !isStoredFloat(dtype) || tensorByteLength(t) !== (dtype === 'float32' ? 4 : 2) * N * K) {
+    const weights = readWeightMatrix(model, w);
     return { weights, nonFinite: nonFiniteIn(weights) };
   }
   const out = ws.f32('weights', N * K);
-  const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const rows = Math.max(1, Math.min(K, Math.floor(READ_CHUNK_BYTES / (4 * N))));
+  const raw = dtype === 'float32' ? undefined : ws.u8('read bytes', 2 * rows * N);
   if (w.op === 'Gemm' && w.transB) {
-    readTensorBytesInto(ctx.model, t, 0, bytesOf(out));
+    for (let at = 0; at < N * K; at += rows * N) readFloatsInto(model, t, at, out.subarray(at, at + rows * N), raw);
     return { weights: out, nonFinite: nonFiniteIn(out) };
   }
-  const rows = Math.max(1, Math.min(K, Math.floor(READ_CHUNK_BYTES / (4 * N))));
   const chunk = ws.f32('read', rows * N);
   let nonFinite = 0;
   for (let k0 = 0; k0 < K; k0 += rows) {
     const part = chunk.subarray(0, Math.min(rows, K - k0) * N);
-    readTensorBytesInto(ctx.model, t, k0 * N * 4, bytesOf(part));
+    readFloatsInto(model, t, k0 * N, part, raw);
     // Stored rows k0.. → canonical columns k0.., counted on the way.
     nonFinite += transposeCountNonFinite(part, 0, N, part.length / N, N, out, k0, K);
   }
@@ -287,7 +290,7 @@ async function compressOne(
     return { name: w.name, node: w.node, op: w.op, shape: w.shape, skipped: blocker, seconds: 0, bytes: 0, nonFinite };
   }
   const stats = needsXNorm(s) || needsHessian(s) ? await statsFor(ctx, w, ws) : undefined;
-  const { weights, nonFinite } = readCanonical(ctx, w, ws);
+  const { weights, nonFinite } = readCanonical(ctx.model, w, ws);
   if ((needsXNorm(s) || needsHessian(s)) && !stats)
     throw new InputError('calibration-required', `slim with ${s.criterion}/${s.saliency} needs calibration data`);
   const hessian = stats?.hessian?.[0];
