@@ -1,5 +1,7 @@
-// Fast path for magnitude N:M: prune fp32 weights directly in their stored layout, with no canonical [N][K] copy and
-// no transposes (which cost more than the pruning itself on large models). Every stored layout the model layer
+// Fast path for magnitude N:M: prune weights directly in their stored layout, with no canonical [N][K] copy and
+// no transposes (which cost more than the pruning itself on large models). fp32 weights are pruned on their own
+// bytes; fp16/bf16 ones a chunk at a time through a reused fp32 buffer (decoded exactly, encoded back rounded as
+// the canonical path's writeWeightMatrix does, so the same bytes). Every stored layout the model layer
 // canonicalises is a view [outer][groups][M][inner] along K: MatMul B[K][N] → [1][K/M][M][N]; Gemm(transB=1) B[N][K]
 // → [N][K/M][M][1]; Conv W[O][cg][kh][kw] → [O][cg/M][M][kh·kw]. Selection matches nmMask exactly: keep the n
 // largest |w| of each group, ties to the lower index, NaN ranked lowest. The check that follows is a separate,
@@ -8,6 +10,9 @@ import type { LoadedModel } from '../onnx/model.js';
 import { constantTensor } from '../onnx/scopes.js';
 import { walkGraphs } from '../onnx/walk.js';
 import {
+  encodeFloatsInto,
+  isStoredFloat,
+  readFloatsInto,
   readTensorBytesInto,
   setTensorRawData,
   setTensorRawRange,
@@ -15,6 +20,7 @@ import {
   tensorByteLength,
   tensorBytes,
   tensorDtype,
+  type StoredFloat,
 } from '../onnx/tensor.js';
 import { isExternal } from '../onnx/external.js';
 import { lazyRawOf } from '../onnx/lazy.js';
@@ -168,15 +174,27 @@ function scratchBytes(length: number): Uint8Array {
   return scratch.subarray(0, length);
 }
 
-/** The stored fp32 tensor of a weight (initializer or Constant), or undefined (sparse, other dtypes). */
-export function storedFloat32Tensor(model: LoadedModel, w: WeightRef): TensorProto | undefined {
-  if (w.location === 'sparse-initializer' || w.dtype !== 'float32') return undefined;
+export interface StoredFloatTensor {
+  tensor: TensorProto;
+  dtype: StoredFloat;
+}
+
+/** The stored float32/float16/bfloat16 tensor of a weight (initializer or Constant) and its dtype, or undefined. */
+export function storedFloatTensor(model: LoadedModel, w: WeightRef): StoredFloatTensor | undefined {
+  if (w.location === 'sparse-initializer' || !isStoredFloat(w.dtype)) return undefined;
   let graph: GraphProto | undefined;
   walkGraphs(model.proto, (v) => {
     if (!graph && v.path === w.storeGraphPath) graph = v.graph;
   });
-  const t = graph && definedTensor(graph, w.name);
-  return t && tensorDtype(t) === 'float32' ? t : undefined;
+  const tensor = graph && definedTensor(graph, w.name);
+  const dtype = tensor && tensorDtype(tensor);
+  return dtype && isStoredFloat(dtype) ? { tensor, dtype } : undefined;
+}
+
+/** The stored fp32 tensor of a weight (initializer or Constant), or undefined (sparse, other dtypes). */
+export function storedFloat32Tensor(model: LoadedModel, w: WeightRef): TensorProto | undefined {
+  const s = storedFloatTensor(model, w);
+  return s?.dtype === 'float32' ? s.tensor : undefined;
 }
 
 /**
@@ -209,6 +227,50 @@ function pruneChunk(v: Float32Array, layout: StridedLayout, groups: number, n: n
   return c.zeros;
 }
 
+/** The stored float dtype of a weight's tensor (the stored-layout paths take these only). */
+function storedDtype(t: TensorProto): StoredFloat {
+  const dtype = tensorDtype(t);
+  if (!isStoredFloat(dtype))
+    throw new TypeError(`tensor '${t.name}' is ${dtype}, not a float32/float16/bfloat16 weight`);
+  return dtype;
+}
+
+/**
+ * Reads the whole groups [g0, g0 + count) of a weight into the reused scratch, prunes and checks them there (adding
+ * to acc) and returns their stored bytes, still in the scratch: fp32 as read; fp16/bf16 decoded into an fp32 part
+ * of the scratch and encoded back into its byte part.
+ */
+function pruneStoredChunk(
+  model: LoadedModel,
+  t: TensorProto,
+  dtype: StoredFloat,
+  layout: StridedLayout,
+  g0: number,
+  count: number,
+  n: number,
+  acc: StoredPruneResult & { zeros: number },
+): Uint8Array {
+  const values = count * layout.m * layout.inner;
+  const at = g0 * layout.m * layout.inner;
+  if (dtype === 'float32') {
+    const chunk = scratchBytes(values * 4);
+    readTensorBytesInto(model, t, at * 4, chunk);
+    acc.zeros += pruneChunk(new Float32Array(chunk.buffer, chunk.byteOffset, values), layout, count, n, acc);
+    return chunk;
+  }
+  const buf = scratchBytes(values * 6);
+  const v = new Float32Array(buf.buffer, buf.byteOffset, values);
+  const raw = buf.subarray(values * 4);
+  readFloatsInto(model, t, at, v, raw);
+  acc.zeros += pruneChunk(v, layout, count, n, acc);
+  return encodeFloatsInto(dtype, v, raw);
+}
+
+/** Whole groups per chunk: a few MB, so the check reads memory the pruning just left in cache. */
+function groupsPerChunk(layout: StridedLayout): number {
+  return Math.max(1, Math.floor((1 << 20) / (layout.m * layout.inner)));
+}
+
 class SpillFailed extends Error {}
 
 /**
@@ -223,13 +285,11 @@ function pruneToSpill(
   layout: StridedLayout,
   n: number,
 ): StoredPruneResult | undefined {
-  const groupSpan = layout.m * layout.inner;
+  const dtype = storedDtype(t);
   const groupsTotal = layout.outer * layout.groups;
-  const perChunk = Math.max(1, Math.floor((1 << 20) / groupSpan));
+  const perChunk = groupsPerChunk(layout);
   const length = tensorByteLength(t);
-  const buf = scratchBytes(Math.min(groupsTotal, perChunk) * groupSpan * 4);
-  const acc: StoredPruneResult = { sparsity: 0, violations: 0, nonFinite: 0 };
-  let zeros = 0;
+  const acc = { sparsity: 0, violations: 0, nonFinite: 0, zeros: 0 };
   let offset = -1;
   try {
     const spill = (() => {
@@ -240,10 +300,7 @@ function pruneToSpill(
       }
     })();
     for (let g0 = 0; g0 < groupsTotal; g0 += perChunk) {
-      const count = Math.min(perChunk, groupsTotal - g0);
-      const chunk = buf.subarray(0, count * groupSpan * 4);
-      readTensorBytesInto(model, t, g0 * groupSpan * 4, chunk);
-      zeros += pruneChunk(new Float32Array(chunk.buffer, chunk.byteOffset, count * groupSpan), layout, count, n, acc);
+      const chunk = pruneStoredChunk(model, t, dtype, layout, g0, Math.min(perChunk, groupsTotal - g0), n, acc);
       try {
         const at = spill.append(chunk, offset < 0); // only the tensor's start is aligned
         if (offset < 0) offset = at;
@@ -256,14 +313,38 @@ function pruneToSpill(
     if (e instanceof SpillFailed) return undefined;
     throw e;
   }
-  acc.sparsity = zeros / (length >> 2);
-  return acc;
+  const values = groupsTotal * layout.m * layout.inner;
+  return { sparsity: acc.zeros / values, violations: acc.violations, nonFinite: acc.nonFinite };
 }
 
 /**
- * Prunes one fp32 weight in its stored layout and writes it back: in place when the bytes are in memory and
- * aligned, through one reused scratch when unaligned, and through the spill file when they are still on disk.
- * Returns zeros fraction and the independent check's violation count.
+ * fp16/bf16 weights in memory: chunk by chunk through the scratch (decode, prune, check, encode), each chunk's bytes
+ * written back over the ones it was read from.
+ */
+function pruneNarrowInMemory(
+  model: LoadedModel,
+  t: TensorProto,
+  dtype: StoredFloat,
+  layout: StridedLayout,
+  n: number,
+): StoredPruneResult {
+  const bytes = tensorBytes(model, t);
+  if (bytes !== t.rawData) setTensorRawData(t, bytes); // typed fields (or unspillable external data) → raw_data
+  const groupSpan = layout.m * layout.inner;
+  const groupsTotal = layout.outer * layout.groups;
+  const perChunk = groupsPerChunk(layout);
+  const acc = { sparsity: 0, violations: 0, nonFinite: 0, zeros: 0 };
+  for (let g0 = 0; g0 < groupsTotal; g0 += perChunk) {
+    const chunk = pruneStoredChunk(model, t, dtype, layout, g0, Math.min(perChunk, groupsTotal - g0), n, acc);
+    bytes.set(chunk, g0 * groupSpan * 2);
+  }
+  return { sparsity: acc.zeros / (groupsTotal * groupSpan), violations: acc.violations, nonFinite: acc.nonFinite };
+}
+
+/**
+ * Prunes one float32/float16/bfloat16 weight in its stored layout and writes it back: through the spill file when
+ * the bytes are still on disk; in memory, fp32 in place when aligned, through one reused scratch when unaligned, and
+ * fp16/bf16 chunk by chunk through the scratch. Returns zeros fraction and the independent check's violation count.
  */
 export function pruneStoredMagnitudeNM(
   model: LoadedModel,
@@ -275,6 +356,8 @@ export function pruneStoredMagnitudeNM(
     const spilled = pruneToSpill(model, t, layout, n);
     if (spilled) return spilled;
   }
+  const dtype = storedDtype(t);
+  if (dtype !== 'float32') return pruneNarrowInMemory(model, t, dtype, layout, n);
   const bytes = tensorBytes(model, t);
   // raw_data is edited in place (the loaded file buffer belongs to this model). Typed-array views need 4-byte
   // alignment: unaligned bytes go through one reused scratch buffer and are copied back (two memcpys, and no fresh
@@ -286,7 +369,7 @@ export function pruneStoredMagnitudeNM(
   // Prune and check chunk by chunk (a few MB each) so the check reads memory the pruning just left in cache.
   const groupSpan = layout.m * layout.inner;
   const groupsTotal = layout.outer * layout.groups;
-  const perChunk = Math.max(1, Math.floor((1 << 20) / groupSpan));
+  const perChunk = groupsPerChunk(layout);
   let zeros = 0;
   let nonFinite = 0;
   let violations = 0;

@@ -12,6 +12,7 @@ import { countZeros32 } from '../math/float-passes.js';
 import { FactorScratch } from '../math/linalg.js';
 import { sparseGpt, SparseGptFactorCache } from '../math/sparsegpt.js';
 import { magnitudeScores, wandaScores } from '../math/wanda.js';
+import type { LoadedModel } from '../onnx/model.js';
 import { readWeightMatrix, writeWeightMatrix, type WeightRef } from '../onnx/weights.js';
 import { Type, type Static } from 'typebox';
 import {
@@ -27,11 +28,12 @@ import { packWeights24 } from '../onnx/packed24.js';
 import {
   countNMViolationsStrided,
   pruneStoredMagnitudeNM,
-  storedFloat32Tensor,
+  storedFloatTensor,
   storedLayout,
+  type StoredFloatTensor,
 } from '../math/sparsity-stored.js';
 import { pruneNMScored } from '../math/nm-scored.js';
-import { readTensorBytesInto, storeRewrittenBytes } from '../onnx/tensor.js';
+import { encodeFloatsInto, readFloatsInto, storeRewrittenBytes } from '../onnx/tensor.js';
 import type { CompressionMethod, MethodContext, MethodResult } from './types.js';
 
 export const SparsityRecipeSchema = Type.Object(
@@ -123,6 +125,30 @@ class Buffers {
     return b.subarray(0, length);
   }
 
+  /** `length` bytes of the held 'raw' buffer: fp16/bf16 weights are decoded from and encoded into it. */
+  private raw(length: number): Uint8Array {
+    const b = this.get('raw', Math.ceil(length / 4));
+    return new Uint8Array(b.buffer, b.byteOffset, length);
+  }
+
+  /** A stored weight's values, in its stored layout, decoded into the held 'weights' buffer. */
+  readWeight(model: LoadedModel, w: StoredFloatTensor, length: number): Float32Array {
+    const v = this.get('weights', length);
+    this.readWeightRange(model, w, 0, v);
+    return v;
+  }
+
+  /** Values [at, at + out.length) of a stored weight into `out` (fp16/bf16 through the held 'raw' bytes). */
+  readWeightRange(model: LoadedModel, w: StoredFloatTensor, at: number, out: Float32Array): void {
+    readFloatsInto(model, w.tensor, at, out, w.dtype === 'float32' ? undefined : this.raw(2 * out.length));
+  }
+
+  /** Writes values back to a stored weight in its own dtype (rounded as writeWeightMatrix rounds). */
+  writeWeight(model: LoadedModel, w: StoredFloatTensor, v: Float32Array): void {
+    const raw = w.dtype === 'float32' ? undefined : this.raw(2 * v.length);
+    storeRewrittenBytes(model, w.tensor, encodeFloatsInto(w.dtype, v, raw), true);
+  }
+
   /** Lets go of every buffer and the cached factorisation (their next use allocates afresh). */
   drop(): void {
     this.held.clear();
@@ -155,9 +181,9 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
   if (criterion === 'magnitude' && 'n' in target && !ctx.hasCalibration) {
     // No layer error to report: prune in the stored layout, skipping the canonical copy (see sparsity-stored.ts).
     const layout = storedLayout(w, target.m);
-    const t = layout && storedFloat32Tensor(ctx.model, w);
-    if (layout && t) {
-      const r = pruneStoredMagnitudeNM(ctx.model, t, layout, target.n);
+    const stored = layout && storedFloatTensor(ctx.model, w);
+    if (layout && stored) {
+      const r = pruneStoredMagnitudeNM(ctx.model, stored.tensor, layout, target.n);
       return {
         ...layerIdentity(w, target, criterion),
         sparsity: r.sparsity,
@@ -253,12 +279,13 @@ async function pruneOne(ctx: MethodContext<SparsityRecipe>, w: WeightRef, buffer
 }
 
 /**
- * Wanda, and magnitude with calibration, N:M on a MatMul/Gemm weight stored as fp32 in its consumer's layout: scored,
- * pruned and checked in the stored layout (math/nm-scored.ts; the same masks as the canonical path, without its
- * copies and transposes), and the layer error from the row sample as ‖X·Δ‖/‖X·W‖ with ‖X·W‖ reduced by the
+ * Wanda, and magnitude with calibration, N:M on a MatMul/Gemm weight stored as fp32, fp16 or bf16 in its consumer's
+ * layout (2-byte floats decoded into a reused fp32 buffer and encoded back, as the canonical path rounds them):
+ * scored, pruned and checked in the stored layout (math/nm-scored.ts; the same masks as the canonical path, without
+ * its copies and transposes), and the layer error from the row sample as ‖X·Δ‖/‖X·W‖ with ‖X·W‖ reduced by the
  * calibration pass from the layer's own output where it could (LayerStats.sample.outputSquares; else one product
- * taken before pruning) and Δ written by the pruning, so no copy of the dense weight is kept. Undefined when the weight has no such layout
- * (Conv, Transposes in between, other dtypes, grouped statistics): the canonical path runs.
+ * taken before pruning) and Δ written by the pruning, so no copy of the dense weight is kept. Undefined when the
+ * weight has no such layout (Conv, Transposes in between, other dtypes, grouped statistics): the canonical path runs.
  */
 async function pruneStoredScored(
   ctx: MethodContext<SparsityRecipe>,
@@ -270,8 +297,8 @@ async function pruneStoredScored(
 ): Promise<LayerReport | undefined> {
   if (w.op === 'Conv') return undefined;
   const layout = storedLayout(w, target.m);
-  const t = layout && storedFloat32Tensor(ctx.model, w);
-  if (!layout || !t) return undefined;
+  const stored = layout && storedFloatTensor(ctx.model, w);
+  if (!layout || !stored) return undefined;
   const stats = criterion === 'wanda' || ctx.hasCalibration ? await statsFor(ctx, w, buffers) : undefined;
   if (criterion === 'wanda' && !stats) {
     throw new InputError('calibration-required', `${criterion} needs calibration statistics for ${w.name}`);
@@ -279,9 +306,7 @@ async function pruneStoredScored(
   if (stats && stats.groups !== 1) return undefined;
   const { N, K } = w;
   const transB = w.op === 'Gemm' && !!w.transB;
-  const v = buffers.get('weights', N * K);
-  const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  readTensorBytesInto(ctx.model, t, 0, bytes);
+  const v = buffers.readWeight(ctx.model, stored, N * K);
   const sample = stats?.sample;
   const y = sample && buffers.get('outputs', sample.rows * N);
   const squares = (b: Float32Array) => outputSquaresOnRows(sample!.x[0], sample!.rows, K, b, N, transB, y);
@@ -289,7 +314,7 @@ async function pruneStoredScored(
   const delta = sample && buffers.get('delta', N * K);
   const c = pruneNMScored(v, layout, target.n, criterion === 'wanda' ? stats!.xNorm[0] : undefined, delta);
   const violations = countNMViolationsStrided(v, layout, target.n);
-  storeRewrittenBytes(ctx.model, t, bytes, true);
+  buffers.writeWeight(ctx.model, stored, v);
   const num = delta ? await squares(delta) : 0;
   ctx.release(w);
   return {
@@ -303,10 +328,11 @@ async function pruneStoredScored(
 }
 
 /**
- * SparseGPT on a MatMul (or Gemm without transB) weight stored as fp32 [K][N]: that layout is the Wᵀ the kernel
- * works on, so it runs on the stored values in place (sparseGpt `transposed`) — no canonical copy, no transposes in
- * or out — and reports the layer error from the sweep. Undefined when the weight has no such layout (Conv,
- * Transposes in between, other dtypes, grouped statistics): the canonical path runs.
+ * SparseGPT on a MatMul (or Gemm without transB) weight stored as fp32, fp16 or bf16 [K][N] (2-byte floats decoded
+ * into a reused fp32 buffer and encoded back): that layout is the Wᵀ the kernel works on, so it runs on the stored
+ * values in place (sparseGpt `transposed`) — no canonical copy, no transposes in or out — and reports the layer error
+ * from the sweep. Undefined when the weight has no such layout (Conv, Transposes in between, other dtypes, grouped
+ * statistics): the canonical path runs.
  */
 async function pruneStoredSparseGpt(
   ctx: MethodContext<SparsityRecipe>,
@@ -319,15 +345,13 @@ async function pruneStoredSparseGpt(
   const nm = 'n' in target ? target : undefined;
   const layout = storedLayout(w, nm ? nm.m : 1);
   if (!layout || layout.outer !== 1 || layout.inner !== w.N) return undefined;
-  const t = storedFloat32Tensor(ctx.model, w);
-  if (!t) return undefined;
+  const stored = storedFloatTensor(ctx.model, w);
+  if (!stored) return undefined;
   const { N, K } = w;
   const stats = await statsFor(ctx, w, buffers);
   if (!stats) throw new InputError('calibration-required', `sparsegpt needs calibration statistics for ${w.name}`);
   if (stats.groups !== 1) return undefined;
-  const v = buffers.get('weights', N * K);
-  const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-  readTensorBytesInto(ctx.model, t, 0, bytes);
+  const v = buffers.readWeight(ctx.model, stored, N * K);
   const h = stats.hessian?.[0];
   if (!h) throw new Error(`sparsegpt: no Hessian for ${w.name}`);
   const r = ctx.recipe;
@@ -341,9 +365,8 @@ async function pruneStoredSparseGpt(
     // no V = U⁻¹ and no ‖W·V‖² product; missing (e.g. an LM head past the pass), sparseGpt computes it.
     referenceTrace: stats.outputTraces?.get(w.name),
     transposed: true,
-    // The model keeps the dense weight until storeRewrittenBytes below: the error re-reads it instead of a copy.
-    original: (k0, k1, out) =>
-      readTensorBytesInto(ctx.model, t, k0 * N * 4, new Uint8Array(out.buffer, out.byteOffset, (k1 - k0) * N * 4)),
+    // The model keeps the dense weight until writeWeight below: the error re-reads (decodes) it instead of a copy.
+    original: (k0, k1, out) => buffers.readWeightRange(ctx.model, stored, k0 * N, out.subarray(0, (k1 - k0) * N)),
     mask: false,
     workspace: buffers,
     factors: buffers.sparseGptFactors,
@@ -360,7 +383,7 @@ async function pruneStoredSparseGpt(
   });
   const zeros = countZeros32(v);
   const violations = nm ? countNMViolationsStrided(v, layout, nm.n) : 0;
-  storeRewrittenBytes(ctx.model, t, bytes, true);
+  buffers.writeWeight(ctx.model, stored, v);
   ctx.release(w);
   const row: LayerReport = {
     ...layerIdentity(w, target, 'sparsegpt'),
