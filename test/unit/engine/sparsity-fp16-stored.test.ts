@@ -42,9 +42,9 @@ function weightBits(dtype: Half, rows: number, cols: number, seed: number, strid
   const conv = dtype === 'float16' ? floatToHalfBits : floatToBfloatBits;
   const bits = Uint16Array.from(randomFloats(rows * cols, seed), (v) => conv(v * 0.5));
   const b = BITS[dtype];
-  // Group i of the column (MatMul) or row (Gemm) `line`, its members `stride` apart.
+  // Group i of the column (MatMul [K][N]) or row (Gemm [N][K], Conv [O][C·kh·kw]) `line`, its members `stride` apart.
   const group = (i: number, line: number, values: number[]) => {
-    const at = stride === 1 ? line * cols + 4 * i : 4 * i * cols + line;
+    const at = stride === cols ? 4 * i * cols + line : line * cols + 4 * i * stride;
     values.forEach((v, j) => (bits[at + j * stride] = v));
   };
   const half = conv(0.25);
@@ -70,13 +70,16 @@ const SMALL: Shape = { K: 64, H: 256 };
 const UP = 'onnx::MatMul_123';
 const DOWN = 'model.layers.0.mlp.down_proj.weight';
 
+const CONV = 'backbone.conv1.weight';
+
 /**
  * x [batch, K] → /model/layers.0/mlp/up_proj/MatMul (UP [K][H]) → Relu → /model/layers.0/mlp/down_proj/Gemm
  * (DOWN [K][H], transB = 1) → y. fp16 computes in fp16 (Casts at the ends); bf16 weights sit behind Casts to
  * float32 (ONNX Runtime's CPU EP has no bf16 MatMul). `transposed` stores each weight transposed behind a
- * Transpose node instead (the canonical path's reference).
+ * Transpose node instead (the canonical path's reference). `conv` adds img → /backbone/conv1/Conv (CONV
+ * [512][256][3][3], N:M along input channels) → z, for the direct calls only.
  */
-function mlp(dtype: Half, s: Shape, transposed: boolean, nonFinite: boolean): LoadedModel {
+function mlp(dtype: Half, s: Shape, transposed: boolean, nonFinite: boolean, conv = false): LoadedModel {
   const b = new GraphBuilder({ opset: 17 });
   b.input('x', 'float32', ['batch', s.K]);
   let h = dtype === 'float16' ? b.node('Cast', ['x'], { to: 10 }) : 'x';
@@ -96,6 +99,12 @@ function mlp(dtype: Half, s: Shape, transposed: boolean, nonFinite: boolean): Lo
   if (dtype === 'float16') h = b.node('Cast', [h], { to: 1 });
   b.node('Identity', [h], {}, { output: 'y' });
   b.output('y', 'float32', ['batch', s.K]);
+  if (conv) {
+    b.input('img', dtype, [1, 256, 8, 8]);
+    const w = b.initializer(CONV, dtype, [512, 256, 3, 3], weightBits(dtype, 512, 256 * 9, 9, 9, nonFinite));
+    b.node('Conv', ['img', w], { pads: [1, 1, 1, 1] }, { name: '/backbone/conv1/Conv', output: 'z' });
+    b.output('z', dtype, [1, 512, 8, 8]);
+  }
   return b.build();
 }
 
@@ -122,14 +131,14 @@ function initializer(m: LoadedModel, name: string) {
   return m.proto.graph!.initializer.find((t) => t.name === name)!;
 }
 
-test('fp16/bf16 magnitude N:M in the stored layout (in memory, lazily read, external) writes the canonical bytes', async () => {
+test('fp16/bf16 magnitude N:M in the stored layout (MatMul, Gemm, Conv; in memory, lazily read, external) writes the canonical bytes', async () => {
   const dir = tempDir('fp16-stored-');
   try {
     for (const dtype of ['float16', 'bfloat16'] as const) {
       const inline = join(dir, `${dtype}.onnx`);
-      await saveModel(mlp(dtype, BIG, false, true), inline);
+      await saveModel(mlp(dtype, BIG, false, true, true), inline);
       const external = join(dir, `${dtype}-ext.onnx`);
-      await saveModel(mlp(dtype, BIG, false, true), external, { externalData: { sizeThreshold: 0 } });
+      await saveModel(mlp(dtype, BIG, false, true, true), external, { externalData: { sizeThreshold: 0 } });
 
       // The canonical path's steps, as pruneOne takes them.
       const ref = await loadModel(inline, { lazyMinBytes: Infinity });
@@ -153,6 +162,7 @@ test('fp16/bf16 magnitude N:M in the stored layout (in memory, lazily read, exte
         [
           [UP, 5],
           [DOWN, 5],
+          [CONV, 5],
         ],
       );
 
