@@ -31,8 +31,7 @@ import {
   type MatMulNBitsWeights,
 } from '../quant/matmulnbits.js';
 import { quantizePackKN4Rows } from '../quant/fast-kn.js';
-import { readTensorBytesInto, residentRawData, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
-import { halfTable } from '../onnx/floats.js';
+import { readFloatsInto, residentRawData, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { replaceBlocker, replaceWithQuantized, setAccuracyLevel, type Format } from '../quant/replace.js';
 import { layerRoute, settleQdqOpset } from '../quant/opset-route.js';
@@ -188,7 +187,8 @@ export function recordShape(plan: AccuracyPlan, q: QuantizedMatrix | MatMulNBits
  * main-graph initializer (no Cast/Transpose/Reshape in between), one quantization block at a time — the input of the
  * fused fast path. fp32 bytes in memory and 4-byte aligned are used where they are; otherwise (unaligned raw_data,
  * weights still in the model file or in external data, fp16) each block is read into one small reused buffer (fp16
- * widened exactly through a 65536-entry table), so a large model never gets a fresh copy of its weights.
+ * through a reused byte buffer, widened exactly by readFloatsInto), so a large model never gets a fresh copy of its
+ * weights.
  */
 function storedKNRows(ctx: MethodContext, w: WeightRef, block: number, scratch: KNScratch) {
   if (w.via.length || (w.dtype !== 'float32' && w.dtype !== 'float16') || w.storeGraphPath !== '') return undefined;
@@ -204,26 +204,19 @@ function storedKNRows(ctx: MethodContext, w: WeightRef, block: number, scratch: 
     return (k0: number) => ({ data: all, base: k0 * N });
   }
   if (!scratch.rows || scratch.rows.length < block * N) scratch.rows = new Float32Array(block * N);
-  const rows = scratch.rows;
-  if (width === 4)
-    return (k0: number, k1: number) => {
-      readTensorBytesInto(ctx.model, t, k0 * N * 4, new Uint8Array(rows.buffer, 0, (k1 - k0) * N * 4));
-      return { data: rows, base: 0 };
-    };
-  if (!scratch.half || scratch.half.length < block * N) scratch.half = new Uint16Array(block * N);
-  const half = scratch.half;
-  const table = halfTable();
+  if (width === 2 && (!scratch.bytes || scratch.bytes.length < 2 * block * N))
+    scratch.bytes = new Uint8Array(2 * block * N);
+  const { rows, bytes } = scratch;
   return (k0: number, k1: number) => {
-    const n = (k1 - k0) * N;
-    readTensorBytesInto(ctx.model, t, k0 * N * 2, new Uint8Array(half.buffer, 0, n * 2));
-    for (let i = 0; i < n; i++) rows[i] = table[half[i]];
+    readFloatsInto(ctx.model, t, k0 * N, rows.subarray(0, (k1 - k0) * N), bytes);
     return { data: rows, base: 0 };
   };
 }
 
 interface KNScratch {
   rows?: Float32Array;
-  half?: Uint16Array;
+  /** fp16 blocks as stored, before readFloatsInto widens them into `rows`. */
+  bytes?: Uint8Array;
 }
 
 /** Whether the fused [K][N] → MatMulNBits kernel implements this spec. */
