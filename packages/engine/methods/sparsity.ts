@@ -408,6 +408,9 @@ async function run(ctx: MethodContext<SparsityRecipe>): Promise<MethodResult> {
     ctx.progress({ fraction: i / total, layer: { index: i, total, name: w.name } });
     layers.push(await pruneOne(ctx, w, buffers));
   }
+  // Let go of the largest layer's buffers (weights, Δ, raw bytes: ~250 MB at a 32000×768 head) before the write and
+  // evaluation stages allocate on top of them.
+  buffers.drop();
   const unverified = layers.filter((l) => l.patternVerified === false).map((l) => l.name);
   if (unverified.length) throw new Error(`N:M check failed after pruning: ${unverified.join(', ')}`);
   const result: MethodResult = {
