@@ -12,9 +12,9 @@
 //    "lowRank": {"rankRatio": 0.1, "saliency": "whitened", "quantize": false}, "format": "matmulnbits"}
 import { InputError, type LayerReport } from '../job-parts.js';
 import type { LoadedModel } from '../onnx/loaded.js';
-import { readWeightMatrix, storedTensorOf, type WeightRef } from '../onnx/weights.js';
-import { isStoredFloat, readFloatsInto, tensorByteLength, tensorDtype } from '../onnx/tensor.js';
-import { storedLayout } from '../math/sparsity-stored.js';
+import { readWeightMatrix, type WeightRef } from '../onnx/weights.js';
+import { readFloatsInto, tensorByteLength } from '../onnx/tensor.js';
+import { storedFloatTensor, storedLayout } from '../math/sparsity-stored.js';
 import { transposeCountNonFinite } from '../math/transpose.js';
 import { nonFiniteCount } from '../report/sizes.js';
 import { Type, type Static } from 'typebox';
@@ -244,12 +244,12 @@ export function readCanonical(
   ws: Workspace,
 ): { weights: Float32Array; nonFinite: number } {
   const { N, K } = w;
-  const t = w.op !== 'Conv' && storedLayout(w, 1) ? storedTensorOf(model, w) : undefined;
-  const dtype = t && tensorDtype(t);
-  if (!t || !dtype || !isStoredFloat(dtype) || tensorByteLength(t) !== (dtype === 'float32' ? 4 : 2) * N * K) {
+  const stored = w.op !== 'Conv' && storedLayout(w, 1) ? storedFloatTensor(model, w) : undefined;
+  if (!stored || tensorByteLength(stored.tensor) !== (stored.dtype === 'float32' ? 4 : 2) * N * K) {
     const weights = readWeightMatrix(model, w);
     return { weights, nonFinite: nonFiniteIn(weights) };
   }
+  const { tensor: t, dtype } = stored;
   const out = ws.f32('weights', N * K);
   const rows = Math.max(1, Math.min(K, Math.floor(READ_CHUNK_BYTES / (4 * N))));
   const raw = dtype === 'float32' ? undefined : ws.u8('read bytes', 2 * rows * N);

@@ -470,16 +470,6 @@ function checkReadable(w: WeightRef): void {
     throw new OnnxError('invalid-argument', `weight '${w.name}' has no static matrix layout: ${w.reason ?? 'unknown'}`);
 }
 
-/**
- * The dense tensor (initializer or Constant) that readWeightMatrix reads `w` from, found the same way, for readers of
- * its stored bytes that skip the canonical copy; undefined for a sparse initializer.
- */
-export function storedTensorOf(model: LoadedModel, w: WeightRef): TensorProto | undefined {
-  checkReadable(w);
-  const def = locateStore(model, w);
-  return def.kind === 'sparse' ? undefined : def.tensor;
-}
-
 export function readWeightMatrix(model: LoadedModel, w: WeightRef): Float32Array {
   checkReadable(w);
   const def = locateStore(model, w);
