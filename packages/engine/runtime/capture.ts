@@ -17,7 +17,8 @@
 //            (2/n)·Σ‖Y‖² = tr(W·H·Wᵀ), the layer error's denominator, which SparseGPT would otherwise compute as
 //            ‖W·V‖² with V = U⁻¹ (~N·K² GEMM flops per layer); a few flops per output of a MatMul the pass runs anyway
 // Activations that are not float32 (fp16, bf16, fp64) are Cast to float32 first, so every reduction runs and
-// accumulates in fp32 on the session's execution provider; the runner then sums batches in float64.
+// accumulates in fp32 on the session's execution provider (outTr: see outputRows); the runner then sums batches in
+// float64.
 // Conv patches are built in the graph too: a depthwise Conv with one-hot filters (group = C, C·kh·kw outputs, the
 // layer's own strides/pads/dilations/auto_pad) copies every input pixel under each kernel tap to its own channel, so
 // its output is exactly the im2col matrix (multiplications by 1 and 0 are exact) in the layout of the layer's Conv,
@@ -51,9 +52,10 @@ export interface StatsRequest {
   sampleRows?: number;
   /**
    * MatMuls Y = X·W reading this activation as their first input and a weight as their second, whose ‖Y‖² over the
-   * sampled rows the capture graph returns (LayerStats.sample.outputSquares), and with `hessian` also over every row
-   * (LayerStats.outputTraces). Only with sampleRows or hessian; only where the activation is float32 and the MatMul
-   * runs in the pass anyway (calibration.ts drops the others). @defaultValue none
+   * sampled rows the capture graph returns (LayerStats.sample.outputSquares; only where the activation is float32),
+   * and with `hessian` also over every row (LayerStats.outputTraces; row sums Cast to float32 where Y is not). Only with
+   * sampleRows or hessian; only where the MatMul runs in the pass anyway (calibration.ts drops the others).
+   * @defaultValue none
    */
   outputs?: { weight: string; value: string; N: number }[];
 }
@@ -142,7 +144,7 @@ export function appendStatistics(model: LoadedModel, reqs: StatsRequest[]): Appe
       if (req.hessian) out.hessian = gramTiles(e, rows!, req);
       if (req.sampleRows) out.sample = e.output(e.sampleRows(rows!, req.conv ? 1 : 0, req.sampleRows), 1);
       if (req.sampleRows && req.outputs?.length && x === req.activation) out.outputSq = outputSquares(e, req);
-      if (req.hessian && !req.conv && req.outputs?.length && x === req.activation) out.outputTrace = outputRows(e, req);
+      if (req.hessian && !req.conv && req.outputs?.length) out.outputTrace = outputRows(e, req, x !== req.activation);
       outputs.set(req.key, out);
     }
   } catch (err) {
@@ -191,16 +193,22 @@ function outputSquares(e: Emitter, req: StatsRequest): NonNullable<CaptureOutput
 
 /**
  * Σ_j Y[t, j]² per row t of each consumer MatMul's output Y = X·W (reshaped [T, N]) over the whole batch: reduced
- * along the contiguous last axis (ORT's fast path), N terms per fp32 sum; the T row sums are added in float64.
+ * along the contiguous last axis (ORT's fast path), N terms per fp32 sum; the T row sums are added in float64. With
+ * `cast` (X, hence Y, not float32: an fp16 model) Y is reduced as it is, along axis -1 (no Reshape), and the row
+ * sums are Cast to float32: a Cast or Reshape reading Y makes ONNX Runtime 1.29 (CPU) run the fp16 MatMuls it
+ * otherwise runs in fp32 with fp16 kernels (250M16 SparseGPT: calibrate 14.5 → 22 s), while ReduceSumSquare has no
+ * fp16 CPU kernel, so it joins the fp32 region and reads the fp32 Y (the Cast of its output then reads fp32 too: no
+ * fp16 rounding, no overflow). An EP that reduces in fp16 may round the row sums to fp16, or overflow to ∞ (the layer
+ * error then computes the trace itself).
  */
-function outputRows(e: Emitter, req: StatsRequest): NonNullable<CaptureOutputs['outputTrace']> {
+function outputRows(e: Emitter, req: StatsRequest, cast: boolean): NonNullable<CaptureOutputs['outputTrace']> {
   return req.outputs!.map((o) => {
-    const rows = e.node('Reshape', [o.value, e.int64([-1, o.N])]);
-    return {
-      weight: o.weight,
-      name: e.output(e.reduceSumSquare(rows, [1]), TensorProto_DataType.FLOAT),
-      value: o.value,
-    };
+    const rows =
+      cast && e.opset >= 11
+        ? e.reduceSumSquare(o.value, [-1])
+        : e.reduceSumSquare(e.node('Reshape', [o.value, e.int64([-1, o.N])]), [1]);
+    const sums = cast ? e.node('Cast', [rows], { to: TensorProto_DataType.FLOAT }) : rows;
+    return { weight: o.weight, name: e.output(sums, TensorProto_DataType.FLOAT), value: o.value };
   });
 }
 
@@ -262,7 +270,7 @@ class Emitter {
   private n = 0;
   constructor(
     private readonly model: LoadedModel,
-    private readonly opset: number,
+    readonly opset: number,
   ) {}
 
   private name(base: string): string {

@@ -770,14 +770,21 @@ test('later passes start from their cut, fed what the first pass fetched there: 
   }
 });
 
-/** A PyTorch-exported-like block: q/k/v on one input, o_proj, an MLP and an LM head last (weights `onnx::MatMul_*`). */
-function torchNamedModel(): LoadedModel {
+/**
+ * A PyTorch-exported-like block: q/k/v on one input, o_proj, an MLP and an LM head last (weights `onnx::MatMul_*`),
+ * in fp32 or fp16 (weights, input and every value).
+ */
+function torchNamedModel(dt: 'float32' | 'float16' = 'float32'): LoadedModel {
   const b = new GraphBuilder({ opset: 17 });
-  b.input('input', 'float32', ['batch', 'seq', 16]);
+  b.input('input', dt, ['batch', 'seq', 16]);
   let id = 101;
+  const init = (name: string, K: number, N: number, seed: number) => {
+    const v = randn(K * N, seed, 0.3);
+    b.initializer(name, dt, [K, N], dt === 'float16' ? float32ToFloat16(v) : v);
+  };
   const mm = (x: string, path: string, K: number, N: number) => {
     const w = `onnx::MatMul_${id}`;
-    b.initializer(w, 'float32', [K, N], randn(K * N, id++, 0.3));
+    init(w, K, N, id++);
     return b.node('MatMul', [x, w], {}, { name: `${path}/MatMul`, output: `${path}/MatMul_output_0` });
   };
   const [q, k, v] = ['q', 'k', 'v'].map((p) => mm('input', `/model/layers.0/self_attn/${p}_proj`, 16, 24));
@@ -791,8 +798,8 @@ function torchNamedModel(): LoadedModel {
   const u = b.node('Relu', [mm(o, '/model/layers.0/mlp/up_proj', 16, 32)], {}, { output: '/model/Relu_1_output_0' });
   const d = b.node('Tanh', [mm(u, '/model/layers.0/mlp/down_proj', 32, 16)], {}, { output: '/model/norm/output_0' });
   b.node('MatMul', [d, `onnx::MatMul_${id}`], {}, { name: '/lm_head/MatMul', output: 'logits' });
-  b.initializer(`onnx::MatMul_${id}`, 'float32', [16, 40], randn(16 * 40, id, 0.3));
-  b.output('logits', 'float32', ['batch', 'seq', 40]);
+  init(`onnx::MatMul_${id}`, 16, 40, id);
+  b.output('logits', dt, ['batch', 'seq', 40]);
   return b.build();
 }
 
@@ -908,4 +915,76 @@ test('layerRelativeError with the pass’s tr(W·H·Wᵀ) (LayerStats.outputTrac
   const quarter = (await layerRelativeError(ref, stats(new Map([[ref.name, 4 * trace]])), w, after))!;
   assert.ok(Math.abs(quarter - want / 2) < 1e-5 * want, `${quarter} vs ${want / 2}`);
   assert.equal(await layerRelativeError(ref, stats(new Map([['other', 4 * trace]])), w, after), measured);
+});
+
+test('fp16 model (PyTorch names): x_k, H and tr(W·H·Wᵀ) of every reader the pass runs equal float64 sums over the fp16 activations and MatMul outputs', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stats-'));
+  try {
+    const model = torchNamedModel('float16');
+    const ws = discoverWeights(model).filter((w) => w.op === 'MatMul');
+    const [B, S] = [7, 5];
+    const x: DataArray = { dtype: 'float16', dims: [B, S, 16], data: float32ToFloat16(randn(B * S * 16, 94)) };
+    const ds = dataset('input', x);
+    const ranges = planBatches(B, 3).ranges;
+    const { c } = collector(model, dir, { dataset: ds, ranges, maxHessianBytes: 1 << 20 });
+    for (const w of ws) c.add({ ...statsRequestFor(model, w, true), outputs: [consumerOutput(model, w)!] });
+    // The reference: the fp16 activations and MatMul outputs fetched as graph outputs, reduced in float64.
+    const acts = [...new Set(ws.map((w) => w.activation!))].filter((a) => a !== 'input');
+    const outs = ws.slice(0, 6).map((w) => consumerOutput(model, w)!.value);
+    const opened = await openStatsSession(model, [...acts, ...outs], dir, ['cpu']);
+    const ref = new Map<string, { sq: Float64Array; h: Float64Array; rows: number }>();
+    try {
+      for (const batch of batches(ds, ranges)) {
+        const r = await opened.session.run(feedsOf(batch.inputs), [...acts, ...outs]);
+        const values: [string, ort.Tensor][] = [
+          [
+            'input',
+            new ort.Tensor('float16', batch.inputs.get('input')!.data as Uint16Array, batch.inputs.get('input')!.dims),
+          ],
+        ];
+        for (const n of [...acts, ...outs]) values.push([n, r[n]]);
+        for (const [name, t] of values) {
+          assert.equal(t.type, 'float16', name);
+          const v = toFloat32(t);
+          const K = t.dims[t.dims.length - 1];
+          let a = ref.get(name);
+          if (!a) ref.set(name, (a = { sq: new Float64Array(K), h: new Float64Array(K * K), rows: 0 }));
+          for (let row = 0; row < v.length / K; row++)
+            for (let i = 0; i < K; i++) {
+              const xi = v[row * K + i];
+              a.sq[i] += xi * xi;
+              for (let j = 0; j < K; j++) a.h[i * K + j] += xi * v[row * K + j];
+            }
+          a.rows += v.length / K;
+        }
+      }
+    } finally {
+      await opened.session.release();
+    }
+    for (const w of ws) {
+      const s = await c.get(w.activation!);
+      const want = ref.get(w.activation!)!;
+      assert.equal(s.tokens, B * S);
+      // ONNX Runtime computes this graph's Add/Relu/Tanh in fp32 and drops their Casts back to fp16 where only the
+      // reductions read them (they read the fp32 value): up to half a fp16 ulp per element, ~2.4e-4, on the
+      // intermediate activations. The model input is the fp16 data itself: fp32 rounding only.
+      const tol = w.activation === 'input' ? 1e-6 : 2e-3;
+      const h = want.h.map((v) => (v * 2) / want.rows);
+      assert.ok(maxRelDiff(s.hessian![0], h) < tol, `${w.name}: H differs by ${maxRelDiff(s.hessian![0], h)}`);
+      const xn = want.sq.map((v) => Math.sqrt(v / want.rows));
+      assert.ok(maxRelDiff(s.xNorm[0], xn) < tol, `${w.name}: x_k differs by ${maxRelDiff(s.xNorm[0], xn)}`);
+      // tr(W·H·Wᵀ) = (2/n)·Σ‖Y‖² from the reader's own output, fp16 like X (not for the LM head past the pass).
+      const trace = s.outputTraces?.get(w.name);
+      const y = ref.get(consumerOutput(model, w)!.value);
+      if (!y) {
+        assert.equal(trace, undefined, w.name);
+        continue;
+      }
+      const wantTrace = (2 / y.rows) * y.sq.reduce((a, v) => a + v, 0);
+      assert.ok(trace !== undefined, `${w.name}: no output trace from the pass`);
+      assert.ok(Math.abs(trace - wantTrace) < tol * wantTrace, `${w.name}: ${trace} vs ${wantTrace}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
