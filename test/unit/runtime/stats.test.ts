@@ -29,6 +29,7 @@ import { float32ToFloat16 } from '../../../packages/engine/onnx/floats.js';
 import type { Dataset, DataArray } from '../../../packages/engine/data/types.js';
 import { InputError } from '../../../packages/engine/job.js';
 import { mlp, randn } from '../sparsity/models.js';
+import { hessianF64, outputErrorF64 } from '../math/rng.js';
 
 const dataset = (name: string, a: DataArray): Dataset => ({
   inputs: new Map([[name, a]]),
@@ -881,27 +882,12 @@ test('layerRelativeError with the pass’s tr(W·H·Wᵀ) (LayerStats.outputTrac
   const [T, N, K] = [50, 24, 96]; // N·K·K over the JS route's limit at 2N rows and under it at N: both routes met
   const x = randn(T * K, 3);
   const w = randn(N * K, 4);
-  const h = new Float64Array(K * K);
-  for (let t = 0; t < T; t++)
-    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) h[i * K + j] += (2 / T) * x[t * K + i] * x[t * K + j];
+  const h = hessianF64(x, T, K);
   let trace = 0; // tr(W·H·Wᵀ) in float64
   for (let n = 0; n < N; n++)
     for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) trace += w[n * K + i] * h[i * K + j] * w[n * K + j];
   const after = w.map((v, i) => (i % 4 < 2 ? 0 : v));
-  let num = 0; // ‖X(W − Ŵ)ᵀ‖² and ‖XWᵀ‖² in float64
-  let den = 0;
-  for (let t = 0; t < T; t++)
-    for (let n = 0; n < N; n++) {
-      let y = 0;
-      let d = 0;
-      for (let k = 0; k < K; k++) {
-        y += x[t * K + k] * w[n * K + k];
-        d += x[t * K + k] * (w[n * K + k] - after[n * K + k]);
-      }
-      num += d * d;
-      den += y * y;
-    }
-  const want = Math.sqrt(num / den);
+  const want = outputErrorF64(x, T, w, after, N, K); // ‖X(W − Ŵ)ᵀ‖ / ‖XWᵀ‖ in float64
   const ref = { name: 'onnx::MatMul_123', N, K } as unknown as Parameters<typeof layerRelativeError>[0];
   const stats = (traces?: Map<string, number>) =>
     ({ hessian: [h], ...(traces ? { outputTraces: traces } : {}) }) as unknown as Parameters<
