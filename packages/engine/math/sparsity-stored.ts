@@ -191,12 +191,6 @@ export function storedFloatTensor(model: LoadedModel, w: WeightRef): StoredFloat
   return dtype && isStoredFloat(dtype) ? { tensor, dtype } : undefined;
 }
 
-/** The stored fp32 tensor of a weight (initializer or Constant), or undefined (sparse, other dtypes). */
-export function storedFloat32Tensor(model: LoadedModel, w: WeightRef): TensorProto | undefined {
-  const s = storedFloatTensor(model, w);
-  return s?.dtype === 'float32' ? s.tensor : undefined;
-}
-
 /**
  * The tensor `graph` itself defines as `name` (initializer or Constant), as buildScopeIndex's scope of that graph
  * resolves it (the last of inputs, initializers, sparse initializers, node outputs wins; inputs come first, so they

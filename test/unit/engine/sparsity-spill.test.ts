@@ -13,7 +13,7 @@ import { tensorBytes } from '../../../packages/engine/onnx/tensor.js';
 import { discoverWeights } from '../../../packages/engine/onnx/weights.js';
 import {
   pruneStoredMagnitudeNM,
-  storedFloat32Tensor,
+  storedFloatTensor,
   storedLayout,
 } from '../../../packages/engine/math/sparsity-stored.js';
 import { randomFloats, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
@@ -36,7 +36,7 @@ function build(): LoadedModel {
 function pruneAll(m: LoadedModel): { name: string; sparsity: number; violations: number; nonFinite: number }[] {
   return discoverWeights(m).map((w) => {
     const layout = storedLayout(w, 4)!;
-    const t = storedFloat32Tensor(m, w)!;
+    const t = storedFloatTensor(m, w)!.tensor;
     return { name: w.name, ...pruneStoredMagnitudeNM(m, t, layout, 2) };
   });
 }

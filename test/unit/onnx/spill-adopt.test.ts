@@ -15,7 +15,7 @@ import { storeRewrittenBytes, tensorBytes } from '../../../packages/engine/onnx/
 import { discoverWeights } from '../../../packages/engine/onnx/weights.js';
 import {
   pruneStoredMagnitudeNM,
-  storedFloat32Tensor,
+  storedFloatTensor,
   storedLayout,
 } from '../../../packages/engine/math/sparsity-stored.js';
 import { initializerBytes as weightsOf, randomFloats, removeDir, tempDir } from '../../helpers/onnx-fixtures.js';
@@ -39,7 +39,7 @@ function build(): LoadedModel {
 /** Prunes w0 and w1 2:4 through the spill file (they are still on disk). */
 function prune(m: LoadedModel): void {
   for (const w of discoverWeights(m).filter((x) => x.name === 'w0' || x.name === 'w1')) {
-    const r = pruneStoredMagnitudeNM(m, storedFloat32Tensor(m, w)!, storedLayout(w, 4)!, 2);
+    const r = pruneStoredMagnitudeNM(m, storedFloatTensor(m, w)!.tensor, storedLayout(w, 4)!, 2);
     assert.equal(r.violations, 0);
   }
 }
